@@ -1,0 +1,93 @@
+// Accumulator: exact gradient accumulation over a window of micro-batches.
+//
+// The whole algorithm, with its math, is in accumulator.cc. In short: every micro-batch
+// backpropagates the *sum* of its loss terms (pre-scaled by a constant), gradients add up in one
+// flat buffer, and at the window boundary the buffer is rescaled once by the window's real count
+// of samples or items, clipped, and handed to the optimizer. This gives the full-batch gradient for
+// any split of the window, including padded variable-length data and a short last window, without
+// looking at micro-batches ahead of time and without reading anything from the device until the
+// boundary.
+//
+// Usage (one optimizer step):
+//   for (const Batch& mb : window) acc.accumulate(loss_fn(model(mb.inputs), mb.targets), mb.samples, mb.items);
+//   StepReport r = acc.step();
+//
+// Invariants: between steps each trainable parameter's .grad is a view into the flat buffer; do
+// not call optimizer.zero_grad() or replace .grad yourself (step() detects it and throws).
+// Thread safety: none; one training loop owns an Accumulator.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+#include <torch/nn/module.h>
+#include <torch/optim/optimizer.h>
+
+#include "gradacc/optim/lr_schedule.h"
+
+namespace gradacc {
+
+// What the window loss is an average over.
+enum class Normalization {
+  kPerSample,  // loss = Σ per-sample losses / samples in the window (classification)
+  kPerItem,    // loss = Σ per-item losses / items in the window (tokens that are not padding)
+};
+
+struct AccumulatorOptions {
+  Normalization normalization = Normalization::kPerSample;
+  double max_grad_norm = 0.0;       // clip the window gradient to this L2 norm; 0 = no clipping
+  int64_t nominal_count = 1;        // expected count per window: micro-batch losses are pre-scaled
+                                    // by 1/nominal_count so gradients keep a natural magnitude
+  AccumulatorOptions& normalization_(Normalization n) { normalization = n; return *this; }
+  AccumulatorOptions& max_grad_norm_(double v) { max_grad_norm = v; return *this; }
+  AccumulatorOptions& nominal_count_(int64_t v) { nominal_count = v; return *this; }
+};
+
+// What one optimizer step did; the loss and norm are the only values read from the device.
+struct StepReport {
+  int64_t step = 0;         // 1-based count of optimizer steps taken, this one included
+  double loss = 0.0;        // window loss: Σ loss terms / count (not the last micro-batch's)
+  double grad_norm = 0.0;   // L2 norm of the exact window gradient before clipping
+  double clip_coef = 1.0;   // factor clipping applied (1 = not clipped)
+  double lr = 0.0;          // learning rate used for this update
+  int64_t samples = 0, items = 0, micro_batches = 0;
+};
+
+class Accumulator {
+ public:
+  // `schedule` may be null (the optimizer's own lr stays). The module's trainable parameters must
+  // share one dtype and device. Throws std::invalid_argument on bad options.
+  Accumulator(torch::nn::Module& model, torch::optim::Optimizer& optimizer, const LrSchedule* schedule,
+              AccumulatorOptions options);
+
+  // Backpropagates one micro-batch. `loss_sum` is the unreduced sum of its loss terms (0-dim);
+  // `samples` and `items` are its counts (items == samples for classification).
+  void accumulate(const at::Tensor& loss_sum, int64_t samples, int64_t items);
+
+  // Ends the window: exact normalization, clipping, optimizer update, zeroed buffer.
+  // Throws std::logic_error for a window with nothing in it.
+  StepReport step();
+
+  // A copy of the exact gradient of the open window (normalized by its real count, not clipped),
+  // flat in parameter order. For tests and verification: it costs a copy.
+  at::Tensor window_gradient() const;
+
+  int64_t steps_taken() const { return steps_; }
+  // The flat gradient buffer (all .grad tensors are views of it). For tests and communication.
+  const at::Tensor& flat_grad() const { return flat_grad_; }
+
+ private:
+  std::vector<at::Tensor> params_;
+  torch::optim::Optimizer& optimizer_;
+  const LrSchedule* schedule_;
+  AccumulatorOptions options_;
+  at::Tensor flat_grad_;    // one contiguous buffer holding every gradient
+  at::Tensor window_loss_;  // Σ loss terms of the open window, on the device (float64)
+  double pre_scale_;        // 1 / nominal_count
+  int64_t window_count() const;  // samples or items of the open window, per the normalization
+  int64_t window_samples_ = 0, window_items_ = 0, window_micro_batches_ = 0;
+  int64_t steps_ = 0;
+};
+
+}  // namespace gradacc

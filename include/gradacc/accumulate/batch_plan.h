@@ -1,0 +1,60 @@
+// BatchPlan: the four numbers of a data-parallel, accumulated batch, resolved and checked.
+//
+//   global_batch = micro_batch × accumulation_steps × world_size
+//
+// Users name any consistent subset (DeepSpeed semantics: any two of global, micro and
+// accumulation give the third; world size defaults to 1). `resolve` fills in the rest or throws
+// PlanError naming the fields and numbers that do not fit. A resolved plan always satisfies the
+// identity above with every field ≥ 1.
+//
+// Thread safety: plain values; no shared state.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+
+namespace gradacc {
+
+// Thrown for a plan that cannot be resolved; what() is one line naming fields and numbers.
+class PlanError : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+
+// What the user asked for. Unset fields are derived.
+struct BatchPlanRequest {
+  std::optional<int64_t> global_batch;
+  std::optional<int64_t> micro_batch;
+  std::optional<int64_t> accumulation_steps;
+  std::optional<int64_t> world_size;
+};
+
+struct BatchPlan {
+  int64_t global_batch = 1;
+  int64_t micro_batch = 1;
+  int64_t accumulation_steps = 1;
+  int64_t world_size = 1;
+
+  // Samples one rank sees per optimizer step.
+  int64_t rank_batch() const { return micro_batch * accumulation_steps; }
+
+  static BatchPlan resolve(const BatchPlanRequest& request);
+};
+
+// How an epoch of `dataset_size` samples splits into optimizer steps ("windows") under a plan.
+struct EpochLayout {
+  int64_t full_windows = 0;         // windows holding exactly global_batch samples
+  int64_t partial_window_size = 0;  // samples in the last, short window (0: none)
+  bool partial_dropped = false;     // the short window is skipped (option `drop`)
+  int64_t windows() const { return full_windows + ((partial_window_size > 0 && !partial_dropped) ? 1 : 0); }
+  // Micro-batches in the short window (the last one may itself be short).
+  int64_t partial_micro_batches(const BatchPlan& plan) const;
+
+  static EpochLayout of(const BatchPlan& plan, int64_t dataset_size, bool drop_partial);
+};
+
+std::string describe(const BatchPlan& plan);
+
+}  // namespace gradacc
