@@ -1,0 +1,61 @@
+// Datasets held in memory, and the micro-batch they hand to the training step.
+//
+// A Batch carries its own counts so that normalization never has to look at the data again:
+//   samples — examples in the batch;
+//   items   — loss terms that count (targets != kIgnoreIndex): equal to `samples` for
+//             classification, the number of real (unpadded) tokens for language models.
+// Both are computed on the host while the batch is assembled, so the accumulator can normalize
+// without reading anything back from the device.
+//
+// Thread safety: a Dataset is immutable after construction; `gather` may be called concurrently.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+namespace gradacc {
+
+// Target value that contributes nothing to the loss (padding), as in PyTorch's cross_entropy.
+constexpr int64_t kIgnoreIndex = -100;
+
+struct Batch {
+  at::Tensor inputs;   // [B, ...] model input
+  at::Tensor targets;  // [B] class ids, or [B, T] token ids with kIgnoreIndex at padded positions
+  int64_t samples = 0;
+  int64_t items = 0;
+  Batch to(const at::Device& device) const;
+};
+
+class Dataset {
+ public:
+  virtual ~Dataset() = default;
+  virtual int64_t size() const = 0;
+  // Assembles the examples at `indices` (in that order) into one batch.
+  virtual Batch gather(const std::vector<int64_t>& indices) const = 0;
+  // Number of classes the model must predict (vocabulary size for text).
+  virtual int64_t num_classes() const = 0;
+};
+
+// Fixed-shape examples with one class label each (images, feature vectors).
+class TensorDataset : public Dataset {
+ public:
+  // inputs: [N, ...] float; labels: [N] int64 in [0, num_classes).
+  TensorDataset(at::Tensor inputs, at::Tensor labels, int64_t num_classes);
+  int64_t size() const override { return inputs_.size(0); }
+  Batch gather(const std::vector<int64_t>& indices) const override;
+  int64_t num_classes() const override { return num_classes_; }
+  const at::Tensor& inputs() const { return inputs_; }
+  const at::Tensor& labels() const { return labels_; }
+  // The first n examples (for quick runs and tests).
+  std::shared_ptr<TensorDataset> head(int64_t n) const;
+
+ private:
+  at::Tensor inputs_, labels_;
+  int64_t num_classes_;
+};
+
+}  // namespace gradacc

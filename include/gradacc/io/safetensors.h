@@ -1,0 +1,40 @@
+// safetensors files: the weight format Python's `safetensors` and PyTorch users read directly.
+//
+// Layout: u64 little-endian header length, a JSON header {name: {dtype, shape, data_offsets}},
+// optional "__metadata__" of string pairs, then the raw little-endian tensor bytes.
+//
+// Writes are atomic: a temporary file beside the target is written, flushed, fsync'ed and renamed,
+// so a crash never leaves a half-written file under the target name. Reads validate the header
+// (JSON, dtypes, shapes against byte ranges, ranges inside the file, no overlaps) and throw
+// FormatError — one line naming the file and the defect — instead of loading garbage.
+#pragma once
+
+#include <map>
+#include <stdexcept>
+#include <string>
+
+#include <ATen/core/Tensor.h>
+#include <torch/nn/module.h>
+
+namespace gradacc {
+
+class FormatError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+using TensorMap = std::map<std::string, at::Tensor>;
+using StringMap = std::map<std::string, std::string>;
+
+void save_safetensors(const std::string& path, const TensorMap& tensors, const StringMap& metadata = {});
+// Loads every tensor (on the CPU). `metadata`, when given, receives the "__metadata__" pairs.
+TensorMap load_safetensors(const std::string& path, StringMap* metadata = nullptr);
+
+// A module's parameters and buffers under their registered names ("conv1.weight", ...).
+TensorMap module_state(const torch::nn::Module& module);
+void save_module(const std::string& path, const torch::nn::Module& module, const StringMap& metadata = {});
+// Copies a file's tensors into the module. Every parameter and buffer must be present with the
+// same shape, and the file may hold nothing else; otherwise FormatError names the first mismatch.
+void load_module(const std::string& path, torch::nn::Module& module);
+
+}  // namespace gradacc

@@ -1,0 +1,34 @@
+// Per-optimizer-step logging: one JSON object per line (JSONL), flushed after every line so a
+// crash loses at most the step in flight and `tail -f` shows progress.
+//
+// Fields: step, epoch, loss (the window's item-weighted mean), lr, grad_norm (pre-clip),
+// clip_coef, samples, items, micro_batches, seconds (wall time of the step), samples_per_s.
+#pragma once
+
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "gradacc/accumulate/accumulator.h"
+
+namespace gradacc {
+
+class StepLog {
+ public:
+  // Empty path: no file. Throws std::runtime_error naming the path when it cannot be created.
+  explicit StepLog(const std::string& path);
+  ~StepLog();
+  StepLog(const StepLog&) = delete;
+  StepLog& operator=(const StepLog&) = delete;
+
+  void write(const StepReport& report, int64_t epoch, double seconds);
+  // An extra record (e.g. {"event": "eval", ...}) in the same stream.
+  void write_raw(const std::string& json_line);
+
+ private:
+  std::FILE* file_ = nullptr;
+};
+
+std::string step_json(const StepReport& report, int64_t epoch, double seconds);
+
+}  // namespace gradacc

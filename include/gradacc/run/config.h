@@ -1,0 +1,66 @@
+// TrainConfig: everything a training or verification run needs, from flags and/or a JSON file.
+//
+// JSON keys follow DeepSpeed / Hugging Face where they mean the same thing:
+//   train_batch_size, train_micro_batch_size_per_gpu, gradient_accumulation_steps, gradient_clipping,
+//   and an "optimizer": {"type": "AdamW", "params": {"lr", "weight_decay", "betas", "eps", "momentum"}}
+//   block; plus gradacc's own flat keys (model, norm, data, lr, schedule, warmup, ...; see
+//   docs/config.md). Unknown keys and wrong types are errors, never ignored.
+#pragma once
+
+#include <optional>
+#include <stdexcept>
+#include <string>
+
+#include "gradacc/accumulate/batch_plan.h"
+#include "gradacc/model/models.h"
+#include "gradacc/optim/lr_schedule.h"
+#include "gradacc/optim/optimizer.h"
+
+namespace gradacc {
+
+class ConfigError : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+
+struct TrainConfig {
+  ModelSpec model;
+  std::string data = "fashion-mnist";  // "fashion-mnist" or "fashion-mnist:DIR"
+  int64_t train_limit = 0;             // use only the first N training examples (0 = all)
+  BatchPlanRequest batch;
+  OptimizerOptions optimizer;
+  ScheduleKind schedule = ScheduleKind::kConstant;
+  std::optional<int64_t> warmup;      // optimizer steps; unset: 5% of the run for cosine/linear, else 0
+  double min_lr = 0.0;
+  double clip = 0.0;                   // max global gradient norm, 0 = off
+  std::optional<int64_t> steps;        // optimizer steps, or
+  std::optional<int64_t> epochs;       // passes over the data (default 1)
+  uint64_t seed = 0;
+  bool shuffle = true;
+  bool drop_partial = false;           // the short last window: rescale (default) or drop
+  std::string log_path, init_path, save_path;
+  int threads = 0;                     // 0 = LibTorch's default
+  std::string device = "cpu";
+};
+
+// Applies the keys of a JSON config file on top of `config`. Throws ConfigError (one line naming
+// the file and key) for unreadable files, bad JSON, unknown keys and wrong types or values.
+void apply_config_file(const std::string& path, TrainConfig& config);
+
+// Checks values that no single key can check alone; throws ConfigError.
+void validate(const TrainConfig& config);
+
+}  // namespace gradacc
+
+namespace gradacc {
+
+// The embedded default job (`gradacc train` with no flags): the CNN with GroupNorm on
+// Fashion-MNIST, global batch 256 as 8 micro-batches of 32, AdamW with warmup and cosine decay,
+// clipping at 1.0, three epochs.
+TrainConfig default_job();
+
+// Batch defaults of the default job apply only when no batch size was given at all; a user who
+// names any of them gets exactly what they named, resolved.
+void apply_default_batch(TrainConfig& config);
+
+}  // namespace gradacc

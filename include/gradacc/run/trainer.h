@@ -1,0 +1,74 @@
+// The training loop and the `gradacc train` job built on it.
+//
+// train_steps() is the whole step, top to bottom: window → micro-batches → forward → summed loss
+// → backward into the accumulator → boundary (normalize, clip, step, schedule) → report.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <ostream>
+#include <vector>
+
+#include <torch/optim/optimizer.h>
+
+#include "gradacc/accumulate/accumulator.h"
+#include "gradacc/data/dataset.h"
+#include "gradacc/data/window_sampler.h"
+#include "gradacc/model/models.h"
+#include "gradacc/run/config.h"
+
+namespace gradacc {
+
+// Σ of cross-entropy terms over all targets that are not kIgnoreIndex. logits: [B, C] with
+// targets [B], or [B, T, C] with targets [B, T]. Summed, not averaged: the accumulator divides.
+at::Tensor summed_cross_entropy(const at::Tensor& logits, const at::Tensor& targets);
+
+struct Workload {
+  std::shared_ptr<Dataset> train, test;
+};
+// Loads the data named by config.data (throws DataError or ConfigError).
+Workload load_workload(const TrainConfig& config);
+
+// Where the loop stands: the next window to run. Advances across epochs.
+struct LoopPosition {
+  int64_t epoch = 0;
+  int64_t window = 0;
+};
+
+using StepCallback = std::function<void(const StepReport&, int64_t epoch, double seconds)>;
+
+// Runs `steps` optimizer steps from `position` (updated in place).
+std::vector<StepReport> train_steps(Network& model, Accumulator& accumulator, const Dataset& data,
+                                    const WindowSampler& sampler, int64_t steps, const at::Device& device,
+                                    LoopPosition& position, const StepCallback& on_step = {});
+
+// Fraction of examples whose arg-max logit is the label (model in eval mode, no gradients).
+double evaluate_accuracy(Network& model, const Dataset& data, const at::Device& device, int64_t batch = 1000);
+
+// Everything a run is made of, built from a config: seeded model (or --init weights), optimizer,
+// schedule, sampler, accumulator options. Shared by `train` and `verify`.
+struct RunSetup {
+  BatchPlan plan;
+  int64_t total_steps = 0;
+  at::Device device = at::kCPU;
+  AccumulatorOptions accumulator;
+  LrScheduleOptions schedule;
+  WindowSamplerOptions sampler;
+};
+RunSetup make_run_setup(const TrainConfig& config, const Dataset& train);
+std::shared_ptr<Network> make_seeded_model(const TrainConfig& config, int64_t num_classes);
+
+// One-line warning when a BatchNorm model accumulates over >1 micro-batch; empty otherwise.
+std::string batchnorm_warning(const TrainConfig& config, const BatchPlan& plan);
+
+struct TrainSummary {
+  BatchPlan plan;
+  int64_t steps = 0;
+  double seconds = 0.0;
+  double final_loss = 0.0;
+  double test_accuracy = 0.0;
+};
+// `gradacc train`: trains, logs JSONL, reports test accuracy, saves weights. Messages go to `out`.
+TrainSummary run_training(const TrainConfig& config, std::ostream& out);
+
+}  // namespace gradacc

@@ -1,0 +1,188 @@
+// gradacc command line: a thin layer over the library. Every error ends in one line on stderr and
+// exit status 2; --help prints usage and exits 0.
+#include <unistd.h>
+
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "gradacc/accumulate/batch_plan.h"
+#include "gradacc/run/config.h"
+#include "gradacc/run/trainer.h"
+#include "gradacc/run/verify.h"
+
+namespace {
+
+using namespace gradacc;
+
+// Flag values as given; only the ones the user set override the config file.
+struct Flags {
+  std::string config, model, norm, data, optimizer, schedule, shuffle, partial, log, init, save, device;
+  std::optional<int64_t> global_batch, micro_batch, accum, world_size, warmup, steps, epochs, seed, train_limit, threads;
+  std::optional<double> lr, weight_decay, momentum, min_lr, clip;
+  bool nesterov = false;
+};
+
+void add_batch_flags(CLI::App& cmd, Flags& f) {
+  cmd.add_option("--global-batch", f.global_batch, "samples per optimizer step over all ranks (train_batch_size)");
+  cmd.add_option("--micro-batch", f.micro_batch, "samples per forward/backward pass (train_micro_batch_size_per_gpu)");
+  cmd.add_option("--accum", f.accum, "micro-batches per optimizer step (gradient_accumulation_steps)");
+}
+
+void add_run_flags(CLI::App& cmd, Flags& f) {
+  cmd.add_option("--config", f.config, "JSON config file (flags override its keys)");
+  cmd.add_option("--model", f.model, "mlp | cnn");
+  cmd.add_option("--norm", f.norm, "CNN normalization: batch | group | layer | none");
+  cmd.add_option("--data", f.data, "fashion-mnist or fashion-mnist:DIR");
+  cmd.add_option("--train-limit", f.train_limit, "use only the first N training examples");
+  add_batch_flags(cmd, f);
+  cmd.add_option("--optimizer", f.optimizer, "sgd | adam | adamw");
+  cmd.add_option("--lr", f.lr, "peak learning rate");
+  cmd.add_option("--weight-decay", f.weight_decay, "weight decay");
+  cmd.add_option("--momentum", f.momentum, "SGD momentum");
+  cmd.add_flag("--nesterov", f.nesterov, "SGD with Nesterov momentum");
+  cmd.add_option("--schedule", f.schedule, "constant | cosine | linear (counted in optimizer steps)");
+  cmd.add_option("--warmup", f.warmup, "linear warmup, in optimizer steps");
+  cmd.add_option("--min-lr", f.min_lr, "learning rate the decay ends at");
+  cmd.add_option("--clip", f.clip, "clip the window gradient to this global L2 norm (0 = off)");
+  cmd.add_option("--steps", f.steps, "optimizer steps to run");
+  cmd.add_option("--epochs", f.epochs, "passes over the training data");
+  cmd.add_option("--seed", f.seed, "seed for weights and shuffling");
+  cmd.add_option("--shuffle", f.shuffle, "on | off");
+  cmd.add_option("--partial", f.partial, "last short window: rescale | drop");
+  cmd.add_option("--threads", f.threads, "intra-op threads (default: all cores)");
+  cmd.add_option("--device", f.device, "cpu | cuda");
+  cmd.add_option("--init", f.init, "start from these weights (safetensors)");
+}
+
+TrainConfig build_config(const Flags& f) {
+  TrainConfig c = default_job();
+  if (!f.config.empty()) apply_config_file(f.config, c);
+  auto set_str = [](const std::string& v, std::string& dst) { if (!v.empty()) dst = v; };
+  set_str(f.model, c.model.name);
+  if (!f.norm.empty()) {
+    try { c.model.norm = parse_norm(f.norm); } catch (const std::invalid_argument& e) { throw ConfigError(fmt::format("--norm: {}", e.what())); }
+  }
+  set_str(f.data, c.data);
+  set_str(f.optimizer, c.optimizer.name);
+  if (!f.schedule.empty()) {
+    try { c.schedule = parse_schedule(f.schedule); } catch (const std::invalid_argument& e) { throw ConfigError(fmt::format("--schedule: {}", e.what())); }
+  }
+  if (!f.shuffle.empty()) {
+    if (f.shuffle != "on" && f.shuffle != "off") throw ConfigError(fmt::format("--shuffle must be on or off, got '{}'", f.shuffle));
+    c.shuffle = f.shuffle == "on";
+  }
+  if (!f.partial.empty()) {
+    if (f.partial != "rescale" && f.partial != "drop") throw ConfigError(fmt::format("--partial must be rescale or drop, got '{}'", f.partial));
+    c.drop_partial = f.partial == "drop";
+  }
+  set_str(f.log, c.log_path);
+  set_str(f.init, c.init_path);
+  set_str(f.save, c.save_path);
+  set_str(f.device, c.device);
+  if (f.global_batch) c.batch.global_batch = f.global_batch;
+  if (f.micro_batch) c.batch.micro_batch = f.micro_batch;
+  if (f.accum) c.batch.accumulation_steps = f.accum;
+  if (f.world_size) c.batch.world_size = f.world_size;
+  if (f.lr) c.optimizer.lr = *f.lr;
+  if (f.weight_decay) c.optimizer.weight_decay = *f.weight_decay;
+  if (f.momentum) c.optimizer.momentum = *f.momentum;
+  if (f.nesterov) c.optimizer.nesterov = true;
+  if (f.warmup) c.warmup = *f.warmup;
+  if (f.min_lr) c.min_lr = *f.min_lr;
+  if (f.clip) c.clip = *f.clip;
+  if (f.steps) { c.steps = f.steps; c.epochs.reset(); }
+  if (f.epochs) { c.epochs = f.epochs; if (!f.steps) c.steps.reset(); }
+  if (f.seed) {
+    if (*f.seed < 0) throw ConfigError(fmt::format("--seed must be ≥ 0, got {}", *f.seed));
+    c.seed = static_cast<uint64_t>(*f.seed);
+  }
+  if (f.train_limit) c.train_limit = *f.train_limit;
+  if (f.threads) c.threads = static_cast<int>(*f.threads);
+  apply_default_batch(c);
+  validate(c);
+  return c;
+}
+
+int cmd_plan(const Flags& f, int64_t dataset_size, const std::string& partial) {
+  if (!partial.empty() && partial != "rescale" && partial != "drop") {
+    throw ConfigError(fmt::format("--partial must be rescale or drop, got '{}'", partial));
+  }
+  const BatchPlan p = BatchPlan::resolve({f.global_batch, f.micro_batch, f.accum, f.world_size});
+  const EpochLayout e = EpochLayout::of(p, dataset_size, partial == "drop");
+  fmt::print("global batch        {}\n", p.global_batch);
+  fmt::print("micro-batch         {}\n", p.micro_batch);
+  fmt::print("accumulation steps  {}\n", p.accumulation_steps);
+  fmt::print("world size          {}\n", p.world_size);
+  fmt::print("data set            {} samples\n", dataset_size);
+  fmt::print("windows per epoch   {} ({} full", e.windows(), e.full_windows);
+  if (e.partial_window_size == 0) fmt::print(", no partial window)\n");
+  else if (e.partial_dropped) fmt::print("; a partial window of {} samples is dropped)\n", e.partial_window_size);
+  else fmt::print(" + 1 partial)\n");
+  if (e.partial_window_size > 0 && !e.partial_dropped) {
+    fmt::print("last window         {} samples in {} micro-batch(es) per rank, rescaled by its real size\n",
+               e.partial_window_size, e.partial_micro_batches(p));
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"gradacc: exact, fast gradient accumulation on LibTorch"};
+  app.require_subcommand(1);
+  Flags flags;
+
+  auto* train = app.add_subcommand("train", "train a model (defaults: CNN + GroupNorm on Fashion-MNIST, 8 × 32)");
+  add_run_flags(*train, flags);
+  train->add_option("--log", flags.log, "write one JSON line per optimizer step to this file");
+  train->add_option("--save", flags.save, "save final weights (safetensors)");
+
+  auto* verify = app.add_subcommand("verify", "check accumulated training against full-batch training");
+  add_run_flags(*verify, flags);
+  VerifyOptions vo;
+  bool as_json = false;
+  verify->add_flag("--json", as_json, "print one JSON object");
+  verify->add_option("--weight-tol", vo.weight_tolerance, "tolerance on max |Δweight|");
+  verify->add_option("--loss-tol", vo.loss_tolerance, "tolerance on the relative loss difference per step");
+
+  auto* plan = app.add_subcommand("plan", "resolve and print a batch plan");
+  add_batch_flags(*plan, flags);
+  plan->add_option("--world-size", flags.world_size, "data-parallel ranks");
+  int64_t dataset_size = 60000;
+  std::string plan_partial;
+  plan->add_option("--dataset-size", dataset_size, "samples per epoch (default: Fashion-MNIST's 60000)");
+  plan->add_option("--partial", plan_partial, "last short window: rescale | drop");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    std::cout << app.help();
+    return 0;
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) {  // --help on a subcommand
+      return app.exit(e);
+    }
+    std::cerr << "gradacc: error: " << e.what() << "\n";
+    return 2;
+  }
+
+  try {
+    if (plan->parsed()) return cmd_plan(flags, dataset_size, plan_partial);
+    TrainConfig config = build_config(flags);
+    if (train->parsed()) {
+      run_training(config, std::cout);
+      return 0;
+    }
+    // --steps is K, the steps to compare; the LR schedule stays that of the configured run.
+    vo.steps = flags.steps.value_or(5);
+    if (flags.steps) config.steps.reset();
+    const VerifyResult r = run_verify(config, vo);
+    std::cout << (as_json ? verify_json(r, vo) + "\n" : verify_text(r, vo));
+    return r.pass ? 0 : 1;
+  } catch (const std::exception& e) {
+    std::cerr << "gradacc: error: " << e.what() << "\n";
+    return 2;
+  }
+}

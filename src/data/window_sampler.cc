@@ -1,0 +1,81 @@
+#include "gradacc/data/window_sampler.h"
+
+#include <fmt/format.h>
+
+#include <numeric>
+
+namespace gradacc {
+namespace {
+
+uint64_t splitmix64(uint64_t& state) {
+  uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+// Uniform integer in [0, bound) without modulo bias (Lemire's multiply-and-reject).
+uint64_t bounded(uint64_t& state, uint64_t bound) {
+  unsigned __int128 m = static_cast<unsigned __int128>(splitmix64(state)) * bound;
+  auto low = static_cast<uint64_t>(m);
+  if (low < bound) {
+    const uint64_t threshold = -bound % bound;
+    while (low < threshold) {
+      m = static_cast<unsigned __int128>(splitmix64(state)) * bound;
+      low = static_cast<uint64_t>(m);
+    }
+  }
+  return static_cast<uint64_t>(m >> 64);
+}
+
+}  // namespace
+
+WindowSampler::WindowSampler(int64_t dataset_size, BatchPlan plan, WindowSamplerOptions options)
+    : dataset_size_(dataset_size),
+      plan_(plan),
+      options_(options),
+      layout_(EpochLayout::of(plan, dataset_size, options.drop_partial)) {
+  if (options_.rank < 0 || options_.rank >= plan_.world_size) {
+    throw PlanError(fmt::format("rank {} is outside world_size {}", options_.rank, plan_.world_size));
+  }
+}
+
+std::vector<int64_t> WindowSampler::epoch_order(int64_t epoch) const {
+  std::vector<int64_t> order(dataset_size_);
+  std::iota(order.begin(), order.end(), 0);
+  if (!options_.shuffle) return order;
+  // One stream per (seed, epoch): the same on every rank, different every epoch.
+  uint64_t state = options_.seed * 0x2545f4914f6cdd1dULL + static_cast<uint64_t>(epoch) + 1;
+  for (int64_t i = dataset_size_ - 1; i > 0; --i) {
+    std::swap(order[i], order[bounded(state, static_cast<uint64_t>(i) + 1)]);
+  }
+  return order;
+}
+
+Window WindowSampler::window(const std::vector<int64_t>& order, int64_t epoch, int64_t index) const {
+  if (index < 0 || index >= layout_.windows()) {
+    throw std::out_of_range(fmt::format("window {} of an epoch with {} windows", index, layout_.windows()));
+  }
+  Window w;
+  w.epoch = epoch;
+  w.index = index;
+  const int64_t begin = index * plan_.global_batch;
+  w.global_samples = std::min(plan_.global_batch, dataset_size_ - begin);
+
+  // This rank's slice: equal shares of the window, the last ranks' shares may come up short.
+  const bool full = w.global_samples == plan_.global_batch;
+  const int64_t share = full ? plan_.rank_batch() : (w.global_samples + plan_.world_size - 1) / plan_.world_size;
+  const int64_t micro_count = full ? plan_.accumulation_steps : (share + plan_.micro_batch - 1) / plan_.micro_batch;
+  const int64_t slice_begin = std::min(begin + options_.rank * share, begin + w.global_samples);
+  const int64_t slice_end = std::min(slice_begin + share, begin + w.global_samples);
+
+  w.micro_batches.resize(micro_count);
+  for (int64_t m = 0; m < micro_count; ++m) {
+    const int64_t lo = std::min(slice_begin + m * plan_.micro_batch, slice_end);
+    const int64_t hi = std::min(lo + plan_.micro_batch, slice_end);
+    w.micro_batches[m].assign(order.begin() + lo, order.begin() + hi);
+  }
+  return w;
+}
+
+}  // namespace gradacc

@@ -1,0 +1,49 @@
+#include "gradacc/log/step_log.h"
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+namespace gradacc {
+
+StepLog::StepLog(const std::string& path) {
+  if (path.empty()) return;
+  file_ = std::fopen(path.c_str(), "w");
+  if (!file_) throw std::runtime_error(fmt::format("cannot write log file {}: {}", path, std::strerror(errno)));
+}
+
+StepLog::~StepLog() {
+  if (file_) std::fclose(file_);
+}
+
+std::string step_json(const StepReport& r, int64_t epoch, double seconds) {
+  nlohmann::ordered_json j;
+  j["step"] = r.step;
+  j["epoch"] = epoch;
+  j["loss"] = r.loss;
+  j["lr"] = r.lr;
+  j["grad_norm"] = r.grad_norm;
+  j["clip_coef"] = r.clip_coef;
+  j["samples"] = r.samples;
+  j["items"] = r.items;
+  j["micro_batches"] = r.micro_batches;
+  j["seconds"] = seconds;
+  j["samples_per_s"] = seconds > 0 ? static_cast<double>(r.samples) / seconds : 0.0;
+  return j.dump();
+}
+
+void StepLog::write(const StepReport& report, int64_t epoch, double seconds) {
+  write_raw(step_json(report, epoch, seconds));
+}
+
+void StepLog::write_raw(const std::string& line) {
+  if (!file_) return;
+  std::fputs(line.c_str(), file_);
+  std::fputc('\n', file_);
+  std::fflush(file_);
+}
+
+}  // namespace gradacc

@@ -1,0 +1,121 @@
+#include "gradacc/model/models.h"
+
+#include <stdexcept>
+
+#include <ATen/ops/relu.h>
+#include <ATen/ops/max_pool2d.h>
+#include <fmt/format.h>
+#include <torch/nn/modules/batchnorm.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/normalization.h>
+
+namespace gradacc {
+
+NormKind parse_norm(const std::string& name) {
+  if (name == "batch") return NormKind::kBatch;
+  if (name == "group") return NormKind::kGroup;
+  if (name == "layer") return NormKind::kLayer;
+  if (name == "none") return NormKind::kNone;
+  throw std::invalid_argument(fmt::format("unknown normalization '{}' (expected batch, group, layer or none)", name));
+}
+
+std::string to_string(NormKind kind) {
+  switch (kind) {
+    case NormKind::kBatch: return "batch";
+    case NormKind::kGroup: return "group";
+    case NormKind::kLayer: return "layer";
+    case NormKind::kNone: return "none";
+  }
+  return "?";
+}
+
+namespace {
+
+// 784 → 256 → 128 → classes, ReLU between.
+class Mlp : public Network {
+ public:
+  explicit Mlp(int64_t in_features, int64_t classes)
+      : fc1_(register_module("fc1", torch::nn::Linear(in_features, 256))),
+        fc2_(register_module("fc2", torch::nn::Linear(256, 128))),
+        fc3_(register_module("fc3", torch::nn::Linear(128, classes))) {}
+
+  at::Tensor forward(const at::Tensor& x) override {
+    at::Tensor h = x.flatten(1);
+    h = at::relu(fc1_->forward(h));
+    h = at::relu(fc2_->forward(h));
+    return fc3_->forward(h);
+  }
+
+ private:
+  torch::nn::Linear fc1_, fc2_, fc3_;
+};
+
+// A normalization slot over `channels` feature maps; kNone registers nothing.
+class NormSlot {
+ public:
+  NormSlot(torch::nn::Module& owner, const std::string& name, NormKind kind, int64_t channels) : kind_(kind) {
+    switch (kind) {
+      case NormKind::kBatch:
+        batch_ = owner.register_module(name, torch::nn::BatchNorm2d(channels));
+        break;
+      case NormKind::kGroup:  // 8 groups: statistics per example and group of channels
+        group_ = owner.register_module(name, torch::nn::GroupNorm(torch::nn::GroupNormOptions(8, channels)));
+        break;
+      case NormKind::kLayer:  // one group: statistics per example over (C, H, W), per-channel affine
+        group_ = owner.register_module(name, torch::nn::GroupNorm(torch::nn::GroupNormOptions(1, channels)));
+        break;
+      case NormKind::kNone:
+        break;
+    }
+  }
+  at::Tensor operator()(const at::Tensor& x) {
+    if (kind_ == NormKind::kBatch) return batch_->forward(x);
+    if (kind_ == NormKind::kNone) return x;
+    return group_->forward(x);
+  }
+
+ private:
+  NormKind kind_;
+  torch::nn::BatchNorm2d batch_{nullptr};
+  torch::nn::GroupNorm group_{nullptr};
+};
+
+// conv(1→16) norm relu pool → conv(16→32) norm relu pool → fc(1568→128) relu → fc(128→classes).
+class Cnn : public Network {
+ public:
+  Cnn(NormKind norm, int64_t classes)
+      : norm_kind_(norm),
+        conv1_(register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(1, 16, 3).padding(1)))),
+        norm1_(*this, "norm1", norm, 16),
+        conv2_(register_module("conv2", torch::nn::Conv2d(torch::nn::Conv2dOptions(16, 32, 3).padding(1)))),
+        norm2_(*this, "norm2", norm, 32),
+        fc1_(register_module("fc1", torch::nn::Linear(32 * 7 * 7, 128))),
+        fc2_(register_module("fc2", torch::nn::Linear(128, classes))) {}
+
+  at::Tensor forward(const at::Tensor& x) override {
+    at::Tensor h = at::max_pool2d(at::relu(norm1_(conv1_->forward(x))), 2);  // 16×14×14
+    h = at::max_pool2d(at::relu(norm2_(conv2_->forward(h))), 2);              // 32×7×7
+    h = at::relu(fc1_->forward(h.flatten(1)));
+    return fc2_->forward(h);
+  }
+  bool uses_batch_statistics() const override { return norm_kind_ == NormKind::kBatch && is_training(); }
+
+ private:
+  NormKind norm_kind_;
+  torch::nn::Conv2d conv1_;
+  NormSlot norm1_;
+  torch::nn::Conv2d conv2_;
+  NormSlot norm2_;
+  torch::nn::Linear fc1_, fc2_;
+};
+
+}  // namespace
+
+std::shared_ptr<Network> make_model(const ModelSpec& spec, int64_t num_classes) {
+  if (spec.name == "mlp") return std::make_shared<Mlp>(28 * 28, num_classes);
+  if (spec.name == "cnn") return std::make_shared<Cnn>(spec.norm, num_classes);
+  throw std::invalid_argument(fmt::format("unknown model '{}' (expected mlp or cnn)", spec.name));
+}
+
+}  // namespace gradacc

@@ -1,0 +1,180 @@
+#include "gradacc/run/trainer.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+
+#include <ATen/ops/argmax.h>
+#include <ATen/ops/cross_entropy_loss.h>
+#include <ATen/Parallel.h>
+#include <fmt/format.h>
+#include <torch/csrc/autograd/grad_mode.h>
+#include <torch/utils.h>
+
+#include "gradacc/data/fashion_mnist.h"
+#include "gradacc/io/safetensors.h"
+#include "gradacc/log/progress.h"
+#include "gradacc/log/step_log.h"
+
+namespace gradacc {
+
+at::Tensor summed_cross_entropy(const at::Tensor& logits, const at::Tensor& targets) {
+  return at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}), /*weight=*/{},
+                                at::Reduction::Sum, kIgnoreIndex);
+}
+
+Workload load_workload(const TrainConfig& c) {
+  const std::string prefix = "fashion-mnist";
+  if (c.data.rfind(prefix, 0) != 0 || (c.data.size() > prefix.size() && c.data[prefix.size()] != ':')) {
+    throw ConfigError(fmt::format("unknown data source '{}' (expected fashion-mnist or fashion-mnist:DIR)", c.data));
+  }
+  const std::string dir = c.data.size() > prefix.size() ? c.data.substr(prefix.size() + 1) : kFashionMnistDir;
+  Workload w;
+  auto train = load_fashion_mnist(dir, Split::kTrain);
+  w.train = c.train_limit > 0 ? train->head(c.train_limit) : train;
+  w.test = load_fashion_mnist(dir, Split::kTest);
+  return w;
+}
+
+std::vector<StepReport> train_steps(Network& model, Accumulator& accumulator, const Dataset& data,
+                                    const WindowSampler& sampler, int64_t steps, const at::Device& device,
+                                    LoopPosition& pos, const StepCallback& on_step) {
+  std::vector<StepReport> reports;
+  reports.reserve(steps);
+  model.train();
+  std::vector<int64_t> order = sampler.epoch_order(pos.epoch);
+  for (int64_t s = 0; s < steps; ++s) {
+    const auto start = std::chrono::steady_clock::now();
+    const Window window = sampler.window(order, pos.epoch, pos.window);
+
+    // Forward and backward, one micro-batch at a time: only one micro-batch of activations lives.
+    for (const std::vector<int64_t>& indices : window.micro_batches) {
+      if (indices.empty()) continue;  // this rank's share of a short window ran out
+      const Batch batch = data.gather(indices).to(device);
+      const at::Tensor logits = model.forward(batch.inputs);
+      accumulator.accumulate(summed_cross_entropy(logits, batch.targets), batch.samples, batch.items);
+    }
+    // Window boundary: exact normalization, clip, optimizer and schedule step.
+    const StepReport report = accumulator.step();
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (on_step) on_step(report, pos.epoch, seconds);
+    reports.push_back(report);
+
+    if (++pos.window == sampler.windows_per_epoch()) {
+      pos.window = 0;
+      order = sampler.epoch_order(++pos.epoch);
+    }
+  }
+  return reports;
+}
+
+double evaluate_accuracy(Network& model, const Dataset& data, const at::Device& device, int64_t batch) {
+  torch::NoGradGuard no_grad;
+  const bool was_training = model.is_training();
+  model.eval();
+  int64_t correct = 0;
+  std::vector<int64_t> idx;
+  for (int64_t start = 0; start < data.size(); start += batch) {
+    idx.clear();
+    for (int64_t i = start; i < std::min(start + batch, data.size()); ++i) idx.push_back(i);
+    const Batch b = data.gather(idx).to(device);
+    correct += at::argmax(model.forward(b.inputs), -1).eq(b.targets).sum().item<int64_t>();
+  }
+  model.train(was_training);
+  return static_cast<double>(correct) / static_cast<double>(data.size());
+}
+
+RunSetup make_run_setup(const TrainConfig& c, const Dataset& train) {
+  validate(c);
+  RunSetup r;
+  r.plan = BatchPlan::resolve(c.batch);
+  r.sampler = WindowSamplerOptions{c.shuffle, c.seed, c.drop_partial, 0};
+  const EpochLayout layout = EpochLayout::of(r.plan, train.size(), c.drop_partial);
+  r.total_steps = c.steps ? *c.steps : c.epochs.value_or(1) * layout.windows();
+  if (c.device == "cuda") {
+#ifdef GRADACC_WITH_CUDA
+    r.device = at::Device(at::kCUDA);
+#else
+    throw ConfigError("device 'cuda' needs a build with GRADACC_CUDA=ON");
+#endif
+  }
+  // Pre-scale by the samples of a full window: per-sample windows then need no rescale at all.
+  r.accumulator = AccumulatorOptions()
+                      .normalization_(Normalization::kPerSample)
+                      .max_grad_norm_(c.clip)
+                      .nominal_count_(r.plan.global_batch);
+  const int64_t default_warmup = c.schedule == ScheduleKind::kConstant ? 0 : r.total_steps / 20;
+  r.schedule = LrScheduleOptions{c.schedule, c.optimizer.lr, c.warmup.value_or(default_warmup), r.total_steps, c.min_lr};
+  return r;
+}
+
+std::shared_ptr<Network> make_seeded_model(const TrainConfig& c, int64_t num_classes) {
+  torch::manual_seed(c.seed);
+  auto model = make_model(c.model, num_classes);
+  if (!c.init_path.empty()) load_module(c.init_path, *model);
+  return model;
+}
+
+std::string batchnorm_warning(const TrainConfig& c, const BatchPlan& plan) {
+  if (c.model.norm != NormKind::kBatch || c.model.name != "cnn" || plan.accumulation_steps == 1) return "";
+  return fmt::format(
+      "warning: BatchNorm normalizes each micro-batch of {} with that micro-batch's own mean and variance, "
+      "so accumulating {} micro-batches is not the same as training on batches of {} (and its running "
+      "statistics update {} times per optimizer step); use --norm group (or layer) for exact accumulation",
+      plan.micro_batch, plan.accumulation_steps, plan.global_batch / plan.world_size, plan.accumulation_steps);
+}
+
+TrainSummary run_training(const TrainConfig& c, std::ostream& out) {
+  validate(c);
+  if (!c.save_path.empty()) {  // fail before training, not after it
+    const std::filesystem::path dir = std::filesystem::path(c.save_path).parent_path();
+    const std::string d = dir.empty() ? "." : dir.string();
+    if (!std::filesystem::is_directory(d) || ::access(d.c_str(), W_OK) != 0) {
+      throw ConfigError(fmt::format("cannot create {}: directory {} does not exist or is not writable", c.save_path, d));
+    }
+  }
+  if (c.threads > 0) at::set_num_threads(c.threads);
+  const Workload work = load_workload(c);
+  const RunSetup setup = make_run_setup(c, *work.train);
+  if (const std::string w = batchnorm_warning(c, setup.plan); !w.empty()) out << w << "\n";
+
+  auto model = make_seeded_model(c, work.train->num_classes());
+  model->to(setup.device);
+  auto optimizer = make_optimizer(model->parameters(), c.optimizer);
+  const LrSchedule schedule(setup.schedule);
+  Accumulator accumulator(*model, *optimizer, &schedule, setup.accumulator);
+  const WindowSampler sampler(work.train->size(), setup.plan, setup.sampler);
+  StepLog log(c.log_path);
+
+  out << fmt::format("gradacc train: model={} norm={} data={} ({} examples) {} steps={} optimizer={} lr={}\n",
+                     c.model.name, to_string(c.model.norm), c.data, work.train->size(), describe(setup.plan),
+                     setup.total_steps, c.optimizer.name, c.optimizer.lr);
+  LoopPosition pos;
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<StepReport> reports;
+  {
+    ProgressBar bar(setup.total_steps);
+    reports = train_steps(*model, accumulator, *work.train, sampler, setup.total_steps, setup.device, pos,
+                          [&](const StepReport& r, int64_t epoch, double seconds) {
+                            log.write(r, epoch, seconds);
+                            bar.update(r.step, r.loss);
+                          });
+  }
+  TrainSummary s;
+  s.plan = setup.plan;
+  s.steps = static_cast<int64_t>(reports.size());
+  s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  s.final_loss = reports.empty() ? 0.0 : reports.back().loss;
+  s.test_accuracy = evaluate_accuracy(*model, *work.test, setup.device);
+  log.write_raw(fmt::format(R"({{"event":"eval","split":"test","accuracy":{},"examples":{}}})", s.test_accuracy,
+                            work.test->size()));
+  if (!c.save_path.empty()) {
+    save_module(c.save_path, *model, {{"model", c.model.name}, {"norm", to_string(c.model.norm)}, {"format", "pt"}});
+  }
+  out << fmt::format("trained {} optimizer steps in {:.1f} s; last window loss {:.4f}; test accuracy {:.4f}\n", s.steps,
+                     s.seconds, s.final_loss, s.test_accuracy);
+  return s;
+}
+
+}  // namespace gradacc
