@@ -1,0 +1,129 @@
+#include "gradacc/io/safetensors.h"
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include <ATen/ops/arange.h>
+#include <ATen/ops/randn.h>
+#include <gtest/gtest.h>
+#include <torch/utils.h>
+
+#include "gradacc/model/models.h"
+
+namespace gradacc {
+namespace {
+
+std::string temp_path(const std::string& name) {
+  return (std::filesystem::temp_directory_path() / ("gradacc_st_" + std::to_string(::getpid()) + "_" + name)).string();
+}
+
+TEST(Safetensors, RoundTripsEveryDtypeAndMetadata) {
+  TensorMap in = {{"f32", at::randn({3, 4})},
+                  {"f64", at::randn({2}, at::kDouble)},
+                  {"bf16", at::randn({5}).to(at::kBFloat16)},
+                  {"f16", at::randn({1, 1}).to(at::kHalf)},
+                  {"i64", at::arange(7)},
+                  {"u8", at::arange(9).to(at::kByte)},
+                  {"scalar", at::randn({})},
+                  {"strided", at::randn({4, 6}).t()}};
+  const std::string path = temp_path("rt.safetensors");
+  save_safetensors(path, in, {{"model", "cnn"}});
+  StringMap meta;
+  const TensorMap out = load_safetensors(path, &meta);
+  ASSERT_EQ(out.size(), in.size());
+  for (const auto& [k, t] : in) {
+    EXPECT_EQ(out.at(k).scalar_type(), t.scalar_type()) << k;
+    EXPECT_TRUE(out.at(k).equal(t)) << k;
+  }
+  EXPECT_EQ(meta.at("model"), "cnn");
+  std::filesystem::remove(path);
+}
+
+TEST(Safetensors, ModuleRoundTripRestoresEveryWeightAndBuffer) {
+  torch::manual_seed(0);
+  auto a = make_model({"cnn", NormKind::kBatch}, 10);
+  torch::manual_seed(1);
+  auto b = make_model({"cnn", NormKind::kBatch}, 10);
+  const std::string path = temp_path("module.safetensors");
+  save_module(path, *a);
+  load_module(path, *b);
+  const TensorMap sa = module_state(*a), sb = module_state(*b);
+  EXPECT_TRUE(sa.count("norm1.running_mean"));
+  EXPECT_TRUE(sa.count("conv1.weight"));
+  for (const auto& [k, t] : sa) EXPECT_TRUE(sb.at(k).equal(t)) << k;
+
+  auto mlp = make_model({"mlp"}, 10);
+  EXPECT_THROW(load_module(path, *mlp), FormatError);  // another model's weights
+  std::filesystem::remove(path);
+}
+
+void expect_rejected(const std::string& bytes, const std::string& fragment) {
+  const std::string path = temp_path("bad.safetensors");
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+  try {
+    load_safetensors(path);
+    FAIL() << "accepted: " << fragment;
+  } catch (const FormatError& e) {
+    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+  }
+  std::filesystem::remove(path);
+}
+
+std::string with_header(const std::string& json, const std::string& data) {
+  std::string s(8, '\0');
+  for (int i = 0; i < 8; ++i) s[i] = static_cast<char>((json.size() >> (8 * i)) & 0xff);
+  return s + json + data;
+}
+
+TEST(Safetensors, RejectsCorruptFiles) {
+  expect_rejected("abc", "too short");
+  expect_rejected(std::string("\xff\xff\xff\xff\0\0\0\0", 8) + "{}", "header length");
+  expect_rejected(with_header("{not json", ""), "not valid JSON");
+  expect_rejected(with_header(R"({"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})", std::string(8, 'x')), "outside");
+  expect_rejected(with_header(R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,16]}})", std::string(16, 'x')), "16 bytes for shape");
+  expect_rejected(with_header(R"({"w":{"dtype":"Q7","shape":[1],"data_offsets":[0,1]}})", "x"), "unsupported dtype");
+  expect_rejected(with_header(R"({"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},"b":{"dtype":"U8","shape":[4],"data_offsets":[2,6]}})", std::string(6, 'x')), "overlap");
+  expect_rejected(with_header(R"({"w":{"dtype":"F32"}})", ""), "malformed");
+}
+
+TEST(Safetensors, AFailedSaveLeavesNoFileBehind) {
+  const std::string dir = temp_path("nodir") + "/sub/w.safetensors";
+  EXPECT_THROW(save_safetensors(dir, {{"x", at::randn({2})}}), FormatError);
+  EXPECT_FALSE(std::filesystem::exists(dir));
+}
+
+// The point of the format: Python users read our files with the `safetensors` package (and we read
+// theirs). Uses the project's Python (GRADACC_PYTHON, set by CTest).
+TEST(Safetensors, InteroperatesWithPythonSafetensors) {
+  const char* py = GRADACC_PYTHON;  // the venv's python, compiled in by CMake
+  ASSERT_TRUE(std::filesystem::exists(py)) << py;
+  const std::string ours = temp_path("ours.safetensors"), theirs = temp_path("theirs.safetensors");
+  torch::manual_seed(0);
+  auto model = make_model({"cnn", NormKind::kGroup}, 10);
+  save_module(ours, *model);
+  const std::string script =
+      "import sys, numpy as np\n"
+      "from safetensors.numpy import load_file, save_file\n"
+      "t = load_file(sys.argv[1])\n"
+      "out = {k + '.sum': np.array([v.astype(np.float64).sum()]) for k, v in t.items()}\n"
+      "out['names'] = np.frombuffer(','.join(sorted(t)).encode(), dtype=np.uint8).copy()\n"
+      "save_file(out, sys.argv[2])\n";
+  const std::string script_path = temp_path("interop.py");
+  std::ofstream(script_path) << script;
+  ASSERT_EQ(std::system((std::string(py) + " " + script_path + " " + ours + " " + theirs).c_str()), 0);
+  const TensorMap back = load_safetensors(theirs);
+  const TensorMap state = module_state(*model);
+  const at::Tensor names = back.at("names");
+  const std::string joined(static_cast<const char*>(names.data_ptr()), names.numel());
+  std::string expected;
+  for (const auto& [k, t] : state) expected += (expected.empty() ? "" : ",") + k;
+  EXPECT_EQ(joined, expected);
+  for (const auto& [k, t] : state) {
+    EXPECT_NEAR(back.at(k + ".sum").item<double>(), t.to(at::kDouble).sum().item<double>(), 1e-9) << k;
+  }
+  for (const auto& p : {ours, theirs, script_path}) std::filesystem::remove(p);
+}
+
+}  // namespace
+}  // namespace gradacc

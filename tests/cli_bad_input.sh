@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Every bad flag, config value or file: exactly one line on stderr, exit status 2, no file left.
+set -u
+bin="$1"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fails=0 passes=0
+
+expect_bad() {  # expect_bad "fragment of the message" args...
+  local want="$1"; shift
+  "$bin" "$@" >"$tmp/out" 2>"$tmp/err" </dev/null
+  local rc=$? lines
+  lines=$(wc -l <"$tmp/err")
+  if [ "$rc" -ne 2 ] || [ "$lines" -ne 1 ] || ! grep -qF -- "$want" "$tmp/err"; then
+    echo "FAIL: gradacc $* -> rc=$rc, $lines stderr line(s): $(head -c 300 "$tmp/err")"
+    fails=$((fails + 1))
+  else
+    passes=$((passes + 1))
+  fi
+}
+
+printf '{"train_batch_size": 64,' >"$tmp/broken.json"
+printf '{"train_batch_size": 64, "learning_rate": 0.1}' >"$tmp/unknown.json"
+printf '{"gradient_accumulation_steps": "4"}' >"$tmp/type.json"
+printf '{"norm": "instance"}' >"$tmp/norm.json"
+printf 'not a safetensors file' >"$tmp/bad.safetensors"
+mkdir -p "$tmp/fmnist"
+printf 'garbage' | gzip >"$tmp/fmnist/train-images-idx3-ubyte.gz"
+cp /usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz "$tmp/fmnist/"
+
+expect_bad "not divisible" plan --global-batch 100 --micro-batch 32
+expect_bad "does not equal" plan --global-batch 256 --micro-batch 32 --accum 4
+expect_bad "micro_batch must be a positive integer, got 0" plan --micro-batch 0 --accum 2
+expect_bad "accumulation_steps = 4 alone" plan --accum 4
+expect_bad "no batch size" plan
+expect_bad "--partial" plan --global-batch 64 --partial sometimes
+expect_bad "--micro-batch" train --micro-batch abc
+expect_bad "--bogus" train --bogus 1
+expect_bad "unknown model 'resnet'" train --model resnet
+expect_bad "unknown normalization 'instance'" train --norm instance
+expect_bad "unknown optimizer 'lion'" train --optimizer lion --steps 1 --train-limit 64
+expect_bad "unknown schedule" train --schedule step
+expect_bad "--shuffle must be on or off" train --shuffle maybe
+expect_bad "lr must be positive" train --lr -1 --steps 1 --train-limit 64
+expect_bad "either steps or epochs" train --steps 3 --epochs 1
+expect_bad "clip must be" train --clip -1
+expect_bad "not valid JSON" train --config "$tmp/broken.json"
+expect_bad "unknown key 'learning_rate'" train --config "$tmp/unknown.json"
+expect_bad "gradient_accumulation_steps" train --config "$tmp/type.json"
+expect_bad "cannot read config file" train --config "$tmp/missing.json"
+expect_bad "unknown normalization 'instance'" train --config "$tmp/norm.json"
+expect_bad "unknown data source" train --data imagenet
+expect_bad "no such file" train --data "fashion-mnist:$tmp/nowhere" --steps 1
+expect_bad "train-images-idx3-ubyte.gz" train --data "fashion-mnist:$tmp/fmnist" --steps 1
+expect_bad "bad.safetensors" train --init "$tmp/bad.safetensors" --steps 1 --train-limit 64
+expect_bad "cannot write log file" train --log "$tmp/no/such/dir/log.jsonl" --steps 1 --train-limit 64
+expect_bad "warmup = 50 steps leaves no room" train --warmup 50 --steps 10 --train-limit 640
+expect_bad "fewer than one global batch" train --train-limit 100 --partial drop --steps 1
+
+# A save into a directory that does not exist fails cleanly and leaves nothing behind.
+expect_bad "cannot create" train --steps 1 --train-limit 64 --global-batch 64 --save "$tmp/no/dir/w.safetensors"
+if ls "$tmp/no" >/dev/null 2>&1; then echo "FAIL: a failed save left files"; fails=$((fails + 1)); fi
+
+echo "cli_bad_input: $passes passed, $fails failed"
+[ "$fails" -eq 0 ]
