@@ -24,6 +24,7 @@ printf '{"train_batch_size": 64, "learning_rate": 0.1}' >"$tmp/unknown.json"
 printf '{"gradient_accumulation_steps": "4"}' >"$tmp/type.json"
 printf '{"norm": "instance"}' >"$tmp/norm.json"
 printf 'not a safetensors file' >"$tmp/bad.safetensors"
+"$bin" train --steps 1 --train-limit 64 --global-batch 64 --save "$tmp/cnn.safetensors" >/dev/null 2>&1 </dev/null
 mkdir -p "$tmp/fmnist"
 printf 'garbage' | gzip >"$tmp/fmnist/train-images-idx3-ubyte.gz"
 cp /usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz "$tmp/fmnist/"
@@ -56,6 +57,28 @@ expect_bad "bad.safetensors" train --init "$tmp/bad.safetensors" --steps 1 --tra
 expect_bad "cannot write log file" train --log "$tmp/no/such/dir/log.jsonl" --steps 1 --train-limit 64
 expect_bad "warmup = 50 steps leaves no room" train --warmup 50 --steps 10 --train-limit 640
 expect_bad "fewer than one global batch" train --train-limit 100 --partial drop --steps 1
+
+# Text data for the gpt.
+: >"$tmp/empty.txt"
+printf 'caf\xe9\n' >"$tmp/latin1.txt"
+printf 'one short document.\n' >"$tmp/tiny.txt"
+text=/usr/share/common-licenses/GPL-3
+expect_bad "the text file is empty" train --model gpt --data "text:$tmp/empty.txt" --steps 1
+expect_bad "not UTF-8 text (invalid byte 0xe9 at offset 3)" train --model gpt --data "text:$tmp/latin1.txt" --steps 1
+expect_bad "cannot open text file" train --model gpt --data "text:$tmp/none.txt" --steps 1
+expect_bad "context = 100000 is outside 1..8192" train --model gpt --data "text:$text" --context 100000 --steps 1
+expect_bad "micro-batch of 8 is larger than the training data (1 examples)" train --model gpt --data "text:$tmp/tiny.txt" --micro-batch 8 --steps 1
+expect_bad "dim = 30 is not divisible by heads = 4" train --model gpt --data "text:$text" --dim 30 --steps 1
+expect_bad "the gpt takes --norm layer or rms, not batch" train --model gpt --norm batch --data "text:$text" --steps 1
+expect_bad "text data needs --model gpt" train --model cnn --data "text:$text" --steps 1
+expect_bad "--model gpt needs --data text:PATH" train --model gpt --steps 1
+# Weights trained with a context of 32 cannot serve a model with a context of 64.
+"$bin" train --model gpt --data "text:$text" --layers 1 --heads 1 --dim 8 --context 32 --global-batch 8 --steps 1 \
+  --save "$tmp/gpt32.safetensors" >/dev/null 2>&1 </dev/null
+expect_bad "tensor 'wpe.weight' has shape 32x8, the model needs 64x8" train --model gpt --data "text:$text" --layers 1 --heads 1 --dim 8 --context 64 --steps 1 --init "$tmp/gpt32.safetensors"
+expect_bad "--temperature must be" generate --init "$tmp/gpt32.safetensors" --temperature -1
+expect_bad "--init is required" generate --prompt hi
+expect_bad "holds a cnn model" generate --init "$tmp/cnn.safetensors"
 
 # A save into a directory that does not exist fails cleanly and leaves nothing behind.
 expect_bad "cannot create" train --steps 1 --train-limit 64 --global-batch 64 --save "$tmp/no/dir/w.safetensors"

@@ -3,14 +3,16 @@
 Usage: torch_reference.py MODEL NORM WEIGHTS BATCH OUT
   WEIGHTS  safetensors written by gradacc (parameter and buffer names as documented)
   BATCH    safetensors with "inputs" and "targets"
-  OUT      receives "loss" (mean cross-entropy), "logits" and "grad.<name>" for every parameter,
-           computed the ordinary way: the whole batch in one forward/backward, in train mode.
+  OUT      receives "loss" (mean cross-entropy over non-padding targets), "logits" and
+           "grad.<name>" for every parameter, computed the ordinary way: the whole batch in one
+           forward/backward, in train mode. For gpt the sizes come from WEIGHTS' metadata.
 """
 import sys
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 
@@ -49,13 +51,64 @@ class Cnn(nn.Module):
         return self.fc2(F.relu(self.fc1(x.flatten(1))))
 
 
+def token_norm(kind, dim):
+    return nn.LayerNorm(dim, eps=1e-5) if kind == "layer" else nn.RMSNorm(dim, eps=1e-5)
+
+
+class Block(nn.Module):
+    def __init__(self, dim, heads, norm):
+        super().__init__()
+        self.heads = heads
+        self.ln_1 = token_norm(norm, dim)
+        self.attn = nn.Module()
+        self.attn.c_attn = nn.Linear(dim, 3 * dim)
+        self.attn.c_proj = nn.Linear(dim, dim)
+        self.ln_2 = token_norm(norm, dim)
+        self.mlp = nn.Module()
+        self.mlp.c_fc = nn.Linear(dim, 4 * dim)
+        self.mlp.c_proj = nn.Linear(4 * dim, dim)
+
+    def forward(self, x):
+        B, T, D = x.shape
+        q, k, v = self.attn.c_attn(self.ln_1(x)).view(B, T, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.attn.c_proj(y.transpose(1, 2).reshape(B, T, D))
+        return x + self.mlp.c_proj(F.gelu(self.mlp.c_fc(self.ln_2(x))))
+
+
+class Gpt(nn.Module):
+    def __init__(self, layers, heads, dim, context, norm, vocab=256):
+        super().__init__()
+        self.wte = nn.Embedding(vocab, dim)
+        self.wpe = nn.Embedding(context, dim)
+        self.h = nn.ModuleList([Block(dim, heads, norm) for _ in range(layers)])
+        self.ln_f = token_norm(norm, dim)
+
+    def forward(self, tokens):
+        x = self.wte(tokens) + self.wpe(torch.arange(tokens.shape[1]))
+        for block in self.h:
+            x = block(x)
+        return self.ln_f(x) @ self.wte.weight.t()  # head tied to the token embedding
+
+
+def build(model, norm, weights):
+    if model == "mlp":
+        return Mlp()
+    if model == "cnn":
+        return Cnn(norm)
+    with safe_open(weights, framework="pt") as f:
+        meta = f.metadata()
+    return Gpt(int(meta["layers"]), int(meta["heads"]), int(meta["dim"]), int(meta["context"]), norm)
+
+
 def main(model, norm, weights, batch, out):
-    net = Mlp() if model == "mlp" else Cnn(norm)
+    net = build(model, norm, weights)
     net.load_state_dict(load_file(weights), strict=True)
     net.train()
     data = load_file(batch)
     logits = net(data["inputs"])
-    loss = F.cross_entropy(logits, data["targets"])
+    # Mean over every target that is not padding (-100): tokens for text, samples otherwise.
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), data["targets"].reshape(-1), ignore_index=-100)
     loss.backward()
     result = {"loss": loss.detach().reshape(1), "logits": logits.detach()}
     for name, p in net.named_parameters():

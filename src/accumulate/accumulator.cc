@@ -76,16 +76,27 @@ Accumulator::Accumulator(torch::nn::Module& model, torch::optim::Optimizer& opti
 
 void Accumulator::accumulate(const at::Tensor& loss_sum, int64_t samples, int64_t items) {
   if (samples < 0 || items < 0) throw std::invalid_argument("micro-batch counts must be ≥ 0");
-  // Gradients of s·L_m add into the flat buffer; no host sync happens here.
-  (loss_sum * pre_scale_).backward();
-  window_loss_.add_(loss_sum.detach());
+  if (options_.normalization == Normalization::kNaiveMicroMean) {  // for comparison only
+    const at::Tensor micro_mean = loss_sum / static_cast<double>(std::max<int64_t>(items, 1));
+    (micro_mean * pre_scale_).backward();
+    window_loss_.add_(micro_mean.detach());
+  } else {
+    // Gradients of s·L_m add into the flat buffer; no host sync happens here.
+    (loss_sum * pre_scale_).backward();
+    window_loss_.add_(loss_sum.detach());
+  }
   window_samples_ += samples;
   window_items_ += items;
   ++window_micro_batches_;
 }
 
 int64_t Accumulator::window_count() const {
-  return options_.normalization == Normalization::kPerSample ? window_samples_ : window_items_;
+  switch (options_.normalization) {
+    case Normalization::kPerSample: return window_samples_;
+    case Normalization::kPerItem: return window_items_;
+    case Normalization::kNaiveMicroMean: return window_items_ > 0 ? options_.nominal_count : 0;  // f = 1
+  }
+  return 0;
 }
 
 at::Tensor Accumulator::window_gradient() const {

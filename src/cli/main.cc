@@ -9,6 +9,7 @@
 
 #include "gradacc/accumulate/batch_plan.h"
 #include "gradacc/run/config.h"
+#include "gradacc/run/generate.h"
 #include "gradacc/run/trainer.h"
 #include "gradacc/run/verify.h"
 
@@ -20,6 +21,7 @@ using namespace gradacc;
 struct Flags {
   std::string config, model, norm, data, optimizer, schedule, shuffle, partial, log, init, save, device;
   std::optional<int64_t> global_batch, micro_batch, accum, world_size, warmup, steps, epochs, seed, train_limit, threads;
+  std::optional<int64_t> layers, heads, dim, context;
   std::optional<double> lr, weight_decay, momentum, min_lr, clip;
   bool nesterov = false;
 };
@@ -32,9 +34,13 @@ void add_batch_flags(CLI::App& cmd, Flags& f) {
 
 void add_run_flags(CLI::App& cmd, Flags& f) {
   cmd.add_option("--config", f.config, "JSON config file (flags override its keys)");
-  cmd.add_option("--model", f.model, "mlp | cnn");
-  cmd.add_option("--norm", f.norm, "CNN normalization: batch | group | layer | none");
-  cmd.add_option("--data", f.data, "fashion-mnist or fashion-mnist:DIR");
+  cmd.add_option("--model", f.model, "mlp | cnn | gpt");
+  cmd.add_option("--norm", f.norm, "cnn: batch | group | layer | none; gpt: layer | rms");
+  cmd.add_option("--layers", f.layers, "gpt: transformer blocks");
+  cmd.add_option("--heads", f.heads, "gpt: attention heads");
+  cmd.add_option("--dim", f.dim, "gpt: model width");
+  cmd.add_option("--context", f.context, "gpt: longest sequence (tokens)");
+  cmd.add_option("--data", f.data, "fashion-mnist, fashion-mnist:DIR or text:PATH");
   cmd.add_option("--train-limit", f.train_limit, "use only the first N training examples");
   add_batch_flags(cmd, f);
   cmd.add_option("--optimizer", f.optimizer, "sgd | adam | adamw");
@@ -65,6 +71,10 @@ TrainConfig build_config(const Flags& f) {
     try { c.model.norm = parse_norm(f.norm); } catch (const std::invalid_argument& e) { throw ConfigError(fmt::format("--norm: {}", e.what())); }
   }
   set_str(f.data, c.data);
+  if (f.layers) c.model.layers = *f.layers;
+  if (f.heads) c.model.heads = *f.heads;
+  if (f.dim) c.model.dim = *f.dim;
+  if (f.context) c.model.context = *f.context;
   set_str(f.optimizer, c.optimizer.name);
   if (!f.schedule.empty()) {
     try { c.schedule = parse_schedule(f.schedule); } catch (const std::invalid_argument& e) { throw ConfigError(fmt::format("--schedule: {}", e.what())); }
@@ -155,6 +165,16 @@ int main(int argc, char** argv) {
   plan->add_option("--dataset-size", dataset_size, "samples per epoch (default: Fashion-MNIST's 60000)");
   plan->add_option("--partial", plan_partial, "last short window: rescale | drop");
 
+  auto* generate = app.add_subcommand("generate", "sample text from gpt weights saved by train --save");
+  GenerateOptions go;
+  int64_t gen_seed = 0;
+  generate->add_option("--init", go.weights, "weights (safetensors) from gradacc train --save")->required();
+  generate->add_option("--prompt", go.prompt, "text to continue (default: a newline)");
+  generate->add_option("--tokens", go.tokens, "bytes to generate (default 300)");
+  generate->add_option("--temperature", go.temperature, "softmax temperature; 0 = greedy (default 0.8)");
+  generate->add_option("--top-k", go.top_k, "sample among the k likeliest bytes; 0 = all (default)");
+  generate->add_option("--seed", gen_seed, "sampling seed");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
@@ -170,14 +190,22 @@ int main(int argc, char** argv) {
 
   try {
     if (plan->parsed()) return cmd_plan(flags, dataset_size, plan_partial);
+    if (generate->parsed()) {
+      if (gen_seed < 0) throw ConfigError(fmt::format("--seed must be ≥ 0, got {}", gen_seed));
+      go.seed = static_cast<uint64_t>(gen_seed);
+      std::cout << generate_text(go) << "\n";
+      return 0;
+    }
+    if (verify->parsed()) {
+      // --steps is K, the steps to compare; the LR schedule stays that of the configured run.
+      vo.steps = flags.steps.value_or(5);
+      flags.steps.reset();
+    }
     TrainConfig config = build_config(flags);
     if (train->parsed()) {
       run_training(config, std::cout);
       return 0;
     }
-    // --steps is K, the steps to compare; the LR schedule stays that of the configured run.
-    vo.steps = flags.steps.value_or(5);
-    if (flags.steps) config.steps.reset();
     const VerifyResult r = run_verify(config, vo);
     std::cout << (as_json ? verify_json(r, vo) + "\n" : verify_text(r, vo));
     return r.pass ? 0 : 1;

@@ -17,7 +17,8 @@ NormKind parse_norm(const std::string& name) {
   if (name == "group") return NormKind::kGroup;
   if (name == "layer") return NormKind::kLayer;
   if (name == "none") return NormKind::kNone;
-  throw std::invalid_argument(fmt::format("unknown normalization '{}' (expected batch, group, layer or none)", name));
+  if (name == "rms") return NormKind::kRms;
+  throw std::invalid_argument(fmt::format("unknown normalization '{}' (expected batch, group, layer, none or rms)", name));
 }
 
 std::string to_string(NormKind kind) {
@@ -26,8 +27,36 @@ std::string to_string(NormKind kind) {
     case NormKind::kGroup: return "group";
     case NormKind::kLayer: return "layer";
     case NormKind::kNone: return "none";
+    case NormKind::kRms: return "rms";
   }
   return "?";
+}
+
+NormKind ModelSpec::resolved_norm() const {
+  return norm.value_or(name == "gpt" ? NormKind::kLayer : NormKind::kGroup);
+}
+
+void ModelSpec::validate() const {
+  const NormKind n = resolved_norm();
+  if (name == "mlp") return;
+  if (name == "cnn") {
+    if (n == NormKind::kRms) throw std::invalid_argument("the cnn takes --norm batch, group, layer or none, not rms");
+    return;
+  }
+  if (name == "gpt") {
+    if (n != NormKind::kLayer && n != NormKind::kRms) {
+      throw std::invalid_argument(fmt::format("the gpt takes --norm layer or rms, not {}", to_string(n)));
+    }
+    if (layers < 1 || heads < 1 || dim < 1) {
+      throw std::invalid_argument(fmt::format("gpt sizes must be ≥ 1 (layers {}, heads {}, dim {})", layers, heads, dim));
+    }
+    if (dim % heads != 0) throw std::invalid_argument(fmt::format("dim = {} is not divisible by heads = {}", dim, heads));
+    if (context < 1 || context > kMaxContext) {
+      throw std::invalid_argument(fmt::format("context = {} is outside 1..{}", context, kMaxContext));
+    }
+    return;
+  }
+  throw std::invalid_argument(fmt::format("unknown model '{}' (expected mlp, cnn or gpt)", name));
 }
 
 namespace {
@@ -66,6 +95,7 @@ class NormSlot {
         group_ = owner.register_module(name, torch::nn::GroupNorm(torch::nn::GroupNormOptions(1, channels)));
         break;
       case NormKind::kNone:
+      case NormKind::kRms:
         break;
     }
   }
@@ -112,10 +142,13 @@ class Cnn : public Network {
 
 }  // namespace
 
+std::shared_ptr<Network> make_gpt(const ModelSpec& spec, int64_t vocab);  // gpt.cc
+
 std::shared_ptr<Network> make_model(const ModelSpec& spec, int64_t num_classes) {
+  spec.validate();
   if (spec.name == "mlp") return std::make_shared<Mlp>(28 * 28, num_classes);
-  if (spec.name == "cnn") return std::make_shared<Cnn>(spec.norm, num_classes);
-  throw std::invalid_argument(fmt::format("unknown model '{}' (expected mlp or cnn)", spec.name));
+  if (spec.name == "cnn") return std::make_shared<Cnn>(spec.resolved_norm(), num_classes);
+  return make_gpt(spec, num_classes);
 }
 
 }  // namespace gradacc

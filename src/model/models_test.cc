@@ -38,7 +38,7 @@ void compare_with_pytorch(const ModelSpec& spec, int64_t micro) {
   save_module(weights, *model);
   save_safetensors(batch, {{"inputs", b.inputs}, {"targets", b.targets}});
   const std::string cmd = fmt::format("{} {}/tests/torch_reference.py {} {} {} {} {}", GRADACC_PYTHON, GRADACC_SOURCE_DIR,
-                                      spec.name, to_string(spec.norm), weights, batch, out);
+                                      spec.name, to_string(spec.resolved_norm()), weights, batch, out);
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
   const TensorMap ref = load_safetensors(out);
 

@@ -83,6 +83,10 @@ void apply_config_file(const std::string& path, TrainConfig& c) {
          catch (const std::invalid_argument& e) { throw ConfigError(fmt::format("{}: key '{}': {}", path, k, e.what())); }
        }},
       {"data", [&](const json& v, const std::string& k) { c.data = get<std::string>(v, k, path); }},
+      {"layers", [&](const json& v, const std::string& k) { c.model.layers = get_count(v, k, path); }},
+      {"heads", [&](const json& v, const std::string& k) { c.model.heads = get_count(v, k, path); }},
+      {"dim", [&](const json& v, const std::string& k) { c.model.dim = get_count(v, k, path); }},
+      {"context", [&](const json& v, const std::string& k) { c.model.context = get_count(v, k, path); }},
       {"train_limit", [&](const json& v, const std::string& k) { c.train_limit = get_count(v, k, path); }},
       {"optimizer", [&](const json& v, const std::string& k) {
          if (v.is_string()) c.optimizer.name = get<std::string>(v, k, path);
@@ -128,8 +132,10 @@ void validate(const TrainConfig& c) {
   if (c.clip < 0) throw ConfigError(fmt::format("clip must be ≥ 0, got {}", c.clip));
   if (c.train_limit < 0) throw ConfigError(fmt::format("train_limit must be ≥ 0, got {}", c.train_limit));
   if (c.threads < 0) throw ConfigError(fmt::format("threads must be ≥ 0, got {}", c.threads));
-  if (c.model.name != "mlp" && c.model.name != "cnn") {
-    throw ConfigError(fmt::format("unknown model '{}' (expected mlp or cnn)", c.model.name));
+  try {
+    c.model.validate();
+  } catch (const std::invalid_argument& e) {
+    throw ConfigError(e.what());
   }
   if (c.device != "cpu" && c.device != "cuda") throw ConfigError(fmt::format("unknown device '{}' (expected cpu or cuda)", c.device));
 }
@@ -140,7 +146,7 @@ namespace gradacc {
 
 TrainConfig default_job() {
   TrainConfig c;
-  c.model = ModelSpec{"cnn", NormKind::kGroup};
+  c.model.name = "cnn";  // norm unset: each model's default (cnn: group)
   c.optimizer.name = "adamw";
   c.optimizer.lr = 2e-3;
   c.optimizer.weight_decay = 0.01;

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 
 #include <ATen/ops/argmax.h>
@@ -13,6 +14,7 @@
 #include <torch/utils.h>
 
 #include "gradacc/data/fashion_mnist.h"
+#include "gradacc/data/text.h"
 #include "gradacc/io/safetensors.h"
 #include "gradacc/log/progress.h"
 #include "gradacc/log/step_log.h"
@@ -25,6 +27,17 @@ at::Tensor summed_cross_entropy(const at::Tensor& logits, const at::Tensor& targ
 }
 
 Workload load_workload(const TrainConfig& c) {
+  if (c.data.rfind("text:", 0) == 0) {
+    if (c.model.name != "gpt") throw ConfigError(fmt::format("text data needs --model gpt, not {}", c.model.name));
+    const TextSplits splits = load_text(c.data.substr(5), c.model.context);
+    Workload w;
+    w.text = true;
+    w.train = c.train_limit > 0 ? splits.train->head(c.train_limit) : splits.train;
+    w.test = splits.validation;
+    w.unigram_bits_per_byte = unigram_bits_per_byte(*splits.train, *splits.validation);
+    return w;
+  }
+  if (c.model.name == "gpt") throw ConfigError(fmt::format("--model gpt needs --data text:PATH, not {}", c.data));
   const std::string prefix = "fashion-mnist";
   if (c.data.rfind(prefix, 0) != 0 || (c.data.size() > prefix.size() && c.data[prefix.size()] != ':')) {
     throw ConfigError(fmt::format("unknown data source '{}' (expected fashion-mnist or fashion-mnist:DIR)", c.data));
@@ -69,6 +82,24 @@ std::vector<StepReport> train_steps(Network& model, Accumulator& accumulator, co
   return reports;
 }
 
+double evaluate_loss(Network& model, const Dataset& data, const at::Device& device, int64_t batch) {
+  torch::NoGradGuard no_grad;
+  const bool was_training = model.is_training();
+  model.eval();
+  double total = 0.0;
+  int64_t items = 0;
+  std::vector<int64_t> idx;
+  for (int64_t start = 0; start < data.size(); start += batch) {
+    idx.clear();
+    for (int64_t i = start; i < std::min(start + batch, data.size()); ++i) idx.push_back(i);
+    const Batch b = data.gather(idx).to(device);
+    total += summed_cross_entropy(model.forward(b.inputs), b.targets).item<double>();
+    items += b.items;
+  }
+  model.train(was_training);
+  return items > 0 ? total / static_cast<double>(items) : 0.0;
+}
+
 double evaluate_accuracy(Network& model, const Dataset& data, const at::Device& device, int64_t batch) {
   torch::NoGradGuard no_grad;
   const bool was_training = model.is_training();
@@ -85,11 +116,14 @@ double evaluate_accuracy(Network& model, const Dataset& data, const at::Device& 
   return static_cast<double>(correct) / static_cast<double>(data.size());
 }
 
-RunSetup make_run_setup(const TrainConfig& c, const Dataset& train) {
+RunSetup make_run_setup(const TrainConfig& c, const Dataset& train, bool text) {
   validate(c);
   RunSetup r;
   r.plan = BatchPlan::resolve(c.batch);
   r.sampler = WindowSamplerOptions{c.shuffle, c.seed, c.drop_partial, 0};
+  if (r.plan.micro_batch > train.size()) {
+    throw ConfigError(fmt::format("micro-batch of {} is larger than the training data ({} examples)", r.plan.micro_batch, train.size()));
+  }
   const EpochLayout layout = EpochLayout::of(r.plan, train.size(), c.drop_partial);
   r.total_steps = c.steps ? *c.steps : c.epochs.value_or(1) * layout.windows();
   if (c.device == "cuda") {
@@ -101,12 +135,61 @@ RunSetup make_run_setup(const TrainConfig& c, const Dataset& train) {
   }
   // Pre-scale by the samples of a full window: per-sample windows then need no rescale at all.
   r.accumulator = AccumulatorOptions()
-                      .normalization_(Normalization::kPerSample)
+                      .normalization_(text ? Normalization::kPerItem : Normalization::kPerSample)
                       .max_grad_norm_(c.clip)
                       .nominal_count_(r.plan.global_batch);
   const int64_t default_warmup = c.schedule == ScheduleKind::kConstant ? 0 : r.total_steps / 20;
   r.schedule = LrScheduleOptions{c.schedule, c.optimizer.lr, c.warmup.value_or(default_warmup), r.total_steps, c.min_lr};
   return r;
+}
+
+StringMap model_metadata(const ModelSpec& m) {
+  StringMap meta = {{"format", "pt"}, {"model", m.name}, {"norm", to_string(m.resolved_norm())}};
+  if (m.name == "gpt") {
+    meta["layers"] = std::to_string(m.layers);
+    meta["heads"] = std::to_string(m.heads);
+    meta["dim"] = std::to_string(m.dim);
+    meta["context"] = std::to_string(m.context);
+  }
+  return meta;
+}
+
+ModelSpec spec_from_metadata(const StringMap& meta, const std::string& path) {
+  auto need = [&](const std::string& key) -> const std::string& {
+    auto it = meta.find(key);
+    if (it == meta.end()) throw FormatError(fmt::format("{}: metadata has no '{}' (was it saved by gradacc train --save?)", path, key));
+    return it->second;
+  };
+  auto number = [&](const std::string& key) {
+    const std::string& v = need(key);
+    try {
+      size_t used = 0;
+      const int64_t n = std::stoll(v, &used);
+      if (used != v.size()) throw std::invalid_argument(v);
+      return n;
+    } catch (const std::exception&) {
+      throw FormatError(fmt::format("{}: metadata '{}' = '{}' is not an integer", path, key, v));
+    }
+  };
+  ModelSpec m;
+  m.name = need("model");
+  try {
+    m.norm = parse_norm(need("norm"));
+  } catch (const std::invalid_argument& e) {
+    throw FormatError(fmt::format("{}: metadata: {}", path, e.what()));
+  }
+  if (m.name == "gpt") {
+    m.layers = number("layers");
+    m.heads = number("heads");
+    m.dim = number("dim");
+    m.context = number("context");
+  }
+  try {
+    m.validate();
+  } catch (const std::invalid_argument& e) {
+    throw FormatError(fmt::format("{}: metadata: {}", path, e.what()));
+  }
+  return m;
 }
 
 std::shared_ptr<Network> make_seeded_model(const TrainConfig& c, int64_t num_classes) {
@@ -117,7 +200,7 @@ std::shared_ptr<Network> make_seeded_model(const TrainConfig& c, int64_t num_cla
 }
 
 std::string batchnorm_warning(const TrainConfig& c, const BatchPlan& plan) {
-  if (c.model.norm != NormKind::kBatch || c.model.name != "cnn" || plan.accumulation_steps == 1) return "";
+  if (c.model.resolved_norm() != NormKind::kBatch || c.model.name != "cnn" || plan.accumulation_steps == 1) return "";
   return fmt::format(
       "warning: BatchNorm normalizes each micro-batch of {} with that micro-batch's own mean and variance, "
       "so accumulating {} micro-batches is not the same as training on batches of {} (and its running "
@@ -136,7 +219,7 @@ TrainSummary run_training(const TrainConfig& c, std::ostream& out) {
   }
   if (c.threads > 0) at::set_num_threads(c.threads);
   const Workload work = load_workload(c);
-  const RunSetup setup = make_run_setup(c, *work.train);
+  const RunSetup setup = make_run_setup(c, *work.train, work.text);
   if (const std::string w = batchnorm_warning(c, setup.plan); !w.empty()) out << w << "\n";
 
   auto model = make_seeded_model(c, work.train->num_classes());
@@ -148,7 +231,7 @@ TrainSummary run_training(const TrainConfig& c, std::ostream& out) {
   StepLog log(c.log_path);
 
   out << fmt::format("gradacc train: model={} norm={} data={} ({} examples) {} steps={} optimizer={} lr={}\n",
-                     c.model.name, to_string(c.model.norm), c.data, work.train->size(), describe(setup.plan),
+                     c.model.name, to_string(c.model.resolved_norm()), c.data, work.train->size(), describe(setup.plan),
                      setup.total_steps, c.optimizer.name, c.optimizer.lr);
   LoopPosition pos;
   const auto start = std::chrono::steady_clock::now();
@@ -166,12 +249,20 @@ TrainSummary run_training(const TrainConfig& c, std::ostream& out) {
   s.steps = static_cast<int64_t>(reports.size());
   s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   s.final_loss = reports.empty() ? 0.0 : reports.back().loss;
+  if (!c.save_path.empty()) save_module(c.save_path, *model, model_metadata(c.model));
+  if (work.text) {
+    s.validation_loss = work.test->size() > 0 ? evaluate_loss(*model, *work.test, setup.device) : 0.0;
+    s.bits_per_byte = s.validation_loss / std::log(2.0);
+    s.unigram_bits_per_byte = work.unigram_bits_per_byte;
+    log.write_raw(fmt::format(R"({{"event":"eval","split":"validation","loss":{},"bits_per_byte":{},"unigram_bits_per_byte":{},"sequences":{}}})",
+                              s.validation_loss, s.bits_per_byte, s.unigram_bits_per_byte, work.test->size()));
+    out << fmt::format("trained {} optimizer steps in {:.1f} s; last window loss {:.4f}; validation {:.4f} bits/byte "
+                       "(unigram baseline {:.4f})\n", s.steps, s.seconds, s.final_loss, s.bits_per_byte, s.unigram_bits_per_byte);
+    return s;
+  }
   s.test_accuracy = evaluate_accuracy(*model, *work.test, setup.device);
   log.write_raw(fmt::format(R"({{"event":"eval","split":"test","accuracy":{},"examples":{}}})", s.test_accuracy,
                             work.test->size()));
-  if (!c.save_path.empty()) {
-    save_module(c.save_path, *model, {{"model", c.model.name}, {"norm", to_string(c.model.norm)}, {"format", "pt"}});
-  }
   out << fmt::format("trained {} optimizer steps in {:.1f} s; last window loss {:.4f}; test accuracy {:.4f}\n", s.steps,
                      s.seconds, s.final_loss, s.test_accuracy);
   return s;

@@ -37,3 +37,30 @@ TEST(Verify, BatchNormAccumulationFailsAndSaysWhy) {
 
 }  // namespace
 }  // namespace gradacc
+
+namespace gradacc {
+namespace {
+
+// Text with padding: ours matches the full batch; the naive scheme visibly does not.
+TEST(Verify, GptTokenNormalizationPassesAndTheNaiveSchemeStrays) {
+  TrainConfig c = default_job();
+  c.model.name = "gpt";
+  c.model.layers = 2;
+  c.model.heads = 2;
+  c.model.dim = 32;
+  c.model.context = 64;
+  c.data = "text:/usr/share/common-licenses/GPL-3";
+  c.batch = {32, 4, std::nullopt, std::nullopt};
+  c.optimizer.lr = 1e-3;
+  VerifyOptions o;
+  o.steps = 3;
+  const VerifyResult r = run_verify(c, o);
+  EXPECT_TRUE(r.pass);
+  ASSERT_TRUE(r.has_naive);
+  std::cout << "    ours: max rel weight diff " << r.max_rel_weight_diff << "; naive: " << r.naive_max_rel_weight_diff << "\n";
+  EXPECT_LT(r.max_rel_weight_diff, 1e-2);
+  EXPECT_GT(r.naive_max_rel_weight_diff, 0.1);
+}
+
+}  // namespace
+}  // namespace gradacc

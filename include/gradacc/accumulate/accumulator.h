@@ -32,6 +32,10 @@ namespace gradacc {
 enum class Normalization {
   kPerSample,  // loss = Σ per-sample losses / samples in the window (classification)
   kPerItem,    // loss = Σ per-item losses / items in the window (tokens that are not padding)
+  // What popular loops do: each micro-batch's *mean* loss divided by the number of micro-batches
+  // (nominal_count). Wrong whenever micro-batches hold different item counts; kept only so that
+  // `gradacc verify` can show how wrong.
+  kNaiveMicroMean,
 };
 
 struct AccumulatorOptions {

@@ -25,7 +25,7 @@ class ConfigError : public std::invalid_argument {
 
 struct TrainConfig {
   ModelSpec model;
-  std::string data = "fashion-mnist";  // "fashion-mnist" or "fashion-mnist:DIR"
+  std::string data = "fashion-mnist";  // "fashion-mnist", "fashion-mnist:DIR" or "text:PATH"
   int64_t train_limit = 0;             // use only the first N training examples (0 = all)
   BatchPlanRequest batch;
   OptimizerOptions optimizer;

@@ -14,6 +14,7 @@
 #include "gradacc/accumulate/accumulator.h"
 #include "gradacc/data/dataset.h"
 #include "gradacc/data/window_sampler.h"
+#include "gradacc/io/safetensors.h"
 #include "gradacc/model/models.h"
 #include "gradacc/run/config.h"
 
@@ -24,7 +25,9 @@ namespace gradacc {
 at::Tensor summed_cross_entropy(const at::Tensor& logits, const at::Tensor& targets);
 
 struct Workload {
-  std::shared_ptr<Dataset> train, test;
+  std::shared_ptr<Dataset> train, test;  // test: the held-out split (validation documents for text)
+  bool text = false;                     // language modelling: per-token normalization
+  double unigram_bits_per_byte = 0.0;    // text only: the baseline a model must beat
 };
 // Loads the data named by config.data (throws DataError or ConfigError).
 Workload load_workload(const TrainConfig& config);
@@ -44,6 +47,8 @@ std::vector<StepReport> train_steps(Network& model, Accumulator& accumulator, co
 
 // Fraction of examples whose arg-max logit is the label (model in eval mode, no gradients).
 double evaluate_accuracy(Network& model, const Dataset& data, const at::Device& device, int64_t batch = 1000);
+// Mean cross-entropy (nats) over every item that counts: tokens for text, samples otherwise.
+double evaluate_loss(Network& model, const Dataset& data, const at::Device& device, int64_t batch = 64);
 
 // Everything a run is made of, built from a config: seeded model (or --init weights), optimizer,
 // schedule, sampler, accumulator options. Shared by `train` and `verify`.
@@ -55,7 +60,7 @@ struct RunSetup {
   LrScheduleOptions schedule;
   WindowSamplerOptions sampler;
 };
-RunSetup make_run_setup(const TrainConfig& config, const Dataset& train);
+RunSetup make_run_setup(const TrainConfig& config, const Dataset& train, bool text);
 std::shared_ptr<Network> make_seeded_model(const TrainConfig& config, int64_t num_classes);
 
 // One-line warning when a BatchNorm model accumulates over >1 micro-batch; empty otherwise.
@@ -66,8 +71,15 @@ struct TrainSummary {
   int64_t steps = 0;
   double seconds = 0.0;
   double final_loss = 0.0;
-  double test_accuracy = 0.0;
+  double test_accuracy = 0.0;          // classification
+  double validation_loss = 0.0;        // text: nats per byte on the held-out documents
+  double bits_per_byte = 0.0;          // text: validation_loss / ln 2
+  double unigram_bits_per_byte = 0.0;  // text: baseline
 };
+
+// The safetensors metadata that lets `generate` (and --init) rebuild the architecture.
+StringMap model_metadata(const ModelSpec& spec);
+ModelSpec spec_from_metadata(const StringMap& metadata, const std::string& path);
 // `gradacc train`: trains, logs JSONL, reports test accuracy, saves weights. Messages go to `out`.
 TrainSummary run_training(const TrainConfig& config, std::ostream& out);
 

@@ -30,6 +30,11 @@ struct VerifyResult {
   double max_rel_weight_diff = 0.0;   // max_abs_weight_diff / max_weight_movement
   double max_rel_loss_diff = 0.0;
   std::string worst_tensor;  // where max |Δw| occurs
+  // Per-item (text) runs also train with the naive scheme — each micro-batch's mean loss divided
+  // by the accumulation steps — and report how far it strays from the full batch.
+  bool has_naive = false;
+  std::vector<double> naive_loss;
+  double naive_max_rel_loss_diff = 0.0, naive_max_abs_weight_diff = 0.0, naive_max_rel_weight_diff = 0.0;
   bool pass = false;
   std::string explanation;  // why they differ, when we know (BatchNorm)
 };

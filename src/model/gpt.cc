@@ -1,0 +1,123 @@
+// A decoder-only transformer (GPT-2 layout, pre-norm), documented exactly in docs/models.md.
+//
+//   x = wte[tokens] + wpe[positions]
+//   for each block h.i:  x = x + attn(ln_1(x));  x = x + mlp(ln_2(x))
+//   logits = ln_f(x) · wteᵀ            (the output head is tied to the token embedding)
+//
+// attn: c_attn (D → 3D) gives q, k, v; heads of D/H; causal scaled-dot-product attention; c_proj.
+// mlp:  c_fc (D → 4D), GELU (tanh-free, exact erf form), c_proj (4D → D).
+#include <cmath>
+
+#include <ATen/ops/arange.h>
+#include <ATen/ops/gelu.h>
+#include <ATen/ops/layer_norm.h>
+#include <ATen/ops/matmul.h>
+#include <ATen/ops/ones.h>
+#include <ATen/ops/zeros.h>
+#include <ATen/ops/rms_norm.h>
+#include <ATen/ops/scaled_dot_product_attention.h>
+#include <fmt/format.h>
+#include <torch/csrc/autograd/grad_mode.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/normalization.h>
+
+#include "gradacc/model/models.h"
+
+namespace gradacc {
+namespace {
+
+constexpr double kNormEps = 1e-5;
+
+// LayerNorm (weight and bias) or RMSNorm (weight only) over the last dimension.
+class TokenNorm : public torch::nn::Module {
+ public:
+  TokenNorm(NormKind kind, int64_t dim) : kind_(kind), dim_(dim) {
+    weight_ = register_parameter("weight", at::ones({dim}));
+    if (kind == NormKind::kLayer) bias_ = register_parameter("bias", at::zeros({dim}));
+  }
+  at::Tensor forward(const at::Tensor& x) {
+    if (kind_ == NormKind::kRms) return at::rms_norm(x, {dim_}, weight_, kNormEps);
+    return at::layer_norm(x, {dim_}, weight_, bias_, kNormEps);
+  }
+
+ private:
+  NormKind kind_;
+  int64_t dim_;
+  at::Tensor weight_, bias_;
+};
+
+class Block : public torch::nn::Module {
+ public:
+  Block(const ModelSpec& s, NormKind norm) : heads_(s.heads) {
+    ln_1_ = register_module("ln_1", std::make_shared<TokenNorm>(norm, s.dim));
+    auto attn = register_module("attn", std::make_shared<torch::nn::Module>());
+    c_attn_ = attn->register_module("c_attn", torch::nn::Linear(s.dim, 3 * s.dim));
+    attn_proj_ = attn->register_module("c_proj", torch::nn::Linear(s.dim, s.dim));
+    ln_2_ = register_module("ln_2", std::make_shared<TokenNorm>(norm, s.dim));
+    auto mlp = register_module("mlp", std::make_shared<torch::nn::Module>());
+    c_fc_ = mlp->register_module("c_fc", torch::nn::Linear(s.dim, 4 * s.dim));
+    mlp_proj_ = mlp->register_module("c_proj", torch::nn::Linear(4 * s.dim, s.dim));
+  }
+
+  at::Tensor forward(const at::Tensor& x) {
+    const int64_t B = x.size(0), T = x.size(1), D = x.size(2), hd = D / heads_;
+    // [B, T, 3D] → three [B, H, T, D/H]
+    auto qkv = c_attn_->forward(ln_1_->forward(x)).view({B, T, 3, heads_, hd}).permute({2, 0, 3, 1, 4});
+    at::Tensor y = at::scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], /*attn_mask=*/{}, /*dropout_p=*/0.0,
+                                                    /*is_causal=*/true);
+    at::Tensor h = x + attn_proj_->forward(y.transpose(1, 2).reshape({B, T, D}));
+    return h + mlp_proj_->forward(at::gelu(c_fc_->forward(ln_2_->forward(h))));
+  }
+
+ private:
+  int64_t heads_;
+  std::shared_ptr<TokenNorm> ln_1_;
+  torch::nn::Linear c_attn_{nullptr}, attn_proj_{nullptr};
+  std::shared_ptr<TokenNorm> ln_2_;
+  torch::nn::Linear c_fc_{nullptr}, mlp_proj_{nullptr};
+};
+
+class Gpt : public Network {
+ public:
+  Gpt(const ModelSpec& s, int64_t vocab) : context_(s.context) {
+    const NormKind norm = s.resolved_norm();
+    wte_ = register_module("wte", torch::nn::Embedding(vocab, s.dim));
+    wpe_ = register_module("wpe", torch::nn::Embedding(s.context, s.dim));
+    auto h = register_module("h", std::make_shared<torch::nn::Module>());
+    for (int64_t i = 0; i < s.layers; ++i) blocks_.push_back(h->register_module(std::to_string(i), std::make_shared<Block>(s, norm)));
+    ln_f_ = register_module("ln_f", std::make_shared<TokenNorm>(norm, s.dim));
+    // GPT-2 initialization: N(0, 0.02) for weights and embeddings, zero biases, and residual
+    // projections scaled by 1/√(2·layers) so the residual stream keeps its variance.
+    torch::NoGradGuard no_grad;
+    for (auto& item : named_parameters()) {
+      const std::string& name = item.key();
+      at::Tensor p = item.value();
+      if (name.ends_with(".bias") && name.find("ln_") == std::string::npos) p.zero_();
+      else if (name.find("ln_") != std::string::npos) continue;  // norms: ones / zeros already
+      else if (name.ends_with("c_proj.weight")) p.normal_(0.0, 0.02 / std::sqrt(2.0 * static_cast<double>(s.layers)));
+      else p.normal_(0.0, 0.02);
+    }
+  }
+
+  at::Tensor forward(const at::Tensor& tokens) override {
+    const int64_t T = tokens.size(1);
+    TORCH_CHECK(T <= context_, "sequence of ", T, " tokens exceeds the model's context of ", context_);
+    const at::Tensor pos = at::arange(T, tokens.options());
+    at::Tensor x = wte_->forward(tokens) + wpe_->forward(pos);
+    for (auto& b : blocks_) x = b->forward(x);
+    return at::matmul(ln_f_->forward(x), wte_->weight.t());  // tied head
+  }
+
+ private:
+  int64_t context_;
+  torch::nn::Embedding wte_{nullptr}, wpe_{nullptr};
+  std::vector<std::shared_ptr<Block>> blocks_;
+  std::shared_ptr<TokenNorm> ln_f_;
+};
+
+}  // namespace
+
+std::shared_ptr<Network> make_gpt(const ModelSpec& spec, int64_t vocab) { return std::make_shared<Gpt>(spec, vocab); }
+
+}  // namespace gradacc
