@@ -28,6 +28,7 @@
 // ─────────────────────────────────────────────────────────────────────────────────────────────
 #include "gradacc/accumulate/accumulator.h"
 
+#include <chrono>
 #include <stdexcept>
 
 #include <ATen/ops/empty.h>
@@ -36,6 +37,7 @@
 #include <ATen/ops/zeros.h>
 #include <fmt/format.h>
 
+#include "gradacc/optim/fused_adamw.h"
 #include "gradacc/optim/optimizer.h"
 
 namespace gradacc {
@@ -106,6 +108,7 @@ at::Tensor Accumulator::window_gradient() const {
 }
 
 StepReport Accumulator::step() {
+  const auto start = std::chrono::steady_clock::now();
   const int64_t count = window_count();
   if (window_micro_batches_ == 0 || count == 0) {
     throw std::logic_error(fmt::format("optimizer step on a window with {} micro-batches and no {}",
@@ -135,9 +138,16 @@ StepReport Accumulator::step() {
   if (options_.max_grad_norm > 0 && grad_norm > options_.max_grad_norm) {
     r.clip_coef = options_.max_grad_norm / (grad_norm + 1e-6);
   }
-  // Normalization and clipping folded into a single pass (skipped when it is exactly 1).
+  // Normalization and clipping folded into a single factor: the fused optimizer applies it inside
+  // its update (no pass of our own); otherwise one multiply over the buffer, skipped when it is 1.
   const double scale = f * r.clip_coef;
-  if (scale != 1.0) flat_grad_.mul_(scale);
+  if (scale != 1.0) {
+    if (auto* fused = dynamic_cast<FusedAdamW*>(&optimizer_)) {
+      fused->scale_next_step(scale);
+    } else {
+      flat_grad_.mul_(scale);
+    }
+  }
 
   r.lr = schedule_ ? schedule_->lr_at(steps_) : optimizer_.param_groups().front().options().get_lr();
   if (schedule_) set_lr(optimizer_, r.lr);
@@ -152,6 +162,7 @@ StepReport Accumulator::step() {
   flat_grad_.zero_();
   window_loss_.zero_();
   window_samples_ = window_items_ = window_micro_batches_ = 0;
+  r.boundary_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return r;
 }
 

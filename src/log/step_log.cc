@@ -31,6 +31,7 @@ std::string step_json(const StepReport& r, int64_t epoch, double seconds) {
   j["items"] = r.items;
   j["micro_batches"] = r.micro_batches;
   j["seconds"] = seconds;
+  j["boundary_seconds"] = r.boundary_seconds;
   j["samples_per_s"] = seconds > 0 ? static_cast<double>(r.samples) / seconds : 0.0;
   return j.dump();
 }

@@ -8,6 +8,8 @@
 #include <torch/optim/adamw.h>
 #include <torch/optim/sgd.h>
 
+#include "gradacc/optim/fused_adamw.h"
+
 namespace gradacc {
 
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::vector<at::Tensor>& params,
@@ -26,13 +28,12 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::vector<at::Te
   check(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1,
         fmt::format("betas must lie in [0, 1), got ({}, {})", o.beta1, o.beta2));
   check(o.eps > 0, fmt::format("eps must be positive, got {}", o.eps));
-  if (o.name == "adam") {
+  const auto adam_options = torch::optim::AdamWOptions(o.lr).betas({o.beta1, o.beta2}).eps(o.eps).weight_decay(o.weight_decay);
+  if (o.name == "adam" || o.name == "adamw") {
+    if (o.fused) return std::make_unique<FusedAdamW>(params, adam_options, /*decoupled=*/o.name == "adamw");
+    if (o.name == "adamw") return std::make_unique<torch::optim::AdamW>(params, adam_options);
     return std::make_unique<torch::optim::Adam>(
         params, torch::optim::AdamOptions(o.lr).betas({o.beta1, o.beta2}).eps(o.eps).weight_decay(o.weight_decay));
-  }
-  if (o.name == "adamw") {
-    return std::make_unique<torch::optim::AdamW>(
-        params, torch::optim::AdamWOptions(o.lr).betas({o.beta1, o.beta2}).eps(o.eps).weight_decay(o.weight_decay));
   }
   throw std::invalid_argument(fmt::format("unknown optimizer '{}' (expected sgd, adam or adamw)", o.name));
 }

@@ -56,6 +56,7 @@ struct StepReport {
   double clip_coef = 1.0;   // factor clipping applied (1 = not clipped)
   double lr = 0.0;          // learning rate used for this update
   int64_t samples = 0, items = 0, micro_batches = 0;
+  double boundary_seconds = 0.0;  // wall time of step(): norm, rescale/clip, update, zeroing
 };
 
 class Accumulator {

@@ -2,7 +2,8 @@
 // crash loses at most the step in flight and `tail -f` shows progress.
 //
 // Fields: step, epoch, loss (the window's item-weighted mean), lr, grad_norm (pre-clip),
-// clip_coef, samples, items, micro_batches, seconds (wall time of the step), samples_per_s.
+// clip_coef, samples, items, micro_batches, seconds (wall time of the step), boundary_seconds
+// (the part spent at the window boundary), samples_per_s.
 #pragma once
 
 #include <cstdio>

@@ -16,6 +16,7 @@ struct OptimizerOptions {
   double momentum = 0.0;       // sgd
   bool nesterov = false;       // sgd (needs momentum > 0)
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;  // adam, adamw
+  bool fused = true;           // adam, adamw: one fused kernel (FusedAdamW) instead of LibTorch's loop
 };
 
 // Throws std::invalid_argument naming the bad option.
