@@ -76,6 +76,39 @@ def text_batch(seqs, idx):
     return x, y
 
 
+MASK = (1 << 64) - 1
+
+
+def gradacc_order(size, seed, epoch=0):
+    """The epoch order gradacc uses (src/data/window_sampler.cc): Fisher–Yates over splitmix64 with
+    Lemire's bounded draw, so both sides train on exactly the same micro-batches."""
+    state = (seed * 0x2545F4914F6CDD1D + epoch + 1) & MASK
+
+    def next64():
+        nonlocal state
+        state = (state + 0x9E3779B97F4A7C15) & MASK
+        z = state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK
+        return z ^ (z >> 31)
+
+    def bounded(bound):
+        m = next64() * bound
+        low = m & MASK
+        if low < bound:
+            threshold = (-bound & MASK) % bound
+            while low < threshold:
+                m = next64() * bound
+                low = m & MASK
+        return m >> 64
+
+    order = list(range(size))
+    for i in range(size - 1, 0, -1):
+        j = bounded(i + 1)
+        order[i], order[j] = order[j], order[i]
+    return torch.tensor(order)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--loop", choices=["seed", "accelerate"], required=True)
@@ -105,9 +138,11 @@ def main():
         x, y = fashion_mnist()
         size = x.shape[0]
         get = lambda idx: (x[idx], y[idx])  # noqa: E731
-    order = torch.randperm(size, generator=torch.Generator().manual_seed(a.seed))
+    order = gradacc_order(size, a.seed)
     micro_total = a.steps * a.accum
-    batches = [order[(i * a.micro_batch) % (size - a.micro_batch):][:a.micro_batch] for i in range(micro_total)]
+    if micro_total * a.micro_batch > size:
+        raise SystemExit("the benchmark run must fit in one epoch")
+    batches = [order[i * a.micro_batch:(i + 1) * a.micro_batch] for i in range(micro_total)]
 
     def loss_of(idx):
         xb, yb = get(idx)

@@ -86,7 +86,7 @@ def run_peer(loop, workload, init, micro, accum, steps, threads):
            "--micro-batch", str(micro), "--accum", str(accum), "--steps", str(steps), "--warmup", str(WARMUP_STEPS),
            "--threads", str(threads), "--lr", "1e-3"]
     if workload == "gpt":
-        cmd += ["--data", "text:" + TEXT, "--context", str(GPT["context"])]
+        cmd += ["--data", "text:" + TEXT, "--context", str(GPT["context"]), "--norm", "layer"]
     else:
         cmd += ["--norm", "group"]
     out, rss = run(cmd)
