@@ -82,37 +82,41 @@ std::vector<StepReport> train_steps(Network& model, Accumulator& accumulator, co
   return reports;
 }
 
-double evaluate_loss(Network& model, const Dataset& data, const at::Device& device, int64_t batch) {
+namespace {
+
+// Calls fn(batch, logits) for consecutive batches of `data`, in eval mode and without gradients.
+template <typename Fn>
+void for_each_eval_batch(Network& model, const Dataset& data, const at::Device& device, int64_t batch, Fn fn) {
   torch::NoGradGuard no_grad;
   const bool was_training = model.is_training();
   model.eval();
-  double total = 0.0;
-  int64_t items = 0;
   std::vector<int64_t> idx;
   for (int64_t start = 0; start < data.size(); start += batch) {
     idx.clear();
     for (int64_t i = start; i < std::min(start + batch, data.size()); ++i) idx.push_back(i);
     const Batch b = data.gather(idx).to(device);
-    total += summed_cross_entropy(model.forward(b.inputs), b.targets).item<double>();
-    items += b.items;
+    fn(b, model.forward(b.inputs));
   }
   model.train(was_training);
+}
+
+}  // namespace
+
+double evaluate_loss(Network& model, const Dataset& data, const at::Device& device, int64_t batch) {
+  double total = 0.0;
+  int64_t items = 0;
+  for_each_eval_batch(model, data, device, batch, [&](const Batch& b, const at::Tensor& logits) {
+    total += summed_cross_entropy(logits, b.targets).item<double>();
+    items += b.items;
+  });
   return items > 0 ? total / static_cast<double>(items) : 0.0;
 }
 
 double evaluate_accuracy(Network& model, const Dataset& data, const at::Device& device, int64_t batch) {
-  torch::NoGradGuard no_grad;
-  const bool was_training = model.is_training();
-  model.eval();
   int64_t correct = 0;
-  std::vector<int64_t> idx;
-  for (int64_t start = 0; start < data.size(); start += batch) {
-    idx.clear();
-    for (int64_t i = start; i < std::min(start + batch, data.size()); ++i) idx.push_back(i);
-    const Batch b = data.gather(idx).to(device);
-    correct += at::argmax(model.forward(b.inputs), -1).eq(b.targets).sum().item<int64_t>();
-  }
-  model.train(was_training);
+  for_each_eval_batch(model, data, device, batch, [&](const Batch& b, const at::Tensor& logits) {
+    correct += at::argmax(logits, -1).eq(b.targets).sum().item<int64_t>();
+  });
   return static_cast<double>(correct) / static_cast<double>(data.size());
 }
 
