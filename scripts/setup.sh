@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what gradacc needs to build and run, once; later runs find it and return at once.
 #
-#   - Debian packages: compilers and test tools, header-only libraries (JSON, CLI parsing) and the Fashion-MNIST data set.
+#   - Debian packages: compilers and test tools, header-only libraries (JSON, CLI parsing),
+#     gnuplot for run reports and the Fashion-MNIST data set.
 #   - LibTorch from the PyPI `torch` wheel (pinned), in a virtual environment cached outside the
 #     clone, keyed by the torch version: ${GRADACC_CACHE:-~/.cache/gradacc}/torch-<version>/.
 #     The C++ build links only libtorch_cpu and c10 (no GPU, no CUDA runtime needed); the full
@@ -15,7 +16,7 @@ TORCH_VERSION="${GRADACC_TORCH_VERSION:-2.11.0}"
 CACHE="${GRADACC_CACHE:-$HOME/.cache/gradacc}"
 VENV="$CACHE/torch-$TORCH_VERSION/venv"
 APT_PACKAGES=(g++ cmake make ninja-build ccache libgtest-dev nlohmann-json3-dev libcli11-dev
-              zlib1g-dev python3 python3-venv dataset-fashion-mnist)
+              zlib1g-dev python3 python3-venv dataset-fashion-mnist gnuplot-nox)
 
 log() { echo "setup: $*" >&2; }
 

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "gradacc/accumulate/batch_plan.h"
+#include "gradacc/log/plot.h"
 #include "gradacc/run/config.h"
 #include "gradacc/run/generate.h"
 #include "gradacc/run/trainer.h"
@@ -175,6 +176,15 @@ int main(int argc, char** argv) {
   generate->add_option("--top-k", go.top_k, "sample among the k likeliest bytes; 0 = all (default)");
   generate->add_option("--seed", gen_seed, "sampling seed");
 
+  auto* plot = app.add_subcommand("plot", "draw metrics of JSONL logs against the optimizer step (PNG or SVG)");
+  PlotOptions po;
+  plot->add_option("logs", po.logs, "JSONL logs from gradacc train --log")->required();
+  plot->add_option("-o,--output", po.output, "FILE.png or FILE.svg")->required();
+  plot->add_option("--metrics", po.metrics, "comma-separated step fields (default loss; e.g. loss,lr,grad_norm,samples_per_s)")
+      ->delimiter(',');
+  plot->add_option("--labels", po.labels, "comma-separated legend labels, one per log")->delimiter(',');
+  plot->add_option("--title", po.title, "chart title");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
@@ -190,6 +200,10 @@ int main(int argc, char** argv) {
 
   try {
     if (plan->parsed()) return cmd_plan(flags, dataset_size, plan_partial);
+    if (plot->parsed()) {
+      plot_runs(po);
+      return 0;
+    }
     if (generate->parsed()) {
       if (gen_seed < 0) throw ConfigError(fmt::format("--seed must be ≥ 0, got {}", gen_seed));
       go.seed = static_cast<uint64_t>(gen_seed);
