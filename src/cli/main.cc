@@ -224,7 +224,10 @@ int main(int argc, char** argv) {
     std::cout << (as_json ? verify_json(r, vo) + "\n" : verify_text(r, vo));
     return r.pass ? 0 : 1;
   } catch (const std::exception& e) {
-    std::cerr << "gradacc: error: " << e.what() << "\n";
+    // One line, always: LibTorch's own errors carry a backtrace after the first line.
+    std::string message = e.what();
+    message = message.substr(0, message.find('\n'));
+    std::cerr << "gradacc: error: " << message << "\n";
     return 2;
   }
 }

@@ -11,6 +11,7 @@
 #include <ATen/Parallel.h>
 #include <fmt/format.h>
 #include <torch/csrc/autograd/grad_mode.h>
+#include <torch/cuda.h>
 #include <torch/utils.h>
 
 #include "gradacc/data/fashion_mnist.h"
@@ -132,6 +133,7 @@ RunSetup make_run_setup(const TrainConfig& c, const Dataset& train, bool text) {
   r.total_steps = c.steps ? *c.steps : c.epochs.value_or(1) * layout.windows();
   if (c.device == "cuda") {
 #ifdef GRADACC_WITH_CUDA
+    if (!torch::cuda::is_available()) throw ConfigError("device 'cuda' requested, but no usable CUDA device or driver was found");
     r.device = at::Device(at::kCUDA);
 #else
     throw ConfigError("device 'cuda' needs a build with GRADACC_CUDA=ON");
