@@ -58,6 +58,12 @@ expect_bad "cannot write log file" train --log "$tmp/no/such/dir/log.jsonl" --st
 expect_bad "warmup = 50 steps leaves no room" train --warmup 50 --steps 10 --train-limit 640
 expect_bad "fewer than one global batch" train --train-limit 100 --partial drop --steps 1
 
+expect_bad "replaces global_batch and accumulation_steps" train --accum-schedule 0:2 --accum 4 --steps 3
+expect_bad "needs steps" train --accum-schedule 0:2,10:4
+expect_bad "steps must start at 0" train --accum-schedule 1:2 --steps 3
+expect_bad "is not step:accumulation" train --accum-schedule 0:2,x --steps 3
+expect_bad "--accum-schedule" verify --accum-schedule 0:2 --micro-batch 8
+
 # Text data for the gpt.
 : >"$tmp/empty.txt"
 printf 'caf\xe9\n' >"$tmp/latin1.txt"

@@ -20,6 +20,7 @@ using namespace gradacc;
 
 // Flag values as given; only the ones the user set override the config file.
 struct Flags {
+  std::string accum_schedule;
   std::string config, model, norm, data, optimizer, schedule, shuffle, partial, log, init, save, device;
   std::optional<int64_t> global_batch, micro_batch, accum, world_size, warmup, steps, epochs, seed, train_limit, threads;
   std::optional<int64_t> layers, heads, dim, context;
@@ -31,6 +32,10 @@ void add_batch_flags(CLI::App& cmd, Flags& f) {
   cmd.add_option("--global-batch", f.global_batch, "samples per optimizer step over all ranks (train_batch_size)");
   cmd.add_option("--micro-batch", f.micro_batch, "samples per forward/backward pass (train_micro_batch_size_per_gpu)");
   cmd.add_option("--accum", f.accum, "micro-batches per optimizer step (gradient_accumulation_steps)");
+}
+
+void add_accum_schedule_flag(CLI::App& cmd, Flags& f) {
+  cmd.add_option("--accum-schedule", f.accum_schedule, "accumulation by optimizer step, e.g. 0:2,200:4,600:8 (needs --steps)");
 }
 
 void add_run_flags(CLI::App& cmd, Flags& f) {
@@ -72,6 +77,7 @@ TrainConfig build_config(const Flags& f) {
     try { c.model.norm = parse_norm(f.norm); } catch (const std::invalid_argument& e) { throw ConfigError(fmt::format("--norm: {}", e.what())); }
   }
   set_str(f.data, c.data);
+  set_str(f.accum_schedule, c.accum_schedule);
   if (f.layers) c.model.layers = *f.layers;
   if (f.heads) c.model.heads = *f.heads;
   if (f.dim) c.model.dim = *f.dim;
@@ -147,6 +153,7 @@ int main(int argc, char** argv) {
 
   auto* train = app.add_subcommand("train", "train a model (defaults: CNN + GroupNorm on Fashion-MNIST, 8 × 32)");
   add_run_flags(*train, flags);
+  add_accum_schedule_flag(*train, flags);
   train->add_option("--log", flags.log, "write one JSON line per optimizer step to this file");
   train->add_option("--save", flags.save, "save final weights (safetensors)");
 

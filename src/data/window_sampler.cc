@@ -56,16 +56,24 @@ Window WindowSampler::window(const std::vector<int64_t>& order, int64_t epoch, i
   if (index < 0 || index >= layout_.windows()) {
     throw std::out_of_range(fmt::format("window {} of an epoch with {} windows", index, layout_.windows()));
   }
+  return window_at(order, epoch, index, index * plan_.global_batch, plan_.accumulation_steps);
+}
+
+Window WindowSampler::window_at(const std::vector<int64_t>& order, int64_t epoch, int64_t index, int64_t begin,
+                                int64_t accumulation_steps) const {
+  if (begin < 0 || begin >= dataset_size_) {
+    throw std::out_of_range(fmt::format("window start {} outside the {} examples", begin, dataset_size_));
+  }
+  const int64_t global = plan_.micro_batch * accumulation_steps * plan_.world_size;
   Window w;
   w.epoch = epoch;
   w.index = index;
-  const int64_t begin = index * plan_.global_batch;
-  w.global_samples = std::min(plan_.global_batch, dataset_size_ - begin);
+  w.global_samples = std::min(global, dataset_size_ - begin);
 
   // This rank's slice: equal shares of the window, the last ranks' shares may come up short.
-  const bool full = w.global_samples == plan_.global_batch;
-  const int64_t share = full ? plan_.rank_batch() : (w.global_samples + plan_.world_size - 1) / plan_.world_size;
-  const int64_t micro_count = full ? plan_.accumulation_steps : (share + plan_.micro_batch - 1) / plan_.micro_batch;
+  const bool full = w.global_samples == global;
+  const int64_t share = full ? plan_.micro_batch * accumulation_steps : (w.global_samples + plan_.world_size - 1) / plan_.world_size;
+  const int64_t micro_count = full ? accumulation_steps : (share + plan_.micro_batch - 1) / plan_.micro_batch;
   const int64_t slice_begin = std::min(begin + options_.rank * share, begin + w.global_samples);
   const int64_t slice_end = std::min(slice_begin + share, begin + w.global_samples);
 

@@ -1,5 +1,7 @@
 #include "gradacc/run/config.h"
 
+#include "gradacc/accumulate/accum_schedule.h"
+
 #include <fstream>
 #include <functional>
 #include <map>
@@ -100,6 +102,7 @@ void apply_config_file(const std::string& path, TrainConfig& c) {
          try { c.schedule = parse_schedule(get<std::string>(v, k, path)); }
          catch (const std::invalid_argument& e) { throw ConfigError(fmt::format("{}: key '{}': {}", path, k, e.what())); }
        }},
+      {"accum_schedule", [&](const json& v, const std::string& k) { c.accum_schedule = get<std::string>(v, k, path); }},
       {"warmup", [&](const json& v, const std::string& k) { c.warmup = get_count(v, k, path); }},
       {"min_lr", [&](const json& v, const std::string& k) { c.min_lr = get<double>(v, k, path); }},
       {"steps", [&](const json& v, const std::string& k) { c.steps = get_count(v, k, path); }},
@@ -132,6 +135,17 @@ void validate(const TrainConfig& c) {
   if (c.clip < 0) throw ConfigError(fmt::format("clip must be ≥ 0, got {}", c.clip));
   if (c.train_limit < 0) throw ConfigError(fmt::format("train_limit must be ≥ 0, got {}", c.train_limit));
   if (c.threads < 0) throw ConfigError(fmt::format("threads must be ≥ 0, got {}", c.threads));
+  if (!c.accum_schedule.empty()) {
+    if (c.batch.global_batch || c.batch.accumulation_steps) {
+      throw ConfigError("an accumulation schedule replaces global_batch and accumulation_steps: give micro_batch only");
+    }
+    if (!c.steps) throw ConfigError("an accumulation schedule needs steps (the run's length in optimizer steps)");
+    try {
+      AccumSchedule::parse(c.accum_schedule);
+    } catch (const PlanError& e) {
+      throw ConfigError(e.what());
+    }
+  }
   try {
     c.model.validate();
   } catch (const std::invalid_argument& e) {
@@ -159,6 +173,10 @@ TrainConfig default_job() {
 void apply_default_batch(TrainConfig& c) {
   const auto& b = c.batch;
   if (!b.global_batch && !b.micro_batch && !b.accumulation_steps) {
+    if (!c.accum_schedule.empty()) {
+      c.batch.micro_batch = 32;
+      return;
+    }
     c.batch.global_batch = 256;
     c.batch.micro_batch = 32;
   }

@@ -53,14 +53,27 @@ Workload load_workload(const TrainConfig& c) {
 
 std::vector<StepReport> train_steps(Network& model, Accumulator& accumulator, const Dataset& data,
                                     const WindowSampler& sampler, int64_t steps, const at::Device& device,
-                                    LoopPosition& pos, const StepCallback& on_step) {
+                                    LoopPosition& pos, const StepCallback& on_step, const AccumSchedule* accum_schedule) {
   std::vector<StepReport> reports;
   reports.reserve(steps);
   model.train();
+  const BatchPlan& plan = sampler.plan();
+  const int64_t n = sampler.dataset_size();
   std::vector<int64_t> order = sampler.epoch_order(pos.epoch);
+  auto next_epoch = [&] {
+    pos.window = pos.offset = 0;
+    order = sampler.epoch_order(++pos.epoch);
+  };
   for (int64_t s = 0; s < steps; ++s) {
     const auto start = std::chrono::steady_clock::now();
-    const Window window = sampler.window(order, pos.epoch, pos.window);
+    // Which examples this window holds: the next `global` of the epoch's order (fewer at its end).
+    const int64_t accum = accum_schedule ? accum_schedule->at(accumulator.steps_taken()) : plan.accumulation_steps;
+    const int64_t global = plan.micro_batch * accum * plan.world_size;
+    if (sampler.drop_partial() && n - pos.offset < global) {
+      if (pos.offset == 0) throw PlanError(fmt::format("a window of {} examples does not fit the {} examples", global, n));
+      next_epoch();
+    }
+    const Window window = sampler.window_at(order, pos.epoch, pos.window, pos.offset, accum);
 
     // Forward and backward, one micro-batch at a time: only one micro-batch of activations lives.
     for (const std::vector<int64_t>& indices : window.micro_batches) {
@@ -75,9 +88,10 @@ std::vector<StepReport> train_steps(Network& model, Accumulator& accumulator, co
     if (on_step) on_step(report, pos.epoch, seconds);
     reports.push_back(report);
 
-    if (++pos.window == sampler.windows_per_epoch()) {
-      pos.window = 0;
-      order = sampler.epoch_order(++pos.epoch);
+    ++pos.window;
+    pos.offset += window.global_samples;
+    if (pos.offset == n || (sampler.drop_partial() && !accum_schedule && pos.window == sampler.windows_per_epoch())) {
+      next_epoch();
     }
   }
   return reports;
@@ -234,6 +248,8 @@ TrainSummary run_training(const TrainConfig& c, std::ostream& out) {
   const LrSchedule schedule(setup.schedule);
   Accumulator accumulator(*model, *optimizer, &schedule, setup.accumulator);
   const WindowSampler sampler(work.train->size(), setup.plan, setup.sampler);
+  const std::optional<AccumSchedule> accum_schedule =
+      c.accum_schedule.empty() ? std::nullopt : std::optional<AccumSchedule>(AccumSchedule::parse(c.accum_schedule));
   StepLog log(c.log_path);
 
   out << fmt::format("gradacc train: model={} norm={} data={} ({} examples) {} steps={} optimizer={} lr={}\n",
@@ -248,7 +264,8 @@ TrainSummary run_training(const TrainConfig& c, std::ostream& out) {
                           [&](const StepReport& r, int64_t epoch, double seconds) {
                             log.write(r, epoch, seconds);
                             bar.update(r.step, r.loss);
-                          });
+                          },
+                          accum_schedule ? &*accum_schedule : nullptr);
   }
   TrainSummary s;
   s.plan = setup.plan;

@@ -67,6 +67,7 @@ Difference compare(const std::vector<StepReport>& a, const Network& a_model, con
 
 VerifyResult run_verify(const TrainConfig& c, const VerifyOptions& o) {
   if (o.steps < 1) throw ConfigError(fmt::format("verify needs ≥ 1 step, got {}", o.steps));
+  if (!c.accum_schedule.empty()) throw ConfigError("verify compares fixed plans; drop --accum-schedule");
   if (c.threads > 0) at::set_num_threads(c.threads);
   const Workload work = load_workload(c);
   RunSetup setup = make_run_setup(c, *work.train, work.text);

@@ -46,6 +46,12 @@ class WindowSampler {
   std::vector<int64_t> epoch_order(int64_t epoch) const;
   // Window `index` of `epoch`, cut for this sampler's rank.
   Window window(const std::vector<int64_t>& order, int64_t epoch, int64_t index) const;
+  // The window of up to micro_batch × accumulation_steps × world_size examples starting at
+  // position `begin` of the epoch's order (for windows whose size changes: AccumSchedule).
+  Window window_at(const std::vector<int64_t>& order, int64_t epoch, int64_t index, int64_t begin,
+                   int64_t accumulation_steps) const;
+  int64_t dataset_size() const { return dataset_size_; }
+  bool drop_partial() const { return options_.drop_partial; }
 
  private:
   int64_t dataset_size_;

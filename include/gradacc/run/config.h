@@ -33,6 +33,7 @@ struct TrainConfig {
   std::optional<int64_t> warmup;      // optimizer steps; unset: 5% of the run for cosine/linear, else 0
   double min_lr = 0.0;
   double clip = 0.0;                   // max global gradient norm, 0 = off
+  std::string accum_schedule;          // "0:2,200:4": accumulation per optimizer step (needs steps)
   std::optional<int64_t> steps;        // optimizer steps, or
   std::optional<int64_t> epochs;       // passes over the data (default 1)
   uint64_t seed = 0;

@@ -11,6 +11,7 @@
 
 #include <torch/optim/optimizer.h>
 
+#include "gradacc/accumulate/accum_schedule.h"
 #include "gradacc/accumulate/accumulator.h"
 #include "gradacc/data/dataset.h"
 #include "gradacc/data/window_sampler.h"
@@ -35,15 +36,19 @@ Workload load_workload(const TrainConfig& config);
 // Where the loop stands: the next window to run. Advances across epochs.
 struct LoopPosition {
   int64_t epoch = 0;
-  int64_t window = 0;
+  int64_t window = 0;  // windows already run in this epoch
+  int64_t offset = 0;  // examples of this epoch's order already consumed
 };
 
 using StepCallback = std::function<void(const StepReport&, int64_t epoch, double seconds)>;
 
-// Runs `steps` optimizer steps from `position` (updated in place).
+// Runs `steps` optimizer steps from `position` (updated in place). With `accum_schedule`, the
+// window of optimizer step s holds accum_schedule->at(s) micro-batches (the step count is the
+// accumulator's); otherwise the plan's fixed number.
 std::vector<StepReport> train_steps(Network& model, Accumulator& accumulator, const Dataset& data,
                                     const WindowSampler& sampler, int64_t steps, const at::Device& device,
-                                    LoopPosition& position, const StepCallback& on_step = {});
+                                    LoopPosition& position, const StepCallback& on_step = {},
+                                    const AccumSchedule* accum_schedule = nullptr);
 
 // Fraction of examples whose arg-max logit is the label (model in eval mode, no gradients).
 double evaluate_accuracy(Network& model, const Dataset& data, const at::Device& device, int64_t batch = 1000);
