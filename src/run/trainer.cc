@@ -88,11 +88,11 @@ std::vector<StepReport> train_steps(Network& model, Accumulator& accumulator, co
     if (on_step) on_step(report, pos.epoch, seconds);
     reports.push_back(report);
 
+    // An epoch ends when its examples run out; with `drop`, when the rest is too short for the
+    // next window (checked before that window runs, above).
     ++pos.window;
     pos.offset += window.global_samples;
-    if (pos.offset == n || (sampler.drop_partial() && !accum_schedule && pos.window == sampler.windows_per_epoch())) {
-      next_epoch();
-    }
+    if (pos.offset == n) next_epoch();
   }
   return reports;
 }

@@ -33,7 +33,8 @@ struct Workload {
 // Loads the data named by config.data (throws DataError or ConfigError).
 Workload load_workload(const TrainConfig& config);
 
-// Where the loop stands: the next window to run. Advances across epochs.
+// Where the loop stands: the next window to run. Advances across epochs; with `drop`, a short
+// remainder is skipped when the next window would start in it.
 struct LoopPosition {
   int64_t epoch = 0;
   int64_t window = 0;  // windows already run in this epoch
