@@ -17,9 +17,13 @@
 #include "gradacc/data/fashion_mnist.h"
 #include "gradacc/model/models.h"
 #include "gradacc/run/trainer.h"
+#include "testing/test_util.h"
 
 namespace gradacc {
 namespace {
+
+using testing::flat_grads;
+using testing::rel_diff;
 
 std::shared_ptr<TensorDataset> fashion(int64_t n) {
   static auto data = load_fashion_mnist(kFashionMnistDir, Split::kTrain);
@@ -29,16 +33,6 @@ std::shared_ptr<TensorDataset> fashion(int64_t n) {
 std::shared_ptr<Network> seeded(const ModelSpec& spec, uint64_t seed = 1) {
   torch::manual_seed(seed);
   return make_model(spec, 10);
-}
-
-at::Tensor flat_grads(torch::nn::Module& m) {
-  std::vector<at::Tensor> g;
-  for (const auto& p : m.parameters()) g.push_back(p.grad().reshape(-1));
-  return at::cat(g);
-}
-
-double rel_diff(const at::Tensor& a, const at::Tensor& b) {
-  return (a - b).norm().item<double>() / b.norm().item<double>();
 }
 
 // The reference: mean loss of the whole batch, one backward.

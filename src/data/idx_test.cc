@@ -9,12 +9,12 @@
 
 #include "gradacc/data/fashion_mnist.h"
 
+#include "testing/test_util.h"
+
 namespace gradacc {
 namespace {
 
-std::string temp_path(const std::string& name) {
-  return (std::filesystem::temp_directory_path() / ("gradacc_idx_" + std::to_string(::getpid()) + "_" + name)).string();
-}
+using testing::temp_path;
 
 std::string idx_bytes(uint8_t type, const std::vector<uint32_t>& dims, size_t values) {
   std::string s = {0, 0, static_cast<char>(type), static_cast<char>(dims.size())};

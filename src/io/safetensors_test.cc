@@ -11,12 +11,12 @@
 
 #include "gradacc/model/models.h"
 
+#include "testing/test_util.h"
+
 namespace gradacc {
 namespace {
 
-std::string temp_path(const std::string& name) {
-  return (std::filesystem::temp_directory_path() / ("gradacc_st_" + std::to_string(::getpid()) + "_" + name)).string();
-}
+using testing::temp_path;
 
 TEST(Safetensors, RoundTripsEveryDtypeAndMetadata) {
   TensorMap in = {{"f32", at::randn({3, 4})},

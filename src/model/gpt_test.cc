@@ -15,9 +15,13 @@
 #include "gradacc/io/safetensors.h"
 #include "gradacc/model/models.h"
 #include "gradacc/run/trainer.h"
+#include "testing/test_util.h"
 
 namespace gradacc {
 namespace {
+
+using testing::flat_grads;
+using testing::rel_diff;
 
 // A text every Debian system has; its paragraphs make sequences of very different lengths.
 constexpr const char* kText = "/usr/share/common-licenses/GPL-3";
@@ -37,14 +41,6 @@ std::shared_ptr<Network> seeded_gpt(const ModelSpec& spec) {
   torch::manual_seed(5);
   return make_model(spec, kByteVocab);
 }
-
-at::Tensor flat_grads(torch::nn::Module& m) {
-  std::vector<at::Tensor> g;
-  for (const auto& p : m.parameters()) g.push_back(p.grad().reshape(-1));
-  return at::cat(g);
-}
-
-double rel_diff(const at::Tensor& a, const at::Tensor& b) { return (a - b).norm().item<double>() / b.norm().item<double>(); }
 
 // A window of 16 sequences (micro-batches of 4) from the middle of the text: the real-token counts
 // of the micro-batches differ, as they do in practice.

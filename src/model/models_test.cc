@@ -19,12 +19,12 @@
 #include "gradacc/io/safetensors.h"
 #include "gradacc/run/trainer.h"
 
+#include "testing/test_util.h"
+
 namespace gradacc {
 namespace {
 
-std::string temp_path(const std::string& name) {
-  return (std::filesystem::temp_directory_path() / ("gradacc_ref_" + std::to_string(::getpid()) + "_" + name)).string();
-}
+using testing::temp_path;
 
 void compare_with_pytorch(const ModelSpec& spec, int64_t micro) {
   static auto data = load_fashion_mnist(kFashionMnistDir, Split::kTrain)->head(64);

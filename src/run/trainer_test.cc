@@ -9,12 +9,12 @@
 
 #include "gradacc/io/safetensors.h"
 
+#include "testing/test_util.h"
+
 namespace gradacc {
 namespace {
 
-std::string temp_path(const std::string& name) {
-  return (std::filesystem::temp_directory_path() / ("gradacc_tr_" + std::to_string(::getpid()) + "_" + name)).string();
-}
+using testing::temp_path;
 
 TrainConfig small_job() {
   TrainConfig c = default_job();

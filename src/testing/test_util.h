@@ -1,0 +1,32 @@
+// Helpers shared by the unit tests (not part of the library).
+#pragma once
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <ATen/ops/cat.h>
+#include <torch/nn/module.h>
+
+namespace gradacc::testing {
+
+// A path in the temp directory unique to this process.
+inline std::string temp_path(const std::string& name) {
+  return (std::filesystem::temp_directory_path() / ("gradacc_test_" + std::to_string(::getpid()) + "_" + name)).string();
+}
+
+// Every parameter's .grad, flattened and concatenated in parameter order.
+inline at::Tensor flat_grads(torch::nn::Module& m) {
+  std::vector<at::Tensor> g;
+  for (const auto& p : m.parameters()) g.push_back(p.grad().reshape(-1));
+  return at::cat(g);
+}
+
+// ‖a − b‖ / ‖b‖: the relative L2 difference of a from the reference b.
+inline double rel_diff(const at::Tensor& a, const at::Tensor& b) {
+  return (a - b).norm().item<double>() / b.norm().item<double>();
+}
+
+}  // namespace gradacc::testing
