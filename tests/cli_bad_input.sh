@@ -90,5 +90,22 @@ expect_bad "holds a cnn model" generate --init "$tmp/cnn.safetensors"
 expect_bad "cannot create" train --steps 1 --train-limit 64 --global-batch 64 --save "$tmp/no/dir/w.safetensors"
 if ls "$tmp/no" >/dev/null 2>&1; then echo "FAIL: a failed save left files"; fails=$((fails + 1)); fi
 
+# Checkpoint flags and files.
+"$bin" train --model mlp --steps 4 --train-limit 256 --global-batch 64 --checkpoint-dir "$tmp/ck" >/dev/null 2>&1 </dev/null
+ck="$tmp/ck/ckpt-step-00000004.safetensors"
+expect_bad "save_every needs a checkpoint directory" train --save-every 5
+expect_bad "keep_checkpoints must be ≥ 1" train --checkpoint-dir "$tmp/ck2" --keep-checkpoints 0
+expect_bad "stop_at needs a checkpoint directory" train --stop-at 3
+expect_bad "no such checkpoint file or directory" train --resume "$tmp/nothing-here"
+expect_bad "no checkpoint (ckpt-step-*.safetensors)" train --resume "$tmp/fmnist"
+expect_bad "not a gradacc checkpoint" train --model cnn --steps 1 --train-limit 64 --global-batch 64 --resume "$tmp/cnn.safetensors"
+expect_bad "its model.model is mlp, this run's is cnn" train --steps 8 --train-limit 256 --global-batch 64 --resume "$ck"
+expect_bad "its accumulation_steps is 1, this run's is 2" train --model mlp --steps 8 --train-limit 256 --global-batch 64 --micro-batch 32 --resume "$ck"
+cp "$ck" "$tmp/flipped.safetensors"
+printf '\x55' | dd of="$tmp/flipped.safetensors" bs=1 seek=2000 conv=notrunc status=none
+expect_bad "checksum mismatch" train --model mlp --steps 8 --train-limit 256 --global-batch 64 --resume "$tmp/flipped.safetensors"
+head -c 3000 "$ck" >"$tmp/short.safetensors"
+expect_bad "short.safetensors" train --model mlp --steps 8 --train-limit 256 --global-batch 64 --resume "$tmp/short.safetensors"
+
 echo "cli_bad_input: $passes passed, $fails failed"
 [ "$fails" -eq 0 ]

@@ -107,6 +107,12 @@ at::Tensor Accumulator::window_gradient() const {
   return flat_grad_ * (static_cast<double>(options_.nominal_count) / static_cast<double>(count));
 }
 
+void Accumulator::resume_at(int64_t steps_taken) {
+  if (window_micro_batches_ != 0) throw std::logic_error("resume_at() inside an open window");
+  if (steps_taken < 0) throw std::logic_error(fmt::format("resume_at({}): a step count is ≥ 0", steps_taken));
+  steps_ = steps_taken;
+}
+
 StepReport Accumulator::step() {
   const auto start = std::chrono::steady_clock::now();
   const int64_t count = window_count();

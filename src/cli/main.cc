@@ -22,6 +22,8 @@ using namespace gradacc;
 struct Flags {
   std::string accum_schedule;
   std::string config, model, norm, data, optimizer, schedule, shuffle, partial, log, init, save, device;
+  std::string checkpoint_dir, resume;
+  std::optional<int64_t> save_every, keep_checkpoints, stop_at;
   std::optional<int64_t> global_batch, micro_batch, accum, world_size, warmup, steps, epochs, seed, train_limit, threads;
   std::optional<int64_t> layers, heads, dim, context;
   std::optional<double> lr, weight_decay, momentum, min_lr, clip;
@@ -98,6 +100,11 @@ TrainConfig build_config(const Flags& f) {
   set_str(f.init, c.init_path);
   set_str(f.save, c.save_path);
   set_str(f.device, c.device);
+  set_str(f.checkpoint_dir, c.checkpoint_dir);
+  set_str(f.resume, c.resume_path);
+  if (f.save_every) c.save_every = *f.save_every;
+  if (f.keep_checkpoints) c.keep_checkpoints = *f.keep_checkpoints;
+  if (f.stop_at) c.stop_at = *f.stop_at;
   if (f.global_batch) c.batch.global_batch = f.global_batch;
   if (f.micro_batch) c.batch.micro_batch = f.micro_batch;
   if (f.accum) c.batch.accumulation_steps = f.accum;
@@ -156,6 +163,11 @@ int main(int argc, char** argv) {
   add_accum_schedule_flag(*train, flags);
   train->add_option("--log", flags.log, "write one JSON line per optimizer step to this file");
   train->add_option("--save", flags.save, "save final weights (safetensors)");
+  train->add_option("--checkpoint-dir", flags.checkpoint_dir, "write checkpoints here (at the end, on SIGINT/SIGTERM, and every --save-every steps)");
+  train->add_option("--save-every", flags.save_every, "optimizer steps between checkpoints");
+  train->add_option("--keep-checkpoints", flags.keep_checkpoints, "newest checkpoints to keep (default 3)");
+  train->add_option("--resume", flags.resume, "continue from a checkpoint file, or the newest in a directory");
+  train->add_option("--stop-at", flags.stop_at, "stop after this optimizer step with a checkpoint (resume later)");
 
   auto* verify = app.add_subcommand("verify", "check accumulated training against full-batch training");
   add_run_flags(*verify, flags);
@@ -224,8 +236,8 @@ int main(int argc, char** argv) {
     }
     TrainConfig config = build_config(flags);
     if (train->parsed()) {
-      run_training(config, std::cout);
-      return 0;
+      const TrainSummary s = run_training(config, std::cout);
+      return s.interrupted_by ? 128 + s.interrupted_by : 0;
     }
     const VerifyResult r = run_verify(config, vo);
     std::cout << (as_json ? verify_json(r, vo) + "\n" : verify_text(r, vo));

@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <torch/csrc/autograd/grad_mode.h>
+#include <zlib.h>
 
 namespace gradacc {
 namespace {
@@ -57,6 +58,26 @@ void write_all(int fd, const void* data, size_t n, const std::string& path) {
   }
 }
 
+// CRC-32 of the header's canonical JSON (without the checksum entry) followed by every tensor's
+// bytes in file order: a flipped bit anywhere that matters (a value, a shape, a metadata field)
+// changes it.
+class Crc {
+ public:
+  void add(const void* data, size_t n) {
+    const auto* p = static_cast<const Bytef*>(data);
+    while (n > 0) {  // zlib takes uInt lengths
+      const uInt chunk = static_cast<uInt>(std::min<size_t>(n, 1u << 30));
+      value_ = ::crc32(value_, p, chunk);
+      p += chunk;
+      n -= chunk;
+    }
+  }
+  std::string hex() const { return fmt::format("{:08x}", value_); }
+
+ private:
+  uLong value_ = ::crc32(0L, Z_NULL, 0);
+};
+
 }  // namespace
 
 void save_safetensors(const std::string& path, const TensorMap& tensors, const StringMap& metadata) {
@@ -70,7 +91,14 @@ void save_safetensors(const std::string& path, const TensorMap& tensors, const S
     offset += bytes;
     blobs.push_back(std::move(c));
   }
-  if (!metadata.empty()) header["__metadata__"] = metadata;
+  StringMap meta = metadata;
+  meta.erase(kChecksumKey);
+  if (!meta.empty()) header["__metadata__"] = meta;
+  Crc crc;
+  const std::string canonical = header.dump();
+  crc.add(canonical.data(), canonical.size());
+  for (const at::Tensor& b : blobs) crc.add(b.data_ptr(), b.nbytes());
+  header["__metadata__"][kChecksumKey] = crc.hex();
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');  // keep the data 8-byte aligned
   const uint64_t n = text.size();
@@ -96,6 +124,12 @@ void save_safetensors(const std::string& path, const TensorMap& tensors, const S
     const std::string err = std::strerror(errno);
     ::unlink(tmp.c_str());
     throw FormatError(fmt::format("{}: cannot move into place: {}", path, err));
+  }
+  // The rename itself is durable only once the directory entry is on disk.
+  const std::string dir = target.has_parent_path() ? target.parent_path().string() : ".";
+  if (const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
   }
 }
 
@@ -163,6 +197,17 @@ TensorMap load_safetensors(const std::string& path, StringMap* metadata) {
     }
   }
   std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) { return a.begin < b.begin; });
+  // Files written by gradacc carry a checksum; others (Python's safetensors) are read unchecked.
+  std::optional<std::string> expected_crc;
+  Crc crc;
+  if (auto m = header.find("__metadata__"); m != header.end() && m->contains(kChecksumKey)) {
+    expected_crc = (*m)[kChecksumKey].get<std::string>();
+    m->erase(kChecksumKey);
+    if (m->empty()) header.erase("__metadata__");
+    const std::string canonical = header.dump();
+    crc.add(canonical.data(), canonical.size());
+    if (metadata) metadata->erase(kChecksumKey);
+  }
   for (size_t i = 1; i < entries.size(); ++i) {
     if (entries[i].begin < entries[i - 1].end) {
       throw FormatError(fmt::format("{}: tensors '{}' and '{}' overlap", path, entries[i - 1].name, entries[i].name));
@@ -175,7 +220,12 @@ TensorMap load_safetensors(const std::string& path, StringMap* metadata) {
     in.seekg(static_cast<std::streamoff>(8 + n + e.begin));
     in.read(static_cast<char*>(t.data_ptr()), static_cast<std::streamsize>(e.end - e.begin));
     if (!in) throw FormatError(fmt::format("{}: truncated while reading tensor '{}'", path, e.name));
+    if (expected_crc) crc.add(t.data_ptr(), t.nbytes());
     out.emplace(e.name, std::move(t));
+  }
+  if (expected_crc && crc.hex() != *expected_crc) {
+    throw FormatError(fmt::format("{}: checksum mismatch (stored {}, computed {}): the file is corrupted", path,
+                                  *expected_crc, crc.hex()));
   }
   return out;
 }
@@ -191,22 +241,29 @@ void save_module(const std::string& path, const torch::nn::Module& module, const
   save_safetensors(path, module_state(module), metadata);
 }
 
-void load_module(const std::string& path, torch::nn::Module& module) {
-  const TensorMap file = load_safetensors(path);
-  TensorMap state = module_state(module);
+void check_module_state(const TensorMap& file, const torch::nn::Module& module, const std::string& source) {
+  const TensorMap state = module_state(module);
   for (const auto& [name, t] : state) {
     auto it = file.find(name);
-    if (it == file.end()) throw FormatError(fmt::format("{}: has no tensor '{}' that the model needs", path, name));
+    if (it == file.end()) throw FormatError(fmt::format("{}: has no tensor '{}' that the model needs", source, name));
     if (it->second.sizes() != t.sizes()) {
-      throw FormatError(fmt::format("{}: tensor '{}' has shape {}, the model needs {}", path, name,
+      throw FormatError(fmt::format("{}: tensor '{}' has shape {}, the model needs {}", source, name,
                                     fmt::join(it->second.sizes(), "x"), fmt::join(t.sizes(), "x")));
     }
   }
   for (const auto& [name, t] : file) {
-    if (!state.count(name)) throw FormatError(fmt::format("{}: holds tensor '{}' that the model does not have", path, name));
+    if (!state.count(name)) throw FormatError(fmt::format("{}: holds tensor '{}' that the model does not have", source, name));
   }
+}
+
+void load_module_state(const TensorMap& file, torch::nn::Module& module, const std::string& source) {
+  check_module_state(file, module, source);
   torch::NoGradGuard no_grad;
-  for (auto& [name, t] : state) t.copy_(file.at(name));
+  for (auto& [name, t] : module_state(module)) t.copy_(file.at(name));
+}
+
+void load_module(const std::string& path, torch::nn::Module& module) {
+  load_module_state(load_safetensors(path), module, path);
 }
 
 }  // namespace gradacc

@@ -9,8 +9,8 @@
 
 namespace gradacc {
 
-ProgressBar::ProgressBar(int64_t total_steps)
-    : total_(total_steps), enabled_(::isatty(STDERR_FILENO) == 1), start_(std::chrono::steady_clock::now()) {}
+ProgressBar::ProgressBar(int64_t total_steps, int64_t first_step)
+    : total_(total_steps), first_(first_step), enabled_(::isatty(STDERR_FILENO) == 1), start_(std::chrono::steady_clock::now()) {}
 
 ProgressBar::~ProgressBar() {
   if (enabled_) std::fputc('\n', stderr);
@@ -22,7 +22,8 @@ void ProgressBar::update(int64_t step, double loss) {
   if (step < total_ && now - last_draw_ < std::chrono::milliseconds(100)) return;  // keep the terminal calm
   last_draw_ = now;
   const double elapsed = std::chrono::duration<double>(now - start_).count();
-  const double eta = step > 0 ? elapsed / static_cast<double>(step) * static_cast<double>(total_ - step) : 0.0;
+  const int64_t timed = step - first_;
+  const double eta = timed > 0 ? elapsed / static_cast<double>(timed) * static_cast<double>(total_ - step) : 0.0;
   constexpr int kWidth = 30;
   const int filled = total_ > 0 ? static_cast<int>(kWidth * step / total_) : kWidth;
   const std::string bar = std::string(filled, '#') + std::string(kWidth - filled, '.');

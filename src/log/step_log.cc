@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <stdexcept>
 
 #include <fmt/format.h>
@@ -9,9 +10,29 @@
 
 namespace gradacc {
 
-StepLog::StepLog(const std::string& path) {
+StepLog::StepLog(const std::string& path, std::optional<int64_t> continue_after) {
   if (path.empty()) return;
-  file_ = std::fopen(path.c_str(), "w");
+  if (continue_after) {
+    std::ifstream in(path);
+    if (in) {
+      std::string kept, line;
+      while (std::getline(in, line)) {
+        const nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+        if (j.is_object() && j.contains("step") && j["step"].is_number_integer() && j["step"].get<int64_t>() <= *continue_after) {
+          kept += line + "\n";
+        }
+      }
+      const std::string tmp = path + ".tmp";
+      std::ofstream out(tmp, std::ios::trunc);
+      out << kept;
+      out.close();
+      if (!out || std::rename(tmp.c_str(), path.c_str()) != 0) {
+        std::remove(tmp.c_str());
+        throw std::runtime_error(fmt::format("cannot rewrite log file {} for the resumed run: {}", path, std::strerror(errno)));
+      }
+    }
+  }
+  file_ = std::fopen(path.c_str(), continue_after ? "a" : "w");
   if (!file_) throw std::runtime_error(fmt::format("cannot write log file {}: {}", path, std::strerror(errno)));
 }
 

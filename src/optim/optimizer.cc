@@ -3,7 +3,10 @@
 #include <cmath>
 #include <stdexcept>
 
+#include <ATen/ops/scalar_tensor.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <torch/csrc/autograd/grad_mode.h>
 #include <torch/optim/adam.h>
 #include <torch/optim/adamw.h>
 #include <torch/optim/sgd.h>
@@ -36,6 +39,139 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::vector<at::Te
         params, torch::optim::AdamOptions(o.lr).betas({o.beta1, o.beta2}).eps(o.eps).weight_decay(o.weight_decay));
   }
   throw std::invalid_argument(fmt::format("unknown optimizer '{}' (expected sgd, adam or adamw)", o.name));
+}
+
+namespace {
+
+std::vector<at::Tensor> all_params(torch::optim::Optimizer& optimizer) {
+  std::vector<at::Tensor> params;
+  for (const auto& group : optimizer.param_groups()) {
+    for (const at::Tensor& p : group.params()) params.push_back(p);
+  }
+  return params;
+}
+
+std::string key(size_t i, const char* field) { return fmt::format("{}.{}", i, field); }
+
+// LibTorch's Adam and AdamW keep the same fields in two unrelated state classes.
+template <typename State>
+void add_adam_state(std::map<std::string, at::Tensor>& out, size_t i, const State& s) {
+  out[key(i, "exp_avg")] = s.exp_avg();
+  out[key(i, "exp_avg_sq")] = s.exp_avg_sq();
+  out[key(i, "step")] = at::scalar_tensor(s.step(), at::kLong);
+}
+
+}  // namespace
+
+std::map<std::string, at::Tensor> optimizer_state(torch::optim::Optimizer& optimizer) {
+  std::map<std::string, at::Tensor> out;
+  if (auto* fused = dynamic_cast<FusedAdamW*>(&optimizer)) {
+    for (size_t i = 0; i < fused->exp_avg().size(); ++i) {
+      out[key(i, "exp_avg")] = fused->exp_avg()[i];
+      out[key(i, "exp_avg_sq")] = fused->exp_avg_sq()[i];
+      out[key(i, "step")] = fused->step_counts()[i];
+    }
+    return out;
+  }
+  const std::vector<at::Tensor> params = all_params(optimizer);
+  for (size_t i = 0; i < params.size(); ++i) {
+    auto it = optimizer.state().find(params[i].unsafeGetTensorImpl());
+    if (it == optimizer.state().end()) continue;
+    if (auto* sgd = dynamic_cast<torch::optim::SGDParamState*>(it->second.get())) {
+      if (sgd->momentum_buffer().defined()) out[key(i, "momentum_buffer")] = sgd->momentum_buffer();
+    } else if (auto* adam = dynamic_cast<torch::optim::AdamParamState*>(it->second.get())) {
+      add_adam_state(out, i, *adam);
+    } else if (auto* adamw = dynamic_cast<torch::optim::AdamWParamState*>(it->second.get())) {
+      add_adam_state(out, i, *adamw);
+    } else {
+      throw std::invalid_argument("optimizer_state: unsupported optimizer state type");
+    }
+  }
+  return out;
+}
+
+void load_optimizer_state(torch::optim::Optimizer& optimizer, const std::map<std::string, at::Tensor>& state) {
+  // Which fields this optimizer keeps per parameter.
+  std::vector<const char*> fields;
+  const bool fused = dynamic_cast<FusedAdamW*>(&optimizer) != nullptr;
+  const bool sgd = dynamic_cast<torch::optim::SGD*>(&optimizer) != nullptr;
+  const bool adam = dynamic_cast<torch::optim::Adam*>(&optimizer) != nullptr;
+  const bool adamw = dynamic_cast<torch::optim::AdamW*>(&optimizer) != nullptr;
+  if (fused || adam || adamw) fields = {"exp_avg", "exp_avg_sq", "step"};
+  else if (sgd) fields = {"momentum_buffer"};
+  else throw std::invalid_argument("load_optimizer_state: unsupported optimizer");
+
+  // Check everything before changing anything. A parameter has all of its fields or none
+  // (LibTorch makes state lazily, at a parameter's first update).
+  const std::vector<at::Tensor> params = all_params(optimizer);
+  size_t matched = 0;
+  for (size_t i = 0; i < params.size(); ++i) {
+    size_t present = 0;
+    for (const char* f : fields) present += state.count(key(i, f));
+    if (present == 0 && !fused) continue;
+    for (const char* f : fields) {
+      auto it = state.find(key(i, f));
+      if (it == state.end()) throw std::invalid_argument(fmt::format("optimizer state has no '{}'", key(i, f)));
+      const bool scalar = std::string(f) == "step";
+      if (scalar ? it->second.numel() != 1 : it->second.sizes() != params[i].sizes()) {
+        throw std::invalid_argument(fmt::format("optimizer state '{}' has shape [{}], the parameter needs [{}]", key(i, f),
+                                                fmt::join(it->second.sizes(), "x"),
+                                                scalar ? "" : fmt::format("{}", fmt::join(params[i].sizes(), "x"))));
+      }
+    }
+    matched += fields.size();
+  }
+  if (matched != state.size()) {
+    for (const auto& [name, t] : state) {
+      const auto dot = name.find('.');
+      size_t i = params.size();
+      try {
+        i = std::stoul(name.substr(0, dot));
+      } catch (const std::exception&) {
+      }
+      bool known = false;
+      for (const char* f : fields) known = known || (dot != std::string::npos && name.substr(dot + 1) == f);
+      if (!known || i >= params.size()) {
+        throw std::invalid_argument(fmt::format("optimizer state '{}' does not belong to this {} optimizer over {} parameters",
+                                                name, sgd ? "sgd" : "adam/adamw", params.size()));
+      }
+    }
+  }
+
+  torch::NoGradGuard no_grad;
+  if (fused) {
+    auto* f = dynamic_cast<FusedAdamW*>(&optimizer);
+    for (size_t i = 0; i < params.size(); ++i) {
+      if (!state.count(key(i, "step"))) continue;
+      f->exp_avg()[i].copy_(state.at(key(i, "exp_avg")));
+      f->exp_avg_sq()[i].copy_(state.at(key(i, "exp_avg_sq")));
+      f->step_counts()[i].copy_(state.at(key(i, "step")).reshape({}));
+    }
+    return;
+  }
+  auto& slots = optimizer.state();
+  for (size_t i = 0; i < params.size(); ++i) {
+    const at::Tensor& p = params[i];
+    auto copy_of = [&](const char* f) { return state.at(key(i, f)).to(p.options()).clone(); };
+    if (sgd) {
+      if (!state.count(key(i, "momentum_buffer"))) continue;
+      auto s = std::make_unique<torch::optim::SGDParamState>();
+      s->momentum_buffer(copy_of("momentum_buffer"));
+      slots[p.unsafeGetTensorImpl()] = std::move(s);
+      continue;
+    }
+    if (!state.count(key(i, "step"))) continue;
+    const int64_t step = state.at(key(i, "step")).to(at::kLong).item<int64_t>();
+    if (adam) {
+      auto s = std::make_unique<torch::optim::AdamParamState>();
+      s->step(step).exp_avg(copy_of("exp_avg")).exp_avg_sq(copy_of("exp_avg_sq"));
+      slots[p.unsafeGetTensorImpl()] = std::move(s);
+    } else {
+      auto s = std::make_unique<torch::optim::AdamWParamState>();
+      s->step(step).exp_avg(copy_of("exp_avg")).exp_avg_sq(copy_of("exp_avg_sq"));
+      slots[p.unsafeGetTensorImpl()] = std::move(s);
+    }
+  }
 }
 
 void set_lr(torch::optim::Optimizer& optimizer, double lr) {

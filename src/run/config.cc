@@ -117,6 +117,9 @@ void apply_config_file(const std::string& path, TrainConfig& c) {
       {"log", [&](const json& v, const std::string& k) { c.log_path = get<std::string>(v, k, path); }},
       {"init", [&](const json& v, const std::string& k) { c.init_path = get<std::string>(v, k, path); }},
       {"save", [&](const json& v, const std::string& k) { c.save_path = get<std::string>(v, k, path); }},
+      {"checkpoint_dir", [&](const json& v, const std::string& k) { c.checkpoint_dir = get<std::string>(v, k, path); }},
+      {"save_every", [&](const json& v, const std::string& k) { c.save_every = get_count(v, k, path); }},
+      {"keep_checkpoints", [&](const json& v, const std::string& k) { c.keep_checkpoints = get_count(v, k, path); }},
       {"threads", [&](const json& v, const std::string& k) { c.threads = static_cast<int>(get_count(v, k, path)); }},
       {"device", [&](const json& v, const std::string& k) { c.device = get<std::string>(v, k, path); }},
   };
@@ -134,6 +137,15 @@ void validate(const TrainConfig& c) {
   if (c.warmup && *c.warmup < 0) throw ConfigError(fmt::format("warmup must be ≥ 0, got {}", *c.warmup));
   if (c.clip < 0) throw ConfigError(fmt::format("clip must be ≥ 0, got {}", c.clip));
   if (c.train_limit < 0) throw ConfigError(fmt::format("train_limit must be ≥ 0, got {}", c.train_limit));
+  if (c.save_every < 0) throw ConfigError(fmt::format("save_every must be ≥ 0, got {}", c.save_every));
+  if (c.save_every > 0 && c.checkpoint_dir.empty() && c.resume_path.empty()) {
+    throw ConfigError("save_every needs a checkpoint directory (--checkpoint-dir)");
+  }
+  if (c.keep_checkpoints < 1) throw ConfigError(fmt::format("keep_checkpoints must be ≥ 1, got {}", c.keep_checkpoints));
+  if (c.stop_at && *c.stop_at < 1) throw ConfigError(fmt::format("stop_at must be ≥ 1, got {}", *c.stop_at));
+  if (c.stop_at && c.checkpoint_dir.empty() && c.resume_path.empty()) {
+    throw ConfigError("stop_at needs a checkpoint directory (--checkpoint-dir) to continue from");
+  }
   if (c.threads < 0) throw ConfigError(fmt::format("threads must be ≥ 0, got {}", c.threads));
   if (!c.accum_schedule.empty()) {
     if (c.batch.global_batch || c.batch.accumulation_steps) {

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <csignal>
 #include <cmath>
 #include <filesystem>
 
@@ -19,6 +20,7 @@
 #include "gradacc/io/safetensors.h"
 #include "gradacc/log/progress.h"
 #include "gradacc/log/step_log.h"
+#include "gradacc/run/checkpoint.h"
 
 namespace gradacc {
 
@@ -84,15 +86,16 @@ std::vector<StepReport> train_steps(Network& model, Accumulator& accumulator, co
     }
     // Window boundary: exact normalization, clip, optimizer and schedule step.
     const StepReport report = accumulator.step();
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    if (on_step) on_step(report, pos.epoch, seconds);
     reports.push_back(report);
 
     // An epoch ends when its examples run out; with `drop`, when the rest is too short for the
     // next window (checked before that window runs, above).
+    const int64_t epoch = pos.epoch;
     ++pos.window;
     pos.offset += window.global_samples;
     if (pos.offset == n) next_epoch();
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (on_step && !on_step(report, StepContext{epoch, seconds, pos})) break;
   }
   return reports;
 }
@@ -228,13 +231,67 @@ std::string batchnorm_warning(const TrainConfig& c, const BatchPlan& plan) {
       plan.micro_batch, plan.accumulation_steps, plan.global_batch / plan.world_size, plan.accumulation_steps);
 }
 
-TrainSummary run_training(const TrainConfig& c, std::ostream& out) {
-  validate(c);
-  if (!c.save_path.empty()) {  // fail before training, not after it
-    const std::filesystem::path dir = std::filesystem::path(c.save_path).parent_path();
-    const std::string d = dir.empty() ? "." : dir.string();
-    if (!std::filesystem::is_directory(d) || ::access(d.c_str(), W_OK) != 0) {
-      throw ConfigError(fmt::format("cannot create {}: directory {} does not exist or is not writable", c.save_path, d));
+namespace {
+
+// SIGINT/SIGTERM (Ctrl-C, a scheduler's preemption) while checkpointing: finish the window, save a
+// checkpoint, stop. A second signal takes the default action (the handler resets itself).
+volatile std::sig_atomic_t g_interrupt = 0;
+
+extern "C" void on_interrupt(int sig) {
+  g_interrupt = sig;
+  std::signal(sig, SIG_DFL);
+}
+
+class InterruptGuard {
+ public:
+  explicit InterruptGuard(bool enable) : enabled_(enable) {
+    g_interrupt = 0;
+    if (!enabled_) return;
+    struct sigaction sa {};
+    sa.sa_handler = on_interrupt;
+    sigemptyset(&sa.sa_mask);
+    ::sigaction(SIGINT, &sa, &old_int_);
+    ::sigaction(SIGTERM, &sa, &old_term_);
+  }
+  ~InterruptGuard() {
+    if (!enabled_) return;
+    ::sigaction(SIGINT, &old_int_, nullptr);
+    ::sigaction(SIGTERM, &old_term_, nullptr);
+  }
+  InterruptGuard(const InterruptGuard&) = delete;
+  InterruptGuard& operator=(const InterruptGuard&) = delete;
+
+ private:
+  bool enabled_;
+  struct sigaction old_int_ {}, old_term_ {};
+};
+
+void require_writable_parent(const std::string& file) {
+  const std::filesystem::path dir = std::filesystem::path(file).parent_path();
+  const std::string d = dir.empty() ? "." : dir.string();
+  if (!std::filesystem::is_directory(d) || ::access(d.c_str(), W_OK) != 0) {
+    throw ConfigError(fmt::format("cannot create {}: directory {} does not exist or is not writable", file, d));
+  }
+}
+
+}  // namespace
+
+TrainSummary run_training(const TrainConfig& config, std::ostream& out) {
+  validate(config);
+  TrainConfig c = config;
+  // Fail before training, not after it.
+  if (!c.save_path.empty()) require_writable_parent(c.save_path);
+  std::string resume_from;
+  if (!c.resume_path.empty()) {
+    resume_from = resolve_checkpoint(c.resume_path);
+    if (c.checkpoint_dir.empty()) c.checkpoint_dir = std::filesystem::path(resume_from).parent_path().string();
+  }
+  if (!c.checkpoint_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(c.checkpoint_dir, ec);
+    if (ec || ::access(c.checkpoint_dir.c_str(), W_OK) != 0) {
+      throw ConfigError(fmt::format("cannot use checkpoint directory {}: {}", c.checkpoint_dir,
+                                    ec ? ec.message() : "not writable"));
     }
   }
   if (c.threads > 0) at::set_num_threads(c.threads);
@@ -250,28 +307,62 @@ TrainSummary run_training(const TrainConfig& c, std::ostream& out) {
   const WindowSampler sampler(work.train->size(), setup.plan, setup.sampler);
   const std::optional<AccumSchedule> accum_schedule =
       c.accum_schedule.empty() ? std::nullopt : std::optional<AccumSchedule>(AccumSchedule::parse(c.accum_schedule));
-  StepLog log(c.log_path);
+  const StringMap identity = run_identity(c, setup.plan, work.train->size(), work.text);
+
+  // Resume: weights, optimizer state, RNG, step count and data position from the checkpoint.
+  LoopPosition pos;
+  if (!resume_from.empty()) {
+    const CheckpointState state = load_checkpoint(resume_from, *model, *optimizer, identity);
+    accumulator.resume_at(state.step);
+    pos = state.position;
+    out << fmt::format("resumed from {} at step {} (epoch {}, example {} of its order)\n", resume_from, state.step,
+                       pos.epoch, pos.offset);
+  }
+  const int64_t first_step = accumulator.steps_taken();
+  const int64_t last_step = std::min(setup.total_steps, c.stop_at.value_or(setup.total_steps));
+  StepLog log(c.log_path, resume_from.empty() ? std::nullopt : std::optional<int64_t>(first_step));
+
+  std::string last_checkpoint;
+  auto checkpoint = [&](const LoopPosition& next) {
+    CheckpointState state{accumulator.steps_taken(), next, {}};
+    last_checkpoint = save_checkpoint(c.checkpoint_dir, state, *model, *optimizer, identity, c.keep_checkpoints);
+  };
 
   out << fmt::format("gradacc train: model={} norm={} data={} ({} examples) {} steps={} optimizer={} lr={}\n",
                      c.model.name, to_string(c.model.resolved_norm()), c.data, work.train->size(), describe(setup.plan),
                      setup.total_steps, c.optimizer.name, c.optimizer.lr);
-  LoopPosition pos;
   const auto start = std::chrono::steady_clock::now();
   std::vector<StepReport> reports;
   {
-    ProgressBar bar(setup.total_steps);
-    reports = train_steps(*model, accumulator, *work.train, sampler, setup.total_steps, setup.device, pos,
-                          [&](const StepReport& r, int64_t epoch, double seconds) {
-                            log.write(r, epoch, seconds);
+    InterruptGuard interrupts(!c.checkpoint_dir.empty());
+    ProgressBar bar(setup.total_steps, first_step);
+    reports = train_steps(*model, accumulator, *work.train, sampler, std::max<int64_t>(0, last_step - first_step),
+                          setup.device, pos,
+                          [&](const StepReport& r, const StepContext& ctx) {
+                            log.write(r, ctx.epoch, ctx.seconds);
                             bar.update(r.step, r.loss);
+                            const bool stop = g_interrupt != 0;
+                            const bool due = c.save_every > 0 && r.step % c.save_every == 0;
+                            if (!c.checkpoint_dir.empty() && (stop || due || r.step == last_step)) checkpoint(ctx.next);
+                            return !stop;
                           },
                           accum_schedule ? &*accum_schedule : nullptr);
   }
   TrainSummary s;
   s.plan = setup.plan;
-  s.steps = static_cast<int64_t>(reports.size());
+  s.steps = accumulator.steps_taken();
   s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   s.final_loss = reports.empty() ? 0.0 : reports.back().loss;
+  s.checkpoint = last_checkpoint;
+  if (g_interrupt != 0 || s.steps < setup.total_steps) {
+    s.stopped_early = true;
+    s.interrupted_by = g_interrupt;
+    const std::string why = g_interrupt == SIGINT ? "interrupted (SIGINT)" : g_interrupt == SIGTERM ? "interrupted (SIGTERM)"
+                                                                                                     : "stopped as asked (--stop-at)";
+    out << fmt::format("{} after step {} of {}; checkpoint {}; continue with --resume {}\n", why, s.steps,
+                       setup.total_steps, last_checkpoint.empty() ? "(none)" : last_checkpoint, c.checkpoint_dir);
+    return s;
+  }
   if (!c.save_path.empty()) save_module(c.save_path, *model, model_metadata(c.model));
   if (work.text) {
     s.validation_loss = work.test->size() > 0 ? evaluate_loss(*model, *work.test, setup.device) : 0.0;

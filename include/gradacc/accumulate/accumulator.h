@@ -79,6 +79,9 @@ class Accumulator {
   at::Tensor window_gradient() const;
 
   int64_t steps_taken() const { return steps_; }
+  // Continues a run from a checkpoint taken after `steps_taken` optimizer steps (the schedule and
+  // accumulation schedule go on from there). Only between windows; throws std::logic_error otherwise.
+  void resume_at(int64_t steps_taken);
   // The flat gradient buffer (all .grad tensors are views of it). For tests and communication.
   const at::Tensor& flat_grad() const { return flat_grad_; }
 

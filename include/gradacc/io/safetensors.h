@@ -7,6 +7,10 @@
 // so a crash never leaves a half-written file under the target name. Reads validate the header
 // (JSON, dtypes, shapes against byte ranges, ranges inside the file, no overlaps) and throw
 // FormatError — one line naming the file and the defect — instead of loading garbage.
+//
+// Integrity: gradacc adds a CRC-32 of the header and all tensor bytes to the metadata
+// ("gradacc_crc32"); a file that carries one is verified on every read, so a corrupted checkpoint
+// or weights file is never loaded. Files from other writers have none and are read unchecked.
 #pragma once
 
 #include <map>
@@ -26,8 +30,11 @@ class FormatError : public std::runtime_error {
 using TensorMap = std::map<std::string, at::Tensor>;
 using StringMap = std::map<std::string, std::string>;
 
+inline constexpr const char* kChecksumKey = "gradacc_crc32";
+
 void save_safetensors(const std::string& path, const TensorMap& tensors, const StringMap& metadata = {});
-// Loads every tensor (on the CPU). `metadata`, when given, receives the "__metadata__" pairs.
+// Loads every tensor (on the CPU). `metadata`, when given, receives the "__metadata__" pairs
+// (without the checksum).
 TensorMap load_safetensors(const std::string& path, StringMap* metadata = nullptr);
 
 // A module's parameters and buffers under their registered names ("conv1.weight", ...).
@@ -36,5 +43,9 @@ void save_module(const std::string& path, const torch::nn::Module& module, const
 // Copies a file's tensors into the module. Every parameter and buffer must be present with the
 // same shape, and the file may hold nothing else; otherwise FormatError names the first mismatch.
 void load_module(const std::string& path, torch::nn::Module& module);
+// The same for tensors already read (`source` names them in errors): check_module_state only
+// checks; load_module_state checks, then copies.
+void check_module_state(const TensorMap& tensors, const torch::nn::Module& module, const std::string& source);
+void load_module_state(const TensorMap& tensors, torch::nn::Module& module, const std::string& source);
 
 }  // namespace gradacc

@@ -9,12 +9,14 @@ namespace gradacc {
 
 class ProgressBar {
  public:
-  explicit ProgressBar(int64_t total_steps);
+  // `first_step`: steps already done before this bar (a resumed run); the ETA uses only the
+  // steps timed by this bar.
+  explicit ProgressBar(int64_t total_steps, int64_t first_step = 0);
   ~ProgressBar();  // ends the line it drew
   void update(int64_t step, double loss);
 
  private:
-  int64_t total_;
+  int64_t total_, first_;
   bool enabled_;
   std::chrono::steady_clock::time_point start_, last_draw_;
 };

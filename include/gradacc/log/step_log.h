@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "gradacc/accumulate/accumulator.h"
@@ -17,7 +18,10 @@ namespace gradacc {
 class StepLog {
  public:
   // Empty path: no file. Throws std::runtime_error naming the path when it cannot be created.
-  explicit StepLog(const std::string& path);
+  // With `continue_after` (a resumed run), an existing log keeps its step records up to and
+  // including that step — records of steps the resumed run will redo, and other events, are
+  // dropped (rewritten atomically) — and new records are appended.
+  explicit StepLog(const std::string& path, std::optional<int64_t> continue_after = std::nullopt);
   ~StepLog();
   StepLog(const StepLog&) = delete;
   StepLog& operator=(const StepLog&) = delete;

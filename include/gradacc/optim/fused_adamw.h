@@ -25,6 +25,11 @@ class FusedAdamW : public torch::optim::Optimizer {
   // The next step() uses gradients multiplied by `factor` (without touching the gradient memory).
   void scale_next_step(double factor) { next_scale_ = factor; }
 
+  // The live state, one tensor per parameter (for checkpoints; see optimizer_state()).
+  const std::vector<at::Tensor>& exp_avg() const { return exp_avg_; }
+  const std::vector<at::Tensor>& exp_avg_sq() const { return exp_avg_sq_; }
+  const std::vector<at::Tensor>& step_counts() const { return steps_; }  // float scalars
+
  private:
   bool decoupled_;
   std::vector<at::Tensor> params_, exp_avg_, exp_avg_sq_, steps_;

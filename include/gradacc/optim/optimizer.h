@@ -1,6 +1,7 @@
 // Optimizer construction from options, and learning-rate control for any LibTorch optimizer.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -22,6 +23,17 @@ struct OptimizerOptions {
 // Throws std::invalid_argument naming the bad option.
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::vector<at::Tensor>& params,
                                                         const OptimizerOptions& options);
+
+// The per-parameter state of an optimizer made by make_optimizer, as named tensors for a checkpoint:
+// "<i>.<field>" with i the parameter's position ("0.exp_avg", "0.exp_avg_sq", "0.step" for Adam and
+// AdamW, fused or not; "0.momentum_buffer" for SGD with momentum). The tensors are the live state,
+// not copies. A parameter that has no state yet (before the first step) has no entries.
+std::map<std::string, at::Tensor> optimizer_state(torch::optim::Optimizer& optimizer);
+
+// Copies state saved by optimizer_state() into an optimizer of the same kind over parameters of the
+// same shapes (creating LibTorch's lazily made state where needed). Throws std::invalid_argument
+// naming the first missing, extra or mis-shaped entry; nothing is changed then.
+void load_optimizer_state(torch::optim::Optimizer& optimizer, const std::map<std::string, at::Tensor>& state);
 
 // Sets the learning rate of every parameter group.
 void set_lr(torch::optim::Optimizer& optimizer, double lr);

@@ -40,6 +40,11 @@ struct TrainConfig {
   bool shuffle = true;
   bool drop_partial = false;           // the short last window: rescale (default) or drop
   std::string log_path, init_path, save_path;
+  std::string checkpoint_dir;          // checkpoints go here ("" = none)
+  int64_t save_every = 0;              // optimizer steps between checkpoints (0: at the end only)
+  int64_t keep_checkpoints = 3;        // newest checkpoints kept in checkpoint_dir
+  std::string resume_path;             // continue from this checkpoint (file, or directory: newest)
+  std::optional<int64_t> stop_at;      // stop after this optimizer step, with a checkpoint
   int threads = 0;                     // 0 = LibTorch's default
   std::string device = "cpu";
 };

@@ -33,17 +33,17 @@ struct Workload {
 // Loads the data named by config.data (throws DataError or ConfigError).
 Workload load_workload(const TrainConfig& config);
 
-// Where the loop stands: the next window to run. Advances across epochs; with `drop`, a short
-// remainder is skipped when the next window would start in it.
-struct LoopPosition {
-  int64_t epoch = 0;
-  int64_t window = 0;  // windows already run in this epoch
-  int64_t offset = 0;  // examples of this epoch's order already consumed
+// What the loop tells its observer after each optimizer step.
+struct StepContext {
+  int64_t epoch = 0;         // epoch of the window just run
+  double seconds = 0.0;      // wall time of the whole step
+  LoopPosition next;         // where the loop resumes: a checkpoint taken now saves this
 };
+// Returns false to stop the loop after this step (an interrupt, or a requested stop).
+using StepCallback = std::function<bool(const StepReport&, const StepContext&)>;
 
-using StepCallback = std::function<void(const StepReport&, int64_t epoch, double seconds)>;
-
-// Runs `steps` optimizer steps from `position` (updated in place). With `accum_schedule`, the
+// Runs up to `steps` optimizer steps from `position` (updated in place), fewer if on_step asks to
+// stop. With `accum_schedule`, the
 // window of optimizer step s holds accum_schedule->at(s) micro-batches (the step count is the
 // accumulator's); otherwise the plan's fixed number.
 std::vector<StepReport> train_steps(Network& model, Accumulator& accumulator, const Dataset& data,
@@ -81,12 +81,17 @@ struct TrainSummary {
   double validation_loss = 0.0;        // text: nats per byte on the held-out documents
   double bits_per_byte = 0.0;          // text: validation_loss / ln 2
   double unigram_bits_per_byte = 0.0;  // text: baseline
+  bool stopped_early = false;          // by a signal or stop_at: no evaluation, no --save
+  int interrupted_by = 0;              // the SIGINT/SIGTERM that stopped it, 0 if none
+  std::string checkpoint;              // the last checkpoint written, if any
 };
 
 // The safetensors metadata that lets `generate` (and --init) rebuild the architecture.
 StringMap model_metadata(const ModelSpec& spec);
 ModelSpec spec_from_metadata(const StringMap& metadata, const std::string& path);
-// `gradacc train`: trains, logs JSONL, reports test accuracy, saves weights. Messages go to `out`.
+// `gradacc train`: trains (or resumes, c.resume_path), logs JSONL, checkpoints, reports test
+// accuracy, saves weights. Messages go to `out`. A run stopped early (a signal, stop_at) returns
+// after its checkpoint, without evaluating or saving weights.
 TrainSummary run_training(const TrainConfig& config, std::ostream& out);
 
 }  // namespace gradacc

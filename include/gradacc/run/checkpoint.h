@@ -1,0 +1,74 @@
+// Checkpoints: everything needed to continue a run exactly where it stopped, taken at window
+// boundaries only (the accumulation buffer is empty there, so it is never saved).
+//
+// One safetensors file per checkpoint, DIR/ckpt-step-00000120.safetensors, readable by any
+// safetensors tool. It holds
+//   tensors   model.<name>          every parameter and buffer of the model
+//             optim.<i>.<field>     the optimizer's state (see optimizer_state())
+//             rng.cpu               LibTorch's default CPU generator
+//   metadata  gradacc_checkpoint    format version ("1")
+//             step                  optimizer steps taken (the LR schedule is a function of it)
+//             epoch, window, offset the data position (LoopPosition; the order is seeded)
+//             run.<field>           the run's identity: model, plan, optimizer, data size, seed...
+//             state.<name>          other components' state (e.g. a loss scaler), verbatim
+// The file is written atomically (temporary file, fsync, rename, directory fsync) and carries a
+// CRC-32 over header and data (see safetensors.h), so a torn or corrupted checkpoint is detected
+// and never loaded.
+//
+// Thread safety: none; one training loop saves and loads its own checkpoints.
+#pragma once
+
+#include <optional>
+#include <stdexcept>
+#include <string>
+
+#include <torch/nn/module.h>
+#include <torch/optim/optimizer.h>
+
+#include "gradacc/accumulate/batch_plan.h"
+#include "gradacc/data/window_sampler.h"
+#include "gradacc/io/safetensors.h"
+#include "gradacc/run/config.h"
+
+namespace gradacc {
+
+class CheckpointError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// The scalar part of a checkpoint.
+struct CheckpointState {
+  int64_t step = 0;       // optimizer steps taken
+  LoopPosition position;  // the next window
+  StringMap extra;        // other components' state, saved as "state.<name>"
+};
+
+// "ckpt-step-00000120.safetensors"
+std::string checkpoint_file_name(int64_t step);
+
+// Writes a checkpoint into `dir` (created if missing), then deletes all but the newest `keep`
+// checkpoints there. Returns the new file's path. Throws CheckpointError or FormatError; a failed
+// write leaves no file under a checkpoint name.
+std::string save_checkpoint(const std::string& dir, const CheckpointState& state, const torch::nn::Module& model,
+                            torch::optim::Optimizer& optimizer, const StringMap& identity, int64_t keep);
+
+// The newest checkpoint in `dir` by step (temporary files are ignored), if any.
+std::optional<std::string> latest_checkpoint(const std::string& dir);
+
+// `path` is a checkpoint file, or a directory meaning its newest checkpoint. Throws CheckpointError
+// when there is none.
+std::string resolve_checkpoint(const std::string& path);
+
+// Verifies a checkpoint (checksum, format, identity, every tensor's name and shape) and only then
+// loads it into `model`, `optimizer` and the CPU generator. Throws CheckpointError with one line
+// naming the file and the first problem; nothing is changed then.
+CheckpointState load_checkpoint(const std::string& path, torch::nn::Module& model, torch::optim::Optimizer& optimizer,
+                                const StringMap& identity);
+
+// What must be the same for a checkpoint to continue a run exactly: the model, the batch plan and
+// accumulation schedule, the normalization, the optimizer kind, the data size and order (seed,
+// shuffle, partial windows). The learning rate, schedule and run length may change on resume.
+StringMap run_identity(const TrainConfig& config, const BatchPlan& plan, int64_t train_examples, bool text);
+
+}  // namespace gradacc

@@ -1,0 +1,211 @@
+#include "gradacc/run/checkpoint.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <filesystem>
+#include <mutex>
+#include <regex>
+#include <vector>
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <fmt/format.h>
+
+#include "gradacc/optim/optimizer.h"
+#include "gradacc/run/trainer.h"
+
+namespace gradacc {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr const char* kFormatKey = "gradacc_checkpoint";
+constexpr const char* kFormatVersion = "1";
+
+// ckpt-step-<digits>.safetensors; nothing else in the directory is a checkpoint.
+std::optional<int64_t> step_of(const fs::path& p) {
+  static const std::regex name(R"(ckpt-step-(\d{1,18})\.safetensors)");
+  std::smatch m;
+  const std::string file = p.filename().string();
+  if (!std::regex_match(file, m, name)) return std::nullopt;
+  return std::stoll(m[1].str());
+}
+
+std::vector<std::pair<int64_t, fs::path>> checkpoints_in(const fs::path& dir) {
+  std::vector<std::pair<int64_t, fs::path>> found;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    if (auto s = step_of(entry.path()); s && entry.is_regular_file()) found.emplace_back(*s, entry.path());
+  }
+  std::sort(found.begin(), found.end());
+  return found;
+}
+
+// Temporary files of writers that died mid-write (SIGKILL, power loss): save_safetensors names
+// them "<target>.tmp.<pid>". Removed when their process is gone.
+void remove_orphaned_temporaries(const fs::path& dir) {
+  static const std::regex name(R"(ckpt-step-\d+\.safetensors\.tmp\.(\d+))");
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    std::smatch m;
+    const std::string file = entry.path().filename().string();
+    if (!std::regex_match(file, m, name)) continue;
+    const pid_t pid = static_cast<pid_t>(std::stol(m[1].str()));
+    if (pid != ::getpid() && ::kill(pid, 0) != 0 && errno == ESRCH) fs::remove(entry.path(), ec);
+  }
+}
+
+int64_t metadata_int(const StringMap& meta, const std::string& key, const std::string& path) {
+  auto it = meta.find(key);
+  if (it == meta.end()) throw CheckpointError(fmt::format("{}: checkpoint has no '{}'", path, key));
+  try {
+    size_t used = 0;
+    const int64_t v = std::stoll(it->second, &used);
+    if (used != it->second.size() || v < 0) throw std::invalid_argument(it->second);
+    return v;
+  } catch (const std::exception&) {
+    throw CheckpointError(fmt::format("{}: checkpoint field '{}' = '{}' is not a count", path, key, it->second));
+  }
+}
+
+}  // namespace
+
+std::string checkpoint_file_name(int64_t step) { return fmt::format("ckpt-step-{:08d}.safetensors", step); }
+
+std::string save_checkpoint(const std::string& dir, const CheckpointState& state, const torch::nn::Module& model,
+                            torch::optim::Optimizer& optimizer, const StringMap& identity, int64_t keep) {
+  if (keep < 1) throw CheckpointError(fmt::format("keep_checkpoints must be ≥ 1, got {}", keep));
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec || !fs::is_directory(dir)) {
+    throw CheckpointError(fmt::format("cannot create checkpoint directory {}: {}", dir, ec ? ec.message() : "not a directory"));
+  }
+  remove_orphaned_temporaries(dir);
+
+  TensorMap tensors;
+  for (const auto& [name, t] : module_state(model)) tensors["model." + name] = t;
+  for (const auto& [name, t] : optimizer_state(optimizer)) tensors["optim." + name] = t;
+  tensors["rng.cpu"] = at::detail::getDefaultCPUGenerator().get_state();
+
+  StringMap meta = {{kFormatKey, kFormatVersion},
+                    {"step", std::to_string(state.step)},
+                    {"epoch", std::to_string(state.position.epoch)},
+                    {"window", std::to_string(state.position.window)},
+                    {"offset", std::to_string(state.position.offset)}};
+  for (const auto& [k, v] : identity) meta["run." + k] = v;
+  for (const auto& [k, v] : state.extra) meta["state." + k] = v;
+
+  const std::string path = (fs::path(dir) / checkpoint_file_name(state.step)).string();
+  save_safetensors(path, tensors, meta);
+
+  // Keep the newest `keep`; the one just written is among them (steps only grow within a run).
+  auto all = checkpoints_in(dir);
+  for (size_t i = 0; i + static_cast<size_t>(keep) < all.size(); ++i) fs::remove(all[i].second, ec);
+  return path;
+}
+
+std::optional<std::string> latest_checkpoint(const std::string& dir) {
+  const auto all = checkpoints_in(dir);
+  if (all.empty()) return std::nullopt;
+  return all.back().second.string();
+}
+
+std::string resolve_checkpoint(const std::string& path) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) {
+    if (auto latest = latest_checkpoint(path)) return *latest;
+    throw CheckpointError(fmt::format("{}: no checkpoint (ckpt-step-*.safetensors) to resume from", path));
+  }
+  if (!fs::exists(path, ec)) throw CheckpointError(fmt::format("{}: no such checkpoint file or directory", path));
+  return path;
+}
+
+CheckpointState load_checkpoint(const std::string& path, torch::nn::Module& model, torch::optim::Optimizer& optimizer,
+                                const StringMap& identity) {
+  StringMap meta;
+  TensorMap tensors;
+  try {
+    tensors = load_safetensors(path, &meta);  // verifies the checksum
+  } catch (const FormatError& e) {
+    throw CheckpointError(e.what());
+  }
+  if (!meta.count(kFormatKey)) {
+    throw CheckpointError(fmt::format("{}: not a gradacc checkpoint (no '{}' metadata; weights go to --init)", path, kFormatKey));
+  }
+  if (meta.at(kFormatKey) != kFormatVersion) {
+    throw CheckpointError(fmt::format("{}: checkpoint format {} is not the supported {}", path, meta.at(kFormatKey), kFormatVersion));
+  }
+  for (const auto& [k, want] : identity) {
+    auto it = meta.find("run." + k);
+    if (it == meta.end()) throw CheckpointError(fmt::format("{}: checkpoint does not record the run's '{}'", path, k));
+    if (it->second != want) {
+      throw CheckpointError(fmt::format("{}: checkpoint belongs to another run: its {} is {}, this run's is {}", path, k,
+                                        it->second.empty() ? "(none)" : it->second, want.empty() ? "(none)" : want));
+    }
+  }
+
+  CheckpointState state;
+  state.step = metadata_int(meta, "step", path);
+  state.position.epoch = metadata_int(meta, "epoch", path);
+  state.position.window = metadata_int(meta, "window", path);
+  state.position.offset = metadata_int(meta, "offset", path);
+  for (const auto& [k, v] : meta) {
+    if (k.rfind("state.", 0) == 0) state.extra[k.substr(6)] = v;
+  }
+
+  TensorMap model_part, optim_part;
+  at::Tensor rng;
+  for (auto& [name, t] : tensors) {
+    if (name.rfind("model.", 0) == 0) model_part[name.substr(6)] = t;
+    else if (name.rfind("optim.", 0) == 0) optim_part[name.substr(6)] = t;
+    else if (name == "rng.cpu") rng = t;
+    else throw CheckpointError(fmt::format("{}: checkpoint holds unexpected tensor '{}'", path, name));
+  }
+  if (!rng.defined()) throw CheckpointError(fmt::format("{}: checkpoint has no 'rng.cpu' state", path));
+
+  // Check everything, then change anything: a failed load leaves the run as it was.
+  try {
+    check_module_state(model_part, model, path);
+  } catch (const FormatError& e) {
+    throw CheckpointError(e.what());
+  }
+  try {
+    load_optimizer_state(optimizer, optim_part);
+  } catch (const std::invalid_argument& e) {
+    throw CheckpointError(fmt::format("{}: {}", path, e.what()));
+  }
+  load_module_state(model_part, model, path);
+  {
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    try {
+      gen.set_state(rng);
+    } catch (const std::exception&) {
+      throw CheckpointError(fmt::format("{}: 'rng.cpu' is not a CPU generator state", path));
+    }
+  }
+  return state;
+}
+
+StringMap run_identity(const TrainConfig& c, const BatchPlan& plan, int64_t train_examples, bool text) {
+  StringMap id;
+  for (const auto& [k, v] : model_metadata(c.model)) {
+    if (k != "format") id["model." + k] = v;
+  }
+  id["global_batch"] = std::to_string(plan.global_batch);
+  id["micro_batch"] = std::to_string(plan.micro_batch);
+  id["accumulation_steps"] = std::to_string(plan.accumulation_steps);
+  id["world_size"] = std::to_string(plan.world_size);
+  id["accum_schedule"] = c.accum_schedule;
+  id["normalization"] = text ? "per-item" : "per-sample";
+  id["optimizer"] = c.optimizer.name == "sgd" || !c.optimizer.fused ? c.optimizer.name : c.optimizer.name + " (fused)";
+  id["train_examples"] = std::to_string(train_examples);
+  id["seed"] = std::to_string(c.seed);
+  id["shuffle"] = c.shuffle ? "on" : "off";
+  id["partial_window"] = c.drop_partial ? "drop" : "rescale";
+  return id;
+}
+
+}  // namespace gradacc

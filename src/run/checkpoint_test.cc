@@ -1,0 +1,236 @@
+#include "gradacc/run/checkpoint.h"
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <ATen/ops/equal.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "gradacc/optim/optimizer.h"
+#include "gradacc/run/trainer.h"
+
+#include "testing/test_util.h"
+
+namespace gradacc {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::temp_path;
+
+struct StepRecord {
+  int64_t step;
+  double loss, grad_norm, lr;
+  bool operator==(const StepRecord&) const = default;  // bit-for-bit: doubles compared exactly
+};
+
+std::vector<StepRecord> step_records(const std::string& log) {
+  std::ifstream in(log);
+  std::vector<StepRecord> out;
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto j = nlohmann::json::parse(line);
+    if (j.contains("step")) out.push_back({j["step"], j["loss"], j["grad_norm"], j["lr"]});
+  }
+  return out;
+}
+
+// Every tensor of two weight files equal bit for bit.
+void expect_identical_weights(const std::string& a, const std::string& b) {
+  const TensorMap wa = load_safetensors(a), wb = load_safetensors(b);
+  ASSERT_EQ(wa.size(), wb.size());
+  for (const auto& [name, t] : wa) {
+    ASSERT_TRUE(wb.count(name)) << name;
+    EXPECT_TRUE(at::equal(t, wb.at(name))) << name << " differs";
+  }
+}
+
+// 2000 Fashion-MNIST images, windows of 4 × 32 (15 full + one short of 80), 40 steps = 2.5 epochs:
+// the stop falls mid-epoch and the run crosses an epoch boundary and a short window after it.
+TrainConfig job(const std::string& tag, const std::string& optimizer, bool fused) {
+  TrainConfig c = default_job();
+  c.model = {"mlp", NormKind::kNone};
+  c.train_limit = 2000;
+  c.batch = {std::nullopt, 32, 4, std::nullopt};
+  c.optimizer.name = optimizer;
+  c.optimizer.fused = fused;
+  c.optimizer.momentum = optimizer == "sgd" ? 0.9 : 0.0;
+  c.optimizer.lr = optimizer == "sgd" ? 0.05 : 2e-3;
+  c.epochs.reset();
+  c.steps = 40;
+  c.threads = 2;  // the same reduction order in both runs
+  c.log_path = temp_path(tag + ".jsonl");
+  c.save_path = temp_path(tag + ".safetensors");
+  return c;
+}
+
+class ExactResume : public ::testing::TestWithParam<std::tuple<std::string, bool>> {};
+
+TEST_P(ExactResume, StopAndResumeGivesTheUninterruptedRunBitForBit) {
+  const auto [optimizer, fused] = GetParam();
+  std::ostringstream out;
+  const TrainConfig whole = job("whole", optimizer, fused);
+  run_training(whole, out);
+
+  TrainConfig part = job("part", optimizer, fused);
+  part.checkpoint_dir = temp_path("ckpt_" + optimizer + (fused ? "_f" : ""));
+  part.save_every = 10;
+  part.stop_at = 23;  // between checkpoints 20 and 30, mid-epoch (16 windows per epoch)
+  const TrainSummary first = run_training(part, out);
+  EXPECT_TRUE(first.stopped_early);
+  EXPECT_EQ(first.steps, 23);
+  EXPECT_FALSE(fs::exists(part.save_path));  // no weights from a stopped run
+
+  // The first half's log keeps going into the same file, as a user would run it.
+  TrainConfig rest = job("part", optimizer, fused);
+  rest.resume_path = part.checkpoint_dir;
+  const TrainSummary second = run_training(rest, out);
+  EXPECT_FALSE(second.stopped_early);
+  EXPECT_EQ(second.steps, 40);
+
+  expect_identical_weights(whole.save_path, rest.save_path);
+  const auto a = step_records(whole.log_path), b = step_records(rest.log_path);
+  ASSERT_EQ(a.size(), 40u);
+  ASSERT_EQ(b.size(), 40u);
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i], b[i]) << "step " << i + 1;
+  // The end of the run also checkpoints; the default keeps the newest 3.
+  EXPECT_EQ(latest_checkpoint(part.checkpoint_dir), (fs::path(part.checkpoint_dir) / checkpoint_file_name(40)).string());
+  int count = 0;
+  for (const auto& e : fs::directory_iterator(part.checkpoint_dir)) count += e.path().extension() == ".safetensors";
+  EXPECT_EQ(count, 3);
+  for (const auto& p : {whole.log_path, whole.save_path, rest.log_path, rest.save_path}) fs::remove(p);
+  fs::remove_all(part.checkpoint_dir);
+}
+
+INSTANTIATE_TEST_SUITE_P(Optimizers, ExactResume,
+                         ::testing::Values(std::make_tuple("adamw", true), std::make_tuple("adam", false),
+                                           std::make_tuple("adamw", false), std::make_tuple("sgd", false)),
+                         [](const auto& info) {
+                           return std::get<0>(info.param) + (std::get<1>(info.param) ? "_fused" : "_libtorch");
+                         });
+
+// A checkpoint after 6 steps of `job`, for the rejection tests.
+struct Saved {
+  TrainConfig config;
+  std::string file;
+};
+Saved saved_checkpoint(const std::string& tag) {
+  Saved s{job(tag, "adamw", true), ""};
+  s.config.checkpoint_dir = temp_path("ckpt_" + tag);
+  s.config.stop_at = 6;
+  std::ostringstream out;
+  s.file = run_training(s.config, out).checkpoint;
+  s.config.stop_at.reset();
+  s.config.resume_path = s.file;
+  return s;
+}
+
+void expect_rejected(const TrainConfig& c, const std::string& fragment) {
+  std::ostringstream out;
+  try {
+    run_training(c, out);
+    ADD_FAILURE() << "resumed from a bad checkpoint; expected an error with: " << fragment;
+  } catch (const std::exception& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find(fragment), std::string::npos) << msg;
+    EXPECT_EQ(msg.find('\n'), std::string::npos) << "one line: " << msg;
+  }
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+void write_file(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+}
+
+TEST(Checkpoint, CorruptedDataHeaderOrTruncationIsDetectedAndNeverLoaded) {
+  const Saved s = saved_checkpoint("corrupt");
+  const std::string good = read_file(s.file);
+
+  std::string flipped = good;
+  flipped[good.size() - 1000] ^= 0x01;  // one bit inside the tensor data
+  write_file(s.file, flipped);
+  expect_rejected(s.config, "checksum mismatch");
+
+  std::string header = good;
+  const auto at = header.find("\"step\":\"6\"");
+  ASSERT_NE(at, std::string::npos);
+  header[at + 8] = '5';  // a plausible, wrong step count in the metadata
+  write_file(s.file, header);
+  expect_rejected(s.config, "checksum mismatch");
+
+  write_file(s.file, good.substr(0, good.size() / 2));
+  expect_rejected(s.config, s.file);
+
+  // Loading into a live model: a rejected file changes nothing.
+  auto model = make_model(s.config.model, 10);
+  auto optimizer = make_optimizer(model->parameters(), s.config.optimizer);
+  const at::Tensor before = model->parameters()[0].clone();
+  EXPECT_THROW(load_checkpoint(s.file, *model, *optimizer, {}), CheckpointError);
+  EXPECT_TRUE(at::equal(before, model->parameters()[0]));
+
+  write_file(s.file, good);  // intact again: loads
+  const CheckpointState state = load_checkpoint(s.file, *model, *optimizer, {});
+  EXPECT_EQ(state.step, 6);
+  EXPECT_FALSE(at::equal(before, model->parameters()[0]));
+  fs::remove_all(s.config.checkpoint_dir);
+}
+
+TEST(Checkpoint, ACheckpointOfAnotherModelPlanOrOptimizerIsRejected) {
+  const Saved s = saved_checkpoint("mismatch");
+  TrainConfig other_model = s.config;
+  other_model.model = {"mlp", NormKind::kLayer};
+  expect_rejected(other_model, "its model.norm is none, this run's is layer");
+
+  TrainConfig other_plan = s.config;
+  other_plan.batch = {std::nullopt, 16, 8, std::nullopt};
+  expect_rejected(other_plan, "its accumulation_steps is 4, this run's is 8");
+
+  TrainConfig other_optimizer = s.config;
+  other_optimizer.optimizer.name = "sgd";
+  expect_rejected(other_optimizer, "its optimizer is adamw (fused), this run's is sgd");
+
+  TrainConfig other_seed = s.config;
+  other_seed.seed = 7;
+  expect_rejected(other_seed, "its seed is 0, this run's is 7");
+
+  // Final weights are not a checkpoint.
+  TrainConfig weights = s.config;
+  weights.resume_path = temp_path("plain.safetensors");
+  auto model = make_model(s.config.model, 10);
+  save_module(weights.resume_path, *model);
+  expect_rejected(weights, "not a gradacc checkpoint");
+
+  TrainConfig missing = s.config;
+  missing.resume_path = temp_path("no_such_dir");
+  expect_rejected(missing, "no such checkpoint file or directory");
+  fs::remove(weights.resume_path);
+  fs::remove_all(s.config.checkpoint_dir);
+}
+
+TEST(Checkpoint, KeepsTheNewestAndIgnoresAndCleansOrphanedTemporaries) {
+  const std::string dir = temp_path("keep");
+  fs::create_directories(dir);
+  auto model = make_model({"mlp", NormKind::kNone}, 10);
+  auto optimizer = make_optimizer(model->parameters(), OptimizerOptions());
+  // A writer killed mid-write leaves "<name>.tmp.<pid>"; pid 2^22+1 exceeds Linux's pid_max default.
+  const std::string orphan = (fs::path(dir) / (checkpoint_file_name(99) + ".tmp.4194305")).string();
+  write_file(orphan, "partial");
+  EXPECT_EQ(latest_checkpoint(dir), std::nullopt);
+  for (int64_t step : {5, 10, 15, 20}) save_checkpoint(dir, {step, {}, {{"scaler", "x"}}}, *model, *optimizer, {}, 2);
+  EXPECT_FALSE(fs::exists(orphan));
+  EXPECT_FALSE(fs::exists(fs::path(dir) / checkpoint_file_name(10)));
+  EXPECT_TRUE(fs::exists(fs::path(dir) / checkpoint_file_name(15)));
+  EXPECT_EQ(resolve_checkpoint(dir), (fs::path(dir) / checkpoint_file_name(20)).string());
+  EXPECT_EQ(load_checkpoint(resolve_checkpoint(dir), *model, *optimizer, {}).extra.at("scaler"), "x");
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  EXPECT_THROW(resolve_checkpoint(dir), CheckpointError);
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace gradacc
