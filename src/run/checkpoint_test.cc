@@ -65,25 +65,31 @@ TrainConfig job(const std::string& tag, const std::string& optimizer, bool fused
   return c;
 }
 
-class ExactResume : public ::testing::TestWithParam<std::tuple<std::string, bool>> {};
-
-TEST_P(ExactResume, StopAndResumeGivesTheUninterruptedRunBitForBit) {
-  const auto [optimizer, fused] = GetParam();
+// Runs `base` uninterrupted, then stopped after step 23 (checkpoints every 10) and resumed, and
+// expects byte-identical weights and identical step records.
+void expect_exact_resume(const TrainConfig& base, const std::string& tag) {
   std::ostringstream out;
-  const TrainConfig whole = job("whole", optimizer, fused);
+  TrainConfig whole = base;
+  whole.log_path = temp_path(tag + "_whole.jsonl");
+  whole.save_path = temp_path(tag + "_whole.safetensors");
   run_training(whole, out);
 
-  TrainConfig part = job("part", optimizer, fused);
-  part.checkpoint_dir = temp_path("ckpt_" + optimizer + (fused ? "_f" : ""));
+  TrainConfig part = base;
+  part.log_path = temp_path(tag + "_part.jsonl");
+  part.save_path = temp_path(tag + "_part.safetensors");
+  part.checkpoint_dir = temp_path(tag + "_ckpt");
   part.save_every = 10;
-  part.stop_at = 23;  // between checkpoints 20 and 30, mid-epoch (16 windows per epoch)
+  part.stop_at = 23;  // between checkpoints 20 and 30, mid-epoch
   const TrainSummary first = run_training(part, out);
   EXPECT_TRUE(first.stopped_early);
   EXPECT_EQ(first.steps, 23);
   EXPECT_FALSE(fs::exists(part.save_path));  // no weights from a stopped run
 
-  // The first half's log keeps going into the same file, as a user would run it.
-  TrainConfig rest = job("part", optimizer, fused);
+  // The second half logs into the same file, as a user would run it.
+  TrainConfig rest = part;
+  rest.stop_at.reset();
+  rest.checkpoint_dir.clear();  // defaults to the resumed checkpoint's directory
+  rest.save_every = 0;
   rest.resume_path = part.checkpoint_dir;
   const TrainSummary second = run_training(rest, out);
   EXPECT_FALSE(second.stopped_early);
@@ -103,12 +109,36 @@ TEST_P(ExactResume, StopAndResumeGivesTheUninterruptedRunBitForBit) {
   fs::remove_all(part.checkpoint_dir);
 }
 
+class ExactResume : public ::testing::TestWithParam<std::tuple<std::string, bool>> {};
+
+TEST_P(ExactResume, StopAndResumeGivesTheUninterruptedRunBitForBit) {
+  const auto [optimizer, fused] = GetParam();
+  expect_exact_resume(job("x", optimizer, fused), optimizer + (fused ? "_f" : ""));
+}
+
 INSTANTIATE_TEST_SUITE_P(Optimizers, ExactResume,
                          ::testing::Values(std::make_tuple("adamw", true), std::make_tuple("adam", false),
                                            std::make_tuple("adamw", false), std::make_tuple("sgd", false)),
                          [](const auto& info) {
                            return std::get<0>(info.param) + (std::get<1>(info.param) ? "_fused" : "_libtorch");
                          });
+
+TEST(ExactResumeWith, AnAccumulationScheduleThatGrowsAcrossTheStop) {
+  TrainConfig c = job("x", "adamw", true);
+  c.batch = {std::nullopt, 32, std::nullopt, std::nullopt};
+  c.accum_schedule = "0:2,15:4,25:8";  // the stop at 23 falls between the 2nd and 3rd stage
+  expect_exact_resume(c, "sched");
+}
+
+TEST(ExactResumeWith, AGptOnPaddedTextWithPerTokenNormalization) {
+  TrainConfig c = job("x", "adamw", true);
+  c.model = {"gpt", NormKind::kLayer, 1, 2, 32, 32};
+  c.data = "text:/usr/share/common-licenses/GPL-3";
+  c.train_limit = 0;
+  c.batch = {std::nullopt, 4, 4, std::nullopt};
+  c.clip = 0.5;
+  expect_exact_resume(c, "gpt");
+}
 
 // A checkpoint after 6 steps of `job`, for the rejection tests.
 struct Saved {
