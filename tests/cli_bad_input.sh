@@ -90,6 +90,14 @@ expect_bad "holds a cnn model" generate --init "$tmp/cnn.safetensors"
 expect_bad "cannot create" train --steps 1 --train-limit 64 --global-batch 64 --save "$tmp/no/dir/w.safetensors"
 if ls "$tmp/no" >/dev/null 2>&1; then echo "FAIL: a failed save left files"; fails=$((fails + 1)); fi
 
+# Precision flags.
+expect_bad "unknown precision 'fp8'" train --precision fp8
+expect_bad "precision fp16 does not fit it" train --param-dtype bf16 --precision fp16
+expect_bad "grad_accum_dtype is fp32 or the param_dtype (fp32), not bf16" train --grad-accum-dtype bf16
+expect_bad "loss scaling applies to fp16 only" train --precision bf16 --loss-scale-init 1024
+expect_bad "backoff factor must lie in (0, 1), got 2" train --precision fp16 --loss-scale-backoff 2
+expect_bad "growth interval must be ≥ 1" train --precision fp16 --loss-scale-interval 0
+
 # Checkpoint flags and files.
 "$bin" train --model mlp --steps 4 --train-limit 256 --global-batch 64 --checkpoint-dir "$tmp/ck" >/dev/null 2>&1 </dev/null
 ck="$tmp/ck/ckpt-step-00000004.safetensors"

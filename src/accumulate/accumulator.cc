@@ -25,10 +25,16 @@
 // Clipping acts on g, never on a micro-batch: ‖g‖ = f‖G‖, c = min(1, max_norm / (‖g‖ + 1e-6)),
 // and the buffer is multiplied once by f·c. One reduction (the norm) and at most one multiply
 // pass touch the gradients at the boundary; the loss and the norm are read in one transfer.
+//
+// Loss scaling (fp16) multiplies s by the scale S: G = S·s Σ_m ∇L_m, and f = Ñ / (N·S). The
+// unscale is part of f — still one factor, applied once per window — and ‖g‖ = f‖G‖ is the norm of
+// the unscaled gradient, so clipping sees true values. If ‖G‖ is inf or NaN (an fp16 overflow in
+// any micro-batch), the window is dropped: no update, no LR-schedule step, S backs off.
 // ─────────────────────────────────────────────────────────────────────────────────────────────
 #include "gradacc/accumulate/accumulator.h"
 
 #include <chrono>
+#include <cmath>
 #include <stdexcept>
 
 #include <ATen/ops/empty.h>
@@ -43,8 +49,8 @@
 namespace gradacc {
 
 Accumulator::Accumulator(torch::nn::Module& model, torch::optim::Optimizer& optimizer, const LrSchedule* schedule,
-                         AccumulatorOptions options)
-    : optimizer_(optimizer), schedule_(schedule), options_(options) {
+                         AccumulatorOptions options, MasterWeights* master, LossScaler* scaler)
+    : optimizer_(optimizer), schedule_(schedule), options_(options), master_(master), scaler_(scaler) {
   if (options_.max_grad_norm < 0) {
     throw std::invalid_argument(fmt::format("max_grad_norm must be ≥ 0, got {}", options_.max_grad_norm));
   }
@@ -68,9 +74,22 @@ Accumulator::Accumulator(torch::nn::Module& model, torch::optim::Optimizer& opti
   // in place, so every backward accumulates straight into this buffer: zeroing is one memset,
   // the norm one reduction, a rescale one multiply, and a data-parallel reduction one tensor.
   flat_grad_ = at::zeros({total}, params_[0].options().requires_grad(false));
+  if (master_) {
+    // Backward writes the model's low-precision .grad; the fp32 sum is the masters' .grad.
+    if (master_->model_params().size() != params_.size()) throw std::invalid_argument("master weights of another model");
+    flat_grad_ = flat_grad_.to(at::kFloat);
+    model_grad_ = at::zeros({total}, params_[0].options().requires_grad(false));
+  }
   int64_t offset = 0;
-  for (at::Tensor& p : params_) {
-    p.mutable_grad() = flat_grad_.narrow(0, offset, p.numel()).view(p.sizes());
+  for (size_t i = 0; i < params_.size(); ++i) {
+    at::Tensor& p = params_[i];
+    if (master_) {
+      if (!master_->model_params()[i].is_same(p)) throw std::invalid_argument("master weights of another model");
+      p.mutable_grad() = model_grad_.narrow(0, offset, p.numel()).view(p.sizes());
+      master_->masters()[i].mutable_grad() = flat_grad_.narrow(0, offset, p.numel()).view(p.sizes());
+    } else {
+      p.mutable_grad() = flat_grad_.narrow(0, offset, p.numel()).view(p.sizes());
+    }
     offset += p.numel();
   }
   window_loss_ = at::zeros({}, params_[0].options().dtype(at::kDouble).requires_grad(false));
@@ -78,14 +97,21 @@ Accumulator::Accumulator(torch::nn::Module& model, torch::optim::Optimizer& opti
 
 void Accumulator::accumulate(const at::Tensor& loss_sum, int64_t samples, int64_t items) {
   if (samples < 0 || items < 0) throw std::invalid_argument("micro-batch counts must be ≥ 0");
+  const double s = pre_scale_ * (scaler_ ? scaler_->scale() : 1.0);  // s, times S with a loss scaler
   if (options_.normalization == Normalization::kNaiveMicroMean) {  // for comparison only
     const at::Tensor micro_mean = loss_sum / static_cast<double>(std::max<int64_t>(items, 1));
-    (micro_mean * pre_scale_).backward();
+    (micro_mean * s).backward();
     window_loss_.add_(micro_mean.detach());
   } else {
     // Gradients of s·L_m add into the flat buffer; no host sync happens here.
-    (loss_sum * pre_scale_).backward();
+    (loss_sum * s).backward();
     window_loss_.add_(loss_sum.detach());
+  }
+  if (master_) {
+    // Low-precision parameters: move this micro-batch's gradient into the fp32 sum, where many
+    // small contributions do not round away (a bf16 sum keeps 8 significant bits).
+    flat_grad_.add_(model_grad_);
+    model_grad_.zero_();
   }
   window_samples_ += samples;
   window_items_ += items;
@@ -104,13 +130,17 @@ int64_t Accumulator::window_count() const {
 at::Tensor Accumulator::window_gradient() const {
   const int64_t count = window_count();
   if (count == 0) throw std::logic_error("the open window has nothing in it");
-  return flat_grad_ * (static_cast<double>(options_.nominal_count) / static_cast<double>(count));
+  const double scale = scaler_ ? scaler_->scale() : 1.0;
+  return flat_grad_ * (static_cast<double>(options_.nominal_count) / (static_cast<double>(count) * scale));
 }
 
-void Accumulator::resume_at(int64_t steps_taken) {
+void Accumulator::resume_at(int64_t steps_taken, int64_t updates_applied) {
   if (window_micro_batches_ != 0) throw std::logic_error("resume_at() inside an open window");
-  if (steps_taken < 0) throw std::logic_error(fmt::format("resume_at({}): a step count is ≥ 0", steps_taken));
+  if (updates_applied < 0 || updates_applied > steps_taken) {
+    throw std::logic_error(fmt::format("resume_at({}, {}): need 0 ≤ updates ≤ steps", steps_taken, updates_applied));
+  }
   steps_ = steps_taken;
+  updates_ = updates_applied;
 }
 
 StepReport Accumulator::step() {
@@ -121,17 +151,19 @@ StepReport Accumulator::step() {
                                        window_micro_batches_,
                                        options_.normalization == Normalization::kPerSample ? "samples" : "items"));
   }
+  const at::Tensor& grad_home = master_ ? model_grad_ : flat_grad_;
   for (const at::Tensor& p : params_) {
     const at::Tensor& g = p.grad();
-    const auto* base = static_cast<const char*>(flat_grad_.data_ptr());
+    const auto* base = static_cast<const char*>(grad_home.data_ptr());
     const auto* at = g.defined() ? static_cast<const char*>(g.data_ptr()) : nullptr;
-    if (at < base || at >= base + flat_grad_.nbytes()) {
+    if (at < base || at >= base + grad_home.nbytes()) {
       throw std::logic_error("a parameter's .grad no longer views the accumulation buffer (zero_grad or a replaced .grad?)");
     }
   }
 
-  // f = Ñ/N turns the buffer into the exact window gradient (see the math above).
-  const double f = static_cast<double>(options_.nominal_count) / static_cast<double>(count);
+  // f = Ñ/(N·S) turns the buffer into the exact, unscaled window gradient (see the math above).
+  const double loss_scale = scaler_ ? scaler_->scale() : 1.0;
+  const double f = static_cast<double>(options_.nominal_count) / (static_cast<double>(count) * loss_scale);
 
   // The one device→host transfer of the step: window loss sum and ‖G‖.
   const at::Tensor norm_G = at::linalg_vector_norm(flat_grad_, 2).to(at::kDouble);
@@ -141,29 +173,40 @@ StepReport Accumulator::step() {
   StepReport r;
   r.loss = loss_sum / static_cast<double>(count);
   r.grad_norm = grad_norm;
-  if (options_.max_grad_norm > 0 && grad_norm > options_.max_grad_norm) {
-    r.clip_coef = options_.max_grad_norm / (grad_norm + 1e-6);
-  }
-  // Normalization and clipping folded into a single factor: the fused optimizer applies it inside
-  // its update (no pass of our own); otherwise one multiply over the buffer, skipped when it is 1.
-  const double scale = f * r.clip_coef;
-  if (scale != 1.0) {
-    if (auto* fused = dynamic_cast<FusedAdamW*>(&optimizer_)) {
-      fused->scale_next_step(scale);
-    } else {
-      flat_grad_.mul_(scale);
-    }
-  }
-
-  r.lr = schedule_ ? schedule_->lr_at(steps_) : optimizer_.param_groups().front().options().get_lr();
-  if (schedule_) set_lr(optimizer_, r.lr);
-  optimizer_.step();
-  ++steps_;
-
-  r.step = steps_;
+  r.loss_scale = loss_scale;
   r.samples = window_samples_;
   r.items = window_items_;
   r.micro_batches = window_micro_batches_;
+  r.lr = schedule_ ? schedule_->lr_at(updates_) : optimizer_.param_groups().front().options().get_lr();
+
+  // The norm doubles as the overflow check: an inf or NaN anywhere in G makes ‖G‖ non-finite.
+  // (Checked on the host because the norm is read anyway; no separate pass or flag.)
+  r.skipped = scaler_ && !std::isfinite(grad_norm);
+  if (r.skipped) {
+    scaler_->update(/*found_inf=*/true);
+  } else {
+    if (options_.max_grad_norm > 0 && grad_norm > options_.max_grad_norm) {
+      r.clip_coef = options_.max_grad_norm / (grad_norm + 1e-6);
+    }
+    // Normalization, unscaling and clipping folded into a single factor: the fused optimizer
+    // applies it inside its update (no pass of our own); otherwise one multiply over the buffer,
+    // skipped when it is 1.
+    const double scale = f * r.clip_coef;
+    if (scale != 1.0) {
+      if (auto* fused = dynamic_cast<FusedAdamW*>(&optimizer_)) {
+        fused->scale_next_step(scale);
+      } else {
+        flat_grad_.mul_(scale);
+      }
+    }
+    if (schedule_) set_lr(optimizer_, r.lr);
+    optimizer_.step();
+    ++updates_;
+    if (master_) master_->copy_to_model();
+    if (scaler_) scaler_->update(/*found_inf=*/false);
+  }
+  ++steps_;
+  r.step = steps_;
 
   flat_grad_.zero_();
   window_loss_.zero_();

@@ -22,7 +22,9 @@ using namespace gradacc;
 struct Flags {
   std::string accum_schedule;
   std::string config, model, norm, data, optimizer, schedule, shuffle, partial, log, init, save, device;
-  std::string checkpoint_dir, resume;
+  std::string checkpoint_dir, resume, precision, param_dtype, grad_accum_dtype;
+  std::optional<double> loss_scale_init, loss_scale_growth, loss_scale_backoff;
+  std::optional<int64_t> loss_scale_interval;
   std::optional<int64_t> save_every, keep_checkpoints, stop_at;
   std::optional<int64_t> global_batch, micro_batch, accum, world_size, warmup, steps, epochs, seed, train_limit, threads;
   std::optional<int64_t> layers, heads, dim, context;
@@ -68,6 +70,21 @@ void add_run_flags(CLI::App& cmd, Flags& f) {
   cmd.add_option("--threads", f.threads, "intra-op threads (default: all cores)");
   cmd.add_option("--device", f.device, "cpu | cuda");
   cmd.add_option("--init", f.init, "start from these weights (safetensors)");
+  cmd.add_option("--precision", f.precision, "forward autocast: fp32 | bf16 | fp16 (default: the param dtype)");
+  cmd.add_option("--param-dtype", f.param_dtype, "hold parameters in fp32 | bf16 | fp16");
+  cmd.add_option("--grad-accum-dtype", f.grad_accum_dtype, "sum gradients in fp32 (default, with fp32 master weights) or the param dtype");
+  cmd.add_option("--loss-scale-init", f.loss_scale_init, "fp16: initial loss scale (default 65536)");
+  cmd.add_option("--loss-scale-growth", f.loss_scale_growth, "fp16: growth factor (default 2)");
+  cmd.add_option("--loss-scale-backoff", f.loss_scale_backoff, "fp16: backoff factor on overflow (default 0.5)");
+  cmd.add_option("--loss-scale-interval", f.loss_scale_interval, "fp16: good steps before growth (default 2000)");
+}
+
+Precision precision_flag(const std::string& flag, const std::string& value) {
+  try {
+    return parse_precision(value);
+  } catch (const std::invalid_argument& e) {
+    throw ConfigError(fmt::format("{}: {}", flag, e.what()));
+  }
 }
 
 TrainConfig build_config(const Flags& f) {
@@ -100,6 +117,13 @@ TrainConfig build_config(const Flags& f) {
   set_str(f.init, c.init_path);
   set_str(f.save, c.save_path);
   set_str(f.device, c.device);
+  if (!f.precision.empty()) c.precision = precision_flag("--precision", f.precision);
+  if (!f.param_dtype.empty()) c.param_dtype = precision_flag("--param-dtype", f.param_dtype);
+  if (!f.grad_accum_dtype.empty()) c.grad_accum_dtype = precision_flag("--grad-accum-dtype", f.grad_accum_dtype);
+  if (f.loss_scale_init) c.loss_scale_init = f.loss_scale_init;
+  if (f.loss_scale_growth) c.loss_scale_growth = f.loss_scale_growth;
+  if (f.loss_scale_backoff) c.loss_scale_backoff = f.loss_scale_backoff;
+  if (f.loss_scale_interval) c.loss_scale_interval = f.loss_scale_interval;
   set_str(f.checkpoint_dir, c.checkpoint_dir);
   set_str(f.resume, c.resume_path);
   if (f.save_every) c.save_every = *f.save_every;

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <stdexcept>
 
 #include <fmt/format.h>
@@ -38,10 +39,11 @@ Series read_log(const std::string& path, const std::vector<std::string>& metrics
     if (!j.is_object() || !j.contains("step")) continue;  // eval and other events
     s.step.push_back(j["step"].get<double>());
     for (size_t m = 0; m < metrics.size(); ++m) {
-      if (!j.contains(metrics[m]) || !j[metrics[m]].is_number()) {
+      if (!j.contains(metrics[m]) || !(j[metrics[m]].is_number() || j[metrics[m]].is_null())) {
         throw std::runtime_error(fmt::format("{}:{}: step record has no numeric '{}'", path, n, metrics[m]));
       }
-      s.values[m].push_back(j[metrics[m]].get<double>());
+      // null: a value JSON cannot hold (the inf norm of a window skipped on fp16 overflow); a gap.
+      s.values[m].push_back(j[metrics[m]].is_null() ? std::numeric_limits<double>::quiet_NaN() : j[metrics[m]].get<double>());
     }
   }
   if (s.step.empty()) throw std::runtime_error(fmt::format("{}: no step records (is it a gradacc --log file?)", path));
@@ -91,7 +93,7 @@ void plot_runs(const PlotOptions& o) {
   script << (ext == ".png" ? fmt::format("set terminal pngcairo noenhanced size 1000,{} font 'sans,10'\n", height)
                            : fmt::format("set terminal svg noenhanced size 1000,{} font 'sans,10'\n", height));
   script << "set output " << quoted(picture.string()) << "\n";
-  script << "set datafile separator '\\t'\nset grid\nset key outside right top\n";
+  script << "set datafile missing 'nan'\nset datafile separator '\\t'\nset grid\nset key outside right top\n";
   script << fmt::format("set multiplot layout {},1 title {}\n", o.metrics.size(), quoted(o.title.empty() ? "gradacc" : o.title));
   for (size_t m = 0; m < o.metrics.size(); ++m) {
     script << "set xlabel 'optimizer step'\nset ylabel " << quoted(o.metrics[m]) << "\n";

@@ -54,6 +54,8 @@ std::string step_json(const StepReport& r, int64_t epoch, double seconds) {
   j["seconds"] = seconds;
   j["boundary_seconds"] = r.boundary_seconds;
   j["samples_per_s"] = seconds > 0 ? static_cast<double>(r.samples) / seconds : 0.0;
+  j["loss_scale"] = r.loss_scale;
+  j["skipped"] = r.skipped;
   return j.dump();
 }
 

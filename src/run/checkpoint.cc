@@ -12,6 +12,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <fmt/format.h>
+#include <torch/csrc/autograd/grad_mode.h>
 
 #include "gradacc/optim/optimizer.h"
 #include "gradacc/run/trainer.h"
@@ -87,10 +88,12 @@ std::string save_checkpoint(const std::string& dir, const CheckpointState& state
   TensorMap tensors;
   for (const auto& [name, t] : module_state(model)) tensors["model." + name] = t;
   for (const auto& [name, t] : optimizer_state(optimizer)) tensors["optim." + name] = t;
+  for (const auto& [name, t] : state.tensors) tensors["state." + name] = t;
   tensors["rng.cpu"] = at::detail::getDefaultCPUGenerator().get_state();
 
   StringMap meta = {{kFormatKey, kFormatVersion},
                     {"step", std::to_string(state.step)},
+                    {"updates", std::to_string(state.updates)},
                     {"epoch", std::to_string(state.position.epoch)},
                     {"window", std::to_string(state.position.window)},
                     {"offset", std::to_string(state.position.offset)}};
@@ -123,7 +126,7 @@ std::string resolve_checkpoint(const std::string& path) {
 }
 
 CheckpointState load_checkpoint(const std::string& path, torch::nn::Module& model, torch::optim::Optimizer& optimizer,
-                                const StringMap& identity) {
+                                const StringMap& identity, const TensorMap& targets) {
   StringMap meta;
   TensorMap tensors;
   try {
@@ -148,6 +151,8 @@ CheckpointState load_checkpoint(const std::string& path, torch::nn::Module& mode
 
   CheckpointState state;
   state.step = metadata_int(meta, "step", path);
+  state.updates = metadata_int(meta, "updates", path);
+  if (state.updates > state.step) throw CheckpointError(fmt::format("{}: checkpoint has more updates than steps", path));
   state.position.epoch = metadata_int(meta, "epoch", path);
   state.position.window = metadata_int(meta, "window", path);
   state.position.offset = metadata_int(meta, "offset", path);
@@ -155,17 +160,28 @@ CheckpointState load_checkpoint(const std::string& path, torch::nn::Module& mode
     if (k.rfind("state.", 0) == 0) state.extra[k.substr(6)] = v;
   }
 
-  TensorMap model_part, optim_part;
+  TensorMap model_part, optim_part, state_part;
   at::Tensor rng;
   for (auto& [name, t] : tensors) {
     if (name.rfind("model.", 0) == 0) model_part[name.substr(6)] = t;
     else if (name.rfind("optim.", 0) == 0) optim_part[name.substr(6)] = t;
+    else if (name.rfind("state.", 0) == 0) state_part[name.substr(6)] = t;
     else if (name == "rng.cpu") rng = t;
     else throw CheckpointError(fmt::format("{}: checkpoint holds unexpected tensor '{}'", path, name));
   }
   if (!rng.defined()) throw CheckpointError(fmt::format("{}: checkpoint has no 'rng.cpu' state", path));
 
   // Check everything, then change anything: a failed load leaves the run as it was.
+  for (const auto& [name, target] : targets) {
+    auto it = state_part.find(name);
+    if (it == state_part.end()) throw CheckpointError(fmt::format("{}: checkpoint has no 'state.{}' that this run needs", path, name));
+    if (it->second.sizes() != target.sizes() || it->second.scalar_type() != target.scalar_type()) {
+      throw CheckpointError(fmt::format("{}: 'state.{}' has another shape or dtype than this run's", path, name));
+    }
+  }
+  for (const auto& [name, t] : state_part) {
+    if (!targets.count(name)) throw CheckpointError(fmt::format("{}: checkpoint holds 'state.{}' that this run does not use", path, name));
+  }
   try {
     check_module_state(model_part, model, path);
   } catch (const FormatError& e) {
@@ -177,6 +193,10 @@ CheckpointState load_checkpoint(const std::string& path, torch::nn::Module& mode
     throw CheckpointError(fmt::format("{}: {}", path, e.what()));
   }
   load_module_state(model_part, model, path);
+  {
+    torch::NoGradGuard no_grad;
+    for (const auto& [name, target] : targets) target.copy_(state_part.at(name));
+  }
   {
     auto gen = at::detail::getDefaultCPUGenerator();
     std::lock_guard<std::mutex> lock(gen.mutex());
@@ -205,6 +225,9 @@ StringMap run_identity(const TrainConfig& c, const BatchPlan& plan, int64_t trai
   id["seed"] = std::to_string(c.seed);
   id["shuffle"] = c.shuffle ? "on" : "off";
   id["partial_window"] = c.drop_partial ? "drop" : "rescale";
+  id["precision"] = to_string(c.resolved_precision());
+  id["param_dtype"] = to_string(c.param_dtype);
+  id["grad_accum_dtype"] = to_string(c.grad_accum_dtype);
   return id;
 }
 

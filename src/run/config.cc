@@ -28,6 +28,14 @@ int64_t get_count(const json& v, const std::string& key, const std::string& path
   return v.get<int64_t>();
 }
 
+Precision get_precision(const json& v, const std::string& key, const std::string& path) {
+  try {
+    return parse_precision(get<std::string>(v, key, path));
+  } catch (const std::invalid_argument& e) {
+    throw ConfigError(fmt::format("{}: key '{}': {}", path, key, e.what()));
+  }
+}
+
 void apply_optimizer_block(const json& block, TrainConfig& c, const std::string& path) {
   if (!block.is_object()) throw ConfigError(fmt::format("{}: key 'optimizer' must be a name or an object", path));
   for (const auto& [k, v] : block.items()) {
@@ -117,6 +125,13 @@ void apply_config_file(const std::string& path, TrainConfig& c) {
       {"log", [&](const json& v, const std::string& k) { c.log_path = get<std::string>(v, k, path); }},
       {"init", [&](const json& v, const std::string& k) { c.init_path = get<std::string>(v, k, path); }},
       {"save", [&](const json& v, const std::string& k) { c.save_path = get<std::string>(v, k, path); }},
+      {"precision", [&](const json& v, const std::string& k) { c.precision = get_precision(v, k, path); }},
+      {"param_dtype", [&](const json& v, const std::string& k) { c.param_dtype = get_precision(v, k, path); }},
+      {"grad_accum_dtype", [&](const json& v, const std::string& k) { c.grad_accum_dtype = get_precision(v, k, path); }},
+      {"loss_scale_init", [&](const json& v, const std::string& k) { c.loss_scale_init = get<double>(v, k, path); }},
+      {"loss_scale_growth", [&](const json& v, const std::string& k) { c.loss_scale_growth = get<double>(v, k, path); }},
+      {"loss_scale_backoff", [&](const json& v, const std::string& k) { c.loss_scale_backoff = get<double>(v, k, path); }},
+      {"loss_scale_interval", [&](const json& v, const std::string& k) { c.loss_scale_interval = get_count(v, k, path); }},
       {"checkpoint_dir", [&](const json& v, const std::string& k) { c.checkpoint_dir = get<std::string>(v, k, path); }},
       {"save_every", [&](const json& v, const std::string& k) { c.save_every = get_count(v, k, path); }},
       {"keep_checkpoints", [&](const json& v, const std::string& k) { c.keep_checkpoints = get_count(v, k, path); }},
@@ -137,6 +152,18 @@ void validate(const TrainConfig& c) {
   if (c.warmup && *c.warmup < 0) throw ConfigError(fmt::format("warmup must be ≥ 0, got {}", *c.warmup));
   if (c.clip < 0) throw ConfigError(fmt::format("clip must be ≥ 0, got {}", c.clip));
   if (c.train_limit < 0) throw ConfigError(fmt::format("train_limit must be ≥ 0, got {}", c.train_limit));
+  const Precision precision = c.resolved_precision();
+  if (c.param_dtype != Precision::kFp32 && precision != c.param_dtype) {
+    throw ConfigError(fmt::format("param_dtype {} computes in {}: precision {} does not fit it", to_string(c.param_dtype),
+                                  to_string(c.param_dtype), to_string(precision)));
+  }
+  if (c.grad_accum_dtype != Precision::kFp32 && c.grad_accum_dtype != c.param_dtype) {
+    throw ConfigError(fmt::format("grad_accum_dtype is fp32 or the param_dtype ({}), not {}", to_string(c.param_dtype),
+                                  to_string(c.grad_accum_dtype)));
+  }
+  if (precision != Precision::kFp16 && (c.loss_scale_init || c.loss_scale_growth || c.loss_scale_backoff || c.loss_scale_interval)) {
+    throw ConfigError(fmt::format("loss scaling applies to fp16 only; this run's precision is {}", to_string(precision)));
+  }
   if (c.save_every < 0) throw ConfigError(fmt::format("save_every must be ≥ 0, got {}", c.save_every));
   if (c.save_every > 0 && c.checkpoint_dir.empty() && c.resume_path.empty()) {
     throw ConfigError("save_every needs a checkpoint directory (--checkpoint-dir)");

@@ -55,7 +55,8 @@ Workload load_workload(const TrainConfig& c) {
 
 std::vector<StepReport> train_steps(Network& model, Accumulator& accumulator, const Dataset& data,
                                     const WindowSampler& sampler, int64_t steps, const at::Device& device,
-                                    LoopPosition& pos, const StepCallback& on_step, const AccumSchedule* accum_schedule) {
+                                    LoopPosition& pos, const StepCallback& on_step, const AccumSchedule* accum_schedule,
+                                    Precision precision) {
   std::vector<StepReport> reports;
   reports.reserve(steps);
   model.train();
@@ -81,8 +82,12 @@ std::vector<StepReport> train_steps(Network& model, Accumulator& accumulator, co
     for (const std::vector<int64_t>& indices : window.micro_batches) {
       if (indices.empty()) continue;  // this rank's share of a short window ran out
       const Batch batch = data.gather(indices).to(device);
-      const at::Tensor logits = model.forward(batch.inputs);
-      accumulator.accumulate(summed_cross_entropy(logits, batch.targets), batch.samples, batch.items);
+      at::Tensor loss_sum;
+      {
+        AutocastGuard autocast(device.type(), precision);
+        loss_sum = summed_cross_entropy(model.forward(batch.inputs), batch.targets);
+      }
+      accumulator.accumulate(loss_sum, batch.samples, batch.items);
     }
     // Window boundary: exact normalization, clip, optimizer and schedule step.
     const StepReport report = accumulator.step();
@@ -104,8 +109,10 @@ namespace {
 
 // Calls fn(batch, logits) for consecutive batches of `data`, in eval mode and without gradients.
 template <typename Fn>
-void for_each_eval_batch(Network& model, const Dataset& data, const at::Device& device, int64_t batch, Fn fn) {
+void for_each_eval_batch(Network& model, const Dataset& data, const at::Device& device, int64_t batch,
+                         Precision precision, Fn fn) {
   torch::NoGradGuard no_grad;
+  AutocastGuard autocast(device.type(), precision);
   const bool was_training = model.is_training();
   model.eval();
   std::vector<int64_t> idx;
@@ -120,19 +127,20 @@ void for_each_eval_batch(Network& model, const Dataset& data, const at::Device& 
 
 }  // namespace
 
-double evaluate_loss(Network& model, const Dataset& data, const at::Device& device, int64_t batch) {
+double evaluate_loss(Network& model, const Dataset& data, const at::Device& device, int64_t batch, Precision precision) {
   double total = 0.0;
   int64_t items = 0;
-  for_each_eval_batch(model, data, device, batch, [&](const Batch& b, const at::Tensor& logits) {
+  for_each_eval_batch(model, data, device, batch, precision, [&](const Batch& b, const at::Tensor& logits) {
     total += summed_cross_entropy(logits, b.targets).item<double>();
     items += b.items;
   });
   return items > 0 ? total / static_cast<double>(items) : 0.0;
 }
 
-double evaluate_accuracy(Network& model, const Dataset& data, const at::Device& device, int64_t batch) {
+double evaluate_accuracy(Network& model, const Dataset& data, const at::Device& device, int64_t batch,
+                         Precision precision) {
   int64_t correct = 0;
-  for_each_eval_batch(model, data, device, batch, [&](const Batch& b, const at::Tensor& logits) {
+  for_each_eval_batch(model, data, device, batch, precision, [&](const Batch& b, const at::Tensor& logits) {
     correct += at::argmax(logits, -1).eq(b.targets).sum().item<int64_t>();
   });
   return static_cast<double>(correct) / static_cast<double>(data.size());
@@ -163,7 +171,46 @@ RunSetup make_run_setup(const TrainConfig& c, const Dataset& train, bool text) {
                       .nominal_count_(r.plan.global_batch);
   const int64_t default_warmup = c.schedule == ScheduleKind::kConstant ? 0 : r.total_steps / 20;
   r.schedule = LrScheduleOptions{c.schedule, c.optimizer.lr, c.warmup.value_or(default_warmup), r.total_steps, c.min_lr};
+
+  r.precision = c.resolved_precision();
+  if (c.param_dtype != Precision::kFp32) {
+    (c.grad_accum_dtype == Precision::kFp32 ? r.master_params : r.param_dtype) = scalar_type(c.param_dtype);
+  }
+  if (r.precision == Precision::kFp16) {
+    LossScalerOptions o;
+    if (c.loss_scale_init) o.init_scale = *c.loss_scale_init;
+    if (c.loss_scale_growth) o.growth_factor = *c.loss_scale_growth;
+    if (c.loss_scale_backoff) o.backoff_factor = *c.loss_scale_backoff;
+    if (c.loss_scale_interval) o.growth_interval = *c.loss_scale_interval;
+    try {
+      LossScaler check(o);
+    } catch (const std::invalid_argument& e) {
+      throw ConfigError(e.what());
+    }
+    r.loss_scaler = o;
+  }
   return r;
+}
+
+TrainingStack make_training_stack(const TrainConfig& c, const RunSetup& setup, int64_t num_classes,
+                                  const AccumulatorOptions& accumulator_options) {
+  TrainingStack t;
+  t.model = make_seeded_model(c, num_classes);
+  t.model->to(setup.device);
+  std::vector<at::Tensor> updated = t.model->parameters();
+  if (setup.master_params) {
+    t.master = std::make_unique<MasterWeights>(*t.model, *setup.master_params);
+    updated = t.master->masters();
+  } else if (setup.param_dtype) {
+    t.model->to(*setup.param_dtype);
+    updated = t.model->parameters();
+  }
+  t.optimizer = make_optimizer(updated, c.optimizer);
+  t.schedule = std::make_unique<LrSchedule>(setup.schedule);
+  if (setup.loss_scaler) t.scaler = std::make_unique<LossScaler>(*setup.loss_scaler);
+  t.accumulator = std::make_unique<Accumulator>(*t.model, *t.optimizer, t.schedule.get(), accumulator_options,
+                                                t.master.get(), t.scaler.get());
+  return t;
 }
 
 StringMap model_metadata(const ModelSpec& m) {
@@ -276,6 +323,28 @@ void require_writable_parent(const std::string& file) {
 
 }  // namespace
 
+static std::string precision_summary(const TrainConfig& c, const RunSetup& setup) {
+  if (setup.precision == Precision::kFp32) return "";
+  std::string s = fmt::format(" precision={}", to_string(setup.precision));
+  if (c.param_dtype != Precision::kFp32) {
+    s += fmt::format(" params={} grad_accum={}", to_string(c.param_dtype), to_string(c.grad_accum_dtype));
+  }
+  if (setup.loss_scaler) s += fmt::format(" loss_scale={}", setup.loss_scaler->init_scale);
+  return s;
+}
+
+static std::string skipped_note(const TrainingStack& stack) {
+  if (!stack.scaler) return "";
+  return fmt::format("; {} step(s) skipped on fp16 overflow, final loss scale {}", stack.scaler->skipped_steps(),
+                     stack.scaler->scale());
+}
+
+// State beyond the model and optimizer that a checkpoint must carry: the fp32 master weights.
+static TensorMap checkpoint_tensors(const TrainingStack& stack) {
+  if (!stack.master) return {};
+  return {{"master_weights", stack.master->flat_masters()}};
+}
+
 TrainSummary run_training(const TrainConfig& config, std::ostream& out) {
   validate(config);
   TrainConfig c = config;
@@ -299,11 +368,10 @@ TrainSummary run_training(const TrainConfig& config, std::ostream& out) {
   const RunSetup setup = make_run_setup(c, *work.train, work.text);
   if (const std::string w = batchnorm_warning(c, setup.plan); !w.empty()) out << w << "\n";
 
-  auto model = make_seeded_model(c, work.train->num_classes());
-  model->to(setup.device);
-  auto optimizer = make_optimizer(model->parameters(), c.optimizer);
-  const LrSchedule schedule(setup.schedule);
-  Accumulator accumulator(*model, *optimizer, &schedule, setup.accumulator);
+  TrainingStack stack = make_training_stack(c, setup, work.train->num_classes(), setup.accumulator);
+  Network* model = stack.model.get();
+  torch::optim::Optimizer* optimizer = stack.optimizer.get();
+  Accumulator& accumulator = *stack.accumulator;
   const WindowSampler sampler(work.train->size(), setup.plan, setup.sampler);
   const std::optional<AccumSchedule> accum_schedule =
       c.accum_schedule.empty() ? std::nullopt : std::optional<AccumSchedule>(AccumSchedule::parse(c.accum_schedule));
@@ -312,8 +380,15 @@ TrainSummary run_training(const TrainConfig& config, std::ostream& out) {
   // Resume: weights, optimizer state, RNG, step count and data position from the checkpoint.
   LoopPosition pos;
   if (!resume_from.empty()) {
-    const CheckpointState state = load_checkpoint(resume_from, *model, *optimizer, identity);
-    accumulator.resume_at(state.step);
+    const CheckpointState state = load_checkpoint(resume_from, *model, *optimizer, identity, checkpoint_tensors(stack));
+    accumulator.resume_at(state.step, state.updates);
+    if (stack.scaler) {
+      try {
+        stack.scaler->load_state(state.extra);
+      } catch (const std::invalid_argument& e) {
+        throw CheckpointError(fmt::format("{}: {}", resume_from, e.what()));
+      }
+    }
     pos = state.position;
     out << fmt::format("resumed from {} at step {} (epoch {}, example {} of its order)\n", resume_from, state.step,
                        pos.epoch, pos.offset);
@@ -324,13 +399,18 @@ TrainSummary run_training(const TrainConfig& config, std::ostream& out) {
 
   std::string last_checkpoint;
   auto checkpoint = [&](const LoopPosition& next) {
-    CheckpointState state{accumulator.steps_taken(), next, {}};
+    CheckpointState state;
+    state.step = accumulator.steps_taken();
+    state.updates = accumulator.updates_applied();
+    state.position = next;
+    if (stack.scaler) state.extra = stack.scaler->state();
+    state.tensors = checkpoint_tensors(stack);
     last_checkpoint = save_checkpoint(c.checkpoint_dir, state, *model, *optimizer, identity, c.keep_checkpoints);
   };
 
-  out << fmt::format("gradacc train: model={} norm={} data={} ({} examples) {} steps={} optimizer={} lr={}\n",
+  out << fmt::format("gradacc train: model={} norm={} data={} ({} examples) {} steps={} optimizer={} lr={}{}\n",
                      c.model.name, to_string(c.model.resolved_norm()), c.data, work.train->size(), describe(setup.plan),
-                     setup.total_steps, c.optimizer.name, c.optimizer.lr);
+                     setup.total_steps, c.optimizer.name, c.optimizer.lr, precision_summary(c, setup));
   const auto start = std::chrono::steady_clock::now();
   std::vector<StepReport> reports;
   {
@@ -346,7 +426,7 @@ TrainSummary run_training(const TrainConfig& config, std::ostream& out) {
                             if (!c.checkpoint_dir.empty() && (stop || due || r.step == last_step)) checkpoint(ctx.next);
                             return !stop;
                           },
-                          accum_schedule ? &*accum_schedule : nullptr);
+                          accum_schedule ? &*accum_schedule : nullptr, setup.precision);
   }
   TrainSummary s;
   s.plan = setup.plan;
@@ -354,6 +434,7 @@ TrainSummary run_training(const TrainConfig& config, std::ostream& out) {
   s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   s.final_loss = reports.empty() ? 0.0 : reports.back().loss;
   s.checkpoint = last_checkpoint;
+  s.skipped_steps = stack.scaler ? stack.scaler->skipped_steps() : 0;
   if (g_interrupt != 0 || s.steps < setup.total_steps) {
     s.stopped_early = true;
     s.interrupted_by = g_interrupt;
@@ -365,20 +446,21 @@ TrainSummary run_training(const TrainConfig& config, std::ostream& out) {
   }
   if (!c.save_path.empty()) save_module(c.save_path, *model, model_metadata(c.model));
   if (work.text) {
-    s.validation_loss = work.test->size() > 0 ? evaluate_loss(*model, *work.test, setup.device) : 0.0;
+    s.validation_loss = work.test->size() > 0 ? evaluate_loss(*model, *work.test, setup.device, 64, setup.precision) : 0.0;
     s.bits_per_byte = s.validation_loss / std::log(2.0);
     s.unigram_bits_per_byte = work.unigram_bits_per_byte;
     log.write_raw(fmt::format(R"({{"event":"eval","split":"validation","loss":{},"bits_per_byte":{},"unigram_bits_per_byte":{},"sequences":{}}})",
                               s.validation_loss, s.bits_per_byte, s.unigram_bits_per_byte, work.test->size()));
     out << fmt::format("trained {} optimizer steps in {:.1f} s; last window loss {:.4f}; validation {:.4f} bits/byte "
-                       "(unigram baseline {:.4f})\n", s.steps, s.seconds, s.final_loss, s.bits_per_byte, s.unigram_bits_per_byte);
+                       "(unigram baseline {:.4f}){}\n", s.steps, s.seconds, s.final_loss, s.bits_per_byte,
+                       s.unigram_bits_per_byte, skipped_note(stack));
     return s;
   }
-  s.test_accuracy = evaluate_accuracy(*model, *work.test, setup.device);
+  s.test_accuracy = evaluate_accuracy(*model, *work.test, setup.device, 1000, setup.precision);
   log.write_raw(fmt::format(R"({{"event":"eval","split":"test","accuracy":{},"examples":{}}})", s.test_accuracy,
                             work.test->size()));
-  out << fmt::format("trained {} optimizer steps in {:.1f} s; last window loss {:.4f}; test accuracy {:.4f}\n", s.steps,
-                     s.seconds, s.final_loss, s.test_accuracy);
+  out << fmt::format("trained {} optimizer steps in {:.1f} s; last window loss {:.4f}; test accuracy {:.4f}{}\n", s.steps,
+                     s.seconds, s.final_loss, s.test_accuracy, skipped_note(stack));
   return s;
 }
 

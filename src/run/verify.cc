@@ -16,19 +16,16 @@ namespace {
 // One run: its own model, optimizer, schedule and accumulator; same seed and data as the others.
 std::vector<StepReport> run_one(const TrainConfig& c, const RunSetup& setup, const BatchPlan& plan, const Dataset& data,
                                 int64_t steps, Normalization normalization, std::shared_ptr<Network>& model_out) {
-  auto model = make_seeded_model(c, data.num_classes());
-  model->to(setup.device);
-  auto optimizer = make_optimizer(model->parameters(), c.optimizer);
-  const LrSchedule schedule(setup.schedule);
   AccumulatorOptions ao = setup.accumulator;
   ao.normalization = normalization;
   // The naive scheme divides each micro-batch mean by the number of micro-batches.
   ao.nominal_count = normalization == Normalization::kNaiveMicroMean ? plan.accumulation_steps : plan.global_batch;
-  Accumulator accumulator(*model, *optimizer, &schedule, ao);
+  TrainingStack stack = make_training_stack(c, setup, data.num_classes(), ao);
   const WindowSampler sampler(data.size(), plan, setup.sampler);
   LoopPosition pos;
-  auto reports = train_steps(*model, accumulator, data, sampler, steps, setup.device, pos);
-  model_out = model;
+  auto reports = train_steps(*stack.model, *stack.accumulator, data, sampler, steps, setup.device, pos, {}, nullptr,
+                             setup.precision);
+  model_out = stack.model;
   return reports;
 }
 

@@ -12,7 +12,15 @@
 //   for (const Batch& mb : window) acc.accumulate(loss_fn(model(mb.inputs), mb.targets), mb.samples, mb.items);
 //   StepReport r = acc.step();
 //
-// Invariants: between steps each trainable parameter's .grad is a view into the flat buffer; do
+// Mixed precision (see precision.h, loss_scaler.h, master_weights.h):
+//   - with a LossScaler, each micro-batch backpropagates its loss × scale; the 1/scale is folded
+//     into the boundary factor (one unscale per window, never per micro-batch); an inf/NaN window
+//     gradient skips the update and the LR-schedule step and backs the scale off;
+//   - with MasterWeights (bf16/fp16 parameters), each micro-batch's low-precision gradient is added
+//     into an fp32 buffer that is the masters' .grad; the optimizer updates the masters, which are
+//     then cast back into the model.
+//
+// Invariants: between steps each trainable parameter's .grad is a view into a flat buffer; do
 // not call optimizer.zero_grad() or replace .grad yourself (step() detects it and throws).
 // Thread safety: none; one training loop owns an Accumulator.
 #pragma once
@@ -24,6 +32,8 @@
 #include <torch/nn/module.h>
 #include <torch/optim/optimizer.h>
 
+#include "gradacc/accumulate/loss_scaler.h"
+#include "gradacc/accumulate/master_weights.h"
 #include "gradacc/optim/lr_schedule.h"
 
 namespace gradacc {
@@ -57,14 +67,18 @@ struct StepReport {
   double lr = 0.0;          // learning rate used for this update
   int64_t samples = 0, items = 0, micro_batches = 0;
   double boundary_seconds = 0.0;  // wall time of step(): norm, rescale/clip, update, zeroing
+  bool skipped = false;     // the window gradient was not finite: no update, no schedule step
+  double loss_scale = 1.0;  // the loss scale this window was computed with (1 without a scaler)
 };
 
 class Accumulator {
  public:
   // `schedule` may be null (the optimizer's own lr stays). The module's trainable parameters must
-  // share one dtype and device. Throws std::invalid_argument on bad options.
+  // share one dtype and device. With `master`, `optimizer` must update master->masters(), and
+  // `model` is the low-precision model they were made from. `scaler` may be null (no loss scaling).
+  // Throws std::invalid_argument on bad options.
   Accumulator(torch::nn::Module& model, torch::optim::Optimizer& optimizer, const LrSchedule* schedule,
-              AccumulatorOptions options);
+              AccumulatorOptions options, MasterWeights* master = nullptr, LossScaler* scaler = nullptr);
 
   // Backpropagates one micro-batch. `loss_sum` is the unreduced sum of its loss terms (0-dim);
   // `samples` and `items` are its counts (items == samples for classification).
@@ -78,24 +92,31 @@ class Accumulator {
   // flat in parameter order. For tests and verification: it costs a copy.
   at::Tensor window_gradient() const;
 
+  // Windows completed (the step number of the log), and updates applied: fewer when a loss
+  // scaler skipped some. The LR schedule advances with updates.
   int64_t steps_taken() const { return steps_; }
-  // Continues a run from a checkpoint taken after `steps_taken` optimizer steps (the schedule and
-  // accumulation schedule go on from there). Only between windows; throws std::logic_error otherwise.
-  void resume_at(int64_t steps_taken);
-  // The flat gradient buffer (all .grad tensors are views of it). For tests and communication.
+  int64_t updates_applied() const { return updates_; }
+  // Continues a run from a checkpoint taken after `steps_taken` windows and `updates_applied`
+  // updates. Only between windows; throws std::logic_error otherwise.
+  void resume_at(int64_t steps_taken, int64_t updates_applied);
+  // The flat accumulation buffer (the .grad tensors the optimizer reads are views of it): fp32
+  // with master weights. It holds scale × Σ_m s·∇L_m until step(). For tests and communication.
   const at::Tensor& flat_grad() const { return flat_grad_; }
 
  private:
-  std::vector<at::Tensor> params_;
+  std::vector<at::Tensor> params_;  // the model's trainable parameters
   torch::optim::Optimizer& optimizer_;
   const LrSchedule* schedule_;
   AccumulatorOptions options_;
-  at::Tensor flat_grad_;    // one contiguous buffer holding every gradient
+  MasterWeights* master_;
+  LossScaler* scaler_;
+  at::Tensor flat_grad_;    // one contiguous buffer holding every gradient (the optimizer's .grad)
+  at::Tensor model_grad_;   // with master weights: the model's low-precision .grad, per micro-batch
   at::Tensor window_loss_;  // Σ loss terms of the open window, on the device (float64)
   double pre_scale_;        // 1 / nominal_count
   int64_t window_count() const;  // samples or items of the open window, per the normalization
   int64_t window_samples_ = 0, window_items_ = 0, window_micro_batches_ = 0;
-  int64_t steps_ = 0;
+  int64_t steps_ = 0, updates_ = 0;
 };
 
 }  // namespace gradacc

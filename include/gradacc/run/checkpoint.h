@@ -7,7 +7,9 @@
 //             optim.<i>.<field>     the optimizer's state (see optimizer_state())
 //             rng.cpu               LibTorch's default CPU generator
 //   metadata  gradacc_checkpoint    format version ("1")
-//             step                  optimizer steps taken (the LR schedule is a function of it)
+//             state.<name>          other components' tensors (fp32 master weights)
+//   metadata  step, updates         windows completed, updates applied (fewer when fp16 overflow
+//                                   skipped some; the LR schedule is a function of updates)
 //             epoch, window, offset the data position (LoopPosition; the order is seeded)
 //             run.<field>           the run's identity: model, plan, optimizer, data size, seed...
 //             state.<name>          other components' state (e.g. a loss scaler), verbatim
@@ -39,9 +41,11 @@ class CheckpointError : public std::runtime_error {
 
 // The scalar part of a checkpoint.
 struct CheckpointState {
-  int64_t step = 0;       // optimizer steps taken
+  int64_t step = 0;       // windows completed (the log's step)
+  int64_t updates = 0;    // optimizer updates applied
   LoopPosition position;  // the next window
-  StringMap extra;        // other components' state, saved as "state.<name>"
+  StringMap extra;        // other components' state (the loss scaler), saved as metadata "state.<name>"
+  TensorMap tensors;      // other components' tensors (master weights), saved as "state.<name>"
 };
 
 // "ckpt-step-00000120.safetensors"
@@ -61,10 +65,11 @@ std::optional<std::string> latest_checkpoint(const std::string& dir);
 std::string resolve_checkpoint(const std::string& path);
 
 // Verifies a checkpoint (checksum, format, identity, every tensor's name and shape) and only then
-// loads it into `model`, `optimizer` and the CPU generator. Throws CheckpointError with one line
-// naming the file and the first problem; nothing is changed then.
+// loads it into `model`, `optimizer`, each of `targets` (from "state.<name>") and the CPU
+// generator. Throws CheckpointError with one line naming the file and the first problem; nothing
+// is changed then. The returned state's `tensors` is empty (they went into `targets`).
 CheckpointState load_checkpoint(const std::string& path, torch::nn::Module& model, torch::optim::Optimizer& optimizer,
-                                const StringMap& identity);
+                                const StringMap& identity, const TensorMap& targets = {});
 
 // What must be the same for a checkpoint to continue a run exactly: the model, the batch plan and
 // accumulation schedule, the normalization, the optimizer kind, the data size and order (seed,

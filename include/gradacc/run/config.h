@@ -12,6 +12,7 @@
 #include <string>
 
 #include "gradacc/accumulate/batch_plan.h"
+#include "gradacc/accumulate/precision.h"
 #include "gradacc/model/models.h"
 #include "gradacc/optim/lr_schedule.h"
 #include "gradacc/optim/optimizer.h"
@@ -40,6 +41,13 @@ struct TrainConfig {
   bool shuffle = true;
   bool drop_partial = false;           // the short last window: rescale (default) or drop
   std::string log_path, init_path, save_path;
+  // Mixed precision (docs/precision.md).
+  std::optional<Precision> precision;            // forward autocast; unset: param_dtype
+  Precision param_dtype = Precision::kFp32;      // dtype the model's parameters are held in
+  Precision grad_accum_dtype = Precision::kFp32; // fp32 (with fp32 masters), or param_dtype (lossy)
+  std::optional<double> loss_scale_init, loss_scale_growth, loss_scale_backoff;  // fp16 only
+  std::optional<int64_t> loss_scale_interval;
+  Precision resolved_precision() const { return precision.value_or(param_dtype); }
   std::string checkpoint_dir;          // checkpoints go here ("" = none)
   int64_t save_every = 0;              // optimizer steps between checkpoints (0: at the end only)
   int64_t keep_checkpoints = 3;        // newest checkpoints kept in checkpoint_dir

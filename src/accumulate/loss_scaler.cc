@@ -1,0 +1,67 @@
+#include "gradacc/accumulate/loss_scaler.h"
+
+#include <cmath>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+namespace gradacc {
+
+LossScaler::LossScaler(LossScalerOptions o) : options_(o), scale_(o.init_scale) {
+  if (!(o.init_scale > 0) || !std::isfinite(o.init_scale)) {
+    throw std::invalid_argument(fmt::format("loss scale must be positive and finite, got {}", o.init_scale));
+  }
+  if (!(o.growth_factor > 1) || !std::isfinite(o.growth_factor)) {
+    throw std::invalid_argument(fmt::format("loss scale growth factor must be > 1, got {}", o.growth_factor));
+  }
+  if (!(o.backoff_factor > 0 && o.backoff_factor < 1)) {
+    throw std::invalid_argument(fmt::format("loss scale backoff factor must lie in (0, 1), got {}", o.backoff_factor));
+  }
+  if (o.growth_interval < 1) {
+    throw std::invalid_argument(fmt::format("loss scale growth interval must be ≥ 1, got {}", o.growth_interval));
+  }
+}
+
+void LossScaler::update(bool found_inf) {
+  if (found_inf) {
+    scale_ *= options_.backoff_factor;
+    good_in_a_row_ = 0;
+    ++skipped_;
+    return;
+  }
+  if (++good_in_a_row_ == options_.growth_interval) {
+    // Stay finite in fp32, where the scaled loss is formed (as PyTorch's scaler does).
+    if (std::isfinite(static_cast<float>(scale_ * options_.growth_factor))) scale_ *= options_.growth_factor;
+    good_in_a_row_ = 0;
+  }
+}
+
+std::map<std::string, std::string> LossScaler::state() const {
+  return {{"loss_scale", fmt::format("{}", scale_)},  // shortest text that reads back exactly
+          {"loss_scale_growth_tracker", std::to_string(good_in_a_row_)},
+          {"loss_scale_skipped_steps", std::to_string(skipped_)}};
+}
+
+void LossScaler::load_state(const std::map<std::string, std::string>& state) {
+  auto get = [&](const char* key) -> const std::string& {
+    auto it = state.find(key);
+    if (it == state.end()) throw std::invalid_argument(fmt::format("loss scaler state has no '{}'", key));
+    return it->second;
+  };
+  try {
+    size_t used = 0;
+    const std::string& s = get("loss_scale");
+    const double scale = std::stod(s, &used);
+    if (used != s.size() || !(scale > 0) || !std::isfinite(scale)) throw std::invalid_argument(s);
+    const int64_t tracker = std::stoll(get("loss_scale_growth_tracker"));
+    const int64_t skipped = std::stoll(get("loss_scale_skipped_steps"));
+    if (tracker < 0 || skipped < 0) throw std::invalid_argument("negative count");
+    scale_ = scale;
+    good_in_a_row_ = tracker;
+    skipped_ = skipped;
+  } catch (const std::logic_error& e) {
+    throw std::invalid_argument(fmt::format("loss scaler state is malformed ({})", e.what()));
+  }
+}
+
+}  // namespace gradacc
