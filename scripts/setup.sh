@@ -2,7 +2,10 @@
 # Installs what gradacc needs to build and run, once; later runs find it and return at once.
 #
 #   - Debian packages: compilers and test tools, header-only libraries (JSON, CLI parsing),
-#     gnuplot for run reports and the Fashion-MNIST data set.
+#     gnuplot for run reports and the Fashion-MNIST data set, and gloo's headers: the wheel lacks
+#     them, yet c10d's ProcessGroupGloo.hpp includes them. gradacc only names gloo types through
+#     pointers (the gloo that runs is the one compiled into libtorch_cpu; Debian's libgloo is never
+#     linked), so the older Debian snapshot's declarations are enough (docs/distributed.md).
 #   - LibTorch from the PyPI `torch` wheel (pinned), in a virtual environment cached outside the
 #     clone, keyed by the torch version: ${GRADACC_CACHE:-~/.cache/gradacc}/torch-<version>/.
 #     The C++ build links only libtorch_cpu and c10 (no GPU, no CUDA runtime needed); the full
@@ -16,7 +19,7 @@ TORCH_VERSION="${GRADACC_TORCH_VERSION:-2.11.0}"
 CACHE="${GRADACC_CACHE:-$HOME/.cache/gradacc}"
 VENV="$CACHE/torch-$TORCH_VERSION/venv"
 APT_PACKAGES=(g++ cmake make ninja-build ccache libgtest-dev nlohmann-json3-dev libcli11-dev
-              zlib1g-dev python3 python3-venv dataset-fashion-mnist gnuplot-nox)
+              zlib1g-dev python3 python3-venv dataset-fashion-mnist gnuplot-nox libgloo-dev)
 
 log() { echo "setup: $*" >&2; }
 

@@ -37,7 +37,9 @@
 #include <cmath>
 #include <stdexcept>
 
+#include <ATen/ops/cat.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/zeros_like.h>
 #include <ATen/ops/linalg_vector_norm.h>
 #include <ATen/ops/stack.h>
 #include <ATen/ops/zeros.h>
@@ -47,6 +49,14 @@
 #include "gradacc/optim/optimizer.h"
 
 namespace gradacc {
+namespace {
+
+constexpr int64_t kStatSlots = 5;
+// Counts travel in float buffers as two parts, c = hi·4096 + lo, so that their sums over ranks
+// stay exact (each part well below 2^24) for windows of up to 2^36 items.
+constexpr int64_t kSplit = 4096;
+
+}  // namespace
 
 Accumulator::Accumulator(torch::nn::Module& model, torch::optim::Optimizer& optimizer, const LrSchedule* schedule,
                          AccumulatorOptions options, MasterWeights* master, LossScaler* scaler)
@@ -73,22 +83,29 @@ Accumulator::Accumulator(torch::nn::Module& model, torch::optim::Optimizer& opti
   // One contiguous buffer; each .grad is a view of its slice. Autograd adds into a defined .grad
   // in place, so every backward accumulates straight into this buffer: zeroing is one memset,
   // the norm one reduction, a rescale one multiply, and a data-parallel reduction one tensor.
-  flat_grad_ = at::zeros({total}, params_[0].options().requires_grad(false));
+  // The accumulation buffer: fp32 under master weights, else the parameters' dtype. A short tail
+  // after the gradients carries the window's loss and counts through the same all-reduce.
+  const at::ScalarType accum_dtype = master_ ? at::kFloat : params_[0].scalar_type();
+  buffer_ = at::zeros({total + kStatSlots}, params_[0].options().dtype(accum_dtype).requires_grad(false));
+  flat_grad_ = buffer_.narrow(0, 0, total);
+  stats_ = buffer_.narrow(0, total, kStatSlots);
+  stats_host_ = at::zeros({kStatSlots}, at::TensorOptions().dtype(at::kFloat));
   if (master_) {
-    // Backward writes the model's low-precision .grad; the fp32 sum is the masters' .grad.
     if (master_->model_params().size() != params_.size()) throw std::invalid_argument("master weights of another model");
-    flat_grad_ = flat_grad_.to(at::kFloat);
-    model_grad_ = at::zeros({total}, params_[0].options().requires_grad(false));
+    micro_grad_ = at::zeros({total}, params_[0].options().requires_grad(false));
   }
   int64_t offset = 0;
   for (size_t i = 0; i < params_.size(); ++i) {
     at::Tensor& p = params_[i];
+    flat_views_.push_back(flat_grad_.narrow(0, offset, p.numel()).view(p.sizes()));
     if (master_) {
+      // Backward writes the model's low-precision .grad; the fp32 sum is the masters' .grad.
       if (!master_->model_params()[i].is_same(p)) throw std::invalid_argument("master weights of another model");
-      p.mutable_grad() = model_grad_.narrow(0, offset, p.numel()).view(p.sizes());
-      master_->masters()[i].mutable_grad() = flat_grad_.narrow(0, offset, p.numel()).view(p.sizes());
+      micro_views_.push_back(micro_grad_.narrow(0, offset, p.numel()).view(p.sizes()));
+      p.mutable_grad() = micro_views_.back();
+      master_->masters()[i].mutable_grad() = flat_views_.back();
     } else {
-      p.mutable_grad() = flat_grad_.narrow(0, offset, p.numel()).view(p.sizes());
+      p.mutable_grad() = flat_views_.back();
     }
     offset += p.numel();
   }
@@ -97,6 +114,10 @@ Accumulator::Accumulator(torch::nn::Module& model, torch::optim::Optimizer& opti
 
 void Accumulator::accumulate(const at::Tensor& loss_sum, int64_t samples, int64_t items) {
   if (samples < 0 || items < 0) throw std::invalid_argument("micro-batch counts must be ≥ 0");
+  const bool per_micro_sync = distributed() && sync_mode_ == SyncMode::kEveryMicroBatch;
+  if (per_micro_sync && !master_) {
+    for (size_t i = 0; i < params_.size(); ++i) params_[i].mutable_grad() = micro_views_[i];  // this micro-batch alone
+  }
   const double s = pre_scale_ * (scaler_ ? scaler_->scale() : 1.0);  // s, times S with a loss scaler
   if (options_.normalization == Normalization::kNaiveMicroMean) {  // for comparison only
     const at::Tensor micro_mean = loss_sum / static_cast<double>(std::max<int64_t>(items, 1));
@@ -107,15 +128,54 @@ void Accumulator::accumulate(const at::Tensor& loss_sum, int64_t samples, int64_
     (loss_sum * s).backward();
     window_loss_.add_(loss_sum.detach());
   }
-  if (master_) {
-    // Low-precision parameters: move this micro-batch's gradient into the fp32 sum, where many
-    // small contributions do not round away (a bf16 sum keeps 8 significant bits).
-    flat_grad_.add_(model_grad_);
-    model_grad_.zero_();
-  }
+  if (micro_grad_.defined()) fold_micro_grad();
   window_samples_ += samples;
   window_items_ += items;
   ++window_micro_batches_;
+}
+
+// The micro-batch's gradient, alone in micro_grad_, joins the window sum: all-reduced first when
+// syncing every micro-batch; in fp32 under master weights, where many small contributions do not
+// round away (a bf16 sum keeps 8 significant bits).
+void Accumulator::fold_micro_grad() {
+  if (distributed() && sync_mode_ == SyncMode::kEveryMicroBatch) {
+    reducer_->sum_across_ranks(micro_grad_);
+    if (!master_) {
+      for (size_t i = 0; i < params_.size(); ++i) params_[i].mutable_grad() = flat_views_[i];
+    }
+  }
+  flat_grad_.add_(micro_grad_);
+  micro_grad_.zero_();
+}
+
+void Accumulator::set_reducer(GradientReducer* reducer, SyncMode mode) {
+  if (window_micro_batches_ != 0) throw std::logic_error("set_reducer() inside an open window");
+  reducer_ = reducer;
+  sync_mode_ = mode;
+  if (!distributed()) return;
+  const at::ScalarType t = buffer_.scalar_type();
+  if (t != at::kFloat && t != at::kDouble) {
+    throw std::invalid_argument(fmt::format("data-parallel training sums gradients in fp32, not {} (use --grad-accum-dtype fp32)",
+                                            c10::toString(t)));
+  }
+  if (mode == SyncMode::kEveryMicroBatch && !micro_grad_.defined()) {
+    micro_grad_ = at::zeros_like(flat_grad_);
+    int64_t offset = 0;
+    for (const at::Tensor& p : params_) {
+      micro_views_.push_back(micro_grad_.narrow(0, offset, p.numel()).view(p.sizes()));
+      offset += p.numel();
+    }
+  }
+  calls_before_ = reducer_->calls();
+  bytes_before_ = reducer_->bytes();
+}
+
+void Accumulator::empty_micro_batch() {
+  if (!(distributed() && sync_mode_ == SyncMode::kEveryMicroBatch)) return;
+  if (!master_) {
+    for (size_t i = 0; i < params_.size(); ++i) params_[i].mutable_grad() = micro_views_[i];
+  }
+  fold_micro_grad();  // contributes zeros, takes part in the collective
 }
 
 int64_t Accumulator::window_count() const {
@@ -145,13 +205,12 @@ void Accumulator::resume_at(int64_t steps_taken, int64_t updates_applied) {
 
 StepReport Accumulator::step() {
   const auto start = std::chrono::steady_clock::now();
-  const int64_t count = window_count();
-  if (window_micro_batches_ == 0 || count == 0) {
+  if (!distributed() && (window_micro_batches_ == 0 || window_count() == 0)) {
     throw std::logic_error(fmt::format("optimizer step on a window with {} micro-batches and no {}",
                                        window_micro_batches_,
                                        options_.normalization == Normalization::kPerSample ? "samples" : "items"));
   }
-  const at::Tensor& grad_home = master_ ? model_grad_ : flat_grad_;
+  const at::Tensor& grad_home = master_ ? micro_grad_ : flat_grad_;
   for (const at::Tensor& p : params_) {
     const at::Tensor& g = p.grad();
     const auto* base = static_cast<const char*>(grad_home.data_ptr());
@@ -161,22 +220,53 @@ StepReport Accumulator::step() {
     }
   }
 
+  // Data parallel: the window's loss and counts ride in the buffer's tail, so one all-reduce pass
+  // (of a few buckets) makes gradients, loss and counts global at once. Per-micro-batch sync has
+  // reduced the gradients already; only the tail is left.
+  int64_t samples = window_samples_, items = window_items_;
+  at::Tensor host;
+  if (distributed()) {
+    auto* h = stats_host_.data_ptr<float>();
+    h[1] = static_cast<float>(samples / kSplit);
+    h[2] = static_cast<float>(samples % kSplit);
+    h[3] = static_cast<float>(items / kSplit);
+    h[4] = static_cast<float>(items % kSplit);
+    stats_.copy_(stats_host_);
+    stats_.narrow(0, 0, 1).copy_(window_loss_.reshape({1}));
+    reducer_->sum_across_ranks(sync_mode_ == SyncMode::kPerWindow ? buffer_ : stats_);
+    // The one device→host transfer of the step: global loss, counts and ‖G‖.
+    host = at::cat({stats_.to(at::kDouble), at::linalg_vector_norm(flat_grad_, 2).to(at::kDouble).reshape({1})}).cpu();
+    const double* v = host.data_ptr<double>();
+    samples = static_cast<int64_t>(v[1]) * kSplit + static_cast<int64_t>(v[2]);
+    items = static_cast<int64_t>(v[3]) * kSplit + static_cast<int64_t>(v[4]);
+    host = at::stack({host[0], host[5]});
+  } else {
+    // The one device→host transfer of the step: window loss sum and ‖G‖.
+    host = at::stack({window_loss_, at::linalg_vector_norm(flat_grad_, 2).to(at::kDouble)}).cpu();
+  }
+  const int64_t count = options_.normalization == Normalization::kPerSample ? samples
+                        : options_.normalization == Normalization::kPerItem ? items
+                                                                            : (items > 0 ? options_.nominal_count : 0);
+  if (count == 0) throw std::logic_error("optimizer step on a window with no samples or items on any rank");
+
   // f = Ñ/(N·S) turns the buffer into the exact, unscaled window gradient (see the math above).
   const double loss_scale = scaler_ ? scaler_->scale() : 1.0;
   const double f = static_cast<double>(options_.nominal_count) / (static_cast<double>(count) * loss_scale);
-
-  // The one device→host transfer of the step: window loss sum and ‖G‖.
-  const at::Tensor norm_G = at::linalg_vector_norm(flat_grad_, 2).to(at::kDouble);
-  const at::Tensor host = at::stack({window_loss_, norm_G}).cpu();
   const double loss_sum = host[0].item<double>(), grad_norm = f * host[1].item<double>();
 
   StepReport r;
   r.loss = loss_sum / static_cast<double>(count);
   r.grad_norm = grad_norm;
   r.loss_scale = loss_scale;
-  r.samples = window_samples_;
-  r.items = window_items_;
+  r.samples = samples;
+  r.items = items;
   r.micro_batches = window_micro_batches_;
+  if (reducer_) {
+    r.allreduce_calls = reducer_->calls() - calls_before_;
+    r.allreduce_bytes = reducer_->bytes() - bytes_before_;
+    calls_before_ = reducer_->calls();
+    bytes_before_ = reducer_->bytes();
+  }
   r.lr = schedule_ ? schedule_->lr_at(updates_) : optimizer_.param_groups().front().options().get_lr();
 
   // The norm doubles as the overflow check: an inf or NaN anywhere in G makes ‖G‖ non-finite.
@@ -208,7 +298,7 @@ StepReport Accumulator::step() {
   ++steps_;
   r.step = steps_;
 
-  flat_grad_.zero_();
+  buffer_.zero_();
   window_loss_.zero_();
   window_samples_ = window_items_ = window_micro_batches_ = 0;
   r.boundary_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

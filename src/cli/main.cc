@@ -13,6 +13,7 @@
 #include "gradacc/run/generate.h"
 #include "gradacc/run/trainer.h"
 #include "gradacc/run/verify.h"
+#include "gradacc/sync/launcher.h"
 
 namespace {
 
@@ -22,7 +23,8 @@ using namespace gradacc;
 struct Flags {
   std::string accum_schedule;
   std::string config, model, norm, data, optimizer, schedule, shuffle, partial, log, init, save, device;
-  std::string checkpoint_dir, resume, precision, param_dtype, grad_accum_dtype;
+  std::string checkpoint_dir, resume, precision, param_dtype, grad_accum_dtype, sync;
+  std::optional<double> dist_timeout, bucket_mb;
   std::optional<double> loss_scale_init, loss_scale_growth, loss_scale_backoff;
   std::optional<int64_t> loss_scale_interval;
   std::optional<int64_t> save_every, keep_checkpoints, stop_at;
@@ -124,6 +126,9 @@ TrainConfig build_config(const Flags& f) {
   if (f.loss_scale_growth) c.loss_scale_growth = f.loss_scale_growth;
   if (f.loss_scale_backoff) c.loss_scale_backoff = f.loss_scale_backoff;
   if (f.loss_scale_interval) c.loss_scale_interval = f.loss_scale_interval;
+  if (!f.sync.empty()) c.sync = parse_sync(f.sync);
+  if (f.dist_timeout) c.dist_timeout = *f.dist_timeout;
+  if (f.bucket_mb) c.bucket_mb = *f.bucket_mb;
   set_str(f.checkpoint_dir, c.checkpoint_dir);
   set_str(f.resume, c.resume_path);
   if (f.save_every) c.save_every = *f.save_every;
@@ -187,6 +192,9 @@ int main(int argc, char** argv) {
   add_accum_schedule_flag(*train, flags);
   train->add_option("--log", flags.log, "write one JSON line per optimizer step to this file");
   train->add_option("--save", flags.save, "save final weights (safetensors)");
+  train->add_option("--sync", flags.sync, "data parallel: window (all-reduce once per optimizer step) | every-micro-batch");
+  train->add_option("--dist-timeout", flags.dist_timeout, "data parallel: seconds before a dead or stalled rank is an error (default 300)");
+  train->add_option("--bucket-mb", flags.bucket_mb, "data parallel: all-reduce bucket size in MiB (default 25)");
   train->add_option("--checkpoint-dir", flags.checkpoint_dir, "write checkpoints here (at the end, on SIGINT/SIGTERM, and every --save-every steps)");
   train->add_option("--save-every", flags.save_every, "optimizer steps between checkpoints");
   train->add_option("--keep-checkpoints", flags.keep_checkpoints, "newest checkpoints to keep (default 3)");
@@ -219,6 +227,13 @@ int main(int argc, char** argv) {
   generate->add_option("--top-k", go.top_k, "sample among the k likeliest bytes; 0 = all (default)");
   generate->add_option("--seed", gen_seed, "sampling seed");
 
+  auto* launch = app.add_subcommand("launch", "run N data-parallel ranks on this machine: gradacc launch --nproc N -- train ...");
+  LaunchOptions lo;
+  launch->add_option("--nproc", lo.nproc, "ranks to start")->required();
+  launch->add_option("--master-addr", lo.master_addr, "rendezvous address (default 127.0.0.1)");
+  launch->add_option("--master-port", lo.master_port, "rendezvous port (default 29500)");
+  launch->add_option("--grace", lo.grace_seconds, "seconds between SIGTERM and SIGKILL when a rank fails (default 10)");
+
   auto* plot = app.add_subcommand("plot", "draw metrics of JSONL logs against the optimizer step (PNG or SVG)");
   PlotOptions po;
   plot->add_option("logs", po.logs, "JSONL logs from gradacc train --log")->required();
@@ -228,6 +243,16 @@ int main(int argc, char** argv) {
   plot->add_option("--labels", po.labels, "comma-separated legend labels, one per log")->delimiter(',');
   plot->add_option("--title", po.title, "chart title");
 
+  // `launch ... -- COMMAND`: the rank command is not ours to parse; cut it off first.
+  std::vector<std::string> rank_command;
+  if (argc > 1 && std::string(argv[1]) == "launch") {
+    for (int i = 2; i < argc; ++i) {
+      if (std::string(argv[i]) != "--") continue;
+      rank_command.assign(argv + i + 1, argv + argc);
+      argc = i;
+      break;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
@@ -243,6 +268,10 @@ int main(int argc, char** argv) {
 
   try {
     if (plan->parsed()) return cmd_plan(flags, dataset_size, plan_partial);
+    if (launch->parsed()) {
+      lo.args = rank_command;
+      return launch_local(lo, std::cout, std::cerr);
+    }
     if (plot->parsed()) {
       plot_runs(po);
       return 0;

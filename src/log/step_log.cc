@@ -56,6 +56,8 @@ std::string step_json(const StepReport& r, int64_t epoch, double seconds) {
   j["samples_per_s"] = seconds > 0 ? static_cast<double>(r.samples) / seconds : 0.0;
   j["loss_scale"] = r.loss_scale;
   j["skipped"] = r.skipped;
+  j["allreduce_calls"] = r.allreduce_calls;
+  j["allreduce_bytes"] = r.allreduce_bytes;
   return j.dump();
 }
 

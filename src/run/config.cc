@@ -132,6 +132,12 @@ void apply_config_file(const std::string& path, TrainConfig& c) {
       {"loss_scale_growth", [&](const json& v, const std::string& k) { c.loss_scale_growth = get<double>(v, k, path); }},
       {"loss_scale_backoff", [&](const json& v, const std::string& k) { c.loss_scale_backoff = get<double>(v, k, path); }},
       {"loss_scale_interval", [&](const json& v, const std::string& k) { c.loss_scale_interval = get_count(v, k, path); }},
+      {"sync", [&](const json& v, const std::string& k) {
+         try { c.sync = parse_sync(get<std::string>(v, k, path)); }
+         catch (const ConfigError& e) { throw ConfigError(fmt::format("{}: key '{}': {}", path, k, e.what())); }
+       }},
+      {"dist_timeout", [&](const json& v, const std::string& k) { c.dist_timeout = get<double>(v, k, path); }},
+      {"bucket_mb", [&](const json& v, const std::string& k) { c.bucket_mb = get<double>(v, k, path); }},
       {"checkpoint_dir", [&](const json& v, const std::string& k) { c.checkpoint_dir = get<std::string>(v, k, path); }},
       {"save_every", [&](const json& v, const std::string& k) { c.save_every = get_count(v, k, path); }},
       {"keep_checkpoints", [&](const json& v, const std::string& k) { c.keep_checkpoints = get_count(v, k, path); }},
@@ -164,6 +170,8 @@ void validate(const TrainConfig& c) {
   if (precision != Precision::kFp16 && (c.loss_scale_init || c.loss_scale_growth || c.loss_scale_backoff || c.loss_scale_interval)) {
     throw ConfigError(fmt::format("loss scaling applies to fp16 only; this run's precision is {}", to_string(precision)));
   }
+  if (!(c.dist_timeout > 0)) throw ConfigError(fmt::format("dist_timeout must be > 0 seconds, got {}", c.dist_timeout));
+  if (!(c.bucket_mb > 0)) throw ConfigError(fmt::format("bucket_mb must be > 0, got {}", c.bucket_mb));
   if (c.save_every < 0) throw ConfigError(fmt::format("save_every must be ≥ 0, got {}", c.save_every));
   if (c.save_every > 0 && c.checkpoint_dir.empty() && c.resume_path.empty()) {
     throw ConfigError("save_every needs a checkpoint directory (--checkpoint-dir)");
@@ -196,6 +204,14 @@ void validate(const TrainConfig& c) {
 }  // namespace gradacc
 
 namespace gradacc {
+
+SyncMode parse_sync(const std::string& name) {
+  if (name == "window") return SyncMode::kPerWindow;
+  if (name == "every-micro-batch") return SyncMode::kEveryMicroBatch;
+  throw ConfigError(fmt::format("unknown sync mode '{}' (expected window or every-micro-batch)", name));
+}
+
+std::string to_string(SyncMode mode) { return mode == SyncMode::kPerWindow ? "window" : "every-micro-batch"; }
 
 TrainConfig default_job() {
   TrainConfig c;

@@ -6,6 +6,7 @@
 #include <csignal>
 #include <cmath>
 #include <filesystem>
+#include <sstream>
 
 #include <ATen/ops/argmax.h>
 #include <ATen/ops/cross_entropy_loss.h>
@@ -21,6 +22,8 @@
 #include "gradacc/log/progress.h"
 #include "gradacc/log/step_log.h"
 #include "gradacc/run/checkpoint.h"
+#include "gradacc/sync/communicator.h"
+#include "gradacc/sync/dist_env.h"
 
 namespace gradacc {
 
@@ -80,7 +83,10 @@ std::vector<StepReport> train_steps(Network& model, Accumulator& accumulator, co
 
     // Forward and backward, one micro-batch at a time: only one micro-batch of activations lives.
     for (const std::vector<int64_t>& indices : window.micro_batches) {
-      if (indices.empty()) continue;  // this rank's share of a short window ran out
+      if (indices.empty()) {  // this rank's share of a short window ran out
+        accumulator.empty_micro_batch();
+        continue;
+      }
       const Batch batch = data.gather(indices).to(device);
       at::Tensor loss_sum;
       {
@@ -323,6 +329,17 @@ void require_writable_parent(const std::string& file) {
 
 }  // namespace
 
+// What must agree between ranks, one "key=value" per line (compared through the store at start).
+static std::string run_description(const TrainConfig& c, const RunSetup& setup, int64_t train_examples, bool text) {
+  std::string d;
+  for (const auto& [k, v] : run_identity(c, setup.plan, train_examples, text)) d += k + "=" + v + "\n";
+  d += fmt::format("data={}\nsteps={}\nlr={}\nschedule={}\nwarmup={}\nmin_lr={}\nclip={}\nweight_decay={}\nsync={}\n", c.data,
+                   setup.total_steps, c.optimizer.lr, to_string(c.schedule), setup.schedule.warmup_steps, c.min_lr, c.clip,
+                   c.optimizer.weight_decay, to_string(c.sync));
+  d += fmt::format("resume={}\nstop_at={}\n", c.resume_path, c.stop_at.value_or(0));
+  return d;
+}
+
 static std::string precision_summary(const TrainConfig& c, const RunSetup& setup) {
   if (setup.precision == Precision::kFp32) return "";
   std::string s = fmt::format(" precision={}", to_string(setup.precision));
@@ -364,14 +381,39 @@ TrainSummary run_training(const TrainConfig& config, std::ostream& out) {
     }
   }
   if (c.threads > 0) at::set_num_threads(c.threads);
+
+  // Data parallel: the torchrun environment names this process's rank. Rank 0 alone logs,
+  // checkpoints, evaluates and saves; every rank trains on its shard of each window.
+  const DistEnv env = DistEnv::from_environment();
+  if (c.batch.world_size && *c.batch.world_size != env.world_size) {
+    throw ConfigError(fmt::format("world_size is {} in the config, but WORLD_SIZE is {}", *c.batch.world_size, env.world_size));
+  }
+  c.batch.world_size = env.world_size;
+  const bool lead = env.rank == 0;
+  std::ostringstream quiet;
+  std::ostream& say = lead ? out : quiet;
+  if (!lead) {
+    c.log_path.clear();
+    c.save_path.clear();
+  }
+
   const Workload work = load_workload(c);
-  const RunSetup setup = make_run_setup(c, *work.train, work.text);
-  if (const std::string w = batchnorm_warning(c, setup.plan); !w.empty()) out << w << "\n";
+  RunSetup setup = make_run_setup(c, *work.train, work.text);
+  setup.sampler.rank = env.rank;
+  if (const std::string w = batchnorm_warning(c, setup.plan); !w.empty()) say << w << "\n";
+  std::unique_ptr<Communicator> comm;
+  if (env.distributed()) {
+    const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(c.dist_timeout * 1000));
+    comm = std::make_unique<Communicator>(
+        env, CommunicatorOptions().timeout_(timeout).bucket_bytes_(static_cast<int64_t>(c.bucket_mb * (1 << 20))));
+    comm->check_same_config(run_description(c, setup, work.train->size(), work.text));
+  }
 
   TrainingStack stack = make_training_stack(c, setup, work.train->num_classes(), setup.accumulator);
   Network* model = stack.model.get();
   torch::optim::Optimizer* optimizer = stack.optimizer.get();
   Accumulator& accumulator = *stack.accumulator;
+  accumulator.set_reducer(comm.get(), c.sync);
   const WindowSampler sampler(work.train->size(), setup.plan, setup.sampler);
   const std::optional<AccumSchedule> accum_schedule =
       c.accum_schedule.empty() ? std::nullopt : std::optional<AccumSchedule>(AccumSchedule::parse(c.accum_schedule));
@@ -390,7 +432,7 @@ TrainSummary run_training(const TrainConfig& config, std::ostream& out) {
       }
     }
     pos = state.position;
-    out << fmt::format("resumed from {} at step {} (epoch {}, example {} of its order)\n", resume_from, state.step,
+    say << fmt::format("resumed from {} at step {} (epoch {}, example {} of its order)\n", resume_from, state.step,
                        pos.epoch, pos.offset);
   }
   const int64_t first_step = accumulator.steps_taken();
@@ -408,14 +450,15 @@ TrainSummary run_training(const TrainConfig& config, std::ostream& out) {
     last_checkpoint = save_checkpoint(c.checkpoint_dir, state, *model, *optimizer, identity, c.keep_checkpoints);
   };
 
-  out << fmt::format("gradacc train: model={} norm={} data={} ({} examples) {} steps={} optimizer={} lr={}{}\n",
+  say << fmt::format("gradacc train: model={} norm={} data={} ({} examples) {} steps={} optimizer={} lr={}{}\n",
                      c.model.name, to_string(c.model.resolved_norm()), c.data, work.train->size(), describe(setup.plan),
                      setup.total_steps, c.optimizer.name, c.optimizer.lr, precision_summary(c, setup));
   const auto start = std::chrono::steady_clock::now();
   std::vector<StepReport> reports;
   {
-    InterruptGuard interrupts(!c.checkpoint_dir.empty());
-    ProgressBar bar(setup.total_steps, first_step);
+    // Ranks could stop at different windows on a signal, so only a single process checkpoints on one.
+    InterruptGuard interrupts(!c.checkpoint_dir.empty() && !env.distributed());
+    ProgressBar bar(lead ? setup.total_steps : 0, first_step);
     reports = train_steps(*model, accumulator, *work.train, sampler, std::max<int64_t>(0, last_step - first_step),
                           setup.device, pos,
                           [&](const StepReport& r, const StepContext& ctx) {
@@ -423,7 +466,7 @@ TrainSummary run_training(const TrainConfig& config, std::ostream& out) {
                             bar.update(r.step, r.loss);
                             const bool stop = g_interrupt != 0;
                             const bool due = c.save_every > 0 && r.step % c.save_every == 0;
-                            if (!c.checkpoint_dir.empty() && (stop || due || r.step == last_step)) checkpoint(ctx.next);
+                            if (lead && !c.checkpoint_dir.empty() && (stop || due || r.step == last_step)) checkpoint(ctx.next);
                             return !stop;
                           },
                           accum_schedule ? &*accum_schedule : nullptr, setup.precision);
@@ -440,10 +483,11 @@ TrainSummary run_training(const TrainConfig& config, std::ostream& out) {
     s.interrupted_by = g_interrupt;
     const std::string why = g_interrupt == SIGINT ? "interrupted (SIGINT)" : g_interrupt == SIGTERM ? "interrupted (SIGTERM)"
                                                                                                      : "stopped as asked (--stop-at)";
-    out << fmt::format("{} after step {} of {}; checkpoint {}; continue with --resume {}\n", why, s.steps,
+    say << fmt::format("{} after step {} of {}; checkpoint {}; continue with --resume {}\n", why, s.steps,
                        setup.total_steps, last_checkpoint.empty() ? "(none)" : last_checkpoint, c.checkpoint_dir);
     return s;
   }
+  if (!lead) return s;  // rank 0 evaluates, saves and reports
   if (!c.save_path.empty()) save_module(c.save_path, *model, model_metadata(c.model));
   if (work.text) {
     s.validation_loss = work.test->size() > 0 ? evaluate_loss(*model, *work.test, setup.device, 64, setup.precision) : 0.0;

@@ -32,6 +32,7 @@
 #include <torch/nn/module.h>
 #include <torch/optim/optimizer.h>
 
+#include "gradacc/accumulate/gradient_reducer.h"
 #include "gradacc/accumulate/loss_scaler.h"
 #include "gradacc/accumulate/master_weights.h"
 #include "gradacc/optim/lr_schedule.h"
@@ -68,6 +69,7 @@ struct StepReport {
   int64_t samples = 0, items = 0, micro_batches = 0;
   double boundary_seconds = 0.0;  // wall time of step(): norm, rescale/clip, update, zeroing
   bool skipped = false;     // the window gradient was not finite: no update, no schedule step
+  int64_t allreduce_calls = 0, allreduce_bytes = 0;  // data-parallel traffic of this step
   double loss_scale = 1.0;  // the loss scale this window was computed with (1 without a scaler)
 };
 
@@ -79,6 +81,17 @@ class Accumulator {
   // Throws std::invalid_argument on bad options.
   Accumulator(torch::nn::Module& model, torch::optim::Optimizer& optimizer, const LrSchedule* schedule,
               AccumulatorOptions options, MasterWeights* master = nullptr, LossScaler* scaler = nullptr);
+
+  // Data parallel: gradients, loss and counts are summed across the reducer's ranks — once per
+  // window (with the counts in the same reduction), or after every micro-batch for comparison.
+  // Call before the first micro-batch. The accumulation buffer must be fp32 (or the params' dtype
+  // when that is fp32/fp64). `reducer` may be null (single process).
+  void set_reducer(GradientReducer* reducer, SyncMode mode = SyncMode::kPerWindow);
+
+  // A micro-batch this rank has no examples for (its share of a short window ran out). Single
+  // process: nothing. With a reducer in every-micro-batch mode it joins the collective, so ranks
+  // stay in step.
+  void empty_micro_batch();
 
   // Backpropagates one micro-batch. `loss_sum` is the unreduced sum of its loss terms (0-dim);
   // `samples` and `items` are its counts (items == samples for classification).
@@ -110,8 +123,17 @@ class Accumulator {
   AccumulatorOptions options_;
   MasterWeights* master_;
   LossScaler* scaler_;
+  at::Tensor buffer_;       // flat_grad_ followed by the window statistics (data parallel)
   at::Tensor flat_grad_;    // one contiguous buffer holding every gradient (the optimizer's .grad)
-  at::Tensor model_grad_;   // with master weights: the model's low-precision .grad, per micro-batch
+  at::Tensor stats_;        // [loss sum, samples hi, lo, items hi, lo]: reduced with the gradients
+  at::Tensor stats_host_;
+  at::Tensor micro_grad_;   // the model's .grad for one micro-batch (master weights, or synced per micro-batch)
+  std::vector<at::Tensor> flat_views_, micro_views_;  // each parameter's slice of the two buffers
+  GradientReducer* reducer_ = nullptr;
+  SyncMode sync_mode_ = SyncMode::kPerWindow;
+  int64_t calls_before_ = 0, bytes_before_ = 0;
+  bool distributed() const { return reducer_ && reducer_->world_size() > 1; }
+  void fold_micro_grad();
   at::Tensor window_loss_;  // Σ loss terms of the open window, on the device (float64)
   double pre_scale_;        // 1 / nominal_count
   int64_t window_count() const;  // samples or items of the open window, per the normalization

@@ -4,7 +4,8 @@
 // Fields: step, epoch, loss (the window's item-weighted mean), lr, grad_norm (pre-clip),
 // clip_coef, samples, items, micro_batches, seconds (wall time of the step), boundary_seconds
 // (the part spent at the window boundary), samples_per_s, loss_scale (1 without fp16 scaling),
-// skipped (true when an fp16 overflow dropped the window).
+// skipped (true when an fp16 overflow dropped the window), allreduce_calls and allreduce_bytes
+// (data-parallel traffic of the step; 0 in a single process).
 #pragma once
 
 #include <cstdio>

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "gradacc/accumulate/batch_plan.h"
+#include "gradacc/accumulate/gradient_reducer.h"
 #include "gradacc/accumulate/precision.h"
 #include "gradacc/model/models.h"
 #include "gradacc/optim/lr_schedule.h"
@@ -48,6 +49,10 @@ struct TrainConfig {
   std::optional<double> loss_scale_init, loss_scale_growth, loss_scale_backoff;  // fp16 only
   std::optional<int64_t> loss_scale_interval;
   Precision resolved_precision() const { return precision.value_or(param_dtype); }
+  // Data parallel (docs/distributed.md); the ranks come from the torchrun environment.
+  SyncMode sync = SyncMode::kPerWindow;   // "window" | "every-micro-batch"
+  double dist_timeout = 300.0;            // seconds before a dead or stalled peer is an error
+  double bucket_mb = 25.0;                // all-reduce bucket size
   std::string checkpoint_dir;          // checkpoints go here ("" = none)
   int64_t save_every = 0;              // optimizer steps between checkpoints (0: at the end only)
   int64_t keep_checkpoints = 3;        // newest checkpoints kept in checkpoint_dir
@@ -63,6 +68,10 @@ void apply_config_file(const std::string& path, TrainConfig& config);
 
 // Checks values that no single key can check alone; throws ConfigError.
 void validate(const TrainConfig& config);
+
+// "window" | "every-micro-batch"; throws ConfigError otherwise.
+SyncMode parse_sync(const std::string& name);
+std::string to_string(SyncMode mode);
 
 }  // namespace gradacc
 

@@ -1,0 +1,61 @@
+// Communicator: the data-parallel group of a run, on PyTorch's own distributed engine — a c10d
+// TCPStore rendezvous at MASTER_ADDR:MASTER_PORT (rank 0 hosts it) and a c10d ProcessGroupGloo
+// for CPU tensors. LibTorch has no C++ DistributedDataParallel; this plus the Accumulator is
+// gradacc's data-parallel layer.
+//
+// all-reduce: a flat buffer is cut into buckets of at most `bucket_bytes`, all launched before
+// any is waited on (Gloo works on them concurrently), then waited in order. Counters record the
+// calls and bytes, so the log can show one pass per optimizer step.
+//
+// Faults: every collective and store access has `timeout`. A peer that died or stalls makes the
+// survivors throw one line within it, naming the ranks that stopped answering when that can be
+// determined (a monitored barrier on the store), instead of hanging.
+//
+// Thread safety: none; one training loop per process uses it.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "gradacc/accumulate/gradient_reducer.h"
+#include "gradacc/sync/dist_env.h"
+
+namespace gradacc {
+
+struct CommunicatorOptions {
+  std::chrono::milliseconds timeout{std::chrono::seconds(300)};
+  int64_t bucket_bytes = int64_t{25} << 20;  // as DDP's default bucket_cap_mb
+  CommunicatorOptions& timeout_(std::chrono::milliseconds v) { timeout = v; return *this; }
+  CommunicatorOptions& bucket_bytes_(int64_t v) { bucket_bytes = v; return *this; }
+};
+
+class Communicator : public GradientReducer {
+ public:
+  // Joins the group described by `env` (blocks until all ranks arrived, up to the timeout).
+  // Throws std::runtime_error with one line when the store cannot be reached or created.
+  Communicator(const DistEnv& env, CommunicatorOptions options);
+  ~Communicator() override;
+
+  int world_size() const override { return env_.world_size; }
+  int rank() const override { return env_.rank; }
+  void sum_across_ranks(const at::Tensor& flat) override;
+
+  // Every rank passes a description of its run; throws on every rank when one differs from
+  // rank 0's, naming the rank and the first differing line.
+  void check_same_config(const std::string& description);
+
+  // Cumulative counters of sum_across_ranks: collective calls (one per bucket) and bytes sent in.
+  int64_t calls() const override { return calls_; }
+  int64_t bytes() const override { return bytes_; }
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  DistEnv env_;
+  CommunicatorOptions options_;
+  int64_t calls_ = 0, bytes_ = 0;
+  [[noreturn]] void fail(const std::string& what, const std::exception& e);
+};
+
+}  // namespace gradacc

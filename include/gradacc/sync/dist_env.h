@@ -1,0 +1,24 @@
+// The torchrun launch contract: RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT. Any
+// launcher that sets them (torchrun --no-python, SLURM or Kubernetes wrappers, `gradacc launch`)
+// starts gradacc ranks. Unset WORLD_SIZE (or 1) means a single process.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace gradacc {
+
+struct DistEnv {
+  int rank = 0;
+  int world_size = 1;
+  int local_rank = 0;
+  std::string master_addr = "127.0.0.1";
+  int master_port = 29500;
+
+  bool distributed() const { return world_size > 1; }
+  // Reads the environment; throws ConfigError (one line naming the variable) for a malformed or
+  // inconsistent value (RANK ≥ WORLD_SIZE, a port outside 1..65535, ...).
+  static DistEnv from_environment();
+};
+
+}  // namespace gradacc

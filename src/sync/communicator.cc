@@ -1,0 +1,140 @@
+#include "gradacc/sync/communicator.h"
+
+#include <cstdlib>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+namespace gradacc {
+
+struct Communicator::Impl {
+  c10::intrusive_ptr<c10d::Store> store;
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
+};
+
+namespace {
+
+std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+struct ConfigMismatch : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+}  // namespace
+
+Communicator::Communicator(const DistEnv& env, CommunicatorOptions options)
+    : impl_(std::make_unique<Impl>()), env_(env), options_(options) {
+  if (options_.bucket_bytes < 1) throw std::invalid_argument("bucket_bytes must be ≥ 1");
+  // c10d logs every retry and socket error to stderr; gradacc reports failures itself in one
+  // line. Its logs stay available with TORCH_CPP_LOG_LEVEL=INFO (or WARNING).
+  if (!std::getenv("TORCH_CPP_LOG_LEVEL")) FLAGS_caffe2_log_level = 3;  // FATAL only
+  try {
+    c10d::TCPStoreOptions so;
+    so.port = static_cast<uint16_t>(env_.master_port);
+    so.isServer = env_.rank == 0;
+    so.numWorkers = env_.world_size;
+    so.waitWorkers = true;
+    so.timeout = options_.timeout;
+    impl_->store = c10::make_intrusive<c10d::TCPStore>(env_.master_addr, so);
+  } catch (const std::exception& e) {
+    throw std::runtime_error(fmt::format("rank {}: cannot {} the rendezvous store at {}:{} within {} s: {}", env_.rank,
+                                         env_.rank == 0 ? "start" : "reach", env_.master_addr, env_.master_port,
+                                         options_.timeout.count() / 1000, first_line(e.what())));
+  }
+  try {
+    auto go = c10d::ProcessGroupGloo::Options::create(options_.timeout);
+    // Bind Gloo to the same address family and interface as the store.
+    go->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(env_.master_addr));
+    auto prefixed = c10::make_intrusive<c10d::PrefixStore>("gradacc/gloo", impl_->store);
+    impl_->group = c10::make_intrusive<c10d::ProcessGroupGloo>(prefixed, env_.rank, env_.world_size, go);
+  } catch (const std::exception& e) {
+    throw std::runtime_error(fmt::format("rank {}: cannot form the Gloo group of {} ranks: {}", env_.rank, env_.world_size,
+                                         first_line(e.what())));
+  }
+}
+
+Communicator::~Communicator() = default;
+
+void Communicator::fail(const std::string& what, const std::exception& e) {
+  // Name the ranks that stopped answering: every survivor signs a roll call in the store and
+  // waits a few seconds for the others. (The broken Gloo group itself cannot be asked.) If the
+  // store is gone, rank 0 — which hosts it — is the one that died.
+  std::string who;
+  try {
+    impl_->store->setTimeout(std::chrono::seconds(5));
+    impl_->store->set(fmt::format("gradacc/rollcall/{}", env_.rank), std::vector<uint8_t>{1});
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    std::vector<int> missing;
+    do {
+      missing.clear();
+      for (int r = 0; r < env_.world_size; ++r) {
+        if (!impl_->store->check({fmt::format("gradacc/rollcall/{}", r)})) missing.push_back(r);
+      }
+      if (missing.empty()) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    } while (std::chrono::steady_clock::now() < deadline);
+    if (!missing.empty()) who = fmt::format("rank{} {} did not answer", missing.size() > 1 ? "s" : "", fmt::join(missing, ", "));
+  } catch (const std::exception&) {
+    who = env_.rank == 0 ? "" : "rank 0, which hosts the rendezvous store, did not answer";
+  }
+  throw std::runtime_error(fmt::format("rank {}: {} failed{}: {}", env_.rank, what,
+                                       who.empty() ? fmt::format(" (a peer died or stalled past {} s)", options_.timeout.count() / 1000)
+                                                   : " because " + who,
+                                       first_line(e.what())));
+}
+
+void Communicator::sum_across_ranks(const at::Tensor& flat) {
+  TORCH_CHECK(flat.dim() == 1 && flat.is_contiguous(), "sum_across_ranks takes a contiguous 1-D tensor");
+  const int64_t per_bucket = std::max<int64_t>(1, options_.bucket_bytes / static_cast<int64_t>(flat.element_size()));
+  std::vector<c10::intrusive_ptr<c10d::Work>> works;
+  std::vector<std::vector<at::Tensor>> buckets;  // kept alive until waited
+  try {
+    for (int64_t begin = 0; begin < flat.numel(); begin += per_bucket) {
+      buckets.push_back({flat.narrow(0, begin, std::min(per_bucket, flat.numel() - begin))});
+      c10d::AllreduceOptions o;
+      o.reduceOp = c10d::ReduceOp::SUM;
+      o.timeout = options_.timeout;
+      works.push_back(impl_->group->allreduce(buckets.back(), o));
+      ++calls_;
+      bytes_ += static_cast<int64_t>(buckets.back()[0].nbytes());
+    }
+    for (auto& w : works) w->wait(options_.timeout);
+  } catch (const std::exception& e) {
+    fail("gradient all-reduce", e);
+  }
+}
+
+void Communicator::check_same_config(const std::string& description) {
+  const std::string key = fmt::format("gradacc/config/{}", env_.rank);
+  try {
+    impl_->store->set(key, std::vector<uint8_t>(description.begin(), description.end()));
+    const std::vector<uint8_t> zero = impl_->store->get("gradacc/config/0");
+    const std::string reference(zero.begin(), zero.end());
+    // Every rank checks every other, so all of them fail together on a mismatch.
+    for (int r = 1; r < env_.world_size; ++r) {
+      const std::vector<uint8_t> v = impl_->store->get(fmt::format("gradacc/config/{}", r));
+      const std::string other(v.begin(), v.end());
+      if (other == reference) continue;
+      std::istringstream a(reference), b(other);
+      std::string la, lb;
+      while (std::getline(a, la) && std::getline(b, lb) && la == lb) {
+      }
+      throw ConfigMismatch(fmt::format("rank {} runs another configuration than rank 0: rank 0 has '{}', rank {} has '{}'",
+                                           r, la, r, lb));
+    }
+  } catch (const ConfigMismatch&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw std::runtime_error(fmt::format("rank {}: configuration check through the store failed: {}", env_.rank,
+                                         first_line(e.what())));
+  }
+}
+
+}  // namespace gradacc

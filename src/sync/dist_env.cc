@@ -1,0 +1,47 @@
+#include "gradacc/sync/dist_env.h"
+
+#include <cstdlib>
+
+#include <fmt/format.h>
+
+#include "gradacc/run/config.h"
+
+namespace gradacc {
+namespace {
+
+std::optional<int64_t> integer_env(const char* name) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return std::nullopt;
+  try {
+    size_t used = 0;
+    const int64_t n = std::stoll(v, &used);
+    if (used != std::string(v).size()) throw std::invalid_argument(v);
+    return n;
+  } catch (const std::exception&) {
+    throw ConfigError(fmt::format("environment variable {}='{}' is not an integer", name, v));
+  }
+}
+
+}  // namespace
+
+DistEnv DistEnv::from_environment() {
+  DistEnv e;
+  const auto world = integer_env("WORLD_SIZE");
+  if (!world) return e;
+  if (*world < 1 || *world > 65536) throw ConfigError(fmt::format("WORLD_SIZE must be in 1..65536, got {}", *world));
+  e.world_size = static_cast<int>(*world);
+  const auto rank = integer_env("RANK");
+  if (!rank && e.world_size > 1) throw ConfigError(fmt::format("WORLD_SIZE={} but RANK is not set", e.world_size));
+  if (rank && (*rank < 0 || *rank >= e.world_size)) {
+    throw ConfigError(fmt::format("RANK={} is outside 0..{} (WORLD_SIZE={})", *rank, e.world_size - 1, e.world_size));
+  }
+  e.rank = static_cast<int>(rank.value_or(0));
+  e.local_rank = static_cast<int>(integer_env("LOCAL_RANK").value_or(e.rank));
+  if (const char* addr = std::getenv("MASTER_ADDR"); addr && *addr) e.master_addr = addr;
+  const auto port = integer_env("MASTER_PORT");
+  if (port && (*port < 1 || *port > 65535)) throw ConfigError(fmt::format("MASTER_PORT must be in 1..65535, got {}", *port));
+  if (port) e.master_port = static_cast<int>(*port);
+  return e;
+}
+
+}  // namespace gradacc

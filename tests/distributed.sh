@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# Data-parallel training with real processes over loopback (c10d TCPStore + Gloo):
+#   1. equivalence: world 2 × accumulation 2 × micro 8 ≡ world 1 × accumulation 4 × micro 8 ≡ full
+#      batch 32, for the MLP (per-sample) and the gpt on padded text (per-token normalization);
+#   2. traffic: one all-reduce call per optimizer step per window vs accumulation + 1 with
+#      --sync every-micro-batch, with the bytes;
+#   3. faults: a rank killed mid-run makes its peer exit non-zero within the timeout; the launcher
+#      stops the others when one rank dies; an unreachable store and mismatched configurations
+#      are one-line errors.
+# Usage: distributed.sh path/to/gradacc path/to/venv/python
+set -u
+G=${1:?usage: distributed.sh gradacc python}
+PY=${2:?usage: distributed.sh gradacc python}
+D=$(mktemp -d)
+PIDS=()
+trap 'for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$D"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+port() { echo $((20000 + RANDOM % 20000)); }
+steps_logged() { local n; n=$(grep -c '"step"' "$1" 2>/dev/null); echo "${n:-0}"; }
+
+# Weights of two runs agree: max |a − b| relative to how far the weights moved from `init` (the
+# criterion of `gradacc verify`: AdamW moves a weight with a near-zero gradient by up to lr on
+# rounding noise alone). Measured ≤ 2.4e-3; tolerance 2e-2.
+compare() {  # compare a.safetensors b.safetensors init.safetensors label tolerance
+  "$PY" - "$@" <<'PY' || exit 1
+import sys
+from safetensors.torch import load_file
+a, b, init = (load_file(p) for p in sys.argv[1:4])
+label, tol = sys.argv[4], float(sys.argv[5])
+diff = max((a[k].double() - b[k].double()).abs().max().item() for k in a)
+moved = max((a[k].double() - init[k].double()).abs().max().item() for k in a)
+print(f"{label}: max |Δw| = {diff:.2e}, weights moved up to {moved:.2e}, ratio {diff / moved:.2e} (tolerance {tol:g})")
+if not diff / moved < tol:
+    sys.exit(f"FAIL: {label} differs beyond tolerance")
+PY
+}
+
+run_world() {  # run_world N out.safetensors log.jsonl args...
+  local n=$1 save=$2 log=$3; shift 3
+  if [ "$n" = 1 ]; then
+    "$G" train "$@" --save "$save" --log "$log" >"$D/out.txt" 2>&1 || fail "world 1: $(tail -3 "$D/out.txt")"
+  else
+    "$G" launch --nproc "$n" --master-port "$(port)" -- train "$@" --save "$save" --log "$log" >"$D/out.txt" 2>&1 \
+      || fail "world $n: $(tail -3 "$D/out.txt")"
+  fi
+}
+
+equivalence() {  # equivalence label args...
+  local label=$1; shift
+  "$G" train "$@" --steps 1 --lr 1e-30 --save "$D/init.safetensors" >/dev/null 2>&1 || fail "$label: init"
+  run_world 2 "$D/w2.safetensors" "$D/w2.jsonl" "$@" --steps 10 --micro-batch 8 --accum 2
+  run_world 1 "$D/w1.safetensors" "$D/w1.jsonl" "$@" --steps 10 --micro-batch 8 --accum 4
+  run_world 1 "$D/full.safetensors" "$D/full.jsonl" "$@" --steps 10 --micro-batch 32 --accum 1
+  compare "$D/w2.safetensors" "$D/w1.safetensors" "$D/init.safetensors" "$label world 2×2×8 vs world 1×4×8" 2e-2
+  compare "$D/w2.safetensors" "$D/full.safetensors" "$D/init.safetensors" "$label world 2×2×8 vs full batch 32" 2e-2
+  "$PY" - "$D/w2.jsonl" "$D/w1.jsonl" <<'PY' || fail "$label: logged losses differ"
+import json, sys
+a, b = ([json.loads(l) for l in open(p) if '"step"' in l] for p in sys.argv[1:3])
+worst = max(abs(x["loss"] - y["loss"]) / y["loss"] for x, y in zip(a, b))
+assert len(a) == len(b) == 10, (len(a), len(b))
+assert all(x["items"] == y["items"] for x, y in zip(a, b)), "global item counts differ"
+print(f"  logged window losses: max relative difference {worst:.1e}; global item counts identical")
+sys.exit(0 if worst < 1e-4 else 1)
+PY
+}
+
+common=(--schedule cosine --clip 1 --threads 1 --seed 3)
+equivalence "mlp" --model mlp --train-limit 4096 "${common[@]}"
+equivalence "gpt (per-token)" --model gpt --data text:/usr/share/common-licenses/GPL-3 --layers 1 --heads 2 --dim 32 \
+  --context 48 "${common[@]}"
+
+# Traffic per optimizer step.
+"$PY" - "$D/w2.jsonl" <<'PY' || fail "per-window traffic"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if '"step"' in l]
+assert all(r["allreduce_calls"] == 1 for r in rows), [r["allreduce_calls"] for r in rows]
+print(f"per window (gpt): {rows[0]['allreduce_calls']} all-reduce call, {rows[0]['allreduce_bytes']} bytes per optimizer step")
+PY
+run_world 2 "$D/e.safetensors" "$D/e.jsonl" --model mlp --train-limit 4096 "${common[@]}" --steps 10 --micro-batch 8 --accum 2 --sync every-micro-batch
+"$PY" - "$D/e.jsonl" <<'PY' || fail "every-micro-batch traffic"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if '"step"' in l]
+assert all(r["allreduce_calls"] == 3 for r in rows), [r["allreduce_calls"] for r in rows]
+print(f"every micro-batch: {rows[0]['allreduce_calls']} all-reduce calls (2 micro-batches + counts), {rows[0]['allreduce_bytes']} bytes per optimizer step")
+PY
+
+# A rank killed mid-run: its peer stops with an error within the timeout, never hangs.
+p=$(port)
+long=(train --model mlp --train-limit 4096 --micro-batch 8 --accum 2 --steps 100000 --threads 1 --dist-timeout 15)
+MASTER_PORT=$p WORLD_SIZE=2 RANK=0 "$G" "${long[@]}" --log "$D/f.jsonl" >"$D/r0.out" 2>"$D/r0.err" &
+r0=$!; PIDS+=("$r0")
+MASTER_PORT=$p WORLD_SIZE=2 RANK=1 "$G" "${long[@]}" >/dev/null 2>&1 &
+r1=$!; PIDS+=("$r1")
+for _ in $(seq 600); do [ "$(steps_logged "$D/f.jsonl")" -ge 3 ] && break; sleep 0.05; done
+kill -9 "$r1"
+start=$(date +%s)
+wait "$r0"; rc=$?
+took=$(( $(date +%s) - start ))
+[ "$rc" -ne 0 ] || fail "rank 0 exited 0 after its peer died"
+[ "$took" -le 25 ] || fail "rank 0 took $took s to notice (timeout 15 s)"
+grep -q "because rank 1 did not answer" "$D/r0.err" || fail "rank 0 did not name the dead rank: $(cat "$D/r0.err")"
+[ "$(wc -l <"$D/r0.err")" -eq 1 ] || fail "rank 0 printed $(wc -l <"$D/r0.err") error lines: $(cat "$D/r0.err")"
+echo "killed rank 1: rank 0 exited $rc after $took s: $(cat "$D/r0.err")"
+
+# A rank that stalls (SIGSTOP): its peer gives up after --dist-timeout and names it.
+p=$(port)
+stall=(train --model mlp --train-limit 4096 --micro-batch 8 --accum 2 --steps 100000 --threads 1 --dist-timeout 4)
+MASTER_PORT=$p WORLD_SIZE=2 RANK=0 "$G" "${stall[@]}" --log "$D/st.jsonl" >/dev/null 2>"$D/st.err" &
+s0=$!; PIDS+=("$s0")
+MASTER_PORT=$p WORLD_SIZE=2 RANK=1 "$G" "${stall[@]}" >/dev/null 2>&1 &
+s1=$!; PIDS+=("$s1")
+for _ in $(seq 600); do [ "$(steps_logged "$D/st.jsonl")" -ge 3 ] && break; sleep 0.05; done
+kill -STOP "$s1"
+start=$(date +%s)
+wait "$s0"; rc=$?
+took=$(( $(date +%s) - start ))
+kill -9 "$s1" 2>/dev/null
+[ "$rc" -ne 0 ] && [ "$took" -le 15 ] && grep -q "because rank 1 did not answer" "$D/st.err" \
+  || fail "stalled peer: exit $rc after $took s: $(cat "$D/st.err")"
+echo "stalled rank 1: rank 0 exited $rc after $took s (timeout 4 s + 5 s roll call): $(cut -c1-120 "$D/st.err")"
+
+# The launcher stops the other ranks when one dies.
+"$G" launch --nproc 2 --master-port "$(port)" --grace 5 -- "${long[@]}" --log "$D/l.jsonl" >"$D/l.out" 2>"$D/l.err" &
+lp=$!; PIDS+=("$lp")
+for _ in $(seq 600); do [ "$(steps_logged "$D/l.jsonl")" -ge 3 ] && break; sleep 0.05; done
+child=$(pgrep -P "$lp" | tail -1)
+[ -n "$child" ] || fail "no rank processes under the launcher"
+kill -9 "$child"
+start=$(date +%s)
+wait "$lp"; rc=$?
+took=$(( $(date +%s) - start ))
+[ "$rc" -ne 0 ] || fail "launch exited 0 after a rank died"
+grep -q "was killed by signal 9" "$D/l.err" || fail "launch did not report the dead rank: $(cat "$D/l.err")"
+pgrep -P "$lp" >/dev/null 2>&1 && fail "ranks left running"
+echo "launch: $(grep -o 'rank . was killed.*' "$D/l.err" | head -1); exit $rc after $took s"
+
+# A rank that cannot reach the store: one line, non-zero, within the timeout.
+start=$(date +%s)
+MASTER_PORT=$(port) WORLD_SIZE=2 RANK=1 "$G" train --model mlp --steps 1 --train-limit 256 --dist-timeout 3 >/dev/null 2>"$D/s.err"
+rc=$?
+[ "$rc" -eq 2 ] && grep -q "cannot reach the rendezvous store" "$D/s.err" && [ "$(wc -l <"$D/s.err")" -eq 1 ] \
+  || fail "unreachable store: exit $rc, $(cat "$D/s.err")"
+echo "unreachable store after $(( $(date +%s) - start )) s: $(cat "$D/s.err")"
+
+# Ranks with different configurations refuse to train.
+p=$(port)
+MASTER_PORT=$p WORLD_SIZE=2 RANK=0 "$G" train --model mlp --steps 2 --train-limit 256 --lr 0.001 --dist-timeout 20 >/dev/null 2>"$D/m0.err" &
+m0=$!; PIDS+=("$m0")
+MASTER_PORT=$p WORLD_SIZE=2 RANK=1 "$G" train --model mlp --steps 2 --train-limit 256 --lr 0.002 --dist-timeout 20 >/dev/null 2>"$D/m1.err"
+rc1=$?
+wait "$m0"; rc0=$?
+[ "$rc0" -eq 2 ] && [ "$rc1" -eq 2 ] && grep -q "lr=0.001" "$D/m0.err" && grep -q "lr=0.002" "$D/m1.err" \
+  || fail "config mismatch: exits $rc0/$rc1: $(cat "$D/m0.err" "$D/m1.err")"
+echo "mismatch: $(cat "$D/m0.err")"
+echo "distributed: all checks passed"
