@@ -6,7 +6,7 @@ reports how far each loss curve strays from fp32 (moving average over 10 steps, 
 final evaluation, skipped fp16 steps, and throughput. Then times fp32 against bf16 on a larger gpt
 where matrix products dominate, interleaved over --reps rounds.
 
-Usage: bench/precision.sh [--steps 200] [--reps 2] [--out results.json]
+Usage: bench/precision.sh [--steps 200] [--reps 2] [--speed-only] [--out results.json]
 """
 import argparse
 import json
@@ -67,11 +67,12 @@ def main():
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--out")
+    ap.add_argument("--speed-only", action="store_true", help="skip the loss curves")
     a = ap.parse_args()
     common = ["--steps", str(a.steps), "--schedule", "cosine", "--clip", "1", "--threads", str(a.threads), "--seed", "0"]
     results = {"curves": {}, "speed": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, wl in WORKLOADS.items():
+        for name, wl in ({} if a.speed_only else WORKLOADS).items():
             ref = None
             print(f"\n{name}: {a.steps} steps, deviation of the 10-step moving-average loss from fp32")
             print(f"{'variant':28} {'max dev':>8} {'final dev':>9} {'final loss':>10} {'eval':>18} {'skipped':>7} {'samples/s':>9}")

@@ -33,6 +33,7 @@ std::string to_string(NormKind kind) {
 }
 
 NormKind ModelSpec::resolved_norm() const {
+  if (name == "mlp") return NormKind::kNone;  // the MLP has no normalization layers
   return norm.value_or(name == "gpt" ? NormKind::kLayer : NormKind::kGroup);
 }
 

@@ -238,8 +238,8 @@ TEST(Checkpoint, CorruptedDataHeaderOrTruncationIsDetectedAndNeverLoaded) {
 TEST(Checkpoint, ACheckpointOfAnotherModelPlanOrOptimizerIsRejected) {
   const Saved s = saved_checkpoint("mismatch");
   TrainConfig other_model = s.config;
-  other_model.model = {"mlp", NormKind::kLayer};
-  expect_rejected(other_model, "its model.norm is none, this run's is layer");
+  other_model.model = {"cnn", NormKind::kGroup};
+  expect_rejected(other_model, "its model.model is mlp, this run's is cnn");
 
   TrainConfig other_plan = s.config;
   other_plan.batch = {std::nullopt, 16, 8, std::nullopt};
