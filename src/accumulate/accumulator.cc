@@ -30,6 +30,13 @@
 // unscale is part of f — still one factor, applied once per window — and ‖g‖ = f‖G‖ is the norm of
 // the unscaled gradient, so clipping sees true values. If ‖G‖ is inf or NaN (an fp16 overflow in
 // any micro-batch), the window is dropped: no update, no LR-schedule step, S backs off.
+//
+// Data parallel over R ranks: rank r holds G_r = S·s Σ_{m ∈ r} ∇L_m over its slice of the window,
+// and the window gradient is g = f · Σ_r G_r with N = Σ_r N_r, the count of the whole window. So
+// the boundary sums the buffer over ranks once, with the loss sum and the counts N_r carried in a
+// tail of the same buffer — one pass gives Σ_r G_r and N together — and everything after that is
+// the single-process algorithm. (Averaging per-rank means instead would repeat the naive bug
+// across ranks whenever their token counts differ.)
 // ─────────────────────────────────────────────────────────────────────────────────────────────
 #include "gradacc/accumulate/accumulator.h"
 
