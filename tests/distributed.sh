@@ -84,6 +84,39 @@ assert all(r["allreduce_calls"] == 3 for r in rows), [r["allreduce_calls"] for r
 print(f"every micro-batch: {rows[0]['allreduce_calls']} all-reduce calls (2 micro-batches + counts), {rows[0]['allreduce_bytes']} bytes per optimizer step")
 PY
 
+# SIGTERM (a scheduler's preemption) through the launcher: every rank stops after the same window,
+# rank 0 checkpoints it; resuming gives the uninterrupted world-2 run, byte for byte.
+pre=(train --model gpt --data text:/usr/share/common-licenses/GPL-3 --layers 2 --heads 4 --dim 64 --context 64
+     --micro-batch 4 --accum 2 --steps 300 --threads 1 --schedule cosine)
+"$G" launch --nproc 2 --master-port "$(port)" -- "${pre[@]}" --save "$D/p-full.safetensors" >/dev/null 2>&1 || fail "preemption: reference run"
+"$G" launch --nproc 2 --master-port "$(port)" -- "${pre[@]}" --save "$D/p.safetensors" --log "$D/p.jsonl" \
+  --checkpoint-dir "$D/p-ckpt" >"$D/p.out" 2>&1 &
+lp=$!; PIDS+=("$lp")
+for _ in $(seq 600); do [ "$(steps_logged "$D/p.jsonl")" -ge 30 ] && break; sleep 0.05; done
+kill -TERM "$lp"
+wait "$lp"; rc=$?
+[ "$rc" -eq 143 ] && grep -q "interrupted (SIGTERM) after step" "$D/p.out" || fail "preemption: exit $rc: $(cat "$D/p.out")"
+"$G" launch --nproc 2 --master-port "$(port)" -- "${pre[@]}" --save "$D/p.safetensors" --log "$D/p.jsonl" \
+  --resume "$D/p-ckpt" >"$D/p2.out" 2>&1 || fail "preemption: resume: $(cat "$D/p2.out")"
+cmp -s "$D/p-full.safetensors" "$D/p.safetensors" || fail "preemption: resumed weights differ from the uninterrupted run"
+echo "SIGTERM to the launcher: $(grep -o 'interrupted.*step [0-9]* of 300' "$D/p.out"); resumed: byte-identical weights"
+
+# SIGTERM to one rank only: the request travels in the all-reduce and both stop after the same window.
+p=$(port)
+MASTER_PORT=$p WORLD_SIZE=2 RANK=0 "$G" "${pre[@]}" --log "$D/q.jsonl" --checkpoint-dir "$D/q-ckpt" >"$D/q0.out" 2>&1 &
+q0=$!; PIDS+=("$q0")
+MASTER_PORT=$p WORLD_SIZE=2 RANK=1 "$G" "${pre[@]}" --checkpoint-dir "$D/q-ckpt" >"$D/q1.out" 2>&1 &
+q1=$!; PIDS+=("$q1")
+for _ in $(seq 600); do [ "$(steps_logged "$D/q.jsonl")" -ge 30 ] && break; sleep 0.05; done
+kill -TERM "$q1"
+wait "$q1"; rc1=$?
+wait "$q0"; rc0=$?
+step=$(grep -o 'after step [0-9]*' "$D/q0.out" | grep -o '[0-9]*')
+[ "$rc0" -eq 143 ] && [ "$rc1" -eq 143 ] && grep -q "stopped because another rank was interrupted" "$D/q0.out" \
+  && [ -f "$D/q-ckpt/ckpt-step-$(printf %08d "$step").safetensors" ] \
+  || fail "one-rank SIGTERM: exits $rc0/$rc1: $(cat "$D/q0.out" "$D/q1.out")"
+echo "SIGTERM to rank 1 only: rank 0 $(grep -o 'stopped because.*step [0-9]*' "$D/q0.out"), checkpoint of step $step"
+
 # A rank killed mid-run: its peer stops with an error within the timeout, never hangs.
 p=$(port)
 long=(train --model mlp --train-limit 4096 --micro-batch 8 --accum 2 --steps 100000 --threads 1 --dist-timeout 15)

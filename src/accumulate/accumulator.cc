@@ -58,7 +58,7 @@
 namespace gradacc {
 namespace {
 
-constexpr int64_t kStatSlots = 5;
+constexpr int64_t kStatSlots = 6;  // loss sum, samples hi/lo, items hi/lo, stop request
 // Counts travel in float buffers as two parts, c = hi·4096 + lo, so that their sums over ranks
 // stay exact (each part well below 2^24) for windows of up to 2^36 items.
 constexpr int64_t kSplit = 4096;
@@ -231,6 +231,7 @@ StepReport Accumulator::step() {
   // (of a few buckets) makes gradients, loss and counts global at once. Per-micro-batch sync has
   // reduced the gradients already; only the tail is left.
   int64_t samples = window_samples_, items = window_items_;
+  bool stop_requested = stop_signal_ && *stop_signal_ != 0;
   at::Tensor host;
   if (distributed()) {
     auto* h = stats_host_.data_ptr<float>();
@@ -238,6 +239,7 @@ StepReport Accumulator::step() {
     h[2] = static_cast<float>(samples % kSplit);
     h[3] = static_cast<float>(items / kSplit);
     h[4] = static_cast<float>(items % kSplit);
+    h[5] = stop_signal_ && *stop_signal_ != 0 ? 1.0f : 0.0f;
     stats_.copy_(stats_host_);
     stats_.narrow(0, 0, 1).copy_(window_loss_.reshape({1}));
     reducer_->sum_across_ranks(sync_mode_ == SyncMode::kPerWindow ? buffer_ : stats_);
@@ -246,7 +248,8 @@ StepReport Accumulator::step() {
     const double* v = host.data_ptr<double>();
     samples = static_cast<int64_t>(v[1]) * kSplit + static_cast<int64_t>(v[2]);
     items = static_cast<int64_t>(v[3]) * kSplit + static_cast<int64_t>(v[4]);
-    host = at::stack({host[0], host[5]});
+    stop_requested = v[5] > 0;  // any rank's request stops every rank after this same window
+    host = at::stack({host[0], host[6]});
   } else {
     // The one device→host transfer of the step: window loss sum and ‖G‖.
     host = at::stack({window_loss_, at::linalg_vector_norm(flat_grad_, 2).to(at::kDouble)}).cpu();
@@ -268,6 +271,7 @@ StepReport Accumulator::step() {
   r.samples = samples;
   r.items = items;
   r.micro_batches = window_micro_batches_;
+  r.stop_requested = stop_requested;
   if (reducer_) {
     r.allreduce_calls = reducer_->calls() - calls_before_;
     r.allreduce_bytes = reducer_->bytes() - bytes_before_;

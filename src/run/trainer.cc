@@ -302,6 +302,7 @@ class InterruptGuard {
     if (!enabled_) return;
     struct sigaction sa {};
     sa.sa_handler = on_interrupt;
+    sa.sa_flags = SA_RESTART;  // a rank blocked in a collective keeps waiting; the flag is read at the boundary
     sigemptyset(&sa.sa_mask);
     ::sigaction(SIGINT, &sa, &old_int_);
     ::sigaction(SIGTERM, &sa, &old_term_);
@@ -414,6 +415,7 @@ TrainSummary run_training(const TrainConfig& config, std::ostream& out) {
   torch::optim::Optimizer* optimizer = stack.optimizer.get();
   Accumulator& accumulator = *stack.accumulator;
   accumulator.set_reducer(comm.get(), c.sync);
+  accumulator.set_stop_signal(&g_interrupt);
   const WindowSampler sampler(work.train->size(), setup.plan, setup.sampler);
   const std::optional<AccumSchedule> accum_schedule =
       c.accum_schedule.empty() ? std::nullopt : std::optional<AccumSchedule>(AccumSchedule::parse(c.accum_schedule));
@@ -440,6 +442,7 @@ TrainSummary run_training(const TrainConfig& config, std::ostream& out) {
   StepLog log(c.log_path, resume_from.empty() ? std::nullopt : std::optional<int64_t>(first_step));
 
   std::string last_checkpoint;
+  bool stopped_by_request = false;
   auto checkpoint = [&](const LoopPosition& next) {
     CheckpointState state;
     state.step = accumulator.steps_taken();
@@ -456,15 +459,17 @@ TrainSummary run_training(const TrainConfig& config, std::ostream& out) {
   const auto start = std::chrono::steady_clock::now();
   std::vector<StepReport> reports;
   {
-    // Ranks could stop at different windows on a signal, so only a single process checkpoints on one.
-    InterruptGuard interrupts(!c.checkpoint_dir.empty() && !env.distributed());
+    // A signal on any rank stops every rank after the same window (the request rides in the
+    // all-reduce); rank 0 checkpoints that step.
+    InterruptGuard interrupts(!c.checkpoint_dir.empty());
     ProgressBar bar(lead ? setup.total_steps : 0, first_step);
     reports = train_steps(*model, accumulator, *work.train, sampler, std::max<int64_t>(0, last_step - first_step),
                           setup.device, pos,
                           [&](const StepReport& r, const StepContext& ctx) {
                             log.write(r, ctx.epoch, ctx.seconds);
                             bar.update(r.step, r.loss);
-                            const bool stop = g_interrupt != 0;
+                            const bool stop = r.stop_requested;
+                            if (stop) stopped_by_request = true;
                             const bool due = c.save_every > 0 && r.step % c.save_every == 0;
                             if (lead && !c.checkpoint_dir.empty() && (stop || due || r.step == last_step)) checkpoint(ctx.next);
                             return !stop;
@@ -478,11 +483,14 @@ TrainSummary run_training(const TrainConfig& config, std::ostream& out) {
   s.final_loss = reports.empty() ? 0.0 : reports.back().loss;
   s.checkpoint = last_checkpoint;
   s.skipped_steps = stack.scaler ? stack.scaler->skipped_steps() : 0;
-  if (g_interrupt != 0 || s.steps < setup.total_steps) {
+  if (stopped_by_request || s.steps < setup.total_steps) {
     s.stopped_early = true;
-    s.interrupted_by = g_interrupt;
-    const std::string why = g_interrupt == SIGINT ? "interrupted (SIGINT)" : g_interrupt == SIGTERM ? "interrupted (SIGTERM)"
-                                                                                                     : "stopped as asked (--stop-at)";
+    // Stopped for another rank's signal: exit as if this one had been sent SIGTERM too.
+    s.interrupted_by = stopped_by_request ? (g_interrupt != 0 ? static_cast<int>(g_interrupt) : SIGTERM) : 0;
+    const std::string why = !stopped_by_request       ? "stopped as asked (--stop-at)"
+                            : g_interrupt == SIGINT  ? "interrupted (SIGINT)"
+                            : g_interrupt == SIGTERM ? "interrupted (SIGTERM)"
+                                                     : "stopped because another rank was interrupted";
     say << fmt::format("{} after step {} of {}; checkpoint {}; continue with --resume {}\n", why, s.steps,
                        setup.total_steps, last_checkpoint.empty() ? "(none)" : last_checkpoint, c.checkpoint_dir);
     return s;

@@ -25,6 +25,7 @@
 // Thread safety: none; one training loop owns an Accumulator.
 #pragma once
 
+#include <csignal>
 #include <cstdint>
 #include <vector>
 
@@ -70,6 +71,7 @@ struct StepReport {
   double boundary_seconds = 0.0;  // wall time of step(): norm, rescale/clip, update, zeroing
   bool skipped = false;     // the window gradient was not finite: no update, no schedule step
   int64_t allreduce_calls = 0, allreduce_bytes = 0;  // data-parallel traffic of this step
+  bool stop_requested = false;  // the stop flag was set on this rank or, data parallel, on any rank
   double loss_scale = 1.0;  // the loss scale this window was computed with (1 without a scaler)
 };
 
@@ -87,6 +89,11 @@ class Accumulator {
   // Call before the first micro-batch. The accumulation buffer must be fp32 (or the params' dtype
   // when that is fp32/fp64). `reducer` may be null (single process).
   void set_reducer(GradientReducer* reducer, SyncMode mode = SyncMode::kPerWindow);
+
+  // A flag (set by a signal handler) that asks the run to stop at a window boundary. step() reads
+  // it; data parallel, it travels in the same all-reduce, so every rank sees any rank's request
+  // after the same window (StepReport::stop_requested). May be null.
+  void set_stop_signal(const volatile std::sig_atomic_t* flag) { stop_signal_ = flag; }
 
   // A micro-batch this rank has no examples for (its share of a short window ran out). Single
   // process: nothing. With a reducer in every-micro-batch mode it joins the collective, so ranks
@@ -130,6 +137,7 @@ class Accumulator {
   at::Tensor micro_grad_;   // the model's .grad for one micro-batch (master weights, or synced per micro-batch)
   std::vector<at::Tensor> flat_views_, micro_views_;  // each parameter's slice of the two buffers
   GradientReducer* reducer_ = nullptr;
+  const volatile std::sig_atomic_t* stop_signal_ = nullptr;
   SyncMode sync_mode_ = SyncMode::kPerWindow;
   int64_t calls_before_ = 0, bytes_before_ = 0;
   bool distributed() const { return reducer_ && reducer_->world_size() > 1; }
