@@ -1,0 +1,14 @@
+// The CPU build's device backend: no CUDA libraries are linked, so there is nothing to ask.
+#include "device/backend.h"
+
+namespace gradacc::backend {
+
+bool cuda_linked() { return false; }
+int cuda_device_count() { return 0; }
+MemoryReading cuda_memory(int) { return {}; }
+void cuda_reset_peak(int) {}
+void* start_sync_count() { return nullptr; }
+int64_t sync_count(void*) { return 0; }
+void stop_sync_count(void*) {}
+
+}  // namespace gradacc::backend
