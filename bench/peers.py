@@ -4,9 +4,12 @@
   accelerate  Hugging Face Accelerate's accumulate() loop
 
 Same models (tests/torch_reference.py, the PyTorch rebuild of docs/models.md), same initial weights
-(--init, written by bench/run.py and also given to gradacc), data already in memory, same shuffled
-order of examples, AdamW, no clipping, all cores. Prints one JSON line: samples/s and tokens/s over
-the steps after --warmup, and peak resident memory.
+(--init, written by bench/run.py or bench/gpu.py and also given to gradacc), data already in
+memory, same shuffled order of examples, AdamW, no clipping, all cores. On a GPU (--device cuda)
+each loop runs the way its users write it: batches moved with .to(device), torch.autocast for
+bf16/fp16, GradScaler for fp16 (Accelerate: mixed_precision=...), PyTorch's default AdamW for CUDA.
+Prints one JSON line: samples/s and tokens/s over the steps after --warmup, peak resident memory
+and, on a GPU, the caching allocator's peak.
 """
 import argparse
 import gzip
@@ -34,7 +37,7 @@ def read_idx(path):
 
 
 def fashion_mnist():
-    d = "/usr/share/datasets/fashion-mnist"
+    d = os.environ.get("GRADACC_FASHION_MNIST", "/usr/share/datasets/fashion-mnist")
     x = torch.from_numpy(read_idx(f"{d}/train-images-idx3-ubyte.gz").astype(np.float32))
     x = ((x / 255.0 - 0.2860) / 0.3530).unsqueeze(1).contiguous()
     y = torch.from_numpy(read_idx(f"{d}/train-labels-idx1-ubyte.gz").astype(np.int64))
@@ -124,12 +127,21 @@ def main():
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
+    device = torch.device(a.device)
+    cuda = device.type == "cuda"
+    if cuda:  # fp32 stays exact, as in gradacc (TF32 off)
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
 
     model = build(a.model, a.norm, a.init)
     model.load_state_dict(load_file(a.init), strict=True)
+    model.to(device)
     model.train()
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(a.precision)
     if a.model == "gpt":
         seqs = text_sequences(a.data[len("text:"):], a.context)
         size = len(seqs)
@@ -144,49 +156,66 @@ def main():
         raise SystemExit("the benchmark run must fit in one epoch")
     batches = [order[i * a.micro_batch:(i + 1) * a.micro_batch] for i in range(micro_total)]
 
-    def loss_of(idx):
+    def loss_of(idx, own_autocast=True):
         xb, yb = get(idx)
-        logits = model(xb)
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.reshape(-1), ignore_index=-100), yb
+        real = int((yb != -100).sum())  # counted on the host, before the copy
+        xb, yb = xb.to(device), yb.to(device)
+        # The seed loop wraps forward and loss in autocast itself; Accelerate's prepare() wraps the
+        # model's forward for its users, who compute the loss outside it.
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=own_autocast and amp_dtype is not None):
+            logits = model(xb)
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.reshape(-1), ignore_index=-100)
+        return loss, yb.shape[0], real
+
+    def now():
+        if cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter()
 
     samples = tokens = 0
     t0 = None
     if a.loop == "seed":
         opt = torch.optim.AdamW(model.parameters(), lr=a.lr)
+        scaler = torch.amp.GradScaler(device.type, enabled=a.precision == "fp16")
         opt.zero_grad()
         for i, idx in enumerate(batches):
             if i == a.warmup * a.accum:
-                t0 = time.perf_counter()
-            loss, yb = loss_of(idx)
-            (loss / a.accum).backward()
+                t0 = now()
+            loss, n, real = loss_of(idx)
+            scaler.scale(loss / a.accum).backward()
             if (i + 1) % a.accum == 0:
-                opt.step()
+                scaler.step(opt)
+                scaler.update()
                 opt.zero_grad()
                 _ = loss.item()  # the loop logs its loss once per step
             if t0 is not None:
-                samples += yb.shape[0]
-                tokens += int((yb != -100).sum())
+                samples += n
+                tokens += real
     else:
         from accelerate import Accelerator
-        accelerator = Accelerator(gradient_accumulation_steps=a.accum, cpu=True)
+        accelerator = Accelerator(gradient_accumulation_steps=a.accum, cpu=not cuda,
+                                  mixed_precision=a.precision if a.precision != "fp32" else "no")
         opt = torch.optim.AdamW(model.parameters(), lr=a.lr)
         model, opt = accelerator.prepare(model, opt)
         for i, idx in enumerate(batches):
             if i == a.warmup * a.accum:
-                t0 = time.perf_counter()
+                t0 = now()
             with accelerator.accumulate(model):
-                loss, yb = loss_of(idx)
+                loss, n, real = loss_of(idx, own_autocast=False)
                 accelerator.backward(loss)
                 opt.step()
                 opt.zero_grad()
                 if accelerator.sync_gradients:
                     _ = loss.item()
             if t0 is not None:
-                samples += yb.shape[0]
-                tokens += int((yb != -100).sum())
-    seconds = time.perf_counter() - t0
-    print(json.dumps({"loop": a.loop, "samples_per_s": samples / seconds, "tokens_per_s": tokens / seconds,
-                      "seconds": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                samples += n
+                tokens += real
+    seconds = now() - t0
+    result = {"loop": a.loop, "samples_per_s": samples / seconds, "tokens_per_s": tokens / seconds,
+              "seconds": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if cuda:
+        result["peak_cuda_bytes"] = torch.cuda.max_memory_allocated(device)
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -85,7 +85,7 @@ class Gpt(nn.Module):
         self.ln_f = token_norm(norm, dim)
 
     def forward(self, tokens):
-        x = self.wte(tokens) + self.wpe(torch.arange(tokens.shape[1]))
+        x = self.wte(tokens) + self.wpe(torch.arange(tokens.shape[1], device=tokens.device))
         for block in self.h:
             x = block(x)
         return self.ln_f(x) @ self.wte.weight.t()  # head tied to the token embedding

@@ -185,14 +185,16 @@ void Accumulator::empty_micro_batch() {
   fold_micro_grad();  // contributes zeros, takes part in the collective
 }
 
-int64_t Accumulator::window_count() const {
+int64_t Accumulator::count_of(int64_t samples, int64_t items) const {
   switch (options_.normalization) {
-    case Normalization::kPerSample: return window_samples_;
-    case Normalization::kPerItem: return window_items_;
-    case Normalization::kNaiveMicroMean: return window_items_ > 0 ? options_.nominal_count : 0;  // f = 1
+    case Normalization::kPerSample: return samples;
+    case Normalization::kPerItem: return items;
+    case Normalization::kNaiveMicroMean: return items > 0 ? options_.nominal_count : 0;  // f = 1
   }
   return 0;
 }
+
+int64_t Accumulator::window_count() const { return count_of(window_samples_, window_items_); }
 
 at::Tensor Accumulator::window_gradient() const {
   const int64_t count = window_count();
@@ -254,9 +256,7 @@ StepReport Accumulator::step() {
     // The one device→host transfer of the step: window loss sum and ‖G‖.
     host = at::stack({window_loss_, at::linalg_vector_norm(flat_grad_, 2).to(at::kDouble)}).cpu();
   }
-  const int64_t count = options_.normalization == Normalization::kPerSample ? samples
-                        : options_.normalization == Normalization::kPerItem ? items
-                                                                            : (items > 0 ? options_.nominal_count : 0);
+  const int64_t count = count_of(samples, items);  // global when data parallel
   if (count == 0) throw std::logic_error("optimizer step on a window with no samples or items on any rank");
 
   // f = Ñ/(N·S) turns the buffer into the exact, unscaled window gradient (see the math above).

@@ -23,7 +23,7 @@ using namespace gradacc;
 struct Flags {
   std::string accum_schedule;
   std::string config, model, norm, data, optimizer, schedule, shuffle, partial, log, init, save, device;
-  std::string checkpoint_dir, resume, precision, param_dtype, grad_accum_dtype, sync;
+  std::string checkpoint_dir, resume, precision, param_dtype, grad_accum_dtype, sync, tf32;
   std::optional<double> dist_timeout, bucket_mb;
   std::optional<double> loss_scale_init, loss_scale_growth, loss_scale_backoff;
   std::optional<int64_t> loss_scale_interval;
@@ -70,7 +70,8 @@ void add_run_flags(CLI::App& cmd, Flags& f) {
   cmd.add_option("--shuffle", f.shuffle, "on | off");
   cmd.add_option("--partial", f.partial, "last short window: rescale | drop");
   cmd.add_option("--threads", f.threads, "intra-op threads (default: all cores)");
-  cmd.add_option("--device", f.device, "cpu | cuda");
+  cmd.add_option("--device", f.device, "cpu | cuda | cuda:N (default cpu)");
+  cmd.add_option("--tf32", f.tf32, "CUDA fp32 matmul/conv on TF32 tensor cores: on | off (default off: exact fp32)");
   cmd.add_option("--init", f.init, "start from these weights (safetensors)");
   cmd.add_option("--precision", f.precision, "forward autocast: fp32 | bf16 | fp16 (default: the param dtype)");
   cmd.add_option("--param-dtype", f.param_dtype, "hold parameters in fp32 | bf16 | fp16");
@@ -119,6 +120,10 @@ TrainConfig build_config(const Flags& f) {
   set_str(f.init, c.init_path);
   set_str(f.save, c.save_path);
   set_str(f.device, c.device);
+  if (!f.tf32.empty()) {
+    if (f.tf32 != "on" && f.tf32 != "off") throw ConfigError(fmt::format("--tf32 must be on or off, got '{}'", f.tf32));
+    c.tf32 = f.tf32 == "on";
+  }
   if (!f.precision.empty()) c.precision = precision_flag("--precision", f.precision);
   if (!f.param_dtype.empty()) c.param_dtype = precision_flag("--param-dtype", f.param_dtype);
   if (!f.grad_accum_dtype.empty()) c.grad_accum_dtype = precision_flag("--grad-accum-dtype", f.grad_accum_dtype);

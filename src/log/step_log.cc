@@ -58,6 +58,7 @@ std::string step_json(const StepReport& r, int64_t epoch, double seconds) {
   j["skipped"] = r.skipped;
   j["allreduce_calls"] = r.allreduce_calls;
   j["allreduce_bytes"] = r.allreduce_bytes;
+  j["peak_bytes"] = r.peak_bytes;
   return j.dump();
 }
 

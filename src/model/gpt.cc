@@ -16,6 +16,7 @@
 #include <ATen/ops/zeros.h>
 #include <ATen/ops/rms_norm.h>
 #include <ATen/ops/scaled_dot_product_attention.h>
+#include <ATen/ops/unbind.h>
 #include <fmt/format.h>
 #include <torch/csrc/autograd/grad_mode.h>
 #include <torch/nn/modules/embedding.h>
@@ -64,7 +65,10 @@ class Block : public torch::nn::Module {
     const int64_t B = x.size(0), T = x.size(1), D = x.size(2), hd = D / heads_;
     // [B, T, 3D] → three [B, H, T, D/H]
     auto qkv = c_attn_->forward(ln_1_->forward(x)).view({B, T, 3, heads_, hd}).permute({2, 0, 3, 1, 4});
-    at::Tensor y = at::scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], /*attn_mask=*/{}, /*dropout_p=*/0.0,
+    // unbind, not three select()s: its backward is one stack, where each select_backward would
+    // zero-fill and add a full [3, B, H, T, D/H] gradient (docs/gpu.md).
+    const std::vector<at::Tensor> q_k_v = qkv.unbind(0);
+    at::Tensor y = at::scaled_dot_product_attention(q_k_v[0], q_k_v[1], q_k_v[2], /*attn_mask=*/{}, /*dropout_p=*/0.0,
                                                     /*is_causal=*/true);
     at::Tensor h = x + attn_proj_->forward(y.transpose(1, 2).reshape({B, T, D}));
     return h + mlp_proj_->forward(at::gelu(c_fc_->forward(ln_2_->forward(h))));

@@ -143,6 +143,7 @@ void apply_config_file(const std::string& path, TrainConfig& c) {
       {"keep_checkpoints", [&](const json& v, const std::string& k) { c.keep_checkpoints = get_count(v, k, path); }},
       {"threads", [&](const json& v, const std::string& k) { c.threads = static_cast<int>(get_count(v, k, path)); }},
       {"device", [&](const json& v, const std::string& k) { c.device = get<std::string>(v, k, path); }},
+      {"tf32", [&](const json& v, const std::string& k) { c.tf32 = get<bool>(v, k, path); }},
   };
   for (const auto& [key, value] : root.items()) {
     auto it = setters.find(key);
@@ -198,7 +199,9 @@ void validate(const TrainConfig& c) {
   } catch (const std::invalid_argument& e) {
     throw ConfigError(e.what());
   }
-  if (c.device != "cpu" && c.device != "cuda") throw ConfigError(fmt::format("unknown device '{}' (expected cpu or cuda)", c.device));
+  if (c.device != "cpu" && c.device != "cuda" && !c.device.starts_with("cuda:")) {
+    throw ConfigError(fmt::format("unknown device '{}' (expected cpu, cuda or cuda:N)", c.device));
+  }
 }
 
 }  // namespace gradacc

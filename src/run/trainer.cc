@@ -13,11 +13,11 @@
 #include <ATen/Parallel.h>
 #include <fmt/format.h>
 #include <torch/csrc/autograd/grad_mode.h>
-#include <torch/cuda.h>
 #include <torch/utils.h>
 
 #include "gradacc/data/fashion_mnist.h"
 #include "gradacc/data/text.h"
+#include "gradacc/device/device.h"
 #include "gradacc/io/safetensors.h"
 #include "gradacc/log/progress.h"
 #include "gradacc/log/step_log.h"
@@ -62,6 +62,7 @@ std::vector<StepReport> train_steps(Network& model, Accumulator& accumulator, co
                                     Precision precision) {
   std::vector<StepReport> reports;
   reports.reserve(steps);
+  install_cpu_memory_counter();  // idempotent; run_training installs it before the model exists
   model.train();
   const BatchPlan& plan = sampler.plan();
   const int64_t n = sampler.dataset_size();
@@ -80,6 +81,7 @@ std::vector<StepReport> train_steps(Network& model, Accumulator& accumulator, co
       next_epoch();
     }
     const Window window = sampler.window_at(order, pos.epoch, pos.window, pos.offset, accum);
+    reset_memory_peak(device);
 
     // Forward and backward, one micro-batch at a time: only one micro-batch of activations lives.
     for (const std::vector<int64_t>& indices : window.micro_batches) {
@@ -96,7 +98,8 @@ std::vector<StepReport> train_steps(Network& model, Accumulator& accumulator, co
       accumulator.accumulate(loss_sum, batch.samples, batch.items);
     }
     // Window boundary: exact normalization, clip, optimizer and schedule step.
-    const StepReport report = accumulator.step();
+    StepReport report = accumulator.step();
+    report.peak_bytes = memory_reading(device).peak_bytes;  // allocator statistics: no device sync
     reports.push_back(report);
 
     // An epoch ends when its examples run out; with `drop`, when the rest is too short for the
@@ -162,13 +165,11 @@ RunSetup make_run_setup(const TrainConfig& c, const Dataset& train, bool text) {
   }
   const EpochLayout layout = EpochLayout::of(r.plan, train.size(), c.drop_partial);
   r.total_steps = c.steps ? *c.steps : c.epochs.value_or(1) * layout.windows();
-  if (c.device == "cuda") {
-#ifdef GRADACC_WITH_CUDA
-    if (!torch::cuda::is_available()) throw ConfigError("device 'cuda' requested, but no usable CUDA device or driver was found");
-    r.device = at::Device(at::kCUDA);
-#else
-    throw ConfigError("device 'cuda' needs a build with GRADACC_CUDA=ON");
-#endif
+  try {
+    r.device = resolve_device(c.device);
+    if (r.device.is_cuda()) set_cuda_tf32(c.tf32);
+  } catch (const std::invalid_argument& e) {
+    throw ConfigError(e.what());
   }
   // Pre-scale by the samples of a full window: per-sample windows then need no rescale at all.
   r.accumulator = AccumulatorOptions()
@@ -365,6 +366,7 @@ static TensorMap checkpoint_tensors(const TrainingStack& stack) {
 
 TrainSummary run_training(const TrainConfig& config, std::ostream& out) {
   validate(config);
+  install_cpu_memory_counter();  // before any tensor of the run exists, so all of them are counted
   TrainConfig c = config;
   // Fail before training, not after it.
   if (!c.save_path.empty()) require_writable_parent(c.save_path);

@@ -73,6 +73,7 @@ struct StepReport {
   int64_t allreduce_calls = 0, allreduce_bytes = 0;  // data-parallel traffic of this step
   bool stop_requested = false;  // the stop flag was set on this rank or, data parallel, on any rank
   double loss_scale = 1.0;  // the loss scale this window was computed with (1 without a scaler)
+  int64_t peak_bytes = 0;   // most tensor memory live during the window (set by the loop; device.h)
 };
 
 class Accumulator {
@@ -144,7 +145,8 @@ class Accumulator {
   void fold_micro_grad();
   at::Tensor window_loss_;  // Σ loss terms of the open window, on the device (float64)
   double pre_scale_;        // 1 / nominal_count
-  int64_t window_count() const;  // samples or items of the open window, per the normalization
+  int64_t count_of(int64_t samples, int64_t items) const;  // N for these counts, per the normalization
+  int64_t window_count() const;  // N of this rank's open window
   int64_t window_samples_ = 0, window_items_ = 0, window_micro_batches_ = 0;
   int64_t steps_ = 0, updates_ = 0;
 };

@@ -59,7 +59,8 @@ struct TrainConfig {
   std::string resume_path;             // continue from this checkpoint (file, or directory: newest)
   std::optional<int64_t> stop_at;      // stop after this optimizer step, with a checkpoint
   int threads = 0;                     // 0 = LibTorch's default
-  std::string device = "cpu";
+  std::string device = "cpu";          // "cpu", "cuda" or "cuda:N"
+  bool tf32 = false;                   // CUDA fp32 matmul/conv on TF32 tensor cores (off: exact fp32)
 };
 
 // Applies the keys of a JSON config file on top of `config`. Throws ConfigError (one line naming

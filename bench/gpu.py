@@ -1,0 +1,210 @@
+"""gradacc on one GPU: speed against the seed loop and Accelerate, and memory (docs/gpu.md).
+
+Usage: bench/gpu.py --gradacc BUILD/gradacc --text FILE --out DIR [--micro 4,16] [--fp16-micro 16]
+                    [--accum 4] [--steps 6] [--warmup 2] [--peak-tflops 989.4]
+
+Workload: a gpt of GPT-2-small shape with the byte vocabulary (12 layers, 12 heads, dim 768, context
+1024), on FILE with its blank lines removed, so that every sequence is a full 1024 bytes (the text
+is one document). The three programs get the same initial weights (written here), the same
+micro-batches in the same order (bench/peers.py ports gradacc's sampler), AdamW at lr 6e-4 and no
+clipping; the runs of one configuration are interleaved, rotating who goes first.
+
+Reports real tokens/s over the steps after the warm-up and the model FLOPs utilisation
+  MFU = tokens/s × (6·N + 12·L·d·T) / peak,
+N the parameters without the position embedding (the tied head's matmul is counted through the
+token embedding), T the sequence length, peak the GPU's dense bf16 rate (H100/H200 SXM datasheet:
+989.4 TFLOP/s). Then memory: the largest micro-batch that fits (doubling until the first
+out-of-memory), the caching allocator's peak per step, and the accumulation that reaches a global
+batch of 512 sequences with it, run for two steps.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
+
+SHAPE = dict(layers=12, heads=12, dim=768, context=1024)
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+def flops_per_token(n_params, shape, seq):
+    return 6 * n_params + 12 * shape["layers"] * shape["dim"] * seq
+
+
+def write_init(path):
+    import torch
+    from safetensors.torch import save_file
+    from torch_reference import Gpt
+
+    torch.manual_seed(0)
+    model = Gpt(SHAPE["layers"], SHAPE["heads"], SHAPE["dim"], SHAPE["context"], "layer")
+    meta = {"model": "gpt", "norm": "layer", **{k: str(v) for k, v in SHAPE.items()}}
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, path, metadata=meta)
+    return sum(p.numel() for p in model.parameters()) - model.wpe.weight.numel()
+
+
+def one_document(src, dst):
+    with open(src, "rb") as f:
+        lines = [l for l in f.read().split(b"\n") if l.strip()]
+    with open(dst, "wb") as f:
+        f.write(b"\n".join(lines) + b"\n")
+
+
+def gradacc_args(a, text, init, precision, micro, accum, steps, logpath):
+    cmd = [a.gradacc, "train", "--device", a.device, "--model", "gpt", "--data", "text:" + text, "--init", init,
+           "--precision", precision, "--micro-batch", str(micro), "--accum", str(accum), "--steps", str(steps),
+           "--optimizer", "adamw", "--lr", "6e-4", "--weight-decay", "0.0", "--schedule", "constant", "--clip", "0",
+           "--shuffle", "on", "--log", logpath] + a.gradacc_flags.split()
+    return cmd + sum([[f"--{k}", str(v)] for k, v in SHAPE.items()], [])
+
+
+def run_gradacc(a, text, init, precision, micro, accum):
+    logpath = os.path.join(a.out, f"gradacc{a.tag}_{precision}_{micro}.jsonl")
+    cmd = gradacc_args(a, text, init, precision, micro, accum, a.warmup + a.steps, logpath)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    if p.returncode != 0:
+        raise RuntimeError(f"gradacc exited {p.returncode}: {p.stderr.strip()[-400:]}")
+    rows = [json.loads(l) for l in open(logpath) if '"step"' in l][a.warmup:]
+    seconds = sum(r["seconds"] for r in rows)
+    return {"tokens_per_s": sum(r["items"] for r in rows) / seconds, "samples_per_s": sum(r["samples"] for r in rows) / seconds,
+            "peak_cuda_bytes": max(r["peak_bytes"] for r in rows), "boundary_s": statistics.median(r["boundary_seconds"] for r in rows)}
+
+
+def run_peer(a, loop, text, init, precision, micro, accum):
+    cmd = [sys.executable, os.path.join(HERE, "peers.py"), "--loop", loop, "--model", "gpt", "--norm", "layer", "--init", init,
+           "--data", "text:" + text, "--context", str(SHAPE["context"]), "--micro-batch", str(micro), "--accum", str(accum),
+           "--steps", str(a.warmup + a.steps), "--warmup", str(a.warmup), "--lr", "6e-4", "--device", a.device,
+           "--precision", precision]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    if p.returncode != 0:
+        raise RuntimeError(f"{loop} exited {p.returncode}: {p.stderr.strip()[-400:]}")
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def speed(a, text, init, n_params):
+    rows = []
+    configs = [("bf16", m) for m in a.micro] + [("fp16", m) for m in a.fp16_micro]
+    for ci, (precision, micro) in enumerate(configs):
+        programs = a.programs
+        programs = programs[ci % len(programs):] + programs[:ci % len(programs)]
+        res = {}
+        for prog in programs:
+            t = time.time()
+            try:
+                res[prog] = (run_gradacc(a, text, init, precision, micro, a.accum) if prog == "gradacc"
+                             else run_peer(a, prog, text, init, precision, micro, a.accum))
+            except Exception as e:  # one failing program must not hide the others' numbers
+                res[prog] = {"error": str(e)}
+            r = res[prog]
+            log(f"  {precision} micro {micro:3} {prog:10} " +
+                (f"{r['tokens_per_s']:10.0f} tok/s" if "tokens_per_s" in r else r["error"]) + f"  ({time.time() - t:.0f} s)")
+        fpt = flops_per_token(n_params, SHAPE, SHAPE["context"])
+        row = {"precision": precision, "micro": micro, "accum": a.accum, "gradacc_flags": a.gradacc_flags,
+               **{p: res[p] for p in res}}
+        g = res.get("gradacc", {}).get("tokens_per_s")
+        if g:
+            row["gradacc_mfu"] = g * fpt / (a.peak_tflops * 1e12)
+            for p in ("seed", "accelerate"):
+                if res.get(p, {}).get("tokens_per_s"):
+                    row[f"vs_{p}"] = g / res[p]["tokens_per_s"]
+        rows.append(row)
+    return rows
+
+
+def memory(a, text, init):
+    """Doubles the micro-batch until the first out-of-memory (one optimizer step each)."""
+    fits = []
+    micro = a.mem_start
+    while micro <= a.mem_max:
+        logpath = os.path.join(a.out, f"mem_{micro}.jsonl")
+        cmd = gradacc_args(a, text, init, "bf16", micro, 1, 1, logpath)
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        if p.returncode != 0:
+            err = (p.stderr.strip().splitlines() or ["?"])[-1]
+            log(f"  micro {micro:4}: does not fit ({err[:160]})")
+            break
+        peak = json.loads([l for l in open(logpath) if '"step"' in l][-1])["peak_bytes"]
+        fits.append({"micro": micro, "peak_bytes": peak})
+        log(f"  micro {micro:4}: peak {peak / 2**30:7.2f} GiB")
+        micro *= 2
+    planned = None
+    if fits:
+        best = fits[-1]["micro"]
+        accum = max(1, -(-512 // best))
+        logpath = os.path.join(a.out, "mem_planned.jsonl")
+        cmd = gradacc_args(a, text, init, "bf16", best, accum, 2, logpath)
+        cmd[cmd.index("--accum")] = "--global-batch"
+        cmd[cmd.index("--global-batch") + 1] = "512"
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        if p.returncode == 0:
+            recs = [json.loads(l) for l in open(logpath) if '"step"' in l]
+            planned = {"micro": best, "global": 512, "micro_batches": recs[-1]["micro_batches"],
+                       "peak_bytes": [r["peak_bytes"] for r in recs], "samples": recs[-1]["samples"]}
+            log(f"  global 512 = {recs[-1]['micro_batches']} micro-batches of ≤ {best}: peak "
+                + ", ".join(f"{r['peak_bytes'] / 2**30:.2f}" for r in recs) + " GiB per step")
+        else:
+            planned = {"error": p.stderr.strip()[-300:]}
+            log(f"  planned run failed: {planned['error']}")
+    return {"fits": fits, "planned": planned}
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--gradacc", required=True)
+    p.add_argument("--text", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--micro", default="4,16")
+    p.add_argument("--fp16-micro", default="16")
+    p.add_argument("--accum", type=int, default=4)
+    p.add_argument("--steps", type=int, default=6)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--peak-tflops", type=float, default=989.4)
+    p.add_argument("--mem-start", type=int, default=32)
+    p.add_argument("--mem-max", type=int, default=1024)
+    p.add_argument("--skip", default="", help="comma list of parts to skip: speed,memory")
+    p.add_argument("--device", default="cuda", help="cpu: a dry run of this script's logic")
+    p.add_argument("--programs", default="gradacc,seed,accelerate")
+    p.add_argument("--gradacc-flags", default="", help="extra flags for gradacc train (a variant)")
+    p.add_argument("--tag", default="", help="suffix for this variant's files")
+    p.add_argument("--shape", default="", help="layers,heads,dim,context instead of GPT-2 small (dry runs)")
+    a = p.parse_args()
+    if a.shape:
+        SHAPE.update(zip(["layers", "heads", "dim", "context"], (int(x) for x in a.shape.split(","))))
+    a.micro = [int(x) for x in a.micro.split(",") if x]
+    a.fp16_micro = [int(x) for x in a.fp16_micro.split(",") if x]
+    a.programs = a.programs.split(",")
+    os.makedirs(a.out, exist_ok=True)
+    text = os.path.join(a.out, "one_document.txt")
+    one_document(a.text, text)
+    init = os.path.join("/tmp", "gradacc_gpt2small_init.safetensors")
+    n_params = write_init(init)
+    log(f"gpt {SHAPE}: {n_params / 1e6:.1f} M parameters without wpe; "
+        f"{flops_per_token(n_params, SHAPE, SHAPE['context']) / 1e9:.3f} GFLOP per token")
+    results = {"shape": SHAPE, "params": n_params, "peak_tflops": a.peak_tflops}
+    skip = set(a.skip.split(","))
+    if "speed" not in skip:
+        log("speed (real tokens/s, steps after the warm-up):")
+        results["speed"] = speed(a, text, init, n_params)
+    if "memory" not in skip:
+        log("memory (bf16, one optimizer step per micro-batch size):")
+        results["memory"] = memory(a, text, init)
+    with open(os.path.join(a.out, f"gpu_bench{a.tag}.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    for row in results.get("speed", []):
+        def tps(p):
+            return row.get(p, {}).get("tokens_per_s", float("nan"))
+        log(f"{a.gradacc_flags or 'default'}: {row['precision']} micro {row['micro']:3} x{row['accum']}: gradacc {tps('gradacc'):9.0f}  seed {tps('seed'):9.0f}  "
+            f"accelerate {tps('accelerate'):9.0f} tok/s  MFU {row.get('gradacc_mfu', float('nan')):.3f}  "
+            f"x{row.get('vs_seed', float('nan')):.2f} seed  x{row.get('vs_accelerate', float('nan')):.2f} accelerate")
+
+
+if __name__ == "__main__":
+    main()
