@@ -41,7 +41,7 @@ expect_bad "unknown model 'resnet'" train --model resnet
 expect_bad "unknown normalization 'instance'" train --norm instance
 expect_bad "unknown optimizer 'lion'" train --optimizer lion --steps 1 --train-limit 64
 expect_bad "unknown schedule" train --schedule step
-expect_bad "--shuffle must be on or off" train --shuffle maybe
+expect_bad "--shuffle: 'maybe' is not on or off" train --shuffle maybe
 expect_bad "lr must be positive" train --lr -1 --steps 1 --train-limit 64
 expect_bad "either steps or epochs" train --steps 3 --epochs 1
 expect_bad "clip must be" train --clip -1
@@ -102,7 +102,7 @@ expect_bad "growth interval must be ≥ 1" train --precision fp16 --loss-scale-i
 "$bin" train --model mlp --steps 4 --train-limit 256 --global-batch 64 --checkpoint-dir "$tmp/ck" >/dev/null 2>&1 </dev/null
 ck="$tmp/ck/ckpt-step-00000004.safetensors"
 expect_bad "save_every needs a checkpoint directory" train --save-every 5
-expect_bad "keep_checkpoints must be ≥ 1" train --checkpoint-dir "$tmp/ck2" --keep-checkpoints 0
+expect_bad "keep_checkpoints must lie in 1.." train --checkpoint-dir "$tmp/ck2" --keep-checkpoints 0
 expect_bad "stop_at needs a checkpoint directory" train --stop-at 3
 expect_bad "no such checkpoint file or directory" train --resume "$tmp/nothing-here"
 expect_bad "no checkpoint (ckpt-step-*.safetensors)" train --resume "$tmp/fmnist"

@@ -1,4 +1,6 @@
 #include "gradacc/accumulate/accum_schedule.h"
+#include "gradacc/model/models.h"
+#include "testing/test_util.h"
 
 #include <gtest/gtest.h>
 #include <torch/optim/adamw.h>
@@ -35,13 +37,13 @@ ScheduledRun run(int64_t micro, const std::string& spec, int64_t steps, int64_t 
   auto data = all->head(data_size);
   torch::manual_seed(3);
   ScheduledRun r;
-  r.model = make_model({"mlp"}, 10);
+  r.model = make_model({ModelKind::kMlp}, 10);
   torch::optim::AdamW opt(r.model->parameters(), torch::optim::AdamWOptions(1e-3));
   const BatchPlan plan = BatchPlan::resolve({std::nullopt, micro, std::nullopt, std::nullopt});
   Accumulator acc(*r.model, opt, nullptr, AccumulatorOptions().nominal_count_(micro));
   const WindowSampler sampler(data->size(), plan, {true, 9, false, 0});
   const AccumSchedule schedule = AccumSchedule::parse(spec);
-  r.reports = train_steps(*r.model, acc, *data, sampler, steps, at::kCPU, r.pos, {}, &schedule);
+  r.reports = testing::run_steps(r.model, acc, *data, sampler, steps, at::kCPU, r.pos, &schedule);
   return r;
 }
 

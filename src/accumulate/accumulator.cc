@@ -196,11 +196,23 @@ int64_t Accumulator::count_of(int64_t samples, int64_t items) const {
 
 int64_t Accumulator::window_count() const { return count_of(window_samples_, window_items_); }
 
+// ‖G‖ accumulated in float64: an fp32 sum over millions of squares comes out up to ~1e-5 low,
+// and clipping would then let slightly too much through. Still one pass over the buffer.
+at::Tensor Accumulator::window_norm() const {
+  return at::linalg_vector_norm(flat_grad_, 2, /*dim=*/c10::nullopt, /*keepdim=*/false, /*dtype=*/at::kDouble);
+}
+
+// f = Ñ/(N·S): turns the buffer into the exact, unscaled window gradient (see the math above).
+// The one place this factor is computed; step() and window_gradient() both use it.
+double Accumulator::boundary_factor(int64_t count) const {
+  const double loss_scale = scaler_ ? scaler_->scale() : 1.0;
+  return static_cast<double>(options_.nominal_count) / (static_cast<double>(count) * loss_scale);
+}
+
 at::Tensor Accumulator::window_gradient() const {
   const int64_t count = window_count();
   if (count == 0) throw std::logic_error("the open window has nothing in it");
-  const double scale = scaler_ ? scaler_->scale() : 1.0;
-  return flat_grad_ * (static_cast<double>(options_.nominal_count) / (static_cast<double>(count) * scale));
+  return flat_grad_ * boundary_factor(count);
 }
 
 void Accumulator::resume_at(int64_t steps_taken, int64_t updates_applied) {
@@ -246,7 +258,7 @@ StepReport Accumulator::step() {
     stats_.narrow(0, 0, 1).copy_(window_loss_.reshape({1}));
     reducer_->sum_across_ranks(sync_mode_ == SyncMode::kPerWindow ? buffer_ : stats_);
     // The one device→host transfer of the step: global loss, counts and ‖G‖.
-    host = at::cat({stats_.to(at::kDouble), at::linalg_vector_norm(flat_grad_, 2).to(at::kDouble).reshape({1})}).cpu();
+    host = at::cat({stats_.to(at::kDouble), window_norm().reshape({1})}).cpu();
     const double* v = host.data_ptr<double>();
     samples = static_cast<int64_t>(v[1]) * kSplit + static_cast<int64_t>(v[2]);
     items = static_cast<int64_t>(v[3]) * kSplit + static_cast<int64_t>(v[4]);
@@ -254,14 +266,13 @@ StepReport Accumulator::step() {
     host = at::stack({host[0], host[6]});
   } else {
     // The one device→host transfer of the step: window loss sum and ‖G‖.
-    host = at::stack({window_loss_, at::linalg_vector_norm(flat_grad_, 2).to(at::kDouble)}).cpu();
+    host = at::stack({window_loss_, window_norm()}).cpu();
   }
   const int64_t count = count_of(samples, items);  // global when data parallel
   if (count == 0) throw std::logic_error("optimizer step on a window with no samples or items on any rank");
 
-  // f = Ñ/(N·S) turns the buffer into the exact, unscaled window gradient (see the math above).
   const double loss_scale = scaler_ ? scaler_->scale() : 1.0;
-  const double f = static_cast<double>(options_.nominal_count) / (static_cast<double>(count) * loss_scale);
+  const double f = boundary_factor(count);
   const double loss_sum = host[0].item<double>(), grad_norm = f * host[1].item<double>();
 
   StepReport r;

@@ -62,28 +62,28 @@ Batch first(const Dataset& d, int64_t n) {
 // Tolerance: relative L2 difference ≤ 1e-5 (measured ~1e-7: float summation order only).
 TEST(Accumulator, MlpGradientEqualsFullBatch) {
   const Batch b = first(*fashion(256), 256);
-  auto ref_model = seeded({"mlp"});
+  auto ref_model = seeded({ModelKind::kMlp});
   const at::Tensor ref = full_batch_gradient(*ref_model, b);
   for (int64_t micro : {1, 7, 32, 256}) {
-    auto m = seeded({"mlp"});
+    auto m = seeded({ModelKind::kMlp});
     EXPECT_LT(rel_diff(accumulated_gradient(*m, b, micro, 256), ref), 1e-5) << "micro-batch " << micro;
   }
 }
 
 TEST(Accumulator, CnnGroupNormGradientEqualsFullBatch) {
   const Batch b = first(*fashion(128), 128);
-  auto ref_model = seeded({"cnn", NormKind::kGroup});
+  auto ref_model = seeded({ModelKind::kCnn, NormKind::kGroup});
   const at::Tensor ref = full_batch_gradient(*ref_model, b);
-  auto m = seeded({"cnn", NormKind::kGroup});
+  auto m = seeded({ModelKind::kCnn, NormKind::kGroup});
   EXPECT_LT(rel_diff(accumulated_gradient(*m, b, 16, 128), ref), 1e-5);
 }
 
 // BatchNorm is the exception, and it is measurably one.
 TEST(Accumulator, CnnBatchNormGradientDiffersFromFullBatch) {
   const Batch b = first(*fashion(128), 128);
-  auto ref_model = seeded({"cnn", NormKind::kBatch});
+  auto ref_model = seeded({ModelKind::kCnn, NormKind::kBatch});
   const at::Tensor ref = full_batch_gradient(*ref_model, b);
-  auto m = seeded({"cnn", NormKind::kBatch});
+  auto m = seeded({ModelKind::kCnn, NormKind::kBatch});
   EXPECT_GT(rel_diff(accumulated_gradient(*m, b, 16, 128), ref), 1e-2);
 }
 
@@ -93,13 +93,13 @@ TEST(Accumulator, CnnGroupNormWeightsAfterStepsEqualFullBatch) {
   auto data = fashion(1024);
   std::vector<std::shared_ptr<Network>> models;
   for (int64_t micro : {128, 16}) {
-    auto m = seeded({"cnn", NormKind::kGroup});
+    auto m = seeded({ModelKind::kCnn, NormKind::kGroup});
     torch::optim::AdamW opt(m->parameters(), torch::optim::AdamWOptions(1e-3));
     const BatchPlan plan = BatchPlan::resolve({128, micro, std::nullopt, std::nullopt});
     Accumulator acc(*m, opt, nullptr, AccumulatorOptions().nominal_count_(128));
     const WindowSampler sampler(data->size(), plan, {true, 5, false, 0});
     LoopPosition pos;
-    train_steps(*m, acc, *data, sampler, 4, at::kCPU, pos);
+    testing::run_steps(m, acc, *data, sampler, 4, at::kCPU, pos);
     models.push_back(m);
   }
   const auto a = models[0]->parameters(), b = models[1]->parameters();
@@ -191,12 +191,12 @@ TEST(Accumulator, PartialLastWindowIsRescaledByItsRealSize) {
   const Window last = sampler.window(sampler.epoch_order(0), 0, 2);
   ASSERT_EQ(last.global_samples, 8);
 
-  auto ref_model = seeded({"mlp"});
+  auto ref_model = seeded({ModelKind::kMlp});
   std::vector<int64_t> all;
   for (const auto& mb : last.micro_batches) all.insert(all.end(), mb.begin(), mb.end());
   const at::Tensor ref = full_batch_gradient(*ref_model, data->gather(all));
 
-  auto m = seeded({"mlp"});
+  auto m = seeded({ModelKind::kMlp});
   torch::optim::SGD sgd(m->parameters(), 0.1);
   Accumulator acc(*m, sgd, nullptr, AccumulatorOptions().nominal_count_(16));
   for (const auto& mb : last.micro_batches) {
@@ -212,12 +212,12 @@ TEST(Accumulator, PartialLastWindowIsRescaledByItsRealSize) {
 TEST(Accumulator, DropOptionSkipsThePartialWindow) {
   auto data = fashion(40);
   const BatchPlan plan = BatchPlan::resolve({16, 4, std::nullopt, std::nullopt});
-  auto m = seeded({"mlp"});
+  auto m = seeded({ModelKind::kMlp});
   torch::optim::SGD sgd(m->parameters(), 0.01);
   Accumulator acc(*m, sgd, nullptr, AccumulatorOptions().nominal_count_(16));
   const WindowSampler sampler(data->size(), plan, {true, 1, /*drop_partial=*/true, 0});
   LoopPosition pos;
-  const auto reports = train_steps(*m, acc, *data, sampler, 5, at::kCPU, pos);
+  const auto reports = testing::run_steps(m, acc, *data, sampler, 5, at::kCPU, pos);
   for (const auto& r : reports) EXPECT_EQ(r.samples, 16);
   EXPECT_EQ(pos.epoch, 2);  // 2 windows per epoch: steps 1-2, 3-4, then 5
   EXPECT_EQ(pos.window, 1);
@@ -226,7 +226,7 @@ TEST(Accumulator, DropOptionSkipsThePartialWindow) {
 // ── Clipping acts once, on the window gradient ────────────────────────────────────────────────
 TEST(Accumulator, ClipsTheAccumulatedGradientOnceNotEachMicroBatch) {
   const Batch b = first(*fashion(64), 64);
-  auto ref_model = seeded({"mlp"});
+  auto ref_model = seeded({ModelKind::kMlp});
   at::cross_entropy_loss(ref_model->forward(b.inputs), b.targets).backward();
   const double full_norm = flat_grads(*ref_model).norm().item<double>();
   const double max_norm = 0.25 * full_norm;
@@ -234,7 +234,7 @@ TEST(Accumulator, ClipsTheAccumulatedGradientOnceNotEachMicroBatch) {
   const at::Tensor ref_clipped = flat_grads(*ref_model);
 
   // SGD with lr 1 and no momentum: the weight change is exactly the gradient it was given.
-  auto m = seeded({"mlp"});
+  auto m = seeded({ModelKind::kMlp});
   std::vector<at::Tensor> before;
   for (const auto& p : m->parameters()) before.push_back(p.detach().clone().reshape(-1));
   torch::optim::SGD sgd(m->parameters(), 1.0);
@@ -252,7 +252,7 @@ TEST(Accumulator, ClipsTheAccumulatedGradientOnceNotEachMicroBatch) {
   EXPECT_LT(rel_diff(update, ref_clipped), 1e-5);
 
   // Clipping each micro-batch instead gives another gradient.
-  auto per_micro = seeded({"mlp"});
+  auto per_micro = seeded({ModelKind::kMlp});
   std::vector<at::Tensor> sum;
   for (int64_t s = 0; s < 64; s += 8) {
     for (auto& p : per_micro->parameters()) p.mutable_grad() = at::Tensor();
@@ -269,13 +269,13 @@ TEST(Accumulator, ClipsTheAccumulatedGradientOnceNotEachMicroBatch) {
 TEST(Accumulator, ScheduleAdvancesOncePerOptimizerStep) {
   auto data = fashion(192);
   const BatchPlan plan = BatchPlan::resolve({16, 4, std::nullopt, std::nullopt});  // 4 micro-batches per step
-  auto m = seeded({"mlp"});
+  auto m = seeded({ModelKind::kMlp});
   torch::optim::SGD sgd(m->parameters(), 1.0);
   const LrSchedule schedule({ScheduleKind::kCosine, 0.1, 2, 12, 0.0});
   Accumulator acc(*m, sgd, &schedule, AccumulatorOptions().nominal_count_(16));
   const WindowSampler sampler(data->size(), plan, {true, 0, false, 0});
   LoopPosition pos;
-  const auto reports = train_steps(*m, acc, *data, sampler, 12, at::kCPU, pos);
+  const auto reports = testing::run_steps(m, acc, *data, sampler, 12, at::kCPU, pos);
   ASSERT_EQ(reports.size(), 12u);
   for (int64_t i = 0; i < 12; ++i) {
     EXPECT_EQ(reports[i].micro_batches, 4);
@@ -286,7 +286,7 @@ TEST(Accumulator, ScheduleAdvancesOncePerOptimizerStep) {
 }
 
 TEST(Accumulator, DetectsAGradientBufferThatWasReplaced) {
-  auto m = seeded({"mlp"});
+  auto m = seeded({ModelKind::kMlp});
   torch::optim::SGD sgd(m->parameters(), 0.1);
   Accumulator acc(*m, sgd, nullptr, AccumulatorOptions().nominal_count_(4));
   const Batch b = first(*fashion(4), 4);
@@ -299,7 +299,7 @@ TEST(Accumulator, DetectsAGradientBufferThatWasReplaced) {
 }
 
 TEST(Accumulator, RejectsAnEmptyWindowAndBadOptions) {
-  auto m = seeded({"mlp"});
+  auto m = seeded({ModelKind::kMlp});
   torch::optim::SGD sgd(m->parameters(), 0.1);
   Accumulator acc(*m, sgd, nullptr, AccumulatorOptions());
   EXPECT_THROW(acc.step(), std::logic_error);

@@ -5,8 +5,21 @@
 namespace gradacc {
 namespace {
 
+// Batch sizes beyond this are not meant (and their products could wrap int64).
+constexpr int64_t kMaxBatchField = int64_t{1} << 40;
+
 void require_positive(const char* name, const std::optional<int64_t>& v) {
   if (v && *v <= 0) throw PlanError(fmt::format("{} must be a positive integer, got {}", name, *v));
+  if (v && *v > kMaxBatchField) throw PlanError(fmt::format("{} = {} is larger than {} (2^40)", name, *v, kMaxBatchField));
+}
+
+// a × b, or PlanError naming the product when it exceeds the largest batch gradacc accepts.
+int64_t checked_mul(int64_t a, int64_t b, const std::string& what) {
+  int64_t out = 0;
+  if (__builtin_mul_overflow(a, b, &out) || out > kMaxBatchField) {
+    throw PlanError(fmt::format("{} = {} × {} is larger than {} (2^40)", what, a, b, kMaxBatchField));
+  }
+  return out;
 }
 
 // Divides `total` by `part`, or throws naming both when it does not divide evenly.
@@ -34,25 +47,28 @@ BatchPlan BatchPlan::resolve(const BatchPlanRequest& r) {
     p.global_batch = *r.global_batch;
     p.micro_batch = *r.micro_batch;
     p.accumulation_steps = *r.accumulation_steps;
-    if (p.micro_batch * p.accumulation_steps * w != p.global_batch) {
+    const int64_t product = checked_mul(checked_mul(p.micro_batch, p.accumulation_steps, "micro_batch × accumulation_steps"), w,
+                                        "micro_batch × accumulation_steps × world_size");
+    if (product != p.global_batch) {
       throw PlanError(fmt::format(
           "global_batch = {} does not equal micro_batch × accumulation_steps × world_size = {} × {} × {} = {}",
-          p.global_batch, p.micro_batch, p.accumulation_steps, w, p.micro_batch * p.accumulation_steps * w));
+          p.global_batch, p.micro_batch, p.accumulation_steps, w, product));
     }
   } else if (g && m) {
     p.global_batch = *r.global_batch;
     p.micro_batch = *r.micro_batch;
-    p.accumulation_steps = exact_div(p.global_batch, "global_batch", p.micro_batch * w,
+    p.accumulation_steps = exact_div(p.global_batch, "global_batch", checked_mul(p.micro_batch, w, "micro_batch × world_size"),
                                      fmt::format("micro_batch × world_size ({} × {})", p.micro_batch, w));
   } else if (g && a) {
     p.global_batch = *r.global_batch;
     p.accumulation_steps = *r.accumulation_steps;
-    p.micro_batch = exact_div(p.global_batch, "global_batch", p.accumulation_steps * w,
+    p.micro_batch = exact_div(p.global_batch, "global_batch", checked_mul(p.accumulation_steps, w, "accumulation_steps × world_size"),
                               fmt::format("accumulation_steps × world_size ({} × {})", p.accumulation_steps, w));
   } else if (m && a) {
     p.micro_batch = *r.micro_batch;
     p.accumulation_steps = *r.accumulation_steps;
-    p.global_batch = p.micro_batch * p.accumulation_steps * w;
+    p.global_batch = checked_mul(checked_mul(p.micro_batch, p.accumulation_steps, "micro_batch × accumulation_steps"), w,
+                                 "micro_batch × accumulation_steps × world_size");
   } else if (g) {
     p.global_batch = *r.global_batch;
     p.accumulation_steps = 1;
@@ -60,7 +76,7 @@ BatchPlan BatchPlan::resolve(const BatchPlanRequest& r) {
   } else if (m) {
     p.micro_batch = *r.micro_batch;
     p.accumulation_steps = 1;
-    p.global_batch = p.micro_batch * w;
+    p.global_batch = checked_mul(p.micro_batch, w, "micro_batch × world_size");
   } else if (a) {
     throw PlanError(fmt::format(
         "accumulation_steps = {} alone does not fix a batch: give global_batch or micro_batch too",

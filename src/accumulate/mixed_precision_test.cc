@@ -107,7 +107,7 @@ TEST(LossScaler, BacksOffOnOverflowGrowsAfterTheIntervalAndRoundTripsItsState) {
 // One fp16-style overflow in one micro-batch of a window: no update, no schedule step, the
 // gradient dropped, the scale halved; the next window trains normally.
 TEST(LossScaling, OverflowInOneMicroBatchSkipsTheStepAndTheScheduleAndHalvesTheScale) {
-  auto model = seeded({"mlp", NormKind::kNone});
+  auto model = seeded({ModelKind::kMlp, NormKind::kNone});
   auto optimizer = make_optimizer(model->parameters(), OptimizerOptions());
   const LrSchedule schedule({ScheduleKind::kCosine, 1e-3, 2, 10, 0.0});
   LossScaler scaler;
@@ -140,8 +140,8 @@ TEST(LossScaling, OverflowInOneMicroBatchSkipsTheStepAndTheScheduleAndHalvesTheS
 // unscaled gradient, and the update equals the unscaled run's.
 TEST(LossScaling, UnscalesOncePerWindowAndClipsUnscaledGradients) {
   const Batch b = fashion_batch(256);
-  auto plain_model = seeded({"mlp", NormKind::kNone});
-  auto scaled_model = seeded({"mlp", NormKind::kNone});
+  auto plain_model = seeded({ModelKind::kMlp, NormKind::kNone});
+  auto scaled_model = seeded({ModelKind::kMlp, NormKind::kNone});
   torch::optim::SGD plain_opt(plain_model->parameters(), 0.1), scaled_opt(scaled_model->parameters(), 0.1);
   const auto options = AccumulatorOptions().nominal_count_(256).max_grad_norm_(0.05);  // clips
   LossScaler scaler;
@@ -165,7 +165,7 @@ TEST(LossScaling, UnscalesOncePerWindowAndClipsUnscaledGradients) {
 
 // The scale grows after growth_interval good windows, inside a training loop.
 TEST(LossScaling, GrowsAfterTheIntervalOfGoodWindows) {
-  auto model = seeded({"mlp", NormKind::kNone});
+  auto model = seeded({ModelKind::kMlp, NormKind::kNone});
   torch::optim::SGD sgd(model->parameters(), 0.01);
   LossScaler scaler(LossScalerOptions().init_scale_(256).growth_interval_(4));
   Accumulator acc(*model, sgd, nullptr, AccumulatorOptions().nominal_count_(64), nullptr, &scaler);
@@ -184,7 +184,7 @@ TEST(LossScaling, GrowsAfterTheIntervalOfGoodWindows) {
 // tolerance is 2e-2. The fp32 gradient is also printed to show the scale of bf16 error itself.
 TEST(MixedPrecision, Bf16AccumulatedMatchesBf16FullBatchWithinTolerance) {
   const Batch b = fashion_batch(256);
-  const ModelSpec spec{"cnn", NormKind::kGroup};
+  const ModelSpec spec{ModelKind::kCnn, NormKind::kGroup};
   auto full = seeded(spec), acc_model = seeded(spec), fp32 = seeded(spec);
   {
     AutocastGuard autocast(at::kCPU, Precision::kBf16);
@@ -208,7 +208,7 @@ TEST(MixedPrecision, Bf16AccumulatedMatchesBf16FullBatchWithinTolerance) {
 TEST(MixedPrecision, Fp32AccumulationOfBf16GradientsBeatsABf16Buffer) {
   const int64_t micro = 4, count = 64, n = micro * count;
   const Batch b = fashion_batch(n);
-  const ModelSpec spec{"mlp", NormKind::kNone};
+  const ModelSpec spec{ModelKind::kMlp, NormKind::kNone};
 
   // bf16 parameters, gradients summed in bf16.
   auto low = seeded(spec);
@@ -252,7 +252,7 @@ TEST(MixedPrecision, Fp32AccumulationOfBf16GradientsBeatsABf16Buffer) {
 
 // Master weights: the update happens in fp32 and is cast back; the model stays bf16.
 TEST(MixedPrecision, MasterWeightsUpdateInFp32AndCastBack) {
-  const ModelSpec spec{"mlp", NormKind::kNone};
+  const ModelSpec spec{ModelKind::kMlp, NormKind::kNone};
   auto model = seeded(spec);
   const at::Tensor initial = flat_params(*model);
   MasterWeights master(*model, at::kBFloat16);

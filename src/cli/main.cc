@@ -1,174 +1,87 @@
-// gradacc command line: a thin layer over the library. Every error ends in one line on stderr and
-// exit status 2; --help prints usage and exits 0.
+// gradacc command line: a thin layer over the library. The flags of train, verify and plan come
+// from the options table (job/options_table.h); every value is taken as text and parsed by the
+// table's strict parsers. Every error ends in one line on stderr and exit status 2; --help prints
+// usage (with each default) and exits 0.
 #include <unistd.h>
 
 #include <iostream>
+#include <map>
+#include <optional>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
 #include "gradacc/accumulate/batch_plan.h"
+#include "gradacc/errors.h"
+#include "gradacc/job/generate.h"
+#include "gradacc/job/job.h"
+#include "gradacc/job/options_table.h"
 #include "gradacc/log/plot.h"
-#include "gradacc/run/config.h"
-#include "gradacc/run/generate.h"
-#include "gradacc/run/trainer.h"
-#include "gradacc/run/verify.h"
 #include "gradacc/sync/launcher.h"
 
 namespace {
 
 using namespace gradacc;
 
-// Flag values as given; only the ones the user set override the config file.
-struct Flags {
-  std::string accum_schedule;
-  std::string config, model, norm, data, optimizer, schedule, shuffle, partial, log, init, save, device;
-  std::string checkpoint_dir, resume, precision, param_dtype, grad_accum_dtype, sync, tf32;
-  std::optional<double> dist_timeout, bucket_mb;
-  std::optional<double> loss_scale_init, loss_scale_growth, loss_scale_backoff;
-  std::optional<int64_t> loss_scale_interval;
-  std::optional<int64_t> save_every, keep_checkpoints, stop_at;
-  std::optional<int64_t> global_batch, micro_batch, accum, world_size, warmup, steps, epochs, seed, train_limit, threads;
-  std::optional<int64_t> layers, heads, dim, context;
-  std::optional<double> lr, weight_decay, momentum, min_lr, clip;
-  bool nesterov = false;
+// The table's flags of one subcommand, each bound to the text the user gave.
+struct TableFlags {
+  std::vector<std::pair<const Option*, CLI::Option*>> bound;
+  std::map<const Option*, std::string> text;
+  std::string config;
+
+  void add(CLI::App& cmd, std::initializer_list<OptionScope> scopes, bool with_config) {
+    if (with_config) cmd.add_option("--config", config, "JSON config file: gradacc, DeepSpeed names (flags override its keys)");
+    const JobConfig defaults = default_job();
+    for (const Option& o : option_table()) {
+      if (o.flag.empty() || std::find(scopes.begin(), scopes.end(), o.scope) == scopes.end()) continue;
+      const std::string help = fmt::format("{} (default: {})", o.help, o.show(defaults));
+      CLI::Option* h = nullptr;
+      if (o.type == OptionType::kSwitch) {
+        h = cmd.add_flag(o.flag, help);
+      } else {
+        h = cmd.add_option(o.flag, text[&o], help)->type_name(o.value_hint);
+      }
+      bound.emplace_back(&o, h);
+    }
+  }
+
+  // Defaults, then the config file, then the flags given.
+  JobConfig build() {
+    JobConfig c = default_job();
+    if (!config.empty()) apply_config_file(config, c);
+    for (const auto& [o, h] : bound) {
+      if (h->count() > 0) apply_flag(c, *o, o->type == OptionType::kSwitch ? "" : text[o]);
+    }
+    return c;
+  }
 };
 
-void add_batch_flags(CLI::App& cmd, Flags& f) {
-  cmd.add_option("--global-batch", f.global_batch, "samples per optimizer step over all ranks (train_batch_size)");
-  cmd.add_option("--micro-batch", f.micro_batch, "samples per forward/backward pass (train_micro_batch_size_per_gpu)");
-  cmd.add_option("--accum", f.accum, "micro-batches per optimizer step (gradient_accumulation_steps)");
+std::string checked_text(const std::string& flag, const std::string& value) {
+  if (value.empty()) throw ConfigError(fmt::format("{}: must not be empty", flag));
+  return value;
 }
 
-void add_accum_schedule_flag(CLI::App& cmd, Flags& f) {
-  cmd.add_option("--accum-schedule", f.accum_schedule, "accumulation by optimizer step, e.g. 0:2,200:4,600:8 (needs --steps)");
-}
-
-void add_run_flags(CLI::App& cmd, Flags& f) {
-  cmd.add_option("--config", f.config, "JSON config file (flags override its keys)");
-  cmd.add_option("--model", f.model, "mlp | cnn | gpt");
-  cmd.add_option("--norm", f.norm, "cnn: batch | group | layer | none; gpt: layer | rms");
-  cmd.add_option("--layers", f.layers, "gpt: transformer blocks");
-  cmd.add_option("--heads", f.heads, "gpt: attention heads");
-  cmd.add_option("--dim", f.dim, "gpt: model width");
-  cmd.add_option("--context", f.context, "gpt: longest sequence (tokens)");
-  cmd.add_option("--data", f.data, "fashion-mnist, fashion-mnist:DIR or text:PATH");
-  cmd.add_option("--train-limit", f.train_limit, "use only the first N training examples");
-  add_batch_flags(cmd, f);
-  cmd.add_option("--optimizer", f.optimizer, "sgd | adam | adamw");
-  cmd.add_option("--lr", f.lr, "peak learning rate");
-  cmd.add_option("--weight-decay", f.weight_decay, "weight decay");
-  cmd.add_option("--momentum", f.momentum, "SGD momentum");
-  cmd.add_flag("--nesterov", f.nesterov, "SGD with Nesterov momentum");
-  cmd.add_option("--schedule", f.schedule, "constant | cosine | linear (counted in optimizer steps)");
-  cmd.add_option("--warmup", f.warmup, "linear warmup, in optimizer steps");
-  cmd.add_option("--min-lr", f.min_lr, "learning rate the decay ends at");
-  cmd.add_option("--clip", f.clip, "clip the window gradient to this global L2 norm (0 = off)");
-  cmd.add_option("--steps", f.steps, "optimizer steps to run");
-  cmd.add_option("--epochs", f.epochs, "passes over the training data");
-  cmd.add_option("--seed", f.seed, "seed for weights and shuffling");
-  cmd.add_option("--shuffle", f.shuffle, "on | off");
-  cmd.add_option("--partial", f.partial, "last short window: rescale | drop");
-  cmd.add_option("--threads", f.threads, "intra-op threads (default: all cores)");
-  cmd.add_option("--device", f.device, "cpu | cuda | cuda:N (default cpu)");
-  cmd.add_option("--tf32", f.tf32, "CUDA fp32 matmul/conv on TF32 tensor cores: on | off (default off: exact fp32)");
-  cmd.add_option("--init", f.init, "start from these weights (safetensors)");
-  cmd.add_option("--precision", f.precision, "forward autocast: fp32 | bf16 | fp16 (default: the param dtype)");
-  cmd.add_option("--param-dtype", f.param_dtype, "hold parameters in fp32 | bf16 | fp16");
-  cmd.add_option("--grad-accum-dtype", f.grad_accum_dtype, "sum gradients in fp32 (default, with fp32 master weights) or the param dtype");
-  cmd.add_option("--loss-scale-init", f.loss_scale_init, "fp16: initial loss scale (default 65536)");
-  cmd.add_option("--loss-scale-growth", f.loss_scale_growth, "fp16: growth factor (default 2)");
-  cmd.add_option("--loss-scale-backoff", f.loss_scale_backoff, "fp16: backoff factor on overflow (default 0.5)");
-  cmd.add_option("--loss-scale-interval", f.loss_scale_interval, "fp16: good steps before growth (default 2000)");
-}
-
-Precision precision_flag(const std::string& flag, const std::string& value) {
+int64_t int_flag(const std::string& flag, const std::string& value) {
   try {
-    return parse_precision(value);
+    return parse_int(value);
   } catch (const std::invalid_argument& e) {
     throw ConfigError(fmt::format("{}: {}", flag, e.what()));
   }
 }
 
-TrainConfig build_config(const Flags& f) {
-  TrainConfig c = default_job();
-  if (!f.config.empty()) apply_config_file(f.config, c);
-  auto set_str = [](const std::string& v, std::string& dst) { if (!v.empty()) dst = v; };
-  set_str(f.model, c.model.name);
-  if (!f.norm.empty()) {
-    try { c.model.norm = parse_norm(f.norm); } catch (const std::invalid_argument& e) { throw ConfigError(fmt::format("--norm: {}", e.what())); }
+double float_flag(const std::string& flag, const std::string& value) {
+  try {
+    return parse_float(value);
+  } catch (const std::invalid_argument& e) {
+    throw ConfigError(fmt::format("{}: {}", flag, e.what()));
   }
-  set_str(f.data, c.data);
-  set_str(f.accum_schedule, c.accum_schedule);
-  if (f.layers) c.model.layers = *f.layers;
-  if (f.heads) c.model.heads = *f.heads;
-  if (f.dim) c.model.dim = *f.dim;
-  if (f.context) c.model.context = *f.context;
-  set_str(f.optimizer, c.optimizer.name);
-  if (!f.schedule.empty()) {
-    try { c.schedule = parse_schedule(f.schedule); } catch (const std::invalid_argument& e) { throw ConfigError(fmt::format("--schedule: {}", e.what())); }
-  }
-  if (!f.shuffle.empty()) {
-    if (f.shuffle != "on" && f.shuffle != "off") throw ConfigError(fmt::format("--shuffle must be on or off, got '{}'", f.shuffle));
-    c.shuffle = f.shuffle == "on";
-  }
-  if (!f.partial.empty()) {
-    if (f.partial != "rescale" && f.partial != "drop") throw ConfigError(fmt::format("--partial must be rescale or drop, got '{}'", f.partial));
-    c.drop_partial = f.partial == "drop";
-  }
-  set_str(f.log, c.log_path);
-  set_str(f.init, c.init_path);
-  set_str(f.save, c.save_path);
-  set_str(f.device, c.device);
-  if (!f.tf32.empty()) {
-    if (f.tf32 != "on" && f.tf32 != "off") throw ConfigError(fmt::format("--tf32 must be on or off, got '{}'", f.tf32));
-    c.tf32 = f.tf32 == "on";
-  }
-  if (!f.precision.empty()) c.precision = precision_flag("--precision", f.precision);
-  if (!f.param_dtype.empty()) c.param_dtype = precision_flag("--param-dtype", f.param_dtype);
-  if (!f.grad_accum_dtype.empty()) c.grad_accum_dtype = precision_flag("--grad-accum-dtype", f.grad_accum_dtype);
-  if (f.loss_scale_init) c.loss_scale_init = f.loss_scale_init;
-  if (f.loss_scale_growth) c.loss_scale_growth = f.loss_scale_growth;
-  if (f.loss_scale_backoff) c.loss_scale_backoff = f.loss_scale_backoff;
-  if (f.loss_scale_interval) c.loss_scale_interval = f.loss_scale_interval;
-  if (!f.sync.empty()) c.sync = parse_sync(f.sync);
-  if (f.dist_timeout) c.dist_timeout = *f.dist_timeout;
-  if (f.bucket_mb) c.bucket_mb = *f.bucket_mb;
-  set_str(f.checkpoint_dir, c.checkpoint_dir);
-  set_str(f.resume, c.resume_path);
-  if (f.save_every) c.save_every = *f.save_every;
-  if (f.keep_checkpoints) c.keep_checkpoints = *f.keep_checkpoints;
-  if (f.stop_at) c.stop_at = *f.stop_at;
-  if (f.global_batch) c.batch.global_batch = f.global_batch;
-  if (f.micro_batch) c.batch.micro_batch = f.micro_batch;
-  if (f.accum) c.batch.accumulation_steps = f.accum;
-  if (f.world_size) c.batch.world_size = f.world_size;
-  if (f.lr) c.optimizer.lr = *f.lr;
-  if (f.weight_decay) c.optimizer.weight_decay = *f.weight_decay;
-  if (f.momentum) c.optimizer.momentum = *f.momentum;
-  if (f.nesterov) c.optimizer.nesterov = true;
-  if (f.warmup) c.warmup = *f.warmup;
-  if (f.min_lr) c.min_lr = *f.min_lr;
-  if (f.clip) c.clip = *f.clip;
-  if (f.steps) { c.steps = f.steps; c.epochs.reset(); }
-  if (f.epochs) { c.epochs = f.epochs; if (!f.steps) c.steps.reset(); }
-  if (f.seed) {
-    if (*f.seed < 0) throw ConfigError(fmt::format("--seed must be ≥ 0, got {}", *f.seed));
-    c.seed = static_cast<uint64_t>(*f.seed);
-  }
-  if (f.train_limit) c.train_limit = *f.train_limit;
-  if (f.threads) c.threads = static_cast<int>(*f.threads);
-  apply_default_batch(c);
-  validate(c);
-  return c;
 }
 
-int cmd_plan(const Flags& f, int64_t dataset_size, const std::string& partial) {
-  if (!partial.empty() && partial != "rescale" && partial != "drop") {
-    throw ConfigError(fmt::format("--partial must be rescale or drop, got '{}'", partial));
-  }
-  const BatchPlan p = BatchPlan::resolve({f.global_batch, f.micro_batch, f.accum, f.world_size});
-  const EpochLayout e = EpochLayout::of(p, dataset_size, partial == "drop");
+int cmd_plan(const JobConfig& c, const std::string& dataset_size_text) {
+  const int64_t dataset_size = dataset_size_text.empty() ? 60000 : int_flag("--dataset-size", dataset_size_text);
+  const TrainOptions& t = c.train;
+  const BatchPlan p = BatchPlan::resolve({t.global_batch(), t.micro_batch(), t.accumulation_steps(), t.world_size()});
+  const EpochLayout e = EpochLayout::of(p, dataset_size, t.drop_partial());
   fmt::print("global batch        {}\n", p.global_batch);
   fmt::print("micro-batch         {}\n", p.micro_batch);
   fmt::print("accumulation steps  {}\n", p.accumulation_steps);
@@ -188,62 +101,56 @@ int cmd_plan(const Flags& f, int64_t dataset_size, const std::string& partial) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"gradacc: exact, fast gradient accumulation on LibTorch"};
+  CLI::App app{"gradacc: exact gradient accumulation on LibTorch"};
   app.require_subcommand(1);
-  Flags flags;
 
-  auto* train = app.add_subcommand("train", "train a model (defaults: CNN + GroupNorm on Fashion-MNIST, 8 × 32)");
-  add_run_flags(*train, flags);
-  add_accum_schedule_flag(*train, flags);
-  train->add_option("--log", flags.log, "write one JSON line per optimizer step to this file");
-  train->add_option("--save", flags.save, "save final weights (safetensors)");
-  train->add_option("--sync", flags.sync, "data parallel: window (all-reduce once per optimizer step) | every-micro-batch");
-  train->add_option("--dist-timeout", flags.dist_timeout, "data parallel: seconds before a dead or stalled rank is an error (default 300)");
-  train->add_option("--bucket-mb", flags.bucket_mb, "data parallel: all-reduce bucket size in MiB (default 25)");
-  train->add_option("--checkpoint-dir", flags.checkpoint_dir, "write checkpoints here (at the end, on SIGINT/SIGTERM, and every --save-every steps)");
-  train->add_option("--save-every", flags.save_every, "optimizer steps between checkpoints");
-  train->add_option("--keep-checkpoints", flags.keep_checkpoints, "newest checkpoints to keep (default 3)");
-  train->add_option("--resume", flags.resume, "continue from a checkpoint file, or the newest in a directory");
-  train->add_option("--stop-at", flags.stop_at, "stop after this optimizer step with a checkpoint (resume later)");
+  auto* train = app.add_subcommand("train", "train a model (default: CNN + GroupNorm on Fashion-MNIST, 8 × 32, 12 epochs)");
+  TableFlags train_flags;
+  train_flags.add(*train, {OptionScope::kRun, OptionScope::kTrain, OptionScope::kBatch}, true);
 
   auto* verify = app.add_subcommand("verify", "check accumulated training against full-batch training");
-  add_run_flags(*verify, flags);
-  VerifyOptions vo;
+  TableFlags verify_flags;
+  verify_flags.add(*verify, {OptionScope::kRun, OptionScope::kBatch}, true);
   bool as_json = false;
+  std::string weight_tol, loss_tol;
   verify->add_flag("--json", as_json, "print one JSON object");
-  verify->add_option("--weight-tol", vo.weight_tolerance, "tolerance on max |Δweight|");
-  verify->add_option("--loss-tol", vo.loss_tolerance, "tolerance on the relative loss difference per step");
+  verify->add_option("--weight-tol", weight_tol, "tolerance on max |Δweight| relative to the largest movement (default 5e-2)");
+  verify->add_option("--loss-tol", loss_tol, "tolerance on the relative difference of any step's loss (default 5e-4)");
 
   auto* plan = app.add_subcommand("plan", "resolve and print a batch plan");
-  add_batch_flags(*plan, flags);
-  plan->add_option("--world-size", flags.world_size, "data-parallel ranks");
-  int64_t dataset_size = 60000;
-  std::string plan_partial;
+  TableFlags plan_flags;
+  plan_flags.add(*plan, {OptionScope::kBatch}, false);
+  std::string dataset_size;
   plan->add_option("--dataset-size", dataset_size, "samples per epoch (default: Fashion-MNIST's 60000)");
-  plan->add_option("--partial", plan_partial, "last short window: rescale | drop");
+
+  auto* options = app.add_subcommand("options", "list every option of train/verify (flag, config keys, default)");
+  bool markdown = false;
+  options->add_flag("--markdown", markdown, "as the Markdown table of docs/config.md");
 
   auto* generate = app.add_subcommand("generate", "sample text from gpt weights saved by train --save");
   GenerateOptions go;
-  int64_t gen_seed = 0;
+  std::string gen_tokens, gen_temperature, gen_top_k, gen_seed;
   generate->add_option("--init", go.weights, "weights (safetensors) from gradacc train --save")->required();
   generate->add_option("--prompt", go.prompt, "text to continue (default: a newline)");
-  generate->add_option("--tokens", go.tokens, "bytes to generate (default 300)");
-  generate->add_option("--temperature", go.temperature, "softmax temperature; 0 = greedy (default 0.8)");
-  generate->add_option("--top-k", go.top_k, "sample among the k likeliest bytes; 0 = all (default)");
-  generate->add_option("--seed", gen_seed, "sampling seed");
+  generate->add_option("--tokens", gen_tokens, "bytes to generate (default 300)");
+  generate->add_option("--temperature", gen_temperature, "softmax temperature; 0 = greedy (default 0.8)");
+  generate->add_option("--top-k", gen_top_k, "sample among the k likeliest bytes; 0 = all (default)");
+  generate->add_option("--seed", gen_seed, "sampling seed (default 0)");
 
-  auto* launch = app.add_subcommand("launch", "run N data-parallel ranks on this machine: gradacc launch --nproc N -- train ...");
+  auto* launch = app.add_subcommand("launch", "run N data-parallel ranks on this machine: gradacc launch --nproc N [--program P] -- ARGS");
   LaunchOptions lo;
-  launch->add_option("--nproc", lo.nproc, "ranks to start")->required();
+  std::string nproc, master_port, grace;
+  launch->add_option("--nproc", nproc, "ranks to start")->required();
   launch->add_option("--master-addr", lo.master_addr, "rendezvous address (default 127.0.0.1)");
-  launch->add_option("--master-port", lo.master_port, "rendezvous port (default 29500)");
-  launch->add_option("--grace", lo.grace_seconds, "seconds between SIGTERM and SIGKILL when a rank fails (default 10)");
+  launch->add_option("--master-port", master_port, "rendezvous port (default 29500)");
+  launch->add_option("--grace", grace, "seconds between SIGTERM and SIGKILL when a rank fails (default 10)");
+  launch->add_option("--program", lo.executable, "the program each rank runs (default: this gradacc), e.g. your own trainer");
 
   auto* plot = app.add_subcommand("plot", "draw metrics of JSONL logs against the optimizer step (PNG or SVG)");
   PlotOptions po;
   plot->add_option("logs", po.logs, "JSONL logs from gradacc train --log")->required();
   plot->add_option("-o,--output", po.output, "FILE.png or FILE.svg")->required();
-  plot->add_option("--metrics", po.metrics, "comma-separated step fields (default loss; e.g. loss,lr,grad_norm,samples_per_s)")
+  plot->add_option("--metrics", po.metrics, "comma-separated step fields (default loss; e.g. loss,lr,grad_norm,peak_bytes)")
       ->delimiter(',');
   plot->add_option("--labels", po.labels, "comma-separated legend labels, one per log")->delimiter(',');
   plot->add_option("--title", po.title, "chart title");
@@ -264,16 +171,29 @@ int main(int argc, char** argv) {
     std::cout << app.help();
     return 0;
   } catch (const CLI::ParseError& e) {
-    if (e.get_exit_code() == 0) {  // --help on a subcommand
-      return app.exit(e);
-    }
-    std::cerr << "gradacc: error: " << e.what() << "\n";
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help on a subcommand
+    std::string message = e.what();
+    std::cerr << "gradacc: error: " << message.substr(0, message.find('\n')) << "\n";
     return 2;
   }
 
   try {
-    if (plan->parsed()) return cmd_plan(flags, dataset_size, plan_partial);
+    if (plan->parsed()) return cmd_plan(plan_flags.build(), dataset_size);
+    if (options->parsed()) {
+      if (markdown) {
+        std::cout << options_markdown();
+      } else {
+        const JobConfig defaults = default_job();
+        for (const Option& o : option_table()) {
+          std::cout << fmt::format("{:<22} {:<46} {}\n", o.flag.empty() ? "(config only)" : o.flag, o.keys.front(), o.show(defaults));
+        }
+      }
+      return 0;
+    }
     if (launch->parsed()) {
+      lo.nproc = static_cast<int>(int_flag("--nproc", nproc));
+      if (!master_port.empty()) lo.master_port = static_cast<int>(int_flag("--master-port", master_port));
+      if (!grace.empty()) lo.grace_seconds = float_flag("--grace", grace);
       lo.args = rank_command;
       return launch_local(lo, std::cout, std::cerr);
     }
@@ -282,24 +202,32 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (generate->parsed()) {
-      if (gen_seed < 0) throw ConfigError(fmt::format("--seed must be ≥ 0, got {}", gen_seed));
-      go.seed = static_cast<uint64_t>(gen_seed);
+      checked_text("--prompt", go.prompt);
+      if (!gen_tokens.empty()) go.tokens = int_flag("--tokens", gen_tokens);
+      if (!gen_temperature.empty()) go.temperature = float_flag("--temperature", gen_temperature);
+      if (!gen_top_k.empty()) go.top_k = int_flag("--top-k", gen_top_k);
+      if (!gen_seed.empty()) {
+        const int64_t seed = int_flag("--seed", gen_seed);
+        if (seed < 0) throw ConfigError(fmt::format("--seed must be ≥ 0, got {}", seed));
+        go.seed = static_cast<uint64_t>(seed);
+      }
       std::cout << generate_text(go) << "\n";
       return 0;
     }
     if (verify->parsed()) {
       // --steps is K, the steps to compare; the LR schedule stays that of the configured run.
-      vo.steps = flags.steps.value_or(5);
-      flags.steps.reset();
+      JobConfig config = verify_flags.build();
+      VerifyOptions vo;
+      vo.steps = config.train.steps().value_or(5);
+      config.train.steps(std::nullopt);
+      if (!weight_tol.empty()) vo.weight_tolerance = float_flag("--weight-tol", weight_tol);
+      if (!loss_tol.empty()) vo.loss_tolerance = float_flag("--loss-tol", loss_tol);
+      const VerifyResult r = run_verify_job(config, vo);
+      std::cout << (as_json ? verify_json(r, vo) + "\n" : verify_text(r, vo));
+      return r.pass ? 0 : 1;
     }
-    TrainConfig config = build_config(flags);
-    if (train->parsed()) {
-      const TrainSummary s = run_training(config, std::cout);
-      return s.interrupted_by ? 128 + s.interrupted_by : 0;
-    }
-    const VerifyResult r = run_verify(config, vo);
-    std::cout << (as_json ? verify_json(r, vo) + "\n" : verify_text(r, vo));
-    return r.pass ? 0 : 1;
+    const JobSummary s = run_train_job(train_flags.build(), std::cout);
+    return s.result.interrupted_by ? 128 + s.result.interrupted_by : 0;
   } catch (const std::exception& e) {
     // One line, always: LibTorch's own errors carry a backtrace after the first line.
     std::string message = e.what();

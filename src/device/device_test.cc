@@ -24,6 +24,7 @@
 #include "gradacc/data/text.h"
 #include "gradacc/io/safetensors.h"
 #include "gradacc/model/models.h"
+#include "gradacc/job/job.h"
 #include "gradacc/run/trainer.h"
 #include "testing/test_util.h"
 
@@ -52,7 +53,7 @@ INSTANTIATE_TEST_SUITE_P(Devices, OnDevice, ::testing::Values("cpu", "cuda"),
 
 ModelSpec gpt_spec() {
   ModelSpec s;
-  s.name = "gpt";
+  s.kind = ModelKind::kGpt;
   s.layers = 2;
   s.heads = 2;
   s.dim = 32;
@@ -72,7 +73,7 @@ Case workload(const std::string& name) {
     return {gpt_spec(), text->head(100), kByteVocab};
   }
   static auto images = load_fashion_mnist(kFashionMnistDir, Split::kTrain);
-  return {name == "mlp" ? ModelSpec{"mlp"} : ModelSpec{"cnn", NormKind::kGroup}, images->head(100), 10};
+  return {name == "mlp" ? ModelSpec{ModelKind::kMlp} : ModelSpec{ModelKind::kCnn, NormKind::kGroup}, images->head(100), 10};
 }
 
 std::shared_ptr<Network> seeded(const Case& w, const at::Device& device) {
@@ -104,13 +105,13 @@ TEST_P(OnDevice, SgdStepEqualsFullBatchGradientIncludingTheShortWindow) {
     Accumulator acc(*model, sgd, nullptr,
                     AccumulatorOptions().normalization_(text ? Normalization::kPerItem : Normalization::kPerSample).nominal_count_(64));
     LoopPosition pos;
-    train_steps(*model, acc, *w.data, sampler, 1, device_, pos);  // the full window: prime the position
+    testing::run_steps(model, acc, *w.data, sampler, 1, device_, pos);  // the full window: prime the position
     const std::vector<at::Tensor> before = snapshot(*model);
     const Window window = sampler.window_at(sampler.epoch_order(0), 0, 1, 64, plan.accumulation_steps);
     std::vector<int64_t> all;
     for (const auto& mb : window.micro_batches) all.insert(all.end(), mb.begin(), mb.end());
     ASSERT_EQ(all.size(), 36u);
-    const std::vector<StepReport> r = train_steps(*model, acc, *w.data, sampler, 1, device_, pos);
+    const std::vector<StepReport> r = testing::run_steps(model, acc, *w.data, sampler, 1, device_, pos);
     ASSERT_EQ(r.size(), 1u);
     EXPECT_EQ(r[0].samples, 36);
     const std::vector<at::Tensor> after = snapshot(*model);
@@ -267,7 +268,7 @@ TEST_P(OnDevice, StepReportsPeakMemory) {
   const BatchPlan plan = BatchPlan::resolve({32, 8, std::nullopt, std::nullopt});
   const WindowSampler sampler(w.data->size(), plan, {true, 1, false, 0});
   LoopPosition pos;
-  const auto reports = train_steps(*m, acc, *w.data, sampler, 2, device_, pos);
+  const auto reports = testing::run_steps(m, acc, *w.data, sampler, 2, device_, pos);
   for (const StepReport& r : reports) {
     EXPECT_GE(r.peak_bytes, 2 * param_bytes);
     EXPECT_LT(r.peak_bytes, 1LL << 30);
@@ -277,32 +278,28 @@ TEST_P(OnDevice, StepReportsPeakMemory) {
 // Stopped after step 3 with a checkpoint and resumed, a gpt run on padded text ends with the very
 // bytes of the uninterrupted run, on the device as on the CPU.
 TEST_P(OnDevice, CheckpointResumeIsBitExact) {
-  TrainConfig c = default_job();
+  JobConfig c = default_job();
   c.model = gpt_spec();
   c.data = std::string("text:") + kText;
   c.train_limit = 200;
-  c.batch = {std::nullopt, 8, 2, std::nullopt};
-  c.epochs.reset();
-  c.steps = 6;
-  c.device = GetParam();
-  c.threads = 2;
+  c.train.micro_batch(8).accumulation_steps(2).steps(6).device(GetParam()).threads(2).progress(false);
   const std::string tag = "dev_resume_" + GetParam();
   std::ostringstream out;
-  TrainConfig whole = c;
+  JobConfig whole = c;
   whole.save_path = temp_path(tag + "_whole.safetensors");
-  run_training(whole, out);
-  TrainConfig first = c;
-  first.checkpoint_dir = temp_path(tag + "_ckpt");
-  first.stop_at = 3;
-  run_training(first, out);
-  TrainConfig second = c;
-  second.resume_path = first.checkpoint_dir;
+  run_train_job(whole, out);
+  JobConfig first = c;
+  const std::string dir = temp_path(tag + "_ckpt");
+  first.train.checkpoint_dir(dir).stop_at(3);
+  run_train_job(first, out);
+  JobConfig second = c;
+  second.train.resume(dir);
   second.save_path = temp_path(tag + "_resumed.safetensors");
-  run_training(second, out);
+  run_train_job(second, out);
   const TensorMap a = load_safetensors(whole.save_path), b = load_safetensors(second.save_path);
   ASSERT_EQ(a.size(), b.size());
   for (const auto& [name, t] : a) EXPECT_TRUE(at::equal(t, b.at(name))) << name;
-  std::filesystem::remove_all(first.checkpoint_dir);
+  std::filesystem::remove_all(dir);
   std::filesystem::remove(whole.save_path);
   std::filesystem::remove(second.save_path);
 }

@@ -42,9 +42,9 @@ TEST(Safetensors, RoundTripsEveryDtypeAndMetadata) {
 
 TEST(Safetensors, ModuleRoundTripRestoresEveryWeightAndBuffer) {
   torch::manual_seed(0);
-  auto a = make_model({"cnn", NormKind::kBatch}, 10);
+  auto a = make_model({ModelKind::kCnn, NormKind::kBatch}, 10);
   torch::manual_seed(1);
-  auto b = make_model({"cnn", NormKind::kBatch}, 10);
+  auto b = make_model({ModelKind::kCnn, NormKind::kBatch}, 10);
   const std::string path = temp_path("module.safetensors");
   save_module(path, *a);
   load_module(path, *b);
@@ -53,7 +53,7 @@ TEST(Safetensors, ModuleRoundTripRestoresEveryWeightAndBuffer) {
   EXPECT_TRUE(sa.count("conv1.weight"));
   for (const auto& [k, t] : sa) EXPECT_TRUE(sb.at(k).equal(t)) << k;
 
-  auto mlp = make_model({"mlp"}, 10);
+  auto mlp = make_model({ModelKind::kMlp}, 10);
   EXPECT_THROW(load_module(path, *mlp), FormatError);  // another model's weights
   std::filesystem::remove(path);
 }
@@ -100,7 +100,7 @@ TEST(Safetensors, InteroperatesWithPythonSafetensors) {
   ASSERT_TRUE(std::filesystem::exists(py)) << py;
   const std::string ours = temp_path("ours.safetensors"), theirs = temp_path("theirs.safetensors");
   torch::manual_seed(0);
-  auto model = make_model({"cnn", NormKind::kGroup}, 10);
+  auto model = make_model({ModelKind::kCnn, NormKind::kGroup}, 10);
   save_module(ours, *model);
   const std::string script =
       "import sys, numpy as np\n"

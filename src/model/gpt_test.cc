@@ -13,6 +13,7 @@
 #include "gradacc/accumulate/accumulator.h"
 #include "gradacc/data/text.h"
 #include "gradacc/io/safetensors.h"
+#include "gradacc/model/model_metadata.h"
 #include "gradacc/model/models.h"
 #include "gradacc/run/trainer.h"
 #include "testing/test_util.h"
@@ -28,7 +29,7 @@ constexpr const char* kText = "/usr/share/common-licenses/GPL-3";
 
 ModelSpec small_gpt(NormKind norm = NormKind::kLayer) {
   ModelSpec s;
-  s.name = "gpt";
+  s.kind = ModelKind::kGpt;
   s.norm = norm;
   s.layers = 2;
   s.heads = 2;

@@ -32,32 +32,49 @@ std::string to_string(NormKind kind) {
   return "?";
 }
 
+ModelKind parse_model_kind(const std::string& name) {
+  if (name == "mlp") return ModelKind::kMlp;
+  if (name == "cnn") return ModelKind::kCnn;
+  if (name == "gpt") return ModelKind::kGpt;
+  throw std::invalid_argument(fmt::format("unknown model '{}' (expected mlp, cnn or gpt)", name));
+}
+
+std::string to_string(ModelKind kind) {
+  switch (kind) {
+    case ModelKind::kMlp: return "mlp";
+    case ModelKind::kCnn: return "cnn";
+    case ModelKind::kGpt: return "gpt";
+  }
+  return "?";
+}
+
 NormKind ModelSpec::resolved_norm() const {
-  if (name == "mlp") return NormKind::kNone;  // the MLP has no normalization layers
-  return norm.value_or(name == "gpt" ? NormKind::kLayer : NormKind::kGroup);
+  if (kind == ModelKind::kMlp) return NormKind::kNone;  // the MLP has no normalization layers
+  return norm.value_or(kind == ModelKind::kGpt ? NormKind::kLayer : NormKind::kGroup);
 }
 
 void ModelSpec::validate() const {
   const NormKind n = resolved_norm();
-  if (name == "mlp") return;
-  if (name == "cnn") {
-    if (n == NormKind::kRms) throw std::invalid_argument("the cnn takes --norm batch, group, layer or none, not rms");
-    return;
+  switch (kind) {
+    case ModelKind::kMlp:
+      return;
+    case ModelKind::kCnn:
+      if (n == NormKind::kRms) throw std::invalid_argument("the cnn takes --norm batch, group, layer or none, not rms");
+      return;
+    case ModelKind::kGpt:
+      if (n != NormKind::kLayer && n != NormKind::kRms) {
+        throw std::invalid_argument(fmt::format("the gpt takes --norm layer or rms, not {}", to_string(n)));
+      }
+      if (layers < 1 || heads < 1 || dim < 1 || layers > kMaxGptSize || heads > kMaxGptSize || dim > kMaxGptSize) {
+        throw std::invalid_argument(
+            fmt::format("gpt sizes must lie in 1..{} (layers {}, heads {}, dim {})", kMaxGptSize, layers, heads, dim));
+      }
+      if (dim % heads != 0) throw std::invalid_argument(fmt::format("dim = {} is not divisible by heads = {}", dim, heads));
+      if (context < 1 || context > kMaxContext) {
+        throw std::invalid_argument(fmt::format("context = {} is outside 1..{}", context, kMaxContext));
+      }
+      return;
   }
-  if (name == "gpt") {
-    if (n != NormKind::kLayer && n != NormKind::kRms) {
-      throw std::invalid_argument(fmt::format("the gpt takes --norm layer or rms, not {}", to_string(n)));
-    }
-    if (layers < 1 || heads < 1 || dim < 1) {
-      throw std::invalid_argument(fmt::format("gpt sizes must be ≥ 1 (layers {}, heads {}, dim {})", layers, heads, dim));
-    }
-    if (dim % heads != 0) throw std::invalid_argument(fmt::format("dim = {} is not divisible by heads = {}", dim, heads));
-    if (context < 1 || context > kMaxContext) {
-      throw std::invalid_argument(fmt::format("context = {} is outside 1..{}", context, kMaxContext));
-    }
-    return;
-  }
-  throw std::invalid_argument(fmt::format("unknown model '{}' (expected mlp, cnn or gpt)", name));
 }
 
 namespace {
@@ -147,9 +164,12 @@ std::shared_ptr<Network> make_gpt(const ModelSpec& spec, int64_t vocab);  // gpt
 
 std::shared_ptr<Network> make_model(const ModelSpec& spec, int64_t num_classes) {
   spec.validate();
-  if (spec.name == "mlp") return std::make_shared<Mlp>(28 * 28, num_classes);
-  if (spec.name == "cnn") return std::make_shared<Cnn>(spec.resolved_norm(), num_classes);
-  return make_gpt(spec, num_classes);
+  switch (spec.kind) {
+    case ModelKind::kMlp: return std::make_shared<Mlp>(28 * 28, num_classes);
+    case ModelKind::kCnn: return std::make_shared<Cnn>(spec.resolved_norm(), num_classes);
+    case ModelKind::kGpt: return make_gpt(spec, num_classes);
+  }
+  throw std::invalid_argument("unknown model kind");
 }
 
 }  // namespace gradacc

@@ -1,15 +1,25 @@
 #include "gradacc/optim/optimizer.h"
 
+#include <cxxabi.h>
+
 #include <cmath>
+#include <cstring>
+#include <memory>
+#include <sstream>
 #include <stdexcept>
 
+#include <ATen/ops/empty.h>
 #include <ATen/ops/scalar_tensor.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <torch/csrc/autograd/grad_mode.h>
+#include <torch/optim/adagrad.h>
 #include <torch/optim/adam.h>
 #include <torch/optim/adamw.h>
+#include <torch/optim/rmsprop.h>
 #include <torch/optim/sgd.h>
+#include <torch/serialize/input-archive.h>
+#include <torch/serialize/output-archive.h>
 
 #include "gradacc/optim/fused_adamw.h"
 
@@ -41,6 +51,10 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::vector<at::Te
   throw std::invalid_argument(fmt::format("unknown optimizer '{}' (expected sgd, adam or adamw)", o.name));
 }
 
+OptimizerFactory optimizer_factory(const OptimizerOptions& options) {
+  return [options](const std::vector<at::Tensor>& params) { return make_optimizer(params, options); };
+}
+
 namespace {
 
 std::vector<at::Tensor> all_params(torch::optim::Optimizer& optimizer) {
@@ -63,8 +77,59 @@ void add_adam_state(std::map<std::string, at::Tensor>& out, size_t i, const Stat
 
 }  // namespace
 
+static bool has_named_state(const torch::optim::Optimizer& o) {
+  return dynamic_cast<const FusedAdamW*>(&o) || dynamic_cast<const torch::optim::SGD*>(&o) ||
+         dynamic_cast<const torch::optim::Adam*>(&o) || dynamic_cast<const torch::optim::AdamW*>(&o);
+}
+
+std::string optimizer_kind(const torch::optim::Optimizer& o) {
+  if (auto* f = dynamic_cast<const FusedAdamW*>(&o)) return f->decoupled() ? "adamw (fused)" : "adam (fused)";
+  if (dynamic_cast<const torch::optim::SGD*>(&o)) return "sgd";
+  if (dynamic_cast<const torch::optim::AdamW*>(&o)) return "adamw";
+  if (dynamic_cast<const torch::optim::Adam*>(&o)) return "adam";
+  int status = 0;
+  std::unique_ptr<char, void (*)(void*)> name(abi::__cxa_demangle(typeid(o).name(), nullptr, nullptr, &status), std::free);
+  return status == 0 && name ? name.get() : typeid(o).name();
+}
+
+std::string optimizer_hyperparameters(const torch::optim::Optimizer& o) {
+  std::string out;
+  for (const auto& group : o.param_groups()) {
+    const auto& opts = group.options();
+    std::string g = fmt::format("lr={}", opts.get_lr());
+    if (auto* s = dynamic_cast<const torch::optim::SGDOptions*>(&opts)) {
+      g += fmt::format(" momentum={} dampening={} nesterov={} weight_decay={}", s->momentum(), s->dampening(), s->nesterov(),
+                       s->weight_decay());
+    } else if (auto* a = dynamic_cast<const torch::optim::AdamWOptions*>(&opts)) {
+      g += fmt::format(" betas=({},{}) eps={} weight_decay={} amsgrad={}", std::get<0>(a->betas()), std::get<1>(a->betas()),
+                       a->eps(), a->weight_decay(), a->amsgrad());
+    } else if (auto* a = dynamic_cast<const torch::optim::AdamOptions*>(&opts)) {
+      g += fmt::format(" betas=({},{}) eps={} weight_decay={} amsgrad={}", std::get<0>(a->betas()), std::get<1>(a->betas()),
+                       a->eps(), a->weight_decay(), a->amsgrad());
+    } else if (auto* r = dynamic_cast<const torch::optim::RMSpropOptions*>(&opts)) {
+      g += fmt::format(" alpha={} eps={} weight_decay={} momentum={} centered={}", r->alpha(), r->eps(), r->weight_decay(),
+                       r->momentum(), r->centered());
+    } else if (auto* a = dynamic_cast<const torch::optim::AdagradOptions*>(&opts)) {
+      g += fmt::format(" lr_decay={} weight_decay={} eps={}", a->lr_decay(), a->weight_decay(), a->eps());
+    }
+    out += (out.empty() ? "" : "; ") + g;
+  }
+  return optimizer_kind(o) + ": " + out;
+}
+
 std::map<std::string, at::Tensor> optimizer_state(torch::optim::Optimizer& optimizer) {
   std::map<std::string, at::Tensor> out;
+  if (!has_named_state(optimizer)) {  // any other optimizer: LibTorch's own archive, as bytes
+    torch::serialize::OutputArchive archive;
+    optimizer.save(archive);
+    std::ostringstream bytes;
+    archive.save_to(bytes);
+    const std::string b = bytes.str();
+    at::Tensor t = at::empty({static_cast<int64_t>(b.size())}, at::kByte);
+    std::memcpy(t.data_ptr(), b.data(), b.size());
+    out["archive"] = t;
+    return out;
+  }
   if (auto* fused = dynamic_cast<FusedAdamW*>(&optimizer)) {
     for (size_t i = 0; i < fused->exp_avg().size(); ++i) {
       out[key(i, "exp_avg")] = fused->exp_avg()[i];
@@ -91,6 +156,23 @@ std::map<std::string, at::Tensor> optimizer_state(torch::optim::Optimizer& optim
 }
 
 void load_optimizer_state(torch::optim::Optimizer& optimizer, const std::map<std::string, at::Tensor>& state) {
+  if (!has_named_state(optimizer)) {
+    auto it = state.find("archive");
+    if (state.size() != 1 || it == state.end() || it->second.scalar_type() != at::kByte || it->second.dim() != 1) {
+      throw std::invalid_argument(fmt::format("the state of a {} is saved as one uint8 'archive' tensor", optimizer_kind(optimizer)));
+    }
+    const at::Tensor bytes = it->second.contiguous().cpu();
+    std::istringstream in(std::string(static_cast<const char*>(bytes.data_ptr()), bytes.numel()));
+    torch::serialize::InputArchive archive;
+    try {
+      archive.load_from(in);
+      optimizer.load(archive);
+    } catch (const c10::Error& e) {
+      const std::string what = e.what();
+      throw std::invalid_argument(fmt::format("the optimizer archive does not load: {}", what.substr(0, what.find('\n'))));
+    }
+    return;
+  }
   // Which fields this optimizer keeps per parameter.
   std::vector<const char*> fields;
   const bool fused = dynamic_cast<FusedAdamW*>(&optimizer) != nullptr;

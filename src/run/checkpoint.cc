@@ -11,11 +11,11 @@
 #include <vector>
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Context.h>
 #include <fmt/format.h>
 #include <torch/csrc/autograd/grad_mode.h>
 
 #include "gradacc/optim/optimizer.h"
-#include "gradacc/run/trainer.h"
 
 namespace gradacc {
 namespace {
@@ -76,7 +76,8 @@ int64_t metadata_int(const StringMap& meta, const std::string& key, const std::s
 std::string checkpoint_file_name(int64_t step) { return fmt::format("ckpt-step-{:08d}.safetensors", step); }
 
 std::string save_checkpoint(const std::string& dir, const CheckpointState& state, const torch::nn::Module& model,
-                            torch::optim::Optimizer& optimizer, const StringMap& identity, int64_t keep) {
+                            torch::optim::Optimizer& optimizer, const StringMap& identity, int64_t keep,
+                            const at::Device& device) {
   if (keep < 1) throw CheckpointError(fmt::format("keep_checkpoints must be ≥ 1, got {}", keep));
   std::error_code ec;
   fs::create_directories(dir, ec);
@@ -90,6 +91,7 @@ std::string save_checkpoint(const std::string& dir, const CheckpointState& state
   for (const auto& [name, t] : optimizer_state(optimizer)) tensors["optim." + name] = t;
   for (const auto& [name, t] : state.tensors) tensors["state." + name] = t;
   tensors["rng.cpu"] = at::detail::getDefaultCPUGenerator().get_state();
+  if (device.is_cuda()) tensors["rng.cuda"] = at::globalContext().defaultGenerator(device).get_state();
 
   StringMap meta = {{kFormatKey, kFormatVersion},
                     {"step", std::to_string(state.step)},
@@ -126,7 +128,7 @@ std::string resolve_checkpoint(const std::string& path) {
 }
 
 CheckpointState load_checkpoint(const std::string& path, torch::nn::Module& model, torch::optim::Optimizer& optimizer,
-                                const StringMap& identity, const TensorMap& targets) {
+                                const StringMap& identity, const TensorMap& targets, const at::Device& device) {
   StringMap meta;
   TensorMap tensors;
   try {
@@ -161,15 +163,20 @@ CheckpointState load_checkpoint(const std::string& path, torch::nn::Module& mode
   }
 
   TensorMap model_part, optim_part, state_part;
-  at::Tensor rng;
+  at::Tensor rng, cuda_rng;
   for (auto& [name, t] : tensors) {
     if (name.rfind("model.", 0) == 0) model_part[name.substr(6)] = t;
     else if (name.rfind("optim.", 0) == 0) optim_part[name.substr(6)] = t;
     else if (name.rfind("state.", 0) == 0) state_part[name.substr(6)] = t;
     else if (name == "rng.cpu") rng = t;
+    else if (name == "rng.cuda") cuda_rng = t;
     else throw CheckpointError(fmt::format("{}: checkpoint holds unexpected tensor '{}'", path, name));
   }
   if (!rng.defined()) throw CheckpointError(fmt::format("{}: checkpoint has no 'rng.cpu' state", path));
+  if (device.is_cuda() != cuda_rng.defined()) {
+    throw CheckpointError(fmt::format("{}: checkpoint was taken on {}, this run is on {}", path,
+                                      cuda_rng.defined() ? "a CUDA device" : "the CPU", device.str()));
+  }
 
   // Check everything, then change anything: a failed load leaves the run as it was.
   for (const auto& [name, target] : targets) {
@@ -206,29 +213,16 @@ CheckpointState load_checkpoint(const std::string& path, torch::nn::Module& mode
       throw CheckpointError(fmt::format("{}: 'rng.cpu' is not a CPU generator state", path));
     }
   }
-  return state;
-}
-
-StringMap run_identity(const TrainConfig& c, const BatchPlan& plan, int64_t train_examples, bool text) {
-  StringMap id;
-  for (const auto& [k, v] : model_metadata(c.model)) {
-    if (k != "format") id["model." + k] = v;
+  if (cuda_rng.defined()) {
+    auto gen = at::globalContext().defaultGenerator(device);
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    try {
+      gen.set_state(cuda_rng);
+    } catch (const std::exception&) {
+      throw CheckpointError(fmt::format("{}: 'rng.cuda' is not a CUDA generator state", path));
+    }
   }
-  id["global_batch"] = std::to_string(plan.global_batch);
-  id["micro_batch"] = std::to_string(plan.micro_batch);
-  id["accumulation_steps"] = std::to_string(plan.accumulation_steps);
-  id["world_size"] = std::to_string(plan.world_size);
-  id["accum_schedule"] = c.accum_schedule;
-  id["normalization"] = text ? "per-item" : "per-sample";
-  id["optimizer"] = c.optimizer.name == "sgd" || !c.optimizer.fused ? c.optimizer.name : c.optimizer.name + " (fused)";
-  id["train_examples"] = std::to_string(train_examples);
-  id["seed"] = std::to_string(c.seed);
-  id["shuffle"] = c.shuffle ? "on" : "off";
-  id["partial_window"] = c.drop_partial ? "drop" : "rescale";
-  id["precision"] = to_string(c.resolved_precision());
-  id["param_dtype"] = to_string(c.param_dtype);
-  id["grad_accum_dtype"] = to_string(c.grad_accum_dtype);
-  return id;
+  return state;
 }
 
 }  // namespace gradacc

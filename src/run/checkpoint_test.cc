@@ -10,7 +10,8 @@
 #include <nlohmann/json.hpp>
 
 #include "gradacc/optim/optimizer.h"
-#include "gradacc/run/trainer.h"
+#include "gradacc/job/job.h"
+#include "gradacc/model/models.h"
 
 #include "testing/test_util.h"
 
@@ -54,65 +55,58 @@ void expect_identical_weights(const std::string& a, const std::string& b) {
 
 // 2000 Fashion-MNIST images, windows of 4 × 32 (15 full + one short of 80), 40 steps = 2.5 epochs:
 // the stop falls mid-epoch and the run crosses an epoch boundary and a short window after it.
-TrainConfig job(const std::string& tag, const std::string& optimizer, bool fused) {
-  TrainConfig c = default_job();
-  c.model = {"mlp", NormKind::kNone};
+JobConfig job(const std::string& tag, const std::string& optimizer, bool fused) {
+  JobConfig c = default_job();
+  c.model = {ModelKind::kMlp, NormKind::kNone};
   c.train_limit = 2000;
-  c.batch = {std::nullopt, 32, 4, std::nullopt};
+  c.train.micro_batch(32).accumulation_steps(4).steps(40).threads(2).progress(false);  // threads: one reduction order
   c.optimizer.name = optimizer;
   c.optimizer.fused = fused;
   c.optimizer.momentum = optimizer == "sgd" ? 0.9 : 0.0;
   c.optimizer.lr = optimizer == "sgd" ? 0.05 : 2e-3;
-  c.epochs.reset();
-  c.steps = 40;
-  c.threads = 2;  // the same reduction order in both runs
-  c.log_path = temp_path(tag + ".jsonl");
+  c.train.log_path(temp_path(tag + ".jsonl"));
   c.save_path = temp_path(tag + ".safetensors");
   return c;
 }
 
 // Runs `base` uninterrupted, then stopped after step 23 (checkpoints every 10) and resumed, and
 // expects byte-identical weights and identical step records.
-std::vector<StepRecord> expect_exact_resume(const TrainConfig& base, const std::string& tag) {
+std::vector<StepRecord> expect_exact_resume(const JobConfig& base, const std::string& tag) {
   std::ostringstream out;
-  TrainConfig whole = base;
-  whole.log_path = temp_path(tag + "_whole.jsonl");
+  JobConfig whole = base;
+  whole.train.log_path(temp_path(tag + "_whole.jsonl"));
   whole.save_path = temp_path(tag + "_whole.safetensors");
-  run_training(whole, out);
+  run_train_job(whole, out);
 
-  TrainConfig part = base;
-  part.log_path = temp_path(tag + "_part.jsonl");
+  JobConfig part = base;
+  const std::string dir = temp_path(tag + "_ckpt");
+  part.train.log_path(temp_path(tag + "_part.jsonl")).checkpoint_dir(dir).save_every(10).stop_at(23);  // mid-epoch
   part.save_path = temp_path(tag + "_part.safetensors");
-  part.checkpoint_dir = temp_path(tag + "_ckpt");
-  part.save_every = 10;
-  part.stop_at = 23;  // between checkpoints 20 and 30, mid-epoch
-  const TrainSummary first = run_training(part, out);
-  EXPECT_TRUE(first.stopped_early);
-  EXPECT_EQ(first.steps, 23);
+  const JobSummary first = run_train_job(part, out);
+  EXPECT_TRUE(first.result.stopped_early);
+  EXPECT_EQ(first.result.steps, 23);
   EXPECT_FALSE(fs::exists(part.save_path));  // no weights from a stopped run
 
-  // The second half logs into the same file, as a user would run it.
-  TrainConfig rest = part;
-  rest.stop_at.reset();
-  rest.checkpoint_dir.clear();  // defaults to the resumed checkpoint's directory
-  rest.save_every = 0;
-  rest.resume_path = part.checkpoint_dir;
-  const TrainSummary second = run_training(rest, out);
-  EXPECT_FALSE(second.stopped_early);
-  EXPECT_EQ(second.steps, 40);
+  // The second half logs into the same file, as a user would run it; the checkpoint directory
+  // defaults to the resumed checkpoint's.
+  JobConfig rest = part;
+  rest.train.stop_at(std::nullopt).checkpoint_dir("").save_every(0).resume(dir);
+  const JobSummary second = run_train_job(rest, out);
+  EXPECT_FALSE(second.result.stopped_early);
+  EXPECT_EQ(second.result.steps, 40);
 
   expect_identical_weights(whole.save_path, rest.save_path);
-  const auto a = step_records(whole.log_path), b = step_records(rest.log_path);
+  const auto a = step_records(whole.train.log_path()), b = step_records(rest.train.log_path());
   EXPECT_EQ(a.size(), 40u);
   EXPECT_EQ(b.size(), 40u);
   for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) EXPECT_EQ(a[i], b[i]) << "step " << i + 1;
   // The end of the run also checkpoints; the default keeps the newest 3.
-  EXPECT_EQ(latest_checkpoint(part.checkpoint_dir), (fs::path(part.checkpoint_dir) / checkpoint_file_name(40)).string());
+  EXPECT_EQ(latest_checkpoint(dir), (fs::path(dir) / checkpoint_file_name(40)).string());
   int count = 0;
-  for (const auto& e : fs::directory_iterator(part.checkpoint_dir)) count += e.path().extension() == ".safetensors";
+  for (const auto& e : fs::directory_iterator(dir)) count += e.path().extension() == ".safetensors";
   EXPECT_EQ(count, 3);
-  for (const auto& p : {whole.log_path, whole.save_path, rest.log_path, rest.save_path}) fs::remove(p);
-  fs::remove_all(part.checkpoint_dir);
+  for (const auto& p : {whole.train.log_path(), whole.save_path, rest.train.log_path(), rest.save_path}) fs::remove(p);
+  fs::remove_all(dir);
   return a;
 }
 
@@ -131,27 +125,24 @@ INSTANTIATE_TEST_SUITE_P(Optimizers, ExactResume,
                          });
 
 TEST(ExactResumeWith, AnAccumulationScheduleThatGrowsAcrossTheStop) {
-  TrainConfig c = job("x", "adamw", true);
-  c.batch = {std::nullopt, 32, std::nullopt, std::nullopt};
-  c.accum_schedule = "0:2,15:4,25:8";  // the stop at 23 falls between the 2nd and 3rd stage
+  JobConfig c = job("x", "adamw", true);
+  c.train.accumulation_steps(std::nullopt).accum_schedule("0:2,15:4,25:8");  // the stop at 23 falls between the 2nd and 3rd stage
   expect_exact_resume(c, "sched");
 }
 
 TEST(ExactResumeWith, AGptOnPaddedTextWithPerTokenNormalization) {
-  TrainConfig c = job("x", "adamw", true);
-  c.model = {"gpt", NormKind::kLayer, 1, 2, 32, 32};
+  JobConfig c = job("x", "adamw", true);
+  c.model = {ModelKind::kGpt, NormKind::kLayer, 1, 2, 32, 32};
   c.data = "text:/usr/share/common-licenses/GPL-3";
   c.train_limit = 0;
-  c.batch = {std::nullopt, 4, 4, std::nullopt};
-  c.clip = 0.5;
+  c.train.micro_batch(4).accumulation_steps(4).clip(0.5);
   expect_exact_resume(c, "gpt");
 }
 
 TEST(ExactResumeWith, Fp16LossScalingThatSkipsAndGrowsAcrossTheStop) {
-  TrainConfig c = job("x", "adamw", true);
-  c.precision = Precision::kFp16;
-  c.loss_scale_interval = 3;  // grows every 3 good windows until fp16 overflows: skips on both sides of the stop
-  c.loss_scale_init = 1 << 20;
+  JobConfig c = job("x", "adamw", true);
+  // The scale grows every 3 good windows until fp16 overflows: skips on both sides of the stop.
+  c.train.precision(Precision::kFp16).loss_scale_interval(3).loss_scale_init(1 << 20);
   const auto records = expect_exact_resume(c, "fp16");
   auto skipped_in = [&](int64_t from, int64_t to) {
     return std::count_if(records.begin(), records.end(), [&](const StepRecord& r) { return r.skipped && r.step >= from && r.step <= to; });
@@ -161,31 +152,29 @@ TEST(ExactResumeWith, Fp16LossScalingThatSkipsAndGrowsAcrossTheStop) {
 }
 
 TEST(ExactResumeWith, Bf16ParametersWithFp32MasterWeights) {
-  TrainConfig c = job("x", "adamw", true);
-  c.param_dtype = Precision::kBf16;
+  JobConfig c = job("x", "adamw", true);
+  c.train.param_dtype(Precision::kBf16);
   expect_exact_resume(c, "bf16");
 }
 
 // A checkpoint after 6 steps of `job`, for the rejection tests.
 struct Saved {
-  TrainConfig config;
+  JobConfig config;
   std::string file;
 };
 Saved saved_checkpoint(const std::string& tag) {
   Saved s{job(tag, "adamw", true), ""};
-  s.config.checkpoint_dir = temp_path("ckpt_" + tag);
-  s.config.stop_at = 6;
+  s.config.train.checkpoint_dir(temp_path("ckpt_" + tag)).stop_at(6);
   std::ostringstream out;
-  s.file = run_training(s.config, out).checkpoint;
-  s.config.stop_at.reset();
-  s.config.resume_path = s.file;
+  s.file = run_train_job(s.config, out).result.checkpoint;
+  s.config.train.stop_at(std::nullopt).resume(s.file);
   return s;
 }
 
-void expect_rejected(const TrainConfig& c, const std::string& fragment) {
+void expect_rejected(const JobConfig& c, const std::string& fragment) {
   std::ostringstream out;
   try {
-    run_training(c, out);
+    run_train_job(c, out);
     ADD_FAILURE() << "resumed from a bad checkpoint; expected an error with: " << fragment;
   } catch (const std::exception& e) {
     const std::string msg = e.what();
@@ -232,45 +221,45 @@ TEST(Checkpoint, CorruptedDataHeaderOrTruncationIsDetectedAndNeverLoaded) {
   const CheckpointState state = load_checkpoint(s.file, *model, *optimizer, {});
   EXPECT_EQ(state.step, 6);
   EXPECT_FALSE(at::equal(before, model->parameters()[0]));
-  fs::remove_all(s.config.checkpoint_dir);
+  fs::remove_all(s.config.train.checkpoint_dir());
 }
 
 TEST(Checkpoint, ACheckpointOfAnotherModelPlanOrOptimizerIsRejected) {
   const Saved s = saved_checkpoint("mismatch");
-  TrainConfig other_model = s.config;
-  other_model.model = {"cnn", NormKind::kGroup};
+  JobConfig other_model = s.config;
+  other_model.model = {ModelKind::kCnn, NormKind::kGroup};
   expect_rejected(other_model, "its model.model is mlp, this run's is cnn");
 
-  TrainConfig other_plan = s.config;
-  other_plan.batch = {std::nullopt, 16, 8, std::nullopt};
+  JobConfig other_plan = s.config;
+  other_plan.train.micro_batch(16).accumulation_steps(8);
   expect_rejected(other_plan, "its accumulation_steps is 4, this run's is 8");
 
-  TrainConfig other_optimizer = s.config;
+  JobConfig other_optimizer = s.config;
   other_optimizer.optimizer.name = "sgd";
   expect_rejected(other_optimizer, "its optimizer is adamw (fused), this run's is sgd");
 
-  TrainConfig other_seed = s.config;
-  other_seed.seed = 7;
+  JobConfig other_seed = s.config;
+  other_seed.train.seed(7);
   expect_rejected(other_seed, "its seed is 0, this run's is 7");
 
   // Final weights are not a checkpoint.
-  TrainConfig weights = s.config;
-  weights.resume_path = temp_path("plain.safetensors");
+  JobConfig weights = s.config;
+  weights.train.resume(temp_path("plain.safetensors"));
   auto model = make_model(s.config.model, 10);
-  save_module(weights.resume_path, *model);
+  save_module(weights.train.resume(), *model);
   expect_rejected(weights, "not a gradacc checkpoint");
 
-  TrainConfig missing = s.config;
-  missing.resume_path = temp_path("no_such_dir");
+  JobConfig missing = s.config;
+  missing.train.resume(temp_path("no_such_dir"));
   expect_rejected(missing, "no such checkpoint file or directory");
-  fs::remove(weights.resume_path);
-  fs::remove_all(s.config.checkpoint_dir);
+  fs::remove(weights.train.resume());
+  fs::remove_all(s.config.train.checkpoint_dir());
 }
 
 TEST(Checkpoint, KeepsTheNewestAndIgnoresAndCleansOrphanedTemporaries) {
   const std::string dir = temp_path("keep");
   fs::create_directories(dir);
-  auto model = make_model({"mlp", NormKind::kNone}, 10);
+  auto model = make_model({ModelKind::kMlp, NormKind::kNone}, 10);
   auto optimizer = make_optimizer(model->parameters(), OptimizerOptions());
   // A writer killed mid-write leaves "<name>.tmp.<pid>"; pid 2^22+1 exceeds Linux's pid_max default.
   const std::string orphan = (fs::path(dir) / (checkpoint_file_name(99) + ".tmp.4194305")).string();

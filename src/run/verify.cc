@@ -1,32 +1,32 @@
 #include "gradacc/run/verify.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
-#include <ATen/Parallel.h>
 
+#include "gradacc/errors.h"
 #include "gradacc/io/safetensors.h"
-#include "gradacc/optim/optimizer.h"
 #include "gradacc/run/trainer.h"
 
 namespace gradacc {
 namespace {
 
-// One run: its own model, optimizer, schedule and accumulator; same seed and data as the others.
-std::vector<StepReport> run_one(const TrainConfig& c, const RunSetup& setup, const BatchPlan& plan, const Dataset& data,
-                                int64_t steps, Normalization normalization, std::shared_ptr<Network>& model_out) {
-  AccumulatorOptions ao = setup.accumulator;
-  ao.normalization = normalization;
-  // The naive scheme divides each micro-batch mean by the number of micro-batches.
-  ao.nominal_count = normalization == Normalization::kNaiveMicroMean ? plan.accumulation_steps : plan.global_batch;
-  TrainingStack stack = make_training_stack(c, setup, data.num_classes(), ao);
-  const WindowSampler sampler(data.size(), plan, setup.sampler);
-  LoopPosition pos;
-  auto reports = train_steps(*stack.model, *stack.accumulator, data, sampler, steps, setup.device, pos, {}, nullptr,
-                             setup.precision);
-  model_out = stack.model;
-  return reports;
+struct Run {
+  std::vector<StepReport> steps;
+  Model model;
+};
+
+// One run of `steps` optimizer steps: its own model, optimizer, schedule and accumulator; the same
+// initial weights and data as the others.
+Run run_one(const std::function<Model()>& make_model, const OptimizerFactory& make_optimizer,
+            const std::shared_ptr<const Dataset>& data, const TrainOptions& options, const LossFn& loss, int64_t steps) {
+  Trainer trainer(make_model(), make_optimizer, data, options, loss);
+  int64_t done = 0;
+  trainer.on_step([&](const StepReport&, const StepContext&) { return ++done < steps; });
+  TrainResult r = trainer.fit();
+  return {std::move(r.history), trainer.model()};
 }
 
 struct Difference {
@@ -36,16 +36,15 @@ struct Difference {
 };
 
 // How far run b strayed from the reference run a (weights compared over floating-point tensors).
-Difference compare(const std::vector<StepReport>& a, const Network& a_model, const std::vector<StepReport>& b,
-                   const Network& b_model, const TensorMap& initial) {
+Difference compare(const Run& a, const Run& b, const TensorMap& initial) {
   Difference d;
-  for (size_t i = 0; i < a.size(); ++i) {
-    const double rel = std::abs(a[i].loss - b[i].loss) / std::max(std::abs(a[i].loss), 1e-12);
-    d.loss.push_back(b[i].loss);
+  for (size_t i = 0; i < a.steps.size() && i < b.steps.size(); ++i) {
+    const double rel = std::abs(a.steps[i].loss - b.steps[i].loss) / std::max(std::abs(a.steps[i].loss), 1e-12);
+    d.loss.push_back(b.steps[i].loss);
     d.rel_loss.push_back(rel);
     d.max_rel_loss = std::max(d.max_rel_loss, rel);
   }
-  const TensorMap sa = module_state(a_model), sb = module_state(b_model);
+  const TensorMap sa = module_state(*a.model.module), sb = module_state(*b.model.module);
   for (const auto& [name, t] : sa) {
     if (!at::isFloatingType(t.scalar_type())) continue;  // counters such as num_batches_tracked
     const at::Tensor w = t.to(at::kCPU, at::kDouble);
@@ -62,30 +61,32 @@ Difference compare(const std::vector<StepReport>& a, const Network& a_model, con
 
 }  // namespace
 
-VerifyResult run_verify(const TrainConfig& c, const VerifyOptions& o) {
+VerifyResult verify_accumulation(const std::function<Model()>& make_model, const OptimizerFactory& make_optimizer,
+                                 std::shared_ptr<const Dataset> data, TrainOptions options, const LossFn& loss,
+                                 const VerifyOptions& o) {
   if (o.steps < 1) throw ConfigError(fmt::format("verify needs ≥ 1 step, got {}", o.steps));
-  if (!c.accum_schedule.empty()) throw ConfigError("verify compares fixed plans; drop --accum-schedule");
-  if (c.threads > 0) at::set_num_threads(c.threads);
-  const Workload work = load_workload(c);
-  RunSetup setup = make_run_setup(c, *work.train, work.text);
-  setup.schedule.total_steps = std::max(setup.schedule.total_steps, o.steps);
-
-  VerifyResult r;
-  r.accumulated_plan = setup.plan;
-  r.full_plan = setup.plan;
-  r.full_plan.micro_batch = setup.plan.rank_batch();
-  r.full_plan.accumulation_steps = 1;
+  if (!options.accum_schedule().empty()) throw ConfigError("verify compares fixed plans; drop the accumulation schedule");
+  if (!(o.weight_tolerance >= 0) || !(o.loss_tolerance >= 0)) throw ConfigError("verify tolerances must be ≥ 0");
+  options.log_path("").progress(false).checkpoint_dir("").resume("").stop_at(std::nullopt).save_every(0);
+  options.normalization(Normalization::kPerItem);
 
   TensorMap initial;  // the starting weights, to measure how far training moved them
-  for (const auto& [name, t] : module_state(*make_seeded_model(c, work.train->num_classes()))) {
-    initial.emplace(name, t.to(at::kDouble));
-  }
-  const Normalization ours = setup.accumulator.normalization;
-  std::shared_ptr<Network> full_model, acc_model;
-  const auto full = run_one(c, setup, r.full_plan, *work.train, o.steps, ours, full_model);
-  const auto acc = run_one(c, setup, r.accumulated_plan, *work.train, o.steps, ours, acc_model);
-  for (const auto& s : full) r.full_loss.push_back(s.loss);
-  const Difference d = compare(full, *full_model, acc, *acc_model, initial);
+  for (const auto& [name, t] : module_state(*make_model().module)) initial.emplace(name, t.to(at::kCPU, at::kDouble));
+
+  // The accumulated run's plan decides the windows; the full-batch run takes each rank's window
+  // in one micro-batch. A run shorter than K steps is lengthened, so the schedule reaches step K.
+  const RunPlan plan = resolve_run(options, DistEnv::from_environment(), data->size());
+  if (plan.total_steps < o.steps) options.steps(o.steps).epochs(std::nullopt);
+  TrainOptions full = options;
+  full.global_batch(plan.batch.global_batch).micro_batch(plan.batch.rank_batch()).accumulation_steps(1);
+
+  VerifyResult r;
+  const Run reference = run_one(make_model, make_optimizer, data, full, loss, o.steps);
+  const Run accumulated = run_one(make_model, make_optimizer, data, options, loss, o.steps);
+  r.full_plan = resolve_run(full, DistEnv::from_environment(), data->size()).batch;
+  r.accumulated_plan = plan.batch;
+  for (const auto& s : reference.steps) r.full_loss.push_back(s.loss);
+  const Difference d = compare(reference, accumulated, initial);
   r.accumulated_loss = d.loss;
   r.rel_loss_diff = d.rel_loss;
   r.max_rel_loss_diff = d.max_rel_loss;
@@ -95,10 +96,11 @@ VerifyResult run_verify(const TrainConfig& c, const VerifyOptions& o) {
   r.worst_tensor = d.worst_tensor;
   r.pass = r.max_rel_weight_diff <= o.weight_tolerance && r.max_rel_loss_diff <= o.loss_tolerance;
 
-  if (ours == Normalization::kPerItem) {  // show what the naive scheme would have done
-    std::shared_ptr<Network> naive_model;
-    const auto naive = run_one(c, setup, r.accumulated_plan, *work.train, o.steps, Normalization::kNaiveMicroMean, naive_model);
-    const Difference n = compare(full, *full_model, naive, *naive_model, initial);
+  if (o.compare_naive) {  // show what the naive scheme would have done
+    TrainOptions naive = options;
+    naive.normalization(Normalization::kNaiveMicroMean);
+    const Run n_run = run_one(make_model, make_optimizer, data, naive, loss, o.steps);
+    const Difference n = compare(reference, n_run, initial);
     r.has_naive = true;
     r.naive_loss = n.loss;
     r.naive_max_rel_loss_diff = n.max_rel_loss;
@@ -106,13 +108,16 @@ VerifyResult run_verify(const TrainConfig& c, const VerifyOptions& o) {
     r.naive_max_rel_weight_diff = n.max_rel_weight;
   }
 
-  if (!r.pass && c.model.name == "cnn" && c.model.resolved_norm() == NormKind::kBatch && setup.plan.accumulation_steps > 1) {
-    r.explanation = fmt::format(
-        "BatchNorm normalizes each micro-batch of {} with its own mean and variance, while the full batch uses "
-        "statistics of all {}: the forward pass itself differs, so no loss scaling can make the gradients equal "
-        "(its running statistics also update {}× per step). Use --norm group or --norm layer, which normalize "
-        "each example on its own and accumulate exactly.",
-        setup.plan.micro_batch, r.full_plan.micro_batch, setup.plan.accumulation_steps);
+  if (!r.pass) {
+    const std::string bn = batchnorm_warning(*accumulated.model.module, plan.batch);
+    if (!bn.empty()) {
+      r.explanation = fmt::format(
+          "BatchNorm normalizes each micro-batch of {} with its own mean and variance, while the full batch uses "
+          "statistics of all {}: the forward pass itself differs, so no loss scaling can make the gradients equal "
+          "(its running statistics also update {}× per step). Use GroupNorm or LayerNorm (--norm group or --norm layer), "
+          "which normalize each example on its own and accumulate exactly.",
+          plan.batch.micro_batch, r.full_plan.micro_batch, plan.batch.accumulation_steps);
+    }
   }
   return r;
 }

@@ -4,7 +4,8 @@
 
 #include <fmt/format.h>
 
-#include "gradacc/run/config.h"
+#include "gradacc/errors.h"
+#include "gradacc/util/parse.h"
 
 namespace gradacc {
 namespace {
@@ -13,12 +14,9 @@ std::optional<int64_t> integer_env(const char* name) {
   const char* v = std::getenv(name);
   if (!v || !*v) return std::nullopt;
   try {
-    size_t used = 0;
-    const int64_t n = std::stoll(v, &used);
-    if (used != std::string(v).size()) throw std::invalid_argument(v);
-    return n;
-  } catch (const std::exception&) {
-    throw ConfigError(fmt::format("environment variable {}='{}' is not an integer", name, v));
+    return parse_int(v);
+  } catch (const std::invalid_argument& e) {
+    throw ConfigError(fmt::format("environment variable {}: {}", name, e.what()));
   }
 }
 

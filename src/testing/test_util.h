@@ -10,6 +10,8 @@
 #include <ATen/ops/cat.h>
 #include <torch/nn/module.h>
 
+#include "gradacc/run/train_loop.h"
+
 namespace gradacc::testing {
 
 // A path in the temp directory unique to this process.
@@ -27,6 +29,16 @@ inline at::Tensor flat_grads(torch::nn::Module& m) {
 // ‖a − b‖ / ‖b‖: the relative L2 difference of a from the reference b.
 inline double rel_diff(const at::Tensor& a, const at::Tensor& b) {
   return (a - b).norm().item<double>() / b.norm().item<double>();
+}
+
+// train_steps() for one of gradacc's networks with the default (summed cross-entropy) loss.
+template <typename Net>
+std::vector<StepReport> run_steps(const std::shared_ptr<Net>& net, Accumulator& acc, const Dataset& data,
+                                  const WindowSampler& sampler, int64_t steps, const at::Device& device, LoopPosition& pos,
+                                  const AccumSchedule* schedule = nullptr, Precision precision = Precision::kFp32) {
+  Model model = Model::of(net);
+  const LossFn loss = cross_entropy_loss();
+  return train_steps(LoopParts{model, loss, acc, data, sampler, device, precision, schedule}, steps, pos);
 }
 
 }  // namespace gradacc::testing

@@ -36,6 +36,7 @@
 #include "gradacc/accumulate/gradient_reducer.h"
 #include "gradacc/accumulate/loss_scaler.h"
 #include "gradacc/accumulate/master_weights.h"
+#include "gradacc/accumulate/step_report.h"
 #include "gradacc/optim/lr_schedule.h"
 
 namespace gradacc {
@@ -58,22 +59,6 @@ struct AccumulatorOptions {
   AccumulatorOptions& normalization_(Normalization n) { normalization = n; return *this; }
   AccumulatorOptions& max_grad_norm_(double v) { max_grad_norm = v; return *this; }
   AccumulatorOptions& nominal_count_(int64_t v) { nominal_count = v; return *this; }
-};
-
-// What one optimizer step did; the loss and norm are the only values read from the device.
-struct StepReport {
-  int64_t step = 0;         // 1-based count of optimizer steps taken, this one included
-  double loss = 0.0;        // window loss: Σ loss terms / count (not the last micro-batch's)
-  double grad_norm = 0.0;   // L2 norm of the exact window gradient before clipping
-  double clip_coef = 1.0;   // factor clipping applied (1 = not clipped)
-  double lr = 0.0;          // learning rate used for this update
-  int64_t samples = 0, items = 0, micro_batches = 0;
-  double boundary_seconds = 0.0;  // wall time of step(): norm, rescale/clip, update, zeroing
-  bool skipped = false;     // the window gradient was not finite: no update, no schedule step
-  int64_t allreduce_calls = 0, allreduce_bytes = 0;  // data-parallel traffic of this step
-  bool stop_requested = false;  // the stop flag was set on this rank or, data parallel, on any rank
-  double loss_scale = 1.0;  // the loss scale this window was computed with (1 without a scaler)
-  int64_t peak_bytes = 0;   // most tensor memory live during the window (set by the loop; device.h)
 };
 
 class Accumulator {
@@ -147,6 +132,8 @@ class Accumulator {
   double pre_scale_;        // 1 / nominal_count
   int64_t count_of(int64_t samples, int64_t items) const;  // N for these counts, per the normalization
   int64_t window_count() const;  // N of this rank's open window
+  at::Tensor window_norm() const;  // ‖G‖ (float64, on the device)
+  double boundary_factor(int64_t count) const;  // f = Ñ/(N·S)
   int64_t window_samples_ = 0, window_items_ = 0, window_micro_batches_ = 0;
   int64_t steps_ = 0, updates_ = 0;
 };

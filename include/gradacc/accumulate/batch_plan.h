@@ -15,13 +15,9 @@
 #include <stdexcept>
 #include <string>
 
-namespace gradacc {
+#include "gradacc/errors.h"
 
-// Thrown for a plan that cannot be resolved; what() is one line naming fields and numbers.
-class PlanError : public std::invalid_argument {
- public:
-  using std::invalid_argument::invalid_argument;
-};
+namespace gradacc {
 
 // What the user asked for. Unset fields are derived.
 struct BatchPlanRequest {

@@ -5,13 +5,9 @@
 
 #include <ATen/core/Tensor.h>
 
-namespace gradacc {
+#include "gradacc/sync/sync_mode.h"
 
-// When the gradients cross ranks.
-enum class SyncMode {
-  kPerWindow,        // once per optimizer step, at the window boundary (the default)
-  kEveryMicroBatch,  // after every micro-batch's backward, as DDP without no_sync(); for comparison
-};
+namespace gradacc {
 
 class GradientReducer {
  public:

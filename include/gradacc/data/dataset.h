@@ -36,8 +36,9 @@ class Dataset {
   virtual int64_t size() const = 0;
   // Assembles the examples at `indices` (in that order) into one batch.
   virtual Batch gather(const std::vector<int64_t>& indices) const = 0;
-  // Number of classes the model must predict (vocabulary size for text).
-  virtual int64_t num_classes() const = 0;
+  // Number of classes the model must predict (vocabulary size for text); 0 when not a
+  // classification data set. gradacc's own models read it; the Trainer does not.
+  virtual int64_t num_classes() const { return 0; }
 };
 
 // Fixed-shape examples with one class label each (images, feature vectors).

@@ -13,12 +13,9 @@
 
 #include <ATen/core/Tensor.h>
 
-namespace gradacc {
+#include "gradacc/errors.h"
 
-class DataError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
+namespace gradacc {
 
 // Reads a uint8 IDX file with exactly `expected_dims` dimensions; returns a kUInt8 tensor of the
 // stored shape. Gzip is detected from the content, not the name.

@@ -20,12 +20,9 @@
 #include <ATen/core/Tensor.h>
 #include <torch/nn/module.h>
 
-namespace gradacc {
+#include "gradacc/errors.h"
 
-class FormatError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
+namespace gradacc {
 
 using TensorMap = std::map<std::string, at::Tensor>;
 using StringMap = std::map<std::string, std::string>;

@@ -13,7 +13,7 @@
 #include <optional>
 #include <string>
 
-#include "gradacc/accumulate/accumulator.h"
+#include "gradacc/accumulate/step_report.h"
 
 namespace gradacc {
 

@@ -6,34 +6,13 @@
 #pragma once
 
 #include <memory>
-#include <optional>
 #include <string>
 
 #include <torch/nn/module.h>
 
+#include "gradacc/model/model_spec.h"
+
 namespace gradacc {
-
-// Normalization layer of the CNN. BatchNorm is the one whose statistics depend on how a batch is
-// split into micro-batches; the others normalize each example on its own.
-// Normalization layer. CNN: batch | group | layer | none. GPT: layer | rms.
-// BatchNorm is the one whose statistics depend on how a batch is split into micro-batches; the
-// others normalize each example (or token) on its own.
-enum class NormKind { kBatch, kGroup, kLayer, kNone, kRms };
-NormKind parse_norm(const std::string& name);  // "batch" | "group" | "layer" | "none" | "rms"
-std::string to_string(NormKind kind);
-
-struct ModelSpec {
-  std::string name = "cnn";       // "mlp" | "cnn" | "gpt"
-  std::optional<NormKind> norm;   // unset: the model's default (cnn: group, gpt: layer)
-  // gpt only
-  int64_t layers = 4, heads = 4, dim = 128, context = 128;
-
-  NormKind resolved_norm() const;
-  // Throws std::invalid_argument naming a bad name, norm or size.
-  void validate() const;
-};
-
-inline constexpr int64_t kMaxContext = 8192;
 
 class Network : public torch::nn::Module {
  public:

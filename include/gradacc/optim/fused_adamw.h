@@ -24,6 +24,7 @@ class FusedAdamW : public torch::optim::Optimizer {
   at::Tensor step(LossClosure closure = nullptr) override;
   // The next step() uses gradients multiplied by `factor` (without touching the gradient memory).
   void scale_next_step(double factor) { next_scale_ = factor; }
+  bool decoupled() const { return decoupled_; }
 
   // The live state, one tensor per parameter (for checkpoints; see optimizer_state()).
   const std::vector<at::Tensor>& exp_avg() const { return exp_avg_; }

@@ -6,6 +6,7 @@
 //   tensors   model.<name>          every parameter and buffer of the model
 //             optim.<i>.<field>     the optimizer's state (see optimizer_state())
 //             rng.cpu               LibTorch's default CPU generator
+//             rng.cuda              the run's CUDA generator (CUDA runs only)
 //   metadata  gradacc_checkpoint    format version ("1")
 //             state.<name>          other components' tensors (fp32 master weights)
 //   metadata  step, updates         windows completed, updates applied (fewer when fp16 overflow
@@ -27,17 +28,12 @@
 #include <torch/nn/module.h>
 #include <torch/optim/optimizer.h>
 
-#include "gradacc/accumulate/batch_plan.h"
-#include "gradacc/data/window_sampler.h"
 #include "gradacc/io/safetensors.h"
-#include "gradacc/run/config.h"
+#include "gradacc/run/loop_position.h"
+
+#include "gradacc/errors.h"
 
 namespace gradacc {
-
-class CheckpointError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
 
 // The scalar part of a checkpoint.
 struct CheckpointState {
@@ -55,7 +51,8 @@ std::string checkpoint_file_name(int64_t step);
 // checkpoints there. Returns the new file's path. Throws CheckpointError or FormatError; a failed
 // write leaves no file under a checkpoint name.
 std::string save_checkpoint(const std::string& dir, const CheckpointState& state, const torch::nn::Module& model,
-                            torch::optim::Optimizer& optimizer, const StringMap& identity, int64_t keep);
+                            torch::optim::Optimizer& optimizer, const StringMap& identity, int64_t keep,
+                            const at::Device& device = at::kCPU);
 
 // The newest checkpoint in `dir` by step (temporary files are ignored), if any.
 std::optional<std::string> latest_checkpoint(const std::string& dir);
@@ -69,11 +66,7 @@ std::string resolve_checkpoint(const std::string& path);
 // generator. Throws CheckpointError with one line naming the file and the first problem; nothing
 // is changed then. The returned state's `tensors` is empty (they went into `targets`).
 CheckpointState load_checkpoint(const std::string& path, torch::nn::Module& model, torch::optim::Optimizer& optimizer,
-                                const StringMap& identity, const TensorMap& targets = {});
-
-// What must be the same for a checkpoint to continue a run exactly: the model, the batch plan and
-// accumulation schedule, the normalization, the optimizer kind, the data size and order (seed,
-// shuffle, partial windows). The learning rate, schedule and run length may change on resume.
-StringMap run_identity(const TrainConfig& config, const BatchPlan& plan, int64_t train_examples, bool text);
+                                const StringMap& identity, const TensorMap& targets = {},
+                                const at::Device& device = at::kCPU);
 
 }  // namespace gradacc

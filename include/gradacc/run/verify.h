@@ -1,16 +1,23 @@
-// `gradacc verify`: accumulated training checked against full-batch training, built in.
+// Verification against full-batch training, built in (`gradacc verify`, and verify_accumulation()
+// for any model).
 //
 // Two runs start from identical weights and see identical windows of examples: one processes each
-// window in a single pass (micro-batch = global batch), the other in micro-batches under the
-// requested plan. After K optimizer steps it compares the per-step window losses and every weight.
-// Tolerances are measured, not guessed: see docs/verify.md.
+// window in a single pass (micro-batch = the rank's whole window), the other in micro-batches under
+// the requested plan. After K optimizer steps it compares the per-step window losses and every
+// weight. Tolerances are measured, not guessed: see docs/verify.md.
 #pragma once
 
 #include <string>
 #include <vector>
 
+#include <functional>
+#include <memory>
+
 #include "gradacc/accumulate/batch_plan.h"
-#include "gradacc/run/config.h"
+#include "gradacc/data/dataset.h"
+#include "gradacc/optim/optimizer.h"
+#include "gradacc/run/model.h"
+#include "gradacc/run/options.h"
 
 namespace gradacc {
 
@@ -20,6 +27,9 @@ struct VerifyOptions {
   // ≥ 5× below them over 20 AdamW steps, BatchNorm's mismatch is ≥ 25× above them after 5.
   double weight_tolerance = 5e-2;  // bound on max_rel_weight_diff
   double loss_tolerance = 5e-4;    // bound on the relative difference of any step's window loss
+  // Also train with the naive scheme (each micro-batch's mean / accumulation steps) and report how
+  // far it strays: telling where micro-batches hold different item counts (padded text).
+  bool compare_naive = false;
 };
 
 struct VerifyResult {
@@ -39,7 +49,12 @@ struct VerifyResult {
   std::string explanation;  // why they differ, when we know (BatchNorm)
 };
 
-VerifyResult run_verify(const TrainConfig& config, const VerifyOptions& options);
+// `make_model` must return a model with the same initial weights on every call. The runs use
+// `options` as given (their schedule, clipping, precision), without logs, progress or checkpoints;
+// `options` must not hold an accumulation schedule. Throws ConfigError for bad options.
+VerifyResult verify_accumulation(const std::function<Model()>& make_model, const OptimizerFactory& make_optimizer,
+                                 std::shared_ptr<const Dataset> data, TrainOptions options, const LossFn& loss,
+                                 const VerifyOptions& verify);
 
 std::string verify_json(const VerifyResult& result, const VerifyOptions& options);
 std::string verify_text(const VerifyResult& result, const VerifyOptions& options);

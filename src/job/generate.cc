@@ -1,4 +1,4 @@
-#include "gradacc/run/generate.h"
+#include "gradacc/job/generate.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/ops/argmax.h>
@@ -11,8 +11,9 @@
 
 #include "gradacc/data/text.h"
 #include "gradacc/io/safetensors.h"
-#include "gradacc/run/config.h"
-#include "gradacc/run/trainer.h"
+#include "gradacc/errors.h"
+#include "gradacc/model/model_metadata.h"
+#include "gradacc/model/models.h"
 
 namespace gradacc {
 
@@ -26,7 +27,7 @@ std::string generate_text(const GenerateOptions& o) {
   StringMap meta;
   load_safetensors(o.weights, &meta);  // validates the file and reads its metadata
   const ModelSpec spec = spec_from_metadata(meta, o.weights);
-  if (spec.name != "gpt") throw ConfigError(fmt::format("{} holds a {} model; generate needs a gpt", o.weights, spec.name));
+  if (spec.kind != ModelKind::kGpt) throw ConfigError(fmt::format("{} holds a {} model; generate needs a gpt", o.weights, to_string(spec.kind)));
   auto model = make_model(spec, kByteVocab);
   load_module(o.weights, *model);
   model->eval();

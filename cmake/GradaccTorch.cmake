@@ -1,0 +1,67 @@
+# LibTorch from the PyPI `torch` wheel, as imported targets, for gradacc's own build and for the
+# installed package (gradaccConfig.cmake), so that a project using gradacc links LibTorch exactly
+# the way gradacc does.
+#
+#   gradacc::torch       libtorch_cpu + libc10, their headers, the wheel's C++ ABI, {fmt} header-only
+#                        (the wheel's own fmt headers), an rpath to the wheel
+#   gradacc::torch_cuda  gradacc::torch + libtorch_cuda + libc10_cuda and the CUDA runtime headers
+#
+# find_package(Torch) is not used: its target list puts libtorch.so first, a shim that carries its
+# own partial copy of std::filesystem, whose remove_all() jumps to a weak symbol nothing defines (a
+# crash in every program that deletes a directory). So libstdc++ is named first, making the C++
+# runtime the first provider of every std:: symbol, and libtorch.so is never linked (docs/gpu.md).
+# --no-as-needed keeps every named library, even one no symbol is taken from (libtorch_cuda
+# registers the CUDA kernels when it loads).
+
+# Sets TORCH_ROOT (the wheel's torch/ directory), TORCH_CXX11_ABI and TORCH_VERSION (without the
+# local "+cu130" part) from a python that imports torch.
+function(gradacc_query_torch python)
+  execute_process(
+    COMMAND "${python}" -c "import os, torch; print(os.path.dirname(torch.__file__), int(torch._C._GLIBCXX_USE_CXX11_ABI), torch.__version__.split('+')[0], sep=';', end='')"
+    OUTPUT_VARIABLE info RESULT_VARIABLE rc)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "${python} cannot import torch (scripts/setup.sh installs the pinned wheel)")
+  endif()
+  list(GET info 0 root)
+  list(GET info 1 abi)
+  list(GET info 2 version)
+  set(TORCH_ROOT "${root}" PARENT_SCOPE)
+  set(TORCH_CXX11_ABI "${abi}" PARENT_SCOPE)
+  set(TORCH_VERSION "${version}" PARENT_SCOPE)
+endfunction()
+
+# The directory holding the CUDA runtime headers for the wheel at `torch_root`, or "" (sets
+# GRADACC_CUDA_INCLUDE_DIR). Some wheels ship cuda_runtime_api.h without the crt/ headers it
+# includes, so the search is for crt/host_config.h.
+function(gradacc_find_cuda_headers torch_root)
+  get_filename_component(site "${torch_root}" DIRECTORY)
+  find_path(GRADACC_CUDA_INCLUDE_DIR crt/host_config.h NO_DEFAULT_PATH
+    PATHS "${site}/nvidia/cu13/include" "${site}/nvidia/cuda_runtime/include" "${site}/nvidia/cu12/include"
+          "$ENV{CUDA_HOME}/include" /usr/local/cuda/include)
+endfunction()
+
+function(gradacc_define_torch_targets torch_root abi cuda_include_dir)
+  set(lib "${torch_root}/lib")
+  if(NOT EXISTS "${lib}/libtorch_cpu.so")
+    message(FATAL_ERROR "no LibTorch at ${torch_root} (libtorch_cpu.so missing): pass -DTORCH_PYTHON=<a python that imports torch>")
+  endif()
+  execute_process(COMMAND "${CMAKE_CXX_COMPILER}" -print-file-name=libstdc++.so OUTPUT_VARIABLE libstdcxx
+                  OUTPUT_STRIP_TRAILING_WHITESPACE)
+  if(NOT (IS_ABSOLUTE "${libstdcxx}" AND EXISTS "${libstdcxx}"))
+    set(libstdcxx stdc++)
+  endif()
+  if(NOT TARGET gradacc::torch)
+    add_library(gradacc::torch INTERFACE IMPORTED GLOBAL)
+    set_target_properties(gradacc::torch PROPERTIES
+      INTERFACE_INCLUDE_DIRECTORIES "${torch_root}/include;${torch_root}/include/torch/csrc/api/include"
+      INTERFACE_COMPILE_DEFINITIONS "_GLIBCXX_USE_CXX11_ABI=${abi};FMT_HEADER_ONLY=1"
+      INTERFACE_LINK_OPTIONS "-Wl,--no-as-needed;-Wl,-rpath,${lib}"
+      INTERFACE_LINK_LIBRARIES "${libstdcxx};${lib}/libtorch_cpu.so;${lib}/libc10.so")
+  endif()
+  if(cuda_include_dir AND EXISTS "${lib}/libtorch_cuda.so" AND NOT TARGET gradacc::torch_cuda)
+    add_library(gradacc::torch_cuda INTERFACE IMPORTED GLOBAL)
+    set_target_properties(gradacc::torch_cuda PROPERTIES
+      INTERFACE_INCLUDE_DIRECTORIES "${cuda_include_dir}"
+      INTERFACE_LINK_LIBRARIES "gradacc::torch;${lib}/libtorch_cuda.so;${lib}/libc10_cuda.so")
+  endif()
+endfunction()

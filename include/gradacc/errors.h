@@ -1,0 +1,42 @@
+// The errors gradacc throws, at the bottom of the include graph: any layer may throw or catch
+// them without including the layer that defines the thing that went wrong.
+//
+// Every what() is one line that names what is wrong (the flag or key, the file, the numbers) and,
+// where it helps, what was expected. The CLI prints it and exits 2.
+#pragma once
+
+#include <stdexcept>
+
+namespace gradacc {
+
+// A bad option: a value out of range, or options that do not fit together.
+class ConfigError : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+
+// A batch plan that cannot be resolved (global = micro × accumulation × world does not hold).
+class PlanError : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+
+// Training data that is missing, malformed or inconsistent.
+class DataError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// A weights or tensor file that is not what it claims to be (safetensors checks, checksum).
+class FormatError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// A checkpoint that cannot continue this run (corrupt, another run's, missing).
+class CheckpointError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+}  // namespace gradacc

@@ -1,0 +1,72 @@
+// The options table: one row per option of gradacc's jobs. Each row drives
+//   - the CLI flag (`gradacc train --lr 0.001`), its help text and stated default;
+//   - the JSON config keys: gradacc's own name first, then the DeepSpeed and Hugging Face names
+//     that mean the same thing (dotted keys name nested objects: "optimizer.params.lr");
+//   - the option list of docs/config.md (options_markdown(); a test keeps the two equal).
+// A new option is one row (src/job/options_table.cc).
+//
+// Values are checked for their form here — an integer without leading zeros that fits, a finite
+// number, on/off, one of a list — and for their meaning once, when the run is resolved
+// (run/run_plan.h). Errors are one line naming the flag or key, the (shortened) value and what is
+// expected.
+//
+// Thread safety: the table is immutable; apply_* change only the JobConfig passed in.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "gradacc/job/job_config.h"
+#include "gradacc/util/parse.h"
+
+namespace gradacc {
+
+enum class OptionType {
+  kInt,        // N: decimal, no leading zeros, fits int64
+  kFloat,      // X: a finite number
+  kBool,       // on|off (flags also take true|false); JSON true/false
+  kSwitch,     // a flag without a value (--nesterov); JSON true/false
+  kString,     // non-empty text
+  kFloatPair,  // "X,Y" (flags) or [X, Y] (JSON)
+};
+
+// Which commands take a row's flag.
+enum class OptionScope {
+  kRun,    // train and verify
+  kTrain,  // train only
+  kBatch,  // train, verify and plan
+};
+
+using OptionValue = std::variant<int64_t, double, bool, std::string, std::pair<double, double>>;
+
+struct Option {
+  std::string flag;               // "--lr"; "" for a config-file-only key
+  std::vector<std::string> keys;  // config keys: gradacc's first, then aliases
+  OptionType type;
+  OptionScope scope;
+  std::string value_hint;         // "N", "X", "sgd|adam|adamw", ...
+  std::string help;
+  // Stores the value; throws std::invalid_argument with what is expected (without the flag name).
+  std::function<void(JobConfig&, const OptionValue&)> set;
+  // The value a JobConfig holds, as text: the stated default when given default_job().
+  std::function<std::string(const JobConfig&)> show;
+};
+
+const std::vector<Option>& option_table();
+const Option* find_option_by_flag(const std::string& flag);
+const Option* find_option_by_key(const std::string& key);
+
+// Parses `text` as the row's type and stores it. Throws ConfigError "--flag: ...".
+void apply_flag(JobConfig& config, const Option& option, const std::string& text);
+// Applies a JSON config file's keys (any row's key or alias; nested objects as dotted keys).
+// Throws ConfigError naming the file and the key: unreadable or non-regular files, bad JSON,
+// nesting deeper than 32, unknown keys (with the closest known key suggested), wrong types.
+void apply_config_file(const std::string& path, JobConfig& config);
+// Markdown table of every option (flag, config keys, default, meaning): docs/config.md's list.
+std::string options_markdown();
+
+
+}  // namespace gradacc

@@ -1,0 +1,42 @@
+// Checkpointer: the run's checkpoint policy over the file format of checkpoint.h — where, when
+// (every N steps, the last step, a stop), how many to keep, and resuming. Only the lead rank
+// (rank 0) writes; every rank resumes from the same file.
+//
+// Thread safety: none; owned by one Trainer.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "gradacc/run/checkpoint.h"
+#include "gradacc/run/run_plan.h"
+
+namespace gradacc {
+
+class Checkpointer {
+ public:
+  // Creates the directory (lead rank) and checks it is writable; throws ConfigError otherwise.
+  Checkpointer(const CheckpointPolicy& policy, StringMap identity, bool lead, at::Device device);
+
+  bool enabled() const { return !policy_.dir.empty(); }
+  // The checkpoint's state after loading it into `model`, `optimizer` and `targets`, when the plan
+  // resumes; nothing otherwise. Throws CheckpointError (one line) for a file that cannot continue
+  // this run, having changed nothing.
+  std::optional<CheckpointState> resume(torch::nn::Module& model, torch::optim::Optimizer& optimizer,
+                                        const TensorMap& targets) const;
+  // Whether step `step` is saved: every `every` steps, at `last_step`, and when the run stops.
+  bool due(int64_t step, int64_t last_step, bool stopping) const;
+  // Writes the checkpoint (lead rank only; a no-op elsewhere) and returns its path.
+  std::string save(const CheckpointState& state, const torch::nn::Module& model, torch::optim::Optimizer& optimizer);
+  const std::string& last_written() const { return last_; }
+  const std::string& dir() const { return policy_.dir; }
+
+ private:
+  CheckpointPolicy policy_;
+  StringMap identity_;
+  bool lead_;
+  at::Device device_;
+  std::string last_;
+};
+
+}  // namespace gradacc

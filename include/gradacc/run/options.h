@@ -1,0 +1,89 @@
+// TrainOptions: everything the training loop is asked to do, as a builder in the style of
+// LibTorch's own options (`TrainOptions().global_batch(256).micro_batch(32).clip(1.0)`).
+//
+// These are requests, not yet checked: Trainer resolves them once, with the data-parallel
+// environment and the data set's size, into an immutable RunPlan (run/run_plan.h), and that is
+// the only place they are validated. Every default is stated here and in docs/config.md.
+//
+// Thread safety: plain values.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "gradacc/accumulate/accumulator.h"
+#include "gradacc/accumulate/batch_plan.h"
+#include "gradacc/accumulate/precision.h"
+#include "gradacc/io/safetensors.h"
+#include "gradacc/optim/lr_schedule.h"
+#include "gradacc/sync/sync_mode.h"
+
+// A field with a chainable setter `name(value)` and getters `name()`, as LibTorch's TORCH_ARG.
+#define GRADACC_ARG(T, name, ...)                      \
+ public:                                               \
+  auto name(T new_value)->decltype(*this) {            \
+    name##_ = std::move(new_value);                    \
+    return *this;                                      \
+  }                                                    \
+  const T& name() const noexcept { return name##_; }   \
+  T& name() noexcept { return name##_; }               \
+                                                       \
+ private:                                              \
+  T name##_ = __VA_ARGS__
+
+namespace gradacc {
+
+struct TrainOptions {
+  // ── Batch: any two of global / micro / accumulation give the third (DeepSpeed semantics).
+  GRADACC_ARG(std::optional<int64_t>, global_batch, std::nullopt);        // examples per step, all ranks
+  GRADACC_ARG(std::optional<int64_t>, micro_batch, std::nullopt);         // examples per forward/backward
+  GRADACC_ARG(std::optional<int64_t>, accumulation_steps, std::nullopt);  // micro-batches per step
+  GRADACC_ARG(std::optional<int64_t>, world_size, std::nullopt);          // checked against WORLD_SIZE
+  GRADACC_ARG(std::string, accum_schedule, "");  // "0:2,200:4": accumulation by step (micro_batch + steps)
+  // ── Length: steps, or epochs (default 1 epoch).
+  GRADACC_ARG(std::optional<int64_t>, steps, std::nullopt);
+  GRADACC_ARG(std::optional<int64_t>, epochs, std::nullopt);
+  // ── Learning-rate schedule, counted in optimizer steps. The peak rate is the optimizer's own.
+  GRADACC_ARG(ScheduleKind, schedule, ScheduleKind::kConstant);
+  GRADACC_ARG(std::optional<int64_t>, warmup, std::nullopt);  // unset: 5% of the run for cosine/linear, else 0
+  GRADACC_ARG(double, min_lr, 0.0);
+  // ── Clipping of the window gradient's global L2 norm; 0 = off.
+  GRADACC_ARG(double, clip, 0.0);
+  // ── Data order.
+  GRADACC_ARG(uint64_t, seed, 0);          // the epoch permutations
+  GRADACC_ARG(bool, shuffle, true);
+  GRADACC_ARG(bool, drop_partial, false);  // the short last window of an epoch: rescale (default) or drop
+  // ── Mixed precision (docs/precision.md).
+  GRADACC_ARG(std::optional<Precision>, precision, std::nullopt);  // forward autocast; unset: param_dtype
+  GRADACC_ARG(Precision, param_dtype, Precision::kFp32);
+  GRADACC_ARG(Precision, grad_accum_dtype, Precision::kFp32);     // fp32 (masters) or param_dtype
+  GRADACC_ARG(std::optional<double>, loss_scale_init, std::nullopt);    // fp16: 65536
+  GRADACC_ARG(std::optional<double>, loss_scale_growth, std::nullopt);  // fp16: 2
+  GRADACC_ARG(std::optional<double>, loss_scale_backoff, std::nullopt); // fp16: 0.5
+  GRADACC_ARG(std::optional<int64_t>, loss_scale_interval, std::nullopt);  // fp16: 2000
+  // ── Data parallel (ranks from the torchrun environment; docs/distributed.md).
+  GRADACC_ARG(SyncMode, sync, SyncMode::kPerWindow);
+  GRADACC_ARG(double, dist_timeout, 300.0);  // seconds before a dead or stalled rank is an error
+  GRADACC_ARG(double, bucket_mb, 25.0);      // all-reduce bucket size
+  // ── Checkpoints and resume (docs/checkpoints.md).
+  GRADACC_ARG(std::string, checkpoint_dir, "");
+  GRADACC_ARG(int64_t, save_every, 0);        // optimizer steps between checkpoints; 0: at the end only
+  GRADACC_ARG(int64_t, keep_checkpoints, 3);
+  GRADACC_ARG(std::string, resume, "");       // a checkpoint file, or a directory (its newest)
+  GRADACC_ARG(std::optional<int64_t>, stop_at, std::nullopt);  // stop after this step, with a checkpoint
+  // ── Where it runs, and what it says.
+  GRADACC_ARG(std::string, device, "cpu");    // "cpu", "cuda" or "cuda:N"
+  GRADACC_ARG(bool, tf32, false);             // CUDA fp32 matmul/conv on TF32 tensor cores
+  GRADACC_ARG(int64_t, threads, 0);           // intra-op threads; 0: LibTorch's default (all cores)
+  GRADACC_ARG(std::string, log_path, "");     // one JSON line per optimizer step
+  GRADACC_ARG(bool, progress, true);          // a progress bar, when stdout is a terminal
+  // What a window's loss is averaged over: its items (Batch::items: samples for classification,
+  // real tokens for text), which is exact for both. kNaiveMicroMean exists for `verify`.
+  GRADACC_ARG(Normalization, normalization, Normalization::kPerItem);
+  // Extra "key=value" pairs a checkpoint must match to resume (the CLI adds the model's spec).
+  GRADACC_ARG(StringMap, identity, {});
+};
+
+}  // namespace gradacc

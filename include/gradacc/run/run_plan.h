@@ -1,0 +1,75 @@
+// RunPlan: a training run's options resolved, with the data-parallel environment and the data
+// set's size, into the numbers the loop uses. resolve_run() is the one place where TrainOptions
+// are validated; a RunPlan is immutable afterwards (every member is const), and the Trainer, the
+// checkpointer and the log read it, never change it.
+//
+// Thread safety: immutable.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include <c10/core/Device.h>
+
+#include "gradacc/accumulate/accum_schedule.h"
+#include "gradacc/accumulate/accumulator.h"
+#include "gradacc/accumulate/batch_plan.h"
+#include "gradacc/accumulate/loss_scaler.h"
+#include "gradacc/data/window_sampler.h"
+#include "gradacc/run/options.h"
+#include "gradacc/sync/dist_env.h"
+
+namespace gradacc {
+
+struct CheckpointPolicy {
+  std::string dir;          // "" = no checkpoints
+  int64_t every = 0;        // optimizer steps between checkpoints; 0: at the end (and on a stop) only
+  int64_t keep = 3;         // newest kept in dir
+  std::string resume_from;  // the checkpoint file to continue from ("" = a fresh run)
+};
+
+struct RunPlan {
+  const BatchPlan batch;
+  const std::optional<AccumSchedule> accum_schedule;
+  const int64_t total_steps;   // the run's length: the LR schedule's horizon
+  const int64_t last_step;     // where this invocation stops (stop_at, or total_steps)
+  const EpochLayout epoch;     // windows per epoch under `batch`
+  const int64_t dataset_size;
+  const WindowSamplerOptions sampler;
+  const DistEnv env;
+  const SyncMode sync;
+  const double dist_timeout_seconds;
+  const int64_t bucket_bytes;
+  const at::Device device;
+  const bool tf32;
+  const int64_t threads;
+  const Precision precision;                     // forward autocast
+  const std::optional<at::ScalarType> master_params;  // bf16/fp16 parameters with fp32 masters
+  const std::optional<at::ScalarType> param_dtype;    // bf16/fp16 parameters, gradients summed in that dtype
+  const std::optional<LossScalerOptions> loss_scaler; // fp16
+  const Normalization normalization;
+  const double clip;
+  const ScheduleKind schedule;
+  const int64_t warmup_steps;
+  const double min_lr;
+  const CheckpointPolicy checkpoint;
+  const std::string log_path;
+  const bool progress;
+  const StringMap identity;    // the caller's extra identity (TrainOptions::identity)
+
+  bool lead() const { return env.rank == 0; }  // rank 0 logs, checkpoints, evaluates, saves
+  // Accumulation options for this plan: items, pre-scaled by the global batch, clipping.
+  AccumulatorOptions accumulator_options() const;
+  // What must be the same for a checkpoint to continue this run exactly.
+  StringMap run_identity(const std::string& optimizer_kind) const;
+  // "key=value" lines the ranks compare at start (everything that changes the result).
+  std::string rank_description(const std::string& optimizer_kind) const;
+};
+
+// Validates `options` against each other, the environment and a data set of `dataset_size`
+// examples, and resolves them. Throws ConfigError or PlanError (one line naming the option and
+// the value) for anything that cannot be meant.
+RunPlan resolve_run(const TrainOptions& options, const DistEnv& env, int64_t dataset_size);
+
+}  // namespace gradacc

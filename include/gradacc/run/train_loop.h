@@ -1,0 +1,55 @@
+// The training step, top to bottom, in one function (train_steps; the code is in train_loop.cc):
+//
+//   window of examples (WindowSampler) → micro-batches → for each: copy to the device, forward and
+//   loss under autocast, backward into the accumulator → window boundary: exact normalization,
+//   clip, optimizer and schedule step (Accumulator::step) → report → the caller's callback
+//   (log, checkpoint, stop).
+//
+// The Trainer (trainer.h) builds the parts and calls it; tests and `verify` call it directly.
+#pragma once
+
+#include <functional>
+#include <vector>
+
+#include <c10/core/Device.h>
+
+#include "gradacc/accumulate/accum_schedule.h"
+#include "gradacc/accumulate/accumulator.h"
+#include "gradacc/accumulate/precision.h"
+#include "gradacc/accumulate/step_report.h"
+#include "gradacc/data/dataset.h"
+#include "gradacc/data/window_sampler.h"
+#include "gradacc/run/loop_position.h"
+#include "gradacc/run/model.h"
+
+namespace gradacc {
+
+// What the loop tells its observer after each optimizer step.
+struct StepContext {
+  int64_t epoch = 0;     // epoch of the window just run
+  double seconds = 0.0;  // wall time of the whole step
+  LoopPosition next;     // where the loop resumes: a checkpoint taken now saves this
+};
+// Returns false to stop the loop after this step (an interrupt, or a requested stop).
+using StepCallback = std::function<bool(const StepReport&, const StepContext&)>;
+
+// Everything one step touches. References: the caller owns them for the duration of the call.
+struct LoopParts {
+  Model& model;
+  const LossFn& loss;
+  Accumulator& accumulator;
+  const Dataset& data;
+  const WindowSampler& sampler;
+  at::Device device = at::kCPU;
+  Precision precision = Precision::kFp32;          // autocast of each micro-batch's forward and loss
+  const AccumSchedule* accum_schedule = nullptr;   // window of step s: accum_schedule->at(s) micro-batches
+};
+
+// Runs up to `steps` optimizer steps from `position` (updated in place), fewer if `on_step` asks
+// to stop. The backward runs outside autocast, as LibTorch recommends. Each report carries the
+// window's peak tensor memory on the device (device/device.h). Throws PlanError when a dropped
+// partial window leaves an epoch with no window at all.
+std::vector<StepReport> train_steps(const LoopParts& parts, int64_t steps, LoopPosition& position,
+                                    const StepCallback& on_step = {});
+
+}  // namespace gradacc

@@ -1,0 +1,19 @@
+// Strict parsing of numbers given as text (flags, environment variables, metadata), and a safe
+// way to show untrusted text in a one-line message.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace gradacc {
+
+// Decimal digits with an optional '-': no '+', no spaces, no leading zeros (never octal), fits
+// int64. Throws std::invalid_argument saying what is wrong.
+int64_t parse_int(const std::string& text);
+// A finite number written in full (no trailing text, no spaces). Throws std::invalid_argument.
+double parse_float(const std::string& text);
+// `text` cut to `max` characters with "…", control characters shown as \xNN.
+std::string shown(const std::string& text, size_t max = 40);
+
+}  // namespace gradacc

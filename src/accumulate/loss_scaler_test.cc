@@ -1,0 +1,54 @@
+// The dynamic loss scale: growth after `interval` good windows, backoff and a skip on overflow,
+// its state through a checkpoint, and refused options.
+#include "gradacc/accumulate/loss_scaler.h"
+
+#include <cmath>
+
+#include <gtest/gtest.h>
+
+namespace gradacc {
+namespace {
+
+TEST(LossScaler, GrowsAfterTheIntervalAndBacksOffOnOverflow) {
+  LossScaler s(LossScalerOptions().init_scale_(256).growth_interval_(3));
+  s.update(false);
+  s.update(false);
+  EXPECT_EQ(s.scale(), 256);
+  s.update(false);
+  EXPECT_EQ(s.scale(), 512);
+  EXPECT_EQ(s.growth_tracker(), 0);
+  s.update(false);
+  s.update(true);  // an overflow resets the run of good windows
+  EXPECT_EQ(s.scale(), 256);
+  EXPECT_EQ(s.skipped_steps(), 1);
+  EXPECT_EQ(s.growth_tracker(), 0);
+}
+
+TEST(LossScaler, StateRoundTripsExactlyAndBadStateIsRefused) {
+  LossScaler a(LossScalerOptions().init_scale_(1.0 / 3.0).growth_interval_(2));
+  a.update(false);
+  a.update(true);
+  a.update(false);
+  LossScaler b(LossScalerOptions().growth_interval_(2));
+  b.load_state(a.state());
+  EXPECT_EQ(b.scale(), a.scale());  // the double reads back to the same bits
+  EXPECT_EQ(b.skipped_steps(), 1);
+  EXPECT_EQ(b.growth_tracker(), 1);
+  auto bad = a.state();
+  bad["loss_scale"] = "inf";
+  EXPECT_THROW(b.load_state(bad), std::invalid_argument);
+  bad = a.state();
+  bad.erase("loss_scale_skipped_steps");
+  EXPECT_THROW(b.load_state(bad), std::invalid_argument);
+}
+
+TEST(LossScaler, RefusesOptionsThatCannotWork) {
+  EXPECT_THROW(LossScaler(LossScalerOptions().init_scale_(0)), std::invalid_argument);
+  EXPECT_THROW(LossScaler(LossScalerOptions().init_scale_(INFINITY)), std::invalid_argument);
+  EXPECT_THROW(LossScaler(LossScalerOptions().growth_factor_(1.0)), std::invalid_argument);
+  EXPECT_THROW(LossScaler(LossScalerOptions().backoff_factor_(1.0)), std::invalid_argument);
+  EXPECT_THROW(LossScaler(LossScalerOptions().growth_interval_(0)), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace gradacc

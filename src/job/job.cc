@@ -1,0 +1,149 @@
+#include "gradacc/job/job.h"
+
+#include <unistd.h>
+
+#include <cmath>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "gradacc/errors.h"
+#include "gradacc/io/safetensors.h"
+#include "gradacc/job/workload.h"
+#include "gradacc/log/step_log.h"
+#include "gradacc/model/model_metadata.h"
+
+namespace gradacc {
+
+JobConfig default_job() {
+  JobConfig c;
+  c.model.kind = ModelKind::kCnn;  // norm unset: each model's default (cnn: group)
+  c.optimizer.name = "adamw";
+  c.optimizer.lr = 2e-3;
+  c.optimizer.weight_decay = 0.01;
+  c.train.schedule(ScheduleKind::kCosine).clip(1.0);
+  return c;
+}
+
+TrainOptions job_train_options(const JobConfig& c) {
+  TrainOptions o = c.train;
+  if (!o.global_batch() && !o.micro_batch() && !o.accumulation_steps()) {
+    o.micro_batch(c.default_micro_batch);
+    if (o.accum_schedule().empty()) o.global_batch(c.default_global_batch);
+  }
+  if (!o.steps() && !o.epochs()) o.epochs(c.default_epochs);
+  StringMap identity = o.identity();
+  for (const auto& [k, v] : model_metadata(c.model)) {
+    if (k != "format") identity["model." + k] = v;
+  }
+  o.identity(identity);
+  return o;
+}
+
+namespace {
+
+void require_writable_parent(const std::string& file) {
+  const std::filesystem::path dir = std::filesystem::path(file).parent_path();
+  const std::string d = dir.empty() ? "." : dir.string();
+  if (!std::filesystem::is_directory(d) || ::access(d.c_str(), W_OK) != 0) {
+    throw ConfigError(fmt::format("cannot create {}: directory {} does not exist or is not writable", file, d));
+  }
+}
+
+std::shared_ptr<Network> build_model(const JobConfig& c, int64_t classes) {
+  try {
+    return make_seeded_model(c, classes);
+  } catch (const std::invalid_argument& e) {
+    throw ConfigError(e.what());
+  }
+}
+
+std::string precision_summary(const RunPlan& p) {
+  if (p.precision == Precision::kFp32) return "";
+  std::string s = fmt::format(" precision={}", to_string(p.precision));
+  if (p.master_params || p.param_dtype) {
+    s += fmt::format(" params={} grad_accum={}", c10::toString(p.master_params ? *p.master_params : *p.param_dtype),
+                     p.master_params ? "fp32" : "param dtype");
+  }
+  if (p.loss_scaler) s += fmt::format(" loss_scale={}", p.loss_scaler->init_scale);
+  return s;
+}
+
+void append_log_record(const std::string& path, const std::string& line) {
+  if (path.empty()) return;
+  std::ofstream log(path, std::ios::app);
+  log << line << "\n";
+  if (!log.flush()) throw std::runtime_error(fmt::format("cannot write log file {}", path));
+}
+
+}  // namespace
+
+JobSummary run_train_job(const JobConfig& c, std::ostream& out) {
+  const Workload work = load_workload(c);
+  auto network = build_model(c, work.num_classes);
+  Trainer trainer(Model::of(network), optimizer_factory(c.optimizer), work.train, job_train_options(c));
+  const RunPlan& plan = trainer.plan();
+  std::ostringstream quiet;
+  std::ostream& say = plan.lead() ? out : quiet;
+  if (plan.lead() && !c.save_path.empty()) require_writable_parent(c.save_path);
+  for (const std::string& w : trainer.warnings()) say << w << "\n";
+  say << fmt::format("gradacc train: model={} norm={} data={} ({} examples) {} steps={} optimizer={} lr={}{}\n",
+                     to_string(c.model.kind), to_string(c.model.resolved_norm()), c.data, work.train->size(),
+                     describe(plan.batch), plan.total_steps, c.optimizer.name, c.optimizer.lr, precision_summary(plan));
+
+  JobSummary s;
+  s.result = trainer.fit();
+  const TrainResult& r = s.result;
+  if (!r.resumed_from.empty()) {
+    say << fmt::format("resumed from {} at step {}\n", r.resumed_from, r.first_step);
+  }
+  const std::string skipped = trainer.loss_scaler()
+                                  ? fmt::format("; {} step(s) skipped on fp16 overflow, final loss scale {}",
+                                                trainer.loss_scaler()->skipped_steps(), trainer.loss_scaler()->scale())
+                                  : "";
+  if (r.stopped_early) {
+    const std::string why = r.interrupted_by == 0     ? "stopped as asked (--stop-at)"
+                            : r.signal_here == SIGINT  ? "interrupted (SIGINT)"
+                            : r.signal_here == SIGTERM ? "interrupted (SIGTERM)"
+                                                       : "stopped because another rank was interrupted";
+    say << fmt::format("{} after step {} of {}; checkpoint {}; continue with --resume {}\n", why, r.steps, plan.total_steps,
+                       r.checkpoint.empty() ? "(none)" : r.checkpoint, plan.checkpoint.dir);
+    return s;
+  }
+  if (!plan.lead()) return s;  // rank 0 evaluates, saves and reports
+  if (!c.save_path.empty()) save_module(c.save_path, *network, model_metadata(c.model));
+  s.evaluated = true;
+  const double final_loss = r.history.empty() ? 0.0 : r.history.back().loss;
+  if (work.text) {
+    s.validation_loss = work.test->size() > 0 ? trainer.evaluate_loss(*work.test, 64) : 0.0;
+    s.bits_per_byte = s.validation_loss / std::log(2.0);
+    s.unigram_bits_per_byte = work.unigram_bits_per_byte;
+    append_log_record(plan.log_path,
+                      fmt::format(R"({{"event":"eval","split":"validation","loss":{},"bits_per_byte":{},"unigram_bits_per_byte":{},"sequences":{}}})",
+                                  s.validation_loss, s.bits_per_byte, s.unigram_bits_per_byte, work.test->size()));
+    out << fmt::format("trained {} optimizer steps in {:.1f} s; last window loss {:.4f}; validation {:.4f} bits/byte "
+                       "(unigram baseline {:.4f}){}\n",
+                       r.steps, r.seconds, final_loss, s.bits_per_byte, s.unigram_bits_per_byte, skipped);
+    return s;
+  }
+  s.test_accuracy = trainer.evaluate_accuracy(*work.test, 1000);
+  append_log_record(plan.log_path, fmt::format(R"({{"event":"eval","split":"test","accuracy":{},"examples":{}}})",
+                                               s.test_accuracy, work.test->size()));
+  out << fmt::format("trained {} optimizer steps in {:.1f} s; last window loss {:.4f}; test accuracy {:.4f}{}\n", r.steps,
+                     r.seconds, final_loss, s.test_accuracy, skipped);
+  return s;
+}
+
+VerifyResult run_verify_job(const JobConfig& c, VerifyOptions options) {
+  const Workload work = load_workload(c);
+  build_model(c, work.num_classes);  // the model spec is checked once, up front
+  options.compare_naive = work.text;
+  const auto make = [&] { return Model::of(make_seeded_model(c, work.num_classes)); };
+  return verify_accumulation(make, optimizer_factory(c.optimizer), work.train, job_train_options(c), cross_entropy_loss(),
+                             options);
+}
+
+}  // namespace gradacc

@@ -1,0 +1,47 @@
+#include "gradacc/job/workload.h"
+
+#include <fmt/format.h>
+#include <torch/utils.h>
+
+#include "gradacc/data/fashion_mnist.h"
+#include "gradacc/data/text.h"
+#include "gradacc/errors.h"
+#include "gradacc/io/safetensors.h"
+
+namespace gradacc {
+
+Workload load_workload(const JobConfig& c) {
+  const bool gpt = c.model.kind == ModelKind::kGpt;
+  if (c.data.starts_with("text:")) {
+    if (!gpt) throw ConfigError(fmt::format("text data needs --model gpt, not {}", to_string(c.model.kind)));
+    const TextSplits splits = load_text(c.data.substr(5), c.model.context);
+    Workload w;
+    w.text = true;
+    w.train = c.train_limit > 0 ? splits.train->head(c.train_limit) : splits.train;
+    w.test = splits.validation;
+    w.unigram_bits_per_byte = unigram_bits_per_byte(*splits.train, *splits.validation);
+    w.num_classes = kByteVocab;
+    return w;
+  }
+  if (gpt) throw ConfigError(fmt::format("--model gpt needs --data text:PATH, not {}", c.data));
+  const std::string prefix = "fashion-mnist";
+  if (!c.data.starts_with(prefix) || (c.data.size() > prefix.size() && c.data[prefix.size()] != ':')) {
+    throw ConfigError(fmt::format("unknown data source '{}' (expected fashion-mnist, fashion-mnist:DIR or text:PATH)", c.data));
+  }
+  const std::string dir = c.data.size() > prefix.size() ? c.data.substr(prefix.size() + 1) : kFashionMnistDir;
+  Workload w;
+  auto train = load_fashion_mnist(dir, Split::kTrain);
+  w.train = c.train_limit > 0 ? train->head(c.train_limit) : train;
+  w.test = load_fashion_mnist(dir, Split::kTest);
+  w.num_classes = train->num_classes();
+  return w;
+}
+
+std::shared_ptr<Network> make_seeded_model(const JobConfig& c, int64_t num_classes) {
+  torch::manual_seed(c.train.seed());
+  auto model = make_model(c.model, num_classes);
+  if (!c.init_path.empty()) load_module(c.init_path, *model);
+  return model;
+}
+
+}  // namespace gradacc

@@ -1,0 +1,219 @@
+// resolve_run(): the one place where a run's options are checked and turned into numbers.
+#include "gradacc/run/run_plan.h"
+
+#include <cmath>
+#include <filesystem>
+
+#include <fmt/format.h>
+
+#include "gradacc/device/device.h"
+#include "gradacc/errors.h"
+#include "gradacc/run/checkpoint.h"
+
+namespace gradacc {
+namespace {
+
+constexpr int64_t kMaxSteps = int64_t{1} << 40;
+constexpr int64_t kMaxThreads = 1024;
+
+void require(bool ok, const std::string& message) {
+  if (!ok) throw ConfigError(message);
+}
+
+// A finite number in [lo, hi].
+void require_range(double v, double lo, double hi, const char* name) {
+  require(std::isfinite(v) && v >= lo && v <= hi, fmt::format("{} must be a finite number in [{}, {}], got {}", name, lo, hi, v));
+}
+
+void require_count(int64_t v, int64_t lo, int64_t hi, const char* name) {
+  require(v >= lo && v <= hi, fmt::format("{} must lie in {}..{}, got {}", name, lo, hi, v));
+}
+
+std::optional<LossScalerOptions> loss_scaler_of(const TrainOptions& o, Precision precision) {
+  const bool any = o.loss_scale_init() || o.loss_scale_growth() || o.loss_scale_backoff() || o.loss_scale_interval();
+  if (precision != Precision::kFp16) {
+    require(!any, fmt::format("loss scaling applies to fp16 only; this run's precision is {}", to_string(precision)));
+    return std::nullopt;
+  }
+  LossScalerOptions s;
+  if (o.loss_scale_init()) s.init_scale = *o.loss_scale_init();
+  if (o.loss_scale_growth()) s.growth_factor = *o.loss_scale_growth();
+  if (o.loss_scale_backoff()) s.backoff_factor = *o.loss_scale_backoff();
+  if (o.loss_scale_interval()) s.growth_interval = *o.loss_scale_interval();
+  try {
+    LossScaler check(s);
+  } catch (const std::invalid_argument& e) {
+    throw ConfigError(e.what());
+  }
+  return s;
+}
+
+}  // namespace
+
+RunPlan resolve_run(const TrainOptions& o, const DistEnv& env, int64_t dataset_size) {
+  if (dataset_size < 1) throw DataError("the training data set is empty");
+  // Length.
+  require(!(o.steps() && o.epochs()), "give either steps or epochs, not both");
+  if (o.steps()) require_count(*o.steps(), 1, kMaxSteps, "steps");
+  if (o.epochs()) require_count(*o.epochs(), 1, 1000000, "epochs");
+  if (o.stop_at()) require_count(*o.stop_at(), 1, kMaxSteps, "stop_at");
+  if (o.warmup()) require_count(*o.warmup(), 0, kMaxSteps, "warmup");
+  require_range(o.clip(), 0.0, 1e12, "clip");
+  require_range(o.min_lr(), 0.0, 1e6, "min_lr");
+  require_range(o.dist_timeout(), 1e-3, 1e7, "dist_timeout");
+  require_range(o.bucket_mb(), 1e-3, 1e6, "bucket_mb");
+  require_count(o.threads(), 0, kMaxThreads, "threads");
+  require_count(o.save_every(), 0, kMaxSteps, "save_every");
+  require_count(o.keep_checkpoints(), 1, 1000000, "keep_checkpoints");
+
+  // The batch: world size from the environment (a configured one must agree).
+  if (o.world_size() && *o.world_size() != env.world_size) {
+    throw ConfigError(fmt::format("world_size is {} in the options, but WORLD_SIZE is {}", *o.world_size(), env.world_size));
+  }
+  std::optional<AccumSchedule> accum_schedule;
+  if (!o.accum_schedule().empty()) {
+    require(!o.global_batch() && !o.accumulation_steps(),
+            "an accumulation schedule replaces global_batch and accumulation_steps: give micro_batch only");
+    require(o.steps().has_value(), "an accumulation schedule needs steps (the run's length in optimizer steps)");
+    try {
+      accum_schedule = AccumSchedule::parse(o.accum_schedule());
+    } catch (const PlanError& e) {
+      throw ConfigError(e.what());
+    }
+  }
+  const int64_t first_accum = accum_schedule ? accum_schedule->at(0) : 0;
+  const BatchPlan batch = BatchPlan::resolve(
+      {o.global_batch(), o.micro_batch(), accum_schedule ? std::optional<int64_t>(first_accum) : o.accumulation_steps(),
+       env.world_size});
+  if (batch.micro_batch > dataset_size) {
+    throw ConfigError(fmt::format("micro-batch of {} is larger than the training data ({} examples)", batch.micro_batch,
+                                  dataset_size));
+  }
+  const EpochLayout epoch = EpochLayout::of(batch, dataset_size, o.drop_partial());
+  const int64_t total_steps = o.steps() ? *o.steps() : o.epochs().value_or(1) * epoch.windows();
+  require(total_steps <= kMaxSteps, fmt::format("the run would take {} steps, more than {}", total_steps, kMaxSteps));
+  const int64_t last_step = std::min(total_steps, o.stop_at().value_or(total_steps));
+
+  // Learning-rate schedule: checked now, built by the Trainer with the optimizer's peak rate.
+  const int64_t warmup = o.warmup().value_or(o.schedule() == ScheduleKind::kConstant ? 0 : total_steps / 20);
+  try {
+    LrSchedule check(LrScheduleOptions{o.schedule(), std::max(1.0, o.min_lr()), warmup, total_steps, o.min_lr()});
+  } catch (const std::invalid_argument& e) {
+    throw ConfigError(e.what());
+  }
+
+  // Precision.
+  const Precision precision = o.precision().value_or(o.param_dtype());
+  if (o.param_dtype() != Precision::kFp32 && precision != o.param_dtype()) {
+    throw ConfigError(fmt::format("param_dtype {} computes in {}: precision {} does not fit it", to_string(o.param_dtype()),
+                                  to_string(o.param_dtype()), to_string(precision)));
+  }
+  if (o.grad_accum_dtype() != Precision::kFp32 && o.grad_accum_dtype() != o.param_dtype()) {
+    throw ConfigError(fmt::format("grad_accum_dtype is fp32 or the param_dtype ({}), not {}", to_string(o.param_dtype()),
+                                  to_string(o.grad_accum_dtype())));
+  }
+  std::optional<at::ScalarType> master_params, param_dtype;
+  if (o.param_dtype() != Precision::kFp32) {
+    (o.grad_accum_dtype() == Precision::kFp32 ? master_params : param_dtype) = scalar_type(o.param_dtype());
+  }
+  if (env.distributed() && param_dtype) {
+    throw ConfigError(fmt::format("data-parallel training sums gradients in fp32, not {} (use grad_accum_dtype fp32)",
+                                  to_string(o.grad_accum_dtype())));
+  }
+  const std::optional<LossScalerOptions> loss_scaler = loss_scaler_of(o, precision);
+
+  // Checkpoints: resuming defaults the directory to the checkpoint's own.
+  CheckpointPolicy checkpoint{o.checkpoint_dir(), o.save_every(), o.keep_checkpoints(), ""};
+  if (!o.resume().empty()) {
+    checkpoint.resume_from = resolve_checkpoint(o.resume());
+    if (checkpoint.dir.empty()) checkpoint.dir = std::filesystem::path(checkpoint.resume_from).parent_path().string();
+  }
+  require(o.save_every() == 0 || !checkpoint.dir.empty(), "save_every needs a checkpoint directory (--checkpoint-dir)");
+  require(!o.stop_at() || !checkpoint.dir.empty(), "stop_at needs a checkpoint directory (--checkpoint-dir) to continue from");
+
+  at::Device device = at::kCPU;
+  try {
+    device = resolve_device(o.device());
+  } catch (const std::invalid_argument& e) {
+    throw ConfigError(e.what());
+  }
+
+  return RunPlan{
+      .batch = batch,
+      .accum_schedule = accum_schedule,
+      .total_steps = total_steps,
+      .last_step = last_step,
+      .epoch = epoch,
+      .dataset_size = dataset_size,
+      .sampler = WindowSamplerOptions{o.shuffle(), o.seed(), o.drop_partial(), env.rank},
+      .env = env,
+      .sync = o.sync(),
+      .dist_timeout_seconds = o.dist_timeout(),
+      .bucket_bytes = static_cast<int64_t>(o.bucket_mb() * (1 << 20)),
+      .device = device,
+      .tf32 = o.tf32(),
+      .threads = o.threads(),
+      .precision = precision,
+      .master_params = master_params,
+      .param_dtype = param_dtype,
+      .loss_scaler = loss_scaler,
+      .normalization = o.normalization(),
+      .clip = o.clip(),
+      .schedule = o.schedule(),
+      .warmup_steps = warmup,
+      .min_lr = o.min_lr(),
+      .checkpoint = checkpoint,
+      .log_path = env.rank == 0 ? o.log_path() : "",
+      .progress = o.progress() && env.rank == 0,
+      .identity = o.identity(),
+  };
+}
+
+AccumulatorOptions RunPlan::accumulator_options() const {
+  // Pre-scaled by the examples of a full window: windows whose items equal their samples
+  // (classification) then need no rescale at all (the factor at the boundary is exactly 1).
+  AccumulatorOptions a;
+  a.normalization = normalization;
+  a.max_grad_norm = clip;
+  a.nominal_count = normalization == Normalization::kNaiveMicroMean ? batch.accumulation_steps : batch.global_batch;
+  return a;
+}
+
+StringMap RunPlan::run_identity(const std::string& optimizer_kind) const {
+  StringMap id;
+  for (const auto& [k, v] : identity) id[k] = v;
+  id["global_batch"] = std::to_string(batch.global_batch);
+  id["micro_batch"] = std::to_string(batch.micro_batch);
+  id["accumulation_steps"] = std::to_string(batch.accumulation_steps);
+  id["world_size"] = std::to_string(batch.world_size);
+  std::string schedule;
+  if (accum_schedule) {
+    for (const auto& [step, accum] : accum_schedule->points()) schedule += fmt::format("{}{}:{}", schedule.empty() ? "" : ",", step, accum);
+  }
+  id["accum_schedule"] = schedule;
+  id["normalization"] = normalization == Normalization::kPerItem ? "per-item" : "naive";
+  id["optimizer"] = optimizer_kind;
+  id["train_examples"] = std::to_string(dataset_size);
+  id["seed"] = std::to_string(sampler.seed);
+  id["shuffle"] = sampler.shuffle ? "on" : "off";
+  id["partial_window"] = sampler.drop_partial ? "drop" : "rescale";
+  id["precision"] = to_string(precision);
+  id["param_dtype"] = master_params || param_dtype ? std::string(c10::toString(master_params ? *master_params : *param_dtype)) : "fp32";
+  id["grad_accum_dtype"] = param_dtype ? "param" : "fp32";
+  return id;
+}
+
+std::string RunPlan::rank_description(const std::string& optimizer_kind) const {
+  std::string d;
+  for (const auto& [k, v] : run_identity(optimizer_kind)) d += k + "=" + v + "\n";
+  d += fmt::format("total_steps={}\nlast_step={}\nschedule={}\nwarmup={}\nmin_lr={}\nclip={}\nsync={}\nresume={}\n",
+                   total_steps, last_step, to_string(schedule), warmup_steps, min_lr, clip, to_string(sync),
+                   checkpoint.resume_from);
+  if (loss_scaler) {
+    d += fmt::format("loss_scale={},{},{},{}\n", loss_scaler->init_scale, loss_scaler->growth_factor,
+                     loss_scaler->backoff_factor, loss_scaler->growth_interval);
+  }
+  return d;
+}
+
+}  // namespace gradacc

@@ -1,0 +1,61 @@
+// The torchrun environment contract: a single process without it, ranks with it, and one-line
+// errors for values that cannot be meant.
+#include "gradacc/sync/dist_env.h"
+
+#include <cstdlib>
+
+#include <gtest/gtest.h>
+
+#include "gradacc/errors.h"
+
+namespace gradacc {
+namespace {
+
+// Sets the variables for one test and clears them after.
+class Env : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    for (const char* v : {"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"}) ::unsetenv(v);
+  }
+  static void set(const char* name, const char* value) { ::setenv(name, value, 1); }
+};
+
+TEST_F(Env, WithoutWorldSizeItIsOneProcess) {
+  const DistEnv e = DistEnv::from_environment();
+  EXPECT_EQ(e.world_size, 1);
+  EXPECT_EQ(e.rank, 0);
+  EXPECT_FALSE(e.distributed());
+}
+
+TEST_F(Env, ReadsTheTorchrunVariables) {
+  set("WORLD_SIZE", "4");
+  set("RANK", "2");
+  set("LOCAL_RANK", "0");
+  set("MASTER_ADDR", "10.0.0.7");
+  set("MASTER_PORT", "29600");
+  const DistEnv e = DistEnv::from_environment();
+  EXPECT_EQ(e.world_size, 4);
+  EXPECT_EQ(e.rank, 2);
+  EXPECT_EQ(e.local_rank, 0);
+  EXPECT_EQ(e.master_addr, "10.0.0.7");
+  EXPECT_EQ(e.master_port, 29600);
+  EXPECT_TRUE(e.distributed());
+}
+
+TEST_F(Env, RefusesWhatCannotBeMeant) {
+  set("WORLD_SIZE", "2");
+  EXPECT_THROW(DistEnv::from_environment(), ConfigError);  // no RANK
+  set("RANK", "2");
+  EXPECT_THROW(DistEnv::from_environment(), ConfigError);  // RANK ≥ WORLD_SIZE
+  set("RANK", "01");
+  EXPECT_THROW(DistEnv::from_environment(), ConfigError);  // a leading zero
+  set("RANK", "1");
+  set("MASTER_PORT", "70000");
+  EXPECT_THROW(DistEnv::from_environment(), ConfigError);
+  set("MASTER_PORT", "29500");
+  set("WORLD_SIZE", "two");
+  EXPECT_THROW(DistEnv::from_environment(), ConfigError);
+}
+
+}  // namespace
+}  // namespace gradacc
