@@ -19,7 +19,7 @@ TORCH_VERSION="${GRADACC_TORCH_VERSION:-2.11.0}"
 CACHE="${GRADACC_CACHE:-$HOME/.cache/gradacc}"
 VENV="$CACHE/torch-$TORCH_VERSION/venv"
 APT_PACKAGES=(g++ cmake make ninja-build ccache libgtest-dev nlohmann-json3-dev libcli11-dev
-              zlib1g-dev python3 python3-venv dataset-fashion-mnist gnuplot-nox libgloo-dev)
+              zlib1g-dev clang-format python3 python3-venv dataset-fashion-mnist gnuplot-nox libgloo-dev)
 
 log() { echo "setup: $*" >&2; }
 

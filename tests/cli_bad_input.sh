@@ -42,7 +42,7 @@ expect_bad "unknown normalization 'instance'" train --norm instance
 expect_bad "unknown optimizer 'lion'" train --optimizer lion --steps 1 --train-limit 64
 expect_bad "unknown schedule" train --schedule step
 expect_bad "--shuffle: 'maybe' is not on or off" train --shuffle maybe
-expect_bad "lr must be positive" train --lr -1 --steps 1 --train-limit 64
+expect_bad "lr must lie in (0, 1000]" train --lr -1 --steps 1 --train-limit 64
 expect_bad "either steps or epochs" train --steps 3 --epochs 1
 expect_bad "clip must be" train --clip -1
 expect_bad "not valid JSON" train --config "$tmp/broken.json"
@@ -71,7 +71,7 @@ printf 'one short document.\n' >"$tmp/tiny.txt"
 text=/usr/share/common-licenses/GPL-3
 expect_bad "the text file is empty" train --model gpt --data "text:$tmp/empty.txt" --steps 1
 expect_bad "not UTF-8 text (invalid byte 0xe9 at offset 3)" train --model gpt --data "text:$tmp/latin1.txt" --steps 1
-expect_bad "cannot open text file" train --model gpt --data "text:$tmp/none.txt" --steps 1
+expect_bad "none.txt: no such file" train --model gpt --data "text:$tmp/none.txt" --steps 1
 expect_bad "context = 100000 is outside 1..8192" train --model gpt --data "text:$text" --context 100000 --steps 1
 expect_bad "micro-batch of 8 is larger than the training data (1 examples)" train --model gpt --data "text:$tmp/tiny.txt" --micro-batch 8 --steps 1
 expect_bad "dim = 30 is not divisible by heads = 4" train --model gpt --data "text:$text" --dim 30 --steps 1
@@ -114,6 +114,69 @@ printf '\x55' | dd of="$tmp/flipped.safetensors" bs=1 seek=2000 conv=notrunc sta
 expect_bad "checksum mismatch" train --model mlp --steps 8 --train-limit 256 --global-batch 64 --resume "$tmp/flipped.safetensors"
 head -c 3000 "$ck" >"$tmp/short.safetensors"
 expect_bad "short.safetensors" train --model mlp --steps 8 --train-limit 256 --global-batch 64 --resume "$tmp/short.safetensors"
+
+# ── Hardening (issue 18), one case per class ───────────────────────────────────────────────────
+# Values that cannot be meant: non-finite, octal-looking, empty, wrapping, out of range, or
+# settings of another optimizer.
+expect_bad "--lr: 'nan' is not a finite number" train --lr nan
+expect_bad "--clip: 'inf' is not a finite number" train --clip inf
+expect_bad "--min-lr: 'nan' is not a finite number" train --min-lr nan
+expect_bad "--weight-decay: 'inf' is not a finite number" train --weight-decay inf
+expect_bad "--micro-batch: '010' has a leading zero" train --micro-batch 010
+expect_bad "--lr: a number is expected, got nothing" train --lr ""
+expect_bad "--data: must not be empty" train --data ""
+expect_bad "--seed: '18446744073709551616' does not fit a 64-bit integer" train --seed 18446744073709551616
+expect_bad "--epochs: '99999999999999999999' does not fit" train --epochs 99999999999999999999
+expect_bad "threads must lie in 0..1024, got 100000" train --threads 100000
+expect_bad "momentum and nesterov apply to sgd, not adamw" train --momentum 0.9 --steps 1 --train-limit 64
+expect_bad "betas and eps apply to adam and adamw, not sgd" train --optimizer sgd --betas 0.8,0.99 --steps 1 --train-limit 64
+expect_bad "larger than 1099511627776" train --micro-batch 64 --accum 288230376151711744
+expect_bad "larger than 1099511627776" plan --micro-batch 64 --accum 288230376151711744
+expect_bad "larger than 1099511627776" plan --micro-batch 4294967296 --world-size 4294967296
+printf '{"steps": 4, "train_limit": 64, "model": "mlp", "train_batch_size": 32}' >"$tmp/steps.json"
+"$bin" train --config "$tmp/steps.json" --progress off >"$tmp/steps.out" 2>&1 </dev/null \
+  && grep -q "trained 4 optimizer steps" "$tmp/steps.out" \
+  && passes=$((passes + 1)) || { echo "FAIL: a config with steps alone: $(cat "$tmp/steps.out")"; fails=$((fails + 1)); }
+# No crash on hostile JSON: 100,000 nested arrays, and a number that does not fit.
+{ printf '{"lr": '; head -c 100000 /dev/zero | tr '\0' '['; } >"$tmp/deep.json"
+expect_bad "nested deeper than 32 levels" train --config "$tmp/deep.json"
+printf '{"train_batch_size": 18446744073709551615}' >"$tmp/big.json"
+expect_bad "does not fit 64 bits" train --config "$tmp/big.json"
+# No hang: a FIFO given where a regular file is expected is refused before it is opened.
+mkfifo "$tmp/fifo"
+expect_bad "the config must be a regular file" train --config "$tmp/fifo"
+expect_bad "is not a regular file" train --init "$tmp/fifo" --steps 1 --train-limit 64
+expect_bad "is not a regular file" train --model gpt --data "text:$tmp/fifo" --steps 1
+expect_bad "is not a regular file" plot "$tmp/fifo" -o "$tmp/p.png"
+# No crash: a 170-byte weights file that claims a huge gpt and holds nothing.
+"$bin" train --model mlp --steps 1 --train-limit 64 --global-batch 64 --save "$tmp/m.safetensors" >/dev/null 2>&1 </dev/null
+python3 - "$tmp/huge.safetensors" <<'PY'
+import json, struct, sys
+meta = {"__metadata__": {"format": "pt", "model": "gpt", "norm": "layer", "layers": "4096", "heads": "64", "dim": "8192", "context": "8192"}}
+h = json.dumps(meta).encode()
+open(sys.argv[1], "wb").write(struct.pack("<Q", len(h)) + h)
+PY
+expect_bad "holds 0 weights, but a gpt of 4096 layers" generate --init "$tmp/huge.safetensors"
+# No data loss: two options naming one file are refused before anything is written.
+expect_bad "--log and --save name the same file" train --steps 1 --train-limit 64 --log "$tmp/same" --save "$tmp/same"
+cp "$tmp/steps.json" "$tmp/keep.json"
+expect_bad "--log and --config name the same file" train --config "$tmp/keep.json" --log "$tmp/keep.json"
+cmp -s "$tmp/steps.json" "$tmp/keep.json" || { echo "FAIL: the config was overwritten"; fails=$((fails + 1)); }
+expect_bad "--log and --init name the same file" train --steps 1 --train-limit 64 --init "$tmp/m.safetensors" --log "$tmp/m.safetensors"
+expect_bad "--log and --resume name the same file" train --model mlp --steps 8 --train-limit 256 --global-batch 64 --resume "$ck" --log "$ck"
+expect_bad "already holds checkpoints" train --model mlp --steps 4 --train-limit 256 --global-batch 64 --checkpoint-dir "$tmp/ck"
+# A write that fails (a full disk) is an error, not a silent empty log.
+if [ -w /dev/full ]; then
+  expect_bad "cannot write log file /dev/full" train --model mlp --steps 2 --train-limit 64 --global-batch 32 --log /dev/full
+fi
+# Input never becomes gnuplot code.
+"$bin" train --model mlp --steps 2 --train-limit 64 --global-batch 32 --log "$tmp/p.jsonl" >/dev/null 2>&1 </dev/null
+expect_bad "--title 'x'\\x0asystem(" plot "$tmp/p.jsonl" -o "$tmp/p.png" --title "x'
+system(\"touch $tmp/pwned\")
+set title 'y"
+expect_bad "holds a control character" plot "$tmp/p.jsonl" -o "$tmp/p.png" --labels "a
+system(\"touch $tmp/pwned\")"
+[ -e "$tmp/pwned" ] && { echo "FAIL: gnuplot ran injected code"; fails=$((fails + 1)); }
 
 echo "cli_bad_input: $passes passed, $fails failed"
 [ "$fails" -eq 0 ]

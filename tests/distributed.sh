@@ -20,7 +20,7 @@ steps_logged() { local n; n=$(grep -c '"step"' "$1" 2>/dev/null); echo "${n:-0}"
 
 # Weights of two runs agree: max |a − b| relative to how far the weights moved from `init` (the
 # criterion of `gradacc verify`: AdamW moves a weight with a near-zero gradient by up to lr on
-# rounding noise alone). Measured ≤ 2.4e-3; tolerance 2e-2.
+# rounding noise alone). Measured ≤ 7.4e-4 (2026-11-26, this machine kind); tolerance 5e-3.
 compare() {  # compare a.safetensors b.safetensors init.safetensors label tolerance
   "$PY" - "$@" <<'PY' || exit 1
 import sys
@@ -51,8 +51,8 @@ equivalence() {  # equivalence label args...
   run_world 2 "$D/w2.safetensors" "$D/w2.jsonl" "$@" --steps 10 --micro-batch 8 --accum 2
   run_world 1 "$D/w1.safetensors" "$D/w1.jsonl" "$@" --steps 10 --micro-batch 8 --accum 4
   run_world 1 "$D/full.safetensors" "$D/full.jsonl" "$@" --steps 10 --micro-batch 32 --accum 1
-  compare "$D/w2.safetensors" "$D/w1.safetensors" "$D/init.safetensors" "$label world 2×2×8 vs world 1×4×8" 2e-2
-  compare "$D/w2.safetensors" "$D/full.safetensors" "$D/init.safetensors" "$label world 2×2×8 vs full batch 32" 2e-2
+  compare "$D/w2.safetensors" "$D/w1.safetensors" "$D/init.safetensors" "$label world 2×2×8 vs world 1×4×8" 5e-3
+  compare "$D/w2.safetensors" "$D/full.safetensors" "$D/init.safetensors" "$label world 2×2×8 vs full batch 32" 5e-3
   "$PY" - "$D/w2.jsonl" "$D/w1.jsonl" <<'PY' || fail "$label: logged losses differ"
 import json, sys
 a, b = ([json.loads(l) for l in open(p) if '"step"' in l] for p in sys.argv[1:3])
@@ -151,6 +151,24 @@ kill -9 "$s1" 2>/dev/null
 [ "$rc" -ne 0 ] && [ "$took" -le 15 ] && grep -q "because rank 1 did not answer" "$D/st.err" \
   || fail "stalled peer: exit $rc after $took s: $(cat "$D/st.err")"
 echo "stalled rank 1: rank 0 exited $rc after $took s (timeout 4 s + 5 s roll call): $(cut -c1-120 "$D/st.err")"
+
+# Rank 0 stalls (SIGSTOP): it hosts the rendezvous store, so rank 1's roll call cannot reach the
+# store either; rank 1 still gives up within the timeout and the roll call's own deadline, naming
+# rank 0, and the launcher returns.
+p=$(port)
+MASTER_PORT=$p WORLD_SIZE=2 RANK=0 "$G" "${stall[@]}" --log "$D/s0.jsonl" >/dev/null 2>&1 &
+t0=$!; PIDS+=("$t0")
+MASTER_PORT=$p WORLD_SIZE=2 RANK=1 "$G" "${stall[@]}" >/dev/null 2>"$D/s1.err" &
+t1=$!; PIDS+=("$t1")
+for _ in $(seq 600); do [ "$(steps_logged "$D/s0.jsonl")" -ge 3 ] && break; sleep 0.05; done
+kill -STOP "$t0"
+start=$(date +%s)
+wait "$t1"; rc=$?
+took=$(( $(date +%s) - start ))
+kill -9 "$t0" 2>/dev/null
+[ "$rc" -ne 0 ] && [ "$took" -le 20 ] && grep -q "rank 0" "$D/s1.err" && [ "$(wc -l <"$D/s1.err")" -eq 1 ] \
+  || fail "stalled rank 0: rank 1 exit $rc after $took s: $(cat "$D/s1.err")"
+echo "stalled rank 0 (the store host): rank 1 exited $rc after $took s: $(cut -c1-120 "$D/s1.err")"
 
 # The launcher stops the other ranks when one dies.
 "$G" launch --nproc 2 --master-port "$(port)" --grace 5 -- "${long[@]}" --log "$D/l.jsonl" >"$D/l.out" 2>"$D/l.err" &

@@ -10,7 +10,8 @@
 
 // 1. A model: any torch::nn::Module.
 struct Net : torch::nn::Module {
-  torch::nn::Linear fc1{register_module("fc1", torch::nn::Linear(2, 64))}, fc2{register_module("fc2", torch::nn::Linear(64, 3))};
+  torch::nn::Linear fc1{register_module("fc1", torch::nn::Linear(2, 64))},
+      fc2{register_module("fc2", torch::nn::Linear(64, 3))};
   torch::nn::LayerNorm norm{register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({64})))};
   torch::Tensor forward(const torch::Tensor& x) { return fc2(torch::gelu(norm(fc1(x)))); }
 };
@@ -29,7 +30,8 @@ struct Spirals : torch::data::datasets::Dataset<Spirals> {
 //    window's real count, which is what makes accumulation exact).
 torch::Tensor summed_loss(const torch::Tensor& logits, const gradacc::Batch& batch) {
   namespace F = torch::nn::functional;
-  return F::cross_entropy(logits, batch.targets, F::CrossEntropyFuncOptions().reduction(torch::kSum).label_smoothing(0.05));
+  return F::cross_entropy(logits, batch.targets,
+                          F::CrossEntropyFuncOptions().reduction(torch::kSum).label_smoothing(0.05));
 }
 
 int main(int argc, char** argv) try {
@@ -38,10 +40,14 @@ int main(int argc, char** argv) try {
   bool verify = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--steps" && i + 1 < argc) steps = std::stoll(argv[++i]);
-    else if (a == "--save" && i + 1 < argc) save = argv[++i];
-    else if (a == "--verify") verify = true;
-    else throw gradacc::ConfigError("usage: custom_model [--steps N] [--save FILE] [--verify]");
+    if (a == "--steps" && i + 1 < argc)
+      steps = std::stoll(argv[++i]);
+    else if (a == "--save" && i + 1 < argc)
+      save = argv[++i];
+    else if (a == "--verify")
+      verify = true;
+    else
+      throw gradacc::ConfigError("usage: custom_model [--steps N] [--save FILE] [--verify]");
   }
   auto data = gradacc::from_torch_dataset(Spirals{}, 3);
   // 4. A stock LibTorch optimizer, made over the tensors gradacc asks it to update.
@@ -49,9 +55,18 @@ int main(int argc, char** argv) try {
     return std::make_unique<torch::optim::AdamW>(params, torch::optim::AdamWOptions(1e-2).weight_decay(0.01));
   };
   // 5. 64 examples per optimizer step in micro-batches of 8: 8 micro-batches (4 per rank on 2 ranks).
-  const auto options = gradacc::TrainOptions().global_batch(64).micro_batch(8).steps(steps).clip(1.0)
-                           .schedule(gradacc::ScheduleKind::kCosine).seed(1).progress(false);
-  const auto make_model = [] { torch::manual_seed(0); return gradacc::Model::of(std::make_shared<Net>()); };
+  const auto options = gradacc::TrainOptions()
+                           .global_batch(64)
+                           .micro_batch(8)
+                           .steps(steps)
+                           .clip(1.0)
+                           .schedule(gradacc::ScheduleKind::kCosine)
+                           .seed(1)
+                           .progress(false);
+  const auto make_model = [] {
+    torch::manual_seed(0);
+    return gradacc::Model::of(std::make_shared<Net>());
+  };
   if (verify) {  // accumulated vs full-batch training of this very model
     gradacc::VerifyOptions vo;
     const gradacc::VerifyResult r = gradacc::verify_accumulation(make_model, adamw, data, options, summed_loss, vo);
@@ -60,7 +75,8 @@ int main(int argc, char** argv) try {
   }
   gradacc::Trainer trainer(make_model(), adamw, data, options, summed_loss);
   trainer.on_step([&](const gradacc::StepReport& r, const gradacc::StepContext&) {
-    if (trainer.plan().lead() && (r.step % 10 == 0 || r.step == steps)) std::cout << "step " << r.step << " loss " << r.loss << "\n";
+    if (trainer.plan().lead() && (r.step % 10 == 0 || r.step == steps))
+      std::cout << "step " << r.step << " loss " << r.loss << "\n";
     return true;
   });
   trainer.fit();

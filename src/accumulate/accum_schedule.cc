@@ -24,9 +24,12 @@ AccumSchedule AccumSchedule::parse(const std::string& spec) {
     } catch (const std::exception&) {
       throw PlanError(fmt::format("accumulation schedule '{}': '{}' is not step:accumulation", spec, item));
     }
-    if (accum < 1) throw PlanError(fmt::format("accumulation schedule '{}': accumulation {} at step {} must be ≥ 1", spec, accum, step));
+    if (accum < 1)
+      throw PlanError(
+          fmt::format("accumulation schedule '{}': accumulation {} at step {} must be ≥ 1", spec, accum, step));
     if (s.points_.empty() ? step != 0 : step <= s.points_.back().first) {
-      throw PlanError(fmt::format("accumulation schedule '{}': steps must start at 0 and increase (got {})", spec, step));
+      throw PlanError(
+          fmt::format("accumulation schedule '{}': steps must start at 0 and increase (got {})", spec, step));
     }
     s.points_.emplace_back(step, accum);
   }

@@ -46,10 +46,10 @@
 
 #include <ATen/ops/cat.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/zeros_like.h>
 #include <ATen/ops/linalg_vector_norm.h>
 #include <ATen/ops/stack.h>
 #include <ATen/ops/zeros.h>
+#include <ATen/ops/zeros_like.h>
 #include <fmt/format.h>
 
 #include "gradacc/optim/fused_adamw.h"
@@ -98,7 +98,8 @@ Accumulator::Accumulator(torch::nn::Module& model, torch::optim::Optimizer& opti
   stats_ = buffer_.narrow(0, total, kStatSlots);
   stats_host_ = at::zeros({kStatSlots}, at::TensorOptions().dtype(at::kFloat));
   if (master_) {
-    if (master_->model_params().size() != params_.size()) throw std::invalid_argument("master weights of another model");
+    if (master_->model_params().size() != params_.size())
+      throw std::invalid_argument("master weights of another model");
     micro_grad_ = at::zeros({total}, params_[0].options().requires_grad(false));
   }
   int64_t offset = 0;
@@ -126,7 +127,7 @@ void Accumulator::accumulate(const at::Tensor& loss_sum, int64_t samples, int64_
     for (size_t i = 0; i < params_.size(); ++i) params_[i].mutable_grad() = micro_views_[i];  // this micro-batch alone
   }
   const double s = pre_scale_ * (scaler_ ? scaler_->scale() : 1.0);  // s, times S with a loss scaler
-  if (options_.normalization == Normalization::kNaiveMicroMean) {  // for comparison only
+  if (options_.normalization == Normalization::kNaiveMicroMean) {    // for comparison only
     const at::Tensor micro_mean = loss_sum / static_cast<double>(std::max<int64_t>(items, 1));
     (micro_mean * s).backward();
     window_loss_.add_(micro_mean.detach());
@@ -162,8 +163,8 @@ void Accumulator::set_reducer(GradientReducer* reducer, SyncMode mode) {
   if (!distributed()) return;
   const at::ScalarType t = buffer_.scalar_type();
   if (t != at::kFloat && t != at::kDouble) {
-    throw std::invalid_argument(fmt::format("data-parallel training sums gradients in fp32, not {} (use --grad-accum-dtype fp32)",
-                                            c10::toString(t)));
+    throw std::invalid_argument(fmt::format(
+        "data-parallel training sums gradients in fp32, not {} (use --grad-accum-dtype fp32)", c10::toString(t)));
   }
   if (mode == SyncMode::kEveryMicroBatch && !micro_grad_.defined()) {
     micro_grad_ = at::zeros_like(flat_grad_);
@@ -237,7 +238,8 @@ StepReport Accumulator::step() {
     const auto* base = static_cast<const char*>(grad_home.data_ptr());
     const auto* at = g.defined() ? static_cast<const char*>(g.data_ptr()) : nullptr;
     if (at < base || at >= base + grad_home.nbytes()) {
-      throw std::logic_error("a parameter's .grad no longer views the accumulation buffer (zero_grad or a replaced .grad?)");
+      throw std::logic_error(
+          "a parameter's .grad no longer views the accumulation buffer (zero_grad or a replaced .grad?)");
     }
   }
 

@@ -10,7 +10,8 @@ constexpr int64_t kMaxBatchField = int64_t{1} << 40;
 
 void require_positive(const char* name, const std::optional<int64_t>& v) {
   if (v && *v <= 0) throw PlanError(fmt::format("{} must be a positive integer, got {}", name, *v));
-  if (v && *v > kMaxBatchField) throw PlanError(fmt::format("{} = {} is larger than {} (2^40)", name, *v, kMaxBatchField));
+  if (v && *v > kMaxBatchField)
+    throw PlanError(fmt::format("{} = {} is larger than {} (2^40)", name, *v, kMaxBatchField));
 }
 
 // a × b, or PlanError naming the product when it exceeds the largest batch gradacc accepts.
@@ -47,8 +48,9 @@ BatchPlan BatchPlan::resolve(const BatchPlanRequest& r) {
     p.global_batch = *r.global_batch;
     p.micro_batch = *r.micro_batch;
     p.accumulation_steps = *r.accumulation_steps;
-    const int64_t product = checked_mul(checked_mul(p.micro_batch, p.accumulation_steps, "micro_batch × accumulation_steps"), w,
-                                        "micro_batch × accumulation_steps × world_size");
+    const int64_t product =
+        checked_mul(checked_mul(p.micro_batch, p.accumulation_steps, "micro_batch × accumulation_steps"), w,
+                    "micro_batch × accumulation_steps × world_size");
     if (product != p.global_batch) {
       throw PlanError(fmt::format(
           "global_batch = {} does not equal micro_batch × accumulation_steps × world_size = {} × {} × {} = {}",
@@ -57,18 +59,20 @@ BatchPlan BatchPlan::resolve(const BatchPlanRequest& r) {
   } else if (g && m) {
     p.global_batch = *r.global_batch;
     p.micro_batch = *r.micro_batch;
-    p.accumulation_steps = exact_div(p.global_batch, "global_batch", checked_mul(p.micro_batch, w, "micro_batch × world_size"),
-                                     fmt::format("micro_batch × world_size ({} × {})", p.micro_batch, w));
+    p.accumulation_steps =
+        exact_div(p.global_batch, "global_batch", checked_mul(p.micro_batch, w, "micro_batch × world_size"),
+                  fmt::format("micro_batch × world_size ({} × {})", p.micro_batch, w));
   } else if (g && a) {
     p.global_batch = *r.global_batch;
     p.accumulation_steps = *r.accumulation_steps;
-    p.micro_batch = exact_div(p.global_batch, "global_batch", checked_mul(p.accumulation_steps, w, "accumulation_steps × world_size"),
+    p.micro_batch = exact_div(p.global_batch, "global_batch",
+                              checked_mul(p.accumulation_steps, w, "accumulation_steps × world_size"),
                               fmt::format("accumulation_steps × world_size ({} × {})", p.accumulation_steps, w));
   } else if (m && a) {
     p.micro_batch = *r.micro_batch;
     p.accumulation_steps = *r.accumulation_steps;
-    p.global_batch = checked_mul(checked_mul(p.micro_batch, p.accumulation_steps, "micro_batch × accumulation_steps"), w,
-                                 "micro_batch × accumulation_steps × world_size");
+    p.global_batch = checked_mul(checked_mul(p.micro_batch, p.accumulation_steps, "micro_batch × accumulation_steps"),
+                                 w, "micro_batch × accumulation_steps × world_size");
   } else if (g) {
     p.global_batch = *r.global_batch;
     p.accumulation_steps = 1;
@@ -78,9 +82,9 @@ BatchPlan BatchPlan::resolve(const BatchPlanRequest& r) {
     p.accumulation_steps = 1;
     p.global_batch = checked_mul(p.micro_batch, w, "micro_batch × world_size");
   } else if (a) {
-    throw PlanError(fmt::format(
-        "accumulation_steps = {} alone does not fix a batch: give global_batch or micro_batch too",
-        *r.accumulation_steps));
+    throw PlanError(
+        fmt::format("accumulation_steps = {} alone does not fix a batch: give global_batch or micro_batch too",
+                    *r.accumulation_steps));
   } else {
     throw PlanError("no batch size given: set at least one of global_batch and micro_batch");
   }
@@ -94,9 +98,9 @@ EpochLayout EpochLayout::of(const BatchPlan& plan, int64_t dataset_size, bool dr
   e.partial_window_size = dataset_size % plan.global_batch;
   e.partial_dropped = drop_partial && e.partial_window_size > 0;
   if (e.windows() == 0) {
-    throw PlanError(fmt::format(
-        "the data set has {} samples, fewer than one global batch of {}, and the partial window is dropped",
-        dataset_size, plan.global_batch));
+    throw PlanError(
+        fmt::format("the data set has {} samples, fewer than one global batch of {}, and the partial window is dropped",
+                    dataset_size, plan.global_batch));
   }
   return e;
 }

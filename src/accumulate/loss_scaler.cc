@@ -14,7 +14,7 @@ LossScaler::LossScaler(LossScalerOptions o) : options_(o), scale_(o.init_scale) 
   if (!(o.growth_factor > 1) || !std::isfinite(o.growth_factor)) {
     throw std::invalid_argument(fmt::format("loss scale growth factor must be > 1, got {}", o.growth_factor));
   }
-  if (!(o.backoff_factor > 0 && o.backoff_factor < 1)) {
+  if (!(o.backoff_factor > 0 && o.backoff_factor < 1) || !std::isfinite(o.backoff_factor)) {
     throw std::invalid_argument(fmt::format("loss scale backoff factor must lie in (0, 1), got {}", o.backoff_factor));
   }
   if (o.growth_interval < 1) {

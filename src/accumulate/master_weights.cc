@@ -10,7 +10,8 @@ namespace gradacc {
 
 MasterWeights::MasterWeights(torch::nn::Module& model, at::ScalarType param_dtype) {
   if (param_dtype != at::kBFloat16 && param_dtype != at::kHalf) {
-    throw std::invalid_argument(fmt::format("master weights are for bf16/fp16 parameters, not {}", c10::toString(param_dtype)));
+    throw std::invalid_argument(
+        fmt::format("master weights are for bf16/fp16 parameters, not {}", c10::toString(param_dtype)));
   }
   int64_t total = 0;
   for (const at::Tensor& p : model.parameters()) {

@@ -119,8 +119,8 @@ TEST(LossScaling, OverflowInOneMicroBatchSkipsTheStepAndTheScheduleAndHalvesTheS
   const StepReport skipped = acc.step();
   EXPECT_TRUE(skipped.skipped);
   EXPECT_FALSE(std::isfinite(skipped.grad_norm));
-  EXPECT_TRUE(at::equal(before, flat_params(*model)));   // weights unchanged, bit for bit
-  EXPECT_EQ(scaler.scale(), 32768);                      // 65536 × 0.5
+  EXPECT_TRUE(at::equal(before, flat_params(*model)));  // weights unchanged, bit for bit
+  EXPECT_EQ(scaler.scale(), 32768);                     // 65536 × 0.5
   EXPECT_EQ(acc.steps_taken(), 1);
   EXPECT_EQ(acc.updates_applied(), 0);
   EXPECT_EQ(acc.flat_grad().abs().max().item<float>(), 0.0f);  // the bad gradient is dropped
@@ -158,8 +158,8 @@ TEST(LossScaling, UnscalesOncePerWindowAndClipsUnscaledGradients) {
   EXPECT_LT(rel_diff(scaled.window_gradient(), plain.window_gradient()), 1e-6);
   const StepReport a = plain.step(), c = scaled.step();
   EXPECT_LT(std::abs(c.grad_norm - a.grad_norm) / a.grad_norm, 1e-6);  // the unscaled norm
-  ASSERT_LT(a.clip_coef, 0.5);                                          // clipping is active
-  EXPECT_LT(std::abs(c.clip_coef - a.clip_coef) / a.clip_coef, 1e-6);   // scaled, it would be 65536× smaller
+  ASSERT_LT(a.clip_coef, 0.5);                                         // clipping is active
+  EXPECT_LT(std::abs(c.clip_coef - a.clip_coef) / a.clip_coef, 1e-6);  // scaled, it would be 65536× smaller
   EXPECT_LT((flat_params(*scaled_model) - flat_params(*plain_model)).abs().max().item<double>(), 1e-7);
 }
 

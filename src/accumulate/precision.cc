@@ -5,13 +5,15 @@
 #include <ATen/autocast_mode.h>
 #include <fmt/format.h>
 
+#include "gradacc/util/parse.h"
+
 namespace gradacc {
 
 Precision parse_precision(const std::string& name) {
   if (name == "fp32") return Precision::kFp32;
   if (name == "bf16") return Precision::kBf16;
   if (name == "fp16") return Precision::kFp16;
-  throw std::invalid_argument(fmt::format("unknown precision '{}' (expected fp32, bf16 or fp16)", name));
+  throw std::invalid_argument(fmt::format("unknown precision '{}' (expected fp32, bf16 or fp16)", shown(name)));
 }
 
 std::string to_string(Precision p) {

@@ -8,8 +8,8 @@
 #include <map>
 #include <optional>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include "gradacc/accumulate/batch_plan.h"
 #include "gradacc/errors.h"
@@ -30,7 +30,8 @@ struct TableFlags {
   std::string config;
 
   void add(CLI::App& cmd, std::initializer_list<OptionScope> scopes, bool with_config) {
-    if (with_config) cmd.add_option("--config", config, "JSON config file: gradacc, DeepSpeed names (flags override its keys)");
+    if (with_config)
+      cmd.add_option("--config", config, "JSON config file: gradacc, DeepSpeed names (flags override its keys)");
     const JobConfig defaults = default_job();
     for (const Option& o : option_table()) {
       if (o.flag.empty() || std::find(scopes.begin(), scopes.end(), o.scope) == scopes.end()) continue;
@@ -49,6 +50,7 @@ struct TableFlags {
   JobConfig build() {
     JobConfig c = default_job();
     if (!config.empty()) apply_config_file(config, c);
+    c.config_path = config;
     for (const auto& [o, h] : bound) {
       if (h->count() > 0) apply_flag(c, *o, o->type == OptionType::kSwitch ? "" : text[o]);
     }
@@ -88,9 +90,12 @@ int cmd_plan(const JobConfig& c, const std::string& dataset_size_text) {
   fmt::print("world size          {}\n", p.world_size);
   fmt::print("data set            {} samples\n", dataset_size);
   fmt::print("windows per epoch   {} ({} full", e.windows(), e.full_windows);
-  if (e.partial_window_size == 0) fmt::print(", no partial window)\n");
-  else if (e.partial_dropped) fmt::print("; a partial window of {} samples is dropped)\n", e.partial_window_size);
-  else fmt::print(" + 1 partial)\n");
+  if (e.partial_window_size == 0)
+    fmt::print(", no partial window)\n");
+  else if (e.partial_dropped)
+    fmt::print("; a partial window of {} samples is dropped)\n", e.partial_window_size);
+  else
+    fmt::print(" + 1 partial)\n");
   if (e.partial_window_size > 0 && !e.partial_dropped) {
     fmt::print("last window         {} samples in {} micro-batch(es) per rank, rescaled by its real size\n",
                e.partial_window_size, e.partial_micro_batches(p));
@@ -104,7 +109,8 @@ int main(int argc, char** argv) {
   CLI::App app{"gradacc: exact gradient accumulation on LibTorch"};
   app.require_subcommand(1);
 
-  auto* train = app.add_subcommand("train", "train a model (default: CNN + GroupNorm on Fashion-MNIST, 8 × 32, 12 epochs)");
+  auto* train =
+      app.add_subcommand("train", "train a model (default: CNN + GroupNorm on Fashion-MNIST, 8 × 32, 12 epochs)");
   TableFlags train_flags;
   train_flags.add(*train, {OptionScope::kRun, OptionScope::kTrain, OptionScope::kBatch}, true);
 
@@ -114,7 +120,8 @@ int main(int argc, char** argv) {
   bool as_json = false;
   std::string weight_tol, loss_tol;
   verify->add_flag("--json", as_json, "print one JSON object");
-  verify->add_option("--weight-tol", weight_tol, "tolerance on max |Δweight| relative to the largest movement (default 5e-2)");
+  verify->add_option("--weight-tol", weight_tol,
+                     "tolerance on max |Δweight| relative to the largest movement (default 5e-2)");
   verify->add_option("--loss-tol", loss_tol, "tolerance on the relative difference of any step's loss (default 5e-4)");
 
   auto* plan = app.add_subcommand("plan", "resolve and print a batch plan");
@@ -137,20 +144,23 @@ int main(int argc, char** argv) {
   generate->add_option("--top-k", gen_top_k, "sample among the k likeliest bytes; 0 = all (default)");
   generate->add_option("--seed", gen_seed, "sampling seed (default 0)");
 
-  auto* launch = app.add_subcommand("launch", "run N data-parallel ranks on this machine: gradacc launch --nproc N [--program P] -- ARGS");
+  auto* launch = app.add_subcommand(
+      "launch", "run N data-parallel ranks on this machine: gradacc launch --nproc N [--program P] -- ARGS");
   LaunchOptions lo;
   std::string nproc, master_port, grace;
   launch->add_option("--nproc", nproc, "ranks to start")->required();
   launch->add_option("--master-addr", lo.master_addr, "rendezvous address (default 127.0.0.1)");
   launch->add_option("--master-port", master_port, "rendezvous port (default 29500)");
   launch->add_option("--grace", grace, "seconds between SIGTERM and SIGKILL when a rank fails (default 10)");
-  launch->add_option("--program", lo.executable, "the program each rank runs (default: this gradacc), e.g. your own trainer");
+  launch->add_option("--program", lo.executable,
+                     "the program each rank runs (default: this gradacc), e.g. your own trainer");
 
   auto* plot = app.add_subcommand("plot", "draw metrics of JSONL logs against the optimizer step (PNG or SVG)");
   PlotOptions po;
   plot->add_option("logs", po.logs, "JSONL logs from gradacc train --log")->required();
   plot->add_option("-o,--output", po.output, "FILE.png or FILE.svg")->required();
-  plot->add_option("--metrics", po.metrics, "comma-separated step fields (default loss; e.g. loss,lr,grad_norm,peak_bytes)")
+  plot->add_option("--metrics", po.metrics,
+                   "comma-separated step fields (default loss; e.g. loss,lr,grad_norm,peak_bytes)")
       ->delimiter(',');
   plot->add_option("--labels", po.labels, "comma-separated legend labels, one per log")->delimiter(',');
   plot->add_option("--title", po.title, "chart title");
@@ -185,7 +195,8 @@ int main(int argc, char** argv) {
       } else {
         const JobConfig defaults = default_job();
         for (const Option& o : option_table()) {
-          std::cout << fmt::format("{:<22} {:<46} {}\n", o.flag.empty() ? "(config only)" : o.flag, o.keys.front(), o.show(defaults));
+          std::cout << fmt::format("{:<22} {:<46} {}\n", o.flag.empty() ? "(config only)" : o.flag, o.keys.front(),
+                                   o.show(defaults));
         }
       }
       return 0;
@@ -228,6 +239,9 @@ int main(int argc, char** argv) {
     }
     const JobSummary s = run_train_job(train_flags.build(), std::cout);
     return s.result.interrupted_by ? 128 + s.result.interrupted_by : 0;
+  } catch (const std::bad_alloc&) {
+    std::cerr << "gradacc: error: out of memory: a size given (batch, model, data) needs more than this machine has\n";
+    return 2;
   } catch (const std::exception& e) {
     // One line, always: LibTorch's own errors carry a backtrace after the first line.
     std::string message = e.what();

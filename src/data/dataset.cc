@@ -35,7 +35,8 @@ TensorDataset::TensorDataset(at::Tensor inputs, at::Tensor labels, int64_t num_c
 
 Batch TensorDataset::gather(const std::vector<int64_t>& indices) const {
   // from_blob wraps the index list without copying; index_select copies the rows once.
-  const at::Tensor idx = at::from_blob(const_cast<int64_t*>(indices.data()), {static_cast<int64_t>(indices.size())}, at::kLong);
+  const at::Tensor idx =
+      at::from_blob(const_cast<int64_t*>(indices.data()), {static_cast<int64_t>(indices.size())}, at::kLong);
   const auto n = static_cast<int64_t>(indices.size());
   return Batch{at::index_select(inputs_, 0, idx), at::index_select(labels_, 0, idx), n, n};
 }

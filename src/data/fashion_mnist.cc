@@ -16,8 +16,8 @@ std::shared_ptr<TensorDataset> load_fashion_mnist(const std::string& dir, Split 
     throw DataError(fmt::format("{}: images are {}x{}, expected 28x28", images_path, images.size(1), images.size(2)));
   }
   if (images.size(0) != labels.size(0)) {
-    throw DataError(fmt::format("{} holds {} images but {} holds {} labels", images_path, images.size(0),
-                                labels_path, labels.size(0)));
+    throw DataError(fmt::format("{} holds {} images but {} holds {} labels", images_path, images.size(0), labels_path,
+                                labels.size(0)));
   }
   if (labels.max().item<int64_t>() > 9) {
     throw DataError(fmt::format("{}: label {} outside 0..9", labels_path, labels.max().item<int64_t>()));

@@ -10,6 +10,9 @@
 #include <ATen/ops/empty.h>
 #include <fmt/format.h>
 
+#include "gradacc/util/files.h"
+#include "gradacc/util/parse.h"
+
 namespace gradacc {
 namespace {
 
@@ -35,9 +38,9 @@ int64_t read_bytes(gzFile f, void* dst, int64_t n) {
 }  // namespace
 
 at::Tensor read_idx_u8(const std::string& path, int expected_dims) {
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec)) {
-    throw DataError(fmt::format("{}: no such file (is the dataset-fashion-mnist package installed?)", path));
+  if (const std::string problem = input_file_problem(path); !problem.empty()) {
+    throw DataError(fmt::format("{}: {}{}", shown(path, 200), problem,
+                                problem == "no such file" ? " (is the dataset-fashion-mnist package installed?)" : ""));
   }
   GzFile f(gzopen(path.c_str(), "rb"));
   if (!f) throw DataError(fmt::format("{}: cannot open for reading", path));
@@ -45,7 +48,8 @@ at::Tensor read_idx_u8(const std::string& path, int expected_dims) {
   std::array<uint8_t, 4> magic{};
   if (read_bytes(f.get(), magic.data(), 4) != 4) throw DataError(fmt::format("{}: truncated IDX header", path));
   if (magic[0] != 0 || magic[1] != 0) {
-    throw DataError(fmt::format("{}: not an IDX file (magic bytes {:02x} {:02x}, expected 00 00)", path, magic[0], magic[1]));
+    throw DataError(
+        fmt::format("{}: not an IDX file (magic bytes {:02x} {:02x}, expected 00 00)", path, magic[0], magic[1]));
   }
   if (magic[2] != 0x08) {
     throw DataError(fmt::format("{}: IDX value type 0x{:02x} is not unsigned byte (0x08)", path, magic[2]));
@@ -65,7 +69,8 @@ at::Tensor read_idx_u8(const std::string& path, int expected_dims) {
     }
     shape.push_back(n);
     count *= n;
-    if (count > (int64_t{1} << 34)) throw DataError(fmt::format("{}: IDX file claims {} values, too many", path, count));
+    if (count > (int64_t{1} << 34))
+      throw DataError(fmt::format("{}: IDX file claims {} values, too many", path, count));
   }
 
   at::Tensor values = at::empty(shape, at::kByte);

@@ -64,7 +64,8 @@ TEST(Idx, RejectsCorruptInput) {
   expect_error(write_gz("magic.gz", "\x01\x00\x08\x01" + std::string(8, '\0')), 1, "magic");
   expect_error(write_gz("type.gz", idx_bytes(0x0D, {4}, 4)), 1, "value type 0x0d");
   expect_error(write_gz("dims.gz", idx_bytes(0x08, {2, 2}, 4)), 1, "2 dimensions, expected 1");
-  expect_error(write_gz("short.gz", idx_bytes(0x08, {100}, 60)), 1, "truncated: header promises 100 values, file holds 60");
+  expect_error(write_gz("short.gz", idx_bytes(0x08, {100}, 60)), 1,
+               "truncated: header promises 100 values, file holds 60");
   expect_error(write_gz("long.gz", idx_bytes(0x08, {10}, 12)), 1, "past the 10 values");
   expect_error(write_gz("header.gz", std::string("\0\0\x08\x03\0\0", 6)), 3, "truncated IDX header");
   expect_error(write_gz("zero.gz", idx_bytes(0x08, {0}, 0)), 1, "implausible size 0");

@@ -8,6 +8,8 @@
 #include <fmt/format.h>
 
 #include "gradacc/data/idx.h"
+#include "gradacc/util/files.h"
+#include "gradacc/util/parse.h"
 
 namespace gradacc {
 namespace {
@@ -22,15 +24,30 @@ int64_t first_invalid_utf8(const std::string& s) {
     const unsigned c = p[i];
     int len = 0;
     unsigned lo = 0x80, hi = 0xBF;
-    if (c < 0x80) { ++i; continue; }
-    if (c >= 0xC2 && c <= 0xDF) len = 1;
-    else if (c == 0xE0) { len = 2; lo = 0xA0; }
-    else if (c == 0xED) { len = 2; hi = 0x9F; }
-    else if (c >= 0xE1 && c <= 0xEF) len = 2;
-    else if (c == 0xF0) { len = 3; lo = 0x90; }
-    else if (c == 0xF4) { len = 3; hi = 0x8F; }
-    else if (c >= 0xF1 && c <= 0xF3) len = 3;
-    else return i;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    if (c >= 0xC2 && c <= 0xDF)
+      len = 1;
+    else if (c == 0xE0) {
+      len = 2;
+      lo = 0xA0;
+    } else if (c == 0xED) {
+      len = 2;
+      hi = 0x9F;
+    } else if (c >= 0xE1 && c <= 0xEF)
+      len = 2;
+    else if (c == 0xF0) {
+      len = 3;
+      lo = 0x90;
+    } else if (c == 0xF4) {
+      len = 3;
+      hi = 0x8F;
+    } else if (c >= 0xF1 && c <= 0xF3)
+      len = 3;
+    else
+      return i;
     for (int k = 1; k <= len; ++k) {
       if (i + k >= n) return i;
       const unsigned b = p[i + k];
@@ -91,6 +108,9 @@ std::vector<int64_t> TextDataset::target_histogram() const {
 
 TextSplits load_text(const std::string& path, int64_t context, int64_t validation_every) {
   if (context < 1) throw DataError(fmt::format("context must be ≥ 1, got {}", context));
+  if (const std::string problem = input_file_problem(path); !problem.empty()) {
+    throw DataError(fmt::format("{}: {}", shown(path, 200), problem));
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) throw DataError(fmt::format("{}: cannot open text file", path));
   std::ostringstream ss;

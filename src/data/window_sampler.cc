@@ -72,7 +72,8 @@ Window WindowSampler::window_at(const std::vector<int64_t>& order, int64_t epoch
 
   // This rank's slice: equal shares of the window, the last ranks' shares may come up short.
   const bool full = w.global_samples == global;
-  const int64_t share = full ? plan_.micro_batch * accumulation_steps : (w.global_samples + plan_.world_size - 1) / plan_.world_size;
+  const int64_t share =
+      full ? plan_.micro_batch * accumulation_steps : (w.global_samples + plan_.world_size - 1) / plan_.world_size;
   const int64_t micro_count = full ? accumulation_steps : (share + plan_.micro_batch - 1) / plan_.micro_batch;
   const int64_t slice_begin = std::min(begin + options_.rank * share, begin + w.global_samples);
   const int64_t slice_end = std::min(slice_begin + share, begin + w.global_samples);

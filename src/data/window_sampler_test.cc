@@ -52,7 +52,8 @@ TEST(WindowSampler, RanksGetDisjointSlicesAndTheSameNumberOfMicroBatches) {
     }
     const WindowSampler s0(37, p, {true, 3, false, 0});
     const auto order = s0.epoch_order(0);
-    const std::multiset<int64_t> expected(order.begin() + window * 16, order.begin() + std::min<int64_t>(37, (window + 1) * 16));
+    const std::multiset<int64_t> expected(order.begin() + window * 16,
+                                          order.begin() + std::min<int64_t>(37, (window + 1) * 16));
     EXPECT_EQ(seen, expected) << "window " << window;
   }
 }

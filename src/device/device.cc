@@ -12,6 +12,8 @@
 
 #include "device/backend.h"
 
+#include "gradacc/util/parse.h"
+
 namespace gradacc {
 
 bool cuda_linked() { return backend::cuda_linked(); }
@@ -26,15 +28,19 @@ at::Device resolve_device(const std::string& name) {
              name.find_first_not_of("0123456789", 5) == std::string::npos) {
     index = std::stoi(name.substr(5));
   } else {
-    throw std::invalid_argument(fmt::format("unknown device '{}' (expected cpu, cuda or cuda:N)", name));
+    throw std::invalid_argument(fmt::format("unknown device '{}' (expected cpu, cuda or cuda:N)", shown(name)));
   }
   if (!backend::cuda_linked()) {
-    throw std::invalid_argument(fmt::format("device '{}' needs a CUDA build (cmake -DGRADACC_CUDA=ON; docs/gpu.md)", name));
+    throw std::invalid_argument(
+        fmt::format("device '{}' needs a CUDA build (cmake -DGRADACC_CUDA=ON; docs/gpu.md)", shown(name)));
   }
   const int count = backend::cuda_device_count();
-  if (count == 0) throw std::invalid_argument(fmt::format("device '{}' requested, but no usable CUDA device or driver was found", name));
+  if (count == 0)
+    throw std::invalid_argument(
+        fmt::format("device '{}' requested, but no usable CUDA device or driver was found", shown(name)));
   if (index >= count) {
-    throw std::invalid_argument(fmt::format("device '{}' requested, but only {} CUDA device(s) are present", name, count));
+    throw std::invalid_argument(
+        fmt::format("device '{}' requested, but only {} CUDA device(s) are present", shown(name), count));
   }
   return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(index));
 }

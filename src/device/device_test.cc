@@ -23,8 +23,8 @@
 #include "gradacc/data/fashion_mnist.h"
 #include "gradacc/data/text.h"
 #include "gradacc/io/safetensors.h"
-#include "gradacc/model/models.h"
 #include "gradacc/job/job.h"
+#include "gradacc/model/models.h"
 #include "gradacc/run/trainer.h"
 #include "testing/test_util.h"
 
@@ -73,7 +73,8 @@ Case workload(const std::string& name) {
     return {gpt_spec(), text->head(100), kByteVocab};
   }
   static auto images = load_fashion_mnist(kFashionMnistDir, Split::kTrain);
-  return {name == "mlp" ? ModelSpec{ModelKind::kMlp} : ModelSpec{ModelKind::kCnn, NormKind::kGroup}, images->head(100), 10};
+  return {name == "mlp" ? ModelSpec{ModelKind::kMlp} : ModelSpec{ModelKind::kCnn, NormKind::kGroup}, images->head(100),
+          10};
 }
 
 std::shared_ptr<Network> seeded(const Case& w, const at::Device& device) {
@@ -103,7 +104,9 @@ TEST_P(OnDevice, SgdStepEqualsFullBatchGradientIncludingTheShortWindow) {
     torch::optim::SGD sgd(model->parameters(), torch::optim::SGDOptions(1.0));
     const bool text = name == "gpt";
     Accumulator acc(*model, sgd, nullptr,
-                    AccumulatorOptions().normalization_(text ? Normalization::kPerItem : Normalization::kPerSample).nominal_count_(64));
+                    AccumulatorOptions()
+                        .normalization_(text ? Normalization::kPerItem : Normalization::kPerSample)
+                        .nominal_count_(64));
     LoopPosition pos;
     testing::run_steps(model, acc, *w.data, sampler, 1, device_, pos);  // the full window: prime the position
     const std::vector<at::Tensor> before = snapshot(*model);
@@ -225,7 +228,10 @@ TEST_P(OnDevice, NoHostSyncInsideTheWindowAndOneAtTheBoundary) {
     auto opt = make_optimizer(m->parameters(), OptimizerOptions{});  // fused AdamW, as train uses
     const bool text = name == "gpt";
     Accumulator acc(*m, *opt, nullptr,
-                    AccumulatorOptions().normalization_(text ? Normalization::kPerItem : Normalization::kPerSample).nominal_count_(32).max_grad_norm_(1.0));
+                    AccumulatorOptions()
+                        .normalization_(text ? Normalization::kPerItem : Normalization::kPerSample)
+                        .nominal_count_(32)
+                        .max_grad_norm_(1.0));
     std::vector<Batch> host_batches;
     for (int64_t s = 0; s < 32; s += 8) {
       std::vector<int64_t> idx(8);
@@ -346,7 +352,8 @@ TEST(Devices, NamesAreCheckedWithOneLine) {
       resolve_device("cuda");
       FAIL() << "cuda resolved without a device";
     } catch (const std::invalid_argument& e) {
-      EXPECT_NE(std::string(e.what()).find(cuda_linked() ? "no usable CUDA device" : "needs a CUDA build"), std::string::npos)
+      EXPECT_NE(std::string(e.what()).find(cuda_linked() ? "no usable CUDA device" : "needs a CUDA build"),
+                std::string::npos)
           << e.what();
     }
   }

@@ -11,11 +11,15 @@
 #include <vector>
 
 #include <ATen/ops/empty.h>
-#include <fmt/ranges.h>
+#include <ATen/ops/isfinite.h>
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
+#include <fmt/ranges.h>
 #include <torch/csrc/autograd/grad_mode.h>
 #include <zlib.h>
+#include <nlohmann/json.hpp>
+
+#include "gradacc/util/files.h"
+#include "gradacc/util/parse.h"
 
 namespace gradacc {
 namespace {
@@ -24,9 +28,8 @@ constexpr uint64_t kMaxHeader = 100u << 20;  // the format's own limit is 100 MB
 
 const std::vector<std::pair<std::string, at::ScalarType>>& dtype_names() {
   static const std::vector<std::pair<std::string, at::ScalarType>> names = {
-      {"F64", at::kDouble}, {"F32", at::kFloat}, {"F16", at::kHalf},  {"BF16", at::kBFloat16},
-      {"I64", at::kLong},   {"I32", at::kInt},   {"I16", at::kShort}, {"I8", at::kChar},
-      {"U8", at::kByte},    {"BOOL", at::kBool}};
+      {"F64", at::kDouble}, {"F32", at::kFloat}, {"F16", at::kHalf}, {"BF16", at::kBFloat16}, {"I64", at::kLong},
+      {"I32", at::kInt},    {"I16", at::kShort}, {"I8", at::kChar},  {"U8", at::kByte},       {"BOOL", at::kBool}};
   return names;
 }
 
@@ -87,7 +90,8 @@ void save_safetensors(const std::string& path, const TensorMap& tensors, const S
   for (const auto& [name, t] : tensors) {  // std::map: sorted names, a stable file
     at::Tensor c = t.detach().to(at::kCPU).contiguous();
     const uint64_t bytes = c.nbytes();
-    header[name] = {{"dtype", dtype_name(c.scalar_type())}, {"shape", c.sizes().vec()}, {"data_offsets", {offset, offset + bytes}}};
+    header[name] = {
+        {"dtype", dtype_name(c.scalar_type())}, {"shape", c.sizes().vec()}, {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
     blobs.push_back(std::move(c));
   }
@@ -133,13 +137,18 @@ void save_safetensors(const std::string& path, const TensorMap& tensors, const S
   }
 }
 
-TensorMap load_safetensors(const std::string& path, StringMap* metadata) {
+TensorMap load_safetensors(const std::string& path, StringMap* metadata, ReadInfo* info) {
+  if (info) *info = ReadInfo{};
+  if (const std::string problem = input_file_problem(path); !problem.empty()) {
+    throw FormatError(fmt::format("{}: {}", shown(path, 200), problem));
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) throw FormatError(fmt::format("{}: cannot open for reading", path));
   in.seekg(0, std::ios::end);
   const auto file_size = static_cast<uint64_t>(in.tellg());
   in.seekg(0);
-  if (file_size < 8) throw FormatError(fmt::format("{}: too short to be a safetensors file ({} bytes)", path, file_size));
+  if (file_size < 8)
+    throw FormatError(fmt::format("{}: too short to be a safetensors file ({} bytes)", path, file_size));
   unsigned char len[8];
   in.read(reinterpret_cast<char*>(len), 8);
   uint64_t n = 0;
@@ -158,7 +167,12 @@ TensorMap load_safetensors(const std::string& path, StringMap* metadata) {
   if (!header.is_object()) throw FormatError(fmt::format("{}: header is not a JSON object", path));
 
   const uint64_t data_size = file_size - 8 - n;
-  struct Entry { std::string name; at::ScalarType type; std::vector<int64_t> shape; uint64_t begin, end; };
+  struct Entry {
+    std::string name;
+    at::ScalarType type;
+    std::vector<int64_t> shape;
+    uint64_t begin, end;
+  };
   std::vector<Entry> entries;
   for (const auto& [name, v] : header.items()) {
     if (name == "__metadata__") {
@@ -172,12 +186,14 @@ TensorMap load_safetensors(const std::string& path, StringMap* metadata) {
     try {
       Entry e{name, at::kFloat, {}, 0, 0};
       const auto type = dtype_of(v.at("dtype").get<std::string>());
-      if (!type) throw FormatError(fmt::format("{}: tensor '{}' has unsupported dtype {}", path, name, v.at("dtype").dump()));
+      if (!type)
+        throw FormatError(fmt::format("{}: tensor '{}' has unsupported dtype {}", path, name, v.at("dtype").dump()));
       e.type = *type;
       uint64_t numel = 1;
       for (const auto& d : v.at("shape")) {
         const int64_t dim = d.get<int64_t>();
-        if (dim < 0 || dim > (int64_t{1} << 40)) throw FormatError(fmt::format("{}: tensor '{}' has dimension {}", path, name, dim));
+        if (dim < 0 || dim > (int64_t{1} << 40))
+          throw FormatError(fmt::format("{}: tensor '{}' has dimension {}", path, name, dim));
         e.shape.push_back(dim);
         numel *= static_cast<uint64_t>(dim);
       }
@@ -185,7 +201,8 @@ TensorMap load_safetensors(const std::string& path, StringMap* metadata) {
       e.begin = off.at(0).get<uint64_t>();
       e.end = off.at(1).get<uint64_t>();
       if (off.size() != 2 || e.begin > e.end || e.end > data_size) {
-        throw FormatError(fmt::format("{}: tensor '{}' byte range [{}, {}) lies outside the {} data bytes", path, name, e.begin, e.end, data_size));
+        throw FormatError(fmt::format("{}: tensor '{}' byte range [{}, {}) lies outside the {} data bytes", path, name,
+                                      e.begin, e.end, data_size));
       }
       if (e.end - e.begin != numel * c10::elementSize(e.type)) {
         throw FormatError(fmt::format("{}: tensor '{}' has {} bytes for shape {} of {}", path, name, e.end - e.begin,
@@ -225,8 +242,9 @@ TensorMap load_safetensors(const std::string& path, StringMap* metadata) {
   }
   if (expected_crc && crc.hex() != *expected_crc) {
     throw FormatError(fmt::format("{}: checksum mismatch (stored {}, computed {}): the file is corrupted", path,
-                                  *expected_crc, crc.hex()));
+                                  shown(*expected_crc), crc.hex()));
   }
+  if (info) info->verified = expected_crc.has_value();
   return out;
 }
 
@@ -250,9 +268,19 @@ void check_module_state(const TensorMap& file, const torch::nn::Module& module, 
       throw FormatError(fmt::format("{}: tensor '{}' has shape {}, the model needs {}", source, name,
                                     fmt::join(it->second.sizes(), "x"), fmt::join(t.sizes(), "x")));
     }
+    const at::ScalarType have = it->second.scalar_type(), need = t.scalar_type();
+    const bool fits = at::isFloatingType(need) ? at::isFloatingType(have) : have == need;
+    if (!fits) {
+      throw FormatError(fmt::format("{}: tensor '{}' is {}, the model holds {} (not converted)", source, name,
+                                    c10::toString(have), c10::toString(need)));
+    }
+    if (at::isFloatingType(have) && !at::isfinite(it->second).all().item<bool>()) {
+      throw FormatError(fmt::format("{}: tensor '{}' holds non-finite values (inf or NaN)", source, name));
+    }
   }
   for (const auto& [name, t] : file) {
-    if (!state.count(name)) throw FormatError(fmt::format("{}: holds tensor '{}' that the model does not have", source, name));
+    if (!state.count(name))
+      throw FormatError(fmt::format("{}: holds tensor '{}' that the model does not have", source, name));
   }
 }
 
@@ -262,8 +290,10 @@ void load_module_state(const TensorMap& file, torch::nn::Module& module, const s
   for (auto& [name, t] : module_state(module)) t.copy_(file.at(name));
 }
 
-void load_module(const std::string& path, torch::nn::Module& module) {
-  load_module_state(load_safetensors(path), module, path);
+ReadInfo load_module(const std::string& path, torch::nn::Module& module) {
+  ReadInfo info;
+  load_module_state(load_safetensors(path, nullptr, &info), module, path);
+  return info;
 }
 
 }  // namespace gradacc

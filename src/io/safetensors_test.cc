@@ -1,11 +1,17 @@
 #include "gradacc/io/safetensors.h"
 
+#include <sys/stat.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include <ATen/ops/arange.h>
+#include <ATen/ops/equal.h>
+#include <ATen/ops/ones_like.h>
 #include <ATen/ops/randn.h>
+#include <ATen/ops/zeros.h>
 #include <gtest/gtest.h>
 #include <torch/utils.h>
 
@@ -80,10 +86,16 @@ TEST(Safetensors, RejectsCorruptFiles) {
   expect_rejected("abc", "too short");
   expect_rejected(std::string("\xff\xff\xff\xff\0\0\0\0", 8) + "{}", "header length");
   expect_rejected(with_header("{not json", ""), "not valid JSON");
-  expect_rejected(with_header(R"({"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})", std::string(8, 'x')), "outside");
-  expect_rejected(with_header(R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,16]}})", std::string(16, 'x')), "16 bytes for shape");
+  expect_rejected(with_header(R"({"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})", std::string(8, 'x')),
+                  "outside");
+  expect_rejected(with_header(R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,16]}})", std::string(16, 'x')),
+                  "16 bytes for shape");
   expect_rejected(with_header(R"({"w":{"dtype":"Q7","shape":[1],"data_offsets":[0,1]}})", "x"), "unsupported dtype");
-  expect_rejected(with_header(R"({"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},"b":{"dtype":"U8","shape":[4],"data_offsets":[2,6]}})", std::string(6, 'x')), "overlap");
+  expect_rejected(
+      with_header(
+          R"({"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},"b":{"dtype":"U8","shape":[4],"data_offsets":[2,6]}})",
+          std::string(6, 'x')),
+      "overlap");
   expect_rejected(with_header(R"({"w":{"dtype":"F32"}})", ""), "malformed");
 }
 
@@ -123,6 +135,50 @@ TEST(Safetensors, InteroperatesWithPythonSafetensors) {
     EXPECT_NEAR(back.at(k + ".sum").item<double>(), t.to(at::kDouble).sum().item<double>(), 1e-9) << k;
   }
   for (const auto& p : {ours, theirs, script_path}) std::filesystem::remove(p);
+}
+
+// A weights file for --init: unverified files (no gradacc checksum, e.g. from Python) load and say
+// so; wrong dtypes and non-finite values are refused and leave the module unchanged; a FIFO is
+// refused before it is opened (it would block).
+TEST(Safetensors, LoadModuleChecksDtypeFinitenessAndTheKindOfFile) {
+  auto model = make_model({ModelKind::kMlp}, 10);
+  const std::string path = temp_path("init.safetensors");
+  save_module(path, *model);
+  EXPECT_TRUE(load_module(path, *model).verified);
+
+  TensorMap state = module_state(*model);
+  std::string plain = temp_path("plain.safetensors");
+  {  // the same tensors without the checksum, as another writer would store them
+    save_safetensors(plain, state);
+    std::ifstream in(plain, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), {});
+    const auto at = bytes.find("gradacc_crc32");
+    ASSERT_NE(at, std::string::npos);
+    bytes.replace(at, 13, "gradacc_crc3X");  // the key damaged: no longer a checksum
+    std::ofstream(plain, std::ios::binary | std::ios::trunc) << bytes;
+  }
+  EXPECT_FALSE(load_module(plain, *model).verified);
+
+  const at::Tensor before = model->parameters()[0].clone();
+  TensorMap bad = state;
+  bad.at("fc1.weight") = at::ones_like(bad.at("fc1.weight")).mul(std::numeric_limits<float>::infinity());
+  save_safetensors(path, bad);
+  EXPECT_THROW(load_module(path, *model), FormatError);
+  bad = state;
+  bad.at("fc1.weight") = at::zeros(bad.at("fc1.weight").sizes(), at::kLong);
+  save_safetensors(path, bad);
+  try {
+    load_module(path, *model);
+    FAIL() << "int64 weights loaded into a float model";
+  } catch (const FormatError& e) {
+    EXPECT_NE(std::string(e.what()).find("not converted"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(at::equal(before, model->parameters()[0]));
+
+  const std::string fifo = temp_path("weights.fifo");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  EXPECT_THROW(load_module(fifo, *model), FormatError);
+  for (const auto& p : {path, plain, fifo}) std::filesystem::remove(p);
 }
 
 }  // namespace

@@ -79,8 +79,10 @@ OptionValue json_value(const Option& o, const json& j) {
 void flatten(const json& j, const std::string& prefix, std::vector<std::pair<std::string, const json*>>& out) {
   for (const auto& [k, v] : j.items()) {
     const std::string key = prefix.empty() ? k : prefix + "." + k;
-    if (v.is_object()) flatten(v, key, out);
-    else out.emplace_back(key, &v);
+    if (v.is_object())
+      flatten(v, key, out);
+    else
+      out.emplace_back(key, &v);
   }
 }
 
@@ -90,12 +92,15 @@ void apply_config_file(const std::string& path, JobConfig& c) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) throw ConfigError(fmt::format("{}: cannot read config file", shown(path, 200)));
   if (!S_ISREG(st.st_mode)) throw ConfigError(fmt::format("{}: the config must be a regular file", shown(path, 200)));
-  if (st.st_size > (16 << 20)) throw ConfigError(fmt::format("{}: a config file of {} bytes is too large (16 MiB at most)", shown(path, 200), st.st_size));
+  if (st.st_size > (16 << 20))
+    throw ConfigError(
+        fmt::format("{}: a config file of {} bytes is too large (16 MiB at most)", shown(path, 200), st.st_size));
   std::ifstream in(path);
   if (!in) throw ConfigError(fmt::format("{}: cannot read config file", shown(path, 200)));
   constexpr int kMaxDepth = 32;
   const json::parser_callback_t limit_depth = [&](int depth, json::parse_event_t, json&) {
-    if (depth > kMaxDepth) throw ConfigError(fmt::format("{}: nested deeper than {} levels", shown(path, 200), kMaxDepth));
+    if (depth > kMaxDepth)
+      throw ConfigError(fmt::format("{}: nested deeper than {} levels", shown(path, 200), kMaxDepth));
     return true;
   };
   json root;
@@ -103,18 +108,22 @@ void apply_config_file(const std::string& path, JobConfig& c) {
     root = json::parse(in, limit_depth);
   } catch (const json::parse_error& e) {
     throw ConfigError(fmt::format("{}: not valid JSON (byte {})", shown(path, 200), e.byte));
+  } catch (const json::exception&) {  // a number beyond double's range, and the like
+    throw ConfigError(fmt::format("{}: not valid JSON (a value out of range)", shown(path, 200)));
   }
   if (!root.is_object()) throw ConfigError(fmt::format("{}: the config must be a JSON object", shown(path, 200)));
   std::vector<std::pair<std::string, const json*>> leaves;
   flatten(root, "", leaves);
   for (const auto& [key, value] : leaves) {
     const Option* o = find_option_by_key(key);
-    if (o == nullptr) throw ConfigError(fmt::format("{}: unknown key '{}'{}", shown(path, 200), shown(key), suggestion(key)));
+    if (o == nullptr)
+      throw ConfigError(fmt::format("{}: unknown key '{}'{}", shown(path, 200), shown(key), suggestion(key)));
     try {
       o->set(c, json_value(*o, *value));
     } catch (const std::invalid_argument& e) {
       const std::string v = value->is_primitive() ? value->dump() : (value->is_array() ? "[…]" : "{…}");
-      throw ConfigError(fmt::format("{}: key '{}' = {}: {}", shown(path, 200), shown(key), shown(v), e.what()));
+      throw ConfigError(
+          fmt::format("{}: key '{}' = {}: {}", shown(path, 200), shown(key), shown(v), shown(e.what(), 300)));
     }
   }
 }

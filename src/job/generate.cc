@@ -10,8 +10,8 @@
 #include <torch/csrc/autograd/grad_mode.h>
 
 #include "gradacc/data/text.h"
-#include "gradacc/io/safetensors.h"
 #include "gradacc/errors.h"
+#include "gradacc/io/safetensors.h"
 #include "gradacc/model/model_metadata.h"
 #include "gradacc/model/models.h"
 
@@ -21,15 +21,26 @@ std::string generate_text(const GenerateOptions& o) {
   if (o.weights.empty()) throw ConfigError("generate needs --init WEIGHTS.safetensors (from gradacc train --save)");
   if (o.tokens < 0) throw ConfigError(fmt::format("--tokens must be ≥ 0, got {}", o.tokens));
   if (!(o.temperature >= 0)) throw ConfigError(fmt::format("--temperature must be ≥ 0, got {}", o.temperature));
-  if (o.top_k < 0 || o.top_k > kByteVocab) throw ConfigError(fmt::format("--top-k must lie in 0..{}, got {}", kByteVocab, o.top_k));
+  if (o.top_k < 0 || o.top_k > kByteVocab)
+    throw ConfigError(fmt::format("--top-k must lie in 0..{}, got {}", kByteVocab, o.top_k));
   if (o.prompt.empty()) throw ConfigError("--prompt must not be empty");
 
   StringMap meta;
-  load_safetensors(o.weights, &meta);  // validates the file and reads its metadata
+  const TensorMap tensors = load_safetensors(o.weights, &meta);  // validates the file and reads its metadata
   const ModelSpec spec = spec_from_metadata(meta, o.weights);
-  if (spec.kind != ModelKind::kGpt) throw ConfigError(fmt::format("{} holds a {} model; generate needs a gpt", o.weights, to_string(spec.kind)));
+  if (spec.kind != ModelKind::kGpt) {
+    throw ConfigError(fmt::format("{} holds a {} model; generate needs a gpt", o.weights, to_string(spec.kind)));
+  }
+  // The tensors must add up to the model the metadata describes before that model is built: a
+  // file that claims a huge model but holds no weights is refused without allocating it.
+  int64_t held = 0;
+  for (const auto& [name, t] : tensors) held += t.numel();
+  if (held != gpt_parameter_count(spec, kByteVocab)) {
+    throw FormatError(fmt::format("{}: holds {} weights, but a gpt of {} layers, dim {}, context {} has {}", o.weights,
+                                  held, spec.layers, spec.dim, spec.context, gpt_parameter_count(spec, kByteVocab)));
+  }
   auto model = make_model(spec, kByteVocab);
-  load_module(o.weights, *model);
+  load_module_state(tensors, *model, o.weights);
   model->eval();
 
   torch::NoGradGuard no_grad;

@@ -15,33 +15,10 @@
 #include "gradacc/job/workload.h"
 #include "gradacc/log/step_log.h"
 #include "gradacc/model/model_metadata.h"
+#include "gradacc/run/checkpoint.h"
+#include "gradacc/util/files.h"
 
 namespace gradacc {
-
-JobConfig default_job() {
-  JobConfig c;
-  c.model.kind = ModelKind::kCnn;  // norm unset: each model's default (cnn: group)
-  c.optimizer.name = "adamw";
-  c.optimizer.lr = 2e-3;
-  c.optimizer.weight_decay = 0.01;
-  c.train.schedule(ScheduleKind::kCosine).clip(1.0);
-  return c;
-}
-
-TrainOptions job_train_options(const JobConfig& c) {
-  TrainOptions o = c.train;
-  if (!o.global_batch() && !o.micro_batch() && !o.accumulation_steps()) {
-    o.micro_batch(c.default_micro_batch);
-    if (o.accum_schedule().empty()) o.global_batch(c.default_global_batch);
-  }
-  if (!o.steps() && !o.epochs()) o.epochs(c.default_epochs);
-  StringMap identity = o.identity();
-  for (const auto& [k, v] : model_metadata(c.model)) {
-    if (k != "format") identity["model." + k] = v;
-  }
-  o.identity(identity);
-  return o;
-}
 
 namespace {
 
@@ -53,9 +30,9 @@ void require_writable_parent(const std::string& file) {
   }
 }
 
-std::shared_ptr<Network> build_model(const JobConfig& c, int64_t classes) {
+std::shared_ptr<Network> build_model(const JobConfig& c, int64_t classes, bool* init_verified = nullptr) {
   try {
-    return make_seeded_model(c, classes);
+    return make_seeded_model(c, classes, init_verified);
   } catch (const std::invalid_argument& e) {
     throw ConfigError(e.what());
   }
@@ -72,6 +49,35 @@ std::string precision_summary(const RunPlan& p) {
   return s;
 }
 
+// No two of the files a job reads and writes may be the same file: --log would overwrite the
+// weights, the config or the checkpoint being resumed. Checked before anything is written.
+void require_distinct_paths(const JobConfig& c) {
+  const TrainOptions& t = c.train;
+  std::string resume = t.resume().empty() ? "" : resolve_checkpoint(t.resume());
+  try {
+    require_distinct_files({{"--log", t.log_path()},
+                            {"--save", c.save_path},
+                            {"--init", c.init_path},
+                            {"--config", c.config_path},
+                            {"--resume", resume}});
+  } catch (const std::invalid_argument& e) {
+    throw ConfigError(e.what());
+  }
+  namespace fs = std::filesystem;
+  const std::string dir = !t.checkpoint_dir().empty() ? t.checkpoint_dir()
+                          : resume.empty()            ? ""
+                                                      : fs::path(resume).parent_path().string();
+  for (const auto& [flag, path] :
+       {std::pair<const char*, std::string>{"--log", t.log_path()}, {"--save", c.save_path}}) {
+    if (path.empty() || dir.empty() || checkpoint_step(path) < 0) continue;
+    std::error_code ec;
+    if (fs::equivalent(fs::absolute(fs::path(path)).parent_path(), fs::absolute(dir), ec)) {
+      throw ConfigError(
+          fmt::format("{} {} would be taken for a checkpoint of {}: choose another name", flag, path, dir));
+    }
+  }
+}
+
 void append_log_record(const std::string& path, const std::string& line) {
   if (path.empty()) return;
   std::ofstream log(path, std::ios::app);
@@ -82,14 +88,18 @@ void append_log_record(const std::string& path, const std::string& line) {
 }  // namespace
 
 JobSummary run_train_job(const JobConfig& c, std::ostream& out) {
+  require_distinct_paths(c);
   const Workload work = load_workload(c);
-  auto network = build_model(c, work.num_classes);
+  bool init_verified = true;
+  auto network = build_model(c, work.num_classes, &init_verified);
   Trainer trainer(Model::of(network), optimizer_factory(c.optimizer), work.train, job_train_options(c));
   const RunPlan& plan = trainer.plan();
   std::ostringstream quiet;
   std::ostream& say = plan.lead() ? out : quiet;
   if (plan.lead() && !c.save_path.empty()) require_writable_parent(c.save_path);
   for (const std::string& w : trainer.warnings()) say << w << "\n";
+  if (!init_verified)
+    say << "note: " << c.init_path << " has no gradacc checksum; its weights were loaded unverified\n";
   say << fmt::format("gradacc train: model={} norm={} data={} ({} examples) {} steps={} optimizer={} lr={}{}\n",
                      to_string(c.model.kind), to_string(c.model.resolved_norm()), c.data, work.train->size(),
                      describe(plan.batch), plan.total_steps, c.optimizer.name, c.optimizer.lr, precision_summary(plan));
@@ -105,12 +115,12 @@ JobSummary run_train_job(const JobConfig& c, std::ostream& out) {
                                                 trainer.loss_scaler()->skipped_steps(), trainer.loss_scaler()->scale())
                                   : "";
   if (r.stopped_early) {
-    const std::string why = r.interrupted_by == 0     ? "stopped as asked (--stop-at)"
+    const std::string why = r.interrupted_by == 0      ? "stopped as asked (--stop-at)"
                             : r.signal_here == SIGINT  ? "interrupted (SIGINT)"
                             : r.signal_here == SIGTERM ? "interrupted (SIGTERM)"
                                                        : "stopped because another rank was interrupted";
-    say << fmt::format("{} after step {} of {}; checkpoint {}; continue with --resume {}\n", why, r.steps, plan.total_steps,
-                       r.checkpoint.empty() ? "(none)" : r.checkpoint, plan.checkpoint.dir);
+    say << fmt::format("{} after step {} of {}; checkpoint {}; continue with --resume {}\n", why, r.steps,
+                       plan.total_steps, r.checkpoint.empty() ? "(none)" : r.checkpoint, plan.checkpoint.dir);
     return s;
   }
   if (!plan.lead()) return s;  // rank 0 evaluates, saves and reports
@@ -121,19 +131,22 @@ JobSummary run_train_job(const JobConfig& c, std::ostream& out) {
     s.validation_loss = work.test->size() > 0 ? trainer.evaluate_loss(*work.test, 64) : 0.0;
     s.bits_per_byte = s.validation_loss / std::log(2.0);
     s.unigram_bits_per_byte = work.unigram_bits_per_byte;
-    append_log_record(plan.log_path,
-                      fmt::format(R"({{"event":"eval","split":"validation","loss":{},"bits_per_byte":{},"unigram_bits_per_byte":{},"sequences":{}}})",
-                                  s.validation_loss, s.bits_per_byte, s.unigram_bits_per_byte, work.test->size()));
-    out << fmt::format("trained {} optimizer steps in {:.1f} s; last window loss {:.4f}; validation {:.4f} bits/byte "
-                       "(unigram baseline {:.4f}){}\n",
-                       r.steps, r.seconds, final_loss, s.bits_per_byte, s.unigram_bits_per_byte, skipped);
+    append_log_record(
+        plan.log_path,
+        fmt::format(
+            R"({{"event":"eval","split":"validation","loss":{},"bits_per_byte":{},"unigram_bits_per_byte":{},"sequences":{}}})",
+            s.validation_loss, s.bits_per_byte, s.unigram_bits_per_byte, work.test->size()));
+    out << fmt::format(
+        "trained {} optimizer steps in {:.1f} s; last window loss {:.4f}; validation {:.4f} bits/byte "
+        "(unigram baseline {:.4f}){}\n",
+        r.steps, r.seconds, final_loss, s.bits_per_byte, s.unigram_bits_per_byte, skipped);
     return s;
   }
   s.test_accuracy = trainer.evaluate_accuracy(*work.test, 1000);
   append_log_record(plan.log_path, fmt::format(R"({{"event":"eval","split":"test","accuracy":{},"examples":{}}})",
                                                s.test_accuracy, work.test->size()));
-  out << fmt::format("trained {} optimizer steps in {:.1f} s; last window loss {:.4f}; test accuracy {:.4f}{}\n", r.steps,
-                     r.seconds, final_loss, s.test_accuracy, skipped);
+  out << fmt::format("trained {} optimizer steps in {:.1f} s; last window loss {:.4f}; test accuracy {:.4f}{}\n",
+                     r.steps, r.seconds, final_loss, s.test_accuracy, skipped);
   return s;
 }
 
@@ -142,8 +155,8 @@ VerifyResult run_verify_job(const JobConfig& c, VerifyOptions options) {
   build_model(c, work.num_classes);  // the model spec is checked once, up front
   options.compare_naive = work.text;
   const auto make = [&] { return Model::of(make_seeded_model(c, work.num_classes)); };
-  return verify_accumulation(make, optimizer_factory(c.optimizer), work.train, job_train_options(c), cross_entropy_loss(),
-                             options);
+  return verify_accumulation(make, optimizer_factory(c.optimizer), work.train, job_train_options(c),
+                             cross_entropy_loss(), options);
 }
 
 }  // namespace gradacc

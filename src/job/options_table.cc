@@ -34,15 +34,25 @@ std::string number_text(double v) { return fmt::format("{}", v); }
 
 template <typename Field>
 Option integer(std::string flag, std::vector<std::string> keys, OptionScope scope, std::string help, Field field) {
-  return {std::move(flag), std::move(keys), OptionType::kInt, scope, "N", std::move(help),
+  return {std::move(flag),
+          std::move(keys),
+          OptionType::kInt,
+          scope,
+          "N",
+          std::move(help),
           [field](JobConfig& c, const OptionValue& v) { field(c) = std::get<int64_t>(v); },
           [field](const JobConfig& c) { return fmt::format("{}", field(const_cast<JobConfig&>(c))); }};
 }
 
 template <typename Field>
-Option optional_integer(std::string flag, std::vector<std::string> keys, OptionScope scope, std::string help, Field field,
-                        std::string unset) {
-  return {std::move(flag), std::move(keys), OptionType::kInt, scope, "N", std::move(help),
+Option optional_integer(std::string flag, std::vector<std::string> keys, OptionScope scope, std::string help,
+                        Field field, std::string unset) {
+  return {std::move(flag),
+          std::move(keys),
+          OptionType::kInt,
+          scope,
+          "N",
+          std::move(help),
           [field](JobConfig& c, const OptionValue& v) { field(c) = std::get<int64_t>(v); },
           [field, unset](const JobConfig& c) {
             const auto& v = field(const_cast<JobConfig&>(c));
@@ -52,15 +62,25 @@ Option optional_integer(std::string flag, std::vector<std::string> keys, OptionS
 
 template <typename Field>
 Option number(std::string flag, std::vector<std::string> keys, OptionScope scope, std::string help, Field field) {
-  return {std::move(flag), std::move(keys), OptionType::kFloat, scope, "X", std::move(help),
+  return {std::move(flag),
+          std::move(keys),
+          OptionType::kFloat,
+          scope,
+          "X",
+          std::move(help),
           [field](JobConfig& c, const OptionValue& v) { field(c) = std::get<double>(v); },
           [field](const JobConfig& c) { return number_text(field(const_cast<JobConfig&>(c))); }};
 }
 
 template <typename Field>
-Option optional_number(std::string flag, std::vector<std::string> keys, OptionScope scope, std::string help, Field field,
-                       std::string unset) {
-  return {std::move(flag), std::move(keys), OptionType::kFloat, scope, "X", std::move(help),
+Option optional_number(std::string flag, std::vector<std::string> keys, OptionScope scope, std::string help,
+                       Field field, std::string unset) {
+  return {std::move(flag),
+          std::move(keys),
+          OptionType::kFloat,
+          scope,
+          "X",
+          std::move(help),
           [field](JobConfig& c, const OptionValue& v) { field(c) = std::get<double>(v); },
           [field, unset](const JobConfig& c) {
             const auto& v = field(const_cast<JobConfig&>(c));
@@ -70,7 +90,12 @@ Option optional_number(std::string flag, std::vector<std::string> keys, OptionSc
 
 template <typename Field>
 Option boolean(std::string flag, std::vector<std::string> keys, OptionScope scope, std::string help, Field field) {
-  return {std::move(flag), std::move(keys), OptionType::kBool, scope, "on|off", std::move(help),
+  return {std::move(flag),
+          std::move(keys),
+          OptionType::kBool,
+          scope,
+          "on|off",
+          std::move(help),
           [field](JobConfig& c, const OptionValue& v) { field(c) = std::get<bool>(v); },
           [field](const JobConfig& c) { return std::string(field(const_cast<JobConfig&>(c)) ? "on" : "off"); }};
 }
@@ -78,7 +103,12 @@ Option boolean(std::string flag, std::vector<std::string> keys, OptionScope scop
 template <typename Field>
 Option text(std::string flag, std::vector<std::string> keys, OptionScope scope, std::string hint, std::string help,
             Field field, std::string unset = "none") {
-  return {std::move(flag), std::move(keys), OptionType::kString, scope, std::move(hint), std::move(help),
+  return {std::move(flag),
+          std::move(keys),
+          OptionType::kString,
+          scope,
+          std::move(hint),
+          std::move(help),
           [field](JobConfig& c, const OptionValue& v) { field(c) = std::get<std::string>(v); },
           [field, unset](const JobConfig& c) {
             const std::string& v = field(const_cast<JobConfig&>(c));
@@ -91,7 +121,12 @@ Option text(std::string flag, std::vector<std::string> keys, OptionScope scope, 
 template <typename Field, typename Parse, typename Name>
 Option choice(std::string flag, std::vector<std::string> keys, OptionScope scope, std::string hint, std::string help,
               Field field, Parse parse, Name name) {
-  return {std::move(flag), std::move(keys), OptionType::kString, scope, std::move(hint), std::move(help),
+  return {std::move(flag),
+          std::move(keys),
+          OptionType::kString,
+          scope,
+          std::move(hint),
+          std::move(help),
           [field, parse](JobConfig& c, const OptionValue& v) { field(c) = parse(std::get<std::string>(v)); },
           [field, name](const JobConfig& c) { return name(field(const_cast<JobConfig&>(c))); }};
 }
@@ -104,18 +139,26 @@ std::vector<Option> build_table() {
   using S = OptionScope;
   std::vector<Option> t;
   // ── Model and data
-  t.push_back(choice("--model", {"model"}, S::kRun, "mlp|cnn|gpt", "the network to train (docs/models.md)",
-                     [](JobConfig& c) -> ModelKind& { return c.model.kind; }, parse_model_kind,
-                     [](ModelKind k) { return to_string(k); }));
-  t.push_back({"--norm", {"norm"}, OptionType::kString, S::kRun, "batch|group|layer|none|rms",
+  t.push_back(choice(
+      "--model", {"model"}, S::kRun, "mlp|cnn|gpt", "the network to train (docs/models.md)",
+      [](JobConfig& c) -> ModelKind& { return c.model.kind; }, parse_model_kind,
+      [](ModelKind k) { return to_string(k); }));
+  t.push_back({"--norm",
+               {"norm"},
+               OptionType::kString,
+               S::kRun,
+               "batch|group|layer|none|rms",
                "normalization layer; cnn: batch, group, layer or none; gpt: layer or rms",
                [](JobConfig& c, const OptionValue& v) { c.model.norm = parse_norm(std::get<std::string>(v)); },
                [](const JobConfig& c) {
                  return c.model.norm ? to_string(*c.model.norm) : std::string("the model's own: cnn group, gpt layer");
                }});
-  t.push_back(integer("--layers", {"layers"}, S::kRun, "gpt: transformer blocks", [](JobConfig& c) -> int64_t& { return c.model.layers; }));
-  t.push_back(integer("--heads", {"heads"}, S::kRun, "gpt: attention heads", [](JobConfig& c) -> int64_t& { return c.model.heads; }));
-  t.push_back(integer("--dim", {"dim"}, S::kRun, "gpt: model width", [](JobConfig& c) -> int64_t& { return c.model.dim; }));
+  t.push_back(integer("--layers", {"layers"}, S::kRun, "gpt: transformer blocks",
+                      [](JobConfig& c) -> int64_t& { return c.model.layers; }));
+  t.push_back(integer("--heads", {"heads"}, S::kRun, "gpt: attention heads",
+                      [](JobConfig& c) -> int64_t& { return c.model.heads; }));
+  t.push_back(
+      integer("--dim", {"dim"}, S::kRun, "gpt: model width", [](JobConfig& c) -> int64_t& { return c.model.dim; }));
   t.push_back(integer("--context", {"context"}, S::kRun, "gpt: longest sequence, in tokens (bytes)",
                       [](JobConfig& c) -> int64_t& { return c.model.context; }));
   t.push_back(text("--data", {"data"}, S::kRun, "fashion-mnist[:DIR]|text:PATH", "training data",
@@ -125,39 +168,46 @@ std::vector<Option> build_table() {
   t.push_back(text("--init", {"init"}, S::kRun, "FILE", "start from these weights (safetensors)",
                    [](JobConfig& c) -> std::string& { return c.init_path; }));
   // ── Batch
-  t.push_back(optional_integer("--global-batch", {"global_batch", "train_batch_size"}, S::kBatch,
-                               "examples per optimizer step over all ranks",
-                               [](JobConfig& c) -> std::optional<int64_t>& { return c.train.global_batch(); },
-                               "256 when no batch size is given"));
-  t.push_back(optional_integer("--micro-batch", {"micro_batch", "train_micro_batch_size_per_gpu"},
-                               S::kBatch, "examples per forward/backward pass",
-                               [](JobConfig& c) -> std::optional<int64_t>& { return c.train.micro_batch(); },
-                               "32 when no batch size is given"));
-  t.push_back(optional_integer("--accum", {"accum", "gradient_accumulation_steps"}, S::kBatch,
-                               "micro-batches per optimizer step (per rank)",
-                               [](JobConfig& c) -> std::optional<int64_t>& { return c.train.accumulation_steps(); },
-                               "derived: global / (micro × world)"));
-  t.push_back(optional_integer("--world-size", {"world_size"}, S::kBatch,
-                               "data-parallel ranks (train/verify: must equal WORLD_SIZE)",
-                               [](JobConfig& c) -> std::optional<int64_t>& { return c.train.world_size(); },
-                               "WORLD_SIZE, else 1"));
+  t.push_back(optional_integer(
+      "--global-batch", {"global_batch", "train_batch_size"}, S::kBatch, "examples per optimizer step over all ranks",
+      [](JobConfig& c) -> std::optional<int64_t>& { return c.train.global_batch(); },
+      "256 when no batch size is given"));
+  t.push_back(optional_integer(
+      "--micro-batch", {"micro_batch", "train_micro_batch_size_per_gpu"}, S::kBatch,
+      "examples per forward/backward pass",
+      [](JobConfig& c) -> std::optional<int64_t>& { return c.train.micro_batch(); }, "32 when no batch size is given"));
+  t.push_back(optional_integer(
+      "--accum", {"accum", "gradient_accumulation_steps"}, S::kBatch, "micro-batches per optimizer step (per rank)",
+      [](JobConfig& c) -> std::optional<int64_t>& { return c.train.accumulation_steps(); },
+      "derived: global / (micro × world)"));
+  t.push_back(optional_integer(
+      "--world-size", {"world_size"}, S::kBatch, "data-parallel ranks (train/verify: must equal WORLD_SIZE)",
+      [](JobConfig& c) -> std::optional<int64_t>& { return c.train.world_size(); }, "WORLD_SIZE, else 1"));
   t.push_back(text("--accum-schedule", {"accum_schedule"}, S::kTrain, "STEP:ACCUM,...",
                    "accumulation by optimizer step, e.g. 0:2,200:4 (with --micro-batch and --steps)",
                    [](JobConfig& c) -> std::string& { return c.train.accum_schedule(); }));
   // ── Length
-  t.push_back(optional_integer("--steps", {"steps"}, S::kRun, "optimizer steps to run",
-                               [](JobConfig& c) -> std::optional<int64_t>& { return c.train.steps(); },
-                               "unset: --epochs"));
-  t.push_back(optional_integer("--epochs", {"epochs"}, S::kRun, "passes over the training data",
-                               [](JobConfig& c) -> std::optional<int64_t>& { return c.train.epochs(); },
-                               "12 when neither steps nor epochs is given"));
+  t.push_back(optional_integer(
+      "--steps", {"steps"}, S::kRun, "optimizer steps to run",
+      [](JobConfig& c) -> std::optional<int64_t>& { return c.train.steps(); }, "unset: --epochs"));
+  t.push_back(optional_integer(
+      "--epochs", {"epochs"}, S::kRun, "passes over the training data",
+      [](JobConfig& c) -> std::optional<int64_t>& { return c.train.epochs(); },
+      "12 when neither steps nor epochs is given"));
   // ── Optimizer
-  t.push_back({"--optimizer", {"optimizer", "optimizer.type"}, OptionType::kString, S::kRun, "sgd|adam|adamw", "optimizer",
+  t.push_back({"--optimizer",
+               {"optimizer", "optimizer.type"},
+               OptionType::kString,
+               S::kRun,
+               "sgd|adam|adamw",
+               "optimizer",
                [](JobConfig& c, const OptionValue& v) {
                  std::string name = std::get<std::string>(v);
-                 std::transform(name.begin(), name.end(), name.begin(), [](unsigned char ch) { return std::tolower(ch); });
+                 std::transform(name.begin(), name.end(), name.begin(),
+                                [](unsigned char ch) { return std::tolower(ch); });
                  if (name != "sgd" && name != "adam" && name != "adamw") {
-                   throw std::invalid_argument(fmt::format("unknown optimizer '{}' (expected sgd, adam or adamw)", shown(name)));
+                   throw std::invalid_argument(
+                       fmt::format("unknown optimizer '{}' (expected sgd, adam or adamw)", shown(name)));
                  }
                  c.optimizer.name = name;
                },
@@ -169,33 +219,50 @@ std::vector<Option> build_table() {
                      [](JobConfig& c) -> double& { return c.optimizer.weight_decay; }));
   t.push_back(number("--momentum", {"momentum", "optimizer.params.momentum"}, S::kRun, "sgd: momentum",
                      [](JobConfig& c) -> double& { return c.optimizer.momentum; }));
-  t.push_back({"--nesterov", {"nesterov", "optimizer.params.nesterov"}, OptionType::kSwitch, S::kRun, "",
+  t.push_back({"--nesterov",
+               {"nesterov", "optimizer.params.nesterov"},
+               OptionType::kSwitch,
+               S::kRun,
+               "",
                "sgd: Nesterov momentum",
                [](JobConfig& c, const OptionValue& v) { c.optimizer.nesterov = std::get<bool>(v); },
                [](const JobConfig& c) { return std::string(c.optimizer.nesterov ? "on" : "off"); }});
-  t.push_back({"--betas", {"betas", "optimizer.params.betas"}, OptionType::kFloatPair, S::kRun, "B1,B2", "adam/adamw: betas",
+  t.push_back({"--betas",
+               {"betas", "optimizer.params.betas"},
+               OptionType::kFloatPair,
+               S::kRun,
+               "B1,B2",
+               "adam/adamw: betas",
                [](JobConfig& c, const OptionValue& v) {
                  std::tie(c.optimizer.beta1, c.optimizer.beta2) = std::get<std::pair<double, double>>(v);
                },
                [](const JobConfig& c) { return fmt::format("{},{}", c.optimizer.beta1, c.optimizer.beta2); }});
   t.push_back(number("--eps", {"eps", "optimizer.params.eps"}, S::kRun, "adam/adamw: epsilon",
                      [](JobConfig& c) -> double& { return c.optimizer.eps; }));
-  t.push_back(boolean("--fused", {"fused"}, S::kRun, "adam/adamw: one fused kernel (off: LibTorch's per-parameter loop)",
+  t.push_back(boolean("--fused", {"fused"}, S::kRun,
+                      "adam/adamw: one fused kernel (off: LibTorch's per-parameter loop)",
                       [](JobConfig& c) -> bool& { return c.optimizer.fused; }));
   // ── Schedule and clipping
-  t.push_back(choice("--schedule", {"schedule"}, S::kRun, "constant|cosine|linear", "LR schedule, in optimizer steps",
-                     [](JobConfig& c) -> ScheduleKind& { return c.train.schedule(); }, parse_schedule,
-                     [](ScheduleKind k) { return to_string(k); }));
-  t.push_back(optional_integer("--warmup", {"warmup"}, S::kRun, "linear warmup, in optimizer steps",
-                               [](JobConfig& c) -> std::optional<int64_t>& { return c.train.warmup(); },
-                               "5% of the run for cosine/linear, else 0"));
+  t.push_back(choice(
+      "--schedule", {"schedule"}, S::kRun, "constant|cosine|linear", "LR schedule, in optimizer steps",
+      [](JobConfig& c) -> ScheduleKind& { return c.train.schedule(); }, parse_schedule,
+      [](ScheduleKind k) { return to_string(k); }));
+  t.push_back(optional_integer(
+      "--warmup", {"warmup"}, S::kRun, "linear warmup, in optimizer steps",
+      [](JobConfig& c) -> std::optional<int64_t>& { return c.train.warmup(); },
+      "5% of the run for cosine/linear, else 0"));
   t.push_back(number("--min-lr", {"min_lr"}, S::kRun, "learning rate the decay ends at",
                      [](JobConfig& c) -> double& { return c.train.min_lr(); }));
   t.push_back(number("--clip", {"clip", "gradient_clipping"}, S::kRun,
                      "clip the window gradient to this global L2 norm (0 = off)",
                      [](JobConfig& c) -> double& { return c.train.clip(); }));
   // ── Data order
-  t.push_back({"--seed", {"seed"}, OptionType::kInt, S::kRun, "N", "seed of the weights and the data order",
+  t.push_back({"--seed",
+               {"seed"},
+               OptionType::kInt,
+               S::kRun,
+               "N",
+               "seed of the weights and the data order",
                [](JobConfig& c, const OptionValue& v) {
                  const int64_t s = std::get<int64_t>(v);
                  if (s < 0) throw std::invalid_argument(fmt::format("must be ≥ 0, got {}", s));
@@ -204,39 +271,57 @@ std::vector<Option> build_table() {
                [](const JobConfig& c) { return fmt::format("{}", c.train.seed()); }});
   t.push_back(boolean("--shuffle", {"shuffle"}, S::kRun, "shuffle the data every epoch",
                       [](JobConfig& c) -> bool& { return c.train.shuffle(); }));
-  t.push_back({"--partial", {"partial_window"}, OptionType::kString, S::kBatch, "rescale|drop",
+  t.push_back({"--partial",
+               {"partial_window"},
+               OptionType::kString,
+               S::kBatch,
+               "rescale|drop",
                "the short last window of an epoch: train on it, rescaled by its real size, or drop it",
                [](JobConfig& c, const OptionValue& v) {
                  const std::string& s = std::get<std::string>(v);
-                 if (s != "rescale" && s != "drop") throw std::invalid_argument(fmt::format("'{}' is not rescale or drop", shown(s)));
+                 if (s != "rescale" && s != "drop")
+                   throw std::invalid_argument(fmt::format("'{}' is not rescale or drop", shown(s)));
                  c.train.drop_partial(s == "drop");
                },
                [](const JobConfig& c) { return std::string(c.train.drop_partial() ? "drop" : "rescale"); }});
   // ── Precision
-  t.push_back({"--precision", {"precision"}, OptionType::kString, S::kRun, "fp32|bf16|fp16", "forward autocast",
+  t.push_back({"--precision",
+               {"precision"},
+               OptionType::kString,
+               S::kRun,
+               "fp32|bf16|fp16",
+               "forward autocast",
                [](JobConfig& c, const OptionValue& v) { c.train.precision(parse_precision(std::get<std::string>(v))); },
                [](const JobConfig& c) { return precision_or(c.train.precision(), "the param dtype"); }});
-  t.push_back(choice("--param-dtype", {"param_dtype"}, S::kRun, "fp32|bf16|fp16", "dtype the parameters are held in",
-                     [](JobConfig& c) -> Precision& { return c.train.param_dtype(); }, parse_precision,
-                     [](Precision p) { return to_string(p); }));
-  t.push_back(choice("--grad-accum-dtype", {"grad_accum_dtype", "data_types.grad_accum_dtype"}, S::kRun, "fp32|bf16|fp16",
-                     "dtype micro-batch gradients are summed in (fp32 keeps fp32 master weights)",
-                     [](JobConfig& c) -> Precision& { return c.train.grad_accum_dtype(); }, parse_precision,
-                     [](Precision p) { return to_string(p); }));
-  t.push_back(optional_number("--loss-scale-init", {"loss_scale_init"}, S::kRun, "fp16: initial loss scale",
-                              [](JobConfig& c) -> std::optional<double>& { return c.train.loss_scale_init(); }, "65536"));
-  t.push_back(optional_number("--loss-scale-growth", {"loss_scale_growth"}, S::kRun, "fp16: growth factor",
-                              [](JobConfig& c) -> std::optional<double>& { return c.train.loss_scale_growth(); }, "2"));
-  t.push_back(optional_number("--loss-scale-backoff", {"loss_scale_backoff"}, S::kRun, "fp16: backoff factor on overflow",
-                              [](JobConfig& c) -> std::optional<double>& { return c.train.loss_scale_backoff(); }, "0.5"));
-  t.push_back(optional_integer("--loss-scale-interval", {"loss_scale_interval"}, S::kRun, "fp16: good steps before growth",
-                               [](JobConfig& c) -> std::optional<int64_t>& { return c.train.loss_scale_interval(); }, "2000"));
+  t.push_back(choice(
+      "--param-dtype", {"param_dtype"}, S::kRun, "fp32|bf16|fp16", "dtype the parameters are held in",
+      [](JobConfig& c) -> Precision& { return c.train.param_dtype(); }, parse_precision,
+      [](Precision p) { return to_string(p); }));
+  t.push_back(choice(
+      "--grad-accum-dtype", {"grad_accum_dtype", "data_types.grad_accum_dtype"}, S::kRun, "fp32|bf16|fp16",
+      "dtype micro-batch gradients are summed in (fp32 keeps fp32 master weights)",
+      [](JobConfig& c) -> Precision& { return c.train.grad_accum_dtype(); }, parse_precision,
+      [](Precision p) { return to_string(p); }));
+  t.push_back(optional_number(
+      "--loss-scale-init", {"loss_scale_init"}, S::kRun, "fp16: initial loss scale",
+      [](JobConfig& c) -> std::optional<double>& { return c.train.loss_scale_init(); }, "65536"));
+  t.push_back(optional_number(
+      "--loss-scale-growth", {"loss_scale_growth"}, S::kRun, "fp16: growth factor",
+      [](JobConfig& c) -> std::optional<double>& { return c.train.loss_scale_growth(); }, "2"));
+  t.push_back(optional_number(
+      "--loss-scale-backoff", {"loss_scale_backoff"}, S::kRun, "fp16: backoff factor on overflow",
+      [](JobConfig& c) -> std::optional<double>& { return c.train.loss_scale_backoff(); }, "0.5"));
+  t.push_back(optional_integer(
+      "--loss-scale-interval", {"loss_scale_interval"}, S::kRun, "fp16: good steps before growth",
+      [](JobConfig& c) -> std::optional<int64_t>& { return c.train.loss_scale_interval(); }, "2000"));
   // ── Data parallel
-  t.push_back(choice("--sync", {"sync"}, S::kTrain, "window|every-micro-batch",
-                     "data parallel: all-reduce once per optimizer step, or after every micro-batch",
-                     [](JobConfig& c) -> SyncMode& { return c.train.sync(); }, parse_sync_mode,
-                     [](SyncMode m) { return to_string(m); }));
-  t.push_back(number("--dist-timeout", {"dist_timeout"}, S::kTrain, "data parallel: seconds before a dead or stalled rank is an error",
+  t.push_back(choice(
+      "--sync", {"sync"}, S::kTrain, "window|every-micro-batch",
+      "data parallel: all-reduce once per optimizer step, or after every micro-batch",
+      [](JobConfig& c) -> SyncMode& { return c.train.sync(); }, parse_sync_mode,
+      [](SyncMode m) { return to_string(m); }));
+  t.push_back(number("--dist-timeout", {"dist_timeout"}, S::kTrain,
+                     "data parallel: seconds before a dead or stalled rank is an error",
                      [](JobConfig& c) -> double& { return c.train.dist_timeout(); }));
   t.push_back(number("--bucket-mb", {"bucket_mb"}, S::kTrain, "data parallel: all-reduce bucket size, MiB",
                      [](JobConfig& c) -> double& { return c.train.bucket_mb(); }));
@@ -244,14 +329,17 @@ std::vector<Option> build_table() {
   t.push_back(text("--checkpoint-dir", {"checkpoint_dir"}, S::kTrain, "DIR",
                    "write checkpoints here (at the end, on SIGINT/SIGTERM, every --save-every steps)",
                    [](JobConfig& c) -> std::string& { return c.train.checkpoint_dir(); }));
-  t.push_back(integer("--save-every", {"save_every"}, S::kTrain, "optimizer steps between checkpoints (0 = at the end only)",
+  t.push_back(integer("--save-every", {"save_every"}, S::kTrain,
+                      "optimizer steps between checkpoints (0 = at the end only)",
                       [](JobConfig& c) -> int64_t& { return c.train.save_every(); }));
   t.push_back(integer("--keep-checkpoints", {"keep_checkpoints"}, S::kTrain, "newest checkpoints kept",
                       [](JobConfig& c) -> int64_t& { return c.train.keep_checkpoints(); }));
-  t.push_back(text("--resume", {"resume"}, S::kTrain, "DIR|FILE", "continue from a checkpoint file, or the newest in a directory",
+  t.push_back(text("--resume", {"resume"}, S::kTrain, "DIR|FILE",
+                   "continue from a checkpoint file, or the newest in a directory",
                    [](JobConfig& c) -> std::string& { return c.train.resume(); }));
-  t.push_back(optional_integer("--stop-at", {"stop_at"}, S::kTrain, "stop after this optimizer step, with a checkpoint",
-                               [](JobConfig& c) -> std::optional<int64_t>& { return c.train.stop_at(); }, "none"));
+  t.push_back(optional_integer(
+      "--stop-at", {"stop_at"}, S::kTrain, "stop after this optimizer step, with a checkpoint",
+      [](JobConfig& c) -> std::optional<int64_t>& { return c.train.stop_at(); }, "none"));
   t.push_back(text("--log", {"log"}, S::kTrain, "FILE.jsonl", "one JSON line per optimizer step",
                    [](JobConfig& c) -> std::string& { return c.train.log_path(); }));
   t.push_back(text("--save", {"save"}, S::kTrain, "FILE", "save the final weights (safetensors)",
@@ -305,7 +393,8 @@ void apply_flag(JobConfig& c, const Option& o, const std::string& text) {
     }
     o.set(c, v);
   } catch (const std::invalid_argument& e) {
-    throw ConfigError(fmt::format("{}: {}", o.flag, e.what()));
+    // The parsers of names quote the value given: shown() keeps the message on one line.
+    throw ConfigError(fmt::format("{}: {}", o.flag, shown(e.what(), 300)));
   }
 }
 
@@ -315,7 +404,8 @@ std::string options_markdown() {
   for (const Option& o : option_table()) {
     std::string keys;
     for (const std::string& k : o.keys) keys += (keys.empty() ? "" : ", ") + fmt::format("`{}`", k);
-    const std::string flag = o.flag.empty() ? "" : fmt::format("`{}{}`", o.flag, o.value_hint.empty() ? "" : " " + o.value_hint);
+    const std::string flag =
+        o.flag.empty() ? "" : fmt::format("`{}{}`", o.flag, o.value_hint.empty() ? "" : " " + o.value_hint);
     s += fmt::format("| {} | {} | {} | {} |\n", flag, keys, o.show(defaults), o.help);
   }
   return s;

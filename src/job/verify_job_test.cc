@@ -51,7 +51,8 @@ TEST(Verify, GptTokenNormalizationPassesAndTheNaiveSchemeStrays) {
   const VerifyResult r = run_verify_job(c, o);
   EXPECT_TRUE(r.pass);
   ASSERT_TRUE(r.has_naive);
-  std::cout << "    ours: max rel weight diff " << r.max_rel_weight_diff << "; naive: " << r.naive_max_rel_weight_diff << "\n";
+  std::cout << "    ours: max rel weight diff " << r.max_rel_weight_diff << "; naive: " << r.naive_max_rel_weight_diff
+            << "\n";
   EXPECT_LT(r.max_rel_weight_diff, 1e-2);
   EXPECT_GT(r.naive_max_rel_weight_diff, 0.1);
 }

@@ -26,7 +26,8 @@ Workload load_workload(const JobConfig& c) {
   if (gpt) throw ConfigError(fmt::format("--model gpt needs --data text:PATH, not {}", c.data));
   const std::string prefix = "fashion-mnist";
   if (!c.data.starts_with(prefix) || (c.data.size() > prefix.size() && c.data[prefix.size()] != ':')) {
-    throw ConfigError(fmt::format("unknown data source '{}' (expected fashion-mnist, fashion-mnist:DIR or text:PATH)", c.data));
+    throw ConfigError(
+        fmt::format("unknown data source '{}' (expected fashion-mnist, fashion-mnist:DIR or text:PATH)", c.data));
   }
   const std::string dir = c.data.size() > prefix.size() ? c.data.substr(prefix.size() + 1) : kFashionMnistDir;
   Workload w;
@@ -37,10 +38,13 @@ Workload load_workload(const JobConfig& c) {
   return w;
 }
 
-std::shared_ptr<Network> make_seeded_model(const JobConfig& c, int64_t num_classes) {
+std::shared_ptr<Network> make_seeded_model(const JobConfig& c, int64_t num_classes, bool* init_verified) {
   torch::manual_seed(c.train.seed());
   auto model = make_model(c.model, num_classes);
-  if (!c.init_path.empty()) load_module(c.init_path, *model);
+  if (!c.init_path.empty()) {
+    const ReadInfo read = load_module(c.init_path, *model);
+    if (init_verified) *init_verified = read.verified;
+  }
   return model;
 }
 

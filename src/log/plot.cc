@@ -1,7 +1,10 @@
 #include "gradacc/log/plot.h"
 
+#include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <cstdlib>
 #include <filesystem>
@@ -11,6 +14,9 @@
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+
+#include "gradacc/util/files.h"
+#include "gradacc/util/parse.h"
 
 namespace gradacc {
 namespace {
@@ -23,6 +29,9 @@ struct Series {
 };
 
 Series read_log(const std::string& path, const std::vector<std::string>& metrics) {
+  if (const std::string problem = input_file_problem(path); !problem.empty()) {
+    throw std::runtime_error(fmt::format("{}: {}", shown(path, 200), problem));
+  }
   std::ifstream in(path);
   if (!in) throw std::runtime_error(fmt::format("{}: cannot read log", path));
   Series s;
@@ -43,18 +52,50 @@ Series read_log(const std::string& path, const std::vector<std::string>& metrics
         throw std::runtime_error(fmt::format("{}:{}: step record has no numeric '{}'", path, n, metrics[m]));
       }
       // null: a value JSON cannot hold (the inf norm of a window skipped on fp16 overflow); a gap.
-      s.values[m].push_back(j[metrics[m]].is_null() ? std::numeric_limits<double>::quiet_NaN() : j[metrics[m]].get<double>());
+      s.values[m].push_back(j[metrics[m]].is_null() ? std::numeric_limits<double>::quiet_NaN()
+                                                    : j[metrics[m]].get<double>());
     }
   }
   if (s.step.empty()) throw std::runtime_error(fmt::format("{}: no step records (is it a gradacc --log file?)", path));
   return s;
 }
 
-// gnuplot string literal: single quotes, with embedded quotes doubled.
+// gnuplot string literal: single quotes, with embedded quotes doubled. Inside single quotes
+// gnuplot gives no other character a meaning, but a line break ends the command: text with any
+// control character is refused before it gets here (checked_text), so no input can add a command.
 std::string quoted(const std::string& s) {
   std::string out = "'";
   for (char c : s) out += c == '\'' ? std::string("''") : std::string(1, c);
   return out + "'";
+}
+
+// `text` unchanged, or runtime_error naming `what` when it holds a control character.
+const std::string& checked_text(const std::string& text, const std::string& what) {
+  for (const char c : text) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      throw std::runtime_error(fmt::format(
+          "{} '{}' holds a control character: refused (it would reach gnuplot's script)", what, shown(text)));
+    }
+  }
+  return text;
+}
+
+// Runs gnuplot on `script` in `dir` without a shell (its stderr into err.txt there); returns the
+// exit status, 127 when gnuplot cannot be run.
+int run_gnuplot(const fs::path& dir) {
+  const pid_t pid = ::fork();
+  if (pid < 0) return 127;
+  if (pid == 0) {
+    if (::chdir(dir.c_str()) != 0) ::_exit(126);
+    const int err = ::open("err.txt", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (err >= 0) ::dup2(err, 2);
+    ::execlp("gnuplot", "gnuplot", "plot.gp", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 }  // namespace
@@ -69,6 +110,16 @@ void plot_runs(const PlotOptions& o) {
   if (ext != ".png" && ext != ".svg") {
     throw std::runtime_error(fmt::format("output '{}' must end in .png or .svg", o.output));
   }
+  for (const auto& m : o.metrics) {
+    if (m.empty() || m.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_") != std::string::npos) {
+      throw std::runtime_error(fmt::format("metric '{}' is not a log field name (letters, digits, _)", shown(m)));
+    }
+  }
+  checked_text(o.title, "--title");
+  for (const auto& l : o.labels) checked_text(l, "--labels entry");
+  if (o.labels.empty()) {  // the legend shows the file names then
+    for (const auto& log : o.logs) checked_text(fs::path(log).filename().string(), "log file name (give --labels)");
+  }
   std::vector<Series> runs;
   for (const auto& log : o.logs) runs.push_back(read_log(log, o.metrics));
 
@@ -76,7 +127,10 @@ void plot_runs(const PlotOptions& o) {
   fs::create_directories(dir);
   struct Cleanup {
     fs::path d;
-    ~Cleanup() { std::error_code ec; fs::remove_all(d, ec); }
+    ~Cleanup() {
+      std::error_code ec;
+      fs::remove_all(d, ec);
+    }
   } cleanup{dir};
 
   for (size_t r = 0; r < runs.size(); ++r) {
@@ -87,14 +141,16 @@ void plot_runs(const PlotOptions& o) {
       data << '\n';
     }
   }
+  // gnuplot runs inside `dir`, so the script names its files relatively: no path reaches it.
   const fs::path picture = dir / ("out" + ext);
   std::ofstream script(dir / "plot.gp");
   const int height = 300 * static_cast<int>(o.metrics.size()) + 60;
   script << (ext == ".png" ? fmt::format("set terminal pngcairo noenhanced size 1000,{} font 'sans,10'\n", height)
                            : fmt::format("set terminal svg noenhanced size 1000,{} font 'sans,10'\n", height));
-  script << "set output " << quoted(picture.string()) << "\n";
+  script << "set output " << quoted("out" + ext) << "\n";
   script << "set datafile missing 'nan'\nset datafile separator '\\t'\nset grid\nset key outside right top\n";
-  script << fmt::format("set multiplot layout {},1 title {}\n", o.metrics.size(), quoted(o.title.empty() ? "gradacc" : o.title));
+  script << fmt::format("set multiplot layout {},1 title {}\n", o.metrics.size(),
+                        quoted(o.title.empty() ? "gradacc" : o.title));
   for (size_t m = 0; m < o.metrics.size(); ++m) {
     script << "set xlabel 'optimizer step'\nset ylabel " << quoted(o.metrics[m]) << "\n";
     const bool log_scale = o.metrics[m] == "grad_norm";
@@ -102,18 +158,18 @@ void plot_runs(const PlotOptions& o) {
     script << "plot ";
     for (size_t r = 0; r < runs.size(); ++r) {
       const std::string label = o.labels.empty() ? fs::path(o.logs[r]).filename().string() : o.labels[r];
-      script << (r ? ", " : "") << quoted((dir / fmt::format("run{}.tsv", r)).string()) << fmt::format(" using 1:{} with lines lw 2 title ", m + 2)
-             << quoted(label);
+      script << (r ? ", " : "") << quoted(fmt::format("run{}.tsv", r))
+             << fmt::format(" using 1:{} with lines lw 2 title ", m + 2) << quoted(label);
     }
     script << "\n";
   }
   script << "unset multiplot\n";
   script.close();
 
-  const std::string cmd = fmt::format("gnuplot {} 2>{}", quoted((dir / "plot.gp").string()), quoted((dir / "err.txt").string()));
-  const int status = std::system(cmd.c_str());
+  if (!script) throw std::runtime_error(fmt::format("cannot write the plot script in {}", dir.string()));
+  const int status = run_gnuplot(dir);
   if (status != 0 || !fs::exists(picture)) {
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 127) {
+    if (status == 127) {
       throw std::runtime_error("gnuplot not found: install Debian's gnuplot-nox (scripts/setup.sh does)");
     }
     std::ifstream err(dir / "err.txt");

@@ -22,11 +22,16 @@ fs::path temp_dir() {
 std::string write_log(const fs::path& path, double scale) {
   std::ofstream out(path);
   for (int s = 1; s <= 40; ++s) {
-    out << nlohmann::json{{"step", s}, {"loss", scale * 2.3 / s}, {"lr", 1e-3}, {"grad_norm", 1.0 / s},
-                          {"samples_per_s", 1000.0 + s}}.dump()
+    out << nlohmann::json{{"step", s},
+                          {"loss", scale * 2.3 / s},
+                          {"lr", 1e-3},
+                          {"grad_norm", 1.0 / s},
+                          {"samples_per_s", 1000.0 + s}}
+               .dump()
         << "\n";
   }
-  out << R"({"event":"eval","split":"test","accuracy":0.9})" << "\n";
+  out << R"({"event":"eval","split":"test","accuracy":0.9})"
+      << "\n";
   return path.string();
 }
 
@@ -79,7 +84,43 @@ TEST(Plot, RejectsBadInputWithoutWritingTheOutput) {
   expect_error({{good}, {}, {"perplexity"}, out, ""}, "no numeric 'perplexity'");
   expect_error({{good}, {}, {"loss"}, (d / "x.jpg").string(), ""}, "must end in .png or .svg");
   expect_error({{good}, {"a", "b"}, {"loss"}, out, ""}, "2 labels for 1 logs");
-  expect_error({{(d / "missing.jsonl").string()}, {}, {"loss"}, out, ""}, "cannot read log");
+  expect_error({{(d / "missing.jsonl").string()}, {}, {"loss"}, out, ""}, "no such file");
+  fs::remove_all(d);
+}
+
+// Input never becomes gnuplot code: a line break in --title, in a --labels entry or in a log
+// file's name would end the quoted string's command and start one of the attacker's (here
+// system("touch ...")). Each is refused before gnuplot runs, and nothing is executed or written.
+TEST(Plot, ControlCharactersInTitlesLabelsAndFileNamesNeverReachGnuplot) {
+  const fs::path d = temp_dir();
+  const fs::path pwned = d / "pwned";
+  const std::string payload = "x'\nsystem(\"touch " + pwned.string() + "\")\nset title 'y";
+  const std::string log = write_log(d / "run.jsonl", 1.0);
+  PlotOptions o;
+  o.logs = {log};
+  o.output = (d / "out.png").string();
+  o.title = payload;
+  EXPECT_THROW(plot_runs(o), std::runtime_error);
+  o.title = "it's fine";  // a quote alone is escaped, not refused
+  o.labels = {payload};
+  EXPECT_THROW(plot_runs(o), std::runtime_error);
+  o.labels.clear();
+  const fs::path evil = d / "a\nsystem(\"touch pwned\")\n.jsonl";
+  fs::copy_file(log, evil);
+  o.logs = {evil.string()};
+  try {
+    plot_runs(o);
+    FAIL() << "a log file name with a line break reached the script";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("control character"), std::string::npos) << e.what();
+    EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos) << "one line";
+  }
+  o.logs = {log};
+  o.metrics = {"loss\nsystem('touch pwned')"};
+  EXPECT_THROW(plot_runs(o), std::runtime_error);
+  EXPECT_FALSE(fs::exists(pwned));
+  EXPECT_FALSE(fs::exists(d / "pwned"));
+  EXPECT_FALSE(fs::exists(o.output));
   fs::remove_all(d);
 }
 

@@ -10,7 +10,10 @@
 namespace gradacc {
 
 ProgressBar::ProgressBar(int64_t total_steps, int64_t first_step)
-    : total_(total_steps), first_(first_step), enabled_(total_steps > 0 && ::isatty(STDERR_FILENO) == 1), start_(std::chrono::steady_clock::now()) {}
+    : total_(total_steps),
+      first_(first_step),
+      enabled_(total_steps > 0 && ::isatty(STDERR_FILENO) == 1),
+      start_(std::chrono::steady_clock::now()) {}
 
 ProgressBar::~ProgressBar() {
   if (enabled_) std::fputc('\n', stderr);

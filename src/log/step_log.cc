@@ -18,7 +18,8 @@ StepLog::StepLog(const std::string& path, std::optional<int64_t> continue_after)
       std::string kept, line;
       while (std::getline(in, line)) {
         const nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-        if (j.is_object() && j.contains("step") && j["step"].is_number_integer() && j["step"].get<int64_t>() <= *continue_after) {
+        if (j.is_object() && j.contains("step") && j["step"].is_number_integer() &&
+            j["step"].get<int64_t>() <= *continue_after) {
           kept += line + "\n";
         }
       }
@@ -28,10 +29,12 @@ StepLog::StepLog(const std::string& path, std::optional<int64_t> continue_after)
       out.close();
       if (!out || std::rename(tmp.c_str(), path.c_str()) != 0) {
         std::remove(tmp.c_str());
-        throw std::runtime_error(fmt::format("cannot rewrite log file {} for the resumed run: {}", path, std::strerror(errno)));
+        throw std::runtime_error(
+            fmt::format("cannot rewrite log file {} for the resumed run: {}", path, std::strerror(errno)));
       }
     }
   }
+  path_ = path;
   file_ = std::fopen(path.c_str(), continue_after ? "a" : "w");
   if (!file_) throw std::runtime_error(fmt::format("cannot write log file {}: {}", path, std::strerror(errno)));
 }
@@ -68,9 +71,10 @@ void StepLog::write(const StepReport& report, int64_t epoch, double seconds) {
 
 void StepLog::write_raw(const std::string& line) {
   if (!file_) return;
-  std::fputs(line.c_str(), file_);
-  std::fputc('\n', file_);
-  std::fflush(file_);
+  // Every write is checked: a full disk must end the run with an error, not a silent empty log.
+  if (std::fputs(line.c_str(), file_) < 0 || std::fputc('\n', file_) == EOF || std::fflush(file_) != 0) {
+    throw std::runtime_error(fmt::format("cannot write log file {}: {}", path_, std::strerror(errno)));
+  }
 }
 
 }  // namespace gradacc

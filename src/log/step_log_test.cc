@@ -41,9 +41,9 @@ TEST(StepLog, WritesEveryFieldOfEveryStep) {
   }
   const auto l = lines_of(path);
   ASSERT_EQ(l.size(), 2u);
-  for (const char* k : {"step", "epoch", "loss", "lr", "grad_norm", "clip_coef", "samples", "items", "micro_batches", "seconds",
-                        "boundary_seconds", "samples_per_s", "loss_scale", "skipped", "allreduce_calls", "allreduce_bytes",
-                        "peak_bytes"}) {
+  for (const char* k : {"step", "epoch", "loss", "lr", "grad_norm", "clip_coef", "samples", "items", "micro_batches",
+                        "seconds", "boundary_seconds", "samples_per_s", "loss_scale", "skipped", "allreduce_calls",
+                        "allreduce_bytes", "peak_bytes"}) {
     EXPECT_TRUE(l[0].contains(k)) << k;
   }
   EXPECT_EQ(l[1]["step"], 2);

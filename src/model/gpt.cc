@@ -13,10 +13,10 @@
 #include <ATen/ops/layer_norm.h>
 #include <ATen/ops/matmul.h>
 #include <ATen/ops/ones.h>
-#include <ATen/ops/zeros.h>
 #include <ATen/ops/rms_norm.h>
 #include <ATen/ops/scaled_dot_product_attention.h>
 #include <ATen/ops/unbind.h>
+#include <ATen/ops/zeros.h>
 #include <fmt/format.h>
 #include <torch/csrc/autograd/grad_mode.h>
 #include <torch/nn/modules/embedding.h>
@@ -89,7 +89,8 @@ class Gpt : public Network {
     wte_ = register_module("wte", torch::nn::Embedding(vocab, s.dim));
     wpe_ = register_module("wpe", torch::nn::Embedding(s.context, s.dim));
     auto h = register_module("h", std::make_shared<torch::nn::Module>());
-    for (int64_t i = 0; i < s.layers; ++i) blocks_.push_back(h->register_module(std::to_string(i), std::make_shared<Block>(s, norm)));
+    for (int64_t i = 0; i < s.layers; ++i)
+      blocks_.push_back(h->register_module(std::to_string(i), std::make_shared<Block>(s, norm)));
     ln_f_ = register_module("ln_f", std::make_shared<TokenNorm>(norm, s.dim));
     // GPT-2 initialization: N(0, 0.02) for weights and embeddings, zero biases, and residual
     // projections scaled by 1/√(2·layers) so the residual stream keeps its variance.
@@ -97,10 +98,14 @@ class Gpt : public Network {
     for (auto& item : named_parameters()) {
       const std::string& name = item.key();
       at::Tensor p = item.value();
-      if (name.ends_with(".bias") && name.find("ln_") == std::string::npos) p.zero_();
-      else if (name.find("ln_") != std::string::npos) continue;  // norms: ones / zeros already
-      else if (name.ends_with("c_proj.weight")) p.normal_(0.0, 0.02 / std::sqrt(2.0 * static_cast<double>(s.layers)));
-      else p.normal_(0.0, 0.02);
+      if (name.ends_with(".bias") && name.find("ln_") == std::string::npos)
+        p.zero_();
+      else if (name.find("ln_") != std::string::npos)
+        continue;  // norms: ones / zeros already
+      else if (name.ends_with("c_proj.weight"))
+        p.normal_(0.0, 0.02 / std::sqrt(2.0 * static_cast<double>(s.layers)));
+      else
+        p.normal_(0.0, 0.02);
     }
   }
 
@@ -123,5 +128,10 @@ class Gpt : public Network {
 }  // namespace
 
 std::shared_ptr<Network> make_gpt(const ModelSpec& spec, int64_t vocab) { return std::make_shared<Gpt>(spec, vocab); }
+
+int64_t gpt_parameter_count(const ModelSpec& s, int64_t vocab) {
+  const int64_t d = s.dim, norm = s.resolved_norm() == NormKind::kRms ? d : 2 * d;
+  return vocab * d + s.context * d + s.layers * (12 * d * d + 9 * d + 2 * norm) + norm;
+}
 
 }  // namespace gradacc

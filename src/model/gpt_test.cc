@@ -76,7 +76,8 @@ TEST(Gpt, AccumulatedTokenGradientEqualsFullBatchWhileTheNaiveMeanDoesNot) {
   const double naive_diff = rel_diff(flat_grads(*naive), reference);
   std::cout << "    micro-batch token counts:";
   for (int64_t n : items) std::cout << " " << n;
-  std::cout << "\n    relative gradient difference vs full batch: ours " << ours_diff << ", naive " << naive_diff << "\n";
+  std::cout << "\n    relative gradient difference vs full batch: ours " << ours_diff << ", naive " << naive_diff
+            << "\n";
   EXPECT_LT(ours_diff, 1e-5);
   EXPECT_GT(naive_diff, 1e-2);
 }
@@ -104,16 +105,18 @@ void compare_with_pytorch(NormKind norm) {
                     out = tmp.string() + "_o.safetensors";
   save_module(weights, *model, model_metadata(small_gpt(norm)));
   save_safetensors(batch, {{"inputs", b.inputs}, {"targets", b.targets}});
-  const std::string cmd = fmt::format("{} {}/tests/torch_reference.py gpt {} {} {} {}", GRADACC_PYTHON, GRADACC_SOURCE_DIR,
-                                      to_string(norm), weights, batch, out);
+  const std::string cmd = fmt::format("{} {}/tests/torch_reference.py gpt {} {} {} {}", GRADACC_PYTHON,
+                                      GRADACC_SOURCE_DIR, to_string(norm), weights, batch, out);
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
   const TensorMap ref = load_safetensors(out);
 
   torch::optim::SGD sgd(model->parameters(), 0.1);
-  Accumulator acc(*model, sgd, nullptr, AccumulatorOptions().normalization_(Normalization::kPerItem).nominal_count_(16));
+  Accumulator acc(*model, sgd, nullptr,
+                  AccumulatorOptions().normalization_(Normalization::kPerItem).nominal_count_(16));
   std::vector<at::Tensor> logits;
   for (int64_t s = 0; s < 16; s += 4) {
-    const Batch mb{b.inputs.narrow(0, s, 4), b.targets.narrow(0, s, 4), 4, b.targets.narrow(0, s, 4).ne(kIgnoreIndex).sum().item<int64_t>()};
+    const Batch mb{b.inputs.narrow(0, s, 4), b.targets.narrow(0, s, 4), 4,
+                   b.targets.narrow(0, s, 4).ne(kIgnoreIndex).sum().item<int64_t>()};
     // Micro-batches are padded to their own longest sequence, as the trainer does.
     const int64_t len = mb.targets.ne(kIgnoreIndex).sum(1).max().item<int64_t>();
     const at::Tensor l = model->forward(mb.inputs.narrow(1, 0, len));
@@ -137,6 +140,17 @@ void compare_with_pytorch(NormKind norm) {
 
 TEST(Gpt, LayerNormGptMatchesItsPyTorchRebuild) { compare_with_pytorch(NormKind::kLayer); }
 TEST(Gpt, RmsNormGptMatchesItsPyTorchRebuild) { compare_with_pytorch(NormKind::kRms); }
+
+// The count generate checks a weights file against, before building the model it describes.
+TEST(Gpt, ParameterCountMatchesTheBuiltModel) {
+  for (NormKind norm : {NormKind::kLayer, NormKind::kRms}) {
+    ModelSpec s = small_gpt(norm);
+    s.layers = 3;
+    int64_t numel = 0;
+    for (const auto& p : make_model(s, kByteVocab)->parameters()) numel += p.numel();
+    EXPECT_EQ(gpt_parameter_count(s, kByteVocab), numel) << to_string(norm);
+  }
+}
 
 }  // namespace
 }  // namespace gradacc

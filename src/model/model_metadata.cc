@@ -26,7 +26,8 @@ ModelSpec spec_from_metadata(const StringMap& meta, const std::string& path) {
   auto number = [&](const std::string& key) {
     const std::string& v = need(key);
     const bool digits = !v.empty() && v.size() <= 9 && v.find_first_not_of("0123456789") == std::string::npos;
-    if (!digits) throw FormatError(fmt::format("{}: metadata '{}' is not a positive integer of at most 9 digits", path, key));
+    if (!digits)
+      throw FormatError(fmt::format("{}: metadata '{}' is not a positive integer of at most 9 digits", path, key));
     return static_cast<int64_t>(std::stoll(v));
   };
   ModelSpec m;

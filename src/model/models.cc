@@ -2,13 +2,15 @@
 
 #include <stdexcept>
 
-#include <ATen/ops/relu.h>
 #include <ATen/ops/max_pool2d.h>
+#include <ATen/ops/relu.h>
 #include <fmt/format.h>
 #include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/normalization.h>
+
+#include "gradacc/util/parse.h"
 
 namespace gradacc {
 
@@ -18,7 +20,8 @@ NormKind parse_norm(const std::string& name) {
   if (name == "layer") return NormKind::kLayer;
   if (name == "none") return NormKind::kNone;
   if (name == "rms") return NormKind::kRms;
-  throw std::invalid_argument(fmt::format("unknown normalization '{}' (expected batch, group, layer, none or rms)", name));
+  throw std::invalid_argument(
+      fmt::format("unknown normalization '{}' (expected batch, group, layer, none or rms)", shown(name)));
 }
 
 std::string to_string(NormKind kind) {
@@ -36,7 +39,7 @@ ModelKind parse_model_kind(const std::string& name) {
   if (name == "mlp") return ModelKind::kMlp;
   if (name == "cnn") return ModelKind::kCnn;
   if (name == "gpt") return ModelKind::kGpt;
-  throw std::invalid_argument(fmt::format("unknown model '{}' (expected mlp, cnn or gpt)", name));
+  throw std::invalid_argument(fmt::format("unknown model '{}' (expected mlp, cnn or gpt)", shown(name)));
 }
 
 std::string to_string(ModelKind kind) {
@@ -56,8 +59,7 @@ NormKind ModelSpec::resolved_norm() const {
 void ModelSpec::validate() const {
   const NormKind n = resolved_norm();
   switch (kind) {
-    case ModelKind::kMlp:
-      return;
+    case ModelKind::kMlp: return;
     case ModelKind::kCnn:
       if (n == NormKind::kRms) throw std::invalid_argument("the cnn takes --norm batch, group, layer or none, not rms");
       return;
@@ -69,7 +71,8 @@ void ModelSpec::validate() const {
         throw std::invalid_argument(
             fmt::format("gpt sizes must lie in 1..{} (layers {}, heads {}, dim {})", kMaxGptSize, layers, heads, dim));
       }
-      if (dim % heads != 0) throw std::invalid_argument(fmt::format("dim = {} is not divisible by heads = {}", dim, heads));
+      if (dim % heads != 0)
+        throw std::invalid_argument(fmt::format("dim = {} is not divisible by heads = {}", dim, heads));
       if (context < 1 || context > kMaxContext) {
         throw std::invalid_argument(fmt::format("context = {} is outside 1..{}", context, kMaxContext));
       }
@@ -103,9 +106,7 @@ class NormSlot {
  public:
   NormSlot(torch::nn::Module& owner, const std::string& name, NormKind kind, int64_t channels) : kind_(kind) {
     switch (kind) {
-      case NormKind::kBatch:
-        batch_ = owner.register_module(name, torch::nn::BatchNorm2d(channels));
-        break;
+      case NormKind::kBatch: batch_ = owner.register_module(name, torch::nn::BatchNorm2d(channels)); break;
       case NormKind::kGroup:  // 8 groups: statistics per example and group of channels
         group_ = owner.register_module(name, torch::nn::GroupNorm(torch::nn::GroupNormOptions(8, channels)));
         break;
@@ -113,8 +114,7 @@ class NormSlot {
         group_ = owner.register_module(name, torch::nn::GroupNorm(torch::nn::GroupNormOptions(1, channels)));
         break;
       case NormKind::kNone:
-      case NormKind::kRms:
-        break;
+      case NormKind::kRms: break;
     }
   }
   at::Tensor operator()(const at::Tensor& x) {
@@ -143,7 +143,7 @@ class Cnn : public Network {
 
   at::Tensor forward(const at::Tensor& x) override {
     at::Tensor h = at::max_pool2d(at::relu(norm1_(conv1_->forward(x))), 2);  // 16×14×14
-    h = at::max_pool2d(at::relu(norm2_(conv2_->forward(h))), 2);              // 32×7×7
+    h = at::max_pool2d(at::relu(norm2_(conv2_->forward(h))), 2);             // 32×7×7
     h = at::relu(fc1_->forward(h.flatten(1)));
     return fc2_->forward(h);
   }

@@ -34,11 +34,13 @@ void compare_with_pytorch(const ModelSpec& spec, int64_t micro) {
 
   torch::manual_seed(21);
   auto model = make_model(spec, 10);
-  const std::string weights = temp_path("w.safetensors"), batch = temp_path("b.safetensors"), out = temp_path("o.safetensors");
+  const std::string weights = temp_path("w.safetensors"), batch = temp_path("b.safetensors"),
+                    out = temp_path("o.safetensors");
   save_module(weights, *model);
   save_safetensors(batch, {{"inputs", b.inputs}, {"targets", b.targets}});
-  const std::string cmd = fmt::format("{} {}/tests/torch_reference.py {} {} {} {} {}", GRADACC_PYTHON, GRADACC_SOURCE_DIR,
-                                      to_string(spec.kind), to_string(spec.resolved_norm()), weights, batch, out);
+  const std::string cmd =
+      fmt::format("{} {}/tests/torch_reference.py {} {} {} {} {}", GRADACC_PYTHON, GRADACC_SOURCE_DIR,
+                  to_string(spec.kind), to_string(spec.resolved_norm()), weights, batch, out);
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
   const TensorMap ref = load_safetensors(out);
 
@@ -69,12 +71,22 @@ void compare_with_pytorch(const ModelSpec& spec, int64_t micro) {
   for (const auto& p : {weights, batch, out}) std::filesystem::remove(p);
 }
 
-TEST(ModelsVsPyTorch, MlpAccumulatedEqualsPyTorchFullBatch) { compare_with_pytorch({ModelKind::kMlp, NormKind::kNone}, 8); }
-TEST(ModelsVsPyTorch, CnnGroupNormAccumulatedEqualsPyTorchFullBatch) { compare_with_pytorch({ModelKind::kCnn, NormKind::kGroup}, 16); }
-TEST(ModelsVsPyTorch, CnnLayerNormAccumulatedEqualsPyTorchFullBatch) { compare_with_pytorch({ModelKind::kCnn, NormKind::kLayer}, 16); }
-TEST(ModelsVsPyTorch, CnnNoNormAccumulatedEqualsPyTorchFullBatch) { compare_with_pytorch({ModelKind::kCnn, NormKind::kNone}, 32); }
+TEST(ModelsVsPyTorch, MlpAccumulatedEqualsPyTorchFullBatch) {
+  compare_with_pytorch({ModelKind::kMlp, NormKind::kNone}, 8);
+}
+TEST(ModelsVsPyTorch, CnnGroupNormAccumulatedEqualsPyTorchFullBatch) {
+  compare_with_pytorch({ModelKind::kCnn, NormKind::kGroup}, 16);
+}
+TEST(ModelsVsPyTorch, CnnLayerNormAccumulatedEqualsPyTorchFullBatch) {
+  compare_with_pytorch({ModelKind::kCnn, NormKind::kLayer}, 16);
+}
+TEST(ModelsVsPyTorch, CnnNoNormAccumulatedEqualsPyTorchFullBatch) {
+  compare_with_pytorch({ModelKind::kCnn, NormKind::kNone}, 32);
+}
 // BatchNorm agrees with PyTorch when the batch is not split (micro-batch = window).
-TEST(ModelsVsPyTorch, CnnBatchNormFullBatchEqualsPyTorch) { compare_with_pytorch({ModelKind::kCnn, NormKind::kBatch}, 64); }
+TEST(ModelsVsPyTorch, CnnBatchNormFullBatchEqualsPyTorch) {
+  compare_with_pytorch({ModelKind::kCnn, NormKind::kBatch}, 64);
+}
 
 }  // namespace
 }  // namespace gradacc

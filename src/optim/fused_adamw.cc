@@ -43,10 +43,12 @@ at::Tensor FusedAdamW::step(LossClosure closure) {
   if (next_scale_ != 1.0) grad_scale = at::full({}, 1.0 / next_scale_, params.front().options().dtype(at::kFloat));
   const auto [beta1, beta2] = o.betas();
   if (decoupled_) {
-    at::_fused_adamw_(params, grads, m, v, /*max_exp_avg_sqs=*/{}, steps, o.lr(), beta1, beta2, o.weight_decay(), o.eps(),
+    at::_fused_adamw_(params, grads, m, v, /*max_exp_avg_sqs=*/{}, steps, o.lr(), beta1, beta2, o.weight_decay(),
+                      o.eps(),
                       /*amsgrad=*/false, /*maximize=*/false, grad_scale, /*found_inf=*/{});
   } else {
-    at::_fused_adam_(params, grads, m, v, /*max_exp_avg_sqs=*/{}, steps, o.lr(), beta1, beta2, o.weight_decay(), o.eps(),
+    at::_fused_adam_(params, grads, m, v, /*max_exp_avg_sqs=*/{}, steps, o.lr(), beta1, beta2, o.weight_decay(),
+                     o.eps(),
                      /*amsgrad=*/false, /*maximize=*/false, grad_scale, /*found_inf=*/{});
   }
   next_scale_ = 1.0;

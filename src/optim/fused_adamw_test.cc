@@ -11,7 +11,8 @@ namespace {
 
 std::vector<at::Tensor> make_params() {
   torch::manual_seed(0);
-  return {at::randn({64, 32}).requires_grad_(), at::randn({32}).requires_grad_(), at::randn({7, 3, 3}).requires_grad_()};
+  return {at::randn({64, 32}).requires_grad_(), at::randn({32}).requires_grad_(),
+          at::randn({7, 3, 3}).requires_grad_()};
 }
 
 // FusedAdamW against LibTorch's reference Adam/AdamW over several steps with changing gradients,
@@ -22,15 +23,18 @@ void compare(bool decoupled) {
   const auto opts = torch::optim::AdamWOptions(3e-3).weight_decay(0.05).betas({0.9, 0.95}).eps(1e-8);
   FusedAdamW fused(a, opts, decoupled);
   std::unique_ptr<torch::optim::Optimizer> ref;
-  if (decoupled) ref = std::make_unique<torch::optim::AdamW>(b, opts);
-  else ref = std::make_unique<torch::optim::Adam>(b, torch::optim::AdamOptions(3e-3).weight_decay(0.05).betas({0.9, 0.95}).eps(1e-8));
+  if (decoupled)
+    ref = std::make_unique<torch::optim::AdamW>(b, opts);
+  else
+    ref = std::make_unique<torch::optim::Adam>(
+        b, torch::optim::AdamOptions(3e-3).weight_decay(0.05).betas({0.9, 0.95}).eps(1e-8));
   for (int step = 0; step < 6; ++step) {
     const double factor = step == 3 ? 0.37 : 1.0;
     for (size_t i = 0; i < a.size(); ++i) {
       torch::manual_seed(100 + step * 10 + static_cast<int>(i));
       const at::Tensor g = at::randn(a[i].sizes());
-      a[i].mutable_grad() = g.clone();       // fused: raw gradient, factor applied inside the step
-      b[i].mutable_grad() = g * factor;      // reference: gradient scaled beforehand
+      a[i].mutable_grad() = g.clone();   // fused: raw gradient, factor applied inside the step
+      b[i].mutable_grad() = g * factor;  // reference: gradient scaled beforehand
     }
     if (factor != 1.0) fused.scale_next_step(factor);
     fused.step();

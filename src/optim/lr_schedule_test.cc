@@ -46,5 +46,12 @@ TEST(LrSchedule, RejectsBadOptions) {
   EXPECT_THROW(parse_schedule("step"), std::invalid_argument);
 }
 
+// constant stays at the base rate for every step after its warmup, to the last.
+TEST(LrSchedule, ConstantStaysConstant) {
+  const LrSchedule s({ScheduleKind::kConstant, 0.03, 4, 1000, 0.0});
+  for (int64_t step : {0, 1, 2, 3}) EXPECT_DOUBLE_EQ(s.lr_at(step), 0.03 * static_cast<double>(step + 1) / 4.0);
+  for (int64_t step = 4; step < 1000; ++step) ASSERT_DOUBLE_EQ(s.lr_at(step), 0.03) << step;
+}
+
 }  // namespace
 }  // namespace gradacc

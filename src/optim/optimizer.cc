@@ -30,8 +30,20 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::vector<at::Te
   auto check = [](bool ok, const std::string& msg) {
     if (!ok) throw std::invalid_argument(msg);
   };
-  check(o.lr > 0 && std::isfinite(o.lr), fmt::format("lr must be positive, got {}", o.lr));
-  check(o.weight_decay >= 0, fmt::format("weight_decay must be ≥ 0, got {}", o.weight_decay));
+  check(o.lr > 0 && o.lr <= 1e3 && std::isfinite(o.lr), fmt::format("lr must lie in (0, 1000], got {}", o.lr));
+  check(o.weight_decay >= 0 && o.weight_decay <= 1e3 && std::isfinite(o.weight_decay),
+        fmt::format("weight_decay must lie in [0, 1000], got {}", o.weight_decay));
+  const OptimizerOptions defaults;
+  const bool adam_like = o.name == "adam" || o.name == "adamw";
+  // Settings of another optimizer are refused, not ignored: they were meant to change something.
+  if (adam_like) {
+    check(o.momentum == 0 && !o.nesterov,
+          fmt::format("momentum and nesterov apply to sgd, not {} (it has betas)", o.name));
+  }
+  if (o.name == "sgd") {
+    check(o.beta1 == defaults.beta1 && o.beta2 == defaults.beta2 && o.eps == defaults.eps,
+          "betas and eps apply to adam and adamw, not sgd");
+  }
   if (o.name == "sgd") {
     check(o.momentum >= 0 && o.momentum < 1, fmt::format("momentum must lie in [0, 1), got {}", o.momentum));
     check(!o.nesterov || o.momentum > 0, "nesterov needs momentum > 0");
@@ -40,8 +52,9 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::vector<at::Te
   }
   check(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1,
         fmt::format("betas must lie in [0, 1), got ({}, {})", o.beta1, o.beta2));
-  check(o.eps > 0, fmt::format("eps must be positive, got {}", o.eps));
-  const auto adam_options = torch::optim::AdamWOptions(o.lr).betas({o.beta1, o.beta2}).eps(o.eps).weight_decay(o.weight_decay);
+  check(o.eps > 0 && o.eps < 1 && std::isfinite(o.eps), fmt::format("eps must lie in (0, 1), got {}", o.eps));
+  const auto adam_options =
+      torch::optim::AdamWOptions(o.lr).betas({o.beta1, o.beta2}).eps(o.eps).weight_decay(o.weight_decay);
   if (o.name == "adam" || o.name == "adamw") {
     if (o.fused) return std::make_unique<FusedAdamW>(params, adam_options, /*decoupled=*/o.name == "adamw");
     if (o.name == "adamw") return std::make_unique<torch::optim::AdamW>(params, adam_options);
@@ -88,7 +101,8 @@ std::string optimizer_kind(const torch::optim::Optimizer& o) {
   if (dynamic_cast<const torch::optim::AdamW*>(&o)) return "adamw";
   if (dynamic_cast<const torch::optim::Adam*>(&o)) return "adam";
   int status = 0;
-  std::unique_ptr<char, void (*)(void*)> name(abi::__cxa_demangle(typeid(o).name(), nullptr, nullptr, &status), std::free);
+  std::unique_ptr<char, void (*)(void*)> name(abi::__cxa_demangle(typeid(o).name(), nullptr, nullptr, &status),
+                                              std::free);
   return status == 0 && name ? name.get() : typeid(o).name();
 }
 
@@ -98,17 +112,17 @@ std::string optimizer_hyperparameters(const torch::optim::Optimizer& o) {
     const auto& opts = group.options();
     std::string g = fmt::format("lr={}", opts.get_lr());
     if (auto* s = dynamic_cast<const torch::optim::SGDOptions*>(&opts)) {
-      g += fmt::format(" momentum={} dampening={} nesterov={} weight_decay={}", s->momentum(), s->dampening(), s->nesterov(),
-                       s->weight_decay());
+      g += fmt::format(" momentum={} dampening={} nesterov={} weight_decay={}", s->momentum(), s->dampening(),
+                       s->nesterov(), s->weight_decay());
     } else if (auto* a = dynamic_cast<const torch::optim::AdamWOptions*>(&opts)) {
-      g += fmt::format(" betas=({},{}) eps={} weight_decay={} amsgrad={}", std::get<0>(a->betas()), std::get<1>(a->betas()),
-                       a->eps(), a->weight_decay(), a->amsgrad());
+      g += fmt::format(" betas=({},{}) eps={} weight_decay={} amsgrad={}", std::get<0>(a->betas()),
+                       std::get<1>(a->betas()), a->eps(), a->weight_decay(), a->amsgrad());
     } else if (auto* a = dynamic_cast<const torch::optim::AdamOptions*>(&opts)) {
-      g += fmt::format(" betas=({},{}) eps={} weight_decay={} amsgrad={}", std::get<0>(a->betas()), std::get<1>(a->betas()),
-                       a->eps(), a->weight_decay(), a->amsgrad());
+      g += fmt::format(" betas=({},{}) eps={} weight_decay={} amsgrad={}", std::get<0>(a->betas()),
+                       std::get<1>(a->betas()), a->eps(), a->weight_decay(), a->amsgrad());
     } else if (auto* r = dynamic_cast<const torch::optim::RMSpropOptions*>(&opts)) {
-      g += fmt::format(" alpha={} eps={} weight_decay={} momentum={} centered={}", r->alpha(), r->eps(), r->weight_decay(),
-                       r->momentum(), r->centered());
+      g += fmt::format(" alpha={} eps={} weight_decay={} momentum={} centered={}", r->alpha(), r->eps(),
+                       r->weight_decay(), r->momentum(), r->centered());
     } else if (auto* a = dynamic_cast<const torch::optim::AdagradOptions*>(&opts)) {
       g += fmt::format(" lr_decay={} weight_decay={} eps={}", a->lr_decay(), a->weight_decay(), a->eps());
     }
@@ -159,7 +173,8 @@ void load_optimizer_state(torch::optim::Optimizer& optimizer, const std::map<std
   if (!has_named_state(optimizer)) {
     auto it = state.find("archive");
     if (state.size() != 1 || it == state.end() || it->second.scalar_type() != at::kByte || it->second.dim() != 1) {
-      throw std::invalid_argument(fmt::format("the state of a {} is saved as one uint8 'archive' tensor", optimizer_kind(optimizer)));
+      throw std::invalid_argument(
+          fmt::format("the state of a {} is saved as one uint8 'archive' tensor", optimizer_kind(optimizer)));
     }
     const at::Tensor bytes = it->second.contiguous().cpu();
     std::istringstream in(std::string(static_cast<const char*>(bytes.data_ptr()), bytes.numel()));
@@ -169,7 +184,8 @@ void load_optimizer_state(torch::optim::Optimizer& optimizer, const std::map<std
       optimizer.load(archive);
     } catch (const c10::Error& e) {
       const std::string what = e.what();
-      throw std::invalid_argument(fmt::format("the optimizer archive does not load: {}", what.substr(0, what.find('\n'))));
+      throw std::invalid_argument(
+          fmt::format("the optimizer archive does not load: {}", what.substr(0, what.find('\n'))));
     }
     return;
   }
@@ -179,9 +195,12 @@ void load_optimizer_state(torch::optim::Optimizer& optimizer, const std::map<std
   const bool sgd = dynamic_cast<torch::optim::SGD*>(&optimizer) != nullptr;
   const bool adam = dynamic_cast<torch::optim::Adam*>(&optimizer) != nullptr;
   const bool adamw = dynamic_cast<torch::optim::AdamW*>(&optimizer) != nullptr;
-  if (fused || adam || adamw) fields = {"exp_avg", "exp_avg_sq", "step"};
-  else if (sgd) fields = {"momentum_buffer"};
-  else throw std::invalid_argument("load_optimizer_state: unsupported optimizer");
+  if (fused || adam || adamw)
+    fields = {"exp_avg", "exp_avg_sq", "step"};
+  else if (sgd)
+    fields = {"momentum_buffer"};
+  else
+    throw std::invalid_argument("load_optimizer_state: unsupported optimizer");
 
   // Check everything before changing anything. A parameter has all of its fields or none
   // (LibTorch makes state lazily, at a parameter's first update).
@@ -196,8 +215,8 @@ void load_optimizer_state(torch::optim::Optimizer& optimizer, const std::map<std
       if (it == state.end()) throw std::invalid_argument(fmt::format("optimizer state has no '{}'", key(i, f)));
       const bool scalar = std::string(f) == "step";
       if (scalar ? it->second.numel() != 1 : it->second.sizes() != params[i].sizes()) {
-        throw std::invalid_argument(fmt::format("optimizer state '{}' has shape [{}], the parameter needs [{}]", key(i, f),
-                                                fmt::join(it->second.sizes(), "x"),
+        throw std::invalid_argument(fmt::format("optimizer state '{}' has shape [{}], the parameter needs [{}]",
+                                                key(i, f), fmt::join(it->second.sizes(), "x"),
                                                 scalar ? "" : fmt::format("{}", fmt::join(params[i].sizes(), "x"))));
       }
     }
@@ -214,8 +233,9 @@ void load_optimizer_state(torch::optim::Optimizer& optimizer, const std::map<std
       bool known = false;
       for (const char* f : fields) known = known || (dot != std::string::npos && name.substr(dot + 1) == f);
       if (!known || i >= params.size()) {
-        throw std::invalid_argument(fmt::format("optimizer state '{}' does not belong to this {} optimizer over {} parameters",
-                                                name, sgd ? "sgd" : "adam/adamw", params.size()));
+        throw std::invalid_argument(
+            fmt::format("optimizer state '{}' does not belong to this {} optimizer over {} parameters", name,
+                        sgd ? "sgd" : "adam/adamw", params.size()));
       }
     }
   }

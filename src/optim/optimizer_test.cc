@@ -4,6 +4,7 @@
 #include "gradacc/optim/optimizer.h"
 
 #include <ATen/ops/equal.h>
+#include <ATen/ops/full.h>
 #include <ATen/ops/randn.h>
 #include <gtest/gtest.h>
 #include <torch/nn/modules/linear.h>
@@ -46,7 +47,8 @@ void expect_exact_restore(const OptimizerFactory& make, const std::string& kind)
   for (auto& p : lb->parameters()) p.mutable_grad() = at::randn(p.sizes());
   a->step();
   b->step();
-  for (size_t i = 0; i < la->parameters().size(); ++i) EXPECT_TRUE(at::equal(la->parameters()[i], lb->parameters()[i])) << kind;
+  for (size_t i = 0; i < la->parameters().size(); ++i)
+    EXPECT_TRUE(at::equal(la->parameters()[i], lb->parameters()[i])) << kind;
   EXPECT_EQ(optimizer_kind(*a), kind);
 }
 
@@ -95,9 +97,33 @@ TEST(Optimizer, OptionsAreCheckedAndNamedInHyperparameters) {
   o = OptimizerOptions();
   o.beta2 = 0.95;
   o.fused = false;
-  EXPECT_NE(optimizer_hyperparameters(*make_optimizer(lin->parameters(), o)).find("betas=(0.9,0.95)"), std::string::npos);
+  EXPECT_NE(optimizer_hyperparameters(*make_optimizer(lin->parameters(), o)).find("betas=(0.9,0.95)"),
+            std::string::npos);
   o.name = "lion";
   EXPECT_THROW(make_optimizer(lin->parameters(), o), std::invalid_argument);
+}
+
+// SGD's weight decay and Nesterov momentum reach the update: two steps against the formula
+// (d = g + λp; b = μb + d; p −= lr·(d + μb)).
+TEST(Optimizer, SgdNesterovAndWeightDecayReachTheUpdate) {
+  at::Tensor p = at::full({1}, 2.0, at::kDouble).requires_grad_(true);
+  OptimizerOptions o;
+  o.name = "sgd";
+  o.lr = 0.1;
+  o.momentum = 0.5;
+  o.nesterov = true;
+  o.weight_decay = 0.2;
+  auto sgd = make_optimizer({p}, o);
+  double w = 2.0, buf = 0.0;
+  for (int i = 0; i < 2; ++i) {
+    const double g = 1.0 + i;
+    p.mutable_grad() = at::full({1}, g, at::kDouble);
+    sgd->step();
+    const double d = g + 0.2 * w;
+    buf = i == 0 ? d : 0.5 * buf + d;
+    w -= 0.1 * (d + 0.5 * buf);
+    EXPECT_NEAR(p.item<double>(), w, 1e-12) << "step " << i + 1;
+  }
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include <torch/csrc/autograd/grad_mode.h>
 
 #include "gradacc/optim/optimizer.h"
+#include "gradacc/util/parse.h"
 
 namespace gradacc {
 namespace {
@@ -60,14 +61,15 @@ void remove_orphaned_temporaries(const fs::path& dir) {
 
 int64_t metadata_int(const StringMap& meta, const std::string& key, const std::string& path) {
   auto it = meta.find(key);
-  if (it == meta.end()) throw CheckpointError(fmt::format("{}: checkpoint has no '{}'", path, key));
+  if (it == meta.end()) throw CheckpointError(fmt::format("{}: checkpoint has no '{}'", shown(path, 200), key));
   try {
     size_t used = 0;
     const int64_t v = std::stoll(it->second, &used);
     if (used != it->second.size() || v < 0) throw std::invalid_argument(it->second);
     return v;
   } catch (const std::exception&) {
-    throw CheckpointError(fmt::format("{}: checkpoint field '{}' = '{}' is not a count", path, key, it->second));
+    throw CheckpointError(
+        fmt::format("{}: checkpoint field '{}' = '{}' is not a count", shown(path, 200), key, it->second));
   }
 }
 
@@ -82,7 +84,8 @@ std::string save_checkpoint(const std::string& dir, const CheckpointState& state
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec || !fs::is_directory(dir)) {
-    throw CheckpointError(fmt::format("cannot create checkpoint directory {}: {}", dir, ec ? ec.message() : "not a directory"));
+    throw CheckpointError(
+        fmt::format("cannot create checkpoint directory {}: {}", dir, ec ? ec.message() : "not a directory"));
   }
   remove_orphaned_temporaries(dir);
 
@@ -111,6 +114,8 @@ std::string save_checkpoint(const std::string& dir, const CheckpointState& state
   return path;
 }
 
+int64_t checkpoint_step(const std::string& path) { return step_of(fs::path(path)).value_or(-1); }
+
 std::optional<std::string> latest_checkpoint(const std::string& dir) {
   const auto all = checkpoints_in(dir);
   if (all.empty()) return std::nullopt;
@@ -121,9 +126,10 @@ std::string resolve_checkpoint(const std::string& path) {
   std::error_code ec;
   if (fs::is_directory(path, ec)) {
     if (auto latest = latest_checkpoint(path)) return *latest;
-    throw CheckpointError(fmt::format("{}: no checkpoint (ckpt-step-*.safetensors) to resume from", path));
+    throw CheckpointError(fmt::format("{}: no checkpoint (ckpt-step-*.safetensors) to resume from", shown(path, 200)));
   }
-  if (!fs::exists(path, ec)) throw CheckpointError(fmt::format("{}: no such checkpoint file or directory", path));
+  if (!fs::exists(path, ec))
+    throw CheckpointError(fmt::format("{}: no such checkpoint file or directory", shown(path, 200)));
   return path;
 }
 
@@ -131,30 +137,40 @@ CheckpointState load_checkpoint(const std::string& path, torch::nn::Module& mode
                                 const StringMap& identity, const TensorMap& targets, const at::Device& device) {
   StringMap meta;
   TensorMap tensors;
+  ReadInfo read;
   try {
-    tensors = load_safetensors(path, &meta);  // verifies the checksum
+    tensors = load_safetensors(path, &meta, &read);  // verifies the checksum, when there is one
   } catch (const FormatError& e) {
     throw CheckpointError(e.what());
   }
   if (!meta.count(kFormatKey)) {
-    throw CheckpointError(fmt::format("{}: not a gradacc checkpoint (no '{}' metadata; weights go to --init)", path, kFormatKey));
+    throw CheckpointError(fmt::format("{}: not a gradacc checkpoint (no '{}' metadata; weights go to --init)",
+                                      shown(path, 200), kFormatKey));
   }
+  // gradacc writes every checkpoint with its checksum: one without cannot be trusted (its key may
+  // have been damaged to switch the check off).
+  if (!read.verified)
+    throw CheckpointError(fmt::format("{}: checkpoint has no '{}' checksum to verify", shown(path, 200), kChecksumKey));
   if (meta.at(kFormatKey) != kFormatVersion) {
-    throw CheckpointError(fmt::format("{}: checkpoint format {} is not the supported {}", path, meta.at(kFormatKey), kFormatVersion));
+    throw CheckpointError(fmt::format("{}: checkpoint format {} is not the supported {}", shown(path, 200),
+                                      meta.at(kFormatKey), kFormatVersion));
   }
   for (const auto& [k, want] : identity) {
     auto it = meta.find("run." + k);
-    if (it == meta.end()) throw CheckpointError(fmt::format("{}: checkpoint does not record the run's '{}'", path, k));
+    if (it == meta.end())
+      throw CheckpointError(fmt::format("{}: checkpoint does not record the run's '{}'", shown(path, 200), k));
     if (it->second != want) {
-      throw CheckpointError(fmt::format("{}: checkpoint belongs to another run: its {} is {}, this run's is {}", path, k,
-                                        it->second.empty() ? "(none)" : it->second, want.empty() ? "(none)" : want));
+      throw CheckpointError(fmt::format("{}: checkpoint belongs to another run: its {} is {}, this run's is {}",
+                                        shown(path, 200), k, it->second.empty() ? "(none)" : it->second,
+                                        want.empty() ? "(none)" : want));
     }
   }
 
   CheckpointState state;
   state.step = metadata_int(meta, "step", path);
   state.updates = metadata_int(meta, "updates", path);
-  if (state.updates > state.step) throw CheckpointError(fmt::format("{}: checkpoint has more updates than steps", path));
+  if (state.updates > state.step)
+    throw CheckpointError(fmt::format("{}: checkpoint has more updates than steps", shown(path, 200)));
   state.position.epoch = metadata_int(meta, "epoch", path);
   state.position.window = metadata_int(meta, "window", path);
   state.position.offset = metadata_int(meta, "offset", path);
@@ -165,29 +181,40 @@ CheckpointState load_checkpoint(const std::string& path, torch::nn::Module& mode
   TensorMap model_part, optim_part, state_part;
   at::Tensor rng, cuda_rng;
   for (auto& [name, t] : tensors) {
-    if (name.rfind("model.", 0) == 0) model_part[name.substr(6)] = t;
-    else if (name.rfind("optim.", 0) == 0) optim_part[name.substr(6)] = t;
-    else if (name.rfind("state.", 0) == 0) state_part[name.substr(6)] = t;
-    else if (name == "rng.cpu") rng = t;
-    else if (name == "rng.cuda") cuda_rng = t;
-    else throw CheckpointError(fmt::format("{}: checkpoint holds unexpected tensor '{}'", path, name));
+    if (name.rfind("model.", 0) == 0)
+      model_part[name.substr(6)] = t;
+    else if (name.rfind("optim.", 0) == 0)
+      optim_part[name.substr(6)] = t;
+    else if (name.rfind("state.", 0) == 0)
+      state_part[name.substr(6)] = t;
+    else if (name == "rng.cpu")
+      rng = t;
+    else if (name == "rng.cuda")
+      cuda_rng = t;
+    else
+      throw CheckpointError(fmt::format("{}: checkpoint holds unexpected tensor '{}'", shown(path, 200), name));
   }
-  if (!rng.defined()) throw CheckpointError(fmt::format("{}: checkpoint has no 'rng.cpu' state", path));
+  if (!rng.defined()) throw CheckpointError(fmt::format("{}: checkpoint has no 'rng.cpu' state", shown(path, 200)));
   if (device.is_cuda() != cuda_rng.defined()) {
-    throw CheckpointError(fmt::format("{}: checkpoint was taken on {}, this run is on {}", path,
+    throw CheckpointError(fmt::format("{}: checkpoint was taken on {}, this run is on {}", shown(path, 200),
                                       cuda_rng.defined() ? "a CUDA device" : "the CPU", device.str()));
   }
 
   // Check everything, then change anything: a failed load leaves the run as it was.
   for (const auto& [name, target] : targets) {
     auto it = state_part.find(name);
-    if (it == state_part.end()) throw CheckpointError(fmt::format("{}: checkpoint has no 'state.{}' that this run needs", path, name));
+    if (it == state_part.end())
+      throw CheckpointError(
+          fmt::format("{}: checkpoint has no 'state.{}' that this run needs", shown(path, 200), name));
     if (it->second.sizes() != target.sizes() || it->second.scalar_type() != target.scalar_type()) {
-      throw CheckpointError(fmt::format("{}: 'state.{}' has another shape or dtype than this run's", path, name));
+      throw CheckpointError(
+          fmt::format("{}: 'state.{}' has another shape or dtype than this run's", shown(path, 200), name));
     }
   }
   for (const auto& [name, t] : state_part) {
-    if (!targets.count(name)) throw CheckpointError(fmt::format("{}: checkpoint holds 'state.{}' that this run does not use", path, name));
+    if (!targets.count(name))
+      throw CheckpointError(
+          fmt::format("{}: checkpoint holds 'state.{}' that this run does not use", shown(path, 200), name));
   }
   try {
     check_module_state(model_part, model, path);
@@ -197,7 +224,7 @@ CheckpointState load_checkpoint(const std::string& path, torch::nn::Module& mode
   try {
     load_optimizer_state(optimizer, optim_part);
   } catch (const std::invalid_argument& e) {
-    throw CheckpointError(fmt::format("{}: {}", path, e.what()));
+    throw CheckpointError(fmt::format("{}: {}", shown(path, 200), e.what()));
   }
   load_module_state(model_part, model, path);
   {
@@ -210,7 +237,7 @@ CheckpointState load_checkpoint(const std::string& path, torch::nn::Module& mode
     try {
       gen.set_state(rng);
     } catch (const std::exception&) {
-      throw CheckpointError(fmt::format("{}: 'rng.cpu' is not a CPU generator state", path));
+      throw CheckpointError(fmt::format("{}: 'rng.cpu' is not a CPU generator state", shown(path, 200)));
     }
   }
   if (cuda_rng.defined()) {
@@ -219,7 +246,7 @@ CheckpointState load_checkpoint(const std::string& path, torch::nn::Module& mode
     try {
       gen.set_state(cuda_rng);
     } catch (const std::exception&) {
-      throw CheckpointError(fmt::format("{}: 'rng.cuda' is not a CUDA generator state", path));
+      throw CheckpointError(fmt::format("{}: 'rng.cuda' is not a CUDA generator state", shown(path, 200)));
     }
   }
   return state;

@@ -1,4 +1,5 @@
 #include "gradacc/run/checkpoint.h"
+#include "gradacc/run/checkpointer.h"
 
 #include <algorithm>
 #include <filesystem>
@@ -9,9 +10,9 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "gradacc/optim/optimizer.h"
 #include "gradacc/job/job.h"
 #include "gradacc/model/models.h"
+#include "gradacc/optim/optimizer.h"
 
 #include "testing/test_util.h"
 
@@ -126,7 +127,8 @@ INSTANTIATE_TEST_SUITE_P(Optimizers, ExactResume,
 
 TEST(ExactResumeWith, AnAccumulationScheduleThatGrowsAcrossTheStop) {
   JobConfig c = job("x", "adamw", true);
-  c.train.accumulation_steps(std::nullopt).accum_schedule("0:2,15:4,25:8");  // the stop at 23 falls between the 2nd and 3rd stage
+  c.train.accumulation_steps(std::nullopt)
+      .accum_schedule("0:2,15:4,25:8");  // the stop at 23 falls between the 2nd and 3rd stage
   expect_exact_resume(c, "sched");
 }
 
@@ -145,7 +147,8 @@ TEST(ExactResumeWith, Fp16LossScalingThatSkipsAndGrowsAcrossTheStop) {
   c.train.precision(Precision::kFp16).loss_scale_interval(3).loss_scale_init(1 << 20);
   const auto records = expect_exact_resume(c, "fp16");
   auto skipped_in = [&](int64_t from, int64_t to) {
-    return std::count_if(records.begin(), records.end(), [&](const StepRecord& r) { return r.skipped && r.step >= from && r.step <= to; });
+    return std::count_if(records.begin(), records.end(),
+                         [&](const StepRecord& r) { return r.skipped && r.step >= from && r.step <= to; });
   };
   EXPECT_GT(skipped_in(1, 23), 0);
   EXPECT_GT(skipped_in(24, 40), 0);
@@ -280,6 +283,47 @@ TEST(Checkpoint, KeepsTheNewestAndIgnoresAndCleansOrphanedTemporaries) {
   fs::create_directories(dir);
   EXPECT_THROW(resolve_checkpoint(dir), CheckpointError);
   fs::remove_all(dir);
+}
+
+// A checkpoint must carry its checksum: damaging the key (which would switch the check off) makes
+// the file refused even when its tensors were also edited to look plausible.
+TEST(Checkpoint, ACheckpointWithoutItsChecksumIsRefused) {
+  const Saved s = saved_checkpoint("nocrc");
+  std::string bytes = read_file(s.file);
+  const auto at = bytes.find("gradacc_crc32");
+  ASSERT_NE(at, std::string::npos);
+  bytes[at + 7] = 'X';
+  bytes[bytes.size() - 100] ^= 0x40;  // and a tensor byte
+  write_file(s.file, bytes);
+  expect_rejected(s.config, "has no 'gradacc_crc32' checksum");
+  fs::remove_all(s.config.train.checkpoint_dir());
+}
+
+// Data loss guards: a fresh run refuses a directory that holds checkpoints; a resume from an older
+// checkpoint refuses to abandon newer ones; two runs never share a directory.
+TEST(Checkpoint, RunsNeverPruneOrShareAnotherRunsCheckpoints) {
+  const Saved s = saved_checkpoint("guard");  // the directory holds step 6
+  JobConfig fresh = s.config;
+  fresh.train.resume("");
+  expect_rejected(fresh, "already holds checkpoints");
+
+  JobConfig further = s.config;
+  further.train.resume("").checkpoint_dir("").stop_at(std::nullopt);
+  further.train.resume(s.config.train.checkpoint_dir()).stop_at(9).checkpoint_dir(s.config.train.checkpoint_dir());
+  std::ostringstream out;
+  run_train_job(further, out);  // continues 6 → 9: the directory now holds 6 and 9
+  JobConfig older = s.config;   // resume from step 6 by its file
+  expect_rejected(older, "holds a newer checkpoint");
+
+  CheckpointPolicy policy{s.config.train.checkpoint_dir(), 0, 3, resolve_checkpoint(s.config.train.checkpoint_dir())};
+  const Checkpointer first(policy, {}, true, at::kCPU);
+  try {
+    const Checkpointer second(policy, {}, true, at::kCPU);
+    FAIL() << "two runs locked one checkpoint directory";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("in use by another run (pid"), std::string::npos) << e.what();
+  }
+  fs::remove_all(s.config.train.checkpoint_dir());
 }
 
 }  // namespace

@@ -11,8 +11,8 @@ namespace {
 
 // Calls fn(batch, outputs) for consecutive batches of `data`, in eval mode and without gradients.
 template <typename Fn>
-void for_each_eval_batch(Model& model, const Dataset& data, const at::Device& device, int64_t batch, Precision precision,
-                         Fn fn) {
+void for_each_eval_batch(Model& model, const Dataset& data, const at::Device& device, int64_t batch,
+                         Precision precision, Fn fn) {
   torch::NoGradGuard no_grad;
   AutocastGuard autocast(device.type(), precision);
   const bool was_training = model.module->is_training();
@@ -40,7 +40,8 @@ double evaluate_loss(Model& model, const LossFn& loss, const Dataset& data, cons
   return items > 0 ? total / static_cast<double>(items) : 0.0;
 }
 
-double evaluate_accuracy(Model& model, const Dataset& data, const at::Device& device, int64_t batch, Precision precision) {
+double evaluate_accuracy(Model& model, const Dataset& data, const at::Device& device, int64_t batch,
+                         Precision precision) {
   int64_t correct = 0;
   for_each_eval_batch(model, data, device, batch, precision, [&](const Batch& b, const at::Tensor& outputs) {
     correct += at::argmax(outputs, -1).eq(b.targets).sum().item<int64_t>();

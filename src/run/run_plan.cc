@@ -22,7 +22,8 @@ void require(bool ok, const std::string& message) {
 
 // A finite number in [lo, hi].
 void require_range(double v, double lo, double hi, const char* name) {
-  require(std::isfinite(v) && v >= lo && v <= hi, fmt::format("{} must be a finite number in [{}, {}], got {}", name, lo, hi, v));
+  require(std::isfinite(v) && v >= lo && v <= hi,
+          fmt::format("{} must be a finite number in [{}, {}], got {}", name, lo, hi, v));
 }
 
 void require_count(int64_t v, int64_t lo, int64_t hi, const char* name) {
@@ -68,7 +69,8 @@ RunPlan resolve_run(const TrainOptions& o, const DistEnv& env, int64_t dataset_s
 
   // The batch: world size from the environment (a configured one must agree).
   if (o.world_size() && *o.world_size() != env.world_size) {
-    throw ConfigError(fmt::format("world_size is {} in the options, but WORLD_SIZE is {}", *o.world_size(), env.world_size));
+    throw ConfigError(
+        fmt::format("world_size is {} in the options, but WORLD_SIZE is {}", *o.world_size(), env.world_size));
   }
   std::optional<AccumSchedule> accum_schedule;
   if (!o.accum_schedule().empty()) {
@@ -105,12 +107,12 @@ RunPlan resolve_run(const TrainOptions& o, const DistEnv& env, int64_t dataset_s
   // Precision.
   const Precision precision = o.precision().value_or(o.param_dtype());
   if (o.param_dtype() != Precision::kFp32 && precision != o.param_dtype()) {
-    throw ConfigError(fmt::format("param_dtype {} computes in {}: precision {} does not fit it", to_string(o.param_dtype()),
-                                  to_string(o.param_dtype()), to_string(precision)));
+    throw ConfigError(fmt::format("param_dtype {} computes in {}: precision {} does not fit it",
+                                  to_string(o.param_dtype()), to_string(o.param_dtype()), to_string(precision)));
   }
   if (o.grad_accum_dtype() != Precision::kFp32 && o.grad_accum_dtype() != o.param_dtype()) {
-    throw ConfigError(fmt::format("grad_accum_dtype is fp32 or the param_dtype ({}), not {}", to_string(o.param_dtype()),
-                                  to_string(o.grad_accum_dtype())));
+    throw ConfigError(fmt::format("grad_accum_dtype is fp32 or the param_dtype ({}), not {}",
+                                  to_string(o.param_dtype()), to_string(o.grad_accum_dtype())));
   }
   std::optional<at::ScalarType> master_params, param_dtype;
   if (o.param_dtype() != Precision::kFp32) {
@@ -129,7 +131,8 @@ RunPlan resolve_run(const TrainOptions& o, const DistEnv& env, int64_t dataset_s
     if (checkpoint.dir.empty()) checkpoint.dir = std::filesystem::path(checkpoint.resume_from).parent_path().string();
   }
   require(o.save_every() == 0 || !checkpoint.dir.empty(), "save_every needs a checkpoint directory (--checkpoint-dir)");
-  require(!o.stop_at() || !checkpoint.dir.empty(), "stop_at needs a checkpoint directory (--checkpoint-dir) to continue from");
+  require(!o.stop_at() || !checkpoint.dir.empty(),
+          "stop_at needs a checkpoint directory (--checkpoint-dir) to continue from");
 
   at::Device device = at::kCPU;
   try {
@@ -188,7 +191,8 @@ StringMap RunPlan::run_identity(const std::string& optimizer_kind) const {
   id["world_size"] = std::to_string(batch.world_size);
   std::string schedule;
   if (accum_schedule) {
-    for (const auto& [step, accum] : accum_schedule->points()) schedule += fmt::format("{}{}:{}", schedule.empty() ? "" : ",", step, accum);
+    for (const auto& [step, accum] : accum_schedule->points())
+      schedule += fmt::format("{}{}:{}", schedule.empty() ? "" : ",", step, accum);
   }
   id["accum_schedule"] = schedule;
   id["normalization"] = normalization == Normalization::kPerItem ? "per-item" : "naive";
@@ -198,7 +202,8 @@ StringMap RunPlan::run_identity(const std::string& optimizer_kind) const {
   id["shuffle"] = sampler.shuffle ? "on" : "off";
   id["partial_window"] = sampler.drop_partial ? "drop" : "rescale";
   id["precision"] = to_string(precision);
-  id["param_dtype"] = master_params || param_dtype ? std::string(c10::toString(master_params ? *master_params : *param_dtype)) : "fp32";
+  id["param_dtype"] =
+      master_params || param_dtype ? std::string(c10::toString(master_params ? *master_params : *param_dtype)) : "fp32";
   id["grad_accum_dtype"] = param_dtype ? "param" : "fp32";
   return id;
 }

@@ -34,7 +34,8 @@ TEST(RunPlan, ResolvesTheBatchLengthAndSchedule) {
   EXPECT_EQ(p.last_step, 8);
   EXPECT_EQ(p.warmup_steps, 0);  // 5% of 8 steps
   EXPECT_EQ(p.accumulator_options().nominal_count, 256);
-  const RunPlan q = resolve(TrainOptions().global_batch(64).micro_batch(8).steps(100).schedule(ScheduleKind::kLinear), 1000, 2);
+  const RunPlan q =
+      resolve(TrainOptions().global_batch(64).micro_batch(8).steps(100).schedule(ScheduleKind::kLinear), 1000, 2);
   EXPECT_EQ(q.batch.accumulation_steps, 4);  // 64 = 8 × 4 × 2 ranks
   EXPECT_EQ(q.warmup_steps, 5);
   EXPECT_EQ(resolve(TrainOptions().micro_batch(10)).total_steps, 100);  // one epoch by default
@@ -50,12 +51,16 @@ TEST(RunPlan, RefusesOptionsThatCannotBeMeant) {
   EXPECT_NE(error_of(TrainOptions(ok).steps(3).epochs(1)).find("either steps or epochs"), std::string::npos);
   EXPECT_NE(error_of(TrainOptions(ok).world_size(2)).find("WORLD_SIZE is 1"), std::string::npos);
   EXPECT_NE(error_of(TrainOptions(ok).micro_batch(2000)).find("larger than the training data"), std::string::npos);
-  EXPECT_NE(error_of(TrainOptions().global_batch(2000).micro_batch(10).drop_partial(true)).find("fewer than one global batch"), std::string::npos);
-  EXPECT_NE(error_of(TrainOptions(ok).precision(Precision::kBf16).loss_scale_init(8)).find("fp16 only"), std::string::npos);
+  EXPECT_NE(error_of(TrainOptions().global_batch(2000).micro_batch(10).drop_partial(true))
+                .find("fewer than one global batch"),
+            std::string::npos);
+  EXPECT_NE(error_of(TrainOptions(ok).precision(Precision::kBf16).loss_scale_init(8)).find("fp16 only"),
+            std::string::npos);
   EXPECT_NE(error_of(TrainOptions(ok).param_dtype(Precision::kBf16).precision(Precision::kFp16)).find("does not fit"),
             std::string::npos);
   EXPECT_NE(error_of(TrainOptions(ok).accum_schedule("0:2")).find("needs steps"), std::string::npos);
-  EXPECT_NE(error_of(TrainOptions(ok).accum_schedule("0:2").steps(5).accumulation_steps(2)).find("replaces"), std::string::npos);
+  EXPECT_NE(error_of(TrainOptions(ok).accum_schedule("0:2").steps(5).accumulation_steps(2)).find("replaces"),
+            std::string::npos);
   EXPECT_NE(error_of(TrainOptions(ok).stop_at(3)).find("needs a checkpoint directory"), std::string::npos);
   EXPECT_NE(error_of(TrainOptions(ok).save_every(3)).find("needs a checkpoint directory"), std::string::npos);
   EXPECT_NE(error_of(TrainOptions(ok).warmup(10).steps(10).schedule(ScheduleKind::kCosine)).find("no room to decay"),
@@ -63,12 +68,14 @@ TEST(RunPlan, RefusesOptionsThatCannotBeMeant) {
   EXPECT_NE(error_of(TrainOptions(ok).device("gpu")).find("unknown device"), std::string::npos);
   EXPECT_NE(error_of(TrainOptions(ok).resume("/no/such/checkpoint")).find("no such checkpoint"), std::string::npos);
   // Batch products that would wrap int64 are refused, never divided by.
-  EXPECT_NE(error_of(TrainOptions().micro_batch(64).accumulation_steps(int64_t{1} << 58)).find("larger than"), std::string::npos);
+  EXPECT_NE(error_of(TrainOptions().micro_batch(64).accumulation_steps(int64_t{1} << 58)).find("larger than"),
+            std::string::npos);
   EXPECT_NE(error_of(TrainOptions().micro_batch(int64_t{1} << 32), 1000, 65536).find("larger than"), std::string::npos);
 }
 
 TEST(RunPlan, IdentityNamesWhatACheckpointMustMatch) {
-  const RunPlan p = resolve(TrainOptions().global_batch(64).micro_batch(16).seed(3).identity({{"model.model", "mine"}}));
+  const RunPlan p =
+      resolve(TrainOptions().global_batch(64).micro_batch(16).seed(3).identity({{"model.model", "mine"}}));
   const StringMap id = p.run_identity("sgd");
   EXPECT_EQ(id.at("model.model"), "mine");
   EXPECT_EQ(id.at("accumulation_steps"), "4");

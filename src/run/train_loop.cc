@@ -24,10 +24,12 @@ std::vector<StepReport> train_steps(const LoopParts& p, int64_t steps, LoopPosit
   for (int64_t s = 0; s < steps; ++s) {
     const auto start = std::chrono::steady_clock::now();
     // Which examples this window holds: the next `global` of the epoch's order (fewer at its end).
-    const int64_t accum = p.accum_schedule ? p.accum_schedule->at(p.accumulator.steps_taken()) : plan.accumulation_steps;
+    const int64_t accum =
+        p.accum_schedule ? p.accum_schedule->at(p.accumulator.steps_taken()) : plan.accumulation_steps;
     const int64_t global = plan.micro_batch * accum * plan.world_size;
     if (p.sampler.drop_partial() && n - pos.offset < global) {
-      if (pos.offset == 0) throw PlanError(fmt::format("a window of {} examples does not fit the {} examples", global, n));
+      if (pos.offset == 0)
+        throw PlanError(fmt::format("a window of {} examples does not fit the {} examples", global, n));
       next_epoch();
     }
     const Window window = p.sampler.window_at(order, pos.epoch, pos.window, pos.offset, accum);

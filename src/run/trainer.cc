@@ -7,10 +7,12 @@
 
 #include <ATen/Parallel.h>
 #include <fmt/format.h>
+#include <zlib.h>
 
 #include "gradacc/accumulate/master_weights.h"
 #include "gradacc/device/device.h"
 #include "gradacc/errors.h"
+#include "gradacc/io/safetensors.h"
 #include "gradacc/log/progress.h"
 #include "gradacc/log/step_log.h"
 #include "gradacc/run/checkpointer.h"
@@ -38,7 +40,10 @@ struct Trainer::State {
   std::vector<std::string> warnings;
 
   State(Model m, std::shared_ptr<const Dataset> d, LossFn l, RunPlan p)
-      : model(std::move(m)), data(std::move(d)), loss(std::move(l)), plan(std::move(p)),
+      : model(std::move(m)),
+        data(std::move(d)),
+        loss(std::move(l)),
+        plan(std::move(p)),
         sampler(plan.dataset_size, plan.batch, plan.sampler) {}
 
   // Tensors beyond the model and optimizer that a checkpoint carries: the fp32 master weights.
@@ -50,6 +55,22 @@ struct Trainer::State {
 
 namespace {
 
+// CRC-32 over every parameter and buffer, in registration order (names, shapes and bytes).
+std::string fingerprint(const torch::nn::Module& module) {
+  uLong crc = crc32(0L, Z_NULL, 0);
+  for (const auto& [name, t] : module_state(module)) {
+    const at::Tensor c = t.detach().to(at::kCPU).contiguous();
+    crc = crc32(crc, reinterpret_cast<const Bytef*>(name.data()), static_cast<uInt>(name.size()));
+    const auto* bytes = static_cast<const Bytef*>(c.data_ptr());
+    for (size_t done = 0, n = c.nbytes(); done < n;) {
+      const size_t chunk = std::min<size_t>(n - done, size_t{1} << 30);
+      crc = crc32(crc, bytes + done, static_cast<uInt>(chunk));
+      done += chunk;
+    }
+  }
+  return fmt::format("{:08x}", crc);
+}
+
 RunPlan resolve_for(const TrainOptions& options, const Dataset* data) {
   if (data == nullptr) throw ConfigError("the Trainer needs a dataset");
   return resolve_run(options, DistEnv::from_environment(), data->size());
@@ -57,8 +78,8 @@ RunPlan resolve_for(const TrainOptions& options, const Dataset* data) {
 
 }  // namespace
 
-Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<const Dataset> data, TrainOptions options,
-                 LossFn loss) {
+Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<const Dataset> data,
+                 TrainOptions options, LossFn loss) {
   if (!model.module || !model.forward) throw ConfigError("the Trainer needs a model: Model::of(module)");
   if (!make_optimizer) throw ConfigError("the Trainer needs an optimizer factory");
   if (!loss) throw ConfigError("the Trainer needs a loss function");
@@ -70,6 +91,9 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
   install_cpu_memory_counter();
 
   torch::nn::Module& module = *s_->model.module;
+  // What the ranks compare besides the options: the initial weights themselves (another --init,
+  // seed or model code on one rank would otherwise train apart unnoticed).
+  const std::string weights_fingerprint = p.env.distributed() ? fingerprint(module) : "";
   module.to(p.device);
   std::vector<at::Tensor> updated;
   for (const at::Tensor& t : module.parameters()) {
@@ -90,11 +114,12 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
   } catch (const std::invalid_argument& e) {
     throw ConfigError(e.what());
   }
-  if (!s_->optimizer || s_->optimizer->param_groups().empty()) throw ConfigError("the optimizer factory returned no optimizer");
+  if (!s_->optimizer || s_->optimizer->param_groups().empty())
+    throw ConfigError("the optimizer factory returned no optimizer");
   const double peak_lr = s_->optimizer->param_groups().front().options().get_lr();
   try {
-    s_->schedule = std::make_unique<LrSchedule>(
-        LrScheduleOptions{p.schedule, peak_lr, p.warmup_steps, p.total_steps, p.min_lr});
+    s_->schedule =
+        std::make_unique<LrSchedule>(LrScheduleOptions{p.schedule, peak_lr, p.warmup_steps, p.total_steps, p.min_lr});
   } catch (const std::invalid_argument& e) {
     throw ConfigError(e.what());
   }
@@ -112,7 +137,8 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
         p.env, CommunicatorOptions()
                    .timeout_(std::chrono::milliseconds(static_cast<int64_t>(p.dist_timeout_seconds * 1000)))
                    .bucket_bytes_(p.bucket_bytes));
-    s_->communicator->check_same_config(p.rank_description(kind) + optimizer_hyperparameters(*s_->optimizer) + "\n");
+    s_->communicator->check_same_config(p.rank_description(kind) + optimizer_hyperparameters(*s_->optimizer) + "\n" +
+                                        "initial weights crc32=" + weights_fingerprint + "\n");
   }
   s_->accumulator->set_reducer(s_->communicator.get(), p.sync);
   s_->checkpointer = std::make_unique<Checkpointer>(p.checkpoint, p.run_identity(kind), p.lead(), p.device);
@@ -173,8 +199,8 @@ TrainResult Trainer::fit() {
       }
       return !stopped_by_request && !stopped_by_callback;
     };
-    const LoopParts parts{s.model, s.loss, *s.accumulator, *s.data, s.sampler, p.device, p.precision,
-                          p.accum_schedule ? &*p.accum_schedule : nullptr};
+    const LoopParts parts{s.model,   s.loss,   *s.accumulator, *s.data,
+                          s.sampler, p.device, p.precision,    p.accum_schedule ? &*p.accum_schedule : nullptr};
     result.history = train_steps(parts, std::max<int64_t>(0, p.last_step - result.first_step), pos, on_step);
   }
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -213,9 +239,11 @@ std::string batchnorm_warning(const torch::nn::Module& module, const BatchPlan& 
   }
   if (layers == 0) return "";
   return fmt::format(
-      "warning: the model's {} BatchNorm layer(s) normalize each micro-batch of {} with that micro-batch's own mean and "
+      "warning: the model's {} BatchNorm layer(s) normalize each micro-batch of {} with that micro-batch's own mean "
+      "and "
       "variance, so accumulating {} micro-batches is not the same as training on batches of {} (and running statistics "
-      "update {} times per optimizer step); use GroupNorm or LayerNorm (gradacc's cnn: --norm group or layer) for exact "
+      "update {} times per optimizer step); use GroupNorm or LayerNorm (gradacc's cnn: --norm group or layer) for "
+      "exact "
       "accumulation",
       layers, plan.micro_batch, plan.accumulation_steps, plan.global_batch / plan.world_size, plan.accumulation_steps);
 }

@@ -12,11 +12,11 @@
 #include <ATen/ops/randint.h>
 #include <ATen/ops/randn.h>
 #include <gtest/gtest.h>
+#include <torch/nn/modules/activation.h>
 #include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/modules/embedding.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/normalization.h>
-#include <torch/nn/modules/activation.h>
 #include <torch/optim/rmsprop.h>
 #include <torch/optim/sgd.h>
 #include <torch/utils.h>
@@ -34,7 +34,8 @@ using testing::temp_path;
 // A user's model: an MLP with LayerNorm, written the LibTorch way.
 struct Regressor : torch::nn::Module {
   Regressor()
-      : fc1(register_module("fc1", torch::nn::Linear(8, 32))), norm(register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({32})))),
+      : fc1(register_module("fc1", torch::nn::Linear(8, 32))),
+        norm(register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({32})))),
         fc2(register_module("fc2", torch::nn::Linear(32, 3))) {}
   at::Tensor forward(const at::Tensor& x) { return fc2->forward(torch::tanh(norm->forward(fc1->forward(x)))); }
   torch::nn::Linear fc1;
@@ -72,7 +73,9 @@ std::shared_ptr<Regressor> seeded_regressor() {
 }
 
 OptimizerFactory sgd(double lr) {
-  return [lr](const std::vector<at::Tensor>& p) { return std::make_unique<torch::optim::SGD>(p, torch::optim::SGDOptions(lr)); };
+  return [lr](const std::vector<at::Tensor>& p) {
+    return std::make_unique<torch::optim::SGD>(p, torch::optim::SGDOptions(lr));
+  };
 }
 
 std::vector<at::Tensor> weights(torch::nn::Module& m) {
@@ -109,7 +112,8 @@ double rel_l2(const std::vector<at::Tensor>& a, const std::vector<at::Tensor>& b
 TEST(TrainerWithAUsersModule, EachUpdateIsTheFullBatchGradientIncludingTheShortWindow) {
   auto net = seeded_regressor();
   auto data = std::make_shared<Points>();
-  Trainer trainer(Model::of(net), sgd(1.0), data, TrainOptions().global_batch(64).micro_batch(16).steps(2).seed(5).progress(false),
+  Trainer trainer(Model::of(net), sgd(1.0), data,
+                  TrainOptions().global_batch(64).micro_batch(16).steps(2).seed(5).progress(false),
                   summed_squared_error);
   std::vector<std::vector<at::Tensor>> before;
   std::vector<int64_t> samples;
@@ -182,13 +186,16 @@ TEST(TrainerWithAUsersModule, StopAndResumeWithRmspropIsBitExact) {
   const OptimizerFactory rmsprop = [](const std::vector<at::Tensor>& p) {
     return std::make_unique<torch::optim::RMSprop>(p, torch::optim::RMSpropOptions(1e-2).momentum(0.9));
   };
-  const TrainOptions base = TrainOptions().global_batch(32).micro_batch(8).steps(8).schedule(ScheduleKind::kCosine).progress(false);
+  const TrainOptions base =
+      TrainOptions().global_batch(32).micro_batch(8).steps(8).schedule(ScheduleKind::kCosine).progress(false);
   auto whole = seeded_regressor();
   Trainer(Model::of(whole), rmsprop, data, base, summed_squared_error).fit();
 
   const std::string dir = temp_path("user_ckpt");
   auto part = seeded_regressor();
-  const TrainResult first = Trainer(Model::of(part), rmsprop, data, TrainOptions(base).checkpoint_dir(dir).stop_at(5), summed_squared_error).fit();
+  const TrainResult first =
+      Trainer(Model::of(part), rmsprop, data, TrainOptions(base).checkpoint_dir(dir).stop_at(5), summed_squared_error)
+          .fit();
   EXPECT_TRUE(first.stopped_early);
   auto resumed = seeded_regressor();  // a fresh process would start from new weights: the checkpoint restores them
   Trainer(Model::of(resumed), rmsprop, data, TrainOptions(base).resume(dir), summed_squared_error).fit();
@@ -201,9 +208,10 @@ TEST(TrainerWithAUsersModule, StopAndResumeWithRmspropIsBitExact) {
 TEST(TrainerWithAUsersModule, TrainsWithBf16ParametersAndFp32Masters) {
   auto net = seeded_regressor();
   auto data = std::make_shared<Points>();
-  Trainer trainer(Model::of(net), sgd(0.05), data,
-                  TrainOptions().global_batch(20).micro_batch(5).epochs(4).param_dtype(Precision::kBf16).progress(false),
-                  summed_squared_error);
+  Trainer trainer(
+      Model::of(net), sgd(0.05), data,
+      TrainOptions().global_batch(20).micro_batch(5).epochs(4).param_dtype(Precision::kBf16).progress(false),
+      summed_squared_error);
   const TrainResult r = trainer.fit();
   EXPECT_EQ(net->fc1->weight.scalar_type(), at::kBFloat16);
   EXPECT_EQ(trainer.optimizer().param_groups()[0].params()[0].scalar_type(), at::kFloat);  // the masters
@@ -224,7 +232,9 @@ struct Tokens : torch::data::datasets::Dataset<Tokens> {
 };
 
 struct TokenNet : torch::nn::Module {
-  TokenNet() : emb(register_module("emb", torch::nn::Embedding(16, 12))), head(register_module("head", torch::nn::Linear(12, 16))) {}
+  TokenNet()
+      : emb(register_module("emb", torch::nn::Embedding(16, 12))),
+        head(register_module("head", torch::nn::Linear(12, 16))) {}
   at::Tensor forward(const at::Tensor& x) { return head->forward(torch::tanh(emb->forward(x))); }
   torch::nn::Embedding emb;
   torch::nn::Linear head;
@@ -239,7 +249,8 @@ TEST(TrainerWithAUsersModule, TorchDataDatasetsCountRealTokens) {
   auto net = std::make_shared<TokenNet>();
   std::vector<at::Tensor> start;
   for (const auto& p : net->parameters()) start.push_back(p.detach().clone());
-  Trainer trainer(Model::of(net), sgd(1.0), data, TrainOptions().global_batch(40).micro_batch(5).steps(1).shuffle(false).progress(false));
+  Trainer trainer(Model::of(net), sgd(1.0), data,
+                  TrainOptions().global_batch(40).micro_batch(5).steps(1).shuffle(false).progress(false));
   trainer.fit();
   // Reference: all 40 sequences at once, mean over real tokens.
   torch::manual_seed(3);
@@ -259,13 +270,15 @@ TEST(TrainerWithAUsersModule, TorchDataDatasetsCountRealTokens) {
 
 TEST(TrainerWithAUsersModule, BadOptionsAreOneLineConfigErrors) {
   auto data = std::make_shared<Points>();
-  auto make = [&](const TrainOptions& o) { Trainer(Model::of(seeded_regressor()), sgd(0.1), data, o, summed_squared_error); };
+  auto make = [&](const TrainOptions& o) {
+    Trainer(Model::of(seeded_regressor()), sgd(0.1), data, o, summed_squared_error);
+  };
   EXPECT_THROW(make(TrainOptions().global_batch(64).micro_batch(7)), PlanError);
   EXPECT_THROW(make(TrainOptions().micro_batch(8).clip(-1)), ConfigError);
   EXPECT_THROW(make(TrainOptions().micro_batch(8).steps(3).epochs(2)), ConfigError);
   EXPECT_THROW(make(TrainOptions().micro_batch(8).threads(100000)), ConfigError);
   EXPECT_THROW(make(TrainOptions().micro_batch(8).stop_at(2)), ConfigError);  // no checkpoint directory
-  EXPECT_THROW(make(TrainOptions().micro_batch(200)), ConfigError);  // larger than the data
+  EXPECT_THROW(make(TrainOptions().micro_batch(200)), ConfigError);           // larger than the data
   EXPECT_THROW(make(TrainOptions().micro_batch(8).device("tpu")), ConfigError);
 }
 

@@ -21,7 +21,8 @@ struct Run {
 // One run of `steps` optimizer steps: its own model, optimizer, schedule and accumulator; the same
 // initial weights and data as the others.
 Run run_one(const std::function<Model()>& make_model, const OptimizerFactory& make_optimizer,
-            const std::shared_ptr<const Dataset>& data, const TrainOptions& options, const LossFn& loss, int64_t steps) {
+            const std::shared_ptr<const Dataset>& data, const TrainOptions& options, const LossFn& loss,
+            int64_t steps) {
   Trainer trainer(make_model(), make_optimizer, data, options, loss);
   int64_t done = 0;
   trainer.on_step([&](const StepReport&, const StepContext&) { return ++done < steps; });
@@ -65,7 +66,8 @@ VerifyResult verify_accumulation(const std::function<Model()>& make_model, const
                                  std::shared_ptr<const Dataset> data, TrainOptions options, const LossFn& loss,
                                  const VerifyOptions& o) {
   if (o.steps < 1) throw ConfigError(fmt::format("verify needs ≥ 1 step, got {}", o.steps));
-  if (!options.accum_schedule().empty()) throw ConfigError("verify compares fixed plans; drop the accumulation schedule");
+  if (!options.accum_schedule().empty())
+    throw ConfigError("verify compares fixed plans; drop the accumulation schedule");
   if (!(o.weight_tolerance >= 0) || !(o.loss_tolerance >= 0)) throw ConfigError("verify tolerances must be ≥ 0");
   options.log_path("").progress(false).checkpoint_dir("").resume("").stop_at(std::nullopt).save_every(0);
   options.normalization(Normalization::kPerItem);
@@ -114,7 +116,8 @@ VerifyResult verify_accumulation(const std::function<Model()>& make_model, const
       r.explanation = fmt::format(
           "BatchNorm normalizes each micro-batch of {} with its own mean and variance, while the full batch uses "
           "statistics of all {}: the forward pass itself differs, so no loss scaling can make the gradients equal "
-          "(its running statistics also update {}× per step). Use GroupNorm or LayerNorm (--norm group or --norm layer), "
+          "(its running statistics also update {}× per step). Use GroupNorm or LayerNorm (--norm group or --norm "
+          "layer), "
           "which normalize each example on its own and accumulate exactly.",
           plan.batch.micro_batch, r.full_plan.micro_batch, plan.batch.accumulation_steps);
     }
@@ -149,20 +152,24 @@ std::string verify_json(const VerifyResult& r, const VerifyOptions& o) {
 }
 
 std::string verify_text(const VerifyResult& r, const VerifyOptions& o) {
-  std::string s = fmt::format("full batch:  {}\naccumulated: {}\n", describe(r.full_plan), describe(r.accumulated_plan));
+  std::string s =
+      fmt::format("full batch:  {}\naccumulated: {}\n", describe(r.full_plan), describe(r.accumulated_plan));
   s += fmt::format("{:>5}  {:>14}  {:>14}  {:>10}", "step", "full loss", "accum loss", "rel diff");
   s += r.has_naive ? fmt::format("  {:>14}\n", "naive loss") : "\n";
   for (size_t i = 0; i < r.full_loss.size(); ++i) {
-    s += fmt::format("{:>5}  {:>14.8f}  {:>14.8f}  {:>10.2e}", i + 1, r.full_loss[i], r.accumulated_loss[i], r.rel_loss_diff[i]);
+    s += fmt::format("{:>5}  {:>14.8f}  {:>14.8f}  {:>10.2e}", i + 1, r.full_loss[i], r.accumulated_loss[i],
+                     r.rel_loss_diff[i]);
     s += r.has_naive ? fmt::format("  {:>14.8f}\n", r.naive_loss[i]) : "\n";
   }
-  s += fmt::format("max |Δweight| = {:.3e} (in {}), {:.3e} of the largest distance a weight moved ({:.3e}; tolerance {:.0e})\n",
-                   r.max_abs_weight_diff, r.worst_tensor, r.max_rel_weight_diff, r.max_weight_movement, o.weight_tolerance);
+  s += fmt::format(
+      "max |Δweight| = {:.3e} (in {}), {:.3e} of the largest distance a weight moved ({:.3e}; tolerance {:.0e})\n",
+      r.max_abs_weight_diff, r.worst_tensor, r.max_rel_weight_diff, r.max_weight_movement, o.weight_tolerance);
   s += fmt::format("max relative loss difference = {:.3e} (tolerance {:.0e})\n", r.max_rel_loss_diff, o.loss_tolerance);
   if (r.has_naive) {
-    s += fmt::format("naive scheme (micro-batch mean / accumulation steps): max |Δweight| = {:.3e} ({:.3e} relative), "
-                     "max relative loss difference = {:.3e}\n",
-                     r.naive_max_abs_weight_diff, r.naive_max_rel_weight_diff, r.naive_max_rel_loss_diff);
+    s += fmt::format(
+        "naive scheme (micro-batch mean / accumulation steps): max |Δweight| = {:.3e} ({:.3e} relative), "
+        "max relative loss difference = {:.3e}\n",
+        r.naive_max_abs_weight_diff, r.naive_max_rel_weight_diff, r.naive_max_rel_loss_diff);
   }
   s += r.pass ? "PASS: accumulated training matches full-batch training\n"
               : "FAIL: accumulated training differs from full-batch training\n";

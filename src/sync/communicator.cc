@@ -1,6 +1,8 @@
 #include "gradacc/sync/communicator.h"
 
 #include <cstdlib>
+#include <future>
+#include <memory>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -55,8 +57,8 @@ Communicator::Communicator(const DistEnv& env, CommunicatorOptions options)
     auto prefixed = c10::make_intrusive<c10d::PrefixStore>("gradacc/gloo", impl_->store);
     impl_->group = c10::make_intrusive<c10d::ProcessGroupGloo>(prefixed, env_.rank, env_.world_size, go);
   } catch (const std::exception& e) {
-    throw std::runtime_error(fmt::format("rank {}: cannot form the Gloo group of {} ranks: {}", env_.rank, env_.world_size,
-                                         first_line(e.what())));
+    throw std::runtime_error(fmt::format("rank {}: cannot form the Gloo group of {} ranks: {}", env_.rank,
+                                         env_.world_size, first_line(e.what())));
   }
 }
 
@@ -64,30 +66,46 @@ Communicator::~Communicator() = default;
 
 void Communicator::fail(const std::string& what, const std::exception& e) {
   // Name the ranks that stopped answering: every survivor signs a roll call in the store and
-  // waits a few seconds for the others. (The broken Gloo group itself cannot be asked.) If the
-  // store is gone, rank 0 — which hosts it — is the one that died.
-  std::string who;
-  try {
-    impl_->store->setTimeout(std::chrono::seconds(5));
-    impl_->store->set(fmt::format("gradacc/rollcall/{}", env_.rank), std::vector<uint8_t>{1});
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-    std::vector<int> missing;
-    do {
-      missing.clear();
-      for (int r = 0; r < env_.world_size; ++r) {
-        if (!impl_->store->check({fmt::format("gradacc/rollcall/{}", r)})) missing.push_back(r);
-      }
-      if (missing.empty()) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    } while (std::chrono::steady_clock::now() < deadline);
-    if (!missing.empty()) who = fmt::format("rank{} {} did not answer", missing.size() > 1 ? "s" : "", fmt::join(missing, ", "));
-  } catch (const std::exception&) {
-    who = env_.rank == 0 ? "" : "rank 0, which hosts the rendezvous store, did not answer";
-  }
-  throw std::runtime_error(fmt::format("rank {}: {} failed{}: {}", env_.rank, what,
-                                       who.empty() ? fmt::format(" (a peer died or stalled past {} s)", options_.timeout.count() / 1000)
-                                                   : " because " + who,
-                                       first_line(e.what())));
+  // waits a few seconds for the others. (The broken Gloo group itself cannot be asked.) The roll
+  // call runs on a thread of its own with a deadline: when rank 0, which hosts the store, is
+  // stopped rather than dead, a store request can block in recv() for ever, and the failure path
+  // must not hang where the training path did not.
+  constexpr auto kRollCall = std::chrono::seconds(5);
+  const std::string store_host_silent = "rank 0, which hosts the rendezvous store, did not answer";
+  auto answer = std::make_shared<std::promise<std::string>>();
+  std::future<std::string> who_future = answer->get_future();
+  std::thread([store = impl_->store, rank = env_.rank, world = env_.world_size, answer, kRollCall, store_host_silent] {
+    std::string who;
+    try {
+      store->setTimeout(kRollCall);
+      store->set(fmt::format("gradacc/rollcall/{}", rank), std::vector<uint8_t>{1});
+      const auto deadline = std::chrono::steady_clock::now() + kRollCall;
+      std::vector<int> missing;
+      do {
+        missing.clear();
+        for (int r = 0; r < world; ++r) {
+          if (!store->check({fmt::format("gradacc/rollcall/{}", r)})) missing.push_back(r);
+        }
+        if (missing.empty()) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      } while (std::chrono::steady_clock::now() < deadline);
+      if (!missing.empty())
+        who = fmt::format("rank{} {} did not answer", missing.size() > 1 ? "s" : "", fmt::join(missing, ", "));
+    } catch (const std::exception&) {
+      who = rank == 0 ? "" : store_host_silent;
+    }
+    answer->set_value(who);
+  }).detach();
+  std::string who = store_host_silent;
+  if (who_future.wait_for(kRollCall + std::chrono::seconds(3)) == std::future_status::ready)
+    who = who_future.get();
+  else if (env_.rank == 0)
+    who = "";
+  throw std::runtime_error(
+      fmt::format("rank {}: {} failed{}: {}", env_.rank, what,
+                  who.empty() ? fmt::format(" (a peer died or stalled past {} s)", options_.timeout.count() / 1000)
+                              : " because " + who,
+                  first_line(e.what())));
 }
 
 void Communicator::sum_across_ranks(const at::Tensor& flat) {
@@ -126,14 +144,14 @@ void Communicator::check_same_config(const std::string& description) {
       std::string la, lb;
       while (std::getline(a, la) && std::getline(b, lb) && la == lb) {
       }
-      throw ConfigMismatch(fmt::format("rank {} runs another configuration than rank 0: rank 0 has '{}', rank {} has '{}'",
-                                           r, la, r, lb));
+      throw ConfigMismatch(fmt::format(
+          "rank {} runs another configuration than rank 0: rank 0 has '{}', rank {} has '{}'", r, la, r, lb));
     }
   } catch (const ConfigMismatch&) {
     throw;
   } catch (const std::exception& e) {
-    throw std::runtime_error(fmt::format("rank {}: configuration check through the store failed: {}", env_.rank,
-                                         first_line(e.what())));
+    throw std::runtime_error(
+        fmt::format("rank {}: configuration check through the store failed: {}", env_.rank, first_line(e.what())));
   }
 }
 

@@ -37,7 +37,8 @@ DistEnv DistEnv::from_environment() {
   e.local_rank = static_cast<int>(integer_env("LOCAL_RANK").value_or(e.rank));
   if (const char* addr = std::getenv("MASTER_ADDR"); addr && *addr) e.master_addr = addr;
   const auto port = integer_env("MASTER_PORT");
-  if (port && (*port < 1 || *port > 65535)) throw ConfigError(fmt::format("MASTER_PORT must be in 1..65535, got {}", *port));
+  if (port && (*port < 1 || *port > 65535))
+    throw ConfigError(fmt::format("MASTER_PORT must be in 1..65535, got {}", *port));
   if (port) e.master_port = static_cast<int>(*port);
   return e;
 }

@@ -70,14 +70,17 @@ std::string describe(int status) {
 
 int launch_local(const LaunchOptions& options, std::ostream& out, std::ostream& log) {
   LaunchOptions o = options;
-  if (o.nproc < 1 || o.nproc > 1024) throw std::invalid_argument(fmt::format("--nproc must be in 1..1024, got {}", o.nproc));
+  if (o.nproc < 1 || o.nproc > 1024)
+    throw std::invalid_argument(fmt::format("--nproc must be in 1..1024, got {}", o.nproc));
   if (o.master_port < 1 || o.master_port > 65535) {
     throw std::invalid_argument(fmt::format("--master-port must be in 1..65535, got {}", o.master_port));
   }
-  if (o.args.empty()) throw std::invalid_argument("nothing to launch: give the command after --, e.g. -- train --model mlp");
+  if (o.args.empty())
+    throw std::invalid_argument("nothing to launch: give the command after --, e.g. -- train --model mlp");
   if (o.executable.empty()) o.executable = "/proc/self/exe";
 
-  struct sigaction sa {}, old_int {}, old_term {};
+  struct sigaction sa {
+  }, old_int{}, old_term{};
   sa.sa_handler = on_launcher_signal;
   sigemptyset(&sa.sa_mask);
   g_forward_signal = 0;
@@ -87,7 +90,8 @@ int launch_local(const LaunchOptions& options, std::ostream& out, std::ostream& 
   std::vector<Rank> ranks(o.nproc);
   for (int i = 0; i < o.nproc; ++i) {
     int fds[2];
-    if (::pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error(fmt::format("cannot create a pipe: {}", std::strerror(errno)));
+    if (::pipe2(fds, O_CLOEXEC) != 0)
+      throw std::runtime_error(fmt::format("cannot create a pipe: {}", std::strerror(errno)));
     const pid_t pid = ::fork();
     if (pid < 0) throw std::runtime_error(fmt::format("cannot start rank {}: {}", i, std::strerror(errno)));
     if (pid == 0) {
@@ -137,7 +141,8 @@ int launch_local(const LaunchOptions& options, std::ostream& out, std::ostream& 
       log << fmt::format("[launch] received signal {}; passing it to every rank\n", static_cast<int>(g_forward_signal));
       stop_all(g_forward_signal);
       stopping = true;
-      kill_at = std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<int64_t>(o.grace_seconds * 1000));
+      kill_at =
+          std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<int64_t>(o.grace_seconds * 1000));
       if (result == 0) result = 128 + g_forward_signal;
     }
 
@@ -152,7 +157,8 @@ int launch_local(const LaunchOptions& options, std::ostream& out, std::ostream& 
           result = exit_code(status);
           stopping = true;
           stop_all(SIGTERM);
-          kill_at = std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<int64_t>(o.grace_seconds * 1000));
+          kill_at = std::chrono::steady_clock::now() +
+                    std::chrono::milliseconds(static_cast<int64_t>(o.grace_seconds * 1000));
         } else if (status != 0 && result == 0) {
           result = exit_code(status);
         }

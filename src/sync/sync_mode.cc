@@ -4,12 +4,15 @@
 
 #include <fmt/format.h>
 
+#include "gradacc/util/parse.h"
+
 namespace gradacc {
 
 SyncMode parse_sync_mode(const std::string& name) {
   if (name == "window") return SyncMode::kPerWindow;
   if (name == "every-micro-batch") return SyncMode::kEveryMicroBatch;
-  throw std::invalid_argument(fmt::format("unknown sync mode '{}' (expected window or every-micro-batch)", name));
+  throw std::invalid_argument(
+      fmt::format("unknown sync mode '{}' (expected window or every-micro-batch)", shown(name)));
 }
 
 std::string to_string(SyncMode mode) { return mode == SyncMode::kPerWindow ? "window" : "every-micro-batch"; }

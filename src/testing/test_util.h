@@ -16,7 +16,8 @@ namespace gradacc::testing {
 
 // A path in the temp directory unique to this process.
 inline std::string temp_path(const std::string& name) {
-  return (std::filesystem::temp_directory_path() / ("gradacc_test_" + std::to_string(::getpid()) + "_" + name)).string();
+  return (std::filesystem::temp_directory_path() / ("gradacc_test_" + std::to_string(::getpid()) + "_" + name))
+      .string();
 }
 
 // Every parameter's .grad, flattened and concatenated in parameter order.
@@ -34,8 +35,9 @@ inline double rel_diff(const at::Tensor& a, const at::Tensor& b) {
 // train_steps() for one of gradacc's networks with the default (summed cross-entropy) loss.
 template <typename Net>
 std::vector<StepReport> run_steps(const std::shared_ptr<Net>& net, Accumulator& acc, const Dataset& data,
-                                  const WindowSampler& sampler, int64_t steps, const at::Device& device, LoopPosition& pos,
-                                  const AccumSchedule* schedule = nullptr, Precision precision = Precision::kFp32) {
+                                  const WindowSampler& sampler, int64_t steps, const at::Device& device,
+                                  LoopPosition& pos, const AccumSchedule* schedule = nullptr,
+                                  Precision precision = Precision::kFp32) {
   Model model = Model::of(net);
   const LossFn loss = cross_entropy_loss();
   return train_steps(LoopParts{model, loss, acc, data, sampler, device, precision, schedule}, steps, pos);

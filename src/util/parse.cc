@@ -44,7 +44,8 @@ double parse_float(const std::string& s) {
   char* end = nullptr;
   const double v = std::strtod(s.c_str(), &end);
   if (end != s.c_str() + s.size()) throw std::invalid_argument(fmt::format("'{}' is not a number", shown(s)));
-  if (!std::isfinite(v) || errno == ERANGE) throw std::invalid_argument(fmt::format("'{}' is not a finite number", shown(s)));
+  if (!std::isfinite(v) || errno == ERANGE)
+    throw std::invalid_argument(fmt::format("'{}' is not a finite number", shown(s)));
   return v;
 }
 

@@ -53,12 +53,21 @@ enum class Normalization {
 
 struct AccumulatorOptions {
   Normalization normalization = Normalization::kPerSample;
-  double max_grad_norm = 0.0;       // clip the window gradient to this L2 norm; 0 = no clipping
-  int64_t nominal_count = 1;        // expected count per window: micro-batch losses are pre-scaled
-                                    // by 1/nominal_count so gradients keep a natural magnitude
-  AccumulatorOptions& normalization_(Normalization n) { normalization = n; return *this; }
-  AccumulatorOptions& max_grad_norm_(double v) { max_grad_norm = v; return *this; }
-  AccumulatorOptions& nominal_count_(int64_t v) { nominal_count = v; return *this; }
+  double max_grad_norm = 0.0;  // clip the window gradient to this L2 norm; 0 = no clipping
+  int64_t nominal_count = 1;   // expected count per window: micro-batch losses are pre-scaled
+                               // by 1/nominal_count so gradients keep a natural magnitude
+  AccumulatorOptions& normalization_(Normalization n) {
+    normalization = n;
+    return *this;
+  }
+  AccumulatorOptions& max_grad_norm_(double v) {
+    max_grad_norm = v;
+    return *this;
+  }
+  AccumulatorOptions& nominal_count_(int64_t v) {
+    nominal_count = v;
+    return *this;
+  }
 };
 
 class Accumulator {
@@ -116,11 +125,11 @@ class Accumulator {
   AccumulatorOptions options_;
   MasterWeights* master_;
   LossScaler* scaler_;
-  at::Tensor buffer_;       // flat_grad_ followed by the window statistics (data parallel)
-  at::Tensor flat_grad_;    // one contiguous buffer holding every gradient (the optimizer's .grad)
-  at::Tensor stats_;        // [loss sum, samples hi, lo, items hi, lo]: reduced with the gradients
+  at::Tensor buffer_;     // flat_grad_ followed by the window statistics (data parallel)
+  at::Tensor flat_grad_;  // one contiguous buffer holding every gradient (the optimizer's .grad)
+  at::Tensor stats_;      // [loss sum, samples hi, lo, items hi, lo]: reduced with the gradients
   at::Tensor stats_host_;
-  at::Tensor micro_grad_;   // the model's .grad for one micro-batch (master weights, or synced per micro-batch)
+  at::Tensor micro_grad_;  // the model's .grad for one micro-batch (master weights, or synced per micro-batch)
   std::vector<at::Tensor> flat_views_, micro_views_;  // each parameter's slice of the two buffers
   GradientReducer* reducer_ = nullptr;
   const volatile std::sig_atomic_t* stop_signal_ = nullptr;
@@ -128,12 +137,12 @@ class Accumulator {
   int64_t calls_before_ = 0, bytes_before_ = 0;
   bool distributed() const { return reducer_ && reducer_->world_size() > 1; }
   void fold_micro_grad();
-  at::Tensor window_loss_;  // Σ loss terms of the open window, on the device (float64)
-  double pre_scale_;        // 1 / nominal_count
+  at::Tensor window_loss_;                                 // Σ loss terms of the open window, on the device (float64)
+  double pre_scale_;                                       // 1 / nominal_count
   int64_t count_of(int64_t samples, int64_t items) const;  // N for these counts, per the normalization
-  int64_t window_count() const;  // N of this rank's open window
-  at::Tensor window_norm() const;  // ‖G‖ (float64, on the device)
-  double boundary_factor(int64_t count) const;  // f = Ñ/(N·S)
+  int64_t window_count() const;                            // N of this rank's open window
+  at::Tensor window_norm() const;                          // ‖G‖ (float64, on the device)
+  double boundary_factor(int64_t count) const;             // f = Ñ/(N·S)
   int64_t window_samples_ = 0, window_items_ = 0, window_micro_batches_ = 0;
   int64_t steps_ = 0, updates_ = 0;
 };

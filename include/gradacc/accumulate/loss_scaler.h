@@ -19,13 +19,25 @@ namespace gradacc {
 
 struct LossScalerOptions {
   double init_scale = 65536.0;
-  double growth_factor = 2.0;    // > 1
-  double backoff_factor = 0.5;   // in (0, 1)
+  double growth_factor = 2.0;      // > 1
+  double backoff_factor = 0.5;     // in (0, 1)
   int64_t growth_interval = 2000;  // good windows before the scale grows
-  LossScalerOptions& init_scale_(double v) { init_scale = v; return *this; }
-  LossScalerOptions& growth_factor_(double v) { growth_factor = v; return *this; }
-  LossScalerOptions& backoff_factor_(double v) { backoff_factor = v; return *this; }
-  LossScalerOptions& growth_interval_(int64_t v) { growth_interval = v; return *this; }
+  LossScalerOptions& init_scale_(double v) {
+    init_scale = v;
+    return *this;
+  }
+  LossScalerOptions& growth_factor_(double v) {
+    growth_factor = v;
+    return *this;
+  }
+  LossScalerOptions& backoff_factor_(double v) {
+    backoff_factor = v;
+    return *this;
+  }
+  LossScalerOptions& growth_interval_(int64_t v) {
+    growth_interval = v;
+    return *this;
+  }
 };
 
 class LossScaler {

@@ -8,18 +8,18 @@
 namespace gradacc {
 
 struct StepReport {
-  int64_t step = 0;         // 1-based count of optimizer steps taken, this one included
-  double loss = 0.0;        // window loss: Σ loss terms / count (not the last micro-batch's)
-  double grad_norm = 0.0;   // L2 norm of the exact window gradient before clipping
-  double clip_coef = 1.0;   // factor clipping applied (1 = not clipped)
-  double lr = 0.0;          // learning rate used for this update
+  int64_t step = 0;        // 1-based count of optimizer steps taken, this one included
+  double loss = 0.0;       // window loss: Σ loss terms / count (not the last micro-batch's)
+  double grad_norm = 0.0;  // L2 norm of the exact window gradient before clipping
+  double clip_coef = 1.0;  // factor clipping applied (1 = not clipped)
+  double lr = 0.0;         // learning rate used for this update
   int64_t samples = 0, items = 0, micro_batches = 0;
-  double boundary_seconds = 0.0;  // wall time of step(): norm, rescale/clip, update, zeroing
-  bool skipped = false;     // the window gradient was not finite: no update, no schedule step
+  double boundary_seconds = 0.0;                     // wall time of step(): norm, rescale/clip, update, zeroing
+  bool skipped = false;                              // the window gradient was not finite: no update, no schedule step
   int64_t allreduce_calls = 0, allreduce_bytes = 0;  // data-parallel traffic of this step
   bool stop_requested = false;  // the stop flag was set on this rank or, data parallel, on any rank
-  double loss_scale = 1.0;  // the loss scale this window was computed with (1 without a scaler)
-  int64_t peak_bytes = 0;   // most tensor memory live during the window (device/device.h)
+  double loss_scale = 1.0;      // the loss scale this window was computed with (1 without a scaler)
+  int64_t peak_bytes = 0;       // most tensor memory live during the window (device/device.h)
 };
 
 }  // namespace gradacc

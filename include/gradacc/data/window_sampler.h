@@ -29,8 +29,8 @@ struct WindowSamplerOptions {
 
 struct Window {
   int64_t epoch = 0;
-  int64_t index = 0;          // window number within the epoch
-  int64_t global_samples = 0; // examples in the window over all ranks
+  int64_t index = 0;                                // window number within the epoch
+  int64_t global_samples = 0;                       // examples in the window over all ranks
   std::vector<std::vector<int64_t>> micro_batches;  // this rank's, in order; some may be empty
 };
 

@@ -22,8 +22,9 @@ struct JobConfig {
   std::string data = "fashion-mnist";  // "fashion-mnist", "fashion-mnist:DIR" or "text:PATH"
   int64_t train_limit = 0;             // use only the first N training examples (0 = all)
   OptimizerOptions optimizer;
-  std::string init_path;               // start from these weights (safetensors)
-  std::string save_path;               // save the final weights here
+  std::string init_path;    // start from these weights (safetensors)
+  std::string save_path;    // save the final weights here
+  std::string config_path;  // the JSON config file it was read from, if any (for path checks)
   // Used when the user gives no batch size at all, and no length (steps or epochs) at all.
   int64_t default_global_batch = 256, default_micro_batch = 32;
   int64_t default_epochs = 12;

@@ -47,7 +47,7 @@ struct Option {
   std::vector<std::string> keys;  // config keys: gradacc's first, then aliases
   OptionType type;
   OptionScope scope;
-  std::string value_hint;         // "N", "X", "sgd|adam|adamw", ...
+  std::string value_hint;  // "N", "X", "sgd|adam|adamw", ...
   std::string help;
   // Stores the value; throws std::invalid_argument with what is expected (without the flag name).
   std::function<void(JobConfig&, const OptionValue&)> set;
@@ -67,6 +67,5 @@ void apply_flag(JobConfig& config, const Option& option, const std::string& text
 void apply_config_file(const std::string& path, JobConfig& config);
 // Markdown table of every option (flag, config keys, default, meaning): docs/config.md's list.
 std::string options_markdown();
-
 
 }  // namespace gradacc

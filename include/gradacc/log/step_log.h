@@ -28,12 +28,14 @@ class StepLog {
   StepLog(const StepLog&) = delete;
   StepLog& operator=(const StepLog&) = delete;
 
+  // Throws std::runtime_error naming the file when a write fails (a full disk).
   void write(const StepReport& report, int64_t epoch, double seconds);
   // An extra record (e.g. {"event": "eval", ...}) in the same stream.
   void write_raw(const std::string& json_line);
 
  private:
   std::FILE* file_ = nullptr;
+  std::string path_;
 };
 
 std::string step_json(const StepReport& report, int64_t epoch, double seconds);

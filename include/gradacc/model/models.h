@@ -23,6 +23,10 @@ class Network : public torch::nn::Module {
   virtual bool uses_batch_statistics() const { return false; }
 };
 
+// Parameters of gradacc's gpt with this spec over `vocab` tokens, computed without building it:
+// V·D + C·D + L·(12D² + 9D + 2n) + n, n = 2D for LayerNorm (weight, bias), D for RMSNorm.
+int64_t gpt_parameter_count(const ModelSpec& spec, int64_t vocab);
+
 // Builds a freshly initialized network; the caller seeds torch's RNG first for reproducibility.
 // Throws std::invalid_argument for an unknown name.
 std::shared_ptr<Network> make_model(const ModelSpec& spec, int64_t num_classes);

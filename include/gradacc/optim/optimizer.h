@@ -15,10 +15,10 @@ struct OptimizerOptions {
   std::string name = "adamw";  // "sgd" | "adam" | "adamw"
   double lr = 1e-3;
   double weight_decay = 0.0;
-  double momentum = 0.0;       // sgd
-  bool nesterov = false;       // sgd (needs momentum > 0)
+  double momentum = 0.0;                          // sgd
+  bool nesterov = false;                          // sgd (needs momentum > 0)
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;  // adam, adamw
-  bool fused = true;           // adam, adamw: one fused kernel (FusedAdamW) instead of LibTorch's loop
+  bool fused = true;  // adam, adamw: one fused kernel (FusedAdamW) instead of LibTorch's loop
 };
 
 // Throws std::invalid_argument naming the bad option.
@@ -27,7 +27,8 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::vector<at::Te
 
 // Builds an optimizer over the tensors it is to update: the model's parameters, or their fp32
 // masters when the parameters are held in bf16/fp16. Any LibTorch optimizer, e.g.
-//   [](const std::vector<at::Tensor>& p) { return std::make_unique<torch::optim::SGD>(p, torch::optim::SGDOptions(0.1)); }
+//   [](const std::vector<at::Tensor>& p) { return std::make_unique<torch::optim::SGD>(p,
+//   torch::optim::SGDOptions(0.1)); }
 using OptimizerFactory = std::function<std::unique_ptr<torch::optim::Optimizer>(const std::vector<at::Tensor>& params)>;
 // gradacc's own: make_optimizer with these options (fused Adam/AdamW by default).
 OptimizerFactory optimizer_factory(const OptimizerOptions& options);

@@ -54,6 +54,8 @@ std::string save_checkpoint(const std::string& dir, const CheckpointState& state
                             torch::optim::Optimizer& optimizer, const StringMap& identity, int64_t keep,
                             const at::Device& device = at::kCPU);
 
+// The step in a checkpoint file's name (ckpt-step-00000120.safetensors → 120), -1 for other names.
+int64_t checkpoint_step(const std::string& path);
 // The newest checkpoint in `dir` by step (temporary files are ignored), if any.
 std::optional<std::string> latest_checkpoint(const std::string& dir);
 

@@ -15,8 +15,14 @@ namespace gradacc {
 
 class Checkpointer {
  public:
-  // Creates the directory (lead rank) and checks it is writable; throws ConfigError otherwise.
+  // Lead rank: creates the directory, checks it is writable, and locks it for this run (flock on
+  // DIR/.gradacc.lock, released when the Checkpointer goes). Throws ConfigError (one line) when
+  // another run holds the directory, when a fresh run would write into a directory that already
+  // holds checkpoints, or when a resume starts from an older checkpoint than the newest there
+  // (continuing would abandon, and later prune, the newer ones).
   Checkpointer(const CheckpointPolicy& policy, StringMap identity, bool lead, at::Device device);
+  Checkpointer(const Checkpointer&) = delete;
+  Checkpointer& operator=(const Checkpointer&) = delete;
 
   bool enabled() const { return !policy_.dir.empty(); }
   // The checkpoint's state after loading it into `model`, `optimizer` and `targets`, when the plan
@@ -37,6 +43,11 @@ class Checkpointer {
   bool lead_;
   at::Device device_;
   std::string last_;
+  // The directory's lock: a member, so it is released also when the constructor throws.
+  struct Lock {
+    int fd = -1;
+    ~Lock();
+  } lock_;
 };
 
 }  // namespace gradacc

@@ -24,7 +24,8 @@ class InterruptGuard {
 
  private:
   bool enabled_;
-  struct sigaction old_int_ {}, old_term_ {};
+  struct sigaction old_int_ {
+  }, old_term_{};
 };
 
 }  // namespace gradacc

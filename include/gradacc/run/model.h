@@ -19,7 +19,7 @@
 namespace gradacc {
 
 struct Model {
-  std::shared_ptr<torch::nn::Module> module;     // parameters, buffers, train/eval, device
+  std::shared_ptr<torch::nn::Module> module;  // parameters, buffers, train/eval, device
   std::function<at::Tensor(const Batch&)> forward;
 
   // A module whose forward takes the inputs tensor (a std::shared_ptr<M> or a LibTorch ModuleHolder

@@ -21,16 +21,16 @@
 #include "gradacc/sync/sync_mode.h"
 
 // A field with a chainable setter `name(value)` and getters `name()`, as LibTorch's TORCH_ARG.
-#define GRADACC_ARG(T, name, ...)                      \
- public:                                               \
-  auto name(T new_value)->decltype(*this) {            \
-    name##_ = std::move(new_value);                    \
-    return *this;                                      \
-  }                                                    \
-  const T& name() const noexcept { return name##_; }   \
-  T& name() noexcept { return name##_; }               \
-                                                       \
- private:                                              \
+#define GRADACC_ARG(T, name, ...)                    \
+ public:                                             \
+  auto name(T new_value)->decltype(*this) {          \
+    name##_ = std::move(new_value);                  \
+    return *this;                                    \
+  }                                                  \
+  const T& name() const noexcept { return name##_; } \
+  T& name() noexcept { return name##_; }             \
+                                                     \
+ private:                                            \
   T name##_ = __VA_ARGS__
 
 namespace gradacc {
@@ -52,16 +52,16 @@ struct TrainOptions {
   // ── Clipping of the window gradient's global L2 norm; 0 = off.
   GRADACC_ARG(double, clip, 0.0);
   // ── Data order.
-  GRADACC_ARG(uint64_t, seed, 0);          // the epoch permutations
+  GRADACC_ARG(uint64_t, seed, 0);  // the epoch permutations
   GRADACC_ARG(bool, shuffle, true);
   GRADACC_ARG(bool, drop_partial, false);  // the short last window of an epoch: rescale (default) or drop
   // ── Mixed precision (docs/precision.md).
   GRADACC_ARG(std::optional<Precision>, precision, std::nullopt);  // forward autocast; unset: param_dtype
   GRADACC_ARG(Precision, param_dtype, Precision::kFp32);
-  GRADACC_ARG(Precision, grad_accum_dtype, Precision::kFp32);     // fp32 (masters) or param_dtype
-  GRADACC_ARG(std::optional<double>, loss_scale_init, std::nullopt);    // fp16: 65536
-  GRADACC_ARG(std::optional<double>, loss_scale_growth, std::nullopt);  // fp16: 2
-  GRADACC_ARG(std::optional<double>, loss_scale_backoff, std::nullopt); // fp16: 0.5
+  GRADACC_ARG(Precision, grad_accum_dtype, Precision::kFp32);              // fp32 (masters) or param_dtype
+  GRADACC_ARG(std::optional<double>, loss_scale_init, std::nullopt);       // fp16: 65536
+  GRADACC_ARG(std::optional<double>, loss_scale_growth, std::nullopt);     // fp16: 2
+  GRADACC_ARG(std::optional<double>, loss_scale_backoff, std::nullopt);    // fp16: 0.5
   GRADACC_ARG(std::optional<int64_t>, loss_scale_interval, std::nullopt);  // fp16: 2000
   // ── Data parallel (ranks from the torchrun environment; docs/distributed.md).
   GRADACC_ARG(SyncMode, sync, SyncMode::kPerWindow);
@@ -69,16 +69,16 @@ struct TrainOptions {
   GRADACC_ARG(double, bucket_mb, 25.0);      // all-reduce bucket size
   // ── Checkpoints and resume (docs/checkpoints.md).
   GRADACC_ARG(std::string, checkpoint_dir, "");
-  GRADACC_ARG(int64_t, save_every, 0);        // optimizer steps between checkpoints; 0: at the end only
+  GRADACC_ARG(int64_t, save_every, 0);  // optimizer steps between checkpoints; 0: at the end only
   GRADACC_ARG(int64_t, keep_checkpoints, 3);
-  GRADACC_ARG(std::string, resume, "");       // a checkpoint file, or a directory (its newest)
+  GRADACC_ARG(std::string, resume, "");                        // a checkpoint file, or a directory (its newest)
   GRADACC_ARG(std::optional<int64_t>, stop_at, std::nullopt);  // stop after this step, with a checkpoint
   // ── Where it runs, and what it says.
-  GRADACC_ARG(std::string, device, "cpu");    // "cpu", "cuda" or "cuda:N"
-  GRADACC_ARG(bool, tf32, false);             // CUDA fp32 matmul/conv on TF32 tensor cores
-  GRADACC_ARG(int64_t, threads, 0);           // intra-op threads; 0: LibTorch's default (all cores)
-  GRADACC_ARG(std::string, log_path, "");     // one JSON line per optimizer step
-  GRADACC_ARG(bool, progress, true);          // a progress bar, when stdout is a terminal
+  GRADACC_ARG(std::string, device, "cpu");  // "cpu", "cuda" or "cuda:N"
+  GRADACC_ARG(bool, tf32, false);           // CUDA fp32 matmul/conv on TF32 tensor cores
+  GRADACC_ARG(int64_t, threads, 0);         // intra-op threads; 0: LibTorch's default (all cores)
+  GRADACC_ARG(std::string, log_path, "");   // one JSON line per optimizer step
+  GRADACC_ARG(bool, progress, true);        // a progress bar, when stdout is a terminal
   // What a window's loss is averaged over: its items (Batch::items: samples for classification,
   // real tokens for text), which is exact for both. kNaiveMicroMean exists for `verify`.
   GRADACC_ARG(Normalization, normalization, Normalization::kPerItem);

@@ -32,9 +32,9 @@ struct CheckpointPolicy {
 struct RunPlan {
   const BatchPlan batch;
   const std::optional<AccumSchedule> accum_schedule;
-  const int64_t total_steps;   // the run's length: the LR schedule's horizon
-  const int64_t last_step;     // where this invocation stops (stop_at, or total_steps)
-  const EpochLayout epoch;     // windows per epoch under `batch`
+  const int64_t total_steps;  // the run's length: the LR schedule's horizon
+  const int64_t last_step;    // where this invocation stops (stop_at, or total_steps)
+  const EpochLayout epoch;    // windows per epoch under `batch`
   const int64_t dataset_size;
   const WindowSamplerOptions sampler;
   const DistEnv env;
@@ -44,10 +44,10 @@ struct RunPlan {
   const at::Device device;
   const bool tf32;
   const int64_t threads;
-  const Precision precision;                     // forward autocast
-  const std::optional<at::ScalarType> master_params;  // bf16/fp16 parameters with fp32 masters
-  const std::optional<at::ScalarType> param_dtype;    // bf16/fp16 parameters, gradients summed in that dtype
-  const std::optional<LossScalerOptions> loss_scaler; // fp16
+  const Precision precision;                           // forward autocast
+  const std::optional<at::ScalarType> master_params;   // bf16/fp16 parameters with fp32 masters
+  const std::optional<at::ScalarType> param_dtype;     // bf16/fp16 parameters, gradients summed in that dtype
+  const std::optional<LossScalerOptions> loss_scaler;  // fp16
   const Normalization normalization;
   const double clip;
   const ScheduleKind schedule;
@@ -56,7 +56,7 @@ struct RunPlan {
   const CheckpointPolicy checkpoint;
   const std::string log_path;
   const bool progress;
-  const StringMap identity;    // the caller's extra identity (TrainOptions::identity)
+  const StringMap identity;  // the caller's extra identity (TrainOptions::identity)
 
   bool lead() const { return env.rank == 0; }  // rank 0 logs, checkpoints, evaluates, saves
   // Accumulation options for this plan: items, pre-scaled by the global batch, clipping.

@@ -41,8 +41,8 @@ struct LoopParts {
   const Dataset& data;
   const WindowSampler& sampler;
   at::Device device = at::kCPU;
-  Precision precision = Precision::kFp32;          // autocast of each micro-batch's forward and loss
-  const AccumSchedule* accum_schedule = nullptr;   // window of step s: accum_schedule->at(s) micro-batches
+  Precision precision = Precision::kFp32;         // autocast of each micro-batch's forward and loss
+  const AccumSchedule* accum_schedule = nullptr;  // window of step s: accum_schedule->at(s) micro-batches
 };
 
 // Runs up to `steps` optimizer steps from `position` (updated in place), fewer if `on_step` asks

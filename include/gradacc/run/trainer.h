@@ -47,12 +47,12 @@ struct TrainResult {
   int64_t first_step = 0;           // steps already done before it (a resumed run)
   int64_t steps = 0;                // steps done after it
   double seconds = 0.0;
-  std::string resumed_from;         // the checkpoint it continued, if any
-  std::string checkpoint;           // the last checkpoint it wrote, if any
-  bool stopped_early = false;       // a signal, stop_at or a callback ended it before total_steps
-  int interrupted_by = 0;           // SIGINT/SIGTERM received by any rank, 0 if none
-  int signal_here = 0;              // the signal this process received itself (0: another rank's)
-  int64_t skipped_steps = 0;        // fp16 windows dropped on overflow
+  std::string resumed_from;    // the checkpoint it continued, if any
+  std::string checkpoint;      // the last checkpoint it wrote, if any
+  bool stopped_early = false;  // a signal, stop_at or a callback ended it before total_steps
+  int interrupted_by = 0;      // SIGINT/SIGTERM received by any rank, 0 if none
+  int signal_here = 0;         // the signal this process received itself (0: another rank's)
+  int64_t skipped_steps = 0;   // fp16 windows dropped on overflow
 };
 
 class Trainer {

@@ -35,9 +35,9 @@ struct VerifyOptions {
 struct VerifyResult {
   BatchPlan full_plan, accumulated_plan;
   std::vector<double> full_loss, accumulated_loss, rel_loss_diff;
-  double max_abs_weight_diff = 0.0;   // max over floating-point weights and buffers of |w_full − w_acc|
-  double max_weight_movement = 0.0;   // max |w_full − w_initial|: how far training moved any weight
-  double max_rel_weight_diff = 0.0;   // max_abs_weight_diff / max_weight_movement
+  double max_abs_weight_diff = 0.0;  // max over floating-point weights and buffers of |w_full − w_acc|
+  double max_weight_movement = 0.0;  // max |w_full − w_initial|: how far training moved any weight
+  double max_rel_weight_diff = 0.0;  // max_abs_weight_diff / max_weight_movement
   double max_rel_loss_diff = 0.0;
   std::string worst_tensor;  // where max |Δw| occurs
   // Per-item (text) runs also train with the naive scheme — each micro-batch's mean loss divided

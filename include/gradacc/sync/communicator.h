@@ -26,8 +26,14 @@ namespace gradacc {
 struct CommunicatorOptions {
   std::chrono::milliseconds timeout{std::chrono::seconds(300)};
   int64_t bucket_bytes = int64_t{25} << 20;  // as DDP's default bucket_cap_mb
-  CommunicatorOptions& timeout_(std::chrono::milliseconds v) { timeout = v; return *this; }
-  CommunicatorOptions& bucket_bytes_(int64_t v) { bucket_bytes = v; return *this; }
+  CommunicatorOptions& timeout_(std::chrono::milliseconds v) {
+    timeout = v;
+    return *this;
+  }
+  CommunicatorOptions& bucket_bytes_(int64_t v) {
+    bucket_bytes = v;
+    return *this;
+  }
 };
 
 class Communicator : public GradientReducer {

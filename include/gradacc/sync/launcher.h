@@ -15,9 +15,9 @@ struct LaunchOptions {
   int nproc = 1;
   std::string master_addr = "127.0.0.1";
   int master_port = 29500;
-  std::string executable;          // the program each rank runs (default: this one)
-  std::vector<std::string> args;   // its arguments, e.g. {"train", "--model", "mlp"}
-  double grace_seconds = 10.0;     // SIGTERM → SIGKILL for the survivors of a failed rank
+  std::string executable;         // the program each rank runs (default: this one)
+  std::vector<std::string> args;  // its arguments, e.g. {"train", "--model", "mlp"}
+  double grace_seconds = 10.0;    // SIGTERM → SIGKILL for the survivors of a failed rank
 };
 
 // Returns 0 when every rank succeeded, else the first failure's exit status (128 + signal for
