@@ -38,11 +38,11 @@ def norm_layer(kind, channels):
 class Cnn(nn.Module):
     def __init__(self, norm):
         super().__init__()
-        self.conv1 = nn.Conv2d(1, 16, 3, padding=1)
-        self.norm1 = norm_layer(norm, 16)
-        self.conv2 = nn.Conv2d(16, 32, 3, padding=1)
-        self.norm2 = norm_layer(norm, 32)
-        self.fc1 = nn.Linear(32 * 7 * 7, 128)
+        self.conv1 = nn.Conv2d(1, 32, 3, padding=1)
+        self.norm1 = norm_layer(norm, 32)
+        self.conv2 = nn.Conv2d(32, 64, 3, padding=1)
+        self.norm2 = norm_layer(norm, 64)
+        self.fc1 = nn.Linear(64 * 7 * 7, 128)
         self.fc2 = nn.Linear(128, 10)
 
     def forward(self, x):

@@ -110,7 +110,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
 
   auto* train =
-      app.add_subcommand("train", "train a model (default: CNN + GroupNorm on Fashion-MNIST, 8 × 32, 12 epochs)");
+      app.add_subcommand("train", "train a model (default: CNN + GroupNorm on Fashion-MNIST, 8 × 32, 8 epochs)");
   TableFlags train_flags;
   train_flags.add(*train, {OptionScope::kRun, OptionScope::kTrain, OptionScope::kBatch}, true);
 

@@ -73,12 +73,12 @@ TEST(TrainJob, BatchNormWithAccumulationWarnsAndSuggestsGroupNorm) {
   EXPECT_EQ(batchnorm_warning(*bn, BatchPlan::resolve({32, 32, std::nullopt, std::nullopt})), "");  // no accumulation
 }
 
-// The defaults a user meets first, as documented: 8 × 32 windows, 12 epochs, cosine, clip 1.
+// The defaults a user meets first, as documented: 8 × 32 windows, 8 epochs, cosine, clip 1.
 TEST(TrainJob, DefaultJobResolvesToTheDocumentedRun) {
   const TrainOptions o = job_train_options(default_job());
   EXPECT_EQ(o.global_batch(), 256);
   EXPECT_EQ(o.micro_batch(), 32);
-  EXPECT_EQ(o.epochs(), 12);
+  EXPECT_EQ(o.epochs(), 8);
   EXPECT_DOUBLE_EQ(o.clip(), 1.0);
   EXPECT_EQ(o.schedule(), ScheduleKind::kCosine);
   EXPECT_EQ(o.identity().at("model.model"), "cnn");

@@ -129,21 +129,21 @@ class NormSlot {
   torch::nn::GroupNorm group_{nullptr};
 };
 
-// conv(1→16) norm relu pool → conv(16→32) norm relu pool → fc(1568→128) relu → fc(128→classes).
+// conv(1→32) norm relu pool → conv(32→64) norm relu pool → fc(3136→128) relu → fc(128→classes).
 class Cnn : public Network {
  public:
   Cnn(NormKind norm, int64_t classes)
       : norm_kind_(norm),
-        conv1_(register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(1, 16, 3).padding(1)))),
-        norm1_(*this, "norm1", norm, 16),
-        conv2_(register_module("conv2", torch::nn::Conv2d(torch::nn::Conv2dOptions(16, 32, 3).padding(1)))),
-        norm2_(*this, "norm2", norm, 32),
-        fc1_(register_module("fc1", torch::nn::Linear(32 * 7 * 7, 128))),
+        conv1_(register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(1, 32, 3).padding(1)))),
+        norm1_(*this, "norm1", norm, 32),
+        conv2_(register_module("conv2", torch::nn::Conv2d(torch::nn::Conv2dOptions(32, 64, 3).padding(1)))),
+        norm2_(*this, "norm2", norm, 64),
+        fc1_(register_module("fc1", torch::nn::Linear(64 * 7 * 7, 128))),
         fc2_(register_module("fc2", torch::nn::Linear(128, classes))) {}
 
   at::Tensor forward(const at::Tensor& x) override {
-    at::Tensor h = at::max_pool2d(at::relu(norm1_(conv1_->forward(x))), 2);  // 16×14×14
-    h = at::max_pool2d(at::relu(norm2_(conv2_->forward(h))), 2);             // 32×7×7
+    at::Tensor h = at::max_pool2d(at::relu(norm1_(conv1_->forward(x))), 2);  // 32×14×14
+    h = at::max_pool2d(at::relu(norm2_(conv2_->forward(h))), 2);             // 64×7×7
     h = at::relu(fc1_->forward(h.flatten(1)));
     return fc2_->forward(h);
   }

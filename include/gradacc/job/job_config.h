@@ -27,12 +27,12 @@ struct JobConfig {
   std::string config_path;  // the JSON config file it was read from, if any (for path checks)
   // Used when the user gives no batch size at all, and no length (steps or epochs) at all.
   int64_t default_global_batch = 256, default_micro_batch = 32;
-  int64_t default_epochs = 12;
+  int64_t default_epochs = 8;
 };
 
 // The embedded default job (`gradacc train` with no flags): the CNN with GroupNorm on
 // Fashion-MNIST, global batch 256 as 8 micro-batches of 32, AdamW (lr 2e-3, weight decay 0.01)
-// with 5% warmup and cosine decay, clipping at 1.0, 12 epochs (docs/config.md).
+// with 5% warmup and cosine decay, clipping at 1.0, 8 epochs (docs/config.md).
 JobConfig default_job();
 
 // The TrainOptions a job runs with: its own, plus the batch and length defaults when the user set
