@@ -1,5 +1,7 @@
 #include "gradacc/accumulate/batch_plan.h"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 namespace gradacc {
@@ -56,6 +58,13 @@ BatchPlan BatchPlan::resolve(const BatchPlanRequest& r) {
           "global_batch = {} does not equal micro_batch × accumulation_steps × world_size = {} × {} × {} = {}",
           p.global_batch, p.micro_batch, p.accumulation_steps, w, product));
     }
+  } else if (g && m && r.short_last_micro) {
+    // The micro-batch need not divide the window: ⌈share / micro⌉ micro-batches per rank, the last
+    // one shorter. A micro-batch beyond a rank's share is cut to it.
+    p.global_batch = *r.global_batch;
+    const int64_t share = (p.global_batch + w - 1) / w;
+    p.micro_batch = std::min(*r.micro_batch, share);
+    p.accumulation_steps = (share + p.micro_batch - 1) / p.micro_batch;
   } else if (g && m) {
     p.global_batch = *r.global_batch;
     p.micro_batch = *r.micro_batch;

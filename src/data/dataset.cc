@@ -1,5 +1,8 @@
 #include "gradacc/data/dataset.h"
 
+#include <algorithm>
+#include <numeric>
+
 #include <ATen/ops/from_blob.h>
 #include <ATen/ops/index_select.h>
 #include <fmt/format.h>
@@ -7,6 +10,12 @@
 #include "gradacc/data/idx.h"
 
 namespace gradacc {
+
+std::vector<int64_t> Dataset::largest_examples(int64_t n) const {
+  std::vector<int64_t> out(static_cast<size_t>(std::clamp<int64_t>(n, 0, size())));
+  std::iota(out.begin(), out.end(), 0);
+  return out;
+}
 
 Batch Batch::to(const at::Device& device) const {
   if (inputs.device() == device) return *this;

@@ -1,5 +1,7 @@
 #include "gradacc/data/text.h"
 
+#include <numeric>
+
 #include <cmath>
 #include <fstream>
 #include <sstream>
@@ -89,6 +91,15 @@ Batch TextDataset::gather(const std::vector<int64_t>& indices) const {
 std::shared_ptr<TextDataset> TextDataset::head(int64_t n) const {
   const auto end = sequences_.begin() + std::min<int64_t>(n, size());
   return std::make_shared<TextDataset>(bytes_, std::vector<std::pair<int64_t, int64_t>>(sequences_.begin(), end));
+}
+
+std::vector<int64_t> TextDataset::largest_examples(int64_t n) const {
+  std::vector<int64_t> order(sequences_.size());
+  std::iota(order.begin(), order.end(), 0);
+  const auto length = [this](int64_t i) { return sequences_[i].second - sequences_[i].first; };
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return length(a) > length(b); });
+  order.resize(static_cast<size_t>(std::clamp<int64_t>(n, 0, size())));
+  return order;
 }
 
 int64_t TextDataset::total_items() const {

@@ -64,17 +64,21 @@ Window WindowSampler::window_at(const std::vector<int64_t>& order, int64_t epoch
   if (begin < 0 || begin >= dataset_size_) {
     throw std::out_of_range(fmt::format("window start {} outside the {} examples", begin, dataset_size_));
   }
-  const int64_t global = plan_.micro_batch * accumulation_steps * plan_.world_size;
+  // The plan's own accumulation: its global batch (which an uneven plan's micro-batches need not
+  // divide); another (an accumulation schedule): that many full micro-batches per rank.
+  const int64_t global = accumulation_steps == plan_.accumulation_steps
+                             ? plan_.global_batch
+                             : plan_.micro_batch * accumulation_steps * plan_.world_size;
   Window w;
   w.epoch = epoch;
   w.index = index;
   w.global_samples = std::min(global, dataset_size_ - begin);
 
-  // This rank's slice: equal shares of the window, the last ranks' shares may come up short.
-  const bool full = w.global_samples == global;
-  const int64_t share =
-      full ? plan_.micro_batch * accumulation_steps : (w.global_samples + plan_.world_size - 1) / plan_.world_size;
-  const int64_t micro_count = full ? accumulation_steps : (share + plan_.micro_batch - 1) / plan_.micro_batch;
+  // This rank's slice: equal shares of ⌈samples / world⌉, the last ranks' shares may come up short;
+  // each share in micro-batches of micro_batch, the last one shorter. Every rank counts the same
+  // number of micro-batches (from the share, not its own slice).
+  const int64_t share = (w.global_samples + plan_.world_size - 1) / plan_.world_size;
+  const int64_t micro_count = (share + plan_.micro_batch - 1) / plan_.micro_batch;
   const int64_t slice_begin = std::min(begin + options_.rank * share, begin + w.global_samples);
   const int64_t slice_end = std::min(slice_begin + share, begin + w.global_samples);
 

@@ -58,5 +58,37 @@ TEST(WindowSampler, RanksGetDisjointSlicesAndTheSameNumberOfMicroBatches) {
   }
 }
 
+TEST(WindowSampler, AnUnevenPlanEndsEachRanksShareWithAShorterMicroBatch) {
+  // 256 in micro-batches of 60 on one rank: 60, 60, 60, 60, 16.
+  const BatchPlan one = BatchPlan::resolve({256, 60, std::nullopt, 1, /*short_last_micro=*/true});
+  EXPECT_EQ(one.accumulation_steps, 5);
+  EXPECT_FALSE(one.even());
+  const WindowSampler s(1000, one, {false, 0, false, 0});
+  const Window w = s.window(s.epoch_order(0), 0, 1);
+  std::vector<size_t> sizes;
+  for (const auto& m : w.micro_batches) sizes.push_back(m.size());
+  EXPECT_EQ(sizes, (std::vector<size_t>{60, 60, 60, 60, 16}));
+  EXPECT_EQ(w.micro_batches.front().front(), 256);  // window 1 starts after the first 256
+  // 250 over 3 ranks in micro-batches of 40: shares of 84, 84, 82; three micro-batches each; the
+  // union is the window, once.
+  const BatchPlan three = BatchPlan::resolve({250, 40, std::nullopt, 3, true});
+  EXPECT_EQ(three.accumulation_steps, 3);
+  std::vector<int64_t> seen;
+  for (int64_t rank = 0; rank < 3; ++rank) {
+    const WindowSampler r(1000, three, {true, 3, false, rank});
+    const Window x = r.window(r.epoch_order(0), 0, 0);
+    ASSERT_EQ(x.micro_batches.size(), 3u);
+    EXPECT_EQ(x.global_samples, 250);
+    for (const auto& m : x.micro_batches) seen.insert(seen.end(), m.begin(), m.end());
+  }
+  std::vector<int64_t> expected = WindowSampler(1000, three, {true, 3, false, 0}).epoch_order(0);
+  expected.resize(250);
+  std::sort(seen.begin(), seen.end());
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(seen, expected);
+  // Without short_last_micro the same request is refused.
+  EXPECT_THROW(BatchPlan::resolve({256, 60, std::nullopt, 1}), PlanError);
+}
+
 }  // namespace
 }  // namespace gradacc

@@ -1,5 +1,6 @@
 #include "gradacc/device/device.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <mutex>
@@ -8,6 +9,7 @@
 #include <ATen/Context.h>
 #include <c10/core/Allocator.h>
 #include <c10/core/CPUAllocator.h>
+#include <c10/util/Exception.h>
 #include <fmt/format.h>
 
 #include "device/backend.h"
@@ -59,7 +61,7 @@ void set_cuda_tf32(bool allow) {
 namespace {
 
 constexpr size_t kHeader = 64;
-std::atomic<int64_t> g_cpu_live{0}, g_cpu_peak{0};
+std::atomic<int64_t> g_cpu_live{0}, g_cpu_peak{0}, g_cpu_limit{0};
 c10::DeleterFnPtr g_inner_delete = nullptr;
 
 void raise_peak(int64_t now) {
@@ -82,6 +84,12 @@ class CountingCpuAllocator final : public c10::Allocator {
   explicit CountingCpuAllocator(c10::Allocator* inner) : inner_(inner) {}
 
   c10::DataPtr allocate(size_t n) override {
+    const int64_t limit = g_cpu_limit.load(std::memory_order_relaxed);
+    if (limit > 0 && g_cpu_live.load(std::memory_order_relaxed) + static_cast<int64_t>(n) > limit) {
+      TORCH_CHECK_WITH(OutOfMemoryError, false, "gradacc memory budget: allocating ", n, " bytes with ",
+                       g_cpu_live.load(std::memory_order_relaxed), " in use would pass the budget of ", limit,
+                       " bytes");
+    }
     void* base = inner_->raw_allocate(n + kHeader);
     std::memcpy(base, &n, sizeof n);
     raise_peak(g_cpu_live.fetch_add(static_cast<int64_t>(n), std::memory_order_relaxed) + static_cast<int64_t>(n));
@@ -107,6 +115,17 @@ void install_cpu_memory_counter() {
     c10::SetCPUAllocator(&counting, /*priority=*/1);
   });
 }
+
+void set_cpu_memory_limit(int64_t bytes) {
+  install_cpu_memory_counter();
+  g_cpu_limit.store(std::max<int64_t>(bytes, 0), std::memory_order_relaxed);
+}
+
+int64_t cpu_memory_limit() { return g_cpu_limit.load(std::memory_order_relaxed); }
+
+// Installed when the library loads, before any tensor a program makes: then the parameters of a
+// model built before the Trainer are counted too (the memory budget must see them).
+[[maybe_unused]] const bool g_counter_installed_at_load = (install_cpu_memory_counter(), true);
 
 MemoryReading memory_reading(const at::Device& device) {
   if (device.is_cuda()) return backend::cuda_memory(device.has_index() ? device.index() : 0);

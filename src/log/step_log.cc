@@ -62,6 +62,9 @@ std::string step_json(const StepReport& r, int64_t epoch, double seconds) {
   j["allreduce_calls"] = r.allreduce_calls;
   j["allreduce_bytes"] = r.allreduce_bytes;
   j["peak_bytes"] = r.peak_bytes;
+  j["peak_mb"] = static_cast<double>(r.peak_bytes) / (1 << 20);
+  j["micro_batch"] = r.micro_batch;
+  j["oom_replays"] = r.oom_replays;
   return j.dump();
 }
 

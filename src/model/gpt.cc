@@ -23,6 +23,7 @@
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/normalization.h>
 
+#include "gradacc/memory/activation_checkpoint.h"
 #include "gradacc/model/models.h"
 
 namespace gradacc {
@@ -114,12 +115,21 @@ class Gpt : public Network {
     TORCH_CHECK(T <= context_, "sequence of ", T, " tokens exceeds the model's context of ", context_);
     const at::Tensor pos = at::arange(T, tokens.options());
     at::Tensor x = wte_->forward(tokens) + wpe_->forward(pos);
-    for (auto& b : blocks_) x = b->forward(x);
+    for (auto& b : blocks_) {
+      x = checkpointing_ ? checkpointed(
+                               b->parameters(), [b](const at::Tensor& in) { return b->forward(in); }, x)
+                         : b->forward(x);
+    }
     return at::matmul(ln_f_->forward(x), wte_->weight.t());  // tied head
+  }
+  bool set_activation_checkpointing(bool on) override {
+    checkpointing_ = on;
+    return true;
   }
 
  private:
   int64_t context_;
+  bool checkpointing_ = false;
   torch::nn::Embedding wte_{nullptr}, wpe_{nullptr};
   std::vector<std::shared_ptr<Block>> blocks_;
   std::shared_ptr<TokenNorm> ln_f_;

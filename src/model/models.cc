@@ -10,6 +10,7 @@
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/normalization.h>
 
+#include "gradacc/memory/activation_checkpoint.h"
 #include "gradacc/util/parse.h"
 
 namespace gradacc {
@@ -117,6 +118,11 @@ class NormSlot {
       case NormKind::kRms: break;
     }
   }
+  std::vector<at::Tensor> parameters() const {
+    if (kind_ == NormKind::kBatch) return batch_->parameters();
+    if (kind_ == NormKind::kNone || kind_ == NormKind::kRms) return {};
+    return group_->parameters();
+  }
   at::Tensor operator()(const at::Tensor& x) {
     if (kind_ == NormKind::kBatch) return batch_->forward(x);
     if (kind_ == NormKind::kNone) return x;
@@ -142,15 +148,33 @@ class Cnn : public Network {
         fc2_(register_module("fc2", torch::nn::Linear(128, classes))) {}
 
   at::Tensor forward(const at::Tensor& x) override {
-    at::Tensor h = at::max_pool2d(at::relu(norm1_(conv1_->forward(x))), 2);  // 32×14×14
-    h = at::max_pool2d(at::relu(norm2_(conv2_->forward(h))), 2);             // 64×7×7
+    at::Tensor h = stage(conv1_, norm1_, x);  // 32×14×14
+    h = stage(conv2_, norm2_, h);             // 64×7×7
     h = at::relu(fc1_->forward(h.flatten(1)));
     return fc2_->forward(h);
   }
   bool uses_batch_statistics() const override { return norm_kind_ == NormKind::kBatch && is_training(); }
+  bool set_activation_checkpointing(bool on) override {
+    // BatchNorm's running statistics would be updated twice (forward and recompute).
+    if (on && norm_kind_ == NormKind::kBatch) return false;
+    checkpointing_ = on;
+    return true;
+  }
 
  private:
+  // conv → norm → relu → 2×2 max-pool: one checkpointed segment each.
+  at::Tensor stage(torch::nn::Conv2d& conv, NormSlot& norm, const at::Tensor& x) {
+    const auto run = [&conv, &norm](const at::Tensor& in) {
+      return at::max_pool2d(at::relu(norm(conv->forward(in))), 2);
+    };
+    if (!checkpointing_) return run(x);
+    std::vector<at::Tensor> params = conv->parameters();
+    for (const at::Tensor& p : norm.parameters()) params.push_back(p);
+    return checkpointed(params, run, x);
+  }
+
   NormKind norm_kind_;
+  bool checkpointing_ = false;
   torch::nn::Conv2d conv1_;
   NormSlot norm1_;
   torch::nn::Conv2d conv2_;

@@ -1,6 +1,11 @@
 #include "gradacc/run/train_loop.h"
 
 #include <chrono>
+#include <optional>
+
+#include <ATen/Context.h>
+#include <ATen/core/Generator.h>
+#include <c10/util/Exception.h>
 
 #include <fmt/format.h>
 
@@ -9,12 +14,40 @@
 
 namespace gradacc {
 
+namespace {
+
+// The state of the generator the window's random numbers come from (CPU, or the GPU's).
+at::Generator window_generator(const at::Device& device) {
+  return at::globalContext().defaultGenerator(device.is_cuda() ? device : at::Device(at::kCPU));
+}
+
+// Forward and backward of one window, a micro-batch at a time: only one micro-batch of
+// activations lives.
+void run_window(const LoopParts& p, const Window& window) {
+  for (const std::vector<int64_t>& indices : window.micro_batches) {
+    if (indices.empty()) {  // this rank's share of a short window ran out
+      p.accumulator.empty_micro_batch();
+      continue;
+    }
+    const Batch batch = p.data.gather(indices).to(p.device);
+    at::Tensor loss_sum;
+    {
+      AutocastGuard autocast(p.device.type(), p.precision);
+      loss_sum = p.loss(p.model.forward(batch), batch);
+    }
+    p.accumulator.accumulate(loss_sum, batch.samples, batch.items);
+  }
+}
+
+}  // namespace
+
 std::vector<StepReport> train_steps(const LoopParts& p, int64_t steps, LoopPosition& pos, const StepCallback& on_step) {
   std::vector<StepReport> reports;
   reports.reserve(steps);
   install_cpu_memory_counter();  // idempotent; the Trainer installs it before the model exists
   p.model.module->train();
-  const BatchPlan& plan = p.sampler.plan();
+  const WindowSampler* sampler = &p.sampler;
+  std::optional<WindowSampler> halved;  // after a replay: the same order in smaller micro-batches
   const int64_t n = p.sampler.dataset_size();
   std::vector<int64_t> order = p.sampler.epoch_order(pos.epoch);
   auto next_epoch = [&] {
@@ -23,35 +56,59 @@ std::vector<StepReport> train_steps(const LoopParts& p, int64_t steps, LoopPosit
   };
   for (int64_t s = 0; s < steps; ++s) {
     const auto start = std::chrono::steady_clock::now();
+    const BatchPlan& plan = sampler->plan();
     // Which examples this window holds: the next `global` of the epoch's order (fewer at its end).
     const int64_t accum =
         p.accum_schedule ? p.accum_schedule->at(p.accumulator.steps_taken()) : plan.accumulation_steps;
-    const int64_t global = plan.micro_batch * accum * plan.world_size;
+    const int64_t global = p.accum_schedule ? plan.micro_batch * accum * plan.world_size : plan.global_batch;
     if (p.sampler.drop_partial() && n - pos.offset < global) {
       if (pos.offset == 0)
         throw PlanError(fmt::format("a window of {} examples does not fit the {} examples", global, n));
       next_epoch();
     }
-    const Window window = p.sampler.window_at(order, pos.epoch, pos.window, pos.offset, accum);
-    reset_memory_peak(p.device);
 
-    // Forward and backward, one micro-batch at a time: only one micro-batch of activations lives.
-    for (const std::vector<int64_t>& indices : window.micro_batches) {
-      if (indices.empty()) {  // this rank's share of a short window ran out
-        p.accumulator.empty_micro_batch();
-        continue;
+    // Forward and backward of the window; run again with half the micro-batch if memory runs out.
+    // (A clone, not get_state(): no tensor, so nothing the memory budget could refuse.)
+    const at::Generator rng_at_start = p.replay_on_oom ? window_generator(p.device).clone() : at::Generator();
+    Window window;
+    int64_t replays = 0;
+    for (;;) {
+      window = sampler->window_at(order, pos.epoch, pos.window, pos.offset,
+                                  p.accum_schedule ? accum : sampler->plan().accumulation_steps);
+      reset_memory_peak(p.device);
+      try {
+        run_window(p, window);
+        break;
+      } catch (const c10::OutOfMemoryError& e) {
+        if (!p.replay_on_oom) throw;
+        p.accumulator.discard_window();
+        const BatchPlan now = sampler->plan();  // a copy: `halved` is replaced below
+        if (now.micro_batch == 1) {
+          const std::string why = e.what();
+          throw MemoryError(fmt::format("out of memory at step {} with a micro-batch of 1: {}",
+                                        p.accumulator.steps_taken() + 1, why.substr(0, why.find('\n'))));
+        }
+        {
+          // The state passes through a 5 KB tensor: not the window's memory, so not the budget's.
+          const int64_t limit = cpu_memory_limit();
+          set_cpu_memory_limit(0);
+          window_generator(p.device).set_state(rng_at_start.get_state());
+          set_cpu_memory_limit(limit);
+        }
+        halved.emplace(n,
+                       BatchPlan::resolve({now.global_batch, (now.micro_batch + 1) / 2, std::nullopt, now.world_size,
+                                           /*short_last_micro=*/true}),
+                       p.sampler.options());
+        sampler = &*halved;
+        ++replays;
       }
-      const Batch batch = p.data.gather(indices).to(p.device);
-      at::Tensor loss_sum;
-      {
-        AutocastGuard autocast(p.device.type(), p.precision);
-        loss_sum = p.loss(p.model.forward(batch), batch);
-      }
-      p.accumulator.accumulate(loss_sum, batch.samples, batch.items);
     }
+
     // Window boundary: exact normalization, clip, optimizer and schedule step.
     StepReport report = p.accumulator.step();
     report.peak_bytes = memory_reading(p.device).peak_bytes;  // allocator statistics: no device sync
+    report.micro_batch = sampler->plan().micro_batch;
+    report.oom_replays = replays;
     reports.push_back(report);
 
     // An epoch ends when its examples run out; with `drop`, when the rest is too short for the

@@ -16,6 +16,7 @@ namespace {
 struct Run {
   std::vector<StepReport> steps;
   Model model;
+  BatchPlan plan;  // as the Trainer resolved it (a memory budget's: as planned)
 };
 
 // One run of `steps` optimizer steps: its own model, optimizer, schedule and accumulator; the same
@@ -27,7 +28,7 @@ Run run_one(const std::function<Model()>& make_model, const OptimizerFactory& ma
   int64_t done = 0;
   trainer.on_step([&](const StepReport&, const StepContext&) { return ++done < steps; });
   TrainResult r = trainer.fit();
-  return {std::move(r.history), trainer.model()};
+  return {std::move(r.history), trainer.model(), trainer.plan().batch};
 }
 
 struct Difference {
@@ -80,13 +81,18 @@ VerifyResult verify_accumulation(const std::function<Model()>& make_model, const
   const RunPlan plan = resolve_run(options, DistEnv::from_environment(), data->size());
   if (plan.total_steps < o.steps) options.steps(o.steps).epochs(std::nullopt);
   TrainOptions full = options;
-  full.global_batch(plan.batch.global_batch).micro_batch(plan.batch.rank_batch()).accumulation_steps(1);
+  // The reference is the plain full batch: no memory budget, no activation checkpointing.
+  full.global_batch(plan.batch.global_batch)
+      .micro_batch((plan.batch.global_batch + plan.batch.world_size - 1) / plan.batch.world_size)
+      .accumulation_steps(1)
+      .memory_budget(std::nullopt)
+      .activation_checkpointing(std::nullopt);
 
   VerifyResult r;
   const Run reference = run_one(make_model, make_optimizer, data, full, loss, o.steps);
   const Run accumulated = run_one(make_model, make_optimizer, data, options, loss, o.steps);
   r.full_plan = resolve_run(full, DistEnv::from_environment(), data->size()).batch;
-  r.accumulated_plan = plan.batch;
+  r.accumulated_plan = accumulated.plan;
   for (const auto& s : reference.steps) r.full_loss.push_back(s.loss);
   const Difference d = compare(reference, accumulated, initial);
   r.accumulated_loss = d.loss;
@@ -111,7 +117,7 @@ VerifyResult verify_accumulation(const std::function<Model()>& make_model, const
   }
 
   if (!r.pass) {
-    const std::string bn = batchnorm_warning(*accumulated.model.module, plan.batch);
+    const std::string bn = batchnorm_warning(*accumulated.model.module, accumulated.plan);
     if (!bn.empty()) {
       r.explanation = fmt::format(
           "BatchNorm normalizes each micro-batch of {} with its own mean and variance, while the full batch uses "
@@ -119,7 +125,7 @@ VerifyResult verify_accumulation(const std::function<Model()>& make_model, const
           "(its running statistics also update {}× per step). Use GroupNorm or LayerNorm (--norm group or --norm "
           "layer), "
           "which normalize each example on its own and accumulate exactly.",
-          plan.batch.micro_batch, r.full_plan.micro_batch, plan.batch.accumulation_steps);
+          accumulated.plan.micro_batch, r.full_plan.micro_batch, accumulated.plan.accumulation_steps);
     }
   }
   return r;

@@ -49,4 +49,48 @@ double parse_float(const std::string& s) {
   return v;
 }
 
+int64_t parse_bytes(const std::string& s) {
+  static const std::pair<const char*, double> kUnits[] = {
+      {"KiB", 1024.0}, {"MiB", 1048576.0}, {"GiB", 1073741824.0}, {"TiB", 1099511627776.0},
+      {"KB", 1e3},     {"MB", 1e6},        {"GB", 1e9},           {"TB", 1e12},
+      {"B", 1.0},
+  };
+  const size_t unit_at = s.find_first_not_of("0123456789.");
+  const std::string number = s.substr(0, unit_at), unit = unit_at == std::string::npos ? "" : s.substr(unit_at);
+  double scale = 0.0;
+  if (unit.empty()) {
+    scale = 1.0;
+  } else {
+    for (const auto& [name, factor] : kUnits) {
+      if (unit == name) scale = factor;
+    }
+  }
+  if (scale == 0.0 || number.empty() || number.front() == '.' || number.back() == '.') {
+    throw std::invalid_argument(fmt::format(
+        "'{}' is not a size (expected bytes, or a number with KiB, MiB, GiB, TiB, KB, MB, GB or TB: 512MiB, 1.5GB)",
+        shown(s)));
+  }
+  if (unit.empty()) {
+    const int64_t bytes = parse_int(number);
+    if (bytes < 1 || bytes > (int64_t{1} << 60))
+      throw std::invalid_argument(fmt::format("'{}' is not in 1..2^60 bytes", shown(s)));
+    return bytes;
+  }
+  const double bytes = parse_float(number) * scale;
+  if (!(bytes >= 1.0) || bytes > std::ldexp(1.0, 60))
+    throw std::invalid_argument(fmt::format("'{}' is not in 1 byte..2^60 bytes", shown(s)));
+  return static_cast<int64_t>(bytes);
+}
+
+std::string format_bytes(int64_t bytes) {
+  static const char* kNames[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+  double v = static_cast<double>(bytes);
+  int unit = 0;
+  while (std::abs(v) >= 1024.0 && unit < 5) {
+    v /= 1024.0;
+    ++unit;
+  }
+  return unit == 0 ? fmt::format("{} B", bytes) : fmt::format("{:.3g} {}", v, kNames[unit]);
+}
+
 }  // namespace gradacc

@@ -4,8 +4,11 @@
 //
 // Users name any consistent subset (DeepSpeed semantics: any two of global, micro and
 // accumulation give the third; world size defaults to 1). `resolve` fills in the rest or throws
-// PlanError naming the fields and numbers that do not fit. A resolved plan always satisfies the
-// identity above with every field ≥ 1.
+// PlanError naming the fields and numbers that do not fit. A resolved plan satisfies the identity
+// above with every field ≥ 1 — except a plan made with `short_last_micro` (what the memory planner
+// asks for): there the micro-batch need not divide the window, accumulation_steps is
+// ⌈global / (micro × world)⌉, and each rank's last micro-batch of a window is shorter. That stays
+// exact, since a window is normalized by its real count, never by micro × accumulation.
 //
 // Thread safety: plain values; no shared state.
 #pragma once
@@ -25,6 +28,9 @@ struct BatchPlanRequest {
   std::optional<int64_t> micro_batch;
   std::optional<int64_t> accumulation_steps;
   std::optional<int64_t> world_size;
+  // Global and micro given: a micro-batch that does not divide the window is allowed (the last
+  // one of each rank is shorter) instead of refused.
+  bool short_last_micro = false;
 };
 
 struct BatchPlan {
@@ -33,8 +39,10 @@ struct BatchPlan {
   int64_t accumulation_steps = 1;
   int64_t world_size = 1;
 
-  // Samples one rank sees per optimizer step.
+  // Samples one rank sees per optimizer step (at most: a rank's share of an uneven window is less).
   int64_t rank_batch() const { return micro_batch * accumulation_steps; }
+  // True when micro × accumulation × world = global (every micro-batch full).
+  bool even() const { return micro_batch * accumulation_steps * world_size == global_batch; }
 
   static BatchPlan resolve(const BatchPlanRequest& request);
 };

@@ -20,6 +20,8 @@ struct StepReport {
   bool stop_requested = false;  // the stop flag was set on this rank or, data parallel, on any rank
   double loss_scale = 1.0;      // the loss scale this window was computed with (1 without a scaler)
   int64_t peak_bytes = 0;       // most tensor memory live during the window (device/device.h)
+  int64_t micro_batch = 0;      // the micro-batch size the window ran with (smaller after a replay)
+  int64_t oom_replays = 0;      // times the window ran out of memory and was run again, halved
 };
 
 }  // namespace gradacc

@@ -39,6 +39,9 @@ class Dataset {
   // Number of classes the model must predict (vocabulary size for text); 0 when not a
   // classification data set. gradacc's own models read it; the Trainer does not.
   virtual int64_t num_classes() const { return 0; }
+  // min(n, size()) indices whose batch needs the most memory (the longest examples): what the
+  // memory planner measures with. Default: the first ones, right for fixed-shape examples.
+  virtual std::vector<int64_t> largest_examples(int64_t n) const;
 };
 
 // Fixed-shape examples with one class label each (images, feature vectors).

@@ -31,6 +31,8 @@ class TextDataset : public Dataset {
   int64_t size() const override { return static_cast<int64_t>(sequences_.size()); }
   Batch gather(const std::vector<int64_t>& indices) const override;
   int64_t num_classes() const override { return kByteVocab; }
+  // The n longest sequences (ties: the earlier first).
+  std::vector<int64_t> largest_examples(int64_t n) const override;
   // Predictions (targets) in the whole data set.
   int64_t total_items() const;
   // The first n sequences (for quick runs and tests).

@@ -4,7 +4,8 @@
 // Fisher–Yates over splitmix64, not std::shuffle whose algorithm the standard leaves open). The
 // permutation is cut into windows of `global_batch` examples — one window per optimizer step —
 // and the last window holds the remainder (or is dropped with `drop_partial`). A window is split
-// into equal contiguous slices, one per rank, and each slice into micro-batches of `micro_batch`.
+// into equal contiguous slices of ⌈samples / world⌉, one per rank, and each slice into
+// micro-batches of `micro_batch` (the last one shorter when it does not divide the slice).
 //
 // Invariants: every rank sees the same number of micro-batches in a window (a rank whose slice of
 // a short window runs out gets empty micro-batches), slices of different ranks are disjoint, and
@@ -46,12 +47,14 @@ class WindowSampler {
   std::vector<int64_t> epoch_order(int64_t epoch) const;
   // Window `index` of `epoch`, cut for this sampler's rank.
   Window window(const std::vector<int64_t>& order, int64_t epoch, int64_t index) const;
-  // The window of up to micro_batch × accumulation_steps × world_size examples starting at
-  // position `begin` of the epoch's order (for windows whose size changes: AccumSchedule).
+  // The window starting at position `begin` of the epoch's order: up to global_batch examples when
+  // `accumulation_steps` is the plan's, else up to micro_batch × accumulation_steps × world_size
+  // (windows whose size changes: AccumSchedule).
   Window window_at(const std::vector<int64_t>& order, int64_t epoch, int64_t index, int64_t begin,
                    int64_t accumulation_steps) const;
   int64_t dataset_size() const { return dataset_size_; }
   bool drop_partial() const { return options_.drop_partial; }
+  const WindowSamplerOptions& options() const { return options_; }
 
  private:
   int64_t dataset_size_;

@@ -50,6 +50,12 @@ void reset_memory_peak(const at::Device& device);
 // updates per allocation and one per free.
 void install_cpu_memory_counter();
 
+// A ceiling on the tensor memory of the CPU counter (0: none): an allocation that would take the
+// live bytes past it throws c10::OutOfMemoryError, as a CUDA device does when it runs out. The
+// memory budget's enforcement on the CPU (docs/memory.md). Installs the counter.
+void set_cpu_memory_limit(int64_t bytes);
+int64_t cpu_memory_limit();
+
 // While alive, counts the host syncs that CUDA operations issue (a device→host copy, .item(),
 // a stream synchronize, a blocking copy), through LibTorch's CUDA sync-debug mode. In a CPU build,
 // or on a machine without CUDA, supported() is false and count() stays 0.

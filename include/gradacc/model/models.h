@@ -21,6 +21,10 @@ class Network : public torch::nn::Module {
   // True when a forward pass mixes the examples of a batch (BatchNorm in training mode): then
   // accumulated and full-batch training are not the same computation.
   virtual bool uses_batch_statistics() const { return false; }
+  // Activation checkpointing of the network's blocks (gpt: each transformer block; cnn: each conv
+  // stage; memory/activation_checkpoint.h). Returns false, changing nothing, when the network has
+  // no blocks to checkpoint (the mlp).
+  virtual bool set_activation_checkpointing(bool on) { return !on; }
 };
 
 // Parameters of gradacc's gpt with this spec over `vocab` tokens, computed without building it:

@@ -7,6 +7,7 @@
 //          the window's real item count, which is what makes accumulation exact.
 #pragma once
 
+#include <concepts>
 #include <functional>
 #include <memory>
 
@@ -21,12 +22,22 @@ namespace gradacc {
 struct Model {
   std::shared_ptr<torch::nn::Module> module;  // parameters, buffers, train/eval, device
   std::function<at::Tensor(const Batch&)> forward;
+  // Turns activation checkpointing of the model's blocks on or off; returns false when the model
+  // cannot (memory/activation_checkpoint.h). Empty: the model has no such switch.
+  std::function<bool(bool)> set_activation_checkpointing;
 
   // A module whose forward takes the inputs tensor (a std::shared_ptr<M> or a LibTorch ModuleHolder
-  // such as torch::nn::Sequential).
+  // such as torch::nn::Sequential). A module with a method `bool set_activation_checkpointing(bool)`
+  // offers it to the memory planner.
   template <typename M>
   static Model of(std::shared_ptr<M> m) {
-    return Model{m, [m](const Batch& b) { return m->forward(b.inputs); }};
+    Model model{m, [m](const Batch& b) { return m->forward(b.inputs); }, {}};
+    if constexpr (requires(M & x) {
+                    { x.set_activation_checkpointing(true) } -> std::convertible_to<bool>;
+                  }) {
+      model.set_activation_checkpointing = [m](bool on) { return m->set_activation_checkpointing(on); };
+    }
+    return model;
   }
   template <typename Impl>
   static Model of(const torch::nn::ModuleHolder<Impl>& holder) {

@@ -43,12 +43,18 @@ struct LoopParts {
   at::Device device = at::kCPU;
   Precision precision = Precision::kFp32;         // autocast of each micro-batch's forward and loss
   const AccumSchedule* accum_schedule = nullptr;  // window of step s: accum_schedule->at(s) micro-batches
+  // A window that runs out of memory (c10::OutOfMemoryError: the CPU budget, or the GPU) is run
+  // again from its first example with half the micro-batch, and the run goes on with that; its
+  // partial gradient and loss are dropped, and the RNG is put back to the window's start. Single
+  // process, fixed accumulation only (ranks would have to agree; a schedule fixes the micro-batch).
+  bool replay_on_oom = false;
 };
 
 // Runs up to `steps` optimizer steps from `position` (updated in place), fewer if `on_step` asks
 // to stop. The backward runs outside autocast, as LibTorch recommends. Each report carries the
-// window's peak tensor memory on the device (device/device.h). Throws PlanError when a dropped
-// partial window leaves an epoch with no window at all.
+// window's peak tensor memory on the device (device/device.h) and the micro-batch it ran with.
+// Throws PlanError when a dropped partial window leaves an epoch with no window at all, and
+// MemoryError when a micro-batch of 1 runs out of memory.
 std::vector<StepReport> train_steps(const LoopParts& parts, int64_t steps, LoopPosition& position,
                                     const StepCallback& on_step = {});
 

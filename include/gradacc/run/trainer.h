@@ -18,7 +18,9 @@
 // parameter dtype, with fp32 master weights), builds the optimizer through the factory over the
 // tensors it must update, and joins the data-parallel group when WORLD_SIZE > 1. fit() runs the
 // loop of run/train_loop.h and delegates: checkpoints to a Checkpointer, signals to an
-// InterruptGuard, the JSONL log to a StepLog.
+// InterruptGuard, the JSONL log to a StepLog. With TrainOptions::memory_budget, the constructor
+// measures the model and plans the micro-batch first (memory/memory_plan.h), and fit() keeps the
+// run inside the budget, replaying a window that runs out of memory with half the micro-batch.
 //
 // The model's own forward decides its outputs; the loss returns the SUM of the batch's loss terms
 // (one per Batch::items); the dataset reports items (samples for classification, real tokens for
@@ -34,6 +36,7 @@
 #include "gradacc/accumulate/accumulator.h"
 #include "gradacc/accumulate/loss_scaler.h"
 #include "gradacc/data/dataset.h"
+#include "gradacc/memory/memory_plan.h"
 #include "gradacc/optim/optimizer.h"
 #include "gradacc/run/model.h"
 #include "gradacc/run/options.h"
@@ -73,6 +76,8 @@ class Trainer {
   double evaluate_accuracy(const Dataset& data, int64_t batch = 1000);
 
   const RunPlan& plan() const;
+  // What the memory planner measured and chose (TrainOptions::memory_budget); unset without a budget.
+  const std::optional<MemoryPlan>& memory_plan() const;
   Model& model();
   torch::optim::Optimizer& optimizer();
   Accumulator& accumulator();

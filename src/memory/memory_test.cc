@@ -1,0 +1,326 @@
+// Memory: activation checkpointing gives the plain run's gradients with less memory; the planner
+// keeps every step of a run within the budget for each of gradacc's models, stays exact with an
+// uneven last micro-batch, and refuses what cannot fit; a window that runs out of memory is
+// replayed with half the micro-batch and ends where a run that started there ends.
+#include <iostream>
+#include <numeric>
+
+#include <ATen/ops/dropout.h>
+#include <ATen/ops/equal.h>
+#include <ATen/ops/rand.h>
+#include <ATen/ops/randint.h>
+#include <ATen/ops/randn.h>
+#include <gtest/gtest.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/utils.h>
+
+#include "gradacc/data/text.h"
+#include "gradacc/device/device.h"
+#include "gradacc/errors.h"
+#include "gradacc/memory/activation_checkpoint.h"
+#include "gradacc/memory/memory_plan.h"
+#include "gradacc/model/models.h"
+#include "gradacc/optim/optimizer.h"
+#include "gradacc/run/trainer.h"
+#include "gradacc/util/parse.h"
+#include "testing/test_util.h"
+
+namespace gradacc {
+namespace {
+
+using testing::flat_grads;
+
+ModelSpec spec_of(ModelKind kind) {
+  ModelSpec s;
+  s.kind = kind;
+  s.layers = 3;
+  s.heads = 2;
+  s.dim = 32;
+  s.context = 48;
+  return s;
+}
+
+// Random images (cnn, mlp) or random bytes in sequences of varying length (gpt).
+std::shared_ptr<const Dataset> data_for(ModelKind kind, int64_t n = 96) {
+  torch::manual_seed(5);
+  if (kind != ModelKind::kGpt) {
+    return std::make_shared<TensorDataset>(at::rand({n, 1, 28, 28}), at::randint(0, 10, {n}), 10);
+  }
+  auto bytes = std::make_shared<std::string>();
+  std::vector<std::pair<int64_t, int64_t>> sequences;
+  const at::Tensor lengths = at::randint(8, 49, {n});
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t begin = static_cast<int64_t>(bytes->size()), len = lengths[i].item<int64_t>() + 1;
+    const at::Tensor b = at::randint(32, 127, {len});
+    for (int64_t k = 0; k < len; ++k) bytes->push_back(static_cast<char>(b[k].item<int64_t>()));
+    sequences.emplace_back(begin, begin + len);
+  }
+  return std::make_shared<TextDataset>(bytes, sequences);
+}
+
+std::shared_ptr<Network> model_for(ModelKind kind, uint64_t seed = 3) {
+  torch::manual_seed(seed);
+  return make_model(spec_of(kind), kind == ModelKind::kGpt ? kByteVocab : 10);
+}
+
+// Gradients of one forward/backward over the whole batch, with or without checkpointing.
+at::Tensor gradients(ModelKind kind, bool checkpointing, int64_t* peak = nullptr) {
+  install_cpu_memory_counter();
+  auto net = model_for(kind);
+  EXPECT_TRUE(net->set_activation_checkpointing(checkpointing));
+  const auto data = data_for(kind, 16);
+  std::vector<int64_t> all(16);
+  std::iota(all.begin(), all.end(), 0);
+  const Batch b = data->gather(all);
+  const int64_t before = memory_reading(at::kCPU).current_bytes;
+  reset_memory_peak(at::kCPU);
+  summed_cross_entropy(net->forward(b.inputs), b.targets).backward();
+  if (peak) *peak = memory_reading(at::kCPU).peak_bytes - before;
+  return flat_grads(*net);
+}
+
+TEST(ActivationCheckpointing, GptAndCnnGradientsEqualThePlainRun) {
+  for (ModelKind kind : {ModelKind::kGpt, ModelKind::kCnn}) {
+    const at::Tensor plain = gradients(kind, false), checkpointed = gradients(kind, true);
+    const double diff = (plain - checkpointed).abs().max().item<double>();
+    EXPECT_LE(diff, 1e-7) << to_string(kind);
+    EXPECT_GT(plain.abs().max().item<double>(), 1e-3) << to_string(kind);  // gradients that are not nothing
+  }
+}
+
+TEST(ActivationCheckpointing, LowersThePeakOfTheBackwardPass) {
+  int64_t plain = 0, checkpointed = 0;
+  gradients(ModelKind::kGpt, false, &plain);
+  gradients(ModelKind::kGpt, true, &checkpointed);
+  EXPECT_LT(static_cast<double>(checkpointed), 0.75 * static_cast<double>(plain))
+      << "plain " << plain << " bytes, checkpointed " << checkpointed;
+}
+
+TEST(ActivationCheckpointing, RecomputeDrawsTheSameRandomNumbersAndKeepsAutocast) {
+  // A segment with dropout under bf16 autocast: the recompute must see the same mask and dtypes.
+  torch::manual_seed(11);
+  torch::nn::Linear layer(16, 16);
+  const at::Tensor x = at::randn({8, 16});
+  const auto segment = [&](const at::Tensor& in) { return at::dropout(layer->forward(in), 0.5, /*train=*/true); };
+  const auto run = [&](bool checkpoint) {
+    layer->zero_grad();
+    const at::Tensor input = x.clone().requires_grad_(true);
+    torch::manual_seed(99);
+    at::Tensor y;
+    {
+      AutocastGuard autocast(at::kCPU, Precision::kBf16);
+      y = checkpoint ? checkpointed(layer->parameters(), segment, input) : segment(input);
+    }
+    y.to(at::kFloat).pow(2).sum().backward();
+    return std::make_pair(layer->weight.grad().clone(), input.grad().clone());
+  };
+  const auto [w_plain, x_plain] = run(false);
+  const auto [w_ckpt, x_ckpt] = run(true);
+  EXPECT_TRUE(at::equal(w_plain, w_ckpt));
+  EXPECT_TRUE(at::equal(x_plain, x_ckpt));
+}
+
+TEST(ActivationCheckpointing, MlpHasNoBlocksAndSaysSo) {
+  auto net = model_for(ModelKind::kMlp);
+  EXPECT_FALSE(net->set_activation_checkpointing(true));
+  EXPECT_THROW(Trainer(Model::of(net), optimizer_factory({}), data_for(ModelKind::kMlp),
+                       TrainOptions().global_batch(32).activation_checkpointing(true)),
+               ConfigError);
+}
+
+// The static part and per-example cost of a model, from a plan with room to spare.
+MemoryPlan generous_plan(ModelKind kind, const std::shared_ptr<const Dataset>& data) {
+  Trainer t(Model::of(model_for(kind)), optimizer_factory({}), data,
+            TrainOptions().global_batch(96).memory_budget(int64_t{4} << 30));
+  return *t.memory_plan();
+}
+
+TEST(MemoryPlanner, EveryStepStaysWithinTheBudgetForEachModel) {
+  for (ModelKind kind : {ModelKind::kMlp, ModelKind::kCnn, ModelKind::kGpt}) {
+    const auto data = data_for(kind);
+    const MemoryPlan loose = generous_plan(kind, data);
+    EXPECT_EQ(loose.micro_batch, 96) << to_string(kind);
+    // A budget for about a fifth of the global batch in one micro-batch (the planner uses 98%).
+    const auto budget = static_cast<int64_t>(
+        static_cast<double>(loose.static_bytes + (1 << 16) +
+                            std::max(loose.activations.fixed + 20 * loose.activations.per_example, loose.step_bytes)) /
+        0.98);
+    Trainer t(Model::of(model_for(kind)), optimizer_factory({}), data,
+              TrainOptions().global_batch(96).memory_budget(budget).steps(3));
+    const MemoryPlan& m = *t.memory_plan();
+    if (kind != ModelKind::kMlp) {  // the mlp's boundary (its float64 norm) outweighs 96 examples' activations
+      EXPECT_GT(m.micro_batch, 1) << to_string(kind);
+      EXPECT_LT(m.micro_batch, 96) << to_string(kind);
+    }
+    EXPECT_EQ(t.plan().batch.micro_batch, m.micro_batch);
+    EXPECT_LE(m.predicted_peak, budget);
+    const TrainResult r = t.fit();
+    ASSERT_EQ(r.history.size(), 3u);
+    for (const StepReport& s : r.history) {
+      EXPECT_LE(s.peak_bytes, budget) << to_string(kind) << " step " << s.step;
+      EXPECT_EQ(s.oom_replays, 0) << to_string(kind);
+      EXPECT_EQ(s.samples, 96);
+    }
+  }
+}
+
+TEST(MemoryPlanner, TurnsCheckpointingOnOnlyWhenNothingFitsWithout) {
+  const auto data = data_for(ModelKind::kGpt);
+  const MemoryPlan loose = generous_plan(ModelKind::kGpt, data);
+  ASSERT_TRUE(loose.min_budget_with_checkpointing.has_value());
+  EXPECT_FALSE(loose.checkpointing);
+  EXPECT_LT(*loose.min_budget_with_checkpointing, loose.min_budget_without_checkpointing);
+  // Between the two minimums: only checkpointing fits.
+  const int64_t budget = (*loose.min_budget_with_checkpointing + loose.min_budget_without_checkpointing) / 2;
+  Trainer t(Model::of(model_for(ModelKind::kGpt)), optimizer_factory({}), data,
+            TrainOptions().global_batch(96).memory_budget(budget).steps(2));
+  EXPECT_TRUE(t.memory_plan()->checkpointing);
+  EXPECT_EQ(t.plan().activation_checkpointing, std::optional<bool>(true));
+  for (const StepReport& s : t.fit().history) EXPECT_LE(s.peak_bytes, budget);
+}
+
+// Weights after 2 SGD steps of `kind` under these options.
+std::vector<at::Tensor> sgd_weights(ModelKind kind, const std::shared_ptr<const Dataset>& data, TrainOptions o,
+                                    BatchPlan* plan = nullptr) {
+  OptimizerOptions sgd;
+  sgd.name = "sgd";
+  sgd.lr = 0.1;
+  auto net = model_for(kind);
+  Trainer t(Model::of(net), optimizer_factory(sgd), data, o.steps(2));
+  if (plan) *plan = t.plan().batch;
+  t.fit();
+  std::vector<at::Tensor> w;
+  for (const at::Tensor& p : net->parameters()) w.push_back(p.detach().clone());
+  return w;
+}
+
+TEST(MemoryPlanner, APlannedUnevenMicroBatchIsExactAgainstTheFullBatch) {
+  // Budget for about 13 of 96: micro-batches that do not divide the window, the last one shorter.
+  for (ModelKind kind : {ModelKind::kCnn, ModelKind::kGpt}) {
+    const auto data = data_for(kind);
+    const MemoryPlan loose = generous_plan(kind, data);
+    const auto budget = static_cast<int64_t>(
+        static_cast<double>(loose.static_bytes +
+                            std::max(loose.activations.fixed + 13 * loose.activations.per_example, loose.step_bytes)) /
+        0.98);
+    BatchPlan planned;
+    const auto accumulated = sgd_weights(kind, data, TrainOptions().global_batch(96).memory_budget(budget), &planned);
+    const auto full = sgd_weights(kind, data, TrainOptions().global_batch(96).micro_batch(96));
+    const auto initial = model_for(kind)->parameters();
+    EXPECT_NE(96 % planned.micro_batch, 0) << to_string(kind) << " " << describe(planned);
+    EXPECT_GT(planned.accumulation_steps, 1);
+    double diff = 0, moved = 0;
+    for (size_t i = 0; i < full.size(); ++i) {
+      diff = std::max(diff, (accumulated[i] - full[i]).abs().max().item<double>());
+      moved = std::max(moved, (full[i] - initial[i]).abs().max().item<double>());
+    }
+    EXPECT_GT(moved, 1e-3) << to_string(kind);
+    EXPECT_LE(diff, 1e-5 * moved) << to_string(kind) << ": max |Δw| " << diff << " of a movement of " << moved;
+  }
+}
+
+TEST(MemoryPlanner, RefusesWhatCannotFitWithOneLineNamingTheNumbers) {
+  const auto data = data_for(ModelKind::kGpt);
+  const MemoryPlan loose = generous_plan(ModelKind::kGpt, data);
+  const auto trainer = [&](TrainOptions o) {
+    return Trainer(Model::of(model_for(ModelKind::kGpt)), optimizer_factory({}), data, o);
+  };
+  const auto message = [&](TrainOptions o) {
+    try {
+      trainer(o);
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  // Below the static part.
+  EXPECT_NE(message(TrainOptions().global_batch(96).memory_budget(loose.static_bytes / 2)).find("static need"),
+            std::string::npos);
+  // Above the static part, below one micro-batch even with checkpointing.
+  const auto above_static = static_cast<int64_t>(
+      (static_cast<double>(loose.static_bytes) / 0.98 + static_cast<double>(*loose.min_budget_with_checkpointing)) / 2);
+  const std::string one = message(TrainOptions().global_batch(96).memory_budget(above_static));
+  EXPECT_NE(one.find("smallest budget that works is"), std::string::npos) << one;
+  // A micro-batch of the user's that does not fit.
+  const auto budget = static_cast<int64_t>(
+      static_cast<double>(loose.static_bytes + loose.activations.fixed + 10 * loose.activations.per_example) / 0.98);
+  const std::string micro = message(TrainOptions().global_batch(96).micro_batch(48).memory_budget(budget));
+  EXPECT_NE(micro.find("micro_batch 48 needs"), std::string::npos) << micro;
+  // One that does is kept.
+  EXPECT_EQ(trainer(TrainOptions().global_batch(96).micro_batch(4).memory_budget(budget)).plan().batch.micro_batch, 4);
+  // Accumulation without the global batch.
+  EXPECT_NE(
+      message(TrainOptions().accumulation_steps(4).micro_batch(2).memory_budget(budget)).find("needs global_batch"),
+      std::string::npos);
+}
+
+TEST(MemoryPlanner, ProbesChangeNothing) {
+  const auto data = data_for(ModelKind::kCnn);
+  auto planned = model_for(ModelKind::kCnn), plain = model_for(ModelKind::kCnn);
+  OptimizerOptions adam;
+  adam.fused = false;  // LibTorch's Adam: its state is created by the probe step, then dropped
+  Trainer t(Model::of(planned), optimizer_factory(adam), data,
+            TrainOptions().global_batch(96).memory_budget(int64_t{1} << 30));
+  EXPECT_GT(t.memory_plan()->optimizer_state_bytes, 0);
+  EXPECT_TRUE(t.optimizer().state().empty());
+  const auto a = planned->parameters(), b = plain->parameters();
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(at::equal(a[i], b[i]));
+  for (const at::Tensor& p : planned->parameters()) EXPECT_EQ(p.grad().abs().max().item<double>(), 0.0);
+}
+
+// 3 steps of the cnn with this micro-batch; with `headroom`, the CPU allocator refuses to hold more
+// than that many bytes above what is live when training starts.
+struct LimitedRun {
+  std::vector<at::Tensor> weights;
+  std::vector<StepReport> steps;
+  int64_t peak_above_start = 0;
+};
+
+LimitedRun limited_run(int64_t micro, std::optional<int64_t> headroom) {
+  install_cpu_memory_counter();
+  auto net = model_for(ModelKind::kCnn);
+  Trainer t(Model::of(net), optimizer_factory({}), data_for(ModelKind::kCnn),
+            TrainOptions().global_batch(64).micro_batch(micro).steps(3));
+  const int64_t start = memory_reading(at::kCPU).current_bytes;
+  set_cpu_memory_limit(headroom ? start + *headroom : 0);
+  LimitedRun run;
+  try {
+    run.steps = t.fit().history;
+  } catch (...) {
+    set_cpu_memory_limit(0);
+    throw;
+  }
+  set_cpu_memory_limit(0);
+  for (const StepReport& s : run.steps) run.peak_above_start = std::max(run.peak_above_start, s.peak_bytes - start);
+  for (const at::Tensor& p : net->parameters()) run.weights.push_back(p.detach().clone());
+  return run;
+}
+
+TEST(OutOfMemoryReplay, AWindowThatRunsOutIsReplayedHalvedAndEndsAsTheSmallerRun) {
+  const LimitedRun small = limited_run(16, std::nullopt), large = limited_run(64, std::nullopt);
+  ASSERT_GT(large.peak_above_start, small.peak_above_start + (1 << 20));
+  // Room for micro-batches of 16, not of 64 or 32: the first window runs out twice.
+  const LimitedRun replayed = limited_run(64, small.peak_above_start + (1 << 16));
+  ASSERT_EQ(replayed.steps.size(), 3u);
+  EXPECT_EQ(replayed.steps[0].oom_replays, 2);
+  EXPECT_EQ(replayed.steps[0].micro_batch, 16);
+  EXPECT_EQ(replayed.steps[1].oom_replays, 0);
+  EXPECT_EQ(replayed.steps[1].micro_batch, 16);
+  for (size_t i = 0; i < small.weights.size(); ++i) EXPECT_TRUE(at::equal(small.weights[i], replayed.weights[i])) << i;
+  for (size_t i = 0; i < small.steps.size(); ++i) EXPECT_EQ(replayed.steps[i].loss, small.steps[i].loss);
+}
+
+TEST(OutOfMemoryReplay, AMicroBatchOfOneThatDoesNotFitEndsTheRun) { EXPECT_THROW(limited_run(4, 4096), MemoryError); }
+
+TEST(ParseBytes, UnitsAndRefusals) {
+  EXPECT_EQ(parse_bytes("512MiB"), int64_t{512} << 20);
+  EXPECT_EQ(parse_bytes("2GiB"), int64_t{2} << 30);
+  EXPECT_EQ(parse_bytes("1.5GB"), 1500000000);
+  EXPECT_EQ(parse_bytes("4096"), 4096);
+  for (const char* bad : {"", "MiB", "12 MiB", "1.5", "-1GiB", "0", "1.GiB", "2gib", "1e3MiB", "3XB", "9999999TiB"}) {
+    EXPECT_THROW(parse_bytes(bad), std::invalid_argument) << bad;
+  }
+}
+
+}  // namespace
+}  // namespace gradacc
