@@ -20,7 +20,7 @@ expect_bad() {  # expect_bad "fragment of the message" args...
 }
 
 printf '{"train_batch_size": 64,' >"$tmp/broken.json"
-printf '{"train_batch_size": 64, "learning_rate": 0.1}' >"$tmp/unknown.json"
+printf '{"train_batch_size": 64, "learnin_rate": 0.1}' >"$tmp/unknown.json"
 printf '{"gradient_accumulation_steps": "4"}' >"$tmp/type.json"
 printf '{"norm": "instance"}' >"$tmp/norm.json"
 printf 'not a safetensors file' >"$tmp/bad.safetensors"
@@ -46,7 +46,7 @@ expect_bad "lr must lie in (0, 1000]" train --lr -1 --steps 1 --train-limit 64
 expect_bad "either steps or epochs" train --steps 3 --epochs 1
 expect_bad "clip must be" train --clip -1
 expect_bad "not valid JSON" train --config "$tmp/broken.json"
-expect_bad "unknown key 'learning_rate'" train --config "$tmp/unknown.json"
+expect_bad "unknown key 'learnin_rate'" train --config "$tmp/unknown.json"
 expect_bad "gradient_accumulation_steps" train --config "$tmp/type.json"
 expect_bad "cannot read config file" train --config "$tmp/missing.json"
 expect_bad "unknown normalization 'instance'" train --config "$tmp/norm.json"
@@ -177,6 +177,29 @@ set title 'y"
 expect_bad "holds a control character" plot "$tmp/p.jsonl" -o "$tmp/p.png" --labels "a
 system(\"touch $tmp/pwned\")"
 [ -e "$tmp/pwned" ] && { echo "FAIL: gnuplot ran injected code"; fails=$((fails + 1)); }
+
+# Memory budgets: a malformed size, below the static need, an explicit micro-batch that does not
+# fit, accumulation without the global batch, --fit without a budget; nothing written.
+expect_bad "--memory-budget: '12 parsecs' is not a size" train --memory-budget "12 parsecs" --global-batch 64
+expect_bad "--memory-budget: '0' is not in 1..2^60" train --memory-budget 0 --global-batch 64
+expect_bad "is below the static need" train --model mlp --train-limit 256 --global-batch 64 --memory-budget 100KiB --log "$tmp/mem.jsonl"
+[ -e "$tmp/mem.jsonl" ] && { echo "FAIL: a refused budget wrote its log"; fails=$((fails + 1)); }
+expect_bad "micro_batch 256 needs" train --model cnn --train-limit 512 --global-batch 512 --micro-batch 256 --memory-budget 250MiB
+expect_bad "memory_budget with accumulation_steps needs global_batch" train --model mlp --train-limit 256 --micro-batch 8 --accum 4 --memory-budget 1GiB
+expect_bad "plan --fit needs --memory-budget" plan --fit --global-batch 64
+expect_bad "add --fit" plan --global-batch 64 --memory-budget 1GiB
+expect_bad "--activation-checkpointing: 'layers' is not off or blocks" train --activation-checkpointing layers
+expect_bad "this model has no blocks to checkpoint" train --model mlp --train-limit 64 --global-batch 64 --steps 1 --activation-checkpointing blocks
+
+# Foreign configs: a DeepSpeed feature gradacc lacks, a typo with its suggestion, a bad format name.
+printf '{"train_batch_size": 64, "zero_optimization": {"stage": 0, "offload_optimizer": {"device": "cpu"}}}' >"$tmp/ds_offload.json"
+printf '{"train_batch_size": 64, "gradient_cliping": 1.0}' >"$tmp/ds_typo.json"
+printf '{"per_device_train_batch_size": 8, "label_smoothing_factor": 0.1}' >"$tmp/hf_smooth.json"
+expect_bad "DeepSpeed key \`zero_optimization.offload_optimizer.device\` is not supported by gradacc" train --config "$tmp/ds_offload.json"
+expect_bad "unknown key 'gradient_cliping' (did you mean 'gradient_clipping'?)" train --config "$tmp/ds_typo.json"
+expect_bad "is not supported by gradacc (only its default, 0.0)" train --config "$tmp/hf_smooth.json"
+expect_bad "unknown config format 'yaml'" train --config "$tmp/ds_typo.json" --config-format yaml
+expect_bad "--config-format goes with --config" train --config-format hf
 
 echo "cli_bad_input: $passes passed, $fails failed"
 [ "$fails" -eq 0 ]

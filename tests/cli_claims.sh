@@ -56,4 +56,65 @@ print(f"precision: bf16 autocast moves the first loss by {rel:.1e} (fp32 {loss[0
 assert 1e-6 < rel < 5e-2, rel
 assert dtypes == {"torch.bfloat16"}, dtypes
 PY
+# Memory budget (docs/memory.md): plan --fit prints a plan; a train with the same flags holds every
+# step's peak within the budget; verify passes with checkpointing on and a planned, uneven batch.
+M="--model gpt --layers 2 --dim 64 --heads 4 --context 64 --data text:/usr/share/common-licenses/GPL-3 --global-batch 64"
+"$G" plan --fit --memory-budget 12MiB $M --json >"$tmp/fit.json" || fail "plan --fit exited $?"
+"$G" train $M --memory-budget 12MiB --steps 5 --log "$tmp/mem.jsonl" >"$tmp/mem.out" 2>&1 || fail "budgeted train: $(cat "$tmp/mem.out")"
+"$G" verify $M --memory-budget 8MiB --activation-checkpointing blocks --steps 2 >"$tmp/mv.out" 2>&1 \
+  || fail "verify with checkpointing: $(cat "$tmp/mv.out")"
+"$PY" - "$tmp/fit.json" "$tmp/mem.jsonl" "$tmp/mv.out" <<'PY'
+import json, sys
+plan = json.load(open(sys.argv[1]))
+steps = [json.loads(l) for l in open(sys.argv[2]) if '"step"' in l]
+budget = 12 << 20
+assert plan["budget_bytes"] == budget and 1 < plan["micro_batch"] < 64, plan
+assert plan["micro_batch"] * plan["accumulation_steps"] >= 64 > plan["micro_batch"] * (plan["accumulation_steps"] - 1), plan
+assert plan["predicted_peak_bytes"] <= budget, plan
+assert len(steps) == 5 and all(s["peak_bytes"] <= budget and s["micro_batch"] == plan["micro_batch"] for s in steps), steps
+verify = open(sys.argv[3]).read()
+assert "PASS" in verify, verify
+print(f"memory: micro {plan['micro_batch']} x {plan['accumulation_steps']}, predicted {plan['predicted_peak_bytes']}, "
+      f"steps peak at most {max(s['peak_bytes'] for s in steps)} of {budget}; verify with checkpointing passes")
+PY
+[ $? -eq 0 ] || fail "memory budget claims"
+
+# Configs users already have (docs/config.md): the DeepSpeed file of issue 16 and a Hugging Face
+# TrainingArguments JSON with bf16 and cosine warmup both train; unsupported keys and typos are
+# one line each.
+cat >"$tmp/ds.json" <<'JSON'
+{"train_batch_size": 64, "train_micro_batch_size_per_gpu": 16, "gradient_accumulation_steps": 4,
+ "gradient_clipping": 1.0,
+ "optimizer": {"type": "AdamW", "params": {"lr": 0.001, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.01}},
+ "scheduler": {"type": "WarmupDecayLR", "params": {"warmup_min_lr": 0, "warmup_max_lr": 0.001, "warmup_num_steps": 10, "total_num_steps": 100}},
+ "fp16": {"enabled": false}, "bf16": {"enabled": true}, "zero_optimization": {"stage": 0}, "steps_per_print": 10}
+JSON
+cat >"$tmp/hf.json" <<JSON
+{"output_dir": "$tmp/hf_out", "per_device_train_batch_size": 16, "gradient_accumulation_steps": 4,
+ "learning_rate": 0.001, "weight_decay": 0.01, "adam_beta1": 0.9, "adam_beta2": 0.999, "adam_epsilon": 1e-08,
+ "max_grad_norm": 1.0, "num_train_epochs": 3.0, "max_steps": 4, "lr_scheduler_type": "cosine", "warmup_ratio": 0.5,
+ "warmup_steps": 0, "logging_steps": 1, "save_strategy": "steps", "save_steps": 500, "save_total_limit": null,
+ "seed": 42, "bf16": true, "fp16": false, "report_to": ["none"], "push_to_hub": false, "eval_strategy": "no"}
+JSON
+"$G" train --config "$tmp/ds.json" --model mlp --train-limit 640 --steps 3 --log "$tmp/ds.jsonl" >"$tmp/ds.out" 2>&1 \
+  || fail "DeepSpeed config: $(cat "$tmp/ds.out")"
+grep -q "params=BFloat16 grad_accum=fp32" "$tmp/ds.out" || fail "DeepSpeed bf16 block not applied: $(cat "$tmp/ds.out")"
+"$G" train --config "$tmp/hf.json" --model mlp --train-limit 640 --log "$tmp/hf.jsonl" >"$tmp/hf.out" 2>&1 \
+  || fail "Hugging Face config: $(cat "$tmp/hf.out")"
+grep -q "precision=bf16" "$tmp/hf.out" && grep -q "^step 4/4 loss" "$tmp/hf.out" && grep -q "were ignored: .*report_to" "$tmp/hf.out" \
+  || fail "Hugging Face config output: $(cat "$tmp/hf.out")"
+"$PY" - "$tmp/ds.jsonl" "$tmp/hf.jsonl" <<'PY'
+import json, math, sys
+ds = [json.loads(l) for l in open(sys.argv[1]) if '"step"' in l]
+hf = [json.loads(l) for l in open(sys.argv[2]) if '"step"' in l]
+# WarmupDecayLR, log warmup over 10 steps from 0 to 1e-3: update s at log(s+1)/log(10).
+want = [1e-3 * math.log(s + 1) / math.log(10) for s in range(3)]
+assert all(abs(r["lr"] - w) < 1e-15 for r, w in zip(ds, want)), [r["lr"] for r in ds]
+# HF cosine, warmup ceil(0.5 * 4) = 2 from 0: 0, 5e-4, then cosine over the 2 remaining steps.
+want = [0.0, 5e-4, 1e-3, 1e-3 * 0.5 * (1 + math.cos(math.pi * 0.5))]
+assert all(abs(r["lr"] - w) < 1e-15 for r, w in zip(hf, want)), [r["lr"] for r in hf]
+print(f"configs: DeepSpeed lr {[round(r['lr'], 8) for r in ds]}, Hugging Face lr {[r['lr'] for r in hf]}")
+PY
+[ $? -eq 0 ] || fail "config LR curves"
+
 echo "cli claims: ok"

@@ -69,6 +69,20 @@ equivalence "mlp" --model mlp --train-limit 4096 "${common[@]}"
 equivalence "gpt (per-token)" --model gpt --data text:/usr/share/common-licenses/GPL-3 --layers 1 --heads 2 --dim 32 \
   --context 48 "${common[@]}"
 
+# A memory budget and activation checkpointing under data parallel: world 2, planned on each rank
+# (micro-batches of 10 and 6 of each rank's 16, blocks recomputed in the backward pass) ≡ the
+# world-1 run above without either.
+run_world 2 "$D/ck2.safetensors" "$D/ck2.jsonl" --model gpt --data text:/usr/share/common-licenses/GPL-3 --layers 1 \
+  --heads 2 --dim 32 --context 48 "${common[@]}" --steps 10 --global-batch 32 --memory-budget 2MiB \
+  --activation-checkpointing blocks
+compare "$D/ck2.safetensors" "$D/w1.safetensors" "$D/init.safetensors" "gpt world 2, budget 2MiB + checkpointing vs world 1×4×8" 5e-3
+"$PY" - "$D/ck2.jsonl" <<'PY' || fail "planned data-parallel run"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if '"step"' in l]
+assert len(rows) == 10 and all(r["micro_batch"] == 10 and r["micro_batches"] == 2 and r["peak_bytes"] <= 2 << 20 for r in rows), rows[0]
+print(f"  planned: micro-batch {rows[0]['micro_batch']} ({rows[0]['micro_batches']} per rank per step), peak {max(r['peak_bytes'] for r in rows)} bytes of {2 << 20}")
+PY
+
 # Traffic per optimizer step.
 "$PY" - "$D/w2.jsonl" <<'PY' || fail "per-window traffic"
 import json, sys

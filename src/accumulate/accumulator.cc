@@ -199,8 +199,20 @@ int64_t Accumulator::window_count() const { return count_of(window_samples_, win
 
 // ‖G‖ accumulated in float64: an fp32 sum over millions of squares comes out up to ~1e-5 low,
 // and clipping would then let slightly too much through. Still one pass over the buffer.
+// In chunks of 2^20 elements: the float64 cast of the whole buffer at once would hold a transient
+// twice the gradient's size at every boundary (a memory budget would have to leave room for it).
 at::Tensor Accumulator::window_norm() const {
-  return at::linalg_vector_norm(flat_grad_, 2, /*dim=*/c10::nullopt, /*keepdim=*/false, /*dtype=*/at::kDouble);
+  constexpr int64_t kChunk = int64_t{1} << 20;
+  const auto norm64 = [](const at::Tensor& t) {
+    return at::linalg_vector_norm(t, 2, /*dim=*/c10::nullopt, /*keepdim=*/false, /*dtype=*/at::kDouble);
+  };
+  const int64_t n = flat_grad_.numel();
+  if (n <= kChunk) return norm64(flat_grad_);
+  std::vector<at::Tensor> parts;
+  parts.reserve(static_cast<size_t>((n + kChunk - 1) / kChunk));
+  for (int64_t at = 0; at < n; at += kChunk)
+    parts.push_back(norm64(flat_grad_.narrow(0, at, std::min(kChunk, n - at))));
+  return at::linalg_vector_norm(at::stack(parts), 2);
 }
 
 // f = Ñ/(N·S): turns the buffer into the exact, unscaled window gradient (see the math above).
@@ -223,6 +235,16 @@ void Accumulator::resume_at(int64_t steps_taken, int64_t updates_applied) {
   }
   steps_ = steps_taken;
   updates_ = updates_applied;
+}
+
+void Accumulator::discard_window() {
+  buffer_.zero_();
+  if (micro_grad_.defined()) micro_grad_.zero_();
+  if (!master_) {
+    for (size_t i = 0; i < params_.size(); ++i) params_[i].mutable_grad() = flat_views_[i];
+  }
+  window_loss_.zero_();
+  window_samples_ = window_items_ = window_micro_batches_ = 0;
 }
 
 StepReport Accumulator::step() {

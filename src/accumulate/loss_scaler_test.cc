@@ -50,5 +50,48 @@ TEST(LossScaler, RefusesOptionsThatCannotWork) {
   EXPECT_THROW(LossScaler(LossScalerOptions().growth_interval_(0)), std::invalid_argument);
 }
 
+// DeepSpeed's dynamic scaler (fp16.hysteresis, min_loss_scale, loss_scale): an overflow backs off
+// only when the hysteresis is used up; it refills when the scale grows; the scale never goes
+// below the floor; a static scale never moves, and overflows still skip.
+TEST(LossScaler, HysteresisFloorAndStaticScaleAsDeepSpeed) {
+  LossScalerOptions o;
+  o.init_scale = 8;
+  o.growth_interval = 3;
+  o.hysteresis = 2;
+  o.min_scale = 2;
+  LossScaler s(o);
+  s.update(true);  // tolerated
+  EXPECT_EQ(s.scale(), 8);
+  s.update(true);  // hysteresis used up
+  EXPECT_EQ(s.scale(), 4);
+  s.update(true);  // still used up: every further overflow backs off
+  EXPECT_EQ(s.scale(), 2);
+  s.update(true);  // the floor
+  EXPECT_EQ(s.scale(), 2);
+  for (int i = 0; i < 3; ++i) s.update(false);
+  EXPECT_EQ(s.scale(), 4);  // grown, hysteresis refilled
+  s.update(true);
+  EXPECT_EQ(s.scale(), 4);
+  EXPECT_EQ(s.skipped_steps(), 5);
+  LossScaler copy(o);
+  copy.load_state(s.state());  // the hysteresis left travels with checkpoints
+  s.update(true);
+  copy.update(true);
+  EXPECT_EQ(copy.scale(), s.scale());
+  EXPECT_EQ(s.scale(), 2);
+
+  LossScalerOptions fixed;
+  fixed.init_scale = 128;
+  fixed.dynamic = false;
+  LossScaler f(fixed);
+  f.update(true);
+  for (int i = 0; i < 5000; ++i) f.update(false);
+  EXPECT_EQ(f.scale(), 128);
+  EXPECT_EQ(f.skipped_steps(), 1);
+  LossScalerOptions bad;
+  bad.hysteresis = 0;
+  EXPECT_THROW(LossScaler{bad}, std::invalid_argument);
+}
+
 }  // namespace
 }  // namespace gradacc

@@ -17,6 +17,7 @@
 #include "gradacc/job/job.h"
 #include "gradacc/job/options_table.h"
 #include "gradacc/log/plot.h"
+#include "gradacc/memory/memory_plan.h"
 #include "gradacc/sync/launcher.h"
 
 namespace {
@@ -27,11 +28,15 @@ using namespace gradacc;
 struct TableFlags {
   std::vector<std::pair<const Option*, CLI::Option*>> bound;
   std::map<const Option*, std::string> text;
-  std::string config;
+  std::string config, config_format;
 
   void add(CLI::App& cmd, std::initializer_list<OptionScope> scopes, bool with_config) {
-    if (with_config)
-      cmd.add_option("--config", config, "JSON config file: gradacc, DeepSpeed names (flags override its keys)");
+    if (with_config) {
+      cmd.add_option("--config", config,
+                     "JSON config file: gradacc's keys, a DeepSpeed config or Hugging Face TrainingArguments JSON "
+                     "(flags override its keys)");
+      cmd.add_option("--config-format", config_format, "gradacc|deepspeed|hf (default: detected from the keys)");
+    }
     const JobConfig defaults = default_job();
     for (const Option& o : option_table()) {
       if (o.flag.empty() || std::find(scopes.begin(), scopes.end(), o.scope) == scopes.end()) continue;
@@ -49,7 +54,18 @@ struct TableFlags {
   // Defaults, then the config file, then the flags given.
   JobConfig build() {
     JobConfig c = default_job();
-    if (!config.empty()) apply_config_file(config, c);
+    if (!config_format.empty() && config.empty()) throw ConfigError("--config-format goes with --config FILE");
+    if (!config.empty()) {
+      std::optional<ConfigFormat> format;
+      if (!config_format.empty()) {
+        try {
+          format = parse_config_format(config_format);
+        } catch (const std::invalid_argument& e) {
+          throw ConfigError(fmt::format("--config-format: {}", e.what()));
+        }
+      }
+      apply_config_file(config, c, format);
+    }
     c.config_path = config;
     for (const auto& [o, h] : bound) {
       if (h->count() > 0) apply_flag(c, *o, o->type == OptionType::kSwitch ? "" : text[o]);
@@ -124,11 +140,15 @@ int main(int argc, char** argv) {
                      "tolerance on max |Δweight| relative to the largest movement (default 5e-2)");
   verify->add_option("--loss-tol", loss_tol, "tolerance on the relative difference of any step's loss (default 5e-4)");
 
-  auto* plan = app.add_subcommand("plan", "resolve and print a batch plan");
+  auto* plan = app.add_subcommand(
+      "plan", "resolve and print a batch plan; with --fit, measure the model and fit the batch into --memory-budget");
   TableFlags plan_flags;
-  plan_flags.add(*plan, {OptionScope::kBatch}, false);
+  plan_flags.add(*plan, {OptionScope::kRun, OptionScope::kBatch}, true);
   std::string dataset_size;
+  bool fit = false, plan_json = false;
   plan->add_option("--dataset-size", dataset_size, "samples per epoch (default: Fashion-MNIST's 60000)");
+  plan->add_flag("--fit", fit, "measure the model on its data and device, and plan micro-batch and checkpointing");
+  plan->add_flag("--json", plan_json, "with --fit: print one JSON object");
 
   auto* options = app.add_subcommand("options", "list every option of train/verify (flag, config keys, default)");
   bool markdown = false;
@@ -188,15 +208,29 @@ int main(int argc, char** argv) {
   }
 
   try {
-    if (plan->parsed()) return cmd_plan(plan_flags.build(), dataset_size);
+    if (plan->parsed()) {
+      if (!fit) {
+        if (plan_json) throw ConfigError("plan --json goes with --fit");
+        if (plan_flags.build().train.memory_budget())
+          throw ConfigError("plan --memory-budget measures the model: add --fit (with the model and data flags)");
+        return cmd_plan(plan_flags.build(), dataset_size);
+      }
+      if (!dataset_size.empty()) throw ConfigError("plan --fit measures the data set itself: drop --dataset-size");
+      const MemoryPlan m = run_plan_fit_job(plan_flags.build());
+      std::cout << (plan_json ? m.json() + "\n" : m.describe());
+      return 0;
+    }
     if (options->parsed()) {
       if (markdown) {
         std::cout << options_markdown();
       } else {
         const JobConfig defaults = default_job();
         for (const Option& o : option_table()) {
-          std::cout << fmt::format("{:<22} {:<46} {}\n", o.flag.empty() ? "(config only)" : o.flag, o.keys.front(),
-                                   o.show(defaults));
+          const std::string key = !o.keys.empty()        ? o.keys.front()
+                                  : !o.deepspeed.empty() ? "deepspeed: " + o.deepspeed.front()
+                                                         : "hf: " + o.hf.front();
+          std::cout << fmt::format("{:<26} {:<46} {}\n", o.flag.empty() ? "(config only)" : o.flag, key,
+                                   o.keys.empty() ? "" : o.show(defaults));
         }
       }
       return 0;

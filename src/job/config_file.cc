@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "foreign_config.h"
 #include "gradacc/errors.h"
 #include "gradacc/job/options_table.h"
 
@@ -33,13 +34,15 @@ size_t distance(const std::string& a, const std::string& b) {
   return row[b.size()];
 }
 
-std::string suggestion(const std::string& key) {
+std::string suggestion(const std::string& key, ConfigFormat format) {
   std::string best;
   size_t best_d = 4;  // suggest only near misses
   for (const Option& o : option_table()) {
-    for (const std::string& k : o.keys) {
-      const size_t d = distance(key, k);
-      if (d < best_d) best_d = d, best = k;
+    for (const auto* names : {&o.keys, format == ConfigFormat::kHuggingFace ? &o.hf : &o.deepspeed}) {
+      for (const std::string& k : *names) {
+        const size_t d = distance(key, k);
+        if (d < best_d) best_d = d, best = k;
+      }
     }
   }
   return best.empty() ? "" : fmt::format(" (did you mean '{}'?)", best);
@@ -88,7 +91,7 @@ void flatten(const json& j, const std::string& prefix, std::vector<std::pair<std
 
 }  // namespace
 
-void apply_config_file(const std::string& path, JobConfig& c) {
+void apply_config_file(const std::string& path, JobConfig& c, std::optional<ConfigFormat> asked) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) throw ConfigError(fmt::format("{}: cannot read config file", shown(path, 200)));
   if (!S_ISREG(st.st_mode)) throw ConfigError(fmt::format("{}: the config must be a regular file", shown(path, 200)));
@@ -112,12 +115,22 @@ void apply_config_file(const std::string& path, JobConfig& c) {
     throw ConfigError(fmt::format("{}: not valid JSON (a value out of range)", shown(path, 200)));
   }
   if (!root.is_object()) throw ConfigError(fmt::format("{}: the config must be a JSON object", shown(path, 200)));
+
+  // Whose keys: as asked, or detected; a DeepSpeed or HF file starts from that system's defaults.
+  const ConfigFormat format = asked.value_or(foreign::detect(root));
+  c.config_format = to_string(format);
+  foreign::start_from_defaults(format, root, c);
   std::vector<std::pair<std::string, const json*>> leaves;
   flatten(root, "", leaves);
   for (const auto& [key, value] : leaves) {
-    const Option* o = find_option_by_key(key);
-    if (o == nullptr)
-      throw ConfigError(fmt::format("{}: unknown key '{}'{}", shown(path, 200), shown(key), suggestion(key)));
+    const Option* o = find_option_by_key(key, format);
+    if (o == nullptr) {
+      const std::optional<std::string> refused = foreign::unmapped_key(format, key, *value, c);
+      if (!refused) continue;  // known there, changes nothing here
+      if (!refused->empty()) throw ConfigError(fmt::format("{}: {}", shown(path, 200), *refused));
+      throw ConfigError(fmt::format("{}: unknown key '{}'{}", shown(path, 200), shown(key), suggestion(key, format)));
+    }
+    if (format == ConfigFormat::kHuggingFace && value->is_null()) continue;  // TrainingArguments' "not set"
     try {
       o->set(c, json_value(*o, *value));
     } catch (const std::invalid_argument& e) {
@@ -125,6 +138,11 @@ void apply_config_file(const std::string& path, JobConfig& c) {
       throw ConfigError(
           fmt::format("{}: key '{}' = {}: {}", shown(path, 200), shown(key), shown(v), shown(e.what(), 300)));
     }
+  }
+  try {
+    foreign::finish(format, c);
+  } catch (const std::invalid_argument& e) {
+    throw ConfigError(fmt::format("{}: {}", shown(path, 200), e.what()));
   }
 }
 

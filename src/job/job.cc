@@ -6,6 +6,7 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <numeric>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -17,6 +18,7 @@
 #include "gradacc/model/model_metadata.h"
 #include "gradacc/run/checkpoint.h"
 #include "gradacc/util/files.h"
+#include "gradacc/util/parse.h"
 
 namespace gradacc {
 
@@ -98,15 +100,40 @@ JobSummary run_train_job(const JobConfig& c, std::ostream& out) {
   std::ostream& say = plan.lead() ? out : quiet;
   if (plan.lead() && !c.save_path.empty()) require_writable_parent(c.save_path);
   for (const std::string& w : trainer.warnings()) say << w << "\n";
+  if (!c.foreign.ignored.empty()) {
+    std::string keys;
+    for (const std::string& k : c.foreign.ignored) keys += (keys.empty() ? "" : ", ") + k;
+    say << fmt::format("note: {} keys that change nothing here were ignored: {}\n",
+                       c.config_format == "hf" ? "Hugging Face" : "DeepSpeed", keys);
+  }
   if (!init_verified)
     say << "note: " << c.init_path << " has no gradacc checksum; its weights were loaded unverified\n";
   say << fmt::format("gradacc train: model={} norm={} data={} ({} examples) {} steps={} optimizer={} lr={}{}\n",
                      to_string(c.model.kind), to_string(c.model.resolved_norm()), c.data, work.train->size(),
                      describe(plan.batch), plan.total_steps, c.optimizer.name, c.optimizer.lr, precision_summary(plan));
 
+  if (const auto& m = trainer.memory_plan()) {
+    say << fmt::format(
+        "memory plan: budget {}, micro_batch={} accumulation_steps={} activation_checkpointing={}, predicted peak {} "
+        "(static {})\n",
+        format_bytes(m->budget_bytes), m->micro_batch, m->accumulation_steps, m->checkpointing ? "blocks" : "off",
+        format_bytes(m->predicted_peak), format_bytes(m->static_bytes));
+  }
+
   JobSummary s;
   s.result = trainer.fit();
   const TrainResult& r = s.result;
+  for (const StepReport& step : r.history) s.peak_bytes = std::max(s.peak_bytes, step.peak_bytes);
+  if (!r.history.empty()) {
+    const int64_t replays = std::accumulate(r.history.begin(), r.history.end(), int64_t{0},
+                                            [](int64_t n, const StepReport& x) { return n + x.oom_replays; });
+    say << fmt::format("peak tensor memory {}{}{}\n", format_bytes(s.peak_bytes),
+                       plan.memory_budget ? fmt::format(" of the {} budget", format_bytes(*plan.memory_budget)) : "",
+                       replays > 0
+                           ? fmt::format("; {} window(s) ran out of memory and were replayed with micro_batch {}",
+                                         replays, r.history.back().micro_batch)
+                           : "");
+  }
   if (!r.resumed_from.empty()) {
     say << fmt::format("resumed from {} at step {}\n", r.resumed_from, r.first_step);
   }
@@ -148,6 +175,14 @@ JobSummary run_train_job(const JobConfig& c, std::ostream& out) {
   out << fmt::format("trained {} optimizer steps in {:.1f} s; last window loss {:.4f}; test accuracy {:.4f}{}\n",
                      r.steps, r.seconds, final_loss, s.test_accuracy, skipped);
   return s;
+}
+
+MemoryPlan run_plan_fit_job(const JobConfig& c) {
+  if (!c.train.memory_budget()) throw ConfigError("plan --fit needs --memory-budget SIZE (and --global-batch N)");
+  const Workload work = load_workload(c);
+  auto network = build_model(c, work.num_classes);
+  Trainer trainer(Model::of(network), optimizer_factory(c.optimizer), work.train, job_train_options(c));
+  return *trainer.memory_plan();
 }
 
 VerifyResult run_verify_job(const JobConfig& c, VerifyOptions options) {

@@ -1,5 +1,5 @@
 // The options table (job/options_table.h): every option of gradacc's jobs, one row each. Over 400
-// lines for a reason: it is the one table of 52 rows that flags, config keys and
+// lines for a reason: it is the one table of gradacc's rows that flags, config keys and
 // docs/config.md come from, and splitting it would make a new option more than one row.
 #include "gradacc/job/options_table.h"
 
@@ -12,6 +12,7 @@
 
 #include <fmt/format.h>
 
+#include "foreign_config.h"
 #include "gradacc/errors.h"
 
 namespace gradacc {
@@ -171,20 +172,45 @@ std::vector<Option> build_table() {
                    [](JobConfig& c) -> std::string& { return c.init_path; }));
   // ── Batch
   t.push_back(optional_integer(
-      "--global-batch", {"global_batch", "train_batch_size"}, S::kBatch, "examples per optimizer step over all ranks",
+      "--global-batch", {"global_batch"}, S::kBatch, "examples per optimizer step over all ranks",
       [](JobConfig& c) -> std::optional<int64_t>& { return c.train.global_batch(); },
       "256 when no batch size is given"));
   t.push_back(optional_integer(
-      "--micro-batch", {"micro_batch", "train_micro_batch_size_per_gpu"}, S::kBatch,
-      "examples per forward/backward pass",
+      "--micro-batch", {"micro_batch"}, S::kBatch, "examples per forward/backward pass",
       [](JobConfig& c) -> std::optional<int64_t>& { return c.train.micro_batch(); }, "32 when no batch size is given"));
   t.push_back(optional_integer(
-      "--accum", {"accum", "gradient_accumulation_steps"}, S::kBatch, "micro-batches per optimizer step (per rank)",
+      "--accum", {"accum"}, S::kBatch, "micro-batches per optimizer step (per rank)",
       [](JobConfig& c) -> std::optional<int64_t>& { return c.train.accumulation_steps(); },
       "derived: global / (micro × world)"));
   t.push_back(optional_integer(
       "--world-size", {"world_size"}, S::kBatch, "data-parallel ranks (train/verify: must equal WORLD_SIZE)",
       [](JobConfig& c) -> std::optional<int64_t>& { return c.train.world_size(); }, "WORLD_SIZE, else 1"));
+  t.push_back({"--memory-budget",
+               {"memory_budget"},
+               OptionType::kString,
+               S::kBatch,
+               "SIZE",
+               "tensor memory to plan the micro-batch in, e.g. 512MiB, 2GiB, 1.5GB (needs --global-batch)",
+               [](JobConfig& c, const OptionValue& v) { c.train.memory_budget(parse_bytes(std::get<std::string>(v))); },
+               [](const JobConfig& c) {
+                 return c.train.memory_budget() ? format_bytes(*c.train.memory_budget()) : std::string("none");
+               }});
+  t.push_back({"--activation-checkpointing",
+               {"activation_checkpointing"},
+               OptionType::kString,
+               S::kBatch,
+               "off|blocks",
+               "recompute each block's activations in the backward pass (gpt blocks, cnn conv stages)",
+               [](JobConfig& c, const OptionValue& v) {
+                 const std::string& s = std::get<std::string>(v);
+                 if (s != "off" && s != "blocks")
+                   throw std::invalid_argument(fmt::format("'{}' is not off or blocks", shown(s)));
+                 c.train.activation_checkpointing(s == "blocks");
+               },
+               [](const JobConfig& c) {
+                 const auto& a = c.train.activation_checkpointing();
+                 return a ? std::string(*a ? "blocks" : "off") : std::string("off; with --memory-budget, when needed");
+               }});
   t.push_back(text("--accum-schedule", {"accum_schedule"}, S::kTrain, "STEP:ACCUM,...",
                    "accumulation by optimizer step, e.g. 0:2,200:4 (with --micro-batch and --steps)",
                    [](JobConfig& c) -> std::string& { return c.train.accum_schedule(); }));
@@ -198,7 +224,7 @@ std::vector<Option> build_table() {
       "8 when neither steps nor epochs is given"));
   // ── Optimizer
   t.push_back({"--optimizer",
-               {"optimizer", "optimizer.type"},
+               {"optimizer"},
                OptionType::kString,
                S::kRun,
                "sgd|adam|adamw",
@@ -214,15 +240,15 @@ std::vector<Option> build_table() {
                  c.optimizer.name = name;
                },
                [](const JobConfig& c) { return c.optimizer.name; }});
-  t.push_back(number("--lr", {"lr", "optimizer.params.lr"}, S::kRun, "peak learning rate",
-                     [](JobConfig& c) -> double& { return c.optimizer.lr; }));
-  t.push_back(number("--weight-decay", {"weight_decay", "optimizer.params.weight_decay"}, S::kRun,
+  t.push_back(
+      number("--lr", {"lr"}, S::kRun, "peak learning rate", [](JobConfig& c) -> double& { return c.optimizer.lr; }));
+  t.push_back(number("--weight-decay", {"weight_decay"}, S::kRun,
                      "weight decay (decoupled for adamw, L2 for sgd and adam)",
                      [](JobConfig& c) -> double& { return c.optimizer.weight_decay; }));
-  t.push_back(number("--momentum", {"momentum", "optimizer.params.momentum"}, S::kRun, "sgd: momentum",
+  t.push_back(number("--momentum", {"momentum"}, S::kRun, "sgd: momentum",
                      [](JobConfig& c) -> double& { return c.optimizer.momentum; }));
   t.push_back({"--nesterov",
-               {"nesterov", "optimizer.params.nesterov"},
+               {"nesterov"},
                OptionType::kSwitch,
                S::kRun,
                "",
@@ -230,7 +256,7 @@ std::vector<Option> build_table() {
                [](JobConfig& c, const OptionValue& v) { c.optimizer.nesterov = std::get<bool>(v); },
                [](const JobConfig& c) { return std::string(c.optimizer.nesterov ? "on" : "off"); }});
   t.push_back({"--betas",
-               {"betas", "optimizer.params.betas"},
+               {"betas"},
                OptionType::kFloatPair,
                S::kRun,
                "B1,B2",
@@ -239,14 +265,15 @@ std::vector<Option> build_table() {
                  std::tie(c.optimizer.beta1, c.optimizer.beta2) = std::get<std::pair<double, double>>(v);
                },
                [](const JobConfig& c) { return fmt::format("{},{}", c.optimizer.beta1, c.optimizer.beta2); }});
-  t.push_back(number("--eps", {"eps", "optimizer.params.eps"}, S::kRun, "adam/adamw: epsilon",
+  t.push_back(number("--eps", {"eps"}, S::kRun, "adam/adamw: epsilon",
                      [](JobConfig& c) -> double& { return c.optimizer.eps; }));
   t.push_back(boolean("--fused", {"fused"}, S::kRun,
                       "adam/adamw: one fused kernel (off: LibTorch's per-parameter loop)",
                       [](JobConfig& c) -> bool& { return c.optimizer.fused; }));
   // ── Schedule and clipping
   t.push_back(choice(
-      "--schedule", {"schedule"}, S::kRun, "constant|cosine|linear", "LR schedule, in optimizer steps",
+      "--schedule", {"schedule"}, S::kRun, "constant|cosine|linear|ds_warmup|ds_warmup_decay|ds_warmup_cosine",
+      "LR schedule, in optimizer steps (ds_*: DeepSpeed's WarmupLR, WarmupDecayLR, WarmupCosineLR)",
       [](JobConfig& c) -> ScheduleKind& { return c.train.schedule(); }, parse_schedule,
       [](ScheduleKind k) { return to_string(k); }));
   t.push_back(optional_integer(
@@ -255,8 +282,38 @@ std::vector<Option> build_table() {
       "5% of the run for cosine/linear, else 0"));
   t.push_back(number("--min-lr", {"min_lr"}, S::kRun, "learning rate the decay ends at",
                      [](JobConfig& c) -> double& { return c.train.min_lr(); }));
-  t.push_back(number("--clip", {"clip", "gradient_clipping"}, S::kRun,
-                     "clip the window gradient to this global L2 norm (0 = off)",
+  t.push_back(optional_number(
+      "--warmup-ratio", {"warmup_ratio"}, S::kRun,
+      "warmup as a fraction of the schedule's steps (when --warmup is unset)",
+      [](JobConfig& c) -> std::optional<double>& { return c.train.warmup_ratio(); }, "none"));
+  t.push_back(choice(
+      "--warmup-start", {"warmup_start"}, S::kRun, "step1|zero",
+      "warmup of constant/cosine/linear: lr·(s+1)/W (step1), or lr·s/W from 0 (zero: Hugging Face's)",
+      [](JobConfig& c) -> WarmupStart& { return c.train.warmup_start(); }, parse_warmup_start,
+      [](WarmupStart w) { return to_string(w); }));
+  t.push_back(optional_integer(
+      "--schedule-steps", {"schedule_steps"}, S::kRun, "the LR schedule's horizon in optimizer steps",
+      [](JobConfig& c) -> std::optional<int64_t>& { return c.train.schedule_steps(); }, "the run's steps"));
+  t.push_back({"--warmup-type",
+               {"warmup_type"},
+               OptionType::kString,
+               S::kRun,
+               "log|linear",
+               "ds_* schedules: the warmup's curve (DeepSpeed's warmup_type)",
+               [](JobConfig& c, const OptionValue& v) {
+                 const std::string& w = std::get<std::string>(v);
+                 if (w != "log" && w != "linear")
+                   throw std::invalid_argument(fmt::format("'{}' is not log or linear", shown(w)));
+                 c.train.log_warmup(w == "log");
+               },
+               [](const JobConfig& c) { return std::string(c.train.log_warmup() ? "log" : "linear"); }});
+  t.push_back(number("--warmup-min-ratio", {"warmup_min_ratio"}, S::kRun,
+                     "ds_warmup_cosine: the warmup's first lr as a fraction of lr",
+                     [](JobConfig& c) -> double& { return c.train.warmup_min_ratio(); }));
+  t.push_back(number("--cos-min-ratio", {"cos_min_ratio"}, S::kRun,
+                     "ds_warmup_cosine: the lr the cosine ends at, as a fraction of lr",
+                     [](JobConfig& c) -> double& { return c.train.cos_min_ratio(); }));
+  t.push_back(number("--clip", {"clip"}, S::kRun, "clip the window gradient to this global L2 norm (0 = off)",
                      [](JobConfig& c) -> double& { return c.train.clip(); }));
   // ── Data order
   t.push_back({"--seed",
@@ -300,7 +357,7 @@ std::vector<Option> build_table() {
       [](JobConfig& c) -> Precision& { return c.train.param_dtype(); }, parse_precision,
       [](Precision p) { return to_string(p); }));
   t.push_back(choice(
-      "--grad-accum-dtype", {"grad_accum_dtype", "data_types.grad_accum_dtype"}, S::kRun, "fp32|bf16|fp16",
+      "--grad-accum-dtype", {"grad_accum_dtype"}, S::kRun, "fp32|bf16|fp16",
       "dtype micro-batch gradients are summed in (fp32 keeps fp32 master weights)",
       [](JobConfig& c) -> Precision& { return c.train.grad_accum_dtype(); }, parse_precision,
       [](Precision p) { return to_string(p); }));
@@ -316,6 +373,15 @@ std::vector<Option> build_table() {
   t.push_back(optional_integer(
       "--loss-scale-interval", {"loss_scale_interval"}, S::kRun, "fp16: good steps before growth",
       [](JobConfig& c) -> std::optional<int64_t>& { return c.train.loss_scale_interval(); }, "2000"));
+  t.push_back(optional_integer(
+      "--loss-scale-hysteresis", {"loss_scale_hysteresis"}, S::kRun, "fp16: overflows tolerated before a backoff",
+      [](JobConfig& c) -> std::optional<int64_t>& { return c.train.loss_scale_hysteresis(); }, "1"));
+  t.push_back(optional_number(
+      "--loss-scale-min", {"loss_scale_min"}, S::kRun, "fp16: the floor of the loss scale",
+      [](JobConfig& c) -> std::optional<double>& { return c.train.loss_scale_min(); }, "none"));
+  t.push_back(optional_number(
+      "--loss-scale-fixed", {"loss_scale_fixed"}, S::kRun, "fp16: a static loss scale (overflows still skip)",
+      [](JobConfig& c) -> std::optional<double>& { return c.train.loss_scale_fixed(); }, "dynamic"));
   // ── Data parallel
   t.push_back(choice(
       "--sync", {"sync"}, S::kTrain, "window|every-micro-batch",
@@ -348,6 +414,8 @@ std::vector<Option> build_table() {
                    [](JobConfig& c) -> std::string& { return c.save_path; }));
   t.push_back(boolean("--progress", {"progress"}, S::kTrain, "progress bar when stdout is a terminal",
                       [](JobConfig& c) -> bool& { return c.train.progress(); }));
+  t.push_back(integer("--print-every", {"print_every"}, S::kTrain, "print the step's loss every N steps (0 = never)",
+                      [](JobConfig& c) -> int64_t& { return c.train.print_every(); }));
   // ── Where it runs
   t.push_back(text("--device", {"device"}, S::kRun, "cpu|cuda|cuda:N", "device to train on",
                    [](JobConfig& c) -> std::string& { return c.train.device(); }));
@@ -355,6 +423,8 @@ std::vector<Option> build_table() {
                       [](JobConfig& c) -> bool& { return c.train.tf32(); }));
   t.push_back(integer("--threads", {"threads"}, S::kRun, "intra-op CPU threads (0 = all cores)",
                       [](JobConfig& c) -> int64_t& { return c.train.threads(); }));
+  add_foreign_rows(t);
+  add_foreign_columns(t);
   return t;
 }
 
@@ -372,9 +442,17 @@ const Option* find_option_by_flag(const std::string& flag) {
   return nullptr;
 }
 
-const Option* find_option_by_key(const std::string& key) {
+const Option* find_option_by_key(const std::string& key, ConfigFormat format) {
+  const auto has = [&](const std::vector<std::string>& keys) {
+    return std::find(keys.begin(), keys.end(), key) != keys.end();
+  };
   for (const Option& o : option_table()) {
-    if (std::find(o.keys.begin(), o.keys.end(), key) != o.keys.end()) return &o;
+    if (has(o.keys)) return &o;
+  }
+  for (const Option& o : option_table()) {
+    // gradacc's own files take DeepSpeed's names as well (as they always have).
+    if (format != ConfigFormat::kHuggingFace && has(o.deepspeed)) return &o;
+    if (format == ConfigFormat::kHuggingFace && has(o.hf)) return &o;
   }
   return nullptr;
 }
@@ -402,13 +480,17 @@ void apply_flag(JobConfig& c, const Option& o, const std::string& text) {
 
 std::string options_markdown() {
   const JobConfig defaults = default_job();
-  std::string s = "| flag | config keys | default | meaning |\n|---|---|---|---|\n";
+  const auto list = [](const std::vector<std::string>& keys) {
+    std::string out;
+    for (const std::string& k : keys) out += (out.empty() ? "" : ", ") + fmt::format("`{}`", k);
+    return out;
+  };
+  std::string s = "| flag | config key | DeepSpeed | Hugging Face | default | meaning |\n|---|---|---|---|---|---|\n";
   for (const Option& o : option_table()) {
-    std::string keys;
-    for (const std::string& k : o.keys) keys += (keys.empty() ? "" : ", ") + fmt::format("`{}`", k);
     const std::string flag =
         o.flag.empty() ? "" : fmt::format("`{}{}`", o.flag, o.value_hint.empty() ? "" : " " + o.value_hint);
-    s += fmt::format("| {} | {} | {} | {} |\n", flag, keys, o.show(defaults), o.help);
+    s += fmt::format("| {} | {} | {} | {} | {} | {} |\n", flag, list(o.keys), list(o.deepspeed), list(o.hf),
+                     o.keys.empty() ? "" : o.show(defaults), o.help);
   }
   return s;
 }

@@ -15,7 +15,12 @@ ScheduleKind parse_schedule(const std::string& name) {
   if (name == "constant") return ScheduleKind::kConstant;
   if (name == "cosine") return ScheduleKind::kCosine;
   if (name == "linear") return ScheduleKind::kLinear;
-  throw std::invalid_argument(fmt::format("unknown schedule '{}' (expected constant, cosine or linear)", shown(name)));
+  if (name == "ds_warmup") return ScheduleKind::kDsWarmup;
+  if (name == "ds_warmup_decay") return ScheduleKind::kDsWarmupDecay;
+  if (name == "ds_warmup_cosine") return ScheduleKind::kDsWarmupCosine;
+  throw std::invalid_argument(fmt::format(
+      "unknown schedule '{}' (expected constant, cosine, linear, ds_warmup, ds_warmup_decay or ds_warmup_cosine)",
+      shown(name)));
 }
 
 std::string to_string(ScheduleKind kind) {
@@ -23,9 +28,28 @@ std::string to_string(ScheduleKind kind) {
     case ScheduleKind::kConstant: return "constant";
     case ScheduleKind::kCosine: return "cosine";
     case ScheduleKind::kLinear: return "linear";
+    case ScheduleKind::kDsWarmup: return "ds_warmup";
+    case ScheduleKind::kDsWarmupDecay: return "ds_warmup_decay";
+    case ScheduleKind::kDsWarmupCosine: return "ds_warmup_cosine";
   }
   return "?";
 }
+
+WarmupStart parse_warmup_start(const std::string& name) {
+  if (name == "step1") return WarmupStart::kStep1;
+  if (name == "zero") return WarmupStart::kZero;
+  throw std::invalid_argument(fmt::format("unknown warmup start '{}' (expected step1 or zero)", shown(name)));
+}
+
+std::string to_string(WarmupStart start) { return start == WarmupStart::kZero ? "zero" : "step1"; }
+
+namespace {
+
+bool deepspeed_kind(ScheduleKind k) {
+  return k == ScheduleKind::kDsWarmup || k == ScheduleKind::kDsWarmupDecay || k == ScheduleKind::kDsWarmupCosine;
+}
+
+}  // namespace
 
 LrSchedule::LrSchedule(LrScheduleOptions o) : options_(o) {
   if (!(o.base_lr > 0) || !std::isfinite(o.base_lr))
@@ -35,6 +59,17 @@ LrSchedule::LrSchedule(LrScheduleOptions o) : options_(o) {
   }
   if (o.total_steps < 1) throw std::invalid_argument(fmt::format("total steps must be ≥ 1, got {}", o.total_steps));
   if (o.warmup_steps < 0) throw std::invalid_argument(fmt::format("warmup must be ≥ 0, got {}", o.warmup_steps));
+  if (deepspeed_kind(o.kind)) {
+    if (!(o.warmup_min_ratio >= 0 && o.warmup_min_ratio <= 1) || !(o.cos_min_ratio >= 0 && o.cos_min_ratio <= 1)) {
+      throw std::invalid_argument(fmt::format("warmup_min_ratio = {} and cos_min_ratio = {} must lie in [0, 1]",
+                                              o.warmup_min_ratio, o.cos_min_ratio));
+    }
+    if (o.kind == ScheduleKind::kDsWarmupCosine && o.total_steps <= std::max<int64_t>(2, o.warmup_steps)) {
+      throw std::invalid_argument(fmt::format("WarmupCosineLR needs total_num_steps = {} above warmup_num_steps = {}",
+                                              o.total_steps, std::max<int64_t>(2, o.warmup_steps)));
+    }
+    return;
+  }
   if (o.kind != ScheduleKind::kConstant && o.warmup_steps >= o.total_steps) {
     throw std::invalid_argument(fmt::format("warmup = {} steps leaves no room to decay within {} optimizer steps",
                                             o.warmup_steps, o.total_steps));
@@ -43,7 +78,26 @@ LrSchedule::LrSchedule(LrScheduleOptions o) : options_(o) {
 
 double LrSchedule::lr_at(int64_t step) const {
   const auto& o = options_;
-  if (step < o.warmup_steps) return o.base_lr * static_cast<double>(step + 1) / static_cast<double>(o.warmup_steps);
+  const auto s = static_cast<double>(step);
+  if (deepspeed_kind(o.kind)) {
+    const int64_t w = std::max<int64_t>(2, o.warmup_steps);  // DeepSpeed's own floor
+    const auto W = static_cast<double>(w), T = static_cast<double>(o.total_steps);
+    const double gamma = step >= w ? 1.0 : o.log_warmup ? std::log(s + 1.0) / std::log(W) : s / W;
+    switch (o.kind) {
+      case ScheduleKind::kDsWarmup: return o.min_lr + (o.base_lr - o.min_lr) * gamma;
+      case ScheduleKind::kDsWarmupDecay:
+        return o.min_lr + (o.base_lr - o.min_lr) * (step < w ? gamma : std::max(0.0, (T - s) / std::max(1.0, T - W)));
+      default: {
+        if (step < w) return o.base_lr * (o.warmup_min_ratio + (1.0 - o.warmup_min_ratio) * gamma);
+        const double c = 0.5 * (1.0 + std::cos(std::numbers::pi * (s - W + 1.0) / (T - W)));
+        return o.base_lr * std::max(0.0, o.cos_min_ratio + (1.0 - o.cos_min_ratio) * c);
+      }
+    }
+  }
+  if (step < o.warmup_steps) {
+    const double done = o.warmup_start == WarmupStart::kZero ? s : s + 1.0;
+    return o.base_lr * done / static_cast<double>(o.warmup_steps);
+  }
   if (o.kind == ScheduleKind::kConstant) return o.base_lr;
   const double p = std::clamp(
       static_cast<double>(step - o.warmup_steps) / static_cast<double>(o.total_steps - o.warmup_steps), 0.0, 1.0);

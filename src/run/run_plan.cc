@@ -31,7 +31,8 @@ void require_count(int64_t v, int64_t lo, int64_t hi, const char* name) {
 }
 
 std::optional<LossScalerOptions> loss_scaler_of(const TrainOptions& o, Precision precision) {
-  const bool any = o.loss_scale_init() || o.loss_scale_growth() || o.loss_scale_backoff() || o.loss_scale_interval();
+  const bool any = o.loss_scale_init() || o.loss_scale_growth() || o.loss_scale_backoff() || o.loss_scale_interval() ||
+                   o.loss_scale_hysteresis() || o.loss_scale_min() || o.loss_scale_fixed();
   if (precision != Precision::kFp16) {
     require(!any, fmt::format("loss scaling applies to fp16 only; this run's precision is {}", to_string(precision)));
     return std::nullopt;
@@ -41,6 +42,12 @@ std::optional<LossScalerOptions> loss_scaler_of(const TrainOptions& o, Precision
   if (o.loss_scale_growth()) s.growth_factor = *o.loss_scale_growth();
   if (o.loss_scale_backoff()) s.backoff_factor = *o.loss_scale_backoff();
   if (o.loss_scale_interval()) s.growth_interval = *o.loss_scale_interval();
+  if (o.loss_scale_hysteresis()) s.hysteresis = *o.loss_scale_hysteresis();
+  if (o.loss_scale_min()) s.min_scale = *o.loss_scale_min();
+  if (o.loss_scale_fixed()) {
+    s.init_scale = *o.loss_scale_fixed();
+    s.dynamic = false;
+  }
   try {
     LossScaler check(s);
   } catch (const std::invalid_argument& e) {
@@ -84,9 +91,29 @@ RunPlan resolve_run(const TrainOptions& o, const DistEnv& env, int64_t dataset_s
     }
   }
   const int64_t first_accum = accum_schedule ? accum_schedule->at(0) : 0;
-  const BatchPlan batch = BatchPlan::resolve(
-      {o.global_batch(), o.micro_batch(), accum_schedule ? std::optional<int64_t>(first_accum) : o.accumulation_steps(),
-       env.world_size});
+  // A memory budget: the Trainer measures the model and picks the micro-batch (and accumulation)
+  // for the global batch; until then the plan holds the user's micro-batch, or the whole share.
+  std::optional<int64_t> micro_batch = o.micro_batch(), accumulation_steps = o.accumulation_steps();
+  if (o.memory_budget()) {
+    require(*o.memory_budget() > 0, fmt::format("memory_budget must be positive, got {}", *o.memory_budget()));
+    require(!accum_schedule, "a memory budget plans one micro-batch for the run: drop the accumulation schedule");
+    if (!o.global_batch()) {
+      throw ConfigError(o.accumulation_steps()
+                            ? "memory_budget with accumulation_steps needs global_batch: give the global batch, and "
+                              "the planner chooses the micro-batch and the accumulation"
+                            : "memory_budget needs global_batch: the planner chooses the micro-batch and accumulation "
+                              "for it");
+    }
+    if (accumulation_steps) {  // global and accumulation fix the micro-batch: the user's, to check
+      micro_batch =
+          BatchPlan::resolve({o.global_batch(), std::nullopt, accumulation_steps, env.world_size}).micro_batch;
+      accumulation_steps.reset();
+    }
+    if (!micro_batch) micro_batch = std::min((*o.global_batch() + env.world_size - 1) / env.world_size, dataset_size);
+  }
+  const BatchPlan batch = BatchPlan::resolve({o.global_batch(), micro_batch,
+                                              accum_schedule ? std::optional<int64_t>(first_accum) : accumulation_steps,
+                                              env.world_size, /*short_last_micro=*/o.memory_budget().has_value()});
   if (batch.micro_batch > dataset_size) {
     throw ConfigError(fmt::format("micro-batch of {} is larger than the training data ({} examples)", batch.micro_batch,
                                   dataset_size));
@@ -96,13 +123,34 @@ RunPlan resolve_run(const TrainOptions& o, const DistEnv& env, int64_t dataset_s
   require(total_steps <= kMaxSteps, fmt::format("the run would take {} steps, more than {}", total_steps, kMaxSteps));
   const int64_t last_step = std::min(total_steps, o.stop_at().value_or(total_steps));
 
-  // Learning-rate schedule: checked now, built by the Trainer with the optimizer's peak rate.
-  const int64_t warmup = o.warmup().value_or(o.schedule() == ScheduleKind::kConstant ? 0 : total_steps / 20);
+  // Learning-rate schedule: checked now, built by the Trainer with the optimizer's peak rate. The
+  // warmup: as given; else ⌈ratio × horizon⌉ (Hugging Face's warmup_ratio); else DeepSpeed's 1000
+  // for its schedules, 5% of the run for cosine/linear, none for constant.
+  if (o.schedule_steps()) require_count(*o.schedule_steps(), 1, kMaxSteps, "schedule_steps");
+  if (o.warmup_ratio()) require_range(*o.warmup_ratio(), 0.0, 1.0, "warmup_ratio");
+  const int64_t horizon = o.schedule_steps().value_or(total_steps);
+  const bool deepspeed_schedule = o.schedule() == ScheduleKind::kDsWarmup ||
+                                  o.schedule() == ScheduleKind::kDsWarmupDecay ||
+                                  o.schedule() == ScheduleKind::kDsWarmupCosine;
+  const int64_t warmup = o.warmup() && (*o.warmup() > 0 || !o.warmup_ratio()) ? *o.warmup()
+                         : o.warmup_ratio()
+                             ? static_cast<int64_t>(std::ceil(*o.warmup_ratio() * static_cast<double>(horizon)))
+                             : (deepspeed_schedule                        ? 1000
+                                : o.schedule() == ScheduleKind::kConstant ? 0
+                                                                          : horizon / 20);
+  LrScheduleOptions lr_shape{o.schedule(), 1.0, warmup, horizon, o.min_lr()};
+  lr_shape.warmup_start = o.warmup_start();
+  lr_shape.log_warmup = o.log_warmup();
+  lr_shape.warmup_min_ratio = o.warmup_min_ratio();
+  lr_shape.cos_min_ratio = o.cos_min_ratio();
   try {
-    LrSchedule check(LrScheduleOptions{o.schedule(), std::max(1.0, o.min_lr()), warmup, total_steps, o.min_lr()});
+    LrScheduleOptions check = lr_shape;
+    check.base_lr = std::max(1.0, o.min_lr());
+    LrSchedule schedule(check);
   } catch (const std::invalid_argument& e) {
     throw ConfigError(e.what());
   }
+  require_count(o.print_every(), 0, kMaxSteps, "print_every");
 
   // Precision.
   const Precision precision = o.precision().value_or(o.param_dtype());
@@ -165,11 +213,24 @@ RunPlan resolve_run(const TrainOptions& o, const DistEnv& env, int64_t dataset_s
       .schedule = o.schedule(),
       .warmup_steps = warmup,
       .min_lr = o.min_lr(),
+      .lr_shape = lr_shape,
       .checkpoint = checkpoint,
       .log_path = env.rank == 0 ? o.log_path() : "",
       .progress = o.progress() && env.rank == 0,
+      .print_every = env.rank == 0 ? o.print_every() : 0,
       .identity = o.identity(),
+      .memory_budget = o.memory_budget(),
+      .requested_micro_batch = o.memory_budget() && (o.micro_batch() || o.accumulation_steps())
+                                   ? std::optional<int64_t>(batch.micro_batch)
+                                   : std::nullopt,
+      .activation_checkpointing = o.activation_checkpointing(),
   };
+}
+
+LrScheduleOptions RunPlan::lr_schedule(double peak_lr) const {
+  LrScheduleOptions o = lr_shape;
+  o.base_lr = peak_lr;
+  return o;
 }
 
 AccumulatorOptions RunPlan::accumulator_options() const {
@@ -215,9 +276,12 @@ std::string RunPlan::rank_description(const std::string& optimizer_kind) const {
                    total_steps, last_step, to_string(schedule), warmup_steps, min_lr, clip, to_string(sync),
                    checkpoint.resume_from);
   if (loss_scaler) {
-    d += fmt::format("loss_scale={},{},{},{}\n", loss_scaler->init_scale, loss_scaler->growth_factor,
-                     loss_scaler->backoff_factor, loss_scaler->growth_interval);
+    d += fmt::format("loss_scale={},{},{},{},{},{},{}\n", loss_scaler->init_scale, loss_scaler->growth_factor,
+                     loss_scaler->backoff_factor, loss_scaler->growth_interval, loss_scaler->hysteresis,
+                     loss_scaler->min_scale, loss_scaler->dynamic);
   }
+  d += fmt::format("lr_shape={},{},{},{},{},{}\n", to_string(lr_shape.warmup_start), lr_shape.total_steps,
+                   lr_shape.log_warmup, lr_shape.warmup_min_ratio, lr_shape.cos_min_ratio, lr_shape.warmup_steps);
   return d;
 }
 

@@ -4,6 +4,7 @@
 #include "gradacc/run/trainer.h"
 
 #include <chrono>
+#include <iostream>
 
 #include <ATen/Parallel.h>
 #include <fmt/format.h>
@@ -15,6 +16,7 @@
 #include "gradacc/io/safetensors.h"
 #include "gradacc/log/progress.h"
 #include "gradacc/log/step_log.h"
+#include "gradacc/memory/memory_plan.h"
 #include "gradacc/run/checkpointer.h"
 #include "gradacc/run/evaluation.h"
 #include "gradacc/run/interrupts.h"
@@ -27,24 +29,23 @@ struct Trainer::State {
   Model model;
   std::shared_ptr<const Dataset> data;
   LossFn loss;
-  const RunPlan plan;
+  std::optional<RunPlan> run_plan;  // the options resolved; replaced once by the memory planner's
   std::unique_ptr<MasterWeights> master;
   std::unique_ptr<torch::optim::Optimizer> optimizer;
   std::unique_ptr<LrSchedule> schedule;
   std::unique_ptr<LossScaler> scaler;
   std::unique_ptr<Accumulator> accumulator;
   std::unique_ptr<Communicator> communicator;
-  WindowSampler sampler;
+  std::optional<WindowSampler> sampler;  // built once the plan is final
+  std::optional<MemoryPlan> memory_plan;
   std::unique_ptr<Checkpointer> checkpointer;
   std::vector<StepCallback> callbacks;
   std::vector<std::string> warnings;
 
   State(Model m, std::shared_ptr<const Dataset> d, LossFn l, RunPlan p)
-      : model(std::move(m)),
-        data(std::move(d)),
-        loss(std::move(l)),
-        plan(std::move(p)),
-        sampler(plan.dataset_size, plan.batch, plan.sampler) {}
+      : model(std::move(m)), data(std::move(d)), loss(std::move(l)), run_plan(std::move(p)) {}
+
+  const RunPlan& plan() const { return *run_plan; }
 
   // Tensors beyond the model and optimizer that a checkpoint carries: the fp32 master weights.
   TensorMap checkpoint_tensors() const {
@@ -54,6 +55,18 @@ struct Trainer::State {
 };
 
 namespace {
+
+// The CPU allocator's ceiling for as long as it lives; the previous one back afterwards.
+class CpuMemoryLimit {
+ public:
+  explicit CpuMemoryLimit(int64_t bytes) : previous_(cpu_memory_limit()) { set_cpu_memory_limit(bytes); }
+  ~CpuMemoryLimit() { set_cpu_memory_limit(previous_); }
+  CpuMemoryLimit(const CpuMemoryLimit&) = delete;
+  CpuMemoryLimit& operator=(const CpuMemoryLimit&) = delete;
+
+ private:
+  int64_t previous_;
+};
 
 // CRC-32 over every parameter and buffer, in registration order (names, shapes and bytes).
 std::string fingerprint(const torch::nn::Module& module) {
@@ -83,9 +96,9 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
   if (!model.module || !model.forward) throw ConfigError("the Trainer needs a model: Model::of(module)");
   if (!make_optimizer) throw ConfigError("the Trainer needs an optimizer factory");
   if (!loss) throw ConfigError("the Trainer needs a loss function");
-  RunPlan plan = resolve_for(options, data.get());
-  s_ = std::make_unique<State>(std::move(model), std::move(data), std::move(loss), std::move(plan));
-  const RunPlan& p = s_->plan;
+  RunPlan resolved = resolve_for(options, data.get());
+  s_ = std::make_unique<State>(std::move(model), std::move(data), std::move(loss), std::move(resolved));
+  const RunPlan& p = s_->plan();
   if (p.threads > 0) at::set_num_threads(static_cast<int>(p.threads));
   if (p.device.is_cuda()) set_cuda_tf32(p.tf32);
   install_cpu_memory_counter();
@@ -118,8 +131,7 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
     throw ConfigError("the optimizer factory returned no optimizer");
   const double peak_lr = s_->optimizer->param_groups().front().options().get_lr();
   try {
-    s_->schedule =
-        std::make_unique<LrSchedule>(LrScheduleOptions{p.schedule, peak_lr, p.warmup_steps, p.total_steps, p.min_lr});
+    s_->schedule = std::make_unique<LrSchedule>(p.lr_schedule(peak_lr));
   } catch (const std::invalid_argument& e) {
     throw ConfigError(e.what());
   }
@@ -131,18 +143,45 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
     throw ConfigError(e.what());
   }
 
+  // Memory: with a budget, measure this model, data and optimizer and choose the micro-batch (and
+  // checkpointing); the plan is then resolved again with it, once, before anything reads it.
+  if (p.memory_budget) {
+    const MemoryProbe probe{s_->model, s_->loss, *s_->data, *s_->accumulator, *s_->optimizer, p.device, p.precision};
+    s_->memory_plan = plan_memory(probe, MemoryPlanRequest{*p.memory_budget, p.batch.global_batch, p.batch.world_size,
+                                                           p.requested_micro_batch, p.activation_checkpointing});
+    TrainOptions planned = options;
+    planned.micro_batch(s_->memory_plan->micro_batch)
+        .accumulation_steps(std::nullopt)
+        .activation_checkpointing(s_->memory_plan->checkpointing);
+    s_->run_plan.emplace(resolve_for(planned, s_->data.get()));
+    // The accumulator's options follow the plan (the naive scheme's count is its accumulation).
+    s_->accumulator.reset();
+    s_->accumulator =
+        std::make_unique<Accumulator>(module, *s_->optimizer, s_->schedule.get(), s_->plan().accumulator_options(),
+                                      s_->master.get(), s_->scaler.get());
+  }
+  const RunPlan& plan = s_->plan();
+  if (plan.activation_checkpointing.value_or(false)) {
+    if (!s_->model.set_activation_checkpointing || !s_->model.set_activation_checkpointing(true)) {
+      throw ConfigError(
+          "activation_checkpointing: this model has no blocks to checkpoint (gradacc's gpt and cnn have; a model of "
+          "your own offers it with a method bool set_activation_checkpointing(bool))");
+    }
+  }
+  s_->sampler.emplace(plan.dataset_size, plan.batch, plan.sampler);
+
   const std::string kind = optimizer_kind(*s_->optimizer);
-  if (p.env.distributed()) {
+  if (plan.env.distributed()) {
     s_->communicator = std::make_unique<Communicator>(
-        p.env, CommunicatorOptions()
-                   .timeout_(std::chrono::milliseconds(static_cast<int64_t>(p.dist_timeout_seconds * 1000)))
-                   .bucket_bytes_(p.bucket_bytes));
-    s_->communicator->check_same_config(p.rank_description(kind) + optimizer_hyperparameters(*s_->optimizer) + "\n" +
+        plan.env, CommunicatorOptions()
+                      .timeout_(std::chrono::milliseconds(static_cast<int64_t>(plan.dist_timeout_seconds * 1000)))
+                      .bucket_bytes_(plan.bucket_bytes));
+    s_->communicator->check_same_config(plan.rank_description(kind) + optimizer_hyperparameters(*s_->optimizer) + "\n" +
                                         "initial weights crc32=" + weights_fingerprint + "\n");
   }
-  s_->accumulator->set_reducer(s_->communicator.get(), p.sync);
-  s_->checkpointer = std::make_unique<Checkpointer>(p.checkpoint, p.run_identity(kind), p.lead(), p.device);
-  if (std::string w = batchnorm_warning(module, p.batch); !w.empty()) s_->warnings.push_back(std::move(w));
+  s_->accumulator->set_reducer(s_->communicator.get(), plan.sync);
+  s_->checkpointer = std::make_unique<Checkpointer>(plan.checkpoint, plan.run_identity(kind), plan.lead(), plan.device);
+  if (std::string w = batchnorm_warning(module, plan.batch); !w.empty()) s_->warnings.push_back(std::move(w));
 }
 
 Trainer::~Trainer() = default;
@@ -154,7 +193,7 @@ Trainer& Trainer::on_step(StepCallback callback) {
 
 TrainResult Trainer::fit() {
   State& s = *s_;
-  const RunPlan& p = s.plan;
+  const RunPlan& p = s.plan();
   TrainResult result;
   // A signal on any rank stops every rank after the same window (the request rides in the
   // all-reduce); rank 0 checkpoints that step.
@@ -184,6 +223,11 @@ TrainResult Trainer::fit() {
     const StepCallback on_step = [&](const StepReport& r, const StepContext& ctx) {
       log.write(r, ctx.epoch, ctx.seconds);
       bar.update(r.step, r.loss);
+      if (p.print_every > 0 && r.step % p.print_every == 0) {
+        std::cout << fmt::format("step {}/{} loss {:.6f} lr {:.6g} grad_norm {:.4g}{}\n", r.step, p.total_steps, r.loss,
+                                 r.lr, r.grad_norm, r.skipped ? " (skipped: fp16 overflow)" : "")
+                  << std::flush;
+      }
       stopped_by_request = r.stop_requested;
       if (s.checkpointer->due(r.step, p.last_step, stopped_by_request)) {
         CheckpointState state;
@@ -199,8 +243,18 @@ TrainResult Trainer::fit() {
       }
       return !stopped_by_request && !stopped_by_callback;
     };
-    const LoopParts parts{s.model,   s.loss,   *s.accumulator, *s.data,
-                          s.sampler, p.device, p.precision,    p.accum_schedule ? &*p.accum_schedule : nullptr};
+    const LoopParts parts{s.model,
+                          s.loss,
+                          *s.accumulator,
+                          *s.data,
+                          *s.sampler,
+                          p.device,
+                          p.precision,
+                          p.accum_schedule ? &*p.accum_schedule : nullptr,
+                          /*replay_on_oom=*/!p.env.distributed() && !p.accum_schedule};
+    // The budget is enforced on the CPU: an allocation past it fails like a GPU's, and the window
+    // is replayed with half the micro-batch. (On a GPU, its own memory is the limit.)
+    const CpuMemoryLimit limit(p.memory_budget && !p.device.is_cuda() ? *p.memory_budget : cpu_memory_limit());
     result.history = train_steps(parts, std::max<int64_t>(0, p.last_step - result.first_step), pos, on_step);
   }
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -217,14 +271,15 @@ TrainResult Trainer::fit() {
 }
 
 double Trainer::evaluate_loss(const Dataset& data, int64_t batch) {
-  return gradacc::evaluate_loss(s_->model, s_->loss, data, s_->plan.device, batch, s_->plan.precision);
+  return gradacc::evaluate_loss(s_->model, s_->loss, data, s_->plan().device, batch, s_->plan().precision);
 }
 
 double Trainer::evaluate_accuracy(const Dataset& data, int64_t batch) {
-  return gradacc::evaluate_accuracy(s_->model, data, s_->plan.device, batch, s_->plan.precision);
+  return gradacc::evaluate_accuracy(s_->model, data, s_->plan().device, batch, s_->plan().precision);
 }
 
-const RunPlan& Trainer::plan() const { return s_->plan; }
+const RunPlan& Trainer::plan() const { return s_->plan(); }
+const std::optional<MemoryPlan>& Trainer::memory_plan() const { return s_->memory_plan; }
 Model& Trainer::model() { return s_->model; }
 torch::optim::Optimizer& Trainer::optimizer() { return *s_->optimizer; }
 Accumulator& Trainer::accumulator() { return *s_->accumulator; }

@@ -103,6 +103,15 @@ class Accumulator {
   // Throws std::logic_error for a window with nothing in it.
   StepReport step();
 
+  // ‖buffer‖ as the boundary computes it (float64, on the device): the memory planner measures
+  // what it costs.
+  at::Tensor window_norm() const;
+
+  // Forgets the open window — its gradient sum, loss and counts — as if it had not begun; the
+  // step count, the loss scaler and the optimizer are untouched. For replaying a window that ran
+  // out of memory, and for memory probes. Single process only (ranks would disagree).
+  void discard_window();
+
   // A copy of the exact gradient of the open window (normalized by its real count, not clipped),
   // flat in parameter order. For tests and verification: it costs a copy.
   at::Tensor window_gradient() const;
@@ -141,8 +150,8 @@ class Accumulator {
   double pre_scale_;                                       // 1 / nominal_count
   int64_t count_of(int64_t samples, int64_t items) const;  // N for these counts, per the normalization
   int64_t window_count() const;                            // N of this rank's open window
-  at::Tensor window_norm() const;                          // ‖G‖ (float64, on the device)
-  double boundary_factor(int64_t count) const;             // f = Ñ/(N·S)
+
+  double boundary_factor(int64_t count) const;  // f = Ñ/(N·S)
   int64_t window_samples_ = 0, window_items_ = 0, window_micro_batches_ = 0;
   int64_t steps_ = 0, updates_ = 0;
 };

@@ -1,7 +1,9 @@
 // The options table: one row per option of gradacc's jobs. Each row drives
 //   - the CLI flag (`gradacc train --lr 0.001`), its help text and stated default;
-//   - the JSON config keys: gradacc's own name first, then the DeepSpeed and Hugging Face names
-//     that mean the same thing (dotted keys name nested objects: "optimizer.params.lr");
+//   - the JSON config key (gradacc's name), and two more columns: the DeepSpeed and the Hugging Face
+//     TrainingArguments names that mean the same thing (dotted keys name nested objects:
+//     "optimizer.params.lr"). Rows with no flag and no gradacc key are a foreign key whose meaning
+//     needs its own setter (DeepSpeed's "fp16.enabled", HF's "lr_scheduler_type");
 //   - the option list of docs/config.md (options_markdown(); a test keeps the two equal).
 // A new option is one row (src/job/options_table.cc).
 //
@@ -14,6 +16,7 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <utility>
 #include <variant>
@@ -32,6 +35,15 @@ enum class OptionType {
   kString,     // non-empty text
   kFloatPair,  // "X,Y" (flags) or [X, Y] (JSON)
 };
+
+// Whose names a config file uses (job/config_file.cc detects it, or --config-format says).
+enum class ConfigFormat {
+  kGradacc,      // gradacc's keys (and DeepSpeed's, as always)
+  kDeepSpeed,    // a DeepSpeed config: its keys and gradacc's
+  kHuggingFace,  // TrainingArguments JSON: its keys and gradacc's
+};
+ConfigFormat parse_config_format(const std::string& name);  // "gradacc" | "deepspeed" | "hf"
+std::string to_string(ConfigFormat format);
 
 // Which commands take a row's flag.
 enum class OptionScope {
@@ -53,18 +65,28 @@ struct Option {
   std::function<void(JobConfig&, const OptionValue&)> set;
   // The value a JobConfig holds, as text: the stated default when given default_job().
   std::function<std::string(const JobConfig&)> show;
+  std::vector<std::string> deepspeed = {};  // DeepSpeed's names for it
+  std::vector<std::string> hf = {};         // Hugging Face TrainingArguments' names for it
 };
 
 const std::vector<Option>& option_table();
 const Option* find_option_by_flag(const std::string& flag);
-const Option* find_option_by_key(const std::string& key);
+// A config key in a file of `format`: gradacc's keys, then that format's column.
+const Option* find_option_by_key(const std::string& key, ConfigFormat format = ConfigFormat::kGradacc);
 
 // Parses `text` as the row's type and stores it. Throws ConfigError "--flag: ...".
 void apply_flag(JobConfig& config, const Option& option, const std::string& text);
-// Applies a JSON config file's keys (any row's key or alias; nested objects as dotted keys).
-// Throws ConfigError naming the file and the key: unreadable or non-regular files, bad JSON,
-// nesting deeper than 32, unknown keys (with the closest known key suggested), wrong types.
-void apply_config_file(const std::string& path, JobConfig& config);
+// Applies a JSON config file's keys (nested objects as dotted keys) in its format: detected
+// (Hugging Face: TrainingArguments' own keys such as per_device_train_batch_size or output_dir;
+// DeepSpeed: train_batch_size, zero_optimization, fp16/bf16 blocks, ...), or `format`. A DeepSpeed
+// or HF file starts from that system's defaults (no schedule and no clipping for DeepSpeed;
+// max_grad_norm 1.0, lr 5e-5, linear decay, 3 epochs for HF) and keeps its semantics
+// (docs/config.md, "bring your config"). Keys that change nothing here are recorded in
+// config.foreign.ignored. Throws ConfigError naming the file and the key: unreadable or non-regular
+// files, bad JSON, nesting deeper than 32, wrong types, a key of that system whose feature gradacc
+// lacks ("DeepSpeed key `zero_optimization.offload_optimizer` is not supported by gradacc"), and
+// unknown keys (with the closest known key suggested).
+void apply_config_file(const std::string& path, JobConfig& config, std::optional<ConfigFormat> format = {});
 // Markdown table of every option (flag, config keys, default, meaning): docs/config.md's list.
 std::string options_markdown();
 

@@ -42,13 +42,28 @@ struct TrainOptions {
   GRADACC_ARG(std::optional<int64_t>, accumulation_steps, std::nullopt);  // micro-batches per step
   GRADACC_ARG(std::optional<int64_t>, world_size, std::nullopt);          // checked against WORLD_SIZE
   GRADACC_ARG(std::string, accum_schedule, "");  // "0:2,200:4": accumulation by step (micro_batch + steps)
+  // ── Memory (docs/memory.md). With a budget, the Trainer measures the model and picks the largest
+  // micro-batch (and activation checkpointing, when needed) whose predicted peak tensor memory fits;
+  // global_batch must be given, and a micro_batch that does not fit is refused. The budget is also
+  // enforced: on the CPU an allocation past it fails, and the window is replayed with half the
+  // micro-batch.
+  GRADACC_ARG(std::optional<int64_t>, memory_budget, std::nullopt);  // bytes of tensor memory on the device
+  // Recompute each block's activations in the backward pass instead of keeping them: true/false,
+  // or unset: on only when the memory budget needs it. Needs a model that supports it (ours do).
+  GRADACC_ARG(std::optional<bool>, activation_checkpointing, std::nullopt);
   // ── Length: steps, or epochs (default 1 epoch).
   GRADACC_ARG(std::optional<int64_t>, steps, std::nullopt);
   GRADACC_ARG(std::optional<int64_t>, epochs, std::nullopt);
   // ── Learning-rate schedule, counted in optimizer steps. The peak rate is the optimizer's own.
   GRADACC_ARG(ScheduleKind, schedule, ScheduleKind::kConstant);
-  GRADACC_ARG(std::optional<int64_t>, warmup, std::nullopt);  // unset: 5% of the run for cosine/linear, else 0
-  GRADACC_ARG(double, min_lr, 0.0);
+  GRADACC_ARG(std::optional<int64_t>, warmup, std::nullopt);          // unset: 5% of the run for cosine/linear, else 0
+  GRADACC_ARG(double, min_lr, 0.0);                                   // DeepSpeed's: warmup_min_lr
+  GRADACC_ARG(std::optional<double>, warmup_ratio, std::nullopt);     // warmup = ⌈ratio × steps⌉ (Hugging Face)
+  GRADACC_ARG(WarmupStart, warmup_start, WarmupStart::kStep1);        // (s+1)/W, or s/W (Hugging Face)
+  GRADACC_ARG(std::optional<int64_t>, schedule_steps, std::nullopt);  // the schedule's horizon; unset: the run
+  GRADACC_ARG(bool, log_warmup, true);         // DeepSpeed schedules: warmup_type log (else linear)
+  GRADACC_ARG(double, warmup_min_ratio, 0.0);  // ds_warmup_cosine
+  GRADACC_ARG(double, cos_min_ratio, 1e-4);    // ds_warmup_cosine
   // ── Clipping of the window gradient's global L2 norm; 0 = off.
   GRADACC_ARG(double, clip, 0.0);
   // ── Data order.
@@ -58,11 +73,14 @@ struct TrainOptions {
   // ── Mixed precision (docs/precision.md).
   GRADACC_ARG(std::optional<Precision>, precision, std::nullopt);  // forward autocast; unset: param_dtype
   GRADACC_ARG(Precision, param_dtype, Precision::kFp32);
-  GRADACC_ARG(Precision, grad_accum_dtype, Precision::kFp32);              // fp32 (masters) or param_dtype
-  GRADACC_ARG(std::optional<double>, loss_scale_init, std::nullopt);       // fp16: 65536
-  GRADACC_ARG(std::optional<double>, loss_scale_growth, std::nullopt);     // fp16: 2
-  GRADACC_ARG(std::optional<double>, loss_scale_backoff, std::nullopt);    // fp16: 0.5
-  GRADACC_ARG(std::optional<int64_t>, loss_scale_interval, std::nullopt);  // fp16: 2000
+  GRADACC_ARG(Precision, grad_accum_dtype, Precision::kFp32);                // fp32 (masters) or param_dtype
+  GRADACC_ARG(std::optional<double>, loss_scale_init, std::nullopt);         // fp16: 65536
+  GRADACC_ARG(std::optional<double>, loss_scale_growth, std::nullopt);       // fp16: 2
+  GRADACC_ARG(std::optional<double>, loss_scale_backoff, std::nullopt);      // fp16: 0.5
+  GRADACC_ARG(std::optional<int64_t>, loss_scale_interval, std::nullopt);    // fp16: 2000
+  GRADACC_ARG(std::optional<int64_t>, loss_scale_hysteresis, std::nullopt);  // fp16: 1 (DeepSpeed's: 2)
+  GRADACC_ARG(std::optional<double>, loss_scale_min, std::nullopt);          // fp16: none (DeepSpeed's: 1)
+  GRADACC_ARG(std::optional<double>, loss_scale_fixed, std::nullopt);        // fp16: a static scale
   // ── Data parallel (ranks from the torchrun environment; docs/distributed.md).
   GRADACC_ARG(SyncMode, sync, SyncMode::kPerWindow);
   GRADACC_ARG(double, dist_timeout, 300.0);  // seconds before a dead or stalled rank is an error
@@ -79,6 +97,7 @@ struct TrainOptions {
   GRADACC_ARG(int64_t, threads, 0);         // intra-op threads; 0: LibTorch's default (all cores)
   GRADACC_ARG(std::string, log_path, "");   // one JSON line per optimizer step
   GRADACC_ARG(bool, progress, true);        // a progress bar, when stdout is a terminal
+  GRADACC_ARG(int64_t, print_every, 0);     // a line with the step's loss every N steps; 0: none
   // What a window's loss is averaged over: its items (Batch::items: samples for classification,
   // real tokens for text), which is exact for both. kNaiveMicroMean exists for `verify`.
   GRADACC_ARG(Normalization, normalization, Normalization::kPerItem);

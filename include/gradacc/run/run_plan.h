@@ -53,12 +53,22 @@ struct RunPlan {
   const ScheduleKind schedule;
   const int64_t warmup_steps;
   const double min_lr;
+  const LrScheduleOptions lr_shape;  // the schedule's shape and horizon (its base_lr: the optimizer's)
   const CheckpointPolicy checkpoint;
   const std::string log_path;
   const bool progress;
+  const int64_t print_every;
   const StringMap identity;  // the caller's extra identity (TrainOptions::identity)
+  // Memory (docs/memory.md): the budget the Trainer plans in (the batch above is then the planned
+  // one), the user's micro_batch to check against it, and checkpointing as asked (unset: planner's).
+  const std::optional<int64_t> memory_budget;
+  const std::optional<int64_t> requested_micro_batch;
+  const std::optional<bool> activation_checkpointing;
 
   bool lead() const { return env.rank == 0; }  // rank 0 logs, checkpoints, evaluates, saves
+  // The LR schedule over an optimizer whose peak rate is `peak_lr` (DeepSpeed's WarmupLR and
+  // WarmupDecayLR peak at warmup_max_lr, which the config sets as the optimizer's rate).
+  LrScheduleOptions lr_schedule(double peak_lr) const;
   // Accumulation options for this plan: items, pre-scaled by the global batch, clipping.
   AccumulatorOptions accumulator_options() const;
   // What must be the same for a checkpoint to continue this run exactly.
