@@ -201,5 +201,9 @@ expect_bad "is not supported by gradacc (only its default, 0.0)" train --config 
 expect_bad "unknown config format 'yaml'" train --config "$tmp/ds_typo.json" --config-format yaml
 expect_bad "--config-format goes with --config" train --config-format hf
 
+# The noise scale needs a window of more than one micro-batch.
+expect_bad "noise_scale needs a window of more than one micro-batch" train --model mlp --train-limit 64 --global-batch 32 --micro-batch 32 --noise-scale on
+expect_bad "noise_scale_ema must be a finite number in [0, 0.999999]" train --model mlp --train-limit 64 --global-batch 32 --micro-batch 8 --noise-scale on --noise-scale-ema 1
+
 echo "cli_bad_input: $passes passed, $fails failed"
 [ "$fails" -eq 0 ]

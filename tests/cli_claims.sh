@@ -117,4 +117,15 @@ print(f"configs: DeepSpeed lr {[round(r['lr'], 8) for r in ds]}, Hugging Face lr
 PY
 [ $? -eq 0 ] || fail "config LR curves"
 
+# The gradient noise scale rides in every step's log line.
+"$G" train --model mlp --train-limit 2048 --global-batch 256 --micro-batch 32 --steps 8 --noise-scale on \
+  --log "$tmp/noise.jsonl" >"$tmp/noise.out" 2>&1 || fail "noise scale run: $(cat "$tmp/noise.out")"
+"$PY" - "$tmp/noise.jsonl" <<'PY' || fail "noise scale in the log"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if '"step"' in l]
+assert len(rows) == 8 and all("noise_scale" in r and "grad_sq_est" in r and "trace_sigma_est" in r for r in rows), rows[0]
+assert rows[-1]["noise_scale"] > 0, rows[-1]
+print(f"noise scale: {rows[-1]['noise_scale']:.1f} after 8 steps (tr Σ {rows[-1]['trace_sigma_est']:.3g}, |G|² {rows[-1]['grad_sq_est']:.3g})")
+PY
+
 echo "cli claims: ok"

@@ -137,6 +137,10 @@ void Accumulator::accumulate(const at::Tensor& loss_sum, int64_t samples, int64_
     window_loss_.add_(loss_sum.detach());
   }
   if (micro_grad_.defined()) fold_micro_grad();
+  if (noise_ && window_micro_batches_ == 0) {  // the small batch of the noise scale: no host read here
+    small_sq_ = window_norm().square();
+    small_count_ = count_of(samples, items);
+  }
   window_samples_ += samples;
   window_items_ += items;
   ++window_micro_batches_;
@@ -176,6 +180,15 @@ void Accumulator::set_reducer(GradientReducer* reducer, SyncMode mode) {
   }
   calls_before_ = reducer_->calls();
   bytes_before_ = reducer_->bytes();
+}
+
+void Accumulator::set_noise_scale(NoiseScaleEstimator* estimator) {
+  if (estimator && distributed() && sync_mode_ == SyncMode::kEveryMicroBatch)
+    throw std::invalid_argument(
+        "the noise scale needs per-window sync (every-micro-batch sync mixes the ranks' first micro-batches)");
+  if (estimator && options_.normalization == Normalization::kNaiveMicroMean)
+    throw std::invalid_argument("the noise scale needs per-item normalization");
+  noise_ = estimator;
 }
 
 void Accumulator::empty_micro_batch() {
@@ -244,7 +257,7 @@ void Accumulator::discard_window() {
     for (size_t i = 0; i < params_.size(); ++i) params_[i].mutable_grad() = flat_views_[i];
   }
   window_loss_.zero_();
-  window_samples_ = window_items_ = window_micro_batches_ = 0;
+  window_samples_ = window_items_ = window_micro_batches_ = small_count_ = 0;
 }
 
 StepReport Accumulator::step() {
@@ -282,15 +295,20 @@ StepReport Accumulator::step() {
     stats_.narrow(0, 0, 1).copy_(window_loss_.reshape({1}));
     reducer_->sum_across_ranks(sync_mode_ == SyncMode::kPerWindow ? buffer_ : stats_);
     // The one device→host transfer of the step: global loss, counts and ‖G‖.
-    host = at::cat({stats_.to(at::kDouble), window_norm().reshape({1})}).cpu();
+    std::vector<at::Tensor> parts{stats_.to(at::kDouble), window_norm().reshape({1})};
+    if (small_count_ > 0) parts.push_back(small_sq_.reshape({1}));
+    host = at::cat(parts).cpu();
     const double* v = host.data_ptr<double>();
     samples = static_cast<int64_t>(v[1]) * kSplit + static_cast<int64_t>(v[2]);
     items = static_cast<int64_t>(v[3]) * kSplit + static_cast<int64_t>(v[4]);
     stop_requested = v[5] > 0;  // any rank's request stops every rank after this same window
-    host = at::stack({host[0], host[6]});
+    host = small_count_ > 0 ? at::stack({host[0], host[6], host[7]}) : at::stack({host[0], host[6]});
   } else {
-    // The one device→host transfer of the step: window loss sum and ‖G‖.
-    host = at::stack({window_loss_, window_norm()}).cpu();
+    // The one device→host transfer of the step: window loss sum and ‖G‖ (and the noise scale's
+    // first-micro-batch ‖G‖²).
+    host = (small_count_ > 0 ? at::stack({window_loss_, window_norm(), small_sq_})
+                             : at::stack({window_loss_, window_norm()}))
+               .cpu();
   }
   const int64_t count = count_of(samples, items);  // global when data parallel
   if (count == 0) throw std::logic_error("optimizer step on a window with no samples or items on any rank");
@@ -318,6 +336,19 @@ StepReport Accumulator::step() {
   // The norm doubles as the overflow check: an inf or NaN anywhere in G makes ‖G‖ non-finite.
   // (Checked on the host because the norm is read anyway; no separate pass or flag.)
   r.skipped = scaler_ && !std::isfinite(grad_norm);
+  if (noise_) {
+    // |G_small|² of the first micro-batch's mean gradient: the buffer held S·s·n_small times it.
+    const double s_small = pre_scale_ * loss_scale * static_cast<double>(small_count_);
+    const NoiseScaleReading n =
+        small_count_ > 0 && !r.skipped
+            ? noise_->update(host[2].item<double>() / (s_small * s_small), static_cast<double>(small_count_),
+                             grad_norm * grad_norm, static_cast<double>(count))
+            : noise_->reading();
+    r.noise_measured = true;
+    r.noise_scale = n.noise_scale;
+    r.grad_sq_est = n.grad_sq;
+    r.trace_sigma_est = n.trace_sigma;
+  }
   if (r.skipped) {
     scaler_->update(/*found_inf=*/true);
   } else {
@@ -346,7 +377,7 @@ StepReport Accumulator::step() {
 
   buffer_.zero_();
   window_loss_.zero_();
-  window_samples_ = window_items_ = window_micro_batches_ = 0;
+  window_samples_ = window_items_ = window_micro_batches_ = small_count_ = 0;
   r.boundary_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return r;
 }

@@ -382,6 +382,12 @@ std::vector<Option> build_table() {
   t.push_back(optional_number(
       "--loss-scale-fixed", {"loss_scale_fixed"}, S::kRun, "fp16: a static loss scale (overflows still skip)",
       [](JobConfig& c) -> std::optional<double>& { return c.train.loss_scale_fixed(); }, "dynamic"));
+  // ── Gradient noise scale
+  t.push_back(boolean("--noise-scale", {"noise_scale"}, S::kRun,
+                      "measure the gradient noise scale each window and log it (docs/noise-scale.md)",
+                      [](JobConfig& c) -> bool& { return c.train.noise_scale(); }));
+  t.push_back(number("--noise-scale-ema", {"noise_scale_ema"}, S::kRun, "decay of the noise scale's moving averages",
+                     [](JobConfig& c) -> double& { return c.train.noise_scale_ema(); }));
   // ── Data parallel
   t.push_back(choice(
       "--sync", {"sync"}, S::kTrain, "window|every-micro-batch",

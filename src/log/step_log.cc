@@ -65,6 +65,11 @@ std::string step_json(const StepReport& r, int64_t epoch, double seconds) {
   j["peak_mb"] = static_cast<double>(r.peak_bytes) / (1 << 20);
   j["micro_batch"] = r.micro_batch;
   j["oom_replays"] = r.oom_replays;
+  if (r.noise_measured) {
+    j["noise_scale"] = r.noise_scale;
+    j["grad_sq_est"] = r.grad_sq_est;
+    j["trace_sigma_est"] = r.trace_sigma_est;
+  }
   return j.dump();
 }
 

@@ -114,6 +114,13 @@ RunPlan resolve_run(const TrainOptions& o, const DistEnv& env, int64_t dataset_s
   const BatchPlan batch = BatchPlan::resolve({o.global_batch(), micro_batch,
                                               accum_schedule ? std::optional<int64_t>(first_accum) : accumulation_steps,
                                               env.world_size, /*short_last_micro=*/o.memory_budget().has_value()});
+  if (o.noise_scale() && !o.memory_budget() && !accum_schedule && batch.accumulation_steps == 1 &&
+      env.world_size == 1) {
+    throw ConfigError(
+        "noise_scale needs a window of more than one micro-batch: accumulation_steps is 1 and world_size is 1, so "
+        "there "
+        "is nothing small to compare the window with");
+  }
   if (batch.micro_batch > dataset_size) {
     throw ConfigError(fmt::format("micro-batch of {} is larger than the training data ({} examples)", batch.micro_batch,
                                   dataset_size));
@@ -151,6 +158,12 @@ RunPlan resolve_run(const TrainOptions& o, const DistEnv& env, int64_t dataset_s
     throw ConfigError(e.what());
   }
   require_count(o.print_every(), 0, kMaxSteps, "print_every");
+  if (o.noise_scale()) {
+    require_range(o.noise_scale_ema(), 0.0, 0.999999, "noise_scale_ema");
+    require(o.normalization() != Normalization::kNaiveMicroMean, "the noise scale needs per-item normalization");
+    require(o.sync() == SyncMode::kPerWindow || env.world_size == 1,
+            "the noise scale needs --sync window (every-micro-batch sync mixes the ranks' first micro-batches)");
+  }
 
   // Precision.
   const Precision precision = o.precision().value_or(o.param_dtype());
@@ -224,6 +237,7 @@ RunPlan resolve_run(const TrainOptions& o, const DistEnv& env, int64_t dataset_s
                                    ? std::optional<int64_t>(batch.micro_batch)
                                    : std::nullopt,
       .activation_checkpointing = o.activation_checkpointing(),
+      .noise_scale_ema = o.noise_scale() ? std::optional<double>(o.noise_scale_ema()) : std::nullopt,
   };
 }
 

@@ -34,6 +34,7 @@ struct Trainer::State {
   std::unique_ptr<torch::optim::Optimizer> optimizer;
   std::unique_ptr<LrSchedule> schedule;
   std::unique_ptr<LossScaler> scaler;
+  std::unique_ptr<NoiseScaleEstimator> noise;
   std::unique_ptr<Accumulator> accumulator;
   std::unique_ptr<Communicator> communicator;
   std::optional<WindowSampler> sampler;  // built once the plan is final
@@ -169,6 +170,13 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
     }
   }
   s_->sampler.emplace(plan.dataset_size, plan.batch, plan.sampler);
+  if (plan.noise_scale_ema) {
+    if (plan.batch.accumulation_steps == 1 && plan.batch.world_size == 1) {
+      throw ConfigError(
+          "noise_scale needs a window of more than one micro-batch: the planned accumulation is 1 and world_size is 1");
+    }
+    s_->noise = std::make_unique<NoiseScaleEstimator>(*plan.noise_scale_ema);
+  }
 
   const std::string kind = optimizer_kind(*s_->optimizer);
   if (plan.env.distributed()) {
@@ -180,6 +188,11 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
                                         "initial weights crc32=" + weights_fingerprint + "\n");
   }
   s_->accumulator->set_reducer(s_->communicator.get(), plan.sync);
+  try {
+    s_->accumulator->set_noise_scale(s_->noise.get());
+  } catch (const std::invalid_argument& e) {
+    throw ConfigError(e.what());
+  }
   s_->checkpointer = std::make_unique<Checkpointer>(plan.checkpoint, plan.run_identity(kind), plan.lead(), plan.device);
   if (std::string w = batchnorm_warning(module, plan.batch); !w.empty()) s_->warnings.push_back(std::move(w));
 }
@@ -203,6 +216,13 @@ TrainResult Trainer::fit() {
   LoopPosition pos;
   if (auto state = s.checkpointer->resume(*s.model.module, *s.optimizer, s.checkpoint_tensors())) {
     s.accumulator->resume_at(state->step, state->updates);
+    if (s.noise) {
+      try {
+        s.noise->load_state(state->extra);
+      } catch (const std::invalid_argument& e) {
+        throw CheckpointError(fmt::format("{}: {}", p.checkpoint.resume_from, e.what()));
+      }
+    }
     if (s.scaler) {
       try {
         s.scaler->load_state(state->extra);
@@ -235,6 +255,7 @@ TrainResult Trainer::fit() {
         state.updates = s.accumulator->updates_applied();
         state.position = ctx.next;
         if (s.scaler) state.extra = s.scaler->state();
+        if (s.noise) state.extra.merge(s.noise->state());
         state.tensors = s.checkpoint_tensors();
         s.checkpointer->save(state, *s.model.module, *s.optimizer);
       }

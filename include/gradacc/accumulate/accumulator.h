@@ -36,6 +36,7 @@
 #include "gradacc/accumulate/gradient_reducer.h"
 #include "gradacc/accumulate/loss_scaler.h"
 #include "gradacc/accumulate/master_weights.h"
+#include "gradacc/accumulate/noise_scale.h"
 #include "gradacc/accumulate/step_report.h"
 #include "gradacc/optim/lr_schedule.h"
 
@@ -90,6 +91,13 @@ class Accumulator {
   // after the same window (StepReport::stop_requested). May be null.
   void set_stop_signal(const volatile std::sig_atomic_t* flag) { stop_signal_ = flag; }
 
+  // Measures the gradient noise scale (noise_scale.h) with `estimator`: the squared norm of the
+  // first micro-batch's gradient is taken on the device after its backward, read with the
+  // boundary's one transfer, and set against the window's; each report carries the estimate.
+  // Not with every-micro-batch sync (the buffer then holds other ranks' gradients too) nor the
+  // naive normalization. May be null (off). Throws std::invalid_argument.
+  void set_noise_scale(NoiseScaleEstimator* estimator);
+
   // A micro-batch this rank has no examples for (its share of a short window ran out). Single
   // process: nothing. With a reducer in every-micro-batch mode it joins the collective, so ranks
   // stay in step.
@@ -142,6 +150,9 @@ class Accumulator {
   std::vector<at::Tensor> flat_views_, micro_views_;  // each parameter's slice of the two buffers
   GradientReducer* reducer_ = nullptr;
   const volatile std::sig_atomic_t* stop_signal_ = nullptr;
+  NoiseScaleEstimator* noise_ = nullptr;
+  at::Tensor small_sq_;      // ‖G‖² after the window's first micro-batch (float64, on the device)
+  int64_t small_count_ = 0;  // that micro-batch's count
   SyncMode sync_mode_ = SyncMode::kPerWindow;
   int64_t calls_before_ = 0, bytes_before_ = 0;
   bool distributed() const { return reducer_ && reducer_->world_size() > 1; }

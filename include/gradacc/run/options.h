@@ -81,6 +81,9 @@ struct TrainOptions {
   GRADACC_ARG(std::optional<int64_t>, loss_scale_hysteresis, std::nullopt);  // fp16: 1 (DeepSpeed's: 2)
   GRADACC_ARG(std::optional<double>, loss_scale_min, std::nullopt);          // fp16: none (DeepSpeed's: 1)
   GRADACC_ARG(std::optional<double>, loss_scale_fixed, std::nullopt);        // fp16: a static scale
+  // ── The gradient noise scale, measured each window (docs/noise-scale.md).
+  GRADACC_ARG(bool, noise_scale, false);
+  GRADACC_ARG(double, noise_scale_ema, 0.95);  // decay of its moving averages
   // ── Data parallel (ranks from the torchrun environment; docs/distributed.md).
   GRADACC_ARG(SyncMode, sync, SyncMode::kPerWindow);
   GRADACC_ARG(double, dist_timeout, 300.0);  // seconds before a dead or stalled rank is an error

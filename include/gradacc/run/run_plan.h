@@ -64,6 +64,7 @@ struct RunPlan {
   const std::optional<int64_t> memory_budget;
   const std::optional<int64_t> requested_micro_batch;
   const std::optional<bool> activation_checkpointing;
+  const std::optional<double> noise_scale_ema;  // set: measure the gradient noise scale with this decay
 
   bool lead() const { return env.rank == 0; }  // rank 0 logs, checkpoints, evaluates, saves
   // The LR schedule over an optimizer whose peak rate is `peak_lr` (DeepSpeed's WarmupLR and
