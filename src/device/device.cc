@@ -47,6 +47,22 @@ at::Device resolve_device(const std::string& name) {
   return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(index));
 }
 
+at::Generator default_generator(const at::Device& device) {
+  return at::globalContext().defaultGenerator(device.is_cuda() ? device : at::Device(at::kCPU));
+}
+
+at::Tensor generator_state(const at::Device& device) {
+  at::Generator g = default_generator(device);
+  std::lock_guard<std::mutex> lock(g.mutex());
+  return g.get_state();
+}
+
+void set_generator_state(const at::Device& device, const at::Tensor& state) {
+  at::Generator g = default_generator(device);
+  std::lock_guard<std::mutex> lock(g.mutex());
+  g.set_state(state);
+}
+
 void set_cuda_tf32(bool allow) {
   const auto p = allow ? at::Float32Precision::TF32 : at::Float32Precision::IEEE;
   for (auto op : {at::Float32Op::MATMUL, at::Float32Op::CONV, at::Float32Op::RNN}) {

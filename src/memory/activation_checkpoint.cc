@@ -10,6 +10,8 @@
 #include <torch/csrc/autograd/grad_mode.h>
 #include <torch/custom_class.h>
 
+#include "gradacc/device/device.h"
+
 namespace gradacc {
 namespace {
 
@@ -18,23 +20,6 @@ struct SegmentHolder : torch::CustomClassHolder {
   explicit SegmentHolder(Segment s) : segment(std::move(s)) {}
   Segment segment;
 };
-
-// The generator whose stream the segment draws from: the CPU one, or that of the input's GPU.
-at::Generator generator_of(const at::Tensor& input) {
-  return at::globalContext().defaultGenerator(input.is_cuda() ? input.device() : at::Device(at::kCPU));
-}
-
-at::Tensor generator_state(const at::Tensor& input) {
-  at::Generator g = generator_of(input);
-  std::lock_guard<std::mutex> lock(g.mutex());
-  return g.get_state();
-}
-
-void set_generator_state(const at::Tensor& input, const at::Tensor& state) {
-  at::Generator g = generator_of(input);
-  std::lock_guard<std::mutex> lock(g.mutex());
-  g.set_state(state);
-}
 
 // Autocast as the forward had it, for the recompute; the previous state back on exit.
 class AutocastAs {
@@ -68,7 +53,7 @@ struct CheckpointFunction : torch::autograd::Function<CheckpointFunction> {
                             const c10::IValue& segment) {
     const at::DeviceType device = input.device().type();
     ctx->saved_data["segment"] = segment;
-    ctx->saved_data["rng"] = generator_state(input);
+    ctx->saved_data["rng"] = generator_state(input.device());
     ctx->saved_data["autocast"] = at::autocast::is_autocast_enabled(device);
     ctx->saved_data["autocast_dtype"] = static_cast<int64_t>(at::autocast::get_autocast_dtype(device));
     std::vector<at::Tensor> saved{input};
@@ -86,8 +71,8 @@ struct CheckpointFunction : torch::autograd::Function<CheckpointFunction> {
 
     // The recompute draws the same random numbers as the forward did; the stream then goes on
     // from where the rest of the backward pass left it.
-    const at::Tensor rng_now = generator_state(x);
-    set_generator_state(x, ctx->saved_data["rng"].toTensor());
+    const at::Tensor rng_now = generator_state(x.device());
+    set_generator_state(x.device(), ctx->saved_data["rng"].toTensor());
     at::Tensor y;
     {
       AutocastAs autocast(x.device().type(), ctx->saved_data["autocast"].toBool(),
@@ -95,7 +80,7 @@ struct CheckpointFunction : torch::autograd::Function<CheckpointFunction> {
       torch::AutoGradMode grad_on(true);
       y = holder->segment(x);
     }
-    set_generator_state(x, rng_now);
+    set_generator_state(x.device(), rng_now);
 
     // Gradients of the segment's output to its input and its parameters (those that need them).
     std::vector<at::Tensor> wrt;

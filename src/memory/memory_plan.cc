@@ -30,29 +30,19 @@ class ProbeUndo {
  public:
   explicit ProbeUndo(const MemoryProbe& p) : p_(p) {
     for (const at::Tensor& b : p.model.module->buffers()) buffers_.emplace_back(b, b.clone());
-    cpu_rng_ = state_of(at::Device(at::kCPU));
-    if (p.device.is_cuda()) device_rng_ = state_of(p.device);
+    cpu_rng_ = generator_state(at::Device(at::kCPU));
+    if (p.device.is_cuda()) device_rng_ = generator_state(p.device);
   }
   ~ProbeUndo() {
     torch::NoGradGuard no_grad;
     for (auto& [live, copy] : buffers_) live.copy_(copy);
-    set_state(at::Device(at::kCPU), cpu_rng_);
-    if (p_.device.is_cuda()) set_state(p_.device, device_rng_);
+    set_generator_state(at::Device(at::kCPU), cpu_rng_);
+    if (p_.device.is_cuda()) set_generator_state(p_.device, device_rng_);
   }
   ProbeUndo(const ProbeUndo&) = delete;
   ProbeUndo& operator=(const ProbeUndo&) = delete;
 
  private:
-  static at::Tensor state_of(const at::Device& d) {
-    at::Generator g = at::globalContext().defaultGenerator(d);
-    std::lock_guard<std::mutex> lock(g.mutex());
-    return g.get_state();
-  }
-  static void set_state(const at::Device& d, const at::Tensor& s) {
-    at::Generator g = at::globalContext().defaultGenerator(d);
-    std::lock_guard<std::mutex> lock(g.mutex());
-    g.set_state(s);
-  }
   const MemoryProbe& p_;
   std::vector<std::pair<at::Tensor, at::Tensor>> buffers_;
   at::Tensor cpu_rng_, device_rng_;

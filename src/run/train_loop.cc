@@ -16,11 +16,6 @@ namespace gradacc {
 
 namespace {
 
-// The state of the generator the window's random numbers come from (CPU, or the GPU's).
-at::Generator window_generator(const at::Device& device) {
-  return at::globalContext().defaultGenerator(device.is_cuda() ? device : at::Device(at::kCPU));
-}
-
 // Forward and backward of one window, a micro-batch at a time: only one micro-batch of
 // activations lives.
 void run_window(const LoopParts& p, const Window& window) {
@@ -69,7 +64,7 @@ std::vector<StepReport> train_steps(const LoopParts& p, int64_t steps, LoopPosit
 
     // Forward and backward of the window; run again with half the micro-batch if memory runs out.
     // (A clone, not get_state(): no tensor, so nothing the memory budget could refuse.)
-    const at::Generator rng_at_start = p.replay_on_oom ? window_generator(p.device).clone() : at::Generator();
+    const at::Generator rng_at_start = p.replay_on_oom ? default_generator(p.device).clone() : at::Generator();
     Window window;
     int64_t replays = 0;
     for (;;) {
@@ -92,7 +87,7 @@ std::vector<StepReport> train_steps(const LoopParts& p, int64_t steps, LoopPosit
           // The state passes through a 5 KB tensor: not the window's memory, so not the budget's.
           const int64_t limit = cpu_memory_limit();
           set_cpu_memory_limit(0);
-          window_generator(p.device).set_state(rng_at_start.get_state());
+          set_generator_state(p.device, rng_at_start.get_state());
           set_cpu_memory_limit(limit);
         }
         halved.emplace(n,

@@ -13,6 +13,8 @@
 #include <cstdint>
 #include <string>
 
+#include <ATen/core/Generator.h>
+#include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
 
 namespace gradacc {
@@ -49,6 +51,12 @@ void reset_memory_peak(const at::Device& device);
 // Wraps c10's CPU allocator in a counting one (live and peak bytes); idempotent. Costs two atomic
 // updates per allocation and one per free.
 void install_cpu_memory_counter();
+
+// The default random generator of `device`: the CPU's, or that GPU's. Its state, and setting it
+// back, under the generator's lock (activation checkpointing, memory probes, window replay).
+at::Generator default_generator(const at::Device& device);
+at::Tensor generator_state(const at::Device& device);
+void set_generator_state(const at::Device& device, const at::Tensor& state);
 
 // A ceiling on the tensor memory of the CPU counter (0: none): an allocation that would take the
 // live bytes past it throws c10::OutOfMemoryError, as a CUDA device does when it runs out. The
