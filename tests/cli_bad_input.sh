@@ -110,7 +110,8 @@ expect_bad "not a gradacc checkpoint" train --model cnn --steps 1 --train-limit 
 expect_bad "its model.model is mlp, this run's is cnn" train --steps 8 --train-limit 256 --global-batch 64 --resume "$ck"
 expect_bad "its accumulation_steps is 1, this run's is 2" train --model mlp --steps 8 --train-limit 256 --global-batch 64 --micro-batch 32 --resume "$ck"
 cp "$ck" "$tmp/flipped.safetensors"
-printf '\x55' | dd of="$tmp/flipped.safetensors" bs=1 seek=2000 conv=notrunc status=none
+# A byte of the tensor data (past the header, whose size changes with the run's identity).
+printf '\x55' | dd of="$tmp/flipped.safetensors" bs=1 seek=$(($(stat -c %s "$ck") - 100)) conv=notrunc status=none
 expect_bad "checksum mismatch" train --model mlp --steps 8 --train-limit 256 --global-batch 64 --resume "$tmp/flipped.safetensors"
 head -c 3000 "$ck" >"$tmp/short.safetensors"
 expect_bad "short.safetensors" train --model mlp --steps 8 --train-limit 256 --global-batch 64 --resume "$tmp/short.safetensors"
@@ -204,6 +205,17 @@ expect_bad "--config-format goes with --config" train --config-format hf
 # The noise scale needs a window of more than one micro-batch.
 expect_bad "noise_scale needs a window of more than one micro-batch" train --model mlp --train-limit 64 --global-batch 32 --micro-batch 32 --noise-scale on
 expect_bad "noise_scale_ema must be a finite number in [0, 0.999999]" train --model mlp --train-limit 64 --global-batch 32 --micro-batch 8 --noise-scale on --noise-scale-ema 1
+
+# --accum auto decides the accumulation: nothing else may fix the batch.
+printf '{"gradient_accumulation_steps": "auto", "train_micro_batch_size_per_gpu": 8}' >"$tmp/ds_auto.json"
+expect_bad "drop the accumulation schedule" train --model mlp --train-limit 64 --micro-batch 8 --steps 4 --accum auto --accum-schedule 0:2
+expect_bad "drop global_batch" train --model mlp --train-limit 64 --micro-batch 8 --steps 4 --accum auto --global-batch 32
+expect_bad "accum auto needs steps" train --model mlp --train-limit 64 --micro-batch 8 --accum auto
+expect_bad "MIN ≥ 2" train --model mlp --train-limit 64 --micro-batch 8 --steps 4 --accum auto:1:8
+expect_bad "--accum: 'auto:8:4': needs 1 ≤ MIN ≤ MAX" train --accum auto:8:4
+expect_bad "--accum: 'autopilot' is not auto, auto:MAX or auto:MIN:MAX" train --accum autopilot
+expect_bad "key 'gradient_accumulation_steps' = \"auto\": an integer is expected" train --config "$tmp/ds_auto.json"
+expect_bad "give a number to accum, not auto" verify --model mlp --train-limit 64 --micro-batch 8 --accum auto
 
 echo "cli_bad_input: $passes passed, $fails failed"
 [ "$fails" -eq 0 ]

@@ -128,4 +128,19 @@ assert rows[-1]["noise_scale"] > 0, rows[-1]
 print(f"noise scale: {rows[-1]['noise_scale']:.1f} after 8 steps (tr Σ {rows[-1]['trace_sigma_est']:.3g}, |G|² {rows[-1]['grad_sq_est']:.3g})")
 PY
 
+# --accum auto: the accumulation follows the noise scale (mlp: ~100 examples, micro-batches of 4).
+"$G" train --model mlp --train-limit 2048 --micro-batch 4 --accum auto:24 --accum-auto-warmup 6 --accum-auto-every 5 \
+  --steps 24 --log "$tmp/auto.jsonl" >"$tmp/auto.out" 2>&1 || fail "accum auto run: $(cat "$tmp/auto.out")"
+"$PY" - "$tmp/auto.jsonl" <<'PY' || fail "accum auto changes the accumulation"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if '"step"' in l]
+accums = [r["micro_batches"] for r in rows]
+assert len(rows) == 24 and accums[0] == 2 and len(set(accums)) > 1, accums
+# Held between decisions: changes only after steps 6, 11, 16, 21.
+changes = [i for i in range(1, 24) if accums[i] != accums[i - 1]]
+assert all(i in (6, 11, 16, 21) for i in changes), (changes, accums)
+assert all(r["samples"] == 4 * a for r, a in zip(rows, accums)), "windows of micro-batch × accumulation"
+print(f"accum auto: micro-batches per window {accums[0]} → {accums[-1]}, changed after steps {[i for i in changes]}")
+PY
+
 echo "cli claims: ok"

@@ -83,6 +83,21 @@ assert len(rows) == 10 and all(r["micro_batch"] == 10 and r["micro_batches"] == 
 print(f"  planned: micro-batch {rows[0]['micro_batch']} ({rows[0]['micro_batches']} per rank per step), peak {max(r['peak_bytes'] for r in rows)} bytes of {2 << 20}")
 PY
 
+# --accum auto under data parallel: the ranks' first micro-batches are summed with the window, so
+# every rank reads the same noise scale and takes the same decision (a rank that chose otherwise
+# would run another number of examples: the global count shows it).
+run_world 2 "$D/auto.safetensors" "$D/auto.jsonl" --model mlp --train-limit 4096 "${common[@]}" --micro-batch 4 \
+  --accum auto:1:24 --accum-auto-warmup 4 --accum-auto-every 4 --steps 16
+"$PY" - "$D/auto.jsonl" <<'PY' || fail "accum auto, world 2"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if '"step"' in l]
+accums = [r["micro_batches"] for r in rows]
+assert len(rows) == 16 and accums[0] == 1 and len(set(accums)) > 1, accums
+assert all(r["samples"] == 2 * 4 * a for r, a in zip(rows, accums)), [(r["samples"], a) for r, a in zip(rows, accums)]
+assert all(r["noise_scale"] > 0 for r in rows[4:]), [r["noise_scale"] for r in rows]
+print(f"accum auto, world 2: micro-batches per rank {accums}; noise scale {rows[-1]['noise_scale']:.0f}")
+PY
+
 # Traffic per optimizer step.
 "$PY" - "$D/w2.jsonl" <<'PY' || fail "per-window traffic"
 import json, sys

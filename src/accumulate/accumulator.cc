@@ -58,7 +58,9 @@
 namespace gradacc {
 namespace {
 
-constexpr int64_t kStatSlots = 6;  // loss sum, samples hi/lo, items hi/lo, stop request
+// Loss sum, samples hi/lo, items hi/lo, stop request; then the noise scale's small batches:
+// Σ over ranks of (S·s)²·|G_small,r|² (each rank's first micro-batch mean), ranks measured, Σ counts.
+constexpr int64_t kStatSlots = 9;
 // Counts travel in float buffers as two parts, c = hi·4096 + lo, so that their sums over ranks
 // stay exact (each part well below 2^24) for windows of up to 2^36 items.
 constexpr int64_t kSplit = 4096;
@@ -283,6 +285,7 @@ StepReport Accumulator::step() {
   // reduced the gradients already; only the tail is left.
   int64_t samples = window_samples_, items = window_items_;
   bool stop_requested = stop_signal_ && *stop_signal_ != 0;
+  double small_mean_sq = 0.0, small_count = 0.0;  // the noise scale's small batch: (S·s)²|G_small|², B_small
   at::Tensor host;
   if (distributed()) {
     auto* h = stats_host_.data_ptr<float>();
@@ -291,24 +294,38 @@ StepReport Accumulator::step() {
     h[3] = static_cast<float>(items / kSplit);
     h[4] = static_cast<float>(items % kSplit);
     h[5] = stop_signal_ && *stop_signal_ != 0 ? 1.0f : 0.0f;
+    h[6] = 0.0f;
+    h[7] = small_count_ > 0 ? 1.0f : 0.0f;
+    h[8] = static_cast<float>(small_count_);
     stats_.copy_(stats_host_);
     stats_.narrow(0, 0, 1).copy_(window_loss_.reshape({1}));
+    if (small_count_ > 0) {  // this rank's first micro-batch, as the mean gradient of its own count
+      const double n = static_cast<double>(small_count_);
+      stats_.narrow(0, 6, 1).copy_((small_sq_ / (n * n)).reshape({1}));
+    }
     reducer_->sum_across_ranks(sync_mode_ == SyncMode::kPerWindow ? buffer_ : stats_);
-    // The one device→host transfer of the step: global loss, counts and ‖G‖.
-    std::vector<at::Tensor> parts{stats_.to(at::kDouble), window_norm().reshape({1})};
-    if (small_count_ > 0) parts.push_back(small_sq_.reshape({1}));
-    host = at::cat(parts).cpu();
+    // The one device→host transfer of the step: global loss, counts and ‖G‖ (and the noise
+    // scale's small batches, summed over ranks).
+    host = at::cat({stats_.to(at::kDouble), window_norm().reshape({1})}).cpu();
     const double* v = host.data_ptr<double>();
     samples = static_cast<int64_t>(v[1]) * kSplit + static_cast<int64_t>(v[2]);
     items = static_cast<int64_t>(v[3]) * kSplit + static_cast<int64_t>(v[4]);
     stop_requested = v[5] > 0;  // any rank's request stops every rank after this same window
-    host = small_count_ > 0 ? at::stack({host[0], host[6], host[7]}) : at::stack({host[0], host[6]});
+    if (v[7] > 0) {             // the mean over the ranks that measured one: the same on every rank
+      small_mean_sq = v[6] / v[7];
+      small_count = v[8] / v[7];
+    }
+    host = at::stack({host[0], host[9]});
   } else {
     // The one device→host transfer of the step: window loss sum and ‖G‖ (and the noise scale's
     // first-micro-batch ‖G‖²).
     host = (small_count_ > 0 ? at::stack({window_loss_, window_norm(), small_sq_})
                              : at::stack({window_loss_, window_norm()}))
                .cpu();
+    if (small_count_ > 0) {
+      small_count = static_cast<double>(small_count_);
+      small_mean_sq = host[2].item<double>() / (small_count * small_count);
+    }
   }
   const int64_t count = count_of(samples, items);  // global when data parallel
   if (count == 0) throw std::logic_error("optimizer step on a window with no samples or items on any rank");
@@ -338,12 +355,11 @@ StepReport Accumulator::step() {
   r.skipped = scaler_ && !std::isfinite(grad_norm);
   if (noise_) {
     // |G_small|² of the first micro-batch's mean gradient: the buffer held S·s·n_small times it.
-    const double s_small = pre_scale_ * loss_scale * static_cast<double>(small_count_);
-    const NoiseScaleReading n =
-        small_count_ > 0 && !r.skipped
-            ? noise_->update(host[2].item<double>() / (s_small * s_small), static_cast<double>(small_count_),
-                             grad_norm * grad_norm, static_cast<double>(count))
-            : noise_->reading();
+    const double s_small = pre_scale_ * loss_scale;
+    const NoiseScaleReading n = small_count > 0 && !r.skipped
+                                    ? noise_->update(small_mean_sq / (s_small * s_small), small_count,
+                                                     grad_norm * grad_norm, static_cast<double>(count))
+                                    : noise_->reading();
     r.noise_measured = true;
     r.noise_scale = n.noise_scale;
     r.grad_sq_est = n.grad_sq;

@@ -98,11 +98,19 @@ double float_flag(const std::string& flag, const std::string& value) {
 int cmd_plan(const JobConfig& c, const std::string& dataset_size_text) {
   const int64_t dataset_size = dataset_size_text.empty() ? 60000 : int_flag("--dataset-size", dataset_size_text);
   const TrainOptions& t = c.train;
-  const BatchPlan p = BatchPlan::resolve({t.global_batch(), t.micro_batch(), t.accumulation_steps(), t.world_size()});
+  // accum auto: the plan of its first windows (the Trainer checks the rest of the options).
+  const int64_t auto_start = t.accum_auto_min().value_or(t.world_size().value_or(1) > 1 ? 1 : 2);
+  const BatchPlan p = BatchPlan::resolve(
+      {t.global_batch(), t.micro_batch(), t.accum_auto() ? std::optional<int64_t>(auto_start) : t.accumulation_steps(),
+       t.world_size()});
   const EpochLayout e = EpochLayout::of(p, dataset_size, t.drop_partial());
   fmt::print("global batch        {}\n", p.global_batch);
   fmt::print("micro-batch         {}\n", p.micro_batch);
   fmt::print("accumulation steps  {}\n", p.accumulation_steps);
+  if (t.accum_auto()) {
+    fmt::print("                    auto: starts at {}, then follows the noise scale, up to {} (docs/noise-scale.md)\n",
+               auto_start, t.accum_auto_max());
+  }
   fmt::print("world size          {}\n", p.world_size);
   fmt::print("data set            {} samples\n", dataset_size);
   fmt::print("windows per epoch   {} ({} full", e.windows(), e.full_windows);

@@ -49,8 +49,15 @@ std::string suggestion(const std::string& key, ConfigFormat format) {
 }
 
 // The value of `j` as the row's type; std::invalid_argument saying what was expected.
-OptionValue json_value(const Option& o, const json& j) {
+OptionValue json_value(const Option& o, const json& j, bool own_key) {
   switch (o.type) {
+    case OptionType::kIntOrWord:
+      if (j.is_string() && own_key) {
+        if (j.get<std::string>().empty()) throw std::invalid_argument("must not be empty");
+        return j.get<std::string>();
+      }
+      // DeepSpeed's and HF's "auto" means "filled in by the HF Trainer": not gradacc's word.
+      [[fallthrough]];
     case OptionType::kInt:
       if (!j.is_number_integer()) throw std::invalid_argument("an integer is expected");
       if (j.is_number_unsigned() && j.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
@@ -132,7 +139,8 @@ void apply_config_file(const std::string& path, JobConfig& c, std::optional<Conf
     }
     if (format == ConfigFormat::kHuggingFace && value->is_null()) continue;  // TrainingArguments' "not set"
     try {
-      o->set(c, json_value(*o, *value));
+      const bool own_key = std::find(o->keys.begin(), o->keys.end(), key) != o->keys.end();
+      o->set(c, json_value(*o, *value, own_key));
     } catch (const std::invalid_argument& e) {
       const std::string v = value->is_primitive() ? value->dump() : (value->is_array() ? "[…]" : "{…}");
       throw ConfigError(

@@ -18,7 +18,7 @@ TrainOptions job_train_options(const JobConfig& c) {
   TrainOptions o = c.train;
   if (!o.global_batch() && !o.micro_batch() && !o.accumulation_steps()) {
     o.micro_batch(c.default_micro_batch);
-    if (o.accum_schedule().empty()) o.global_batch(c.default_global_batch);
+    if (o.accum_schedule().empty() && !o.accum_auto()) o.global_batch(c.default_global_batch);
   }
   if (!o.steps() && !o.epochs()) o.epochs(c.default_epochs);
   StringMap identity = o.identity();

@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "foreign_config.h"
+#include "gradacc/accumulate/auto_accum.h"
 #include "gradacc/errors.h"
 
 namespace gradacc {
@@ -178,10 +179,42 @@ std::vector<Option> build_table() {
   t.push_back(optional_integer(
       "--micro-batch", {"micro_batch"}, S::kBatch, "examples per forward/backward pass",
       [](JobConfig& c) -> std::optional<int64_t>& { return c.train.micro_batch(); }, "32 when no batch size is given"));
-  t.push_back(optional_integer(
-      "--accum", {"accum"}, S::kBatch, "micro-batches per optimizer step (per rank)",
-      [](JobConfig& c) -> std::optional<int64_t>& { return c.train.accumulation_steps(); },
-      "derived: global / (micro × world)"));
+  t.push_back({"--accum",
+               {"accum"},
+               OptionType::kIntOrWord,
+               S::kBatch,
+               "N|auto[:MAX]",
+               "micro-batches per optimizer step (per rank); auto[:MAX] or auto:MIN:MAX: follow the measured noise "
+               "scale (docs/noise-scale.md)",
+               [](JobConfig& c, const OptionValue& v) {
+                 if (const auto* n = std::get_if<int64_t>(&v)) {
+                   c.train.accumulation_steps(*n).accum_auto(false);
+                   return;
+                 }
+                 // Without MIN, the run layer picks the start (2, or 1 data parallel) and checks it.
+                 const std::string& spec = std::get<std::string>(v);
+                 const bool has_min = std::count(spec.begin(), spec.end(), ':') == 2;
+                 AutoAccumOptions bounds;
+                 bounds.min_accum = 1;
+                 bounds = parse_auto_accum(spec, bounds);
+                 c.train.accum_auto(true).accumulation_steps(std::nullopt).accum_auto_max(bounds.max_accum);
+                 c.train.accum_auto_min(has_min ? std::optional<int64_t>(bounds.min_accum) : std::nullopt);
+               },
+               [](const JobConfig& c) {
+                 if (c.train.accum_auto()) {
+                   return c.train.accum_auto_min()
+                              ? fmt::format("auto:{}:{}", *c.train.accum_auto_min(), c.train.accum_auto_max())
+                              : fmt::format("auto:{}", c.train.accum_auto_max());
+                 }
+                 return c.train.accumulation_steps() ? fmt::format("{}", *c.train.accumulation_steps())
+                                                     : std::string("derived: global / (micro × world)");
+               }});
+  t.push_back(integer("--accum-auto-warmup", {"accum_auto_warmup"}, S::kTrain,
+                      "with --accum auto: optimizer steps before the first decision",
+                      [](JobConfig& c) -> int64_t& { return c.train.accum_auto_warmup(); }));
+  t.push_back(integer("--accum-auto-every", {"accum_auto_every"}, S::kTrain,
+                      "with --accum auto: optimizer steps between decisions",
+                      [](JobConfig& c) -> int64_t& { return c.train.accum_auto_every(); }));
   t.push_back(optional_integer(
       "--world-size", {"world_size"}, S::kBatch, "data-parallel ranks (train/verify: must equal WORLD_SIZE)",
       [](JobConfig& c) -> std::optional<int64_t>& { return c.train.world_size(); }, "WORLD_SIZE, else 1"));
@@ -476,6 +509,13 @@ void apply_flag(JobConfig& c, const Option& o, const std::string& text) {
         v = text;
         break;
       case OptionType::kFloatPair: v = parse_pair(text); break;
+      case OptionType::kIntOrWord:
+        if (text.empty()) throw std::invalid_argument("must not be empty");
+        if (text.find_first_not_of("-0123456789") == std::string::npos)
+          v = parse_int(text);
+        else
+          v = text;
+        break;
     }
     o.set(c, v);
   } catch (const std::invalid_argument& e) {

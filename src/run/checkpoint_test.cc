@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include <ATen/ops/equal.h>
@@ -26,6 +27,7 @@ struct StepRecord {
   int64_t step;
   double loss, grad_norm, lr, loss_scale;
   bool skipped;
+  int64_t micro_batches;
   bool operator==(const StepRecord&) const = default;  // bit-for-bit: doubles compared exactly
 };
 
@@ -38,7 +40,8 @@ std::vector<StepRecord> step_records(const std::string& log) {
     // JSON has no inf: the norm of a window skipped on overflow is logged as null (-1 here).
     auto number = [](const nlohmann::json& v) { return v.is_null() ? -1.0 : v.get<double>(); };
     if (j.contains("step")) {
-      out.push_back({j["step"], number(j["loss"]), number(j["grad_norm"]), j["lr"], j["loss_scale"], j["skipped"]});
+      out.push_back({j["step"], number(j["loss"]), number(j["grad_norm"]), j["lr"], j["loss_scale"], j["skipped"],
+                     j["micro_batches"]});
     }
   }
   return out;
@@ -130,6 +133,22 @@ TEST(ExactResumeWith, AnAccumulationScheduleThatGrowsAcrossTheStop) {
   c.train.accumulation_steps(std::nullopt)
       .accum_schedule("0:2,15:4,25:8");  // the stop at 23 falls between the 2nd and 3rd stage
   expect_exact_resume(c, "sched");
+}
+
+TEST(ExactResumeWith, AutomaticAccumulationThatChangesAcrossTheStop) {
+  // The mlp's noise scale at the start is ~50 examples: with micro-batches of 4 the rule leaves 2
+  // micro-batches for ~12. Decisions at steps 6, 11, 16, 21, 26, ...: some before the stop at 23,
+  // some after it, each from the estimator state the checkpoint carried.
+  JobConfig c = job("x", "adamw", true);
+  c.train.accumulation_steps(std::nullopt).micro_batch(4).accum_auto(true).accum_auto_max(24);
+  c.train.accum_auto_warmup(6).accum_auto_every(5);
+  const auto records = expect_exact_resume(c, "auto");
+  ASSERT_EQ(records.size(), 40u);
+  std::set<int64_t> before, after;  // the accumulations run on each side of the stop
+  for (const StepRecord& r : records) (r.step <= 23 ? before : after).insert(r.micro_batches);
+  EXPECT_EQ(records.front().micro_batches, 2);
+  EXPECT_GT(before.size(), 1u) << "the accumulation never changed before the stop";
+  EXPECT_GT(after.size(), 1u) << "the accumulation never changed after the stop";
 }
 
 TEST(ExactResumeWith, AGptOnPaddedTextWithPerTokenNormalization) {

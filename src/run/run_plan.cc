@@ -90,7 +90,36 @@ RunPlan resolve_run(const TrainOptions& o, const DistEnv& env, int64_t dataset_s
       throw ConfigError(e.what());
     }
   }
-  const int64_t first_accum = accum_schedule ? accum_schedule->at(0) : 0;
+  // Accumulation that follows the noise scale: from the starting accumulation, the micro-batch fixed.
+  std::optional<AutoAccumOptions> auto_accum;
+  if (o.accum_auto()) {
+    require(accum_schedule == std::nullopt,
+            "accum auto decides the accumulation itself: drop the accumulation schedule (accum_schedule)");
+    require(!o.global_batch(), "accum auto sets the global batch from the noise scale: drop global_batch");
+    require(!o.accumulation_steps(), "accum auto decides the accumulation: drop accumulation_steps");
+    require(!o.memory_budget(), "accum auto keeps the micro-batch fixed: drop memory_budget, give micro_batch");
+    require(o.micro_batch().has_value(), "accum auto needs micro_batch (examples per forward/backward pass)");
+    require(o.steps().has_value(), "accum auto needs steps (the run's length in optimizer steps)");
+    require(o.normalization() != Normalization::kNaiveMicroMean, "accum auto needs per-item normalization");
+    require(o.sync() == SyncMode::kPerWindow || env.world_size == 1,
+            "accum auto measures the noise scale, which needs --sync window");
+    AutoAccumOptions a;
+    a.min_accum = o.accum_auto_min().value_or(env.world_size > 1 ? 1 : 2);
+    a.max_accum = o.accum_auto_max();
+    a.warmup = o.accum_auto_warmup();
+    a.interval = o.accum_auto_every();
+    a.micro_batch = *o.micro_batch();
+    a.world_size = env.world_size;
+    require_count(a.warmup, 0, kMaxSteps, "accum_auto_warmup");
+    require_count(a.interval, 1, kMaxSteps, "accum_auto_every");
+    require(a.min_accum >= 1 && a.max_accum >= a.min_accum && a.max_accum <= 1000000,
+            fmt::format("accum auto needs 1 ≤ MIN ≤ MAX ≤ 1000000, got MIN {} and MAX {}", a.min_accum, a.max_accum));
+    require(
+        a.min_accum > 1 || env.world_size > 1,
+        "accum auto starting at 1 micro-batch on one process has nothing small to compare the window with: MIN ≥ 2");
+    auto_accum = a;
+  }
+  const int64_t first_accum = accum_schedule ? accum_schedule->at(0) : auto_accum ? auto_accum->min_accum : 0;
   // A memory budget: the Trainer measures the model and picks the micro-batch (and accumulation)
   // for the global batch; until then the plan holds the user's micro-batch, or the whole share.
   std::optional<int64_t> micro_batch = o.micro_batch(), accumulation_steps = o.accumulation_steps();
@@ -111,10 +140,11 @@ RunPlan resolve_run(const TrainOptions& o, const DistEnv& env, int64_t dataset_s
     }
     if (!micro_batch) micro_batch = std::min((*o.global_batch() + env.world_size - 1) / env.world_size, dataset_size);
   }
-  const BatchPlan batch = BatchPlan::resolve({o.global_batch(), micro_batch,
-                                              accum_schedule ? std::optional<int64_t>(first_accum) : accumulation_steps,
-                                              env.world_size, /*short_last_micro=*/o.memory_budget().has_value()});
-  if (o.noise_scale() && !o.memory_budget() && !accum_schedule && batch.accumulation_steps == 1 &&
+  const BatchPlan batch =
+      BatchPlan::resolve({o.global_batch(), micro_batch,
+                          accum_schedule || auto_accum ? std::optional<int64_t>(first_accum) : accumulation_steps,
+                          env.world_size, /*short_last_micro=*/o.memory_budget().has_value()});
+  if (o.noise_scale() && !o.memory_budget() && !accum_schedule && !auto_accum && batch.accumulation_steps == 1 &&
       env.world_size == 1) {
     throw ConfigError(
         "noise_scale needs a window of more than one micro-batch: accumulation_steps is 1 and world_size is 1, so "
@@ -158,7 +188,7 @@ RunPlan resolve_run(const TrainOptions& o, const DistEnv& env, int64_t dataset_s
     throw ConfigError(e.what());
   }
   require_count(o.print_every(), 0, kMaxSteps, "print_every");
-  if (o.noise_scale()) {
+  if (o.noise_scale() || auto_accum) {
     require_range(o.noise_scale_ema(), 0.0, 0.999999, "noise_scale_ema");
     require(o.normalization() != Normalization::kNaiveMicroMean, "the noise scale needs per-item normalization");
     require(o.sync() == SyncMode::kPerWindow || env.world_size == 1,
@@ -237,7 +267,8 @@ RunPlan resolve_run(const TrainOptions& o, const DistEnv& env, int64_t dataset_s
                                    ? std::optional<int64_t>(batch.micro_batch)
                                    : std::nullopt,
       .activation_checkpointing = o.activation_checkpointing(),
-      .noise_scale_ema = o.noise_scale() ? std::optional<double>(o.noise_scale_ema()) : std::nullopt,
+      .noise_scale_ema = o.noise_scale() || auto_accum ? std::optional<double>(o.noise_scale_ema()) : std::nullopt,
+      .auto_accum = auto_accum,
   };
 }
 
@@ -270,6 +301,9 @@ StringMap RunPlan::run_identity(const std::string& optimizer_kind) const {
       schedule += fmt::format("{}{}:{}", schedule.empty() ? "" : ",", step, accum);
   }
   id["accum_schedule"] = schedule;
+  id["accum_auto"] = auto_accum ? fmt::format("{}:{} warmup {} every {}", auto_accum->min_accum, auto_accum->max_accum,
+                                              auto_accum->warmup, auto_accum->interval)
+                                : "off";
   id["normalization"] = normalization == Normalization::kPerItem ? "per-item" : "naive";
   id["optimizer"] = optimizer_kind;
   id["train_examples"] = std::to_string(dataset_size);

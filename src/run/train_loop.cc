@@ -53,9 +53,11 @@ std::vector<StepReport> train_steps(const LoopParts& p, int64_t steps, LoopPosit
     const auto start = std::chrono::steady_clock::now();
     const BatchPlan& plan = sampler->plan();
     // Which examples this window holds: the next `global` of the epoch's order (fewer at its end).
-    const int64_t accum =
-        p.accum_schedule ? p.accum_schedule->at(p.accumulator.steps_taken()) : plan.accumulation_steps;
-    const int64_t global = p.accum_schedule ? plan.micro_batch * accum * plan.world_size : plan.global_batch;
+    const bool varying = p.accum_schedule || p.auto_accum;  // windows whose size changes over the run
+    const int64_t accum = p.auto_accum       ? p.auto_accum->current()
+                          : p.accum_schedule ? p.accum_schedule->at(p.accumulator.steps_taken())
+                                             : plan.accumulation_steps;
+    const int64_t global = varying ? plan.micro_batch * accum * plan.world_size : plan.global_batch;
     if (p.sampler.drop_partial() && n - pos.offset < global) {
       if (pos.offset == 0)
         throw PlanError(fmt::format("a window of {} examples does not fit the {} examples", global, n));
@@ -69,7 +71,7 @@ std::vector<StepReport> train_steps(const LoopParts& p, int64_t steps, LoopPosit
     int64_t replays = 0;
     for (;;) {
       window = sampler->window_at(order, pos.epoch, pos.window, pos.offset,
-                                  p.accum_schedule ? accum : sampler->plan().accumulation_steps);
+                                  varying ? accum : sampler->plan().accumulation_steps);
       reset_memory_peak(p.device);
       try {
         run_window(p, window);
@@ -104,6 +106,7 @@ std::vector<StepReport> train_steps(const LoopParts& p, int64_t steps, LoopPosit
     report.peak_bytes = memory_reading(p.device).peak_bytes;  // allocator statistics: no device sync
     report.micro_batch = sampler->plan().micro_batch;
     report.oom_replays = replays;
+    if (p.auto_accum) p.auto_accum->after_step(report);  // before the callback: a checkpoint saves the decision
     reports.push_back(report);
 
     // An epoch ends when its examples run out; with `drop`, when the rest is too short for the

@@ -35,6 +35,7 @@ struct Trainer::State {
   std::unique_ptr<LrSchedule> schedule;
   std::unique_ptr<LossScaler> scaler;
   std::unique_ptr<NoiseScaleEstimator> noise;
+  std::unique_ptr<AutoAccum> auto_accum;
   std::unique_ptr<Accumulator> accumulator;
   std::unique_ptr<Communicator> communicator;
   std::optional<WindowSampler> sampler;  // built once the plan is final
@@ -177,6 +178,7 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
     }
     s_->noise = std::make_unique<NoiseScaleEstimator>(*plan.noise_scale_ema);
   }
+  if (plan.auto_accum) s_->auto_accum = std::make_unique<AutoAccum>(*plan.auto_accum);
 
   const std::string kind = optimizer_kind(*s_->optimizer);
   if (plan.env.distributed()) {
@@ -223,6 +225,13 @@ TrainResult Trainer::fit() {
         throw CheckpointError(fmt::format("{}: {}", p.checkpoint.resume_from, e.what()));
       }
     }
+    if (s.auto_accum) {
+      try {
+        s.auto_accum->load_state(state->extra);
+      } catch (const std::invalid_argument& e) {
+        throw CheckpointError(fmt::format("{}: {}", p.checkpoint.resume_from, e.what()));
+      }
+    }
     if (s.scaler) {
       try {
         s.scaler->load_state(state->extra);
@@ -256,6 +265,7 @@ TrainResult Trainer::fit() {
         state.position = ctx.next;
         if (s.scaler) state.extra = s.scaler->state();
         if (s.noise) state.extra.merge(s.noise->state());
+        if (s.auto_accum) state.extra.merge(s.auto_accum->state());
         state.tensors = s.checkpoint_tensors();
         s.checkpointer->save(state, *s.model.module, *s.optimizer);
       }
@@ -272,7 +282,8 @@ TrainResult Trainer::fit() {
                           p.device,
                           p.precision,
                           p.accum_schedule ? &*p.accum_schedule : nullptr,
-                          /*replay_on_oom=*/!p.env.distributed() && !p.accum_schedule};
+                          s.auto_accum.get(),
+                          /*replay_on_oom=*/!p.env.distributed() && !p.accum_schedule && !s.auto_accum};
     // The budget is enforced on the CPU: an allocation past it fails like a GPU's, and the window
     // is replayed with half the micro-batch. (On a GPU, its own memory is the limit.)
     const CpuMemoryLimit limit(p.memory_budget && !p.device.is_cuda() ? *p.memory_budget : cpu_memory_limit());

@@ -69,6 +69,7 @@ VerifyResult verify_accumulation(const std::function<Model()>& make_model, const
   if (o.steps < 1) throw ConfigError(fmt::format("verify needs ≥ 1 step, got {}", o.steps));
   if (!options.accum_schedule().empty())
     throw ConfigError("verify compares fixed plans; drop the accumulation schedule");
+  if (options.accum_auto()) throw ConfigError("verify compares fixed plans; give a number to accum, not auto");
   if (!(o.weight_tolerance >= 0) || !(o.loss_tolerance >= 0)) throw ConfigError("verify tolerances must be ≥ 0");
   options.log_path("").progress(false).checkpoint_dir("").resume("").stop_at(std::nullopt).save_every(0);
   options.normalization(Normalization::kPerItem);

@@ -34,6 +34,7 @@ enum class OptionType {
   kSwitch,     // a flag without a value (--nesterov); JSON true/false
   kString,     // non-empty text
   kFloatPair,  // "X,Y" (flags) or [X, Y] (JSON)
+  kIntOrWord,  // N as kInt, or a word (--accum auto:32); JSON: an integer or a string (gradacc's keys only)
 };
 
 // Whose names a config file uses (job/config_file.cc detects it, or --config-format says).

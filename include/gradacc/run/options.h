@@ -42,6 +42,14 @@ struct TrainOptions {
   GRADACC_ARG(std::optional<int64_t>, accumulation_steps, std::nullopt);  // micro-batches per step
   GRADACC_ARG(std::optional<int64_t>, world_size, std::nullopt);          // checked against WORLD_SIZE
   GRADACC_ARG(std::string, accum_schedule, "");  // "0:2,200:4": accumulation by step (micro_batch + steps)
+  // Accumulation that follows the measured gradient noise scale (accumulate/auto_accum.h; needs
+  // micro_batch and steps, measures the noise scale itself). Starts at accum_auto_min (unset: 2,
+  // or 1 data parallel, where the ranks' shares are the small batches), at most accum_auto_max.
+  GRADACC_ARG(bool, accum_auto, false);
+  GRADACC_ARG(std::optional<int64_t>, accum_auto_min, std::nullopt);
+  GRADACC_ARG(int64_t, accum_auto_max, 64);
+  GRADACC_ARG(int64_t, accum_auto_warmup, 20);  // optimizer steps before the first decision
+  GRADACC_ARG(int64_t, accum_auto_every, 10);   // optimizer steps between decisions
   // ── Memory (docs/memory.md). With a budget, the Trainer measures the model and picks the largest
   // micro-batch (and activation checkpointing, when needed) whose predicted peak tensor memory fits;
   // global_batch must be given, and a micro_batch that does not fit is refused. The budget is also

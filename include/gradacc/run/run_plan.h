@@ -14,6 +14,7 @@
 
 #include "gradacc/accumulate/accum_schedule.h"
 #include "gradacc/accumulate/accumulator.h"
+#include "gradacc/accumulate/auto_accum.h"
 #include "gradacc/accumulate/batch_plan.h"
 #include "gradacc/accumulate/loss_scaler.h"
 #include "gradacc/data/window_sampler.h"
@@ -64,7 +65,8 @@ struct RunPlan {
   const std::optional<int64_t> memory_budget;
   const std::optional<int64_t> requested_micro_batch;
   const std::optional<bool> activation_checkpointing;
-  const std::optional<double> noise_scale_ema;  // set: measure the gradient noise scale with this decay
+  const std::optional<double> noise_scale_ema;       // set: measure the gradient noise scale with this decay
+  const std::optional<AutoAccumOptions> auto_accum;  // set: accumulation follows the noise scale (batch: its start)
 
   bool lead() const { return env.rank == 0; }  // rank 0 logs, checkpoints, evaluates, saves
   // The LR schedule over an optimizer whose peak rate is `peak_lr` (DeepSpeed's WarmupLR and

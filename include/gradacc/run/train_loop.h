@@ -15,6 +15,7 @@
 
 #include "gradacc/accumulate/accum_schedule.h"
 #include "gradacc/accumulate/accumulator.h"
+#include "gradacc/accumulate/auto_accum.h"
 #include "gradacc/accumulate/precision.h"
 #include "gradacc/accumulate/step_report.h"
 #include "gradacc/data/dataset.h"
@@ -43,6 +44,7 @@ struct LoopParts {
   at::Device device = at::kCPU;
   Precision precision = Precision::kFp32;         // autocast of each micro-batch's forward and loss
   const AccumSchedule* accum_schedule = nullptr;  // window of step s: accum_schedule->at(s) micro-batches
+  AutoAccum* auto_accum = nullptr;                // or: auto_accum->current(), decided after each step
   // A window that runs out of memory (c10::OutOfMemoryError: the CPU budget, or the GPU) is run
   // again from its first example with half the micro-batch, and the run goes on with that; its
   // partial gradient and loss are dropped, and the RNG is put back to the window's start. Single
