@@ -217,5 +217,15 @@ expect_bad "--accum: 'autopilot' is not auto, auto:MAX or auto:MIN:MAX" train --
 expect_bad "key 'gradient_accumulation_steps' = \"auto\": an integer is expected" train --config "$tmp/ds_auto.json"
 expect_bad "give a number to accum, not auto" verify --model mlp --train-limit 64 --micro-batch 8 --accum auto
 
+# Token-budget micro-batches: the window is the global batch, cut by tokens, for text only.
+gpl=(--model gpt --data text:/usr/share/common-licenses/GPL-3 --layers 1 --heads 2 --dim 32 --context 64 --steps 1)
+expect_bad "drop micro_batch and accumulation_steps" train "${gpl[@]}" --micro-batching tokens:256 --global-batch 32 --micro-batch 8
+expect_bad "drop micro_batch and accumulation_steps" train "${gpl[@]}" --micro-batching tokens:256 --global-batch 32 --accum 4
+expect_bad "tokens:16 is smaller than the longest sequence (64 tokens)" train "${gpl[@]}" --micro-batching tokens:16 --global-batch 32
+expect_bad "needs sequence data (text)" train --model mlp --train-limit 64 --micro-batching tokens:256 --global-batch 32
+expect_bad "--micro-batching: tokens:N needs N ≥ 1, got 0" train --micro-batching tokens:0
+expect_bad "--micro-batching: 'rows:4' is not fixed or tokens:N" train --micro-batching rows:4
+expect_bad "drop memory_budget" train "${gpl[@]}" --micro-batching tokens:256 --global-batch 32 --memory-budget 1GiB
+
 echo "cli_bad_input: $passes passed, $fails failed"
 [ "$fails" -eq 0 ]

@@ -83,6 +83,22 @@ assert len(rows) == 10 and all(r["micro_batch"] == 10 and r["micro_batches"] == 
 print(f"  planned: micro-batch {rows[0]['micro_batch']} ({rows[0]['micro_batches']} per rank per step), peak {max(r['peak_bytes'] for r in rows)} bytes of {2 << 20}")
 PY
 
+# Token-budget micro-batches under data parallel, the same windows as the world-1 run above: with
+# per-window sync each rank runs its own count of micro-batches; with every-micro-batch sync every
+# rank runs the busiest rank's count (empty ones on the others).
+for sync in window every-micro-batch; do
+  run_world 2 "$D/tok.safetensors" "$D/tok.jsonl" --model gpt --data text:/usr/share/common-licenses/GPL-3 --layers 1 \
+    --heads 2 --dim 32 --context 48 "${common[@]}" --steps 10 --global-batch 32 --micro-batching tokens:96 --sync "$sync"
+  compare "$D/tok.safetensors" "$D/w1.safetensors" "$D/init.safetensors" "gpt world 2, tokens:96, sync $sync vs world 1×4×8" 5e-3
+done
+"$PY" - "$D/tok.jsonl" <<'PY' || fail "token-budget data-parallel run"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if '"step"' in l]
+assert len(rows) == 10 and all(r["samples"] == 32 and r["micro_batch"] * 48 >= 0 for r in rows), rows[0]
+assert all(r["allreduce_calls"] == r["micro_batches"] + 1 for r in rows), [(r["allreduce_calls"], r["micro_batches"]) for r in rows]
+print(f"  tokens:96 every-micro-batch: micro-batches per rank {[r['micro_batches'] for r in rows]}, padding {max(r['padding_fraction'] for r in rows):.3f} at most")
+PY
+
 # --accum auto under data parallel: the ranks' first micro-batches are summed with the window, so
 # every rank reads the same noise scale and takes the same decision (a rank that chose otherwise
 # would run another number of examples: the global count shows it).

@@ -100,9 +100,9 @@ int cmd_plan(const JobConfig& c, const std::string& dataset_size_text) {
   const TrainOptions& t = c.train;
   // accum auto: the plan of its first windows (the Trainer checks the rest of the options).
   const int64_t auto_start = t.accum_auto_min().value_or(t.world_size().value_or(1) > 1 ? 1 : 2);
-  const BatchPlan p = BatchPlan::resolve(
-      {t.global_batch(), t.micro_batch(), t.accum_auto() ? std::optional<int64_t>(auto_start) : t.accumulation_steps(),
-       t.world_size()});
+  const BatchPlan p = BatchPlan::resolve({t.global_batch(), t.micro_batch(),
+                                          t.accum_auto() ? std::optional<int64_t>(auto_start) : t.accumulation_steps(),
+                                          t.world_size()});
   const EpochLayout e = EpochLayout::of(p, dataset_size, t.drop_partial());
   fmt::print("global batch        {}\n", p.global_batch);
   fmt::print("micro-batch         {}\n", p.micro_batch);

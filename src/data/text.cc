@@ -102,6 +102,13 @@ std::vector<int64_t> TextDataset::largest_examples(int64_t n) const {
   return order;
 }
 
+std::vector<int64_t> TextDataset::lengths() const {
+  std::vector<int64_t> out;
+  out.reserve(sequences_.size());
+  for (const auto& [b, e] : sequences_) out.push_back(e - b - 1);
+  return out;
+}
+
 int64_t TextDataset::total_items() const {
   int64_t n = 0;
   for (const auto& [b, e] : sequences_) n += e - b - 1;

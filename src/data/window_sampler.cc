@@ -1,5 +1,7 @@
 #include "gradacc/data/window_sampler.h"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include <numeric>
@@ -30,13 +32,37 @@ uint64_t bounded(uint64_t& state, uint64_t bound) {
 
 }  // namespace
 
-WindowSampler::WindowSampler(int64_t dataset_size, BatchPlan plan, WindowSamplerOptions options)
+std::vector<std::vector<int64_t>> cut_by_tokens(std::vector<int64_t> slice, const std::vector<int64_t>& lengths,
+                                                int64_t budget) {
+  const auto length = [&](int64_t i) { return lengths.at(static_cast<size_t>(i)); };
+  std::stable_sort(slice.begin(), slice.end(), [&](int64_t a, int64_t b) { return length(a) > length(b); });
+  std::vector<std::vector<int64_t>> out;
+  for (size_t i = 0; i < slice.size();) {
+    // The first row is the longest of its micro-batch: it sets the width every row is padded to.
+    const int64_t width = std::max<int64_t>(length(slice[i]), 1);
+    if (width > budget) {
+      throw PlanError(
+          fmt::format("a sequence of {} tokens does not fit a micro-batch budget of {} tokens", width, budget));
+    }
+    const size_t rows = static_cast<size_t>(budget / width);
+    const size_t end = std::min(slice.size(), i + rows);
+    out.emplace_back(slice.begin() + static_cast<std::ptrdiff_t>(i), slice.begin() + static_cast<std::ptrdiff_t>(end));
+    i = end;
+  }
+  return out;
+}
+
+WindowSampler::WindowSampler(int64_t dataset_size, BatchPlan plan, WindowSamplerOptions options, TokenBudget tokens)
     : dataset_size_(dataset_size),
       plan_(plan),
       options_(options),
+      tokens_(std::move(tokens)),
       layout_(EpochLayout::of(plan, dataset_size, options.drop_partial)) {
   if (options_.rank < 0 || options_.rank >= plan_.world_size) {
     throw PlanError(fmt::format("rank {} is outside world_size {}", options_.rank, plan_.world_size));
+  }
+  if (tokens_.tokens > 0 && (!tokens_.lengths || static_cast<int64_t>(tokens_.lengths->size()) != dataset_size)) {
+    throw PlanError("token-budget micro-batches need the length of every example");
   }
 }
 
@@ -82,6 +108,23 @@ Window WindowSampler::window_at(const std::vector<int64_t>& order, int64_t epoch
   const int64_t slice_begin = std::min(begin + options_.rank * share, begin + w.global_samples);
   const int64_t slice_end = std::min(slice_begin + share, begin + w.global_samples);
 
+  if (tokens_.tokens > 0) {
+    const auto slice_of = [&](int64_t rank) {
+      const int64_t lo = std::min(begin + rank * share, begin + w.global_samples);
+      const int64_t hi = std::min(lo + share, begin + w.global_samples);
+      return std::vector<int64_t>(order.begin() + lo, order.begin() + hi);
+    };
+    w.micro_batches = cut_by_tokens(slice_of(options_.rank), *tokens_.lengths, tokens_.tokens);
+    if (tokens_.same_count_on_every_rank) {  // every rank runs the busiest rank's count
+      size_t most = w.micro_batches.size();
+      for (int64_t r = 0; r < plan_.world_size; ++r) {
+        if (r != options_.rank)
+          most = std::max(most, cut_by_tokens(slice_of(r), *tokens_.lengths, tokens_.tokens).size());
+      }
+      w.micro_batches.resize(most);
+    }
+    return w;
+  }
   w.micro_batches.resize(micro_count);
   for (int64_t m = 0; m < micro_count; ++m) {
     const int64_t lo = std::min(slice_begin + m * plan_.micro_batch, slice_end);

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include "gradacc/errors.h"
+
 namespace gradacc {
 namespace {
 
@@ -88,6 +90,56 @@ TEST(WindowSampler, AnUnevenPlanEndsEachRanksShareWithAShorterMicroBatch) {
   EXPECT_EQ(seen, expected);
   // Without short_last_micro the same request is refused.
   EXPECT_THROW(BatchPlan::resolve({256, 60, std::nullopt, 1}), PlanError);
+}
+
+TEST(TokenBudget, CutsEachShareLongestFirstWithinTheBudget) {
+  // Lengths 1..40 in a shuffled order; windows of 16, budget 64 tokens (rows × longest row).
+  std::vector<int64_t> lengths(40);
+  for (int64_t i = 0; i < 40; ++i) lengths[i] = 1 + (i * 17) % 40;
+  const auto shared = std::make_shared<const std::vector<int64_t>>(lengths);
+  const BatchPlan p = BatchPlan::resolve({16, 16, std::nullopt, std::nullopt});
+  const WindowSampler s(40, p, {true, 3, false, 0}, TokenBudget{64, shared, false});
+  const WindowSampler fixed(40, p, {true, 3, false, 0});
+  const auto order = s.epoch_order(0);
+  for (int64_t w = 0; w < s.windows_per_epoch(); ++w) {
+    const Window cut = s.window(order, 0, w), whole = fixed.window(order, 0, w);
+    std::vector<int64_t> seen;
+    int64_t previous_longest = 1 << 30;
+    for (const auto& m : cut.micro_batches) {
+      ASSERT_FALSE(m.empty());
+      int64_t longest = 0;
+      for (int64_t i : m) longest = std::max(longest, lengths[i]);
+      EXPECT_LE(static_cast<int64_t>(m.size()) * longest, 64);
+      EXPECT_EQ(lengths[m.front()], longest);  // longest first within, and across micro-batches
+      EXPECT_LE(longest, previous_longest);
+      previous_longest = longest;
+      seen.insert(seen.end(), m.begin(), m.end());
+    }
+    std::vector<int64_t> want = whole.micro_batches.front();  // the window's membership is unchanged
+    std::sort(seen.begin(), seen.end());
+    std::sort(want.begin(), want.end());
+    EXPECT_EQ(seen, want) << "window " << w;
+  }
+  // Greedy: the 40-token sequence alone, then two of ≤ 32, ... and a 65-token budget error.
+  EXPECT_EQ(cut_by_tokens({0, 1, 2}, {40, 30, 32}, 64), (std::vector<std::vector<int64_t>>{{0}, {2, 1}}));
+  EXPECT_THROW(cut_by_tokens({0}, {65}, 64), PlanError);
+}
+
+TEST(TokenBudget, DataParallelSharesAreCutApartAndPaddedToTheBusiestRankOnlyWhenAsked) {
+  std::vector<int64_t> lengths(32, 4);
+  for (int64_t i = 0; i < 8; ++i) lengths[i] = 32;  // rank 0's share of the first window: all long
+  const auto shared = std::make_shared<const std::vector<int64_t>>(lengths);
+  const BatchPlan p = BatchPlan::resolve({16, 8, std::nullopt, 2});
+  auto window = [&](int64_t rank, bool same) {
+    const WindowSampler s(32, p, {false, 0, false, rank}, TokenBudget{64, shared, same});
+    return s.window(s.epoch_order(0), 0, 0);
+  };
+  EXPECT_EQ(window(0, false).micro_batches.size(), 4u);  // 8 rows of 32: 2 per micro-batch
+  EXPECT_EQ(window(1, false).micro_batches.size(), 1u);  // 8 rows of 4 fit in one
+  const Window padded = window(1, true);
+  ASSERT_EQ(padded.micro_batches.size(), 4u);
+  EXPECT_EQ(padded.micro_batches[0].size(), 8u);
+  EXPECT_TRUE(padded.micro_batches[3].empty());
 }
 
 }  // namespace

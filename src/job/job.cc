@@ -120,6 +120,22 @@ JobSummary run_train_job(const JobConfig& c, std::ostream& out) {
         format_bytes(m->predicted_peak), format_bytes(m->static_bytes));
   }
 
+  if (c.eval_every < 0) throw ConfigError(fmt::format("eval_every must be ≥ 0, got {}", c.eval_every));
+  if (c.eval_every > 0 && plan.lead()) {
+    // Held-out loss (and accuracy, for classes) during training: how far the run has come per
+    // optimizer step and per example seen. Rank 0 only; eval mode and no gradients, so neither
+    // the training RNG nor the accumulation is touched.
+    trainer.on_step([&](const StepReport& r, const StepContext&) {
+      if (r.step % c.eval_every != 0 || work.test->size() == 0) return true;
+      const double loss = trainer.evaluate_loss(*work.test, work.text ? 64 : 250);
+      const std::string accuracy =
+          work.text ? "" : fmt::format(R"(,"accuracy":{})", trainer.evaluate_accuracy(*work.test, 250));
+      append_log_record(plan.log_path, fmt::format(R"({{"event":"eval","split":"{}","at_step":{},"loss":{}{}}})",
+                                                   work.text ? "validation" : "test", r.step, loss, accuracy));
+      return true;
+    });
+  }
+
   JobSummary s;
   s.result = trainer.fit();
   const TrainResult& r = s.result;
@@ -187,8 +203,8 @@ MemoryPlan run_plan_fit_job(const JobConfig& c) {
 
 VerifyResult run_verify_job(const JobConfig& c, VerifyOptions options) {
   const Workload work = load_workload(c);
-  build_model(c, work.num_classes);  // the model spec is checked once, up front
-  options.compare_naive = work.text;
+  build_model(c, work.num_classes);                                    // the model spec is checked once, up front
+  options.compare_naive = work.text && !c.train.micro_batch_tokens();  // naive needs a fixed micro-batch count
   const auto make = [&] { return Model::of(make_seeded_model(c, work.num_classes)); };
   return verify_accumulation(make, optimizer_factory(c.optimizer), work.train, job_train_options(c),
                              cross_entropy_loss(), options);

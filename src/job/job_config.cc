@@ -16,7 +16,9 @@ JobConfig default_job() {
 
 TrainOptions job_train_options(const JobConfig& c) {
   TrainOptions o = c.train;
-  if (!o.global_batch() && !o.micro_batch() && !o.accumulation_steps()) {
+  if (!o.global_batch() && !o.micro_batch() && !o.accumulation_steps() && o.micro_batch_tokens()) {
+    o.global_batch(c.default_global_batch);  // token budgets cut the windows: no micro-batch to default
+  } else if (!o.global_batch() && !o.micro_batch() && !o.accumulation_steps()) {
     o.micro_batch(c.default_micro_batch);
     if (o.accum_schedule().empty() && !o.accum_auto()) o.global_batch(c.default_global_batch);
   }

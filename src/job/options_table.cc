@@ -169,6 +169,9 @@ std::vector<Option> build_table() {
                    [](JobConfig& c) -> std::string& { return c.data; }));
   t.push_back(integer("--train-limit", {"train_limit"}, S::kRun, "use only the first N training examples (0 = all)",
                       [](JobConfig& c) -> int64_t& { return c.train_limit; }));
+  t.push_back(integer("--eval-every", {"eval_every"}, S::kTrain,
+                      "also evaluate on the held-out split every N optimizer steps (0: at the end only)",
+                      [](JobConfig& c) -> int64_t& { return c.eval_every; }));
   t.push_back(text("--init", {"init"}, S::kRun, "FILE", "start from these weights (safetensors)",
                    [](JobConfig& c) -> std::string& { return c.init_path; }));
   // ── Batch
@@ -208,6 +211,29 @@ std::vector<Option> build_table() {
                  }
                  return c.train.accumulation_steps() ? fmt::format("{}", *c.train.accumulation_steps())
                                                      : std::string("derived: global / (micro × world)");
+               }});
+  t.push_back({"--micro-batching",
+               {"micro_batching"},
+               OptionType::kString,
+               S::kBatch,
+               "fixed|tokens:N",
+               "fixed: micro-batches of --micro-batch sequences; tokens:N: each window (--global-batch) sorted by "
+               "length and cut into micro-batches of at most N tokens, rows × longest row (text)",
+               [](JobConfig& c, const OptionValue& v) {
+                 const std::string& s = std::get<std::string>(v);
+                 if (s == "fixed") {
+                   c.train.micro_batch_tokens(std::nullopt);
+                   return;
+                 }
+                 if (s.rfind("tokens:", 0) != 0)
+                   throw std::invalid_argument(fmt::format("'{}' is not fixed or tokens:N", shown(s)));
+                 const int64_t n = parse_int(s.substr(7));
+                 if (n < 1) throw std::invalid_argument(fmt::format("tokens:N needs N ≥ 1, got {}", n));
+                 c.train.micro_batch_tokens(n);
+               },
+               [](const JobConfig& c) {
+                 return c.train.micro_batch_tokens() ? fmt::format("tokens:{}", *c.train.micro_batch_tokens())
+                                                     : std::string("fixed");
                }});
   t.push_back(integer("--accum-auto-warmup", {"accum_auto_warmup"}, S::kTrain,
                       "with --accum auto: optimizer steps before the first decision",

@@ -18,8 +18,10 @@ StepLog::StepLog(const std::string& path, std::optional<int64_t> continue_after)
       std::string kept, line;
       while (std::getline(in, line)) {
         const nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-        if (j.is_object() && j.contains("step") && j["step"].is_number_integer() &&
-            j["step"].get<int64_t>() <= *continue_after) {
+        // Step lines, and the evaluations made after them ("at_step"), up to the checkpoint.
+        const char* key = j.is_object() && j.contains("step") ? "step" : "at_step";
+        if (j.is_object() && j.contains(key) && j[key].is_number_integer() &&
+            j[key].get<int64_t>() <= *continue_after) {
           kept += line + "\n";
         }
       }
@@ -35,7 +37,13 @@ StepLog::StepLog(const std::string& path, std::optional<int64_t> continue_after)
     }
   }
   path_ = path;
-  file_ = std::fopen(path.c_str(), continue_after ? "a" : "w");
+  // Appending, always: records the job adds between steps (evaluations) land after the step they
+  // follow instead of being overwritten at this stream's position.
+  if (!continue_after) {
+    std::FILE* fresh = std::fopen(path.c_str(), "w");
+    if (fresh) std::fclose(fresh);
+  }
+  file_ = std::fopen(path.c_str(), "a");
   if (!file_) throw std::runtime_error(fmt::format("cannot write log file {}: {}", path, std::strerror(errno)));
 }
 
@@ -65,6 +73,10 @@ std::string step_json(const StepReport& r, int64_t epoch, double seconds) {
   j["peak_mb"] = static_cast<double>(r.peak_bytes) / (1 << 20);
   j["micro_batch"] = r.micro_batch;
   j["oom_replays"] = r.oom_replays;
+  if (r.computed_items > 0) {  // sequence data: the padding computed, and real tokens per second
+    j["padding_fraction"] = 1.0 - static_cast<double>(r.local_items) / static_cast<double>(r.computed_items);
+    j["tokens_per_s"] = seconds > 0 ? static_cast<double>(r.items) / seconds : 0.0;
+  }
   if (r.noise_measured) {
     j["noise_scale"] = r.noise_scale;
     j["grad_sq_est"] = r.grad_sq_est;

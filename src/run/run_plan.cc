@@ -90,6 +90,19 @@ RunPlan resolve_run(const TrainOptions& o, const DistEnv& env, int64_t dataset_s
       throw ConfigError(e.what());
     }
   }
+  // Token-budget micro-batches: the window is the global batch; the sampler cuts each rank's share.
+  if (o.micro_batch_tokens()) {
+    require_count(*o.micro_batch_tokens(), 1, int64_t{1} << 40, "micro_batch_tokens");
+    require(!o.micro_batch() && !o.accumulation_steps(),
+            "micro_batching tokens:N cuts each window by tokens: drop micro_batch and accumulation_steps (the window "
+            "is global_batch)");
+    require(o.global_batch().has_value(), "micro_batching tokens:N needs global_batch (sequences per optimizer step)");
+    require(o.accum_schedule().empty() && !o.accum_auto(),
+            "micro_batching tokens:N keeps the window fixed: drop the accumulation schedule or accum auto");
+    require(!o.memory_budget(), "micro_batching tokens:N sets the micro-batch's size itself: drop memory_budget");
+    require(o.normalization() != Normalization::kNaiveMicroMean,
+            "micro_batching tokens:N needs per-item normalization (the naive mean assumes equal micro-batches)");
+  }
   // Accumulation that follows the noise scale: from the starting accumulation, the micro-batch fixed.
   std::optional<AutoAccumOptions> auto_accum;
   if (o.accum_auto()) {
@@ -140,10 +153,11 @@ RunPlan resolve_run(const TrainOptions& o, const DistEnv& env, int64_t dataset_s
     }
     if (!micro_batch) micro_batch = std::min((*o.global_batch() + env.world_size - 1) / env.world_size, dataset_size);
   }
+  if (o.micro_batch_tokens()) micro_batch = (*o.global_batch() + env.world_size - 1) / env.world_size;
   const BatchPlan batch =
       BatchPlan::resolve({o.global_batch(), micro_batch,
                           accum_schedule || auto_accum ? std::optional<int64_t>(first_accum) : accumulation_steps,
-                          env.world_size, /*short_last_micro=*/o.memory_budget().has_value()});
+                          env.world_size, /*short_last_micro=*/o.memory_budget() || o.micro_batch_tokens()});
   if (o.noise_scale() && !o.memory_budget() && !accum_schedule && !auto_accum && batch.accumulation_steps == 1 &&
       env.world_size == 1) {
     throw ConfigError(
@@ -269,6 +283,7 @@ RunPlan resolve_run(const TrainOptions& o, const DistEnv& env, int64_t dataset_s
       .activation_checkpointing = o.activation_checkpointing(),
       .noise_scale_ema = o.noise_scale() || auto_accum ? std::optional<double>(o.noise_scale_ema()) : std::nullopt,
       .auto_accum = auto_accum,
+      .micro_batch_tokens = o.micro_batch_tokens(),
   };
 }
 
@@ -301,6 +316,7 @@ StringMap RunPlan::run_identity(const std::string& optimizer_kind) const {
       schedule += fmt::format("{}{}:{}", schedule.empty() ? "" : ",", step, accum);
   }
   id["accum_schedule"] = schedule;
+  id["micro_batching"] = micro_batch_tokens ? fmt::format("tokens:{}", *micro_batch_tokens) : "fixed";
   id["accum_auto"] = auto_accum ? fmt::format("{}:{} warmup {} every {}", auto_accum->min_accum, auto_accum->max_accum,
                                               auto_accum->warmup, auto_accum->interval)
                                 : "off";

@@ -1,7 +1,10 @@
 #include "gradacc/run/train_loop.h"
 
+#include <algorithm>
 #include <chrono>
 #include <optional>
+#include <tuple>
+#include <utility>
 
 #include <ATen/Context.h>
 #include <ATen/core/Generator.h>
@@ -18,13 +21,19 @@ namespace {
 
 // Forward and backward of one window, a micro-batch at a time: only one micro-batch of
 // activations lives.
-void run_window(const LoopParts& p, const Window& window) {
+// Returns the positions computed and the real items among them (sequence data; else zeros).
+std::pair<int64_t, int64_t> run_window(const LoopParts& p, const Window& window) {
+  int64_t computed = 0, real = 0;
   for (const std::vector<int64_t>& indices : window.micro_batches) {
     if (indices.empty()) {  // this rank's share of a short window ran out
       p.accumulator.empty_micro_batch();
       continue;
     }
     const Batch batch = p.data.gather(indices).to(p.device);
+    if (batch.targets.dim() > 1) {
+      computed += batch.targets.numel();
+      real += batch.items;
+    }
     at::Tensor loss_sum;
     {
       AutocastGuard autocast(p.device.type(), p.precision);
@@ -32,6 +41,7 @@ void run_window(const LoopParts& p, const Window& window) {
     }
     p.accumulator.accumulate(loss_sum, batch.samples, batch.items);
   }
+  return {computed, real};
 }
 
 }  // namespace
@@ -69,12 +79,13 @@ std::vector<StepReport> train_steps(const LoopParts& p, int64_t steps, LoopPosit
     const at::Generator rng_at_start = p.replay_on_oom ? default_generator(p.device).clone() : at::Generator();
     Window window;
     int64_t replays = 0;
+    std::pair<int64_t, int64_t> positions;
     for (;;) {
       window = sampler->window_at(order, pos.epoch, pos.window, pos.offset,
                                   varying ? accum : sampler->plan().accumulation_steps);
       reset_memory_peak(p.device);
       try {
-        run_window(p, window);
+        positions = run_window(p, window);
         break;
       } catch (const c10::OutOfMemoryError& e) {
         if (!p.replay_on_oom) throw;
@@ -105,6 +116,11 @@ std::vector<StepReport> train_steps(const LoopParts& p, int64_t steps, LoopPosit
     StepReport report = p.accumulator.step();
     report.peak_bytes = memory_reading(p.device).peak_bytes;  // allocator statistics: no device sync
     report.micro_batch = sampler->plan().micro_batch;
+    if (sampler->token_budget().tokens > 0) {  // token budget: the most rows a micro-batch held
+      report.micro_batch = 0;
+      for (const auto& m : window.micro_batches) report.micro_batch = std::max<int64_t>(report.micro_batch, m.size());
+    }
+    std::tie(report.computed_items, report.local_items) = positions;
     report.oom_replays = replays;
     if (p.auto_accum) p.auto_accum->after_step(report);  // before the callback: a checkpoint saves the decision
     reports.push_back(report);

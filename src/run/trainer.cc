@@ -3,6 +3,7 @@
 // checkpoints and honours stop requests.
 #include "gradacc/run/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <iostream>
 
@@ -170,7 +171,21 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
           "your own offers it with a method bool set_activation_checkpointing(bool))");
     }
   }
-  s_->sampler.emplace(plan.dataset_size, plan.batch, plan.sampler);
+  TokenBudget tokens;
+  if (plan.micro_batch_tokens) {
+    auto lengths = std::make_shared<const std::vector<int64_t>>(s_->data->lengths());
+    if (lengths->empty()) {
+      throw ConfigError("micro_batching tokens:N needs sequence data (text): these examples have no lengths to cut by");
+    }
+    const int64_t longest = *std::max_element(lengths->begin(), lengths->end());
+    if (longest > *plan.micro_batch_tokens) {
+      throw ConfigError(fmt::format("micro_batching tokens:{} is smaller than the longest sequence ({} tokens)",
+                                    *plan.micro_batch_tokens, longest));
+    }
+    tokens = TokenBudget{*plan.micro_batch_tokens, std::move(lengths),
+                         plan.env.distributed() && plan.sync == SyncMode::kEveryMicroBatch};
+  }
+  s_->sampler.emplace(plan.dataset_size, plan.batch, plan.sampler, std::move(tokens));
   if (plan.noise_scale_ema) {
     if (plan.batch.accumulation_steps == 1 && plan.batch.world_size == 1) {
       throw ConfigError(
@@ -274,16 +289,17 @@ TrainResult Trainer::fit() {
       }
       return !stopped_by_request && !stopped_by_callback;
     };
-    const LoopParts parts{s.model,
-                          s.loss,
-                          *s.accumulator,
-                          *s.data,
-                          *s.sampler,
-                          p.device,
-                          p.precision,
-                          p.accum_schedule ? &*p.accum_schedule : nullptr,
-                          s.auto_accum.get(),
-                          /*replay_on_oom=*/!p.env.distributed() && !p.accum_schedule && !s.auto_accum};
+    const LoopParts parts{
+        s.model,
+        s.loss,
+        *s.accumulator,
+        *s.data,
+        *s.sampler,
+        p.device,
+        p.precision,
+        p.accum_schedule ? &*p.accum_schedule : nullptr,
+        s.auto_accum.get(),
+        /*replay_on_oom=*/!p.env.distributed() && !p.accum_schedule && !s.auto_accum && !p.micro_batch_tokens};
     // The budget is enforced on the CPU: an allocation past it fails like a GPU's, and the window
     // is replayed with half the micro-batch. (On a GPU, its own memory is the limit.)
     const CpuMemoryLimit limit(p.memory_budget && !p.device.is_cuda() ? *p.memory_budget : cpu_memory_limit());

@@ -87,6 +87,7 @@ VerifyResult verify_accumulation(const std::function<Model()>& make_model, const
       .micro_batch((plan.batch.global_batch + plan.batch.world_size - 1) / plan.batch.world_size)
       .accumulation_steps(1)
       .memory_budget(std::nullopt)
+      .micro_batch_tokens(std::nullopt)
       .activation_checkpointing(std::nullopt);
 
   VerifyResult r;
@@ -94,6 +95,7 @@ VerifyResult verify_accumulation(const std::function<Model()>& make_model, const
   const Run accumulated = run_one(make_model, make_optimizer, data, options, loss, o.steps);
   r.full_plan = resolve_run(full, DistEnv::from_environment(), data->size()).batch;
   r.accumulated_plan = accumulated.plan;
+  r.micro_batch_tokens = options.micro_batch_tokens().value_or(0);
   for (const auto& s : reference.steps) r.full_loss.push_back(s.loss);
   const Difference d = compare(reference, accumulated, initial);
   r.accumulated_loss = d.loss;
@@ -145,6 +147,7 @@ std::string verify_json(const VerifyResult& r, const VerifyOptions& o) {
   j["worst_tensor"] = r.worst_tensor;
   j["full_plan"] = describe(r.full_plan);
   j["accumulated_plan"] = describe(r.accumulated_plan);
+  if (r.micro_batch_tokens > 0) j["micro_batching"] = fmt::format("tokens:{}", r.micro_batch_tokens);
   j["full_loss"] = r.full_loss;
   j["accumulated_loss"] = r.accumulated_loss;
   j["rel_loss_diff"] = r.rel_loss_diff;
@@ -160,7 +163,12 @@ std::string verify_json(const VerifyResult& r, const VerifyOptions& o) {
 
 std::string verify_text(const VerifyResult& r, const VerifyOptions& o) {
   std::string s =
-      fmt::format("full batch:  {}\naccumulated: {}\n", describe(r.full_plan), describe(r.accumulated_plan));
+      fmt::format("full batch:  {}\naccumulated: {}\n", describe(r.full_plan),
+                  r.micro_batch_tokens > 0 ? fmt::format("global_batch={} in micro-batches of at most {} tokens "
+                                                         "(longest first) world_size={}",
+                                                         r.accumulated_plan.global_batch, r.micro_batch_tokens,
+                                                         r.accumulated_plan.world_size)
+                                           : describe(r.accumulated_plan));
   s += fmt::format("{:>5}  {:>14}  {:>14}  {:>10}", "step", "full loss", "accum loss", "rel diff");
   s += r.has_naive ? fmt::format("  {:>14}\n", "naive loss") : "\n";
   for (size_t i = 0; i < r.full_loss.size(); ++i) {

@@ -42,6 +42,9 @@ class Dataset {
   // min(n, size()) indices whose batch needs the most memory (the longest examples): what the
   // memory planner measures with. Default: the first ones, right for fixed-shape examples.
   virtual std::vector<int64_t> largest_examples(int64_t n) const;
+  // Positions each example computes in a batch of its own (its row length: tokens for text), or
+  // empty for fixed-shape examples. Token-budget micro-batches (window_sampler.h) cut by it.
+  virtual std::vector<int64_t> lengths() const { return {}; }
 };
 
 // Fixed-shape examples with one class label each (images, feature vectors).

@@ -33,6 +33,8 @@ class TextDataset : public Dataset {
   int64_t num_classes() const override { return kByteVocab; }
   // The n longest sequences (ties: the earlier first).
   std::vector<int64_t> largest_examples(int64_t n) const override;
+  // Each sequence's length: its predictions, which is also its row in a batch of its own.
+  std::vector<int64_t> lengths() const override;
   // Predictions (targets) in the whole data set.
   int64_t total_items() const;
   // The first n sequences (for quick runs and tests).

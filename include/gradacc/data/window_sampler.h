@@ -7,14 +7,21 @@
 // into equal contiguous slices of ⌈samples / world⌉, one per rank, and each slice into
 // micro-batches of `micro_batch` (the last one shorter when it does not divide the slice).
 //
-// Invariants: every rank sees the same number of micro-batches in a window (a rank whose slice of
-// a short window runs out gets empty micro-batches), slices of different ranks are disjoint, and
-// the union over ranks of one window is exactly that window's examples.
+// Token-budget micro-batches (TokenBudget): the windows and slices stay the same, but each rank's
+// slice is sorted by length (longest first) and cut greedily into micro-batches whose rows ×
+// longest row stay within the budget: many short sequences, or few long ones. The window gradient
+// is normalized by the window's real count, so how a window is grouped does not change it.
+//
+// Invariants: slices of different ranks are disjoint, and the union over ranks of one window is
+// exactly that window's examples. Every rank sees the same number of micro-batches in a window (a
+// rank whose slice of a short window runs out gets empty micro-batches), except with a token
+// budget that does not ask for it (per-window sync, where nothing collective runs per micro-batch).
 //
 // Thread safety: const methods are safe to call concurrently.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "gradacc/accumulate/batch_plan.h"
@@ -35,9 +42,21 @@ struct Window {
   std::vector<std::vector<int64_t>> micro_batches;  // this rank's, in order; some may be empty
 };
 
+struct TokenBudget {
+  int64_t tokens = 0;                                   // rows × longest row per micro-batch; 0: off
+  std::shared_ptr<const std::vector<int64_t>> lengths;  // Dataset::lengths()
+  bool same_count_on_every_rank = false;                // pad with empty micro-batches to the busiest rank's count
+};
+
+// One rank's share of a window in micro-batches of at most `budget` tokens (rows × longest row),
+// longest first; ties keep the slice's order. Throws PlanError for a sequence longer than the budget.
+std::vector<std::vector<int64_t>> cut_by_tokens(std::vector<int64_t> slice, const std::vector<int64_t>& lengths,
+                                                int64_t budget);
+
 class WindowSampler {
  public:
-  WindowSampler(int64_t dataset_size, BatchPlan plan, WindowSamplerOptions options);
+  // With `tokens`, the plan's micro-batch is the whole share (⌈global / world⌉).
+  WindowSampler(int64_t dataset_size, BatchPlan plan, WindowSamplerOptions options, TokenBudget tokens = {});
 
   const EpochLayout& layout() const { return layout_; }
   const BatchPlan& plan() const { return plan_; }
@@ -55,11 +74,13 @@ class WindowSampler {
   int64_t dataset_size() const { return dataset_size_; }
   bool drop_partial() const { return options_.drop_partial; }
   const WindowSamplerOptions& options() const { return options_; }
+  const TokenBudget& token_budget() const { return tokens_; }
 
  private:
   int64_t dataset_size_;
   BatchPlan plan_;
   WindowSamplerOptions options_;
+  TokenBudget tokens_;
   EpochLayout layout_;
 };
 

@@ -45,6 +45,10 @@ struct TrainOptions {
   // Accumulation that follows the measured gradient noise scale (accumulate/auto_accum.h; needs
   // micro_batch and steps, measures the noise scale itself). Starts at accum_auto_min (unset: 2,
   // or 1 data parallel, where the ranks' shares are the small batches), at most accum_auto_max.
+  // Token-budget micro-batches (text): each window of global_batch sequences (each rank's share)
+  // sorted by length and cut into micro-batches of at most this many tokens (rows × longest row).
+  // Replaces micro_batch and accumulation_steps; the windows are the same as with them.
+  GRADACC_ARG(std::optional<int64_t>, micro_batch_tokens, std::nullopt);
   GRADACC_ARG(bool, accum_auto, false);
   GRADACC_ARG(std::optional<int64_t>, accum_auto_min, std::nullopt);
   GRADACC_ARG(int64_t, accum_auto_max, 64);

@@ -67,6 +67,7 @@ struct RunPlan {
   const std::optional<bool> activation_checkpointing;
   const std::optional<double> noise_scale_ema;       // set: measure the gradient noise scale with this decay
   const std::optional<AutoAccumOptions> auto_accum;  // set: accumulation follows the noise scale (batch: its start)
+  const std::optional<int64_t> micro_batch_tokens;   // set: token-budget micro-batches (batch: one per rank)
 
   bool lead() const { return env.rank == 0; }  // rank 0 logs, checkpoints, evaluates, saves
   // The LR schedule over an optimizer whose peak rate is `peak_lr` (DeepSpeed's WarmupLR and

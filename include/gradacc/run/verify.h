@@ -34,6 +34,7 @@ struct VerifyOptions {
 
 struct VerifyResult {
   BatchPlan full_plan, accumulated_plan;
+  int64_t micro_batch_tokens = 0;  // the accumulated run's token budget per micro-batch (0: fixed micro-batches)
   std::vector<double> full_loss, accumulated_loss, rel_loss_diff;
   double max_abs_weight_diff = 0.0;  // max over floating-point weights and buffers of |w_full − w_acc|
   double max_weight_movement = 0.0;  // max |w_full − w_initial|: how far training moved any weight

@@ -1,0 +1,101 @@
+// Token-budget micro-batches change how a window is grouped, never what it computes: a run cut by
+// tokens gives the weights of the run with fixed micro-batches over the same windows, and `verify`
+// passes against the full batch.
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <ATen/ops/abs.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "gradacc/errors.h"
+#include "gradacc/io/safetensors.h"
+#include "gradacc/job/job.h"
+#include "gradacc/run/run_plan.h"
+#include "testing/test_util.h"
+
+namespace gradacc {
+namespace {
+
+JobConfig gpt_job(const std::string& tag) {
+  JobConfig c = default_job();
+  c.model = {ModelKind::kGpt, NormKind::kLayer, 1, 2, 32, 64};
+  c.data = "text:/usr/share/common-licenses/GPL-3";
+  c.optimizer.lr = 1e-3;
+  c.train.global_batch(32).steps(12).threads(2).progress(false).log_path(testing::temp_path(tag + ".jsonl"));
+  c.save_path = testing::temp_path(tag + ".safetensors");
+  return c;
+}
+
+TEST(TokenBudget, GivesTheWeightsOfFixedMicroBatchesOverTheSameWindows) {
+  JobConfig fixed = gpt_job("fixed"), tokens = gpt_job("tokens");
+  fixed.train.micro_batch(8);
+  tokens.train.micro_batch_tokens(256);  // the same budget: 4 rows of the 64-token context
+  std::ostringstream out;
+  run_train_job(fixed, out);
+  run_train_job(tokens, out);
+  const TensorMap a = load_safetensors(fixed.save_path), b = load_safetensors(tokens.save_path);
+  double worst = 0.0;
+  for (const auto& [name, t] : a) worst = std::max(worst, (t - b.at(name)).abs().max().item<double>());
+  std::cout << "    max |Δw| token budget vs fixed micro-batches: " << worst << "\n";
+  EXPECT_LT(worst, 1e-5);
+
+  // Same windows (samples and real tokens per step); the token budget computes less padding.
+  auto rows = [](const std::string& log) {
+    std::vector<nlohmann::json> r;
+    std::ifstream in(log);
+    for (std::string line; std::getline(in, line);) {
+      auto j = nlohmann::json::parse(line);
+      if (j.contains("step")) r.push_back(j);
+    }
+    return r;
+  };
+  const auto fa = rows(fixed.train.log_path()), tb = rows(tokens.train.log_path());
+  ASSERT_EQ(fa.size(), 12u);
+  ASSERT_EQ(tb.size(), 12u);
+  double padding_fixed = 0, padding_tokens = 0;
+  for (size_t i = 0; i < fa.size(); ++i) {
+    EXPECT_EQ(fa[i]["samples"], tb[i]["samples"]);
+    EXPECT_EQ(fa[i]["items"], tb[i]["items"]);
+    padding_fixed += fa[i]["padding_fraction"].get<double>() / 12;
+    padding_tokens += tb[i]["padding_fraction"].get<double>() / 12;
+  }
+  std::cout << "    padding fraction: fixed " << padding_fixed << ", token budget " << padding_tokens << "\n";
+  EXPECT_LT(padding_tokens, padding_fixed);
+  for (const auto& p : {fixed.save_path, tokens.save_path, fixed.train.log_path(), tokens.train.log_path()})
+    std::filesystem::remove(p);
+}
+
+TEST(TokenBudget, VerifyAgainstTheFullBatchPasses) {
+  JobConfig c = gpt_job("verify");
+  c.train.micro_batch_tokens(256).log_path("");
+  c.save_path = "";
+  VerifyOptions o;
+  o.steps = 3;
+  const VerifyResult r = run_verify_job(c, o);
+  EXPECT_TRUE(r.pass) << verify_text(r, o);
+  EXPECT_LT(r.max_rel_loss_diff, 1e-5);
+}
+
+TEST(TokenBudget, OptionsThatFixTheMicroBatchAreRefused) {
+  const DistEnv one;
+  auto refused = [&](TrainOptions o, const std::string& fragment) {
+    try {
+      resolve_run(o.micro_batch_tokens(256).steps(2), one, 100);
+      ADD_FAILURE() << "accepted; expected: " << fragment;
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+    }
+  };
+  refused(TrainOptions().global_batch(32).micro_batch(8), "drop micro_batch");
+  refused(TrainOptions(), "needs global_batch");
+  refused(TrainOptions().micro_batch(8).accum_schedule("0:2"), "drop micro_batch");
+  refused(TrainOptions().global_batch(32).normalization(Normalization::kNaiveMicroMean), "per-item normalization");
+  const RunPlan p = resolve_run(TrainOptions().global_batch(30).micro_batch_tokens(256).steps(2), one, 100);
+  EXPECT_EQ(p.batch.global_batch, 30);
+  EXPECT_EQ(p.batch.accumulation_steps, 1);  // one share per rank, cut by the sampler
+}
+
+}  // namespace
+}  // namespace gradacc
