@@ -7,6 +7,9 @@ rotating the order, and reports the median samples/s (tokens/s for gpt), the rat
 and peak resident memory. Then checks that memory stays flat in the accumulation factor and times
 the window boundary against a memcpy of the same bytes.
 
+For the gpt, gradacc also runs the same windows with token-budget micro-batches of the same budget
+(--micro-batching tokens:micro×context), and a second table gives their real tokens/s.
+
 Usage: bench/run.sh [--reps 3] [--workloads mlp,cnn,gpt] [--micro 1,4,16,64] [--out results.json]
 """
 import argparse
@@ -61,8 +64,12 @@ def run(cmd):
         return out.read().decode(), usage.ru_maxrss / 1024
 
 
-def gradacc_cmd(workload, init, micro, accum, steps, log, threads):
-    cmd = [GRADACC, "train", "--model", workload, "--init", init, "--micro-batch", str(micro), "--accum", str(accum),
+def gradacc_cmd(workload, init, micro, accum, steps, log, threads, tokens=False):
+    # tokens: the same windows (micro × accum sequences), cut into micro-batches of the same token
+    # budget as the fixed ones (micro × context) instead of micro sequences each.
+    batch = (["--global-batch", str(micro * accum), "--micro-batching", f"tokens:{micro * GPT['context']}"] if tokens
+             else ["--micro-batch", str(micro), "--accum", str(accum)])
+    cmd = [GRADACC, "train", "--model", workload, "--init", init] + batch + [
            "--steps", str(steps), "--optimizer", "adamw", "--lr", "1e-3", "--weight-decay", "0.01",
            "--schedule", "constant", "--clip", "0", "--threads", str(threads), "--log", log]
     if workload == "gpt":
@@ -72,12 +79,13 @@ def gradacc_cmd(workload, init, micro, accum, steps, log, threads):
     return cmd
 
 
-def run_gradacc(workload, init, micro, accum, steps, threads):
+def run_gradacc(workload, init, micro, accum, steps, threads, tokens=False):
     with tempfile.NamedTemporaryFile(suffix=".jsonl") as log:
-        _, rss = run(gradacc_cmd(workload, init, micro, accum, steps, log.name, threads))
+        _, rss = run(gradacc_cmd(workload, init, micro, accum, steps, log.name, threads, tokens))
         rows = [json.loads(l) for l in open(log.name) if '"step"' in l][WARMUP_STEPS:]
     seconds = sum(r["seconds"] for r in rows)
     return {"samples_per_s": sum(r["samples"] for r in rows) / seconds, "tokens_per_s": sum(r["items"] for r in rows) / seconds,
+            "padding_fraction": statistics.mean(r.get("padding_fraction", 0.0) for r in rows),
             "boundary_seconds": statistics.median(r["boundary_seconds"] for r in rows), "peak_rss_mb": rss}
 
 
@@ -125,14 +133,16 @@ def main():
 
     programs = ["gradacc", "seed", "accelerate"]
     results = {}
+    token_programs = ["gradacc-tokens"] if "gpt" in workloads else []
     for rep in range(a.reps):
         for w in workloads:
             for m in micros:
                 steps = WARMUP_STEPS + max(3, TARGET[w] // (m * a.accum))
-                order = programs[rep % 3:] + programs[:rep % 3]  # rotate who goes first
+                every = programs + (token_programs if w == "gpt" else [])
+                order = every[rep % len(every):] + every[:rep % len(every)]  # rotate who goes first
                 for prog in order:
-                    if prog == "gradacc":
-                        r = run_gradacc(w, inits[w], m, a.accum, steps, a.threads)
+                    if prog.startswith("gradacc"):
+                        r = run_gradacc(w, inits[w], m, a.accum, steps, a.threads, tokens=prog == "gradacc-tokens")
                     else:
                         r = run_peer(prog, w, inits[w], m, a.accum, steps, a.threads)
                     results.setdefault((w, m, prog), []).append(r)
@@ -155,6 +165,19 @@ def main():
             table.append({"workload": w, "micro": m, "gradacc": g, "seed": s, "accelerate": acc, "rss_mb": rss})
             lines.append(f"| {w} | {m} | {g:.0f} | {s:.0f} | {acc:.0f} | {g / s:.2f} | {g / acc:.2f} | "
                          f"{rss[0]:.0f} / {rss[1]:.0f} / {rss[2]:.0f} |")
+
+    if "gpt" in workloads:
+        # Token-budget micro-batches on the same windows and the same token budget per micro-batch.
+        lines += ["", "gpt, the same windows: gradacc with token-budget micro-batches (--micro-batching tokens:"
+                  "micro×128) against fixed micro-batches of `micro` padded sequences; real tokens/s:", "",
+                  "| micro | gradacc tokens:N | gradacc fixed | seed loop | Accelerate | × gradacc fixed | × seed |"
+                  " × Accelerate | padding: fixed → tokens |", "|---|---|---|---|---|---|---|---|---|"]
+        for m in micros:
+            t, g, s_, acc = (med("gpt", m, prog, "tokens_per_s") for prog in ["gradacc-tokens"] + programs)
+            pad_f, pad_t = (med("gpt", m, prog, "padding_fraction") for prog in ["gradacc", "gradacc-tokens"])
+            table.append({"workload": "gpt-tokens", "micro": m, "gradacc": t, "seed": s_, "accelerate": acc})
+            lines.append(f"| {m} | {t:.0f} | {g:.0f} | {s_:.0f} | {acc:.0f} | {t / g:.2f} | {t / s_:.2f} | {t / acc:.2f} "
+                         f"| {pad_f:.3f} → {pad_t:.3f} |")
 
     # Memory flat in the accumulation factor (cnn, micro 32): ×1, ×64, and the full batch of 2048.
     lines += ["", "Peak RSS of gradacc, cnn (GroupNorm), 3 optimizer steps:", "",

@@ -4,12 +4,14 @@
 
 #include <cmath>
 #include <csignal>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <numeric>
 #include <sstream>
 
 #include <fmt/format.h>
+#include <torch/csrc/autograd/profiler_kineto.h>
 
 #include "gradacc/errors.h"
 #include "gradacc/io/safetensors.h"
@@ -136,8 +138,40 @@ JobSummary run_train_job(const JobConfig& c, std::ostream& out) {
     });
   }
 
+  // --profile: steps 3–5, after the first windows have allocated what the run keeps; a run that
+  // ends (or stops) before step 5 saves what it profiled.
+  namespace prof = torch::autograd::profiler;
+  bool profiling = false;
+  int64_t profiled_to = 0;
+  const auto save_profile = [&] {
+    prof::disableProfiler()->save(c.profile_path);
+    profiling = false;
+    say << fmt::format("profile of steps 3-{} written to {}\n", profiled_to, c.profile_path);
+  };
+  if (!c.profile_path.empty()) {
+    require_writable_parent(c.profile_path);
+    trainer.on_step([&](const StepReport& r, const StepContext&) {
+      profiled_to = r.step;
+      if (r.step == 2) {
+        // Kineto logs a CUDA probe's failure as an error on machines without a GPU: only fatal
+        // messages, unless the user set a level.
+        ::setenv("KINETO_LOG_LEVEL", "5", /*overwrite=*/0);
+        const prof::ProfilerConfig config(prof::ProfilerState::KINETO);
+        prof::prepareProfiler(config, {prof::ActivityType::CPU});
+        prof::enableProfiler(config, {prof::ActivityType::CPU});
+        profiling = true;
+      } else if (r.step == 5 && profiling) {
+        save_profile();
+      }
+      return true;
+    });
+  }
+
   JobSummary s;
   s.result = trainer.fit();
+  if (profiling) save_profile();
+  if (!c.profile_path.empty() && s.result.steps - s.result.first_step < 3)
+    say << "note: --profile profiles steps 3-5; this run was too short to profile\n";
   const TrainResult& r = s.result;
   for (const StepReport& step : r.history) s.peak_bytes = std::max(s.peak_bytes, step.peak_bytes);
   if (!r.history.empty()) {

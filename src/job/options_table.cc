@@ -169,6 +169,10 @@ std::vector<Option> build_table() {
                    [](JobConfig& c) -> std::string& { return c.data; }));
   t.push_back(integer("--train-limit", {"train_limit"}, S::kRun, "use only the first N training examples (0 = all)",
                       [](JobConfig& c) -> int64_t& { return c.train_limit; }));
+  t.push_back(text("--profile", {"profile"}, S::kTrain, "FILE",
+                   "profile optimizer steps 3-5 with LibTorch's profiler and write a Chrome trace (bench/profile.py "
+                   "sums it by phase and operator)",
+                   [](JobConfig& c) -> std::string& { return c.profile_path; }));
   t.push_back(integer("--eval-every", {"eval_every"}, S::kTrain,
                       "also evaluate on the held-out split every N optimizer steps (0: at the end only)",
                       [](JobConfig& c) -> int64_t& { return c.eval_every; }));

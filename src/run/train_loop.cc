@@ -8,6 +8,7 @@
 
 #include <ATen/Context.h>
 #include <ATen/core/Generator.h>
+#include <ATen/record_function.h>
 #include <c10/util/Exception.h>
 
 #include <fmt/format.h>
@@ -29,16 +30,22 @@ std::pair<int64_t, int64_t> run_window(const LoopParts& p, const Window& window)
       p.accumulator.empty_micro_batch();
       continue;
     }
-    const Batch batch = p.data.gather(indices).to(p.device);
+    // The phases are named for the profiler (--profile): free when it is off.
+    const Batch batch = [&] {
+      RECORD_USER_SCOPE("gradacc::data");
+      return p.data.gather(indices).to(p.device);
+    }();
     if (batch.targets.dim() > 1) {
       computed += batch.targets.numel();
       real += batch.items;
     }
     at::Tensor loss_sum;
     {
+      RECORD_USER_SCOPE("gradacc::forward_and_loss");
       AutocastGuard autocast(p.device.type(), p.precision);
       loss_sum = p.loss(p.model.forward(batch), batch);
     }
+    RECORD_USER_SCOPE("gradacc::backward_and_accumulate");
     p.accumulator.accumulate(loss_sum, batch.samples, batch.items);
   }
   return {computed, real};
@@ -113,7 +120,10 @@ std::vector<StepReport> train_steps(const LoopParts& p, int64_t steps, LoopPosit
     }
 
     // Window boundary: exact normalization, clip, optimizer and schedule step.
-    StepReport report = p.accumulator.step();
+    StepReport report = [&] {
+      RECORD_USER_SCOPE("gradacc::window_boundary");
+      return p.accumulator.step();
+    }();
     report.peak_bytes = memory_reading(p.device).peak_bytes;  // allocator statistics: no device sync
     report.micro_batch = sampler->plan().micro_batch;
     if (sampler->token_budget().tokens > 0) {  // token budget: the most rows a micro-batch held

@@ -41,6 +41,7 @@ struct JobConfig {
   OptimizerOptions optimizer;
   std::string init_path;      // start from these weights (safetensors)
   std::string save_path;      // save the final weights here
+  std::string profile_path;   // profile optimizer steps 3–5 with LibTorch's profiler: a Chrome trace here
   int64_t eval_every = 0;     // evaluate on the held-out split every N optimizer steps (0 = at the end only)
   std::string config_path;    // the JSON config file it was read from, if any (for path checks)
   ForeignConfig foreign;      // a DeepSpeed / Hugging Face file's keys that need the whole file
