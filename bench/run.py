@@ -64,11 +64,12 @@ def run(cmd):
         return out.read().decode(), usage.ru_maxrss / 1024
 
 
-def gradacc_cmd(workload, init, micro, accum, steps, log, threads, tokens=False):
+def gradacc_cmd(workload, init, micro, accum, steps, log, threads, tokens=False, packing=False):
     # tokens: the same windows (micro × accum sequences), cut into micro-batches of the same token
     # budget as the fixed ones (micro × context) instead of micro sequences each.
     batch = (["--global-batch", str(micro * accum), "--micro-batching", f"tokens:{micro * GPT['context']}"] if tokens
              else ["--micro-batch", str(micro), "--accum", str(accum)])
+    batch += ["--packing", "on"] if packing else []
     cmd = [GRADACC, "train", "--model", workload, "--init", init] + batch + [
            "--steps", str(steps), "--optimizer", "adamw", "--lr", "1e-3", "--weight-decay", "0.01",
            "--schedule", "constant", "--clip", "0", "--threads", str(threads), "--log", log]
@@ -79,9 +80,9 @@ def gradacc_cmd(workload, init, micro, accum, steps, log, threads, tokens=False)
     return cmd
 
 
-def run_gradacc(workload, init, micro, accum, steps, threads, tokens=False):
+def run_gradacc(workload, init, micro, accum, steps, threads, tokens=False, packing=False):
     with tempfile.NamedTemporaryFile(suffix=".jsonl") as log:
-        _, rss = run(gradacc_cmd(workload, init, micro, accum, steps, log.name, threads, tokens))
+        _, rss = run(gradacc_cmd(workload, init, micro, accum, steps, log.name, threads, tokens, packing))
         rows = [json.loads(l) for l in open(log.name) if '"step"' in l][WARMUP_STEPS:]
     seconds = sum(r["seconds"] for r in rows)
     return {"samples_per_s": sum(r["samples"] for r in rows) / seconds, "tokens_per_s": sum(r["items"] for r in rows) / seconds,
@@ -133,7 +134,7 @@ def main():
 
     programs = ["gradacc", "seed", "accelerate"]
     results = {}
-    token_programs = ["gradacc-tokens"] if "gpt" in workloads else []
+    token_programs = ["gradacc-tokens", "gradacc-packed"] if "gpt" in workloads else []
     for rep in range(a.reps):
         for w in workloads:
             for m in micros:
@@ -142,7 +143,9 @@ def main():
                 order = every[rep % len(every):] + every[:rep % len(every)]  # rotate who goes first
                 for prog in order:
                     if prog.startswith("gradacc"):
-                        r = run_gradacc(w, inits[w], m, a.accum, steps, a.threads, tokens=prog == "gradacc-tokens")
+                        r = run_gradacc(w, inits[w], m, a.accum, steps, a.threads,
+                                        tokens=prog in ("gradacc-tokens", "gradacc-packed"),
+                                        packing=prog == "gradacc-packed")
                     else:
                         r = run_peer(prog, w, inits[w], m, a.accum, steps, a.threads)
                     results.setdefault((w, m, prog), []).append(r)
@@ -169,15 +172,19 @@ def main():
     if "gpt" in workloads:
         # Token-budget micro-batches on the same windows and the same token budget per micro-batch.
         lines += ["", "gpt, the same windows: gradacc with token-budget micro-batches (--micro-batching tokens:"
-                  "micro×128) against fixed micro-batches of `micro` padded sequences; real tokens/s:", "",
-                  "| micro | gradacc tokens:N | gradacc fixed | seed loop | Accelerate | × gradacc fixed | × seed |"
-                  " × Accelerate | padding: fixed → tokens |", "|---|---|---|---|---|---|---|---|---|"]
+                  "micro×128), and with packing too (--packing on), against fixed micro-batches of `micro` padded "
+                  "sequences (gradacc fixed, seed loop, Accelerate); real tokens/s:", "",
+                  "| micro | tokens:N | tokens:N + packing | gradacc fixed | seed loop | Accelerate | tokens × seed |"
+                  " tokens × Acc | packed × seed | packed × Acc | padding: fixed → tokens → packed |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for m in micros:
-            t, g, s_, acc = (med("gpt", m, prog, "tokens_per_s") for prog in ["gradacc-tokens"] + programs)
-            pad_f, pad_t = (med("gpt", m, prog, "padding_fraction") for prog in ["gradacc", "gradacc-tokens"])
+            t, pk, g, s_, acc = (med("gpt", m, prog, "tokens_per_s")
+                                 for prog in ["gradacc-tokens", "gradacc-packed"] + programs)
+            pads = [med("gpt", m, prog, "padding_fraction") for prog in ["gradacc", "gradacc-tokens", "gradacc-packed"]]
             table.append({"workload": "gpt-tokens", "micro": m, "gradacc": t, "seed": s_, "accelerate": acc})
-            lines.append(f"| {m} | {t:.0f} | {g:.0f} | {s_:.0f} | {acc:.0f} | {t / g:.2f} | {t / s_:.2f} | {t / acc:.2f} "
-                         f"| {pad_f:.3f} → {pad_t:.3f} |")
+            table.append({"workload": "gpt-packed", "micro": m, "gradacc": pk, "seed": s_, "accelerate": acc})
+            lines.append(f"| {m} | {t:.0f} | {pk:.0f} | {g:.0f} | {s_:.0f} | {acc:.0f} | {t / s_:.2f} | {t / acc:.2f} "
+                         f"| {pk / s_:.2f} | {pk / acc:.2f} | {pads[0]:.3f} → {pads[1]:.3f} → {pads[2]:.3f} |")
 
     # Memory flat in the accumulation factor (cnn, micro 32): ×1, ×64, and the full batch of 2048.
     lines += ["", "Peak RSS of gradacc, cnn (GroupNorm), 3 optimizer steps:", "",

@@ -226,6 +226,8 @@ expect_bad "needs sequence data (text)" train --model mlp --train-limit 64 --mic
 expect_bad "--micro-batching: tokens:N needs N ≥ 1, got 0" train --micro-batching tokens:0
 expect_bad "--micro-batching: 'rows:4' is not fixed or tokens:N" train --micro-batching rows:4
 expect_bad "drop memory_budget" train "${gpl[@]}" --micro-batching tokens:256 --global-batch 32 --memory-budget 1GiB
+expect_bad "packing is for text data" train --model mlp --train-limit 64 --packing on
+expect_bad "--packing: 'sometimes' is not on or off" train "${gpl[@]}" --packing sometimes
 
 echo "cli_bad_input: $passes passed, $fails failed"
 [ "$fails" -eq 0 ]

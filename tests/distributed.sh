@@ -86,10 +86,12 @@ PY
 # Token-budget micro-batches under data parallel, the same windows as the world-1 run above: with
 # per-window sync each rank runs its own count of micro-batches; with every-micro-batch sync every
 # rank runs the busiest rank's count (empty ones on the others).
-for sync in window every-micro-batch; do
+for run in "window off" "window on" "every-micro-batch off"; do
+  read -r sync packing <<<"$run"
   run_world 2 "$D/tok.safetensors" "$D/tok.jsonl" --model gpt --data text:/usr/share/common-licenses/GPL-3 --layers 1 \
-    --heads 2 --dim 32 --context 48 "${common[@]}" --steps 10 --global-batch 32 --micro-batching tokens:96 --sync "$sync"
-  compare "$D/tok.safetensors" "$D/w1.safetensors" "$D/init.safetensors" "gpt world 2, tokens:96, sync $sync vs world 1×4×8" 5e-3
+    --heads 2 --dim 32 --context 48 "${common[@]}" --steps 10 --global-batch 32 --micro-batching tokens:96 --sync "$sync" \
+    --packing "$packing"
+  compare "$D/tok.safetensors" "$D/w1.safetensors" "$D/init.safetensors" "gpt world 2, tokens:96, sync $sync, packing $packing vs world 1×4×8" 5e-3
 done
 "$PY" - "$D/tok.jsonl" <<'PY' || fail "token-budget data-parallel run"
 import json, sys

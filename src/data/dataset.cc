@@ -25,7 +25,10 @@ Batch Batch::to(const at::Device& device) const {
   const auto move = [&](const at::Tensor& t) {
     return (device.is_cuda() && t.is_cpu() ? t.pin_memory() : t).to(device, /*non_blocking=*/true);
   };
-  return Batch{move(inputs), move(targets), samples, items};
+  Batch out{move(inputs), move(targets), samples, items};
+  if (positions.defined()) out.positions = move(positions);
+  if (segments.defined()) out.segments = move(segments);
+  return out;
 }
 
 TensorDataset::TensorDataset(at::Tensor inputs, at::Tensor labels, int64_t num_classes)

@@ -2,14 +2,17 @@
 
 #include <numeric>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <sstream>
 
 #include <ATen/ops/full.h>
+#include <ATen/ops/zeros.h>
 #include <fmt/format.h>
 
 #include "gradacc/data/idx.h"
+#include "gradacc/data/packing.h"
 #include "gradacc/util/files.h"
 #include "gradacc/util/parse.h"
 
@@ -65,7 +68,50 @@ int64_t first_invalid_utf8(const std::string& s) {
 TextDataset::TextDataset(std::shared_ptr<const std::string> bytes, std::vector<std::pair<int64_t, int64_t>> sequences)
     : bytes_(std::move(bytes)), sequences_(std::move(sequences)) {}
 
+std::shared_ptr<TextDataset> TextDataset::packed(int64_t row_length) const {
+  if (row_length < 1) throw std::invalid_argument(fmt::format("packed rows need ≥ 1 token, got {}", row_length));
+  auto out = std::make_shared<TextDataset>(bytes_, sequences_);
+  out->packed_row_length_ = row_length;
+  return out;
+}
+
 Batch TextDataset::gather(const std::vector<int64_t>& indices) const {
+  const auto* text = reinterpret_cast<const unsigned char*>(bytes_->data());
+  if (packed_row_length_ > 0) {
+    // Rows of whole sequences, first-fit decreasing; each sequence's positions start at 0.
+    const std::vector<int64_t> all = lengths();
+    const std::vector<std::vector<int64_t>> rows = pack_rows(indices, all, packed_row_length_);
+    int64_t width = 0, items = 0;
+    for (const auto& row : rows) {
+      int64_t fill = 0;
+      for (int64_t i : row) fill += all[static_cast<size_t>(i)];
+      width = std::max(width, fill);
+      items += fill;
+    }
+    const auto R = static_cast<int64_t>(rows.size());
+    Batch b{at::full({R, width}, 0, at::kLong), at::full({R, width}, kIgnoreIndex, at::kLong),
+            static_cast<int64_t>(indices.size()), items};
+    b.positions = at::zeros({R, width}, at::kLong);
+    b.segments = at::zeros({R, width}, at::kLong);
+    auto in = b.inputs.accessor<int64_t, 2>();
+    auto out = b.targets.accessor<int64_t, 2>();
+    auto pos = b.positions.accessor<int64_t, 2>();
+    auto seg = b.segments.accessor<int64_t, 2>();
+    for (int64_t r = 0; r < R; ++r) {
+      int64_t col = 0, segment = 0;
+      for (int64_t i : rows[static_cast<size_t>(r)]) {
+        const auto [begin, end] = sequences_[i];
+        ++segment;
+        for (int64_t t = 0; t < end - begin - 1; ++t, ++col) {
+          in[r][col] = text[begin + t];
+          out[r][col] = text[begin + t + 1];
+          pos[r][col] = t;
+          seg[r][col] = segment;
+        }
+      }
+    }
+    return b;
+  }
   int64_t longest = 0, items = 0;
   for (int64_t i : indices) {
     const auto [b, e] = sequences_.at(i);
@@ -77,7 +123,6 @@ Batch TextDataset::gather(const std::vector<int64_t>& indices) const {
   at::Tensor targets = at::full({B, longest}, kIgnoreIndex, at::kLong);
   auto in = inputs.accessor<int64_t, 2>();
   auto out = targets.accessor<int64_t, 2>();
-  const auto* text = reinterpret_cast<const unsigned char*>(bytes_->data());
   for (int64_t r = 0; r < B; ++r) {
     const auto [b, e] = sequences_[indices[r]];
     for (int64_t t = 0; t < e - b - 1; ++t) {

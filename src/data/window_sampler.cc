@@ -33,10 +33,45 @@ uint64_t bounded(uint64_t& state, uint64_t bound) {
 }  // namespace
 
 std::vector<std::vector<int64_t>> cut_by_tokens(std::vector<int64_t> slice, const std::vector<int64_t>& lengths,
-                                                int64_t budget) {
+                                                int64_t budget, int64_t packed_row_length) {
   const auto length = [&](int64_t i) { return lengths.at(static_cast<size_t>(i)); };
   std::stable_sort(slice.begin(), slice.end(), [&](int64_t a, int64_t b) { return length(a) > length(b); });
   std::vector<std::vector<int64_t>> out;
+  if (packed_row_length > 0) {
+    // First-fit decreasing with at most budget / row length rows per micro-batch: each micro-batch
+    // takes, longest first, every remaining sequence that fits one of its rows (or a new row while
+    // there are fewer than the most); those that do not wait for the next. gather() packs each
+    // micro-batch first-fit decreasing too, and the sequences skipped here never touched a row,
+    // so it builds exactly these rows.
+    const int64_t max_rows = budget / packed_row_length;
+    if (max_rows < 1) {
+      throw PlanError(
+          fmt::format("a micro-batch budget of {} tokens holds no packed row of {}", budget, packed_row_length));
+    }
+    for (int64_t i : slice) {
+      if (length(i) > packed_row_length)
+        throw PlanError(fmt::format("a sequence of {} tokens does not fit rows of {}", length(i), packed_row_length));
+    }
+    std::vector<int64_t> remaining = std::move(slice), later;
+    while (!remaining.empty()) {
+      std::vector<int64_t> fill;
+      out.emplace_back();
+      later.clear();
+      for (int64_t i : remaining) {
+        size_t r = 0;
+        while (r < fill.size() && fill[r] + length(i) > packed_row_length) ++r;
+        if (r == fill.size() && static_cast<int64_t>(fill.size()) == max_rows) {
+          later.push_back(i);
+          continue;
+        }
+        if (r == fill.size()) fill.push_back(0);
+        fill[r] += length(i);
+        out.back().push_back(i);
+      }
+      remaining.swap(later);
+    }
+    return out;
+  }
   for (size_t i = 0; i < slice.size();) {
     // The first row is the longest of its micro-batch: it sets the width every row is padded to.
     const int64_t width = std::max<int64_t>(length(slice[i]), 1);
@@ -114,12 +149,14 @@ Window WindowSampler::window_at(const std::vector<int64_t>& order, int64_t epoch
       const int64_t hi = std::min(lo + share, begin + w.global_samples);
       return std::vector<int64_t>(order.begin() + lo, order.begin() + hi);
     };
-    w.micro_batches = cut_by_tokens(slice_of(options_.rank), *tokens_.lengths, tokens_.tokens);
+    w.micro_batches =
+        cut_by_tokens(slice_of(options_.rank), *tokens_.lengths, tokens_.tokens, tokens_.packed_row_length);
     if (tokens_.same_count_on_every_rank) {  // every rank runs the busiest rank's count
       size_t most = w.micro_batches.size();
       for (int64_t r = 0; r < plan_.world_size; ++r) {
         if (r != options_.rank)
-          most = std::max(most, cut_by_tokens(slice_of(r), *tokens_.lengths, tokens_.tokens).size());
+          most = std::max(
+              most, cut_by_tokens(slice_of(r), *tokens_.lengths, tokens_.tokens, tokens_.packed_row_length).size());
       }
       w.micro_batches.resize(most);
     }

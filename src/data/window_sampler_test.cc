@@ -1,10 +1,12 @@
 #include "gradacc/data/window_sampler.h"
 
 #include <algorithm>
+#include <iostream>
 #include <set>
 
 #include <gtest/gtest.h>
 
+#include "gradacc/data/packing.h"
 #include "gradacc/errors.h"
 
 namespace gradacc {
@@ -140,6 +142,34 @@ TEST(TokenBudget, DataParallelSharesAreCutApartAndPaddedToTheBusiestRankOnlyWhen
   ASSERT_EQ(padded.micro_batches.size(), 4u);
   EXPECT_EQ(padded.micro_batches[0].size(), 8u);
   EXPECT_TRUE(padded.micro_batches[3].empty());
+}
+
+TEST(TokenBudget, PackedMicroBatchesFillTheirRowsAndPackAsGatherWill) {
+  // 60 sequences of 1..64 tokens, rows of 64, budget 4 rows: every micro-batch's first-fit
+  // decreasing packing needs at most 4 rows, and nearly all of them are full.
+  std::vector<int64_t> lengths(60), slice(60);
+  for (int64_t i = 0; i < 60; ++i) lengths[i] = 1 + (i * 37) % 64, slice[i] = i;
+  const auto micro = cut_by_tokens(slice, lengths, 256, 64);
+  std::vector<int64_t> seen;
+  int64_t real = 0, computed = 0;
+  for (const auto& m : micro) {
+    const auto rows = pack_rows(m, lengths, 64);
+    EXPECT_LE(rows.size(), 4u);
+    int64_t width = 0;
+    for (const auto& row : rows) {
+      int64_t fill = 0;
+      for (int64_t i : row) fill += lengths[i];
+      width = std::max(width, fill);
+      real += fill;
+    }
+    computed += static_cast<int64_t>(rows.size()) * width;
+    seen.insert(seen.end(), m.begin(), m.end());
+  }
+  std::sort(seen.begin(), seen.end());
+  EXPECT_EQ(seen, slice);
+  std::cout << "    " << micro.size() << " micro-batches, padding " << 1.0 - double(real) / double(computed) << "\n";
+  EXPECT_LT(1.0 - static_cast<double>(real) / static_cast<double>(computed), 0.05);
+  EXPECT_THROW(cut_by_tokens(slice, lengths, 32, 64), PlanError);  // no row fits the budget
 }
 
 }  // namespace

@@ -169,6 +169,9 @@ std::vector<Option> build_table() {
                    [](JobConfig& c) -> std::string& { return c.data; }));
   t.push_back(integer("--train-limit", {"train_limit"}, S::kRun, "use only the first N training examples (0 = all)",
                       [](JobConfig& c) -> int64_t& { return c.train_limit; }));
+  t.push_back(boolean("--packing", {"packing"}, S::kRun,
+                      "text: pack several sequences into each row of the context, each attending only to itself",
+                      [](JobConfig& c) -> bool& { return c.packing; }));
   t.push_back(text("--profile", {"profile"}, S::kTrain, "FILE",
                    "profile optimizer steps 3-5 with LibTorch's profiler and write a Chrome trace (bench/profile.py "
                    "sums it by phase and operator)",

@@ -18,12 +18,14 @@ Workload load_workload(const JobConfig& c) {
     Workload w;
     w.text = true;
     w.train = c.train_limit > 0 ? splits.train->head(c.train_limit) : splits.train;
+    if (c.packing) w.train = std::static_pointer_cast<const TextDataset>(w.train)->packed(c.model.context);
     w.test = splits.validation;
     w.unigram_bits_per_byte = unigram_bits_per_byte(*splits.train, *splits.validation);
     w.num_classes = kByteVocab;
     return w;
   }
   if (gpt) throw ConfigError(fmt::format("--model gpt needs --data text:PATH, not {}", c.data));
+  if (c.packing) throw ConfigError("packing is for text data (--data text:PATH): images have no padding to remove");
   const std::string prefix = "fashion-mnist";
   if (!c.data.starts_with(prefix) || (c.data.size() > prefix.size() && c.data[prefix.size()] != ':')) {
     throw ConfigError(

@@ -11,6 +11,7 @@
 #include <ATen/ops/arange.h>
 #include <ATen/ops/gelu.h>
 #include <ATen/ops/layer_norm.h>
+#include <ATen/ops/logical_and.h>
 #include <ATen/ops/matmul.h>
 #include <ATen/ops/ones.h>
 #include <ATen/ops/rms_norm.h>
@@ -62,15 +63,18 @@ class Block : public torch::nn::Module {
     mlp_proj_ = mlp->register_module("c_proj", torch::nn::Linear(4 * s.dim, s.dim));
   }
 
-  at::Tensor forward(const at::Tensor& x) {
+  // mask: undefined for plain causal attention (the fast path), else [B, 1, T, T], true where a
+  // query may attend (packed rows: its own sequence, causally).
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& mask) {
     const int64_t B = x.size(0), T = x.size(1), D = x.size(2), hd = D / heads_;
     // [B, T, 3D] → three [B, H, T, D/H]
     auto qkv = c_attn_->forward(ln_1_->forward(x)).view({B, T, 3, heads_, hd}).permute({2, 0, 3, 1, 4});
     // unbind, not three select()s: its backward is one stack, where each select_backward would
     // zero-fill and add a full [3, B, H, T, D/H] gradient (docs/gpu.md).
     const std::vector<at::Tensor> q_k_v = qkv.unbind(0);
-    at::Tensor y = at::scaled_dot_product_attention(q_k_v[0], q_k_v[1], q_k_v[2], /*attn_mask=*/{}, /*dropout_p=*/0.0,
-                                                    /*is_causal=*/true);
+    at::Tensor y = mask.defined() ? at::scaled_dot_product_attention(q_k_v[0], q_k_v[1], q_k_v[2], mask)
+                                  : at::scaled_dot_product_attention(q_k_v[0], q_k_v[1], q_k_v[2], /*attn_mask=*/{},
+                                                                     /*dropout_p=*/0.0, /*is_causal=*/true);
     at::Tensor h = x + attn_proj_->forward(y.transpose(1, 2).reshape({B, T, D}));
     return h + mlp_proj_->forward(at::gelu(c_fc_->forward(ln_2_->forward(h))));
   }
@@ -110,15 +114,28 @@ class Gpt : public Network {
     }
   }
 
-  at::Tensor forward(const at::Tensor& tokens) override {
+  at::Tensor forward(const at::Tensor& tokens) override { return run(tokens, {}, {}); }
+
+  // Packed rows: positions restart at 0 for each sequence, and attention is block-diagonal and
+  // causal (a query sees the earlier positions of its own sequence only), so every token's loss is
+  // the one it has alone in a padded row.
+  at::Tensor forward_batch(const Batch& b) override {
+    if (!b.segments.defined()) return run(b.inputs, {}, {});
+    const int64_t T = b.inputs.size(1);
+    const at::Tensor same = b.segments.unsqueeze(2).eq(b.segments.unsqueeze(1));  // [B, T, T]
+    const at::Tensor causal = at::ones({T, T}, b.segments.options().dtype(at::kBool)).tril();
+    return run(b.inputs, b.positions, same.logical_and(causal).unsqueeze(1));
+  }
+
+  at::Tensor run(const at::Tensor& tokens, const at::Tensor& positions, const at::Tensor& mask) {
     const int64_t T = tokens.size(1);
     TORCH_CHECK(T <= context_, "sequence of ", T, " tokens exceeds the model's context of ", context_);
-    const at::Tensor pos = at::arange(T, tokens.options());
-    at::Tensor x = wte_->forward(tokens) + wpe_->forward(pos);
+    at::Tensor x =
+        wte_->forward(tokens) + wpe_->forward(positions.defined() ? positions : at::arange(T, tokens.options()));
     for (auto& b : blocks_) {
       x = checkpointing_ ? checkpointed(
-                               b->parameters(), [b](const at::Tensor& in) { return b->forward(in); }, x)
-                         : b->forward(x);
+                               b->parameters(), [b, mask](const at::Tensor& in) { return b->forward(in, mask); }, x)
+                         : b->forward(x, mask);
     }
     return at::matmul(ln_f_->forward(x), wte_->weight.t());  // tied head
   }

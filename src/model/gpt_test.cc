@@ -82,6 +82,34 @@ TEST(Gpt, AccumulatedTokenGradientEqualsFullBatchWhileTheNaiveMeanDoesNot) {
   EXPECT_GT(naive_diff, 1e-2);
 }
 
+TEST(Gpt, APackedMicroBatchGivesThePaddedLossAndGradients) {
+  // The 16 sequences of the window plus the shortest ones of the text: rows of 64 then hold several
+  // sequences each, which must not see one another.
+  const TextSplits text = load_text(kText, 64);
+  std::vector<int64_t> idx = window_indices();
+  const std::vector<int64_t> lengths = text.train->lengths();
+  for (int64_t i = 0; i < static_cast<int64_t>(lengths.size()) && idx.size() < 28; ++i)
+    if (lengths[static_cast<size_t>(i)] < 20) idx.push_back(i);
+  const Batch padded = text.train->gather(idx);
+  const Batch packed = text.train->packed(64)->gather(idx);
+  ASSERT_EQ(packed.items, padded.items);
+  ASSERT_EQ(packed.samples, padded.samples);
+  ASSERT_LT(packed.inputs.size(0), padded.inputs.size(0));  // fewer rows: sequences share them
+  std::cout << "    padded " << padded.inputs.size(0) << " × " << padded.inputs.size(1) << ", packed "
+            << packed.inputs.size(0) << " × " << packed.inputs.size(1) << " for " << padded.items << " real tokens\n";
+
+  auto a = seeded_gpt(small_gpt()), b = seeded_gpt(small_gpt());
+  const at::Tensor loss_padded = summed_cross_entropy(a->forward_batch(padded), padded.targets);
+  const at::Tensor loss_packed = summed_cross_entropy(b->forward_batch(packed), packed.targets);
+  loss_padded.backward();
+  loss_packed.backward();
+  const double loss_diff = std::abs(loss_packed.item<double>() / loss_padded.item<double>() - 1.0);
+  const double grad_diff = rel_diff(flat_grads(*b), flat_grads(*a));
+  std::cout << "    relative difference packed vs padded: loss " << loss_diff << ", gradient " << grad_diff << "\n";
+  EXPECT_LT(loss_diff, 1e-6);
+  EXPECT_LT(grad_diff, 1e-6);
+}
+
 TEST(Gpt, IsCausalAndPaddingDoesNotLeakIntoRealPositions) {
   auto m = seeded_gpt(small_gpt(NormKind::kRms));
   m->eval();

@@ -78,6 +78,28 @@ TEST(TokenBudget, VerifyAgainstTheFullBatchPasses) {
   EXPECT_LT(r.max_rel_loss_diff, 1e-5);
 }
 
+TEST(TokenBudget, PackedTokenBudgetGivesTheSameWeightsAndPassesVerify) {
+  JobConfig fixed = gpt_job("fixed_p"), packed = gpt_job("packed");
+  fixed.train.micro_batch(8);
+  packed.train.micro_batch_tokens(256);
+  packed.packing = true;
+  std::ostringstream out;
+  run_train_job(fixed, out);
+  run_train_job(packed, out);
+  const TensorMap a = load_safetensors(fixed.save_path), b = load_safetensors(packed.save_path);
+  double worst = 0.0;
+  for (const auto& [name, t] : a) worst = std::max(worst, (t - b.at(name)).abs().max().item<double>());
+  std::cout << "    max |Δw| packed token budget vs fixed micro-batches: " << worst << "\n";
+  EXPECT_LT(worst, 1e-5);
+  packed.train.log_path("");
+  packed.save_path = "";
+  VerifyOptions o;
+  o.steps = 3;
+  const VerifyResult r = run_verify_job(packed, o);
+  EXPECT_TRUE(r.pass) << verify_text(r, o);
+  for (const auto& p : {fixed.save_path, fixed.train.log_path()}) std::filesystem::remove(p);
+}
+
 TEST(TokenBudget, OptionsThatFixTheMicroBatchAreRefused) {
   const DistEnv one;
   auto refused = [&](TrainOptions o, const std::string& fragment) {

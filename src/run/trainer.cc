@@ -182,8 +182,13 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
       throw ConfigError(fmt::format("micro_batching tokens:{} is smaller than the longest sequence ({} tokens)",
                                     *plan.micro_batch_tokens, longest));
     }
-    tokens = TokenBudget{*plan.micro_batch_tokens, std::move(lengths),
-                         plan.env.distributed() && plan.sync == SyncMode::kEveryMicroBatch};
+    tokens =
+        TokenBudget{*plan.micro_batch_tokens, std::move(lengths),
+                    plan.env.distributed() && plan.sync == SyncMode::kEveryMicroBatch, s_->data->packed_row_length()};
+    if (tokens.packed_row_length > *plan.micro_batch_tokens) {
+      throw ConfigError(fmt::format("micro_batching tokens:{} holds no packed row of {} tokens",
+                                    *plan.micro_batch_tokens, tokens.packed_row_length));
+    }
   }
   s_->sampler.emplace(plan.dataset_size, plan.batch, plan.sampler, std::move(tokens));
   if (plan.noise_scale_ema) {

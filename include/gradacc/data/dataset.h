@@ -27,6 +27,9 @@ struct Batch {
   at::Tensor targets;  // [B] class ids, or [B, T] token ids with kIgnoreIndex at padded positions
   int64_t samples = 0;
   int64_t items = 0;
+  // Packed sequences (data/packing.h), else undefined: [B, T] each position's place in its own
+  // sequence (from 0), and which sequence of its row it belongs to (1, 2, ...; 0 = padding).
+  at::Tensor positions, segments;
   Batch to(const at::Device& device) const;
 };
 
@@ -45,6 +48,8 @@ class Dataset {
   // Positions each example computes in a batch of its own (its row length: tokens for text), or
   // empty for fixed-shape examples. Token-budget micro-batches (window_sampler.h) cut by it.
   virtual std::vector<int64_t> lengths() const { return {}; }
+  // Rows of this many tokens when gather() packs several sequences per row; 0: one per row.
+  virtual int64_t packed_row_length() const { return 0; }
 };
 
 // Fixed-shape examples with one class label each (images, feature vectors).

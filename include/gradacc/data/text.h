@@ -8,7 +8,8 @@
 //
 // gather() pads a micro-batch to its longest sequence: inputs with 0, targets with kIgnoreIndex,
 // and counts items = real (unpadded) targets. Padding sits after the real tokens, so causal
-// attention never lets a real position see it.
+// attention never lets a real position see it. A packed() data set puts several sequences in a
+// row instead, padded only at the row's end.
 //
 // Thread safety: immutable after construction.
 #pragma once
@@ -35,6 +36,10 @@ class TextDataset : public Dataset {
   std::vector<int64_t> largest_examples(int64_t n) const override;
   // Each sequence's length: its predictions, which is also its row in a batch of its own.
   std::vector<int64_t> lengths() const override;
+  int64_t packed_row_length() const override { return packed_row_length_; }
+  // The same sequences, gathered packed (data/packing.h) into rows of `row_length` tokens: each
+  // keeps its own positions and attends only to itself (Batch::positions, Batch::segments).
+  std::shared_ptr<TextDataset> packed(int64_t row_length) const;
   // Predictions (targets) in the whole data set.
   int64_t total_items() const;
   // The first n sequences (for quick runs and tests).
@@ -45,6 +50,7 @@ class TextDataset : public Dataset {
  private:
   std::shared_ptr<const std::string> bytes_;
   std::vector<std::pair<int64_t, int64_t>> sequences_;
+  int64_t packed_row_length_ = 0;
 };
 
 struct TextSplits {

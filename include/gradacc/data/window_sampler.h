@@ -46,12 +46,15 @@ struct TokenBudget {
   int64_t tokens = 0;                                   // rows × longest row per micro-batch; 0: off
   std::shared_ptr<const std::vector<int64_t>> lengths;  // Dataset::lengths()
   bool same_count_on_every_rank = false;                // pad with empty micro-batches to the busiest rank's count
+  int64_t packed_row_length = 0;  // packed data (Dataset::packed_row_length): rows × row length ≤ budget
 };
 
 // One rank's share of a window in micro-batches of at most `budget` tokens (rows × longest row),
-// longest first; ties keep the slice's order. Throws PlanError for a sequence longer than the budget.
+// longest first; ties keep the slice's order. With `packed_row_length`, the rows are packed
+// (data/packing.h) and a micro-batch takes sequences while its packed rows × row length fit.
+// Throws PlanError for a sequence longer than the budget (or the row).
 std::vector<std::vector<int64_t>> cut_by_tokens(std::vector<int64_t> slice, const std::vector<int64_t>& lengths,
-                                                int64_t budget);
+                                                int64_t budget, int64_t packed_row_length = 0);
 
 class WindowSampler {
  public:

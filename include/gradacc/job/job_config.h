@@ -38,6 +38,7 @@ struct JobConfig {
   ModelSpec model;
   std::string data = "fashion-mnist";  // "fashion-mnist", "fashion-mnist:DIR" or "text:PATH"
   int64_t train_limit = 0;             // use only the first N training examples (0 = all)
+  bool packing = false;                // text: several sequences per row of the context (data/packing.h)
   OptimizerOptions optimizer;
   std::string init_path;      // start from these weights (safetensors)
   std::string save_path;      // save the final weights here

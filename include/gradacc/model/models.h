@@ -12,12 +12,17 @@
 
 #include "gradacc/model/model_spec.h"
 
+#include "gradacc/data/dataset.h"
+
 namespace gradacc {
 
 class Network : public torch::nn::Module {
  public:
   // [B, ...] inputs → [B, classes] (or [B, T, vocab]) logits.
   virtual at::Tensor forward(const at::Tensor& inputs) = 0;
+  // A whole batch: packed sequences (Batch::positions, segments) need more than the inputs. The
+  // gpt reads them; the others run forward(inputs). Model::of uses this method when a module has it.
+  virtual at::Tensor forward_batch(const Batch& batch) { return forward(batch.inputs); }
   // True when a forward pass mixes the examples of a batch (BatchNorm in training mode): then
   // accumulated and full-batch training are not the same computation.
   virtual bool uses_batch_statistics() const { return false; }

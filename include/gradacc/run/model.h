@@ -27,11 +27,19 @@ struct Model {
   std::function<bool(bool)> set_activation_checkpointing;
 
   // A module whose forward takes the inputs tensor (a std::shared_ptr<M> or a LibTorch ModuleHolder
-  // such as torch::nn::Sequential). A module with a method `bool set_activation_checkpointing(bool)`
+  // such as torch::nn::Sequential), or one with `at::Tensor forward_batch(const Batch&)`, which is
+  // then called with the whole batch. A module with a method `bool set_activation_checkpointing(bool)`
   // offers it to the memory planner.
   template <typename M>
   static Model of(std::shared_ptr<M> m) {
-    Model model{m, [m](const Batch& b) { return m->forward(b.inputs); }, {}};
+    Model model{m, {}, {}};
+    if constexpr (requires(M & x, const Batch& b) {
+                    { x.forward_batch(b) } -> std::convertible_to<at::Tensor>;
+                  }) {
+      model.forward = [m](const Batch& b) { return m->forward_batch(b); };  // packed batches, too
+    } else {
+      model.forward = [m](const Batch& b) { return m->forward(b.inputs); };
+    }
     if constexpr (requires(M & x) {
                     { x.set_activation_checkpointing(true) } -> std::convertible_to<bool>;
                   }) {

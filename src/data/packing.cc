@@ -1,0 +1,32 @@
+#include "gradacc/data/packing.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "gradacc/errors.h"
+
+namespace gradacc {
+
+std::vector<std::vector<int64_t>> pack_rows(std::vector<int64_t> indices, const std::vector<int64_t>& lengths,
+                                            int64_t row_length) {
+  const auto length = [&](int64_t i) { return lengths.at(static_cast<size_t>(i)); };
+  std::stable_sort(indices.begin(), indices.end(), [&](int64_t a, int64_t b) { return length(a) > length(b); });
+  std::vector<std::vector<int64_t>> rows;
+  std::vector<int64_t> fill;
+  for (int64_t i : indices) {
+    if (length(i) > row_length)
+      throw PlanError(fmt::format("a sequence of {} tokens does not fit rows of {}", length(i), row_length));
+    size_t r = 0;
+    while (r < rows.size() && fill[r] + length(i) > row_length) ++r;
+    if (r == rows.size()) {
+      rows.emplace_back();
+      fill.push_back(0);
+    }
+    rows[r].push_back(i);
+    fill[r] += length(i);
+  }
+  return rows;
+}
+
+}  // namespace gradacc
