@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Where the gpt's training step goes on this machine (issue 13's workload: 4 layers, dim 128,
 # context 128, tinyshakespeare, windows of 64 sequences): LibTorch's profiler over steps 3-5, summed
-# by phase and operator (bench/profile.py), for fixed micro-batches of 8 sequences, token-budget
+# by phase and operator (bench/profile_summary.py), for fixed micro-batches of 8 sequences, token-budget
 # micro-batches of the same budget (tokens:1024), and bf16 autocast. Also the median step time of
 # 12 steps of each.
 set -euo pipefail
@@ -31,5 +31,5 @@ print(f"\n### {sys.argv[2]}: median step {statistics.median(r['seconds'] for r i
       f"padding {statistics.mean(r['padding_fraction'] for r in rows):.3f}, "
       f"{statistics.median(r['micro_batches'] for r in rows):.0f} micro-batches per window\n")
 PY
-  python3 bench/profile.py "$out/$name.trace.json" --top 12
+  python3 bench/profile_summary.py "$out/$name.trace.json" --top 12
 done

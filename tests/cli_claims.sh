@@ -143,10 +143,10 @@ assert all(r["samples"] == 4 * a for r, a in zip(rows, accums)), "windows of mic
 print(f"accum auto: micro-batches per window {accums[0]} → {accums[-1]}, changed after steps {[i for i in changes]}")
 PY
 
-# --profile: LibTorch's profiler over steps 3-5, the phases named; bench/profile.py sums it.
+# --profile: LibTorch's profiler over steps 3-5, the phases named; bench/profile_summary.py sums it.
 "$G" train --model mlp --train-limit 1024 --global-batch 64 --micro-batch 16 --steps 6 --profile "$tmp/trace.json" \
   >"$tmp/profile.out" 2>&1 || fail "profile run: $(cat "$tmp/profile.out")"
-python3 "$(dirname "$0")/../bench/profile.py" "$tmp/trace.json" >"$tmp/profile.txt" || fail "bench/profile.py on the trace"
+python3 "$(dirname "$0")/../bench/profile_summary.py" "$tmp/trace.json" >"$tmp/profile.txt" || fail "bench/profile_summary.py on the trace"
 for phase in data forward_and_loss backward_and_accumulate window_boundary; do
   grep -q "gradacc::$phase" "$tmp/profile.txt" || fail "phase gradacc::$phase missing from the profile"
 done

@@ -172,10 +172,11 @@ std::vector<Option> build_table() {
   t.push_back(boolean("--packing", {"packing"}, S::kRun,
                       "text: pack several sequences into each row of the context, each attending only to itself",
                       [](JobConfig& c) -> bool& { return c.packing; }));
-  t.push_back(text("--profile", {"profile"}, S::kTrain, "FILE",
-                   "profile optimizer steps 3-5 with LibTorch's profiler and write a Chrome trace (bench/profile.py "
-                   "sums it by phase and operator)",
-                   [](JobConfig& c) -> std::string& { return c.profile_path; }));
+  t.push_back(
+      text("--profile", {"profile"}, S::kTrain, "FILE",
+           "profile optimizer steps 3-5 with LibTorch's profiler and write a Chrome trace (bench/profile_summary.py "
+           "sums it by phase and operator)",
+           [](JobConfig& c) -> std::string& { return c.profile_path; }));
   t.push_back(integer("--eval-every", {"eval_every"}, S::kTrain,
                       "also evaluate on the held-out split every N optimizer steps (0: at the end only)",
                       [](JobConfig& c) -> int64_t& { return c.eval_every; }));

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Where a training step's time goes: sums a `gradacc train --profile FILE` Chrome trace.
 
-    python3 bench/profile.py TRACE.json [--top 25]
+    python3 bench/profile_summary.py TRACE.json [--top 25]
 
 Prints (1) the step's phases — gradacc::data, forward_and_loss, backward_and_accumulate,
 window_boundary — as totals over the profiled steps, and (2) the operators by *self* time (their
