@@ -155,10 +155,15 @@ CheckpointState load_checkpoint(const std::string& path, torch::nn::Module& mode
     throw CheckpointError(fmt::format("{}: checkpoint format {} is not the supported {}", shown(path, 200),
                                       meta.at(kFormatKey), kFormatVersion));
   }
+  // Identity entries added after checkpoints already existed: one without them ran their default.
+  static const StringMap kAddedLater = {{"accum_auto", "off"}, {"micro_batching", "fixed"}};
   for (const auto& [k, want] : identity) {
     auto it = meta.find("run." + k);
-    if (it == meta.end())
+    if (it == meta.end()) {
+      const auto added = kAddedLater.find(k);
+      if (added != kAddedLater.end() && added->second == want) continue;
       throw CheckpointError(fmt::format("{}: checkpoint does not record the run's '{}'", shown(path, 200), k));
+    }
     if (it->second != want) {
       throw CheckpointError(fmt::format("{}: checkpoint belongs to another run: its {} is {}, this run's is {}",
                                         shown(path, 200), k, it->second.empty() ? "(none)" : it->second,
