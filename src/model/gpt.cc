@@ -50,6 +50,23 @@ class TokenNorm : public torch::nn::Module {
   at::Tensor weight_, bias_;
 };
 
+// Scaled-dot-product attention, causal (mask undefined) or under `mask`. On the CPU under
+// low-precision autocast it runs in fp32: LibTorch's CPU flash-attention backward takes 3.7× longer
+// in bf16 than in fp32 (docs/benchmarks.md), while the GEMMs around it gain from bf16 and stay in it.
+at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask) {
+  const auto run = [&](const at::Tensor& q_, const at::Tensor& k_, const at::Tensor& v_) {
+    return mask.defined() ? at::scaled_dot_product_attention(q_, k_, v_, mask)
+                          : at::scaled_dot_product_attention(q_, k_, v_, /*attn_mask=*/{}, /*dropout_p=*/0.0,
+                                                             /*is_causal=*/true);
+  };
+  const bool low = q.scalar_type() == at::kBFloat16 || q.scalar_type() == at::kHalf;
+  if (q.is_cpu() && low) {  // autocast made q, k, v bf16 (or fp16), or the parameters are
+    c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::DispatchKey::AutocastCPU);
+    return run(q.to(at::kFloat), k.to(at::kFloat), v.to(at::kFloat)).to(q.scalar_type());
+  }
+  return run(q, k, v);
+}
+
 class Block : public torch::nn::Module {
  public:
   Block(const ModelSpec& s, NormKind norm) : heads_(s.heads) {
@@ -72,9 +89,7 @@ class Block : public torch::nn::Module {
     // unbind, not three select()s: its backward is one stack, where each select_backward would
     // zero-fill and add a full [3, B, H, T, D/H] gradient (docs/gpu.md).
     const std::vector<at::Tensor> q_k_v = qkv.unbind(0);
-    at::Tensor y = mask.defined() ? at::scaled_dot_product_attention(q_k_v[0], q_k_v[1], q_k_v[2], mask)
-                                  : at::scaled_dot_product_attention(q_k_v[0], q_k_v[1], q_k_v[2], /*attn_mask=*/{},
-                                                                     /*dropout_p=*/0.0, /*is_causal=*/true);
+    at::Tensor y = attend(q_k_v[0], q_k_v[1], q_k_v[2], mask);
     at::Tensor h = x + attn_proj_->forward(y.transpose(1, 2).reshape({B, T, D}));
     return h + mlp_proj_->forward(at::gelu(c_fc_->forward(ln_2_->forward(h))));
   }
