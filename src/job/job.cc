@@ -148,7 +148,7 @@ JobSummary run_train_job(const JobConfig& c, std::ostream& out) {
     profiling = false;
     say << fmt::format("profile of steps 3-{} written to {}\n", profiled_to, c.profile_path);
   };
-  if (!c.profile_path.empty()) {
+  if (!c.profile_path.empty() && plan.lead()) {  // rank 0 profiles; the ranks run the same step
     require_writable_parent(c.profile_path);
     trainer.on_step([&](const StepReport& r, const StepContext&) {
       profiled_to = r.step;
