@@ -143,6 +143,11 @@ assert all(r["samples"] == 4 * a for r, a in zip(rows, accums)), "windows of mic
 print(f"accum auto: micro-batches per window {accums[0]} → {accums[-1]}, changed after steps {[i for i in changes]}")
 PY
 
+# plan with token budgets names the budget, not a micro-batch of the whole share.
+out=$("$G" plan --global-batch 64 --micro-batching tokens:512) || fail "plan with a token budget"
+echo "$out" | grep -q "micro-batches       of at most 512 tokens" || fail "plan with a token budget: $out"
+echo "$out" | grep -q "accumulation steps" && fail "plan with a token budget shows an accumulation: $out"
+
 # --profile: LibTorch's profiler over steps 3-5, the phases named; bench/profile_summary.py sums it.
 "$G" train --model mlp --train-limit 1024 --global-batch 64 --micro-batch 16 --steps 6 --profile "$tmp/trace.json" \
   >"$tmp/profile.out" 2>&1 || fail "profile run: $(cat "$tmp/profile.out")"

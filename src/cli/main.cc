@@ -105,8 +105,13 @@ int cmd_plan(const JobConfig& c, const std::string& dataset_size_text) {
                                           t.world_size()});
   const EpochLayout e = EpochLayout::of(p, dataset_size, t.drop_partial());
   fmt::print("global batch        {}\n", p.global_batch);
-  fmt::print("micro-batch         {}\n", p.micro_batch);
-  fmt::print("accumulation steps  {}\n", p.accumulation_steps);
+  if (t.micro_batch_tokens()) {
+    fmt::print("micro-batches       of at most {} tokens (rows × longest row), cut from each rank's {} sequences\n",
+               *t.micro_batch_tokens(), p.micro_batch);
+  } else {
+    fmt::print("micro-batch         {}\n", p.micro_batch);
+  }
+  if (!t.micro_batch_tokens()) fmt::print("accumulation steps  {}\n", p.accumulation_steps);
   if (t.accum_auto()) {
     fmt::print("                    auto: starts at {}, then follows the noise scale, up to {} (docs/noise-scale.md)\n",
                auto_start, t.accum_auto_max());
@@ -120,7 +125,10 @@ int cmd_plan(const JobConfig& c, const std::string& dataset_size_text) {
     fmt::print("; a partial window of {} samples is dropped)\n", e.partial_window_size);
   else
     fmt::print(" + 1 partial)\n");
-  if (e.partial_window_size > 0 && !e.partial_dropped) {
+  if (e.partial_window_size > 0 && !e.partial_dropped && t.micro_batch_tokens()) {
+    fmt::print("last window         {} samples, cut by tokens like the others, rescaled by its real size\n",
+               e.partial_window_size);
+  } else if (e.partial_window_size > 0 && !e.partial_dropped) {
     fmt::print("last window         {} samples in {} micro-batch(es) per rank, rescaled by its real size\n",
                e.partial_window_size, e.partial_micro_batches(p));
   }
