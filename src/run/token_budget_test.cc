@@ -28,16 +28,22 @@ JobConfig gpt_job(const std::string& tag) {
   return c;
 }
 
+// Trains both jobs; the largest difference between their final weights.
+double max_weight_difference(const JobConfig& a_job, const JobConfig& b_job) {
+  std::ostringstream out;
+  run_train_job(a_job, out);
+  run_train_job(b_job, out);
+  const TensorMap a = load_safetensors(a_job.save_path), b = load_safetensors(b_job.save_path);
+  double worst = 0.0;
+  for (const auto& [name, t] : a) worst = std::max(worst, (t - b.at(name)).abs().max().item<double>());
+  return worst;
+}
+
 TEST(TokenBudget, GivesTheWeightsOfFixedMicroBatchesOverTheSameWindows) {
   JobConfig fixed = gpt_job("fixed"), tokens = gpt_job("tokens");
   fixed.train.micro_batch(8);
   tokens.train.micro_batch_tokens(256);  // the same budget: 4 rows of the 64-token context
-  std::ostringstream out;
-  run_train_job(fixed, out);
-  run_train_job(tokens, out);
-  const TensorMap a = load_safetensors(fixed.save_path), b = load_safetensors(tokens.save_path);
-  double worst = 0.0;
-  for (const auto& [name, t] : a) worst = std::max(worst, (t - b.at(name)).abs().max().item<double>());
+  const double worst = max_weight_difference(fixed, tokens);
   std::cout << "    max |Δw| token budget vs fixed micro-batches: " << worst << "\n";
   EXPECT_LT(worst, 1e-5);
 
@@ -83,12 +89,7 @@ TEST(TokenBudget, PackedTokenBudgetGivesTheSameWeightsAndPassesVerify) {
   fixed.train.micro_batch(8);
   packed.train.micro_batch_tokens(256);
   packed.packing = true;
-  std::ostringstream out;
-  run_train_job(fixed, out);
-  run_train_job(packed, out);
-  const TensorMap a = load_safetensors(fixed.save_path), b = load_safetensors(packed.save_path);
-  double worst = 0.0;
-  for (const auto& [name, t] : a) worst = std::max(worst, (t - b.at(name)).abs().max().item<double>());
+  const double worst = max_weight_difference(fixed, packed);
   std::cout << "    max |Δw| packed token budget vs fixed micro-batches: " << worst << "\n";
   EXPECT_LT(worst, 1e-5);
   packed.train.log_path("");
