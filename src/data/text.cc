@@ -72,6 +72,7 @@ std::shared_ptr<TextDataset> TextDataset::packed(int64_t row_length) const {
   if (row_length < 1) throw std::invalid_argument(fmt::format("packed rows need ≥ 1 token, got {}", row_length));
   auto out = std::make_shared<TextDataset>(bytes_, sequences_);
   out->packed_row_length_ = row_length;
+  out->lengths_ = lengths();  // once, not per gathered micro-batch
   return out;
 }
 
@@ -79,8 +80,8 @@ Batch TextDataset::gather(const std::vector<int64_t>& indices) const {
   const auto* text = reinterpret_cast<const unsigned char*>(bytes_->data());
   if (packed_row_length_ > 0) {
     // Rows of whole sequences, first-fit decreasing; each sequence's positions start at 0.
-    const std::vector<int64_t> all = lengths();
-    const std::vector<std::vector<int64_t>> rows = pack_rows(indices, all, packed_row_length_);
+    const std::vector<int64_t>& all = lengths_;
+    const std::vector<std::vector<int64_t>> rows = pack_rows(indices, all, packed_row_length_).rows;
     int64_t width = 0, items = 0;
     for (const auto& row : rows) {
       int64_t fill = 0;

@@ -6,6 +6,8 @@
 
 #include <numeric>
 
+#include "gradacc/data/packing.h"
+
 namespace gradacc {
 namespace {
 
@@ -38,37 +40,18 @@ std::vector<std::vector<int64_t>> cut_by_tokens(std::vector<int64_t> slice, cons
   std::stable_sort(slice.begin(), slice.end(), [&](int64_t a, int64_t b) { return length(a) > length(b); });
   std::vector<std::vector<int64_t>> out;
   if (packed_row_length > 0) {
-    // First-fit decreasing with at most budget / row length rows per micro-batch: each micro-batch
-    // takes, longest first, every remaining sequence that fits one of its rows (or a new row while
-    // there are fewer than the most); those that do not wait for the next. gather() packs each
-    // micro-batch first-fit decreasing too, and the sequences skipped here never touched a row,
-    // so it builds exactly these rows.
+    // Each micro-batch takes, longest first, every remaining sequence that fits its at most
+    // budget / row length packed rows; the others wait for the next. gather() packs the taken
+    // ones alone and builds the same rows (the left-over ones never touched a row).
     const int64_t max_rows = budget / packed_row_length;
     if (max_rows < 1) {
       throw PlanError(
           fmt::format("a micro-batch budget of {} tokens holds no packed row of {}", budget, packed_row_length));
     }
-    for (int64_t i : slice) {
-      if (length(i) > packed_row_length)
-        throw PlanError(fmt::format("a sequence of {} tokens does not fit rows of {}", length(i), packed_row_length));
-    }
-    std::vector<int64_t> remaining = std::move(slice), later;
-    while (!remaining.empty()) {
-      std::vector<int64_t> fill;
-      out.emplace_back();
-      later.clear();
-      for (int64_t i : remaining) {
-        size_t r = 0;
-        while (r < fill.size() && fill[r] + length(i) > packed_row_length) ++r;
-        if (r == fill.size() && static_cast<int64_t>(fill.size()) == max_rows) {
-          later.push_back(i);
-          continue;
-        }
-        if (r == fill.size()) fill.push_back(0);
-        fill[r] += length(i);
-        out.back().push_back(i);
-      }
-      remaining.swap(later);
+    while (!slice.empty()) {
+      PackedRows packed = pack_rows(std::move(slice), lengths, packed_row_length, max_rows);
+      out.push_back(std::move(packed.placed));
+      slice = std::move(packed.left);
     }
     return out;
   }

@@ -153,7 +153,7 @@ TEST(TokenBudget, PackedMicroBatchesFillTheirRowsAndPackAsGatherWill) {
   std::vector<int64_t> seen;
   int64_t real = 0, computed = 0;
   for (const auto& m : micro) {
-    const auto rows = pack_rows(m, lengths, 64);
+    const auto rows = pack_rows(m, lengths, 64).rows;
     EXPECT_LE(rows.size(), 4u);
     int64_t width = 0;
     for (const auto& row : rows) {

@@ -51,6 +51,7 @@ class TextDataset : public Dataset {
   std::shared_ptr<const std::string> bytes_;
   std::vector<std::pair<int64_t, int64_t>> sequences_;
   int64_t packed_row_length_ = 0;
+  std::vector<int64_t> lengths_;  // packed(): each sequence's length, for gather()
 };
 
 struct TextSplits {
