@@ -143,6 +143,20 @@ assert all(r["samples"] == 4 * a for r, a in zip(rows, accums)), "windows of mic
 print(f"accum auto: micro-batches per window {accums[0]} → {accums[-1]}, changed after steps {[i for i in changes]}")
 PY
 
+# --eval-every: held-out records between steps, kept in the log; the last equals the final evaluation.
+"$G" train --model mlp --train-limit 1024 --global-batch 64 --steps 6 --eval-every 3 --log "$tmp/eval.jsonl" \
+  >"$tmp/eval.out" 2>&1 || fail "eval-every run: $(cat "$tmp/eval.out")"
+"$PY" - "$tmp/eval.jsonl" <<'PY' || fail "eval-every records"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+evals = [r for r in rows if "at_step" in r]
+final = [r for r in rows if r.get("event") == "eval" and "at_step" not in r]
+assert [e["at_step"] for e in evals] == [3, 6] and all("loss" in e for e in evals), evals
+assert len([r for r in rows if "step" in r]) == 6, "step lines lost"
+assert abs(evals[-1]["accuracy"] - final[0]["accuracy"]) < 1e-12, (evals[-1], final)
+print(f"eval-every: test loss {evals[0]['loss']:.3f} → {evals[1]['loss']:.3f}, accuracy {evals[1]['accuracy']:.4f}")
+PY
+
 # plan with token budgets names the budget, not a micro-batch of the whole share.
 out=$("$G" plan --global-batch 64 --micro-batching tokens:512) || fail "plan with a token budget"
 echo "$out" | grep -q "micro-batches       of at most 512 tokens" || fail "plan with a token budget: $out"

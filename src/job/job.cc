@@ -129,11 +129,15 @@ JobSummary run_train_job(const JobConfig& c, std::ostream& out) {
     // the training RNG nor the accumulation is touched.
     trainer.on_step([&](const StepReport& r, const StepContext&) {
       if (r.step % c.eval_every != 0 || work.test->size() == 0) return true;
-      const double loss = trainer.evaluate_loss(*work.test, work.text ? 64 : 250);
-      const std::string accuracy =
-          work.text ? "" : fmt::format(R"(,"accuracy":{})", trainer.evaluate_accuracy(*work.test, 250));
-      append_log_record(plan.log_path, fmt::format(R"({{"event":"eval","split":"{}","at_step":{},"loss":{}{}}})",
-                                                   work.text ? "validation" : "test", r.step, loss, accuracy));
+      std::string record;
+      if (work.text) {
+        record = fmt::format(R"("split":"validation","at_step":{},"loss":{})", r.step,
+                             trainer.evaluate_loss(*work.test, 64));
+      } else {
+        const Evaluation e = trainer.evaluate_loss_and_accuracy(*work.test, 250);  // one pass for both
+        record = fmt::format(R"("split":"test","at_step":{},"loss":{},"accuracy":{})", r.step, e.loss, e.accuracy);
+      }
+      append_log_record(plan.log_path, R"({"event":"eval",)" + record + "}");
       return true;
     });
   }

@@ -40,6 +40,19 @@ double evaluate_loss(Model& model, const LossFn& loss, const Dataset& data, cons
   return items > 0 ? total / static_cast<double>(items) : 0.0;
 }
 
+Evaluation evaluate_loss_and_accuracy(Model& model, const LossFn& loss, const Dataset& data, const at::Device& device,
+                                      int64_t batch, Precision precision) {
+  double total = 0.0;
+  int64_t items = 0, correct = 0;
+  for_each_eval_batch(model, data, device, batch, precision, [&](const Batch& b, const at::Tensor& outputs) {
+    total += loss(outputs, b).item<double>();
+    items += b.items;
+    correct += at::argmax(outputs, -1).eq(b.targets).sum().item<int64_t>();
+  });
+  return {items > 0 ? total / static_cast<double>(items) : 0.0,
+          data.size() > 0 ? static_cast<double>(correct) / static_cast<double>(data.size()) : 0.0};
+}
+
 double evaluate_accuracy(Model& model, const Dataset& data, const at::Device& device, int64_t batch,
                          Precision precision) {
   int64_t correct = 0;

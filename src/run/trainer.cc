@@ -327,6 +327,10 @@ double Trainer::evaluate_loss(const Dataset& data, int64_t batch) {
   return gradacc::evaluate_loss(s_->model, s_->loss, data, s_->plan().device, batch, s_->plan().precision);
 }
 
+Evaluation Trainer::evaluate_loss_and_accuracy(const Dataset& data, int64_t batch) {
+  return gradacc::evaluate_loss_and_accuracy(s_->model, s_->loss, data, s_->plan().device, batch, s_->plan().precision);
+}
+
 double Trainer::evaluate_accuracy(const Dataset& data, int64_t batch) {
   return gradacc::evaluate_accuracy(s_->model, data, s_->plan().device, batch, s_->plan().precision);
 }

@@ -15,6 +15,12 @@ namespace gradacc {
 // Mean loss per item over `data` (Σ loss terms / Σ items): nats per token for text.
 double evaluate_loss(Model& model, const LossFn& loss, const Dataset& data, const at::Device& device,
                      int64_t batch = 64, Precision precision = Precision::kFp32);
+// Both in one pass over `data` (classification): the mean loss per item and the accuracy.
+struct Evaluation {
+  double loss = 0.0, accuracy = 0.0;
+};
+Evaluation evaluate_loss_and_accuracy(Model& model, const LossFn& loss, const Dataset& data, const at::Device& device,
+                                      int64_t batch = 1000, Precision precision = Precision::kFp32);
 // Fraction of examples whose arg-max output is the target (classification).
 double evaluate_accuracy(Model& model, const Dataset& data, const at::Device& device, int64_t batch = 1000,
                          Precision precision = Precision::kFp32);

@@ -38,6 +38,7 @@
 #include "gradacc/data/dataset.h"
 #include "gradacc/memory/memory_plan.h"
 #include "gradacc/optim/optimizer.h"
+#include "gradacc/run/evaluation.h"
 #include "gradacc/run/model.h"
 #include "gradacc/run/options.h"
 #include "gradacc/run/run_plan.h"
@@ -74,6 +75,7 @@ class Trainer {
   // Mean loss per item, and accuracy, on held-out data (eval mode, no gradients, the run's autocast).
   double evaluate_loss(const Dataset& data, int64_t batch = 64);
   double evaluate_accuracy(const Dataset& data, int64_t batch = 1000);
+  Evaluation evaluate_loss_and_accuracy(const Dataset& data, int64_t batch = 1000);  // one pass, classification
 
   const RunPlan& plan() const;
   // What the memory planner measured and chose (TrainOptions::memory_budget); unset without a budget.
