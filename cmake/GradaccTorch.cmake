@@ -59,9 +59,20 @@ function(gradacc_define_torch_targets torch_root abi cuda_include_dir)
       INTERFACE_LINK_LIBRARIES "${libstdcxx};${lib}/libtorch_cpu.so;${lib}/libc10.so")
   endif()
   if(cuda_include_dir AND EXISTS "${lib}/libtorch_cuda.so" AND NOT TARGET gradacc::torch_cuda)
+    # NCCL's header (for c10d's ProcessGroupNCCL, whose code is in libtorch_cuda): the wheel's
+    # nvidia-nccl package, or a system one. Without it the CUDA build has no NCCL.
+    get_filename_component(site "${torch_root}" DIRECTORY)
+    find_path(GRADACC_NCCL_INCLUDE_DIR nccl.h PATHS "${site}/nvidia/nccl/include" /usr/include /usr/local/cuda/include)
+    set(includes "${cuda_include_dir}")
+    set(definitions "")
+    if(GRADACC_NCCL_INCLUDE_DIR)
+      list(APPEND includes "${GRADACC_NCCL_INCLUDE_DIR}")
+      set(definitions "GRADACC_HAVE_NCCL=1")
+    endif()
     add_library(gradacc::torch_cuda INTERFACE IMPORTED GLOBAL)
     set_target_properties(gradacc::torch_cuda PROPERTIES
-      INTERFACE_INCLUDE_DIRECTORIES "${cuda_include_dir}"
+      INTERFACE_INCLUDE_DIRECTORIES "${includes}"
+      INTERFACE_COMPILE_DEFINITIONS "${definitions}"
       INTERFACE_LINK_LIBRARIES "gradacc::torch;${lib}/libtorch_cuda.so;${lib}/libc10_cuda.so")
   endif()
 endfunction()

@@ -108,7 +108,13 @@ expect_bad "no such checkpoint file or directory" train --resume "$tmp/nothing-h
 expect_bad "no checkpoint (ckpt-step-*.safetensors)" train --resume "$tmp/fmnist"
 expect_bad "not a gradacc checkpoint" train --model cnn --steps 1 --train-limit 64 --global-batch 64 --resume "$tmp/cnn.safetensors"
 expect_bad "its model.model is mlp, this run's is cnn" train --steps 8 --train-limit 256 --global-batch 64 --resume "$ck"
-expect_bad "its accumulation_steps is 1, this run's is 2" train --model mlp --steps 8 --train-limit 256 --global-batch 64 --micro-batch 32 --resume "$ck"
+expect_bad "its global_batch is 64, this run's is 32" train --model mlp --steps 8 --train-limit 256 --global-batch 32 --resume "$ck"
+expect_bad "zero is 0 or 1" train --model mlp --zero 2
+expect_bad "overlap starts the window's reduction during the last backward: it needs --sync window" train --model mlp --overlap on --sync every-micro-batch
+"$bin" launch --nproc 2 --master-port $((20000 + RANDOM % 20000)) -- train --model mlp --steps 2 --train-limit 256 \
+  --global-batch 64 --zero 1 --checkpoint-dir "$tmp/zck" >/dev/null 2>&1 </dev/null
+expect_bad "a ZeRO shard, not a checkpoint" train --model mlp --steps 8 --train-limit 256 --global-batch 64 \
+  --resume "$tmp/zck/ckpt-step-00000002.shard-1-of-2.safetensors"
 cp "$ck" "$tmp/flipped.safetensors"
 # A byte of the tensor data (past the header, whose size changes with the run's identity).
 printf '\x55' | dd of="$tmp/flipped.safetensors" bs=1 seek=$(($(stat -c %s "$ck") - 100)) conv=notrunc status=none

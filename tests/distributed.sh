@@ -2,9 +2,13 @@
 # Data-parallel training with real processes over loopback (c10d TCPStore + Gloo):
 #   1. equivalence: world 2 × accumulation 2 × micro 8 ≡ world 1 × accumulation 4 × micro 8 ≡ full
 #      batch 32, for the MLP (per-sample) and the gpt on padded text (per-token normalization);
-#   2. traffic: one all-reduce call per optimizer step per window vs accumulation + 1 with
+#   2. ZeRO-1 (--zero 1): equal to plain data parallel and to world 1 within 1e-5 with clipping on
+#      every step (the global norm), half the optimizer state per rank, bit-exact resume, resharded
+#      resume 2 → 1 and 1 → 2 (fp32 and bf16 masters), missing or foreign shards refused, fp16
+#      skips alike; overlap on ≡ off;
+#   3. traffic: collectives per optimizer step with and without overlap vs accumulation + 1 with
 #      --sync every-micro-batch, with the bytes;
-#   3. faults: a rank killed mid-run makes its peer exit non-zero within the timeout; the launcher
+#   4. faults: a rank killed mid-run makes its peer exit non-zero within the timeout; the launcher
 #      stops the others when one rank dies; an unreachable store and mismatched configurations
 #      are one-line errors.
 # Usage: distributed.sh path/to/gradacc path/to/venv/python
@@ -69,6 +73,127 @@ equivalence "mlp" --model mlp --train-limit 4096 "${common[@]}"
 equivalence "gpt (per-token)" --model gpt --data text:/usr/share/common-licenses/GPL-3 --layers 1 --heads 2 --dim 32 \
   --context 48 "${common[@]}"
 
+# ZeRO-1: the optimizer state sharded over the ranks (reduce-scatter, each rank steps its shard,
+# all-gather). Clipping at 0.1 acts on every step, so a clip norm taken over one shard instead of
+# the whole gradient would change the weights. Within 1e-5 (absolute) of plain data parallel and of
+# world 1 with twice the accumulation; the logged norms and clip factors agree with plain data
+# parallel's to 1e-9 (relative), the losses to fp32 rounding.
+max_diff() {  # max_diff a.safetensors b.safetensors: the largest |Δw| of two weight files
+  "$PY" -c 'import sys
+from safetensors.torch import load_file
+a, b = load_file(sys.argv[1]), load_file(sys.argv[2])
+assert a.keys() == b.keys()
+print(max((a[k].double() - b[k].double()).abs().max().item() for k in a))' "$1" "$2"
+}
+within() {  # within a.safetensors b.safetensors tolerance label
+  local d; d=$(max_diff "$1" "$2") || fail "$4: unreadable weights"
+  "$PY" -c "import sys; sys.exit(0 if $d <= $3 else 1)" || fail "$4: max |Δw| = $d > $3"
+  echo "$4: max |Δw| = $d (tolerance $3)"
+}
+zero_equivalence() {  # zero_equivalence label args...
+  local label=$1; shift
+  run_world 2 "$D/z2.safetensors" "$D/z2.jsonl" "$@" --steps 10 --micro-batch 8 --accum 2 --clip 0.1 --zero 1
+  run_world 2 "$D/p2.safetensors" "$D/p2.jsonl" "$@" --steps 10 --micro-batch 8 --accum 2 --clip 0.1
+  run_world 1 "$D/p1.safetensors" "$D/p1.jsonl" "$@" --steps 10 --micro-batch 8 --accum 4 --clip 0.1
+  within "$D/z2.safetensors" "$D/p2.safetensors" 1e-5 "$label: zero 1 world 2 vs world 2"
+  within "$D/z2.safetensors" "$D/p1.safetensors" 1e-5 "$label: zero 1 world 2 vs world 1 × accum 4"
+  "$PY" - "$D/z2.jsonl" "$D/p2.jsonl" <<'PY' || fail "$label: zero 1 logs"
+import json, sys
+z, p = ([json.loads(l) for l in open(f) if '"step"' in l] for f in sys.argv[1:3])
+assert len(z) == len(p) == 10
+assert all(r["clip_coef"] < 1 for r in z), "clipping must act on every step for this test to see the norm"
+for a, b in zip(z, p):
+    for k in ("grad_norm", "clip_coef"):
+        assert abs(a[k] - b[k]) <= 1e-9 * abs(b[k]), (k, a[k], b[k])
+    # Plain data parallel carries the loss in the fp32 tail of the gradient buffer; ZeRO in float64.
+    assert abs(a["loss"] - b["loss"]) <= 1e-6 * abs(b["loss"]), (a["loss"], b["loss"])
+assert all(r["allreduce_calls"] == 3 for r in z), [r["allreduce_calls"] for r in z]
+print(f"  logged norms, clip factors and losses agree; 3 collectives per step (reduce-scatter, counts, all-gather)")
+PY
+}
+zero_equivalence "mlp" --model mlp --train-limit 4096 --schedule cosine --threads 1 --seed 3
+zero_equivalence "gpt (per-token)" --model gpt --data text:/usr/share/common-licenses/GPL-3 --layers 1 --heads 2 \
+  --dim 32 --context 48 --schedule cosine --threads 1 --seed 3
+
+# ZeRO-1 memory: rank 0 holds half the optimizer state of plain data parallel (AdamW's two moments).
+"$G" launch --nproc 2 --master-port "$(port)" -- train --model mlp --train-limit 4096 --steps 2 --micro-batch 8 \
+  --accum 2 --threads 1 --zero 1 >"$D/zm.out" 2>&1 || fail "zero memory: $(tail -3 "$D/zm.out")"
+"$G" launch --nproc 2 --master-port "$(port)" -- train --model mlp --train-limit 4096 --steps 2 --micro-batch 8 \
+  --accum 2 --threads 1 >"$D/pm.out" 2>&1 || fail "plain memory: $(tail -3 "$D/pm.out")"
+"$PY" - "$D/zm.out" "$D/pm.out" <<'PY' || fail "zero 1 optimizer-state bytes"
+import re, sys
+unit = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
+def state(path):
+    m = re.search(r"\[rank 0\] .*optimizer state ([0-9.]+) (\w+) on this rank", open(path).read())
+    return float(m.group(1)) * unit[m.group(2)]
+z, p = state(sys.argv[1]), state(sys.argv[2])
+print(f"optimizer state on rank 0: {z / 2**20:.2f} MiB with zero 1, {p / 2**20:.2f} MiB without (ratio {z / p:.3f})")
+sys.exit(0 if 0.45 < z / p < 0.55 else 1)
+PY
+
+# ZeRO-1 checkpoints: bit-exact resume at world 2; resharded resume at world 1 (2 → 1) and from a
+# world-1 checkpoint at world 2 (1 → 2), with bf16 parameters and fp32 master shards too; each
+# equal to the uninterrupted run. A missing shard, or one of another run, is refused in one line.
+zr=(train --model mlp --train-limit 4096 --steps 12 --global-batch 32 --micro-batch 8 --threads 1 --schedule cosine --clip 1)
+for dtype in fp32 bf16; do
+  rm -rf "$D/zc" "$D/zc1" "$D/zc0"
+  "$G" launch --nproc 2 --master-port "$(port)" -- "${zr[@]}" --param-dtype "$dtype" --zero 1 --save "$D/zfull.safetensors" \
+    >/dev/null 2>&1 || fail "zero resume: reference"
+  "$G" launch --nproc 2 --master-port "$(port)" -- "${zr[@]}" --param-dtype "$dtype" --zero 1 --checkpoint-dir "$D/zc" \
+    --stop-at 5 >/dev/null 2>&1 || fail "zero resume: first half"
+  [ -f "$D/zc/ckpt-step-00000005.shard-0-of-2.safetensors" ] && [ -f "$D/zc/ckpt-step-00000005.shard-1-of-2.safetensors" ] \
+    || fail "zero resume: shard files missing: $(ls "$D/zc")"
+  mkdir "$D/zc1" && cp "$D/zc"/* "$D/zc1/"
+  "$G" launch --nproc 2 --master-port "$(port)" -- "${zr[@]}" --param-dtype "$dtype" --zero 1 --resume "$D/zc" \
+    --save "$D/zres.safetensors" >"$D/zr.out" 2>&1 || fail "zero resume: $(tail -3 "$D/zr.out")"
+  cmp -s "$D/zfull.safetensors" "$D/zres.safetensors" || fail "zero resume ($dtype): not bit-exact"
+  "$G" "${zr[@]}" --param-dtype "$dtype" --resume "$D/zc1" --save "$D/z21.safetensors" >"$D/zr.out" 2>&1 \
+    || fail "zero resume 2 → 1: $(tail -3 "$D/zr.out")"
+  "$G" "${zr[@]}" --param-dtype "$dtype" --save "$D/zw1.safetensors" >/dev/null 2>&1 || fail "world 1 reference"
+  within "$D/z21.safetensors" "$D/zw1.safetensors" 1e-5 "$dtype: zero 1 checkpoint of world 2 resumed at world 1 vs world 1"
+  "$G" "${zr[@]}" --param-dtype "$dtype" --checkpoint-dir "$D/zc0" --stop-at 5 >/dev/null 2>&1 || fail "world 1 first half"
+  "$G" launch --nproc 2 --master-port "$(port)" -- "${zr[@]}" --param-dtype "$dtype" --zero 1 --resume "$D/zc0" \
+    --save "$D/z12.safetensors" >"$D/zr.out" 2>&1 || fail "zero resume 1 → 2: $(tail -3 "$D/zr.out")"
+  within "$D/z12.safetensors" "$D/zfull.safetensors" 1e-5 "$dtype: world-1 checkpoint resumed with zero 1 at world 2 vs zero 1 world 2"
+  echo "$dtype: zero 1 resume at world 2 is bit-exact"
+done
+rm -rf "$D/zbad" "$D/zother"
+# (zc1 holds the bf16 run's checkpoint, the last of the loop.)
+"$G" launch --nproc 2 --master-port "$(port)" -- "${zr[@]}" --param-dtype bf16 --zero 1 --lr 0.01 \
+  --checkpoint-dir "$D/zother" --stop-at 5 >/dev/null 2>&1 || fail "zero: other run"
+mkdir "$D/zbad" && cp "$D/zc1/ckpt-step-00000005.safetensors" "$D/zc1/ckpt-step-00000005.shard-0-of-2.safetensors" "$D/zbad/"
+"$G" launch --nproc 2 --master-port "$(port)" -- "${zr[@]}" --param-dtype bf16 --zero 1 --resume "$D/zbad" >"$D/zb.out" 2>&1 \
+  && fail "zero: resumed without a shard"
+grep -q "its ZeRO shard ckpt-step-00000005.shard-1-of-2.safetensors is missing" "$D/zb.out" || fail "zero: $(cat "$D/zb.out")"
+echo "missing shard: $(grep -o 'error: .*' "$D/zb.out" | head -1)"
+cp "$D/zother/ckpt-step-00000005.shard-1-of-2.safetensors" "$D/zbad/"
+"$G" "${zr[@]}" --param-dtype bf16 --resume "$D/zbad" >"$D/zb.out" 2>&1 && fail "zero: resumed with another run's shard"
+grep -q "shard of another checkpoint" "$D/zb.out" || fail "zero: $(cat "$D/zb.out")"
+echo "another run's shard: $(grep -o 'error: .*' "$D/zb.out" | head -1)"
+
+# fp16 with dynamic loss scaling under ZeRO-1: an overflowing window is skipped on every rank alike.
+fz=(train --model mlp --train-limit 4096 --steps 12 --micro-batch 8 --accum 2 --threads 1 --param-dtype fp16 --loss-scale-init 1e6)
+run_world 2 "$D/fz.safetensors" "$D/fz.jsonl" "${fz[@]:1}" --zero 1
+run_world 2 "$D/fp.safetensors" "$D/fp.jsonl" "${fz[@]:1}"
+within "$D/fz.safetensors" "$D/fp.safetensors" 1e-5 "fp16 with skipped windows: zero 1 vs plain"
+[ "$(grep -c '"skipped":true' "$D/fz.jsonl")" = "$(grep -c '"skipped":true' "$D/fp.jsonl")" ] \
+  && [ "$(grep -c '"skipped":true' "$D/fz.jsonl")" -gt 0 ] || fail "fp16: skipped windows differ or none"
+echo "  $(grep -c '"skipped":true' "$D/fz.jsonl") skipped windows in both"
+
+# Overlap: the window's all-reduce started bucket by bucket during the last backward gives the same
+# weights as at the boundary (sums of the same two numbers), in more, smaller collectives.
+ov=(--model gpt --data text:/usr/share/common-licenses/GPL-3 --layers 2 --heads 2 --dim 32 --context 48 --steps 6
+    --micro-batch 8 --accum 2 --threads 1 --bucket-mb 0.02)
+run_world 2 "$D/on.safetensors" "$D/on.jsonl" "${ov[@]}" --overlap on
+run_world 2 "$D/off.safetensors" "$D/off.jsonl" "${ov[@]}" --overlap off
+within "$D/on.safetensors" "$D/off.safetensors" 0 "overlap on vs off"
+"$PY" - "$D/on.jsonl" "$D/off.jsonl" <<'PY' || fail "overlap traffic"
+import json, sys
+on, off = ([json.loads(l) for l in open(f) if '"step"' in l] for f in sys.argv[1:3])
+assert all(r["allreduce_calls"] > 2 for r in on) and all(r["allreduce_calls"] > 2 for r in off), "expected several buckets"
+print(f"  collectives per step: {on[0]['allreduce_calls']} with overlap (parameter buckets + counts), {off[0]['allreduce_calls']} without")
+PY
+
 # A memory budget and activation checkpointing under data parallel: world 2, planned on each rank
 # (micro-batches of 10 and 6 of each rank's 16, blocks recomputed in the backward pass) ≡ the
 # world-1 run above without either.
@@ -116,12 +241,20 @@ assert all(r["noise_scale"] > 0 for r in rows[4:]), [r["noise_scale"] for r in r
 print(f"accum auto, world 2: micro-batches per rank {accums}; noise scale {rows[-1]['noise_scale']:.0f}")
 PY
 
-# Traffic per optimizer step.
+# Traffic per optimizer step: with overlap (the default) one bucket of this small gpt, then the
+# counts; without, one pass with the counts in the buffer's tail.
 "$PY" - "$D/w2.jsonl" <<'PY' || fail "per-window traffic"
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if '"step"' in l]
+assert all(r["allreduce_calls"] == 2 for r in rows), [r["allreduce_calls"] for r in rows]
+print(f"per window (gpt, overlap): {rows[0]['allreduce_calls']} all-reduce calls, {rows[0]['allreduce_bytes']} bytes per optimizer step")
+PY
+run_world 2 "$D/e.safetensors" "$D/e.jsonl" --model mlp --train-limit 4096 "${common[@]}" --steps 10 --micro-batch 8 --accum 2 --overlap off
+"$PY" - "$D/e.jsonl" <<'PY' || fail "per-window traffic without overlap"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if '"step"' in l]
 assert all(r["allreduce_calls"] == 1 for r in rows), [r["allreduce_calls"] for r in rows]
-print(f"per window (gpt): {rows[0]['allreduce_calls']} all-reduce call, {rows[0]['allreduce_bytes']} bytes per optimizer step")
+print(f"per window (mlp, no overlap): 1 all-reduce call, {rows[0]['allreduce_bytes']} bytes per optimizer step")
 PY
 run_world 2 "$D/e.safetensors" "$D/e.jsonl" --model mlp --train-limit 4096 "${common[@]}" --steps 10 --micro-batch 8 --accum 2 --sync every-micro-batch
 "$PY" - "$D/e.jsonl" <<'PY' || fail "every-micro-batch traffic"
@@ -132,9 +265,10 @@ print(f"every micro-batch: {rows[0]['allreduce_calls']} all-reduce calls (2 micr
 PY
 
 # SIGTERM (a scheduler's preemption) through the launcher: every rank stops after the same window,
-# rank 0 checkpoints it; resuming gives the uninterrupted world-2 run, byte for byte.
+# the ranks checkpoint it; resuming gives the uninterrupted world-2 run, byte for byte.
+# Under ZeRO-1, so the checkpoint is sharded.
 pre=(train --model gpt --data text:/usr/share/common-licenses/GPL-3 --layers 2 --heads 4 --dim 64 --context 64
-     --micro-batch 4 --accum 2 --steps 300 --threads 1 --schedule cosine)
+     --micro-batch 4 --accum 2 --steps 300 --threads 1 --schedule cosine --zero 1)
 "$G" launch --nproc 2 --master-port "$(port)" -- "${pre[@]}" --save "$D/p-full.safetensors" >/dev/null 2>&1 || fail "preemption: reference run"
 "$G" launch --nproc 2 --master-port "$(port)" -- "${pre[@]}" --save "$D/p.safetensors" --log "$D/p.jsonl" \
   --checkpoint-dir "$D/p-ckpt" >"$D/p.out" 2>&1 &
@@ -164,9 +298,9 @@ step=$(grep -o 'after step [0-9]*' "$D/q0.out" | grep -o '[0-9]*')
   || fail "one-rank SIGTERM: exits $rc0/$rc1: $(cat "$D/q0.out" "$D/q1.out")"
 echo "SIGTERM to rank 1 only: rank 0 $(grep -o 'stopped because.*step [0-9]*' "$D/q0.out"), checkpoint of step $step"
 
-# A rank killed mid-run: its peer stops with an error within the timeout, never hangs.
+# A rank killed mid-run (under ZeRO-1): its peer stops with an error within the timeout, never hangs.
 p=$(port)
-long=(train --model mlp --train-limit 4096 --micro-batch 8 --accum 2 --steps 100000 --threads 1 --dist-timeout 15)
+long=(train --model mlp --train-limit 4096 --micro-batch 8 --accum 2 --steps 100000 --threads 1 --dist-timeout 15 --zero 1)
 MASTER_PORT=$p WORLD_SIZE=2 RANK=0 "$G" "${long[@]}" --log "$D/f.jsonl" >"$D/r0.out" 2>"$D/r0.err" &
 r0=$!; PIDS+=("$r0")
 MASTER_PORT=$p WORLD_SIZE=2 RANK=1 "$G" "${long[@]}" >/dev/null 2>&1 &

@@ -37,6 +37,14 @@
 // tail of the same buffer — one pass gives Σ_r G_r and N together — and everything after that is
 // the single-process algorithm. (Averaging per-rank means instead would repeat the naive bug
 // across ranks whenever their token counts differ.)
+//
+// ZeRO-1 splits the same sum by elements instead of computing it everywhere: the buffer (padded to
+// R·L) is reduce-scattered, so rank r receives only its slice (Σ_r' G_r')[r·L, (r+1)·L), steps the
+// optimizer state it owns for that slice, and an all-gather returns every rank the whole updated
+// parameters. The clip norm must be the norm of the whole g, not of a slice:
+//     ‖g‖² = f² Σ_r ‖shard_r‖²,
+// so each rank's ‖shard_r‖² travels in the all-reduce of the loss and counts (a norm taken over
+// one shard would clip each shard differently). Three collectives per window, none per micro-batch.
 // ─────────────────────────────────────────────────────────────────────────────────────────────
 #include "gradacc/accumulate/accumulator.h"
 
@@ -51,6 +59,8 @@
 #include <ATen/ops/zeros.h>
 #include <ATen/ops/zeros_like.h>
 #include <fmt/format.h>
+#include <torch/csrc/autograd/function_hook.h>
+#include <torch/csrc/autograd/variable.h>
 
 #include "gradacc/optim/fused_adamw.h"
 #include "gradacc/optim/optimizer.h"
@@ -61,15 +71,36 @@ namespace {
 // Loss sum, samples hi/lo, items hi/lo, stop request; then the noise scale's small batches:
 // Σ over ranks of (S·s)²·|G_small,r|² (each rank's first micro-batch mean), ranks measured, Σ counts.
 constexpr int64_t kStatSlots = 9;
+// ZeRO-1, in float64 (exact counts): loss sum, samples, items, stop request, the noise scale's
+// three, and this shard's ‖G‖².
+constexpr int64_t kZeroSlots = 8;
 // Counts travel in float buffers as two parts, c = hi·4096 + lo, so that their sums over ranks
 // stay exact (each part well below 2^24) for windows of up to 2^36 items.
 constexpr int64_t kSplit = 4096;
 
+// ‖G‖ accumulated in float64: an fp32 sum over millions of squares comes out up to ~1e-5 low,
+// and clipping would then let slightly too much through. Still one pass over the buffer.
+// In chunks of 2^20 elements: the float64 cast of the whole buffer at once would hold a transient
+// twice the gradient's size at every boundary (a memory budget would have to leave room for it).
+at::Tensor norm_of(const at::Tensor& flat) {
+  constexpr int64_t kChunk = int64_t{1} << 20;
+  const auto norm64 = [](const at::Tensor& t) {
+    return at::linalg_vector_norm(t, 2, /*dim=*/c10::nullopt, /*keepdim=*/false, /*dtype=*/at::kDouble);
+  };
+  const int64_t n = flat.numel();
+  if (n <= kChunk) return norm64(flat);
+  std::vector<at::Tensor> parts;
+  parts.reserve(static_cast<size_t>((n + kChunk - 1) / kChunk));
+  for (int64_t at = 0; at < n; at += kChunk) parts.push_back(norm64(flat.narrow(0, at, std::min(kChunk, n - at))));
+  return at::linalg_vector_norm(at::stack(parts), 2);
+}
+
 }  // namespace
 
 Accumulator::Accumulator(torch::nn::Module& model, torch::optim::Optimizer& optimizer, const LrSchedule* schedule,
-                         AccumulatorOptions options, MasterWeights* master, LossScaler* scaler)
-    : optimizer_(optimizer), schedule_(schedule), options_(options), master_(master), scaler_(scaler) {
+                         AccumulatorOptions options, MasterWeights* master, LossScaler* scaler, ZeroShard* zero)
+    : optimizer_(optimizer), schedule_(schedule), options_(options), master_(master), scaler_(scaler), zero_(zero) {
+  if (master_ && zero_) throw std::invalid_argument("ZeRO keeps its own master weights: pass one of master, zero");
   if (options_.max_grad_norm < 0) {
     throw std::invalid_argument(fmt::format("max_grad_norm must be ≥ 0, got {}", options_.max_grad_norm));
   }
@@ -94,26 +125,35 @@ Accumulator::Accumulator(torch::nn::Module& model, torch::optim::Optimizer& opti
   // the norm one reduction, a rescale one multiply, and a data-parallel reduction one tensor.
   // The accumulation buffer: fp32 under master weights, else the parameters' dtype. A short tail
   // after the gradients carries the window's loss and counts through the same all-reduce.
-  const at::ScalarType accum_dtype = master_ ? at::kFloat : params_[0].scalar_type();
-  buffer_ = at::zeros({total + kStatSlots}, params_[0].options().dtype(accum_dtype).requires_grad(false));
+  // Under ZeRO the buffer is padded to R·L for the reduce-scatter, and the statistics travel apart.
+  low_precision_model_ = master_ || (zero_ && zero_->low_precision());
+  const at::ScalarType accum_dtype = low_precision_model_ ? at::kFloat : params_[0].scalar_type();
+  if (zero_ && zero_->total() != total) throw std::invalid_argument("a ZeroShard of another model");
+  buffer_ = at::zeros({zero_ ? zero_->padded() : total + kStatSlots},
+                      params_[0].options().dtype(accum_dtype).requires_grad(false));
   flat_grad_ = buffer_.narrow(0, 0, total);
-  stats_ = buffer_.narrow(0, total, kStatSlots);
-  stats_host_ = at::zeros({kStatSlots}, at::TensorOptions().dtype(at::kFloat));
-  if (master_) {
-    if (master_->model_params().size() != params_.size())
-      throw std::invalid_argument("master weights of another model");
-    micro_grad_ = at::zeros({total}, params_[0].options().requires_grad(false));
+  if (zero_) {
+    zero_stats_ = at::zeros({kZeroSlots}, buffer_.options().dtype(at::kDouble));
+    stats_host_ = at::zeros({kZeroSlots}, at::TensorOptions().dtype(at::kDouble));
+  } else {
+    stats_ = buffer_.narrow(0, total, kStatSlots);
+    stats_host_ = at::zeros({kStatSlots}, at::TensorOptions().dtype(at::kFloat));
   }
+  if (master_ && master_->model_params().size() != params_.size())
+    throw std::invalid_argument("master weights of another model");
+  if (low_precision_model_) micro_grad_ = at::zeros({total}, params_[0].options().requires_grad(false));
   int64_t offset = 0;
   for (size_t i = 0; i < params_.size(); ++i) {
     at::Tensor& p = params_[i];
     flat_views_.push_back(flat_grad_.narrow(0, offset, p.numel()).view(p.sizes()));
-    if (master_) {
-      // Backward writes the model's low-precision .grad; the fp32 sum is the masters' .grad.
-      if (!master_->model_params()[i].is_same(p)) throw std::invalid_argument("master weights of another model");
+    if (low_precision_model_) {
+      // Backward writes the model's low-precision .grad; the fp32 sum is the masters' .grad (under
+      // ZeRO, the reduce-scatter's input).
+      if (master_ && !master_->model_params()[i].is_same(p))
+        throw std::invalid_argument("master weights of another model");
       micro_views_.push_back(micro_grad_.narrow(0, offset, p.numel()).view(p.sizes()));
       p.mutable_grad() = micro_views_.back();
-      master_->masters()[i].mutable_grad() = flat_views_.back();
+      if (master_) master_->masters()[i].mutable_grad() = flat_views_.back();
     } else {
       p.mutable_grad() = flat_views_.back();
     }
@@ -122,10 +162,77 @@ Accumulator::Accumulator(torch::nn::Module& model, torch::optim::Optimizer& opti
   window_loss_ = at::zeros({}, params_[0].options().dtype(at::kDouble).requires_grad(false));
 }
 
+// ── Overlap ──────────────────────────────────────────────────────────────────────────────────
+// The window gradient is final once the last micro-batch's backward has added into it, and the
+// backward produces gradients roughly from the last layer to the first. So the buffer is cut into
+// buckets in reverse parameter order, and a bucket's all-reduce starts as soon as the hooks of all
+// its parameters have fired in that last backward, while the backward goes on with earlier layers.
+// Buckets start strictly in index order (a full bucket waits for the ones before it), so every
+// rank issues the same collectives in the same order even if their hooks fire in another order.
+struct Accumulator::OverlapHook : torch::autograd::PostAccumulateGradHook {
+  OverlapHook(Accumulator* a, size_t i) : accumulator(a), param(i) {}
+  void operator()(const at::Tensor&) override { accumulator->parameter_ready(param); }
+  Accumulator* accumulator;
+  size_t param;
+};
+
+void Accumulator::set_overlap(int64_t bucket_bytes) {
+  if (bucket_bytes < 1) throw std::invalid_argument("overlap: bucket_bytes must be ≥ 1");
+  if (!distributed() || sync_mode_ != SyncMode::kPerWindow)
+    throw std::invalid_argument("overlap needs data parallel with per-window sync (set_reducer first)");
+  if (zero_) throw std::invalid_argument("overlap: ZeRO reduce-scatters the whole buffer at the boundary");
+  const int64_t per_bucket = std::max<int64_t>(1, bucket_bytes / static_cast<int64_t>(flat_grad_.element_size()));
+  buckets_.clear();
+  bucket_of_.assign(params_.size(), 0);
+  int64_t end = flat_grad_.numel();
+  for (size_t k = params_.size(); k-- > 0;) {  // reverse order: the last parameters' gradients come first
+    const int64_t n = params_[k].numel();
+    if (buckets_.empty() || buckets_.back().end - buckets_.back().begin >= per_bucket)
+      buckets_.push_back(Bucket{end, end, 0, 0});
+    Bucket& b = buckets_.back();
+    b.begin -= n;
+    ++b.params;
+    bucket_of_[k] = buckets_.size() - 1;
+    end -= n;
+    torch::autograd::impl::set_post_acc_grad_hooks(params_[k], std::make_unique<OverlapHook>(this, k));
+  }
+}
+
+Accumulator::~Accumulator() {
+  if (buckets_.empty()) return;
+  for (const at::Tensor& p : params_) torch::autograd::impl::set_post_acc_grad_hooks(p, nullptr);
+}
+
+void Accumulator::overlap_next_backward() {
+  if (buckets_.empty()) return;
+  // The noise scale reads the first micro-batch's gradient after its backward: if that is also
+  // the last, the buckets must not be in flight yet. They start at the boundary then.
+  if (noise_ && window_micro_batches_ == 0) return;
+  for (Bucket& b : buckets_) b.remaining = b.params;
+  overlap_armed_ = true;
+}
+
+void Accumulator::parameter_ready(size_t param) {
+  if (!overlap_armed_) return;
+  --buckets_[bucket_of_[param]].remaining;
+  start_ready_buckets(/*all=*/false);
+}
+
+void Accumulator::start_ready_buckets(bool all) {
+  while (next_bucket_ < buckets_.size() && (all || buckets_[next_bucket_].remaining == 0)) {
+    const Bucket& b = buckets_[next_bucket_++];
+    if (overlap_armed_ && low_precision_model_) {  // this micro-batch's gradient joins the fp32 sum first
+      flat_grad_.narrow(0, b.begin, b.end - b.begin).add_(micro_grad_.narrow(0, b.begin, b.end - b.begin));
+      micro_grad_.narrow(0, b.begin, b.end - b.begin).zero_();
+    }
+    reducer_->start_sum(flat_grad_.narrow(0, b.begin, b.end - b.begin));
+  }
+}
+
 void Accumulator::accumulate(const at::Tensor& loss_sum, int64_t samples, int64_t items) {
   if (samples < 0 || items < 0) throw std::invalid_argument("micro-batch counts must be ≥ 0");
   const bool per_micro_sync = distributed() && sync_mode_ == SyncMode::kEveryMicroBatch;
-  if (per_micro_sync && !master_) {
+  if (per_micro_sync && !low_precision_model_) {
     for (size_t i = 0; i < params_.size(); ++i) params_[i].mutable_grad() = micro_views_[i];  // this micro-batch alone
   }
   const double s = pre_scale_ * (scaler_ ? scaler_->scale() : 1.0);  // s, times S with a loss scaler
@@ -138,7 +245,12 @@ void Accumulator::accumulate(const at::Tensor& loss_sum, int64_t samples, int64_
     (loss_sum * s).backward();
     window_loss_.add_(loss_sum.detach());
   }
-  if (micro_grad_.defined()) fold_micro_grad();
+  if (overlap_armed_) {
+    start_ready_buckets(/*all=*/true);  // parameters this micro-batch gave no gradient
+    overlap_armed_ = false;             // (a low-precision model's gradient was folded bucket by bucket)
+  } else if (micro_grad_.defined()) {
+    fold_micro_grad();
+  }
   if (noise_ && window_micro_batches_ == 0) {  // the small batch of the noise scale: no host read here
     small_sq_ = window_norm().square();
     small_count_ = count_of(samples, items);
@@ -154,7 +266,7 @@ void Accumulator::accumulate(const at::Tensor& loss_sum, int64_t samples, int64_
 void Accumulator::fold_micro_grad() {
   if (distributed() && sync_mode_ == SyncMode::kEveryMicroBatch) {
     reducer_->sum_across_ranks(micro_grad_);
-    if (!master_) {
+    if (!low_precision_model_) {
       for (size_t i = 0; i < params_.size(); ++i) params_[i].mutable_grad() = flat_views_[i];
     }
   }
@@ -164,6 +276,10 @@ void Accumulator::fold_micro_grad() {
 
 void Accumulator::set_reducer(GradientReducer* reducer, SyncMode mode) {
   if (window_micro_batches_ != 0) throw std::logic_error("set_reducer() inside an open window");
+  if (zero_ && (!reducer || reducer->world_size() != zero_->world_size() || reducer->rank() != zero_->rank()))
+    throw std::invalid_argument("ZeRO: the reducer's ranks are not the shard layout's");
+  if (zero_ && mode != SyncMode::kPerWindow)
+    throw std::invalid_argument("ZeRO communicates once per window (--sync window), not every micro-batch");
   reducer_ = reducer;
   sync_mode_ = mode;
   if (!distributed()) return;
@@ -195,7 +311,7 @@ void Accumulator::set_noise_scale(NoiseScaleEstimator* estimator) {
 
 void Accumulator::empty_micro_batch() {
   if (!(distributed() && sync_mode_ == SyncMode::kEveryMicroBatch)) return;
-  if (!master_) {
+  if (!low_precision_model_) {
     for (size_t i = 0; i < params_.size(); ++i) params_[i].mutable_grad() = micro_views_[i];
   }
   fold_micro_grad();  // contributes zeros, takes part in the collective
@@ -212,23 +328,7 @@ int64_t Accumulator::count_of(int64_t samples, int64_t items) const {
 
 int64_t Accumulator::window_count() const { return count_of(window_samples_, window_items_); }
 
-// ‖G‖ accumulated in float64: an fp32 sum over millions of squares comes out up to ~1e-5 low,
-// and clipping would then let slightly too much through. Still one pass over the buffer.
-// In chunks of 2^20 elements: the float64 cast of the whole buffer at once would hold a transient
-// twice the gradient's size at every boundary (a memory budget would have to leave room for it).
-at::Tensor Accumulator::window_norm() const {
-  constexpr int64_t kChunk = int64_t{1} << 20;
-  const auto norm64 = [](const at::Tensor& t) {
-    return at::linalg_vector_norm(t, 2, /*dim=*/c10::nullopt, /*keepdim=*/false, /*dtype=*/at::kDouble);
-  };
-  const int64_t n = flat_grad_.numel();
-  if (n <= kChunk) return norm64(flat_grad_);
-  std::vector<at::Tensor> parts;
-  parts.reserve(static_cast<size_t>((n + kChunk - 1) / kChunk));
-  for (int64_t at = 0; at < n; at += kChunk)
-    parts.push_back(norm64(flat_grad_.narrow(0, at, std::min(kChunk, n - at))));
-  return at::linalg_vector_norm(at::stack(parts), 2);
-}
+at::Tensor Accumulator::window_norm() const { return norm_of(flat_grad_); }
 
 // f = Ñ/(N·S): turns the buffer into the exact, unscaled window gradient (see the math above).
 // The one place this factor is computed; step() and window_gradient() both use it.
@@ -255,11 +355,107 @@ void Accumulator::resume_at(int64_t steps_taken, int64_t updates_applied) {
 void Accumulator::discard_window() {
   buffer_.zero_();
   if (micro_grad_.defined()) micro_grad_.zero_();
-  if (!master_) {
+  if (!low_precision_model_) {
     for (size_t i = 0; i < params_.size(); ++i) params_[i].mutable_grad() = flat_views_[i];
   }
   window_loss_.zero_();
   window_samples_ = window_items_ = window_micro_batches_ = small_count_ = 0;
+}
+
+// Single process: the one device→host transfer of the step reads the window loss sum and ‖G‖ (and
+// the noise scale's first-micro-batch ‖G‖²).
+Accumulator::WindowTotals Accumulator::local_totals() {
+  WindowTotals t;
+  t.samples = window_samples_;
+  t.items = window_items_;
+  t.stop_requested = stop_signal_ && *stop_signal_ != 0;
+  const at::Tensor host = (small_count_ > 0 ? at::stack({window_loss_, window_norm(), small_sq_})
+                                            : at::stack({window_loss_, window_norm()}))
+                              .cpu();
+  const double* v = host.data_ptr<double>();
+  t.loss_sum = v[0];
+  t.grad_norm = v[1];
+  if (small_count_ > 0) {
+    t.small_count = static_cast<double>(small_count_);
+    t.small_mean_sq = v[2] / (t.small_count * t.small_count);
+  }
+  return t;
+}
+
+// Data parallel: the window's loss and counts ride in the buffer's tail, so one all-reduce pass
+// (of a few buckets) makes gradients, loss and counts global at once. Per-micro-batch sync has
+// reduced the gradients already; only the tail is left.
+Accumulator::WindowTotals Accumulator::all_reduce_totals() {
+  auto* h = stats_host_.data_ptr<float>();
+  h[1] = static_cast<float>(window_samples_ / kSplit);
+  h[2] = static_cast<float>(window_samples_ % kSplit);
+  h[3] = static_cast<float>(window_items_ / kSplit);
+  h[4] = static_cast<float>(window_items_ % kSplit);
+  h[5] = stop_signal_ && *stop_signal_ != 0 ? 1.0f : 0.0f;
+  h[6] = 0.0f;
+  h[7] = small_count_ > 0 ? 1.0f : 0.0f;
+  h[8] = static_cast<float>(small_count_);
+  stats_.copy_(stats_host_);
+  stats_.narrow(0, 0, 1).copy_(window_loss_.reshape({1}));
+  if (small_count_ > 0) {  // this rank's first micro-batch, as the mean gradient of its own count
+    const double n = static_cast<double>(small_count_);
+    stats_.narrow(0, 6, 1).copy_((small_sq_ / (n * n)).reshape({1}));
+  }
+  if (!buckets_.empty()) {  // overlap: the gradient went bucket by bucket; the tail follows alone
+    start_ready_buckets(/*all=*/true);
+    reducer_->wait_pending();
+    next_bucket_ = 0;
+  }
+  reducer_->sum_across_ranks(sync_mode_ == SyncMode::kPerWindow && buckets_.empty() ? buffer_ : stats_);
+  // The one device→host transfer of the step: global loss, counts and ‖G‖ (and the noise scale's
+  // small batches, summed over ranks).
+  const at::Tensor host = at::cat({stats_.to(at::kDouble), window_norm().reshape({1})}).cpu();
+  const double* v = host.data_ptr<double>();
+  WindowTotals t;
+  t.loss_sum = v[0];
+  t.samples = static_cast<int64_t>(v[1]) * kSplit + static_cast<int64_t>(v[2]);
+  t.items = static_cast<int64_t>(v[3]) * kSplit + static_cast<int64_t>(v[4]);
+  t.stop_requested = v[5] > 0;  // any rank's request stops every rank after this same window
+  if (v[7] > 0) {               // the mean over the ranks that measured one: the same on every rank
+    t.small_mean_sq = v[6] / v[7];
+    t.small_count = v[8] / v[7];
+  }
+  t.grad_norm = v[9];
+  return t;
+}
+
+// ZeRO-1: the buffer is reduce-scattered (this rank's slice of Σ_r G_r lands in shard_grad), then
+// one small all-reduce sums the loss, the counts and the shards' ‖G‖² (float64, so the counts are
+// exact): ‖G‖ = sqrt(Σ_r ‖shard_r‖²), the global norm on every rank.
+Accumulator::WindowTotals Accumulator::reduce_scatter_totals() {
+  reducer_->reduce_scatter(buffer_, zero_->shard_grad());
+  auto* h = stats_host_.data_ptr<double>();
+  h[1] = static_cast<double>(window_samples_);
+  h[2] = static_cast<double>(window_items_);
+  h[3] = stop_signal_ && *stop_signal_ != 0 ? 1.0 : 0.0;
+  h[5] = small_count_ > 0 ? 1.0 : 0.0;
+  h[6] = static_cast<double>(small_count_);
+  zero_stats_.copy_(stats_host_);
+  zero_stats_.narrow(0, 0, 1).copy_(window_loss_.reshape({1}));
+  if (small_count_ > 0) {
+    const double n = static_cast<double>(small_count_);
+    zero_stats_.narrow(0, 4, 1).copy_((small_sq_ / (n * n)).reshape({1}));
+  }
+  zero_stats_.narrow(0, 7, 1).copy_(norm_of(zero_->shard_grad()).square().reshape({1}));
+  reducer_->sum_across_ranks(zero_stats_);
+  const at::Tensor host = zero_stats_.cpu();  // the step's one device→host transfer
+  const double* v = host.data_ptr<double>();
+  WindowTotals t;
+  t.loss_sum = v[0];
+  t.samples = static_cast<int64_t>(v[1]);
+  t.items = static_cast<int64_t>(v[2]);
+  t.stop_requested = v[3] > 0;
+  if (v[5] > 0) {
+    t.small_mean_sq = v[4] / v[5];
+    t.small_count = v[6] / v[5];
+  }
+  t.grad_norm = std::sqrt(v[7]);
+  return t;
 }
 
 StepReport Accumulator::step() {
@@ -269,7 +465,8 @@ StepReport Accumulator::step() {
                                        window_micro_batches_,
                                        options_.normalization == Normalization::kPerSample ? "samples" : "items"));
   }
-  const at::Tensor& grad_home = master_ ? micro_grad_ : flat_grad_;
+  if (zero_ && !distributed()) throw std::logic_error("ZeRO step without the data-parallel group (set_reducer)");
+  const at::Tensor& grad_home = low_precision_model_ ? micro_grad_ : flat_grad_;
   for (const at::Tensor& p : params_) {
     const at::Tensor& g = p.grad();
     const auto* base = static_cast<const char*>(grad_home.data_ptr());
@@ -280,59 +477,14 @@ StepReport Accumulator::step() {
     }
   }
 
-  // Data parallel: the window's loss and counts ride in the buffer's tail, so one all-reduce pass
-  // (of a few buckets) makes gradients, loss and counts global at once. Per-micro-batch sync has
-  // reduced the gradients already; only the tail is left.
-  int64_t samples = window_samples_, items = window_items_;
-  bool stop_requested = stop_signal_ && *stop_signal_ != 0;
-  double small_mean_sq = 0.0, small_count = 0.0;  // the noise scale's small batch: (S·s)²|G_small|², B_small
-  at::Tensor host;
-  if (distributed()) {
-    auto* h = stats_host_.data_ptr<float>();
-    h[1] = static_cast<float>(samples / kSplit);
-    h[2] = static_cast<float>(samples % kSplit);
-    h[3] = static_cast<float>(items / kSplit);
-    h[4] = static_cast<float>(items % kSplit);
-    h[5] = stop_signal_ && *stop_signal_ != 0 ? 1.0f : 0.0f;
-    h[6] = 0.0f;
-    h[7] = small_count_ > 0 ? 1.0f : 0.0f;
-    h[8] = static_cast<float>(small_count_);
-    stats_.copy_(stats_host_);
-    stats_.narrow(0, 0, 1).copy_(window_loss_.reshape({1}));
-    if (small_count_ > 0) {  // this rank's first micro-batch, as the mean gradient of its own count
-      const double n = static_cast<double>(small_count_);
-      stats_.narrow(0, 6, 1).copy_((small_sq_ / (n * n)).reshape({1}));
-    }
-    reducer_->sum_across_ranks(sync_mode_ == SyncMode::kPerWindow ? buffer_ : stats_);
-    // The one device→host transfer of the step: global loss, counts and ‖G‖ (and the noise
-    // scale's small batches, summed over ranks).
-    host = at::cat({stats_.to(at::kDouble), window_norm().reshape({1})}).cpu();
-    const double* v = host.data_ptr<double>();
-    samples = static_cast<int64_t>(v[1]) * kSplit + static_cast<int64_t>(v[2]);
-    items = static_cast<int64_t>(v[3]) * kSplit + static_cast<int64_t>(v[4]);
-    stop_requested = v[5] > 0;  // any rank's request stops every rank after this same window
-    if (v[7] > 0) {             // the mean over the ranks that measured one: the same on every rank
-      small_mean_sq = v[6] / v[7];
-      small_count = v[8] / v[7];
-    }
-    host = at::stack({host[0], host[9]});
-  } else {
-    // The one device→host transfer of the step: window loss sum and ‖G‖ (and the noise scale's
-    // first-micro-batch ‖G‖²).
-    host = (small_count_ > 0 ? at::stack({window_loss_, window_norm(), small_sq_})
-                             : at::stack({window_loss_, window_norm()}))
-               .cpu();
-    if (small_count_ > 0) {
-      small_count = static_cast<double>(small_count_);
-      small_mean_sq = host[2].item<double>() / (small_count * small_count);
-    }
-  }
+  const WindowTotals totals = zero_ ? reduce_scatter_totals() : distributed() ? all_reduce_totals() : local_totals();
+  const int64_t samples = totals.samples, items = totals.items;
   const int64_t count = count_of(samples, items);  // global when data parallel
   if (count == 0) throw std::logic_error("optimizer step on a window with no samples or items on any rank");
 
   const double loss_scale = scaler_ ? scaler_->scale() : 1.0;
   const double f = boundary_factor(count);
-  const double loss_sum = host[0].item<double>(), grad_norm = f * host[1].item<double>();
+  const double loss_sum = totals.loss_sum, grad_norm = f * totals.grad_norm;
 
   StepReport r;
   r.loss = loss_sum / static_cast<double>(count);
@@ -341,13 +493,7 @@ StepReport Accumulator::step() {
   r.samples = samples;
   r.items = items;
   r.micro_batches = window_micro_batches_;
-  r.stop_requested = stop_requested;
-  if (reducer_) {
-    r.allreduce_calls = reducer_->calls() - calls_before_;
-    r.allreduce_bytes = reducer_->bytes() - bytes_before_;
-    calls_before_ = reducer_->calls();
-    bytes_before_ = reducer_->bytes();
-  }
+  r.stop_requested = totals.stop_requested;
   r.lr = schedule_ ? schedule_->lr_at(updates_) : optimizer_.param_groups().front().options().get_lr();
 
   // The norm doubles as the overflow check: an inf or NaN anywhere in G makes ‖G‖ non-finite.
@@ -356,8 +502,8 @@ StepReport Accumulator::step() {
   if (noise_) {
     // |G_small|² of the first micro-batch's mean gradient: the buffer held S·s·n_small times it.
     const double s_small = pre_scale_ * loss_scale;
-    const NoiseScaleReading n = small_count > 0 && !r.skipped
-                                    ? noise_->update(small_mean_sq / (s_small * s_small), small_count,
+    const NoiseScaleReading n = totals.small_count > 0 && !r.skipped
+                                    ? noise_->update(totals.small_mean_sq / (s_small * s_small), totals.small_count,
                                                      grad_norm * grad_norm, static_cast<double>(count))
                                     : noise_->reading();
     r.noise_measured = true;
@@ -374,22 +520,30 @@ StepReport Accumulator::step() {
     // Normalization, unscaling and clipping folded into a single factor: the fused optimizer
     // applies it inside its update (no pass of our own); otherwise one multiply over the buffer,
     // skipped when it is 1.
+    // Under ZeRO the optimizer reads only this rank's shard of the summed gradient.
     const double scale = f * r.clip_coef;
     if (scale != 1.0) {
       if (auto* fused = dynamic_cast<FusedAdamW*>(&optimizer_)) {
         fused->scale_next_step(scale);
       } else {
-        flat_grad_.mul_(scale);
+        (zero_ ? zero_->shard_grad() : flat_grad_).mul_(scale);
       }
     }
     if (schedule_) set_lr(optimizer_, r.lr);
     optimizer_.step();
     ++updates_;
     if (master_) master_->copy_to_model();
+    if (zero_) reducer_->all_gather(zero_->gather_input(), zero_->flat_params());  // every rank's updated shard
     if (scaler_) scaler_->update(/*found_inf=*/false);
   }
   ++steps_;
   r.step = steps_;
+  if (reducer_) {  // every collective of the window, the all-gather of ZeRO included
+    r.allreduce_calls = reducer_->calls() - calls_before_;
+    r.allreduce_bytes = reducer_->bytes() - bytes_before_;
+    calls_before_ = reducer_->calls();
+    bytes_before_ = reducer_->bytes();
+  }
 
   buffer_.zero_();
   window_loss_.zero_();

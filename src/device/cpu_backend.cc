@@ -1,6 +1,8 @@
 // The CPU build's device backend: no CUDA libraries are linked, so there is nothing to ask.
 #include "device/backend.h"
 
+#include <stdexcept>
+
 namespace gradacc::backend {
 
 bool cuda_linked() { return false; }
@@ -10,5 +12,9 @@ void cuda_reset_peak(int) {}
 void* start_sync_count() { return nullptr; }
 int64_t sync_count(void*) { return 0; }
 void stop_sync_count(void*) {}
+c10::intrusive_ptr<c10d::Backend> make_nccl_group(const c10::intrusive_ptr<c10d::Store>&, int, int,
+                                                  std::chrono::milliseconds, int) {
+  throw std::runtime_error("NCCL needs a CUDA build (cmake -DGRADACC_CUDA=ON; docs/gpu.md)");
+}
 
 }  // namespace gradacc::backend

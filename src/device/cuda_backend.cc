@@ -10,6 +10,18 @@
 
 #include "device/backend.h"
 
+#include <stdexcept>
+
+// ProcessGroupNCCL's header compiles only with USE_C10D_NCCL and NCCL's own header, which the
+// wheel's nvidia-nccl package carries (CMake defines GRADACC_HAVE_NCCL when it found nccl.h); its
+// code is in libtorch_cuda.
+#ifdef GRADACC_HAVE_NCCL
+#ifndef USE_C10D_NCCL
+#define USE_C10D_NCCL
+#endif
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
+
 namespace gradacc::backend {
 namespace {
 
@@ -71,6 +83,19 @@ void stop_sync_count(void* state) {
   c10::cuda::warning_state().set_sync_debug_mode(handler->previous_mode);
   c10::WarningUtils::set_warning_handler(handler->previous_);
   delete handler;
+}
+
+c10::intrusive_ptr<c10d::Backend> make_nccl_group(const c10::intrusive_ptr<c10d::Store>& store, int rank,
+                                                  int world_size, std::chrono::milliseconds timeout, int device_index) {
+#ifdef GRADACC_HAVE_NCCL
+  c10::cuda::set_device(static_cast<c10::DeviceIndex>(device_index));
+  auto options = c10d::ProcessGroupNCCL::Options::create();
+  options->timeout = timeout;
+  return c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, world_size, options);
+#else
+  (void)store, (void)rank, (void)world_size, (void)timeout, (void)device_index;
+  throw std::runtime_error("this CUDA build found no nccl.h (the wheel's nvidia-nccl package): no NCCL");
+#endif
 }
 
 }  // namespace gradacc::backend

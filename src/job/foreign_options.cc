@@ -305,16 +305,17 @@ void add_foreign_rows(std::vector<Option>& t) {
   t.push_back(foreign_row(T::kBool, "bf16 parameters with fp32 master weights (--param-dtype bf16)",
                           [](JobConfig& c, const OptionValue& v) { c.foreign.bf16 = std::get<bool>(v); },
                           {"bf16.enabled"}, {}));
-  t.push_back(
-      foreign_row(T::kInt, "ZeRO stage: 0 (gradacc keeps the whole optimizer state on every rank)",
-                  [](JobConfig&, const OptionValue& v) {
-                    if (std::get<int64_t>(v) != 0) {
-                      throw std::invalid_argument(fmt::format(
-                          "DeepSpeed key `zero_optimization.stage` = {} is not supported by gradacc (stage 0 only)",
-                          std::get<int64_t>(v)));
-                    }
-                  },
-                  {"zero_optimization.stage"}, {}));
+  t.push_back(foreign_row(
+      T::kInt, "ZeRO stage: 0, or 1 (--zero 1: the optimizer state sharded over the ranks)",
+      [](JobConfig& c, const OptionValue& v) {
+        const int64_t stage = std::get<int64_t>(v);
+        if (stage != 0 && stage != 1) {
+          throw std::invalid_argument(fmt::format(
+              "DeepSpeed key `zero_optimization.stage` = {} is not supported by gradacc (stages 0 and 1)", stage));
+        }
+        c.train.zero(stage);
+      },
+      {"zero_optimization.stage"}, {}));
   // ── Hugging Face TrainingArguments
   t.push_back(foreign_row(T::kBool, "bf16 autocast, fp32 parameters (--precision bf16)",
                           [](JobConfig& c, const OptionValue& v) {

@@ -181,8 +181,10 @@ JobSummary run_train_job(const JobConfig& c, std::ostream& out) {
   if (!r.history.empty()) {
     const int64_t replays = std::accumulate(r.history.begin(), r.history.end(), int64_t{0},
                                             [](int64_t n, const StepReport& x) { return n + x.oom_replays; });
-    say << fmt::format("peak tensor memory {}{}{}\n", format_bytes(s.peak_bytes),
+    say << fmt::format("peak tensor memory {}{}; optimizer state {} on this rank{}{}\n", format_bytes(s.peak_bytes),
                        plan.memory_budget ? fmt::format(" of the {} budget", format_bytes(*plan.memory_budget)) : "",
+                       format_bytes(trainer.optimizer_state_bytes()),
+                       plan.zero ? fmt::format(" (ZeRO-1: shard {} of {})", plan.env.rank, plan.env.world_size) : "",
                        replays > 0
                            ? fmt::format("; {} window(s) ran out of memory and were replayed with micro_batch {}",
                                          replays, r.history.back().micro_batch)

@@ -466,6 +466,20 @@ std::vector<Option> build_table() {
                      [](JobConfig& c) -> double& { return c.train.dist_timeout(); }));
   t.push_back(number("--bucket-mb", {"bucket_mb"}, S::kTrain, "data parallel: all-reduce bucket size, MiB",
                      [](JobConfig& c) -> double& { return c.train.bucket_mb(); }));
+  t.push_back(integer("--zero", {"zero"}, S::kTrain,
+                      "data parallel: ZeRO stage, 0 or 1 (1: each rank holds 1/R of the optimizer state)",
+                      [](JobConfig& c) -> int64_t& { return c.train.zero(); }));
+  t.push_back({"--overlap",
+               {"overlap"},
+               OptionType::kBool,
+               S::kTrain,
+               "on|off",
+               "data parallel: reduce each bucket during the last micro-batch's backward, as soon as it is final",
+               [](JobConfig& c, const OptionValue& v) { c.train.overlap(std::get<bool>(v)); },
+               [](const JobConfig& c) {
+                 const auto& o = c.train.overlap();
+                 return o ? std::string(*o ? "on" : "off") : std::string("on when data parallel");
+               }});
   // ── Checkpoints, logs, output
   t.push_back(text("--checkpoint-dir", {"checkpoint_dir"}, S::kTrain, "DIR",
                    "write checkpoints here (at the end, on SIGINT/SIGTERM, every --save-every steps)",

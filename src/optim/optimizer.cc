@@ -95,6 +95,11 @@ static bool has_named_state(const torch::optim::Optimizer& o) {
          dynamic_cast<const torch::optim::Adam*>(&o) || dynamic_cast<const torch::optim::AdamW*>(&o);
 }
 
+bool elementwise_optimizer(const torch::optim::Optimizer& o) {
+  // amsgrad keeps an elementwise maximum too; every option of these three is elementwise.
+  return has_named_state(o);
+}
+
 std::string optimizer_kind(const torch::optim::Optimizer& o) {
   if (auto* f = dynamic_cast<const FusedAdamW*>(&o)) return f->decoupled() ? "adamw (fused)" : "adam (fused)";
   if (dynamic_cast<const torch::optim::SGD*>(&o)) return "sgd";

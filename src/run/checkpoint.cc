@@ -14,6 +14,7 @@
 #include <ATen/Context.h>
 #include <fmt/format.h>
 #include <torch/csrc/autograd/grad_mode.h>
+#include <zlib.h>
 
 #include "gradacc/optim/optimizer.h"
 #include "gradacc/util/parse.h"
@@ -48,7 +49,7 @@ std::vector<std::pair<int64_t, fs::path>> checkpoints_in(const fs::path& dir) {
 // Temporary files of writers that died mid-write (SIGKILL, power loss): save_safetensors names
 // them "<target>.tmp.<pid>". Removed when their process is gone.
 void remove_orphaned_temporaries(const fs::path& dir) {
-  static const std::regex name(R"(ckpt-step-\d+\.safetensors\.tmp\.(\d+))");
+  static const std::regex name(R"(ckpt-step-\d+\.(?:shard-\d+-of-\d+\.)?safetensors\.tmp\.(\d+))");
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
     std::smatch m;
@@ -77,9 +78,24 @@ int64_t metadata_int(const StringMap& meta, const std::string& key, const std::s
 
 std::string checkpoint_file_name(int64_t step) { return fmt::format("ckpt-step-{:08d}.safetensors", step); }
 
+std::string weights_fingerprint(const torch::nn::Module& module) {
+  uLong crc = crc32(0L, Z_NULL, 0);
+  for (const auto& [name, t] : module_state(module)) {
+    const at::Tensor c = t.detach().to(at::kCPU).contiguous();
+    crc = crc32(crc, reinterpret_cast<const Bytef*>(name.data()), static_cast<uInt>(name.size()));
+    const auto* bytes = static_cast<const Bytef*>(c.data_ptr());
+    for (size_t done = 0, n = c.nbytes(); done < n;) {
+      const size_t chunk = std::min<size_t>(n - done, size_t{1} << 30);
+      crc = crc32(crc, bytes + done, static_cast<uInt>(chunk));
+      done += chunk;
+    }
+  }
+  return fmt::format("{:08x}", crc);
+}
+
 std::string save_checkpoint(const std::string& dir, const CheckpointState& state, const torch::nn::Module& model,
                             torch::optim::Optimizer& optimizer, const StringMap& identity, int64_t keep,
-                            const at::Device& device) {
+                            const at::Device& device, const ShardedSave* sharded) {
   if (keep < 1) throw CheckpointError(fmt::format("keep_checkpoints must be ≥ 1, got {}", keep));
   std::error_code ec;
   fs::create_directories(dir, ec);
@@ -91,8 +107,10 @@ std::string save_checkpoint(const std::string& dir, const CheckpointState& state
 
   TensorMap tensors;
   for (const auto& [name, t] : module_state(model)) tensors["model." + name] = t;
-  for (const auto& [name, t] : optimizer_state(optimizer)) tensors["optim." + name] = t;
-  for (const auto& [name, t] : state.tensors) tensors["state." + name] = t;
+  if (!sharded) {  // else the shard files hold them
+    for (const auto& [name, t] : optimizer_state(optimizer)) tensors["optim." + name] = t;
+    for (const auto& [name, t] : state.tensors) tensors["state." + name] = t;
+  }
   tensors["rng.cpu"] = at::detail::getDefaultCPUGenerator().get_state();
   if (device.is_cuda()) tensors["rng.cuda"] = at::globalContext().defaultGenerator(device).get_state();
 
@@ -104,13 +122,20 @@ std::string save_checkpoint(const std::string& dir, const CheckpointState& state
                     {"offset", std::to_string(state.position.offset)}};
   for (const auto& [k, v] : identity) meta["run." + k] = v;
   for (const auto& [k, v] : state.extra) meta["state." + k] = v;
+  if (sharded) {
+    meta["zero.shards"] = std::to_string(sharded->world);
+    meta["zero.weights"] = sharded->weights_crc;
+  }
 
   const std::string path = (fs::path(dir) / checkpoint_file_name(state.step)).string();
   save_safetensors(path, tensors, meta);
 
   // Keep the newest `keep`; the one just written is among them (steps only grow within a run).
   auto all = checkpoints_in(dir);
-  for (size_t i = 0; i + static_cast<size_t>(keep) < all.size(); ++i) fs::remove(all[i].second, ec);
+  for (size_t i = 0; i + static_cast<size_t>(keep) < all.size(); ++i) {
+    fs::remove(all[i].second, ec);
+    remove_shards(dir, all[i].first);
+  }
   return path;
 }
 
@@ -134,7 +159,8 @@ std::string resolve_checkpoint(const std::string& path) {
 }
 
 CheckpointState load_checkpoint(const std::string& path, torch::nn::Module& model, torch::optim::Optimizer& optimizer,
-                                const StringMap& identity, const TensorMap& targets, const at::Device& device) {
+                                const StringMap& identity, const TensorMap& targets, const at::Device& device,
+                                const ShardSlot* zero) {
   StringMap meta;
   TensorMap tensors;
   ReadInfo read;
@@ -144,6 +170,9 @@ CheckpointState load_checkpoint(const std::string& path, torch::nn::Module& mode
     throw CheckpointError(e.what());
   }
   if (!meta.count(kFormatKey)) {
+    if (meta.count("zero.shards"))
+      throw CheckpointError(
+          fmt::format("{}: a ZeRO shard, not a checkpoint: resume from its ckpt-step-N.safetensors", shown(path, 200)));
     throw CheckpointError(fmt::format("{}: not a gradacc checkpoint (no '{}' metadata; weights go to --init)",
                                       shown(path, 200), kFormatKey));
   }
@@ -203,6 +232,35 @@ CheckpointState load_checkpoint(const std::string& path, torch::nn::Module& mode
   if (device.is_cuda() != cuda_rng.defined()) {
     throw CheckpointError(fmt::format("{}: checkpoint was taken on {}, this run is on {}", shown(path, 200),
                                       cuda_rng.defined() ? "a CUDA device" : "the CPU", device.str()));
+  }
+
+  // The optimizer state (and the masters) in the layout of this run: resharded through the flat
+  // state when it was saved in shards or this run is sharded (optimizer_shards.h).
+  if (meta.count("zero.shards") || zero) {
+    if (meta.count("zero.shards") && (!optim_part.empty() || state_part.count("master_weights")))
+      throw CheckpointError(fmt::format("{}: holds optimizer state besides its shards", shown(path, 200)));
+    std::vector<at::Tensor> trainable;
+    std::vector<int64_t> numels;
+    for (const at::Tensor& p : model.parameters()) {
+      if (!p.requires_grad()) continue;
+      trainable.push_back(p);
+      numels.push_back(p.numel());
+    }
+    TensorMap flat;
+    try {
+      flat = meta.count("zero.shards") ? read_shards(path, meta) : flatten_optimizer_state(optim_part, numels);
+      if (state_part.count("master_weights")) flat["master_weights"] = state_part.at("master_weights");
+      state_part.erase("master_weights");
+      if (flat.count("master_weights")) {
+        const at::Tensor masters = flat.at("master_weights");
+        flat.erase("master_weights");
+        state_part["master_weights"] = zero ? slice_padded(masters, zero->offset, zero->length) : masters;
+      }
+      optim_part =
+          zero ? slice_optimizer_state(flat, zero->offset, zero->length) : split_optimizer_state(flat, trainable);
+    } catch (const std::invalid_argument& e) {
+      throw CheckpointError(fmt::format("{}: {}", shown(path, 200), e.what()));
+    }
   }
 
   // Check everything, then change anything: a failed load leaves the run as it was.

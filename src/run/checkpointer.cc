@@ -11,6 +11,8 @@
 
 #include <fmt/format.h>
 
+#include "gradacc/optim/optimizer.h"
+
 namespace gradacc {
 
 Checkpointer::Checkpointer(const CheckpointPolicy& policy, StringMap identity, bool lead, at::Device device)
@@ -67,7 +69,8 @@ Checkpointer::Lock::~Lock() {
 std::optional<CheckpointState> Checkpointer::resume(torch::nn::Module& model, torch::optim::Optimizer& optimizer,
                                                     const TensorMap& targets) const {
   if (policy_.resume_from.empty()) return std::nullopt;
-  return load_checkpoint(policy_.resume_from, model, optimizer, identity_, targets, device_);
+  return load_checkpoint(policy_.resume_from, model, optimizer, identity_, targets, device_,
+                         shard_ ? &*shard_ : nullptr);
 }
 
 bool Checkpointer::due(int64_t step, int64_t last_step, bool stopping) const {
@@ -75,10 +78,36 @@ bool Checkpointer::due(int64_t step, int64_t last_step, bool stopping) const {
   return stopping || step == last_step || (policy_.every > 0 && step % policy_.every == 0);
 }
 
+void Checkpointer::set_sharding(ShardSlot slot, std::function<bool(bool)> agree) {
+  shard_ = slot;
+  agree_ = std::move(agree);
+}
+
 std::string Checkpointer::save(const CheckpointState& state, const torch::nn::Module& model,
                                torch::optim::Optimizer& optimizer) {
-  if (!lead_ || !enabled()) return "";
-  last_ = save_checkpoint(policy_.dir, state, model, optimizer, identity_, policy_.keep, device_);
+  if (!enabled()) return "";
+  if (!shard_) {
+    if (!lead_) return "";
+    last_ = save_checkpoint(policy_.dir, state, model, optimizer, identity_, policy_.keep, device_);
+    return last_;
+  }
+  // ZeRO-1: the shards first, on every rank; the main file, which makes the checkpoint exist, once
+  // all of them are written. A rank that failed still takes part in the agreement, so no rank waits.
+  const std::string crc = weights_fingerprint(model);
+  std::string error;
+  try {
+    save_shard(policy_.dir, state.step, *shard_, optimizer_state(optimizer), state.tensors, identity_, crc);
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  const bool everyone = agree_(error.empty());
+  if (!error.empty()) throw CheckpointError(error);
+  if (!everyone)
+    throw CheckpointError(
+        fmt::format("checkpoint of step {} not written: another rank could not write its shard", state.step));
+  if (!lead_) return "";
+  const ShardedSave sharded{shard_->world, crc};
+  last_ = save_checkpoint(policy_.dir, state, model, optimizer, identity_, policy_.keep, device_, &sharded);
   return last_;
 }
 

@@ -209,6 +209,21 @@ RunPlan resolve_run(const TrainOptions& o, const DistEnv& env, int64_t dataset_s
             "the noise scale needs --sync window (every-micro-batch sync mixes the ranks' first micro-batches)");
   }
 
+  // Data parallel: ZeRO-1 and overlap.
+  std::vector<std::string> notes;
+  require(o.zero() == 0 || o.zero() == 1,
+          fmt::format("zero is 0 or 1 (ZeRO stage 1: the optimizer state sharded), got {}", o.zero()));
+  const bool zero = o.zero() == 1 && env.distributed();
+  if (o.zero() == 1 && !env.distributed())
+    notes.push_back("note: zero 1 at world size 1 changes nothing (one rank holds the whole optimizer state)");
+  require(!zero || o.sync() == SyncMode::kPerWindow,
+          "zero 1 reduce-scatters once per window: it does not combine with --sync every-micro-batch");
+  require(!o.overlap().value_or(false) || o.sync() == SyncMode::kPerWindow,
+          "overlap starts the window's reduction during the last backward: it needs --sync window");
+  if (zero && o.overlap().value_or(false))
+    notes.push_back("note: overlap does not apply with zero 1: its reduce-scatter runs once, at the window boundary");
+  const bool overlap = o.overlap().value_or(true) && env.distributed() && o.sync() == SyncMode::kPerWindow && !zero;
+
   // Precision.
   const Precision precision = o.precision().value_or(o.param_dtype());
   if (o.param_dtype() != Precision::kFp32 && precision != o.param_dtype()) {
@@ -241,7 +256,9 @@ RunPlan resolve_run(const TrainOptions& o, const DistEnv& env, int64_t dataset_s
 
   at::Device device = at::kCPU;
   try {
-    device = resolve_device(o.device());
+    // Data parallel on "cuda": one GPU per local rank, as torchrun's LOCAL_RANK says.
+    device =
+        resolve_device(o.device() == "cuda" && env.distributed() ? fmt::format("cuda:{}", env.local_rank) : o.device());
   } catch (const std::invalid_argument& e) {
     throw ConfigError(e.what());
   }
@@ -258,6 +275,9 @@ RunPlan resolve_run(const TrainOptions& o, const DistEnv& env, int64_t dataset_s
       .sync = o.sync(),
       .dist_timeout_seconds = o.dist_timeout(),
       .bucket_bytes = static_cast<int64_t>(o.bucket_mb() * (1 << 20)),
+      .zero = zero,
+      .overlap = overlap,
+      .notes = notes,
       .device = device,
       .tf32 = o.tf32(),
       .threads = o.threads(),
@@ -306,10 +326,16 @@ AccumulatorOptions RunPlan::accumulator_options() const {
 StringMap RunPlan::run_identity(const std::string& optimizer_kind) const {
   StringMap id;
   for (const auto& [k, v] : identity) id[k] = v;
+  // A fixed window is its global batch: how it is split into micro-batches and ranks does not
+  // change the gradient (exact accumulation), so a run may resume with another micro-batch or
+  // world size (ZeRO reshards its optimizer state). Windows that grow with the accumulation are
+  // micro_batch × world_size × accum: those stay fixed.
   id["global_batch"] = std::to_string(batch.global_batch);
-  id["micro_batch"] = std::to_string(batch.micro_batch);
-  id["accumulation_steps"] = std::to_string(batch.accumulation_steps);
-  id["world_size"] = std::to_string(batch.world_size);
+  if (accum_schedule || auto_accum) {
+    id["micro_batch"] = std::to_string(batch.micro_batch);
+    id["accumulation_steps"] = std::to_string(batch.accumulation_steps);
+    id["world_size"] = std::to_string(batch.world_size);
+  }
   std::string schedule;
   if (accum_schedule) {
     for (const auto& [step, accum] : accum_schedule->points())
@@ -336,9 +362,11 @@ StringMap RunPlan::run_identity(const std::string& optimizer_kind) const {
 std::string RunPlan::rank_description(const std::string& optimizer_kind) const {
   std::string d;
   for (const auto& [k, v] : run_identity(optimizer_kind)) d += k + "=" + v + "\n";
-  d += fmt::format("total_steps={}\nlast_step={}\nschedule={}\nwarmup={}\nmin_lr={}\nclip={}\nsync={}\nresume={}\n",
-                   total_steps, last_step, to_string(schedule), warmup_steps, min_lr, clip, to_string(sync),
-                   checkpoint.resume_from);
+  d += fmt::format(
+      "total_steps={}\nlast_step={}\nschedule={}\nwarmup={}\nmin_lr={}\nclip={}\nsync={}\nresume={}\nzero={}\n"
+      "overlap={}\nmicro_batch={}\naccumulation_steps={}\n",
+      total_steps, last_step, to_string(schedule), warmup_steps, min_lr, clip, to_string(sync), checkpoint.resume_from,
+      zero, overlap, batch.micro_batch, batch.accumulation_steps);
   if (loss_scaler) {
     d += fmt::format("loss_scale={},{},{},{},{},{},{}\n", loss_scaler->init_scale, loss_scaler->growth_factor,
                      loss_scaler->backoff_factor, loss_scaler->growth_interval, loss_scaler->hysteresis,

@@ -78,7 +78,14 @@ TEST(RunPlan, IdentityNamesWhatACheckpointMustMatch) {
       resolve(TrainOptions().global_batch(64).micro_batch(16).seed(3).identity({{"model.model", "mine"}}));
   const StringMap id = p.run_identity("sgd");
   EXPECT_EQ(id.at("model.model"), "mine");
-  EXPECT_EQ(id.at("accumulation_steps"), "4");
+  EXPECT_EQ(id.at("global_batch"), "64");
+  // A fixed window is its global batch: its split is not part of the identity (a run may resume
+  // with another micro-batch or world size); a schedule's windows are micro × world × accum.
+  EXPECT_EQ(id.count("accumulation_steps"), 0u);
+  EXPECT_EQ(id.count("world_size"), 0u);
+  EXPECT_EQ(
+      resolve(TrainOptions().micro_batch(16).accum_schedule("0:2,5:4").steps(10)).run_identity("sgd").at("micro_batch"),
+      "16");
   EXPECT_EQ(id.at("seed"), "3");
   EXPECT_EQ(id.at("optimizer"), "sgd");
   EXPECT_EQ(id.at("train_examples"), "1000");

@@ -25,11 +25,19 @@ namespace {
 // Returns the positions computed and the real items among them (sequence data; else zeros).
 std::pair<int64_t, int64_t> run_window(const LoopParts& p, const Window& window) {
   int64_t computed = 0, real = 0;
-  for (const std::vector<int64_t>& indices : window.micro_batches) {
+  // This rank's last micro-batch with examples: during its backward, data parallel with overlap
+  // starts reducing the window's gradient bucket by bucket.
+  size_t last = window.micro_batches.size();
+  for (size_t m = 0; m < window.micro_batches.size(); ++m) {
+    if (!window.micro_batches[m].empty()) last = m;
+  }
+  for (size_t m = 0; m < window.micro_batches.size(); ++m) {
+    const std::vector<int64_t>& indices = window.micro_batches[m];
     if (indices.empty()) {  // this rank's share of a short window ran out
       p.accumulator.empty_micro_batch();
       continue;
     }
+    if (m == last) p.accumulator.overlap_next_backward();
     // The phases are named for the profiler (--profile): free when it is off.
     const Batch batch = [&] {
       RECORD_USER_SCOPE("gradacc::data");

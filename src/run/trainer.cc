@@ -9,7 +9,6 @@
 
 #include <ATen/Parallel.h>
 #include <fmt/format.h>
-#include <zlib.h>
 
 #include "gradacc/accumulate/master_weights.h"
 #include "gradacc/device/device.h"
@@ -32,6 +31,7 @@ struct Trainer::State {
   LossFn loss;
   std::optional<RunPlan> run_plan;  // the options resolved; replaced once by the memory planner's
   std::unique_ptr<MasterWeights> master;
+  std::unique_ptr<ZeroShard> zero;  // ZeRO-1: this rank's shard of the optimizer (instead of master)
   std::unique_ptr<torch::optim::Optimizer> optimizer;
   std::unique_ptr<LrSchedule> schedule;
   std::unique_ptr<LossScaler> scaler;
@@ -52,6 +52,7 @@ struct Trainer::State {
 
   // Tensors beyond the model and optimizer that a checkpoint carries: the fp32 master weights.
   TensorMap checkpoint_tensors() const {
+    if (zero && zero->low_precision()) return {{"master_weights", zero->shard_param()}};  // this rank's slice
     if (!master) return {};
     return {{"master_weights", master->flat_masters()}};
   }
@@ -70,22 +71,6 @@ class CpuMemoryLimit {
  private:
   int64_t previous_;
 };
-
-// CRC-32 over every parameter and buffer, in registration order (names, shapes and bytes).
-std::string fingerprint(const torch::nn::Module& module) {
-  uLong crc = crc32(0L, Z_NULL, 0);
-  for (const auto& [name, t] : module_state(module)) {
-    const at::Tensor c = t.detach().to(at::kCPU).contiguous();
-    crc = crc32(crc, reinterpret_cast<const Bytef*>(name.data()), static_cast<uInt>(name.size()));
-    const auto* bytes = static_cast<const Bytef*>(c.data_ptr());
-    for (size_t done = 0, n = c.nbytes(); done < n;) {
-      const size_t chunk = std::min<size_t>(n - done, size_t{1} << 30);
-      crc = crc32(crc, bytes + done, static_cast<uInt>(chunk));
-      done += chunk;
-    }
-  }
-  return fmt::format("{:08x}", crc);
-}
 
 RunPlan resolve_for(const TrainOptions& options, const Dataset* data) {
   if (data == nullptr) throw ConfigError("the Trainer needs a dataset");
@@ -109,13 +94,17 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
   torch::nn::Module& module = *s_->model.module;
   // What the ranks compare besides the options: the initial weights themselves (another --init,
   // seed or model code on one rank would otherwise train apart unnoticed).
-  const std::string weights_fingerprint = p.env.distributed() ? fingerprint(module) : "";
+  const std::string initial_weights = p.env.distributed() ? weights_fingerprint(module) : "";
   module.to(p.device);
   std::vector<at::Tensor> updated;
   for (const at::Tensor& t : module.parameters()) {
     if (t.requires_grad()) updated.push_back(t);
   }
-  if (p.master_params) {
+  if (p.zero) {
+    // The optimizer is built over this rank's shard alone: one flat fp32 tensor.
+    s_->zero = std::make_unique<ZeroShard>(module, p.env.rank, p.env.world_size, p.master_params);
+    updated = {s_->zero->shard_param()};
+  } else if (p.master_params) {
     s_->master = std::make_unique<MasterWeights>(module, *p.master_params);
     updated = s_->master->masters();
   } else if (p.param_dtype) {
@@ -132,6 +121,11 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
   }
   if (!s_->optimizer || s_->optimizer->param_groups().empty())
     throw ConfigError("the optimizer factory returned no optimizer");
+  if (s_->zero && !elementwise_optimizer(*s_->optimizer)) {
+    throw ConfigError(fmt::format(
+        "zero 1 shards elementwise optimizers (sgd, adam, adamw): {} is not one, so it cannot be sharded by elements",
+        optimizer_kind(*s_->optimizer)));
+  }
   const double peak_lr = s_->optimizer->param_groups().front().options().get_lr();
   try {
     s_->schedule = std::make_unique<LrSchedule>(p.lr_schedule(peak_lr));
@@ -141,7 +135,7 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
   if (p.loss_scaler) s_->scaler = std::make_unique<LossScaler>(*p.loss_scaler);
   try {
     s_->accumulator = std::make_unique<Accumulator>(module, *s_->optimizer, s_->schedule.get(), p.accumulator_options(),
-                                                    s_->master.get(), s_->scaler.get());
+                                                    s_->master.get(), s_->scaler.get(), s_->zero.get());
   } catch (const std::invalid_argument& e) {
     throw ConfigError(e.what());
   }
@@ -161,7 +155,7 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
     s_->accumulator.reset();
     s_->accumulator =
         std::make_unique<Accumulator>(module, *s_->optimizer, s_->schedule.get(), s_->plan().accumulator_options(),
-                                      s_->master.get(), s_->scaler.get());
+                                      s_->master.get(), s_->scaler.get(), s_->zero.get());
   }
   const RunPlan& plan = s_->plan();
   if (plan.activation_checkpointing.value_or(false)) {
@@ -205,18 +199,30 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
     s_->communicator = std::make_unique<Communicator>(
         plan.env, CommunicatorOptions()
                       .timeout_(std::chrono::milliseconds(static_cast<int64_t>(plan.dist_timeout_seconds * 1000)))
-                      .bucket_bytes_(plan.bucket_bytes));
+                      .bucket_bytes_(plan.bucket_bytes)
+                      .device_(plan.device));
     s_->communicator->check_same_config(plan.rank_description(kind) + optimizer_hyperparameters(*s_->optimizer) + "\n" +
-                                        "initial weights crc32=" + weights_fingerprint + "\n");
+                                        "initial weights crc32=" + initial_weights + "\n");
   }
-  s_->accumulator->set_reducer(s_->communicator.get(), plan.sync);
+  try {
+    s_->accumulator->set_reducer(s_->communicator.get(), plan.sync);
+    if (plan.overlap && !plan.zero) s_->accumulator->set_overlap(plan.bucket_bytes);
+  } catch (const std::invalid_argument& e) {
+    throw ConfigError(e.what());
+  }
   try {
     s_->accumulator->set_noise_scale(s_->noise.get());
   } catch (const std::invalid_argument& e) {
     throw ConfigError(e.what());
   }
   s_->checkpointer = std::make_unique<Checkpointer>(plan.checkpoint, plan.run_identity(kind), plan.lead(), plan.device);
+  if (s_->zero) {
+    const ZeroShard& z = *s_->zero;
+    s_->checkpointer->set_sharding(ShardSlot{z.rank(), z.world_size(), z.offset(), z.length(), z.total()},
+                                   [c = s_->communicator.get()](bool ok) { return c->all_agree(ok); });
+  }
   if (std::string w = batchnorm_warning(module, plan.batch); !w.empty()) s_->warnings.push_back(std::move(w));
+  for (const std::string& note : plan.notes) s_->warnings.push_back(note);
 }
 
 Trainer::~Trainer() = default;
@@ -342,6 +348,13 @@ torch::optim::Optimizer& Trainer::optimizer() { return *s_->optimizer; }
 Accumulator& Trainer::accumulator() { return *s_->accumulator; }
 const LossScaler* Trainer::loss_scaler() const { return s_->scaler.get(); }
 const std::vector<std::string>& Trainer::warnings() const { return s_->warnings; }
+
+int64_t Trainer::optimizer_state_bytes() const {
+  int64_t bytes = 0;
+  for (const auto& [name, t] : optimizer_state(*s_->optimizer)) bytes += static_cast<int64_t>(t.nbytes());
+  for (const auto& [name, t] : s_->checkpoint_tensors()) bytes += static_cast<int64_t>(t.nbytes());
+  return bytes;
+}
 
 std::string batchnorm_warning(const torch::nn::Module& module, const BatchPlan& plan) {
   if (plan.accumulation_steps == 1) return "";

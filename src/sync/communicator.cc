@@ -8,17 +8,25 @@
 #include <thread>
 #include <vector>
 
+#include <ATen/ops/full.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
+#include "device/backend.h"
+
 namespace gradacc {
+
+struct Communicator::Pending {
+  std::vector<c10::intrusive_ptr<c10d::Work>> works;
+  std::vector<std::vector<at::Tensor>> tensors;  // kept alive until waited
+};
 
 struct Communicator::Impl {
   c10::intrusive_ptr<c10d::Store> store;
-  c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
+  c10::intrusive_ptr<c10d::Backend> group;  // Gloo for CPU tensors, NCCL for CUDA ones
 };
 
 namespace {
@@ -32,7 +40,7 @@ struct ConfigMismatch : std::runtime_error {
 }  // namespace
 
 Communicator::Communicator(const DistEnv& env, CommunicatorOptions options)
-    : impl_(std::make_unique<Impl>()), env_(env), options_(options) {
+    : impl_(std::make_unique<Impl>()), env_(env), options_(options), pending_(std::make_unique<Pending>()) {
   if (options_.bucket_bytes < 1) throw std::invalid_argument("bucket_bytes must be ≥ 1");
   // c10d logs every retry and socket error to stderr; gradacc reports failures itself in one
   // line. Its logs stay available with TORCH_CPP_LOG_LEVEL=INFO (or WARNING).
@@ -50,15 +58,22 @@ Communicator::Communicator(const DistEnv& env, CommunicatorOptions options)
                                          env_.rank == 0 ? "start" : "reach", env_.master_addr, env_.master_port,
                                          options_.timeout.count() / 1000, first_line(e.what())));
   }
+  const bool nccl = options_.device.is_cuda();
   try {
-    auto go = c10d::ProcessGroupGloo::Options::create(options_.timeout);
-    // Bind Gloo to the same address family and interface as the store.
-    go->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(env_.master_addr));
-    auto prefixed = c10::make_intrusive<c10d::PrefixStore>("gradacc/gloo", impl_->store);
-    impl_->group = c10::make_intrusive<c10d::ProcessGroupGloo>(prefixed, env_.rank, env_.world_size, go);
+    if (nccl) {  // one GPU per rank
+      auto prefixed = c10::make_intrusive<c10d::PrefixStore>("gradacc/nccl", impl_->store);
+      impl_->group = backend::make_nccl_group(prefixed, env_.rank, env_.world_size, options_.timeout,
+                                              options_.device.has_index() ? options_.device.index() : 0);
+    } else {
+      auto go = c10d::ProcessGroupGloo::Options::create(options_.timeout);
+      // Bind Gloo to the same address family and interface as the store.
+      go->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(env_.master_addr));
+      auto prefixed = c10::make_intrusive<c10d::PrefixStore>("gradacc/gloo", impl_->store);
+      impl_->group = c10::make_intrusive<c10d::ProcessGroupGloo>(prefixed, env_.rank, env_.world_size, go);
+    }
   } catch (const std::exception& e) {
-    throw std::runtime_error(fmt::format("rank {}: cannot form the Gloo group of {} ranks: {}", env_.rank,
-                                         env_.world_size, first_line(e.what())));
+    throw std::runtime_error(fmt::format("rank {}: cannot form the {} group of {} ranks: {}", env_.rank,
+                                         nccl ? "NCCL" : "Gloo", env_.world_size, first_line(e.what())));
   }
 }
 
@@ -127,6 +142,80 @@ void Communicator::sum_across_ranks(const at::Tensor& flat) {
   } catch (const std::exception& e) {
     fail("gradient all-reduce", e);
   }
+}
+
+void Communicator::start_sum(const at::Tensor& flat) {
+  TORCH_CHECK(flat.dim() == 1 && flat.is_contiguous(), "start_sum takes a contiguous 1-D tensor");
+  try {
+    pending_->tensors.push_back({flat});
+    c10d::AllreduceOptions o;
+    o.reduceOp = c10d::ReduceOp::SUM;
+    o.timeout = options_.timeout;
+    pending_->works.push_back(impl_->group->allreduce(pending_->tensors.back(), o));
+    ++calls_;
+    bytes_ += static_cast<int64_t>(flat.nbytes());
+  } catch (const std::exception& e) {
+    fail("gradient all-reduce", e);
+  }
+}
+
+void Communicator::wait_pending() {
+  try {
+    for (auto& w : pending_->works) w->wait(options_.timeout);
+  } catch (const std::exception& e) {
+    pending_->works.clear();
+    pending_->tensors.clear();
+    fail("gradient all-reduce", e);
+  }
+  pending_->works.clear();
+  pending_->tensors.clear();
+}
+
+void Communicator::reduce_scatter(const at::Tensor& flat, const at::Tensor& shard) {
+  TORCH_CHECK(flat.dim() == 1 && flat.is_contiguous() && shard.dim() == 1 && shard.is_contiguous() &&
+                  flat.numel() == shard.numel() * env_.world_size,
+              "reduce_scatter takes a contiguous 1-D tensor of world_size × the shard's elements");
+  try {
+    at::Tensor in = flat, out = shard;
+    c10d::ReduceScatterOptions o;
+    o.reduceOp = c10d::ReduceOp::SUM;
+    o.timeout = options_.timeout;
+    impl_->group->_reduce_scatter_base(out, in, o)->wait(options_.timeout);
+    ++calls_;
+    bytes_ += static_cast<int64_t>(flat.nbytes());
+  } catch (const std::exception& e) {
+    fail("gradient reduce-scatter", e);
+  }
+}
+
+void Communicator::all_gather(const at::Tensor& shard, const at::Tensor& flat) {
+  TORCH_CHECK(flat.dim() == 1 && flat.is_contiguous() && shard.dim() == 1 && shard.is_contiguous() &&
+                  flat.numel() == shard.numel() * env_.world_size,
+              "all_gather takes a contiguous 1-D tensor of world_size × the shard's elements");
+  try {
+    at::Tensor in = shard, out = flat;
+    c10d::AllgatherOptions o;
+    o.timeout = options_.timeout;
+    impl_->group->_allgather_base(out, in, o)->wait(options_.timeout);
+    ++calls_;
+    bytes_ += static_cast<int64_t>(shard.nbytes());
+  } catch (const std::exception& e) {
+    fail("parameter all-gather", e);
+  }
+}
+
+bool Communicator::all_agree(bool ok) {
+  at::Tensor failures = at::full({1}, ok ? 0.0f : 1.0f, at::TensorOptions().device(options_.device));
+  try {
+    std::vector<at::Tensor> t{failures};
+    c10d::AllreduceOptions o;
+    o.reduceOp = c10d::ReduceOp::SUM;
+    o.timeout = options_.timeout;
+    impl_->group->allreduce(t, o)->wait(options_.timeout);
+  } catch (const std::exception& e) {
+    fail("agreement", e);
+  }
+  return failures.cpu().item<float>() == 0.0f;
 }
 
 void Communicator::check_same_config(const std::string& description) {

@@ -20,6 +20,10 @@
 //     into an fp32 buffer that is the masters' .grad; the optimizer updates the masters, which are
 //     then cast back into the model.
 //
+// ZeRO-1 (zero_shard.h): with a ZeroShard, the window's gradient is reduce-scattered instead of
+// all-reduced, each rank's optimizer steps only its shard, and the updated parameters are
+// all-gathered; the clip norm is the global one (the shards' squared norms summed).
+//
 // Invariants: between steps each trainable parameter's .grad is a view into a flat buffer; do
 // not call optimizer.zero_grad() or replace .grad yourself (step() detects it and throws).
 // Thread safety: none; one training loop owns an Accumulator.
@@ -38,6 +42,7 @@
 #include "gradacc/accumulate/master_weights.h"
 #include "gradacc/accumulate/noise_scale.h"
 #include "gradacc/accumulate/step_report.h"
+#include "gradacc/accumulate/zero_shard.h"
 #include "gradacc/optim/lr_schedule.h"
 
 namespace gradacc {
@@ -76,15 +81,32 @@ class Accumulator {
   // `schedule` may be null (the optimizer's own lr stays). The module's trainable parameters must
   // share one dtype and device. With `master`, `optimizer` must update master->masters(), and
   // `model` is the low-precision model they were made from. `scaler` may be null (no loss scaling).
-  // Throws std::invalid_argument on bad options.
+  // With `zero` (instead of `master`), `optimizer` must update zero->shard_param() alone, and a
+  // reducer of zero's world must be set before the first step. Throws std::invalid_argument on bad
+  // options.
   Accumulator(torch::nn::Module& model, torch::optim::Optimizer& optimizer, const LrSchedule* schedule,
-              AccumulatorOptions options, MasterWeights* master = nullptr, LossScaler* scaler = nullptr);
+              AccumulatorOptions options, MasterWeights* master = nullptr, LossScaler* scaler = nullptr,
+              ZeroShard* zero = nullptr);
+
+  ~Accumulator();  // removes the overlap hooks from the parameters
+  Accumulator(const Accumulator&) = delete;
+  Accumulator& operator=(const Accumulator&) = delete;
 
   // Data parallel: gradients, loss and counts are summed across the reducer's ranks — once per
   // window (with the counts in the same reduction), or after every micro-batch for comparison.
   // Call before the first micro-batch. The accumulation buffer must be fp32 (or the params' dtype
   // when that is fp32/fp64). `reducer` may be null (single process).
   void set_reducer(GradientReducer* reducer, SyncMode mode = SyncMode::kPerWindow);
+
+  // Data parallel with per-window sync: reduce the window's gradient in buckets of about
+  // `bucket_bytes`, in reverse parameter order (as DDP), each started as soon as the window's last
+  // backward has written every gradient in it (post-accumulate-grad hooks on the parameters), and
+  // waited for at the boundary. Buckets start strictly in order, so every rank issues the same
+  // collectives in the same order; earlier micro-batches communicate nothing. Not with ZeRO (its
+  // shard layout is one reduce-scatter). Call after set_reducer(). Throws std::invalid_argument.
+  void set_overlap(int64_t bucket_bytes);
+  // The next accumulate() is this rank's last micro-batch of the window (with overlap; else nothing).
+  void overlap_next_backward();
 
   // A flag (set by a signal handler) that asks the run to stop at a window boundary. step() reads
   // it; data parallel, it travels in the same all-reduce, so every rank sees any rank's request
@@ -142,11 +164,14 @@ class Accumulator {
   AccumulatorOptions options_;
   MasterWeights* master_;
   LossScaler* scaler_;
+  ZeroShard* zero_;
   at::Tensor buffer_;     // flat_grad_ followed by the window statistics (data parallel)
   at::Tensor flat_grad_;  // one contiguous buffer holding every gradient (the optimizer's .grad)
   at::Tensor stats_;      // [loss sum, samples hi, lo, items hi, lo]: reduced with the gradients
   at::Tensor stats_host_;
-  at::Tensor micro_grad_;  // the model's .grad for one micro-batch (master weights, or synced per micro-batch)
+  at::Tensor micro_grad_;  // the model's .grad for one micro-batch (low-precision model, or synced per micro-batch)
+  bool low_precision_model_ = false;  // the model's .grad is micro_grad_, folded into fp32 per micro-batch
+  at::Tensor zero_stats_;             // ZeRO: the window statistics and the shard's ‖G‖², float64
   std::vector<at::Tensor> flat_views_, micro_views_;  // each parameter's slice of the two buffers
   GradientReducer* reducer_ = nullptr;
   const volatile std::sig_atomic_t* stop_signal_ = nullptr;
@@ -156,6 +181,18 @@ class Accumulator {
   SyncMode sync_mode_ = SyncMode::kPerWindow;
   int64_t calls_before_ = 0, bytes_before_ = 0;
   bool distributed() const { return reducer_ && reducer_->world_size() > 1; }
+  // Overlap: buckets of flat_grad_ (reverse parameter order), started in order as they fill.
+  struct Bucket {
+    int64_t begin = 0, end = 0;  // elements of flat_grad_
+    int64_t params = 0, remaining = 0;
+  };
+  struct OverlapHook;
+  std::vector<Bucket> buckets_;
+  std::vector<size_t> bucket_of_;      // parameter index → its bucket
+  size_t next_bucket_ = 0;             // buckets [0, next_bucket_) are started
+  bool overlap_armed_ = false;         // the backward running now is this rank's last of the window
+  void parameter_ready(size_t param);  // a post-accumulate-grad hook fired
+  void start_ready_buckets(bool all);  // in order; `all`: also those not yet full
   void fold_micro_grad();
   at::Tensor window_loss_;                                 // Σ loss terms of the open window, on the device (float64)
   double pre_scale_;                                       // 1 / nominal_count
@@ -163,6 +200,16 @@ class Accumulator {
   int64_t window_count() const;                            // N of this rank's open window
 
   double boundary_factor(int64_t count) const;  // f = Ñ/(N·S)
+  // The window's totals over all ranks, read in the boundary's one device→host transfer.
+  struct WindowTotals {
+    double loss_sum = 0.0, grad_norm = 0.0;  // Σ loss terms, ‖G‖ (of the buffer, before the factor f)
+    int64_t samples = 0, items = 0;
+    bool stop_requested = false;
+    double small_mean_sq = 0.0, small_count = 0.0;  // the noise scale's small batch: (S·s)²|G_small|², B_small
+  };
+  WindowTotals local_totals();           // single process
+  WindowTotals all_reduce_totals();      // data parallel: gradients summed into every rank's buffer
+  WindowTotals reduce_scatter_totals();  // ZeRO-1: each rank's shard of the sum in zero_->shard_grad()
   int64_t window_samples_ = 0, window_items_ = 0, window_micro_batches_ = 0;
   int64_t steps_ = 0, updates_ = 0;
 };

@@ -53,6 +53,10 @@ std::string optimizer_kind(const torch::optim::Optimizer& optimizer);
 // a data-parallel run compare (all must train with the same).
 std::string optimizer_hyperparameters(const torch::optim::Optimizer& optimizer);
 
+// Whether the optimizer updates each element from its own gradient and state alone (SGD, Adam,
+// AdamW, fused or not): then it may run over any slice of the flattened parameters (ZeRO-1).
+bool elementwise_optimizer(const torch::optim::Optimizer& optimizer);
+
 // Sets the learning rate of every parameter group.
 void set_lr(torch::optim::Optimizer& optimizer, double lr);
 

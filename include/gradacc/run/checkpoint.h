@@ -30,6 +30,7 @@
 
 #include "gradacc/io/safetensors.h"
 #include "gradacc/run/loop_position.h"
+#include "gradacc/run/optimizer_shards.h"
 
 #include "gradacc/errors.h"
 
@@ -47,12 +48,25 @@ struct CheckpointState {
 // "ckpt-step-00000120.safetensors"
 std::string checkpoint_file_name(int64_t step);
 
+// CRC-32 over every parameter and buffer of `module`, in registration order (names, shapes and
+// bytes), as 8 hex digits: what data-parallel ranks compare at start, and what ties ZeRO shards
+// to their main checkpoint file (every rank holds the same weights after the all-gather).
+std::string weights_fingerprint(const torch::nn::Module& module);
+
+// A main checkpoint whose optimizer state was saved in shards (optimizer_shards.h).
+struct ShardedSave {
+  int64_t world = 1;        // shard files beside it
+  std::string weights_crc;  // weights_fingerprint() of the model, repeated in every shard
+};
+
 // Writes a checkpoint into `dir` (created if missing), then deletes all but the newest `keep`
-// checkpoints there. Returns the new file's path. Throws CheckpointError or FormatError; a failed
-// write leaves no file under a checkpoint name.
+// checkpoints there (with their shard files). Returns the new file's path. With `sharded`, the
+// optimizer state and `state.tensors` are in shard files written before (save_shard), and the main
+// file records them instead of holding them. Throws CheckpointError or FormatError; a failed write
+// leaves no file under a checkpoint name.
 std::string save_checkpoint(const std::string& dir, const CheckpointState& state, const torch::nn::Module& model,
                             torch::optim::Optimizer& optimizer, const StringMap& identity, int64_t keep,
-                            const at::Device& device = at::kCPU);
+                            const at::Device& device = at::kCPU, const ShardedSave* sharded = nullptr);
 
 // The step in a checkpoint file's name (ckpt-step-00000120.safetensors → 120), -1 for other names.
 int64_t checkpoint_step(const std::string& path);
@@ -67,8 +81,13 @@ std::string resolve_checkpoint(const std::string& path);
 // loads it into `model`, `optimizer`, each of `targets` (from "state.<name>") and the CPU
 // generator. Throws CheckpointError with one line naming the file and the first problem; nothing
 // is changed then. The returned state's `tensors` is empty (they went into `targets`).
+//
+// The optimizer state is resharded as needed: a checkpoint saved in shards (by any world size) or
+// whole loads into a ZeRO run whose shard is `zero` (its optimizer over one flat tensor, and
+// targets["master_weights"] its slice of the masters), or into a plain run (`zero` null). Only
+// elementwise optimizers' state converts between the two.
 CheckpointState load_checkpoint(const std::string& path, torch::nn::Module& model, torch::optim::Optimizer& optimizer,
                                 const StringMap& identity, const TensorMap& targets = {},
-                                const at::Device& device = at::kCPU);
+                                const at::Device& device = at::kCPU, const ShardSlot* zero = nullptr);
 
 }  // namespace gradacc

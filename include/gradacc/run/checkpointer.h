@@ -1,10 +1,12 @@
 // Checkpointer: the run's checkpoint policy over the file format of checkpoint.h — where, when
 // (every N steps, the last step, a stop), how many to keep, and resuming. Only the lead rank
-// (rank 0) writes; every rank resumes from the same file.
+// (rank 0) writes the main file; every rank resumes from the same file. Under ZeRO-1 every rank
+// also writes and reads its shard of the optimizer state.
 //
 // Thread safety: none; owned by one Trainer.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -32,7 +34,12 @@ class Checkpointer {
                                         const TensorMap& targets) const;
   // Whether step `step` is saved: every `every` steps, at `last_step`, and when the run stops.
   bool due(int64_t step, int64_t last_step, bool stopping) const;
-  // Writes the checkpoint (lead rank only; a no-op elsewhere) and returns its path.
+  // ZeRO-1: every rank saves its shard of the optimizer state (optimizer_shards.h) and resumes
+  // into `slot`. `agree(ok)` is a collective every rank calls in the same order: whether every
+  // rank's `ok` was true. The lead writes the main file only once every shard is on disk.
+  void set_sharding(ShardSlot slot, std::function<bool(bool)> agree);
+  // Writes the checkpoint (lead rank only, and every rank's shard under ZeRO) and returns its path
+  // ("" on the other ranks).
   std::string save(const CheckpointState& state, const torch::nn::Module& model, torch::optim::Optimizer& optimizer);
   const std::string& last_written() const { return last_; }
   const std::string& dir() const { return policy_.dir; }
@@ -43,6 +50,8 @@ class Checkpointer {
   bool lead_;
   at::Device device_;
   std::string last_;
+  std::optional<ShardSlot> shard_;
+  std::function<bool(bool)> agree_;
   // The directory's lock: a member, so it is released also when the constructor throws.
   struct Lock {
     int fd = -1;

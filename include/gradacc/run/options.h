@@ -100,6 +100,9 @@ struct TrainOptions {
   GRADACC_ARG(SyncMode, sync, SyncMode::kPerWindow);
   GRADACC_ARG(double, dist_timeout, 300.0);  // seconds before a dead or stalled rank is an error
   GRADACC_ARG(double, bucket_mb, 25.0);      // all-reduce bucket size
+  GRADACC_ARG(int64_t, zero, 0);             // ZeRO stage: 0, or 1 (optimizer state sharded over the ranks)
+  GRADACC_ARG(std::optional<bool>, overlap,
+              std::nullopt);  // reduce during the last backward; unset: on when data parallel
   // ── Checkpoints and resume (docs/checkpoints.md).
   GRADACC_ARG(std::string, checkpoint_dir, "");
   GRADACC_ARG(int64_t, save_every, 0);  // optimizer steps between checkpoints; 0: at the end only

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <c10/core/Device.h>
 
@@ -42,6 +43,9 @@ struct RunPlan {
   const SyncMode sync;
   const double dist_timeout_seconds;
   const int64_t bucket_bytes;
+  const bool zero;                       // ZeRO-1: each rank holds 1/R of the optimizer state (data parallel only)
+  const bool overlap;                    // the window's reduction starts bucket by bucket during the last backward
+  const std::vector<std::string> notes;  // what the resolution decided that the user should hear
   const at::Device device;
   const bool tf32;
   const int64_t threads;

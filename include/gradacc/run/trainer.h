@@ -84,6 +84,9 @@ class Trainer {
   torch::optim::Optimizer& optimizer();
   Accumulator& accumulator();
   const LossScaler* loss_scaler() const;  // fp16 only
+  // Bytes of this rank's optimizer state and fp32 master weights (under ZeRO-1, its shard's): what
+  // sharding divides by the world size.
+  int64_t optimizer_state_bytes() const;
   // Explanations of what keeps this run from matching full-batch training (BatchNorm layers with
   // accumulation > 1); empty when nothing does.
   const std::vector<std::string>& warnings() const;

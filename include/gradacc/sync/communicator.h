@@ -1,11 +1,14 @@
 // Communicator: the data-parallel group of a run, on PyTorch's own distributed engine — a c10d
 // TCPStore rendezvous at MASTER_ADDR:MASTER_PORT (rank 0 hosts it) and a c10d ProcessGroupGloo
-// for CPU tensors. LibTorch has no C++ DistributedDataParallel; this plus the Accumulator is
+// for CPU tensors, or a c10d ProcessGroupNCCL for CUDA tensors (CUDA builds: one GPU per local
+// rank, LOCAL_RANK; the same rendezvous). LibTorch has no C++ DistributedDataParallel; this plus the Accumulator is
 // gradacc's data-parallel layer.
 //
 // all-reduce: a flat buffer is cut into buckets of at most `bucket_bytes`, all launched before
 // any is waited on (Gloo works on them concurrently), then waited in order. Counters record the
 // calls and bytes, so the log can show one pass per optimizer step.
+//
+// reduce-scatter and all-gather (ZeRO-1): one collective each, not bucketed.
 //
 // Faults: every collective and store access has `timeout`. A peer that died or stalls makes the
 // survivors throw one line within it, naming the ranks that stopped answering when that can be
@@ -18,6 +21,8 @@
 #include <memory>
 #include <string>
 
+#include <c10/core/Device.h>
+
 #include "gradacc/accumulate/gradient_reducer.h"
 #include "gradacc/sync/dist_env.h"
 
@@ -26,6 +31,11 @@ namespace gradacc {
 struct CommunicatorOptions {
   std::chrono::milliseconds timeout{std::chrono::seconds(300)};
   int64_t bucket_bytes = int64_t{25} << 20;  // as DDP's default bucket_cap_mb
+  at::Device device = at::kCPU;              // cpu: Gloo; cuda: NCCL on the current GPU (CUDA builds)
+  CommunicatorOptions& device_(at::Device v) {
+    device = v;
+    return *this;
+  }
   CommunicatorOptions& timeout_(std::chrono::milliseconds v) {
     timeout = v;
     return *this;
@@ -46,6 +56,13 @@ class Communicator : public GradientReducer {
   int world_size() const override { return env_.world_size; }
   int rank() const override { return env_.rank; }
   void sum_across_ranks(const at::Tensor& flat) override;
+  void start_sum(const at::Tensor& flat) override;
+  void wait_pending() override;
+  void reduce_scatter(const at::Tensor& flat, const at::Tensor& shard) override;
+  void all_gather(const at::Tensor& shard, const at::Tensor& flat) override;
+
+  // Whether `ok` is true on every rank (a collective: every rank calls it in the same order).
+  bool all_agree(bool ok);
 
   // Every rank passes a description of its run; throws on every rank when one differs from
   // rank 0's, naming the rank and the first differing line.
@@ -61,6 +78,8 @@ class Communicator : public GradientReducer {
   DistEnv env_;
   CommunicatorOptions options_;
   int64_t calls_ = 0, bytes_ = 0;
+  struct Pending;
+  std::unique_ptr<Pending> pending_;  // sums started by start_sum(), not yet waited for
   [[noreturn]] void fail(const std::string& what, const std::exception& e);
 };
 
