@@ -60,21 +60,20 @@ void remove_orphaned_temporaries(const fs::path& dir) {
   }
 }
 
-int64_t metadata_int(const StringMap& meta, const std::string& key, const std::string& path) {
+}  // namespace
+
+int64_t metadata_count(const StringMap& meta, const std::string& key, const std::string& path) {
   auto it = meta.find(key);
-  if (it == meta.end()) throw CheckpointError(fmt::format("{}: checkpoint has no '{}'", shown(path, 200), key));
+  if (it == meta.end()) throw CheckpointError(fmt::format("{}: has no '{}' in its metadata", shown(path, 200), key));
   try {
     size_t used = 0;
     const int64_t v = std::stoll(it->second, &used);
     if (used != it->second.size() || v < 0) throw std::invalid_argument(it->second);
     return v;
   } catch (const std::exception&) {
-    throw CheckpointError(
-        fmt::format("{}: checkpoint field '{}' = '{}' is not a count", shown(path, 200), key, it->second));
+    throw CheckpointError(fmt::format("{}: metadata '{}' = '{}' is not a count", shown(path, 200), key, it->second));
   }
 }
-
-}  // namespace
 
 std::string checkpoint_file_name(int64_t step) { return fmt::format("ckpt-step-{:08d}.safetensors", step); }
 
@@ -201,13 +200,13 @@ CheckpointState load_checkpoint(const std::string& path, torch::nn::Module& mode
   }
 
   CheckpointState state;
-  state.step = metadata_int(meta, "step", path);
-  state.updates = metadata_int(meta, "updates", path);
+  state.step = metadata_count(meta, "step", path);
+  state.updates = metadata_count(meta, "updates", path);
   if (state.updates > state.step)
     throw CheckpointError(fmt::format("{}: checkpoint has more updates than steps", shown(path, 200)));
-  state.position.epoch = metadata_int(meta, "epoch", path);
-  state.position.window = metadata_int(meta, "window", path);
-  state.position.offset = metadata_int(meta, "offset", path);
+  state.position.epoch = metadata_count(meta, "epoch", path);
+  state.position.window = metadata_count(meta, "window", path);
+  state.position.offset = metadata_count(meta, "offset", path);
   for (const auto& [k, v] : meta) {
     if (k.rfind("state.", 0) == 0) state.extra[k.substr(6)] = v;
   }

@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "gradacc/errors.h"
+#include "gradacc/run/checkpoint.h"
 #include "gradacc/util/parse.h"
 
 namespace gradacc {
@@ -33,19 +34,6 @@ bool split_key(const std::string& name, size_t& index, std::string& field) {
   index = std::stoul(name.substr(0, dot));
   field = name.substr(dot + 1);
   return !field.empty();
-}
-
-int64_t count_in(const StringMap& meta, const std::string& key, const std::string& file) {
-  auto it = meta.find(key);
-  if (it == meta.end()) throw CheckpointError(fmt::format("{}: shard has no '{}'", shown(file, 200), key));
-  try {
-    size_t used = 0;
-    const int64_t v = std::stoll(it->second, &used);
-    if (used != it->second.size() || v < 0) throw std::invalid_argument(it->second);
-    return v;
-  } catch (const std::exception&) {
-    throw CheckpointError(fmt::format("{}: '{}' = '{}' is not a count", shown(file, 200), key, it->second));
-  }
 }
 
 }  // namespace
@@ -149,8 +137,8 @@ void save_shard(const std::string& dir, int64_t step, const ShardSlot& slot, con
 
 TensorMap read_shards(const std::string& main_path, const StringMap& main_meta) {
   const std::string shown_main = shown(main_path, 200);
-  const int64_t world = count_in(main_meta, "zero.shards", main_path);
-  const int64_t step = count_in(main_meta, "step", main_path);
+  const int64_t world = metadata_count(main_meta, "zero.shards", main_path);
+  const int64_t step = metadata_count(main_meta, "step", main_path);
   const std::string crc = main_meta.count("zero.weights") ? main_meta.at("zero.weights") : "";
   if (world < 1 || world > 1000000 || crc.empty())
     throw CheckpointError(fmt::format("{}: its ZeRO shard record is damaged", shown_main));
@@ -174,8 +162,9 @@ TensorMap read_shards(const std::string& main_path, const StringMap& main_meta) 
     if (!read.verified || !meta.count(kShardFormatKey) || meta.at(kShardFormatKey) != kShardFormatVersion)
       throw CheckpointError(fmt::format("{}: not a gradacc checkpoint shard of format {} with a checksum",
                                         shown(file, 200), kShardFormatVersion));
-    if (count_in(meta, "step", file) != step || count_in(meta, "zero.rank", file) != r ||
-        count_in(meta, "zero.shards", file) != world || !meta.count("zero.weights") || meta.at("zero.weights") != crc)
+    if (metadata_count(meta, "step", file) != step || metadata_count(meta, "zero.rank", file) != r ||
+        metadata_count(meta, "zero.shards", file) != world || !meta.count("zero.weights") ||
+        meta.at("zero.weights") != crc)
       throw CheckpointError(fmt::format("{}: shard of another checkpoint than {} (step, rank or weights differ)",
                                         shown(file, 200), fs::path(main_path).filename().string()));
     for (const auto& [k, v] : main_meta) {
@@ -183,8 +172,9 @@ TensorMap read_shards(const std::string& main_path, const StringMap& main_meta) 
         throw CheckpointError(fmt::format("{}: shard of another run: its {} differs from {}'s", shown(file, 200),
                                           k.substr(4), fs::path(main_path).filename().string()));
     }
-    const int64_t offset = count_in(meta, "zero.offset", file), length = count_in(meta, "zero.length", file);
-    const int64_t shard_total = count_in(meta, "zero.total", file);
+    const int64_t offset = metadata_count(meta, "zero.offset", file),
+                  length = metadata_count(meta, "zero.length", file);
+    const int64_t shard_total = metadata_count(meta, "zero.total", file);
     if (offset != next_offset || (total >= 0 && shard_total != total) || offset > shard_total + length)
       throw CheckpointError(fmt::format("{}: its slice [{}, +{}) does not continue the shards before it",
                                         shown(file, 200), offset, length));

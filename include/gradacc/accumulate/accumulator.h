@@ -1,12 +1,12 @@
 // Accumulator: exact gradient accumulation over a window of micro-batches.
 //
-// The whole algorithm, with its math, is in accumulator.cc. In short: every micro-batch
-// backpropagates the *sum* of its loss terms (pre-scaled by a constant), gradients add up in one
-// flat buffer, and at the window boundary the buffer is rescaled once by the window's real count
-// of samples or items, clipped, and handed to the optimizer. This gives the full-batch gradient for
-// any split of the window, including padded variable-length data and a short last window, without
-// looking at micro-batches ahead of time and without reading anything from the device until the
-// boundary.
+// The whole algorithm, with its math, is in accumulator.cc (its data-parallel side in
+// accumulator_sync.cc). In short: every micro-batch backpropagates the *sum* of its loss terms
+// (pre-scaled by a constant), gradients add up in one flat buffer, and at the window boundary
+// the buffer is rescaled once by the window's real count of samples or items, clipped, and handed
+// to the optimizer. This gives the full-batch gradient for any split of the window, including
+// padded variable-length data and a short last window, without looking at micro-batches ahead of
+// time and without reading anything from the device until the boundary.
 //
 // Usage (one optimizer step):
 //   for (const Batch& mb : window) acc.accumulate(loss_fn(model(mb.inputs), mb.targets), mb.samples, mb.items);

@@ -48,6 +48,10 @@ struct CheckpointState {
 // "ckpt-step-00000120.safetensors"
 std::string checkpoint_file_name(int64_t step);
 
+// The metadata field `key` of the checkpoint (or shard) file `path` as a count ≥ 0. Throws
+// CheckpointError naming the file when it is missing or not a count.
+int64_t metadata_count(const StringMap& meta, const std::string& key, const std::string& path);
+
 // CRC-32 over every parameter and buffer of `module`, in registration order (names, shapes and
 // bytes), as 8 hex digits: what data-parallel ranks compare at start, and what ties ZeRO shards
 // to their main checkpoint file (every rank holds the same weights after the all-gather).

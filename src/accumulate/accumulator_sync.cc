@@ -1,0 +1,191 @@
+// The Accumulator's data-parallel side (the algorithm and its math are in accumulator.cc): joining
+// a group, the window's totals gathered across ranks — by one all-reduce of the buffer with its
+// statistics tail, or by ZeRO-1's reduce-scatter and a small all-reduce — and the overlap of the
+// last backward with the reduction, bucket by bucket.
+#include "gradacc/accumulate/accumulator.h"
+
+#include <cmath>
+#include <stdexcept>
+
+#include <ATen/ops/cat.h>
+#include <ATen/ops/zeros_like.h>
+#include <fmt/format.h>
+#include <torch/csrc/autograd/function_hook.h>
+#include <torch/csrc/autograd/variable.h>
+
+#include "accumulate/window_stats.h"
+
+namespace gradacc {
+
+using detail::kSplit;
+
+void Accumulator::set_reducer(GradientReducer* reducer, SyncMode mode) {
+  if (window_micro_batches_ != 0) throw std::logic_error("set_reducer() inside an open window");
+  if (zero_ && (!reducer || reducer->world_size() != zero_->world_size() || reducer->rank() != zero_->rank()))
+    throw std::invalid_argument("ZeRO: the reducer's ranks are not the shard layout's");
+  if (zero_ && mode != SyncMode::kPerWindow)
+    throw std::invalid_argument("ZeRO communicates once per window (--sync window), not every micro-batch");
+  reducer_ = reducer;
+  sync_mode_ = mode;
+  if (!distributed()) return;
+  const at::ScalarType t = buffer_.scalar_type();
+  if (t != at::kFloat && t != at::kDouble) {
+    throw std::invalid_argument(fmt::format(
+        "data-parallel training sums gradients in fp32, not {} (use --grad-accum-dtype fp32)", c10::toString(t)));
+  }
+  if (mode == SyncMode::kEveryMicroBatch && !micro_grad_.defined()) {
+    micro_grad_ = at::zeros_like(flat_grad_);
+    int64_t offset = 0;
+    for (const at::Tensor& p : params_) {
+      micro_views_.push_back(micro_grad_.narrow(0, offset, p.numel()).view(p.sizes()));
+      offset += p.numel();
+    }
+  }
+  calls_before_ = reducer_->calls();
+  bytes_before_ = reducer_->bytes();
+}
+
+// Data parallel: the window's loss and counts ride in the buffer's tail, so one all-reduce pass
+// (of a few buckets) makes gradients, loss and counts global at once. Per-micro-batch sync has
+// reduced the gradients already; only the tail is left.
+Accumulator::WindowTotals Accumulator::all_reduce_totals() {
+  auto* h = stats_host_.data_ptr<float>();
+  h[1] = static_cast<float>(window_samples_ / kSplit);
+  h[2] = static_cast<float>(window_samples_ % kSplit);
+  h[3] = static_cast<float>(window_items_ / kSplit);
+  h[4] = static_cast<float>(window_items_ % kSplit);
+  h[5] = stop_signal_ && *stop_signal_ != 0 ? 1.0f : 0.0f;
+  h[6] = 0.0f;
+  h[7] = small_count_ > 0 ? 1.0f : 0.0f;
+  h[8] = static_cast<float>(small_count_);
+  stats_.copy_(stats_host_);
+  stats_.narrow(0, 0, 1).copy_(window_loss_.reshape({1}));
+  if (small_count_ > 0) {  // this rank's first micro-batch, as the mean gradient of its own count
+    const double n = static_cast<double>(small_count_);
+    stats_.narrow(0, 6, 1).copy_((small_sq_ / (n * n)).reshape({1}));
+  }
+  if (!buckets_.empty()) {  // overlap: the gradient went bucket by bucket; the tail follows alone
+    start_ready_buckets(/*all=*/true);
+    reducer_->wait_pending();
+    next_bucket_ = 0;
+  }
+  reducer_->sum_across_ranks(sync_mode_ == SyncMode::kPerWindow && buckets_.empty() ? buffer_ : stats_);
+  // The one device→host transfer of the step: global loss, counts and ‖G‖ (and the noise scale's
+  // small batches, summed over ranks).
+  const at::Tensor host = at::cat({stats_.to(at::kDouble), window_norm().reshape({1})}).cpu();
+  const double* v = host.data_ptr<double>();
+  WindowTotals t;
+  t.loss_sum = v[0];
+  t.samples = static_cast<int64_t>(v[1]) * kSplit + static_cast<int64_t>(v[2]);
+  t.items = static_cast<int64_t>(v[3]) * kSplit + static_cast<int64_t>(v[4]);
+  t.stop_requested = v[5] > 0;  // any rank's request stops every rank after this same window
+  if (v[7] > 0) {               // the mean over the ranks that measured one: the same on every rank
+    t.small_mean_sq = v[6] / v[7];
+    t.small_count = v[8] / v[7];
+  }
+  t.grad_norm = v[9];
+  return t;
+}
+
+// ZeRO-1: the buffer is reduce-scattered (this rank's slice of Σ_r G_r lands in shard_grad), then
+// one small all-reduce sums the loss, the counts and the shards' ‖G‖² (float64, so the counts are
+// exact): ‖G‖ = sqrt(Σ_r ‖shard_r‖²), the global norm on every rank.
+Accumulator::WindowTotals Accumulator::reduce_scatter_totals() {
+  reducer_->reduce_scatter(buffer_, zero_->shard_grad());
+  auto* h = stats_host_.data_ptr<double>();
+  h[1] = static_cast<double>(window_samples_);
+  h[2] = static_cast<double>(window_items_);
+  h[3] = stop_signal_ && *stop_signal_ != 0 ? 1.0 : 0.0;
+  h[5] = small_count_ > 0 ? 1.0 : 0.0;
+  h[6] = static_cast<double>(small_count_);
+  zero_stats_.copy_(stats_host_);
+  zero_stats_.narrow(0, 0, 1).copy_(window_loss_.reshape({1}));
+  if (small_count_ > 0) {
+    const double n = static_cast<double>(small_count_);
+    zero_stats_.narrow(0, 4, 1).copy_((small_sq_ / (n * n)).reshape({1}));
+  }
+  zero_stats_.narrow(0, 7, 1).copy_(detail::norm64(zero_->shard_grad()).square().reshape({1}));
+  reducer_->sum_across_ranks(zero_stats_);
+  const at::Tensor host = zero_stats_.cpu();  // the step's one device→host transfer
+  const double* v = host.data_ptr<double>();
+  WindowTotals t;
+  t.loss_sum = v[0];
+  t.samples = static_cast<int64_t>(v[1]);
+  t.items = static_cast<int64_t>(v[2]);
+  t.stop_requested = v[3] > 0;
+  if (v[5] > 0) {
+    t.small_mean_sq = v[4] / v[5];
+    t.small_count = v[6] / v[5];
+  }
+  t.grad_norm = std::sqrt(v[7]);
+  return t;
+}
+
+// ── Overlap ──────────────────────────────────────────────────────────────────────────────────
+// The window gradient is final once the last micro-batch's backward has added into it, and the
+// backward produces gradients roughly from the last layer to the first. So the buffer is cut into
+// buckets in reverse parameter order, and a bucket's all-reduce starts as soon as the hooks of all
+// its parameters have fired in that last backward, while the backward goes on with earlier layers.
+// Buckets start strictly in index order (a full bucket waits for the ones before it), so every
+// rank issues the same collectives in the same order even if their hooks fire in another order.
+struct Accumulator::OverlapHook : torch::autograd::PostAccumulateGradHook {
+  OverlapHook(Accumulator* a, size_t i) : accumulator(a), param(i) {}
+  void operator()(const at::Tensor&) override { accumulator->parameter_ready(param); }
+  Accumulator* accumulator;
+  size_t param;
+};
+
+void Accumulator::set_overlap(int64_t bucket_bytes) {
+  if (bucket_bytes < 1) throw std::invalid_argument("overlap: bucket_bytes must be ≥ 1");
+  if (!distributed() || sync_mode_ != SyncMode::kPerWindow)
+    throw std::invalid_argument("overlap needs data parallel with per-window sync (set_reducer first)");
+  if (zero_) throw std::invalid_argument("overlap: ZeRO reduce-scatters the whole buffer at the boundary");
+  const int64_t per_bucket = std::max<int64_t>(1, bucket_bytes / static_cast<int64_t>(flat_grad_.element_size()));
+  buckets_.clear();
+  bucket_of_.assign(params_.size(), 0);
+  int64_t end = flat_grad_.numel();
+  for (size_t k = params_.size(); k-- > 0;) {  // reverse order: the last parameters' gradients come first
+    const int64_t n = params_[k].numel();
+    if (buckets_.empty() || buckets_.back().end - buckets_.back().begin >= per_bucket)
+      buckets_.push_back(Bucket{end, end, 0, 0});
+    Bucket& b = buckets_.back();
+    b.begin -= n;
+    ++b.params;
+    bucket_of_[k] = buckets_.size() - 1;
+    end -= n;
+    torch::autograd::impl::set_post_acc_grad_hooks(params_[k], std::make_unique<OverlapHook>(this, k));
+  }
+}
+
+Accumulator::~Accumulator() {
+  if (buckets_.empty()) return;
+  for (const at::Tensor& p : params_) torch::autograd::impl::set_post_acc_grad_hooks(p, nullptr);
+}
+
+void Accumulator::overlap_next_backward() {
+  if (buckets_.empty()) return;
+  // The noise scale reads the first micro-batch's gradient after its backward: if that is also
+  // the last, the buckets must not be in flight yet. They start at the boundary then.
+  if (noise_ && window_micro_batches_ == 0) return;
+  for (Bucket& b : buckets_) b.remaining = b.params;
+  overlap_armed_ = true;
+}
+
+void Accumulator::parameter_ready(size_t param) {
+  if (!overlap_armed_) return;
+  --buckets_[bucket_of_[param]].remaining;
+  start_ready_buckets(/*all=*/false);
+}
+
+void Accumulator::start_ready_buckets(bool all) {
+  while (next_bucket_ < buckets_.size() && (all || buckets_[next_bucket_].remaining == 0)) {
+    const Bucket& b = buckets_[next_bucket_++];
+    if (overlap_armed_ && low_precision_model_) {  // this micro-batch's gradient joins the fp32 sum first
+      flat_grad_.narrow(0, b.begin, b.end - b.begin).add_(micro_grad_.narrow(0, b.begin, b.end - b.begin));
+      micro_grad_.narrow(0, b.begin, b.end - b.begin).zero_();
+    }
+    reducer_->start_sum(flat_grad_.narrow(0, b.begin, b.end - b.begin));
+  }
+}
+
+}  // namespace gradacc
