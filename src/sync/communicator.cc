@@ -175,7 +175,16 @@ void Communicator::reduce_scatter(const at::Tensor& flat, const at::Tensor& shar
   TORCH_CHECK(flat.dim() == 1 && flat.is_contiguous() && shard.dim() == 1 && shard.is_contiguous() &&
                   flat.numel() == shard.numel() * env_.world_size,
               "reduce_scatter takes a contiguous 1-D tensor of world_size × the shard's elements");
-  try {
+  if (!options_.device.is_cuda()) {
+    // c10d's Gloo reduce-scatter is an all-reduce of a copy of the whole input followed by a copy
+    // of this rank's chunk (ProcessGroupGloo::reduce_scatter_tensor_coalesced). The input is ours
+    // to overwrite, so it is all-reduced in place instead: the same sums without that transient
+    // copy of the buffer.
+    sum_across_ranks(flat);
+    shard.copy_(flat.narrow(0, env_.rank * shard.numel(), shard.numel()));
+    return;
+  }
+  try {  // NCCL: a real reduce-scatter, each rank receiving only its chunk
     at::Tensor in = flat, out = shard;
     c10d::ReduceScatterOptions o;
     o.reduceOp = c10d::ReduceOp::SUM;

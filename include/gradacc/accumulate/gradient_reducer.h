@@ -23,7 +23,8 @@ class GradientReducer {
   virtual void start_sum(const at::Tensor& flat) = 0;
   virtual void wait_pending() = 0;
   // Sums `flat` (P = R·L elements, contiguous) over all ranks and writes this rank's L elements
-  // [rank·L, (rank+1)·L) of the sum into `shard`; `flat` itself is left undefined. One collective.
+  // [rank·L, (rank+1)·L) of the sum into `shard`; `flat` itself is left undefined (it may hold
+  // the whole sum, or anything).
   virtual void reduce_scatter(const at::Tensor& flat, const at::Tensor& shard) = 0;
   // Concatenates every rank's `shard` (L elements) into `flat` (R·L), in rank order. One collective.
   virtual void all_gather(const at::Tensor& shard, const at::Tensor& flat) = 0;

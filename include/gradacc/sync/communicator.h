@@ -8,7 +8,9 @@
 // any is waited on (Gloo works on them concurrently), then waited in order. Counters record the
 // calls and bytes, so the log can show one pass per optimizer step.
 //
-// reduce-scatter and all-gather (ZeRO-1): one collective each, not bucketed.
+// reduce-scatter and all-gather (ZeRO-1): on NCCL one collective each. On Gloo, whose c10d
+// reduce-scatter is an all-reduce of a copy of the input, the input is all-reduced in place (in
+// buckets, as above) and this rank's chunk copied out: the same sums, without the copy.
 //
 // Faults: every collective and store access has `timeout`. A peer that died or stalls makes the
 // survivors throw one line within it, naming the ranks that stopped answering when that can be
