@@ -101,6 +101,7 @@ TEST(ConfigFormats, DeepSpeedFeaturesGradaccLacksAreNamedTyposGetASuggestion) {
               from_file(R"({"train_batch_size": 8, "zero_optimization": {"stage": 2}})");
             }).find("`zero_optimization.stage` = 2 is not supported"),
             std::string::npos);
+  EXPECT_EQ(from_file(R"({"train_batch_size": 8, "zero_optimization": {"stage": 1}})").train.zero(), 1);
   EXPECT_NE(error_of([] {
               from_file(R"({"train_batch_size": 8, "scheduler": {"type": "OneCycle"}})");
             }).find("DeepSpeed scheduler 'OneCycle' is not supported"),

@@ -280,6 +280,48 @@ TEST(TrainerWithAUsersModule, BadOptionsAreOneLineConfigErrors) {
   EXPECT_THROW(make(TrainOptions().micro_batch(8).stop_at(2)), ConfigError);  // no checkpoint directory
   EXPECT_THROW(make(TrainOptions().micro_batch(200)), ConfigError);           // larger than the data
   EXPECT_THROW(make(TrainOptions().micro_batch(8).device("tpu")), ConfigError);
+  EXPECT_THROW(make(TrainOptions().micro_batch(8).zero(2)), ConfigError);
+  EXPECT_THROW(make(TrainOptions().micro_batch(8).overlap(true).sync(SyncMode::kEveryMicroBatch)), ConfigError);
+}
+
+// Sets WORLD_SIZE/RANK for one scope: a rank of a data-parallel run that fails before it joins
+// the group (no peer is needed for that).
+struct RankEnvironment {
+  RankEnvironment() {
+    ::setenv("WORLD_SIZE", "2", 1);
+    ::setenv("RANK", "0", 1);
+  }
+  ~RankEnvironment() {
+    ::unsetenv("WORLD_SIZE");
+    ::unsetenv("RANK");
+  }
+};
+
+// ZeRO-1 shards elementwise optimizers only: a user's RMSprop is refused, naming it, before the
+// rank joins the group; every-micro-batch sync is refused too. On one process `zero 1` is a note.
+TEST(TrainerWithAUsersModule, ZeroRefusesWhatItCannotShardAndNotesWorldOne) {
+  auto data = std::make_shared<Points>();
+  const auto rmsprop = [](const std::vector<at::Tensor>& p) {
+    return std::make_unique<torch::optim::RMSprop>(p, torch::optim::RMSpropOptions(0.01));
+  };
+  {
+    const RankEnvironment rank;
+    try {
+      Trainer(Model::of(seeded_regressor()), rmsprop, data, TrainOptions().micro_batch(8).zero(1),
+              summed_squared_error);
+      ADD_FAILURE() << "sharded RMSprop";
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find("zero 1 shards elementwise optimizers"), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(Trainer(Model::of(seeded_regressor()), sgd(0.1), data,
+                         TrainOptions().micro_batch(8).zero(1).sync(SyncMode::kEveryMicroBatch), summed_squared_error),
+                 ConfigError);
+  }
+  Trainer one(Model::of(seeded_regressor()), rmsprop, data, TrainOptions().micro_batch(8).zero(1),
+              summed_squared_error);
+  ASSERT_EQ(one.warnings().size(), 1u);
+  EXPECT_NE(one.warnings()[0].find("zero 1 at world size 1 changes nothing"), std::string::npos);
+  EXPECT_FALSE(one.plan().zero);
 }
 
 }  // namespace

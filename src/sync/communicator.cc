@@ -125,23 +125,11 @@ void Communicator::fail(const std::string& what, const std::exception& e) {
 
 void Communicator::sum_across_ranks(const at::Tensor& flat) {
   TORCH_CHECK(flat.dim() == 1 && flat.is_contiguous(), "sum_across_ranks takes a contiguous 1-D tensor");
+  // Every bucket launched before any is waited on: Gloo works on them concurrently.
   const int64_t per_bucket = std::max<int64_t>(1, options_.bucket_bytes / static_cast<int64_t>(flat.element_size()));
-  std::vector<c10::intrusive_ptr<c10d::Work>> works;
-  std::vector<std::vector<at::Tensor>> buckets;  // kept alive until waited
-  try {
-    for (int64_t begin = 0; begin < flat.numel(); begin += per_bucket) {
-      buckets.push_back({flat.narrow(0, begin, std::min(per_bucket, flat.numel() - begin))});
-      c10d::AllreduceOptions o;
-      o.reduceOp = c10d::ReduceOp::SUM;
-      o.timeout = options_.timeout;
-      works.push_back(impl_->group->allreduce(buckets.back(), o));
-      ++calls_;
-      bytes_ += static_cast<int64_t>(buckets.back()[0].nbytes());
-    }
-    for (auto& w : works) w->wait(options_.timeout);
-  } catch (const std::exception& e) {
-    fail("gradient all-reduce", e);
-  }
+  for (int64_t begin = 0; begin < flat.numel(); begin += per_bucket)
+    start_sum(flat.narrow(0, begin, std::min(per_bucket, flat.numel() - begin)));
+  wait_pending();
 }
 
 void Communicator::start_sum(const at::Tensor& flat) {
