@@ -11,6 +11,7 @@
 #include <ATen/ops/arange.h>
 #include <ATen/ops/gelu.h>
 #include <ATen/ops/layer_norm.h>
+#include <ATen/ops/linear.h>
 #include <ATen/ops/logical_and.h>
 #include <ATen/ops/matmul.h>
 #include <ATen/ops/ones.h>
@@ -85,16 +86,23 @@ class Block : public torch::nn::Module {
   at::Tensor forward(const at::Tensor& x, const at::Tensor& mask) {
     const int64_t B = x.size(0), T = x.size(1), D = x.size(2), hd = D / heads_;
     // [B, T, 3D] → three [B, H, T, D/H]
-    auto qkv = c_attn_->forward(ln_1_->forward(x)).view({B, T, 3, heads_, hd}).permute({2, 0, 3, 1, 4});
+    auto qkv = linear(ln_1_->forward(x), c_attn_).view({B, T, 3, heads_, hd}).permute({2, 0, 3, 1, 4});
     // unbind, not three select()s: its backward is one stack, where each select_backward would
     // zero-fill and add a full [3, B, H, T, D/H] gradient (docs/gpu.md).
     const std::vector<at::Tensor> q_k_v = qkv.unbind(0);
     at::Tensor y = attend(q_k_v[0], q_k_v[1], q_k_v[2], mask);
-    at::Tensor h = x + attn_proj_->forward(y.transpose(1, 2).reshape({B, T, D}));
-    return h + mlp_proj_->forward(at::gelu(c_fc_->forward(ln_2_->forward(h))));
+    at::Tensor h = x + linear(y.transpose(1, 2).reshape({B, T, D}), attn_proj_);
+    return h + linear(at::gelu(linear(ln_2_->forward(h), c_fc_)), mlp_proj_);
   }
 
  private:
+  // ATen's linear, not the C++ frontend's Linear::forward: for [B, T, D] input the latter runs an mm
+  // and a separate pass adding the bias (torch/nn/functional/linear.h); ATen folds the rows into one
+  // addmm, as PyTorch's own nn.Linear does.
+  static at::Tensor linear(const at::Tensor& x, const torch::nn::Linear& l) {
+    return at::linear(x, l->weight, l->bias);
+  }
+
   int64_t heads_;
   std::shared_ptr<TokenNorm> ln_1_;
   torch::nn::Linear c_attn_{nullptr}, attn_proj_{nullptr};
