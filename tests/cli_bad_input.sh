@@ -230,8 +230,9 @@ expect_bad "drop micro_batch and accumulation_steps" train "${gpl[@]}" --micro-b
 expect_bad "tokens:16 is smaller than the longest sequence (64 tokens)" train "${gpl[@]}" --micro-batching tokens:16 --global-batch 32
 expect_bad "needs sequence data (text)" train --model mlp --train-limit 64 --micro-batching tokens:256 --global-batch 32
 expect_bad "--micro-batching: tokens:N needs N ≥ 1, got 0" train --micro-batching tokens:0
-expect_bad "--micro-batching: 'rows:4' is not fixed or tokens:N" train --micro-batching rows:4
-expect_bad "drop memory_budget" train "${gpl[@]}" --micro-batching tokens:256 --global-batch 32 --memory-budget 1GiB
+expect_bad "--micro-batching: 'rows:4' is not fixed, tokens:N or tokens" train --micro-batching rows:4
+expect_bad "micro_batching tokens without N needs memory_budget" train "${gpl[@]}" --micro-batching tokens --global-batch 32
+expect_bad "the largest that fits is tokens:" train "${gpl[@]}" --micro-batching tokens:2048 --global-batch 32 --memory-budget 3MiB
 expect_bad "packing is for text data" train --model mlp --train-limit 64 --packing on
 expect_bad "--packing: 'sometimes' is not on or off" train "${gpl[@]}" --packing sometimes
 

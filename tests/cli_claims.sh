@@ -78,6 +78,27 @@ print(f"memory: micro {plan['micro_batch']} x {plan['accumulation_steps']}, pred
       f"steps peak at most {max(s['peak_bytes'] for s in steps)} of {budget}; verify with checkpointing passes")
 PY
 [ $? -eq 0 ] || fail "memory budget claims"
+# The memory budget with token-budget micro-batches: plan --fit chooses N, and a train with it keeps
+# every step within the budget; verify passes with the planned N.
+"$G" plan --fit --memory-budget 12MiB $M --micro-batching tokens --json >"$tmp/fitt.json" || fail "plan --fit tokens"
+"$G" train $M --memory-budget 12MiB --micro-batching tokens --steps 4 --log "$tmp/memt.jsonl" >"$tmp/memt.out" 2>&1 \
+  || fail "budgeted train with tokens: $(cat "$tmp/memt.out")"
+"$G" verify $M --memory-budget 12MiB --micro-batching tokens --steps 2 >"$tmp/mvt.out" 2>&1 \
+  || fail "verify with a planned token budget: $(cat "$tmp/mvt.out")"
+"$PY" - "$tmp/fitt.json" "$tmp/memt.jsonl" "$tmp/mvt.out" "$tmp/memt.out" <<'PY'
+import json, re, sys
+plan = json.load(open(sys.argv[1]))
+steps = [json.loads(l) for l in open(sys.argv[2]) if '"step"' in l]
+budget = 12 << 20
+n = plan["micro_batch_tokens"]
+assert 64 <= n < 64 * 64 and plan["predicted_peak_bytes"] <= budget, plan
+assert f"micro_batching=tokens:{n}" in open(sys.argv[4]).read()
+assert len(steps) == 4 and all(s["peak_bytes"] <= budget and s["oom_replays"] == 0 for s in steps), steps
+verify = open(sys.argv[3]).read()  # verify plans in its own process, beside its reference run
+assert "PASS" in verify and re.search(r"in micro-batches of at most \d+ tokens", verify), verify
+print(f"memory with tokens: tokens:{n}, steps peak at most {max(s['peak_bytes'] for s in steps)} of {budget}")
+PY
+[ $? -eq 0 ] || fail "memory budget with token budgets"
 
 # Configs users already have (docs/config.md): the DeepSpeed file of issue 16 and a Hugging Face
 # TrainingArguments JSON with bf16 and cosine warmup both train; unsupported keys and typos are

@@ -262,7 +262,7 @@ void Accumulator::discard_window() {
     for (size_t i = 0; i < params_.size(); ++i) params_[i].mutable_grad() = flat_views_[i];
   }
   window_loss_.zero_();
-  window_samples_ = window_items_ = window_micro_batches_ = small_count_ = 0;
+  window_samples_ = window_items_ = window_micro_batches_ = window_positions_ = small_count_ = 0;
 }
 
 // Single process: the one device→host transfer of the step reads the window loss sum and ‖G‖ (and
@@ -271,6 +271,7 @@ Accumulator::WindowTotals Accumulator::local_totals() {
   WindowTotals t;
   t.samples = window_samples_;
   t.items = window_items_;
+  t.positions = window_positions_;
   t.stop_requested = stop_signal_ && *stop_signal_ != 0;
   const at::Tensor host = (small_count_ > 0 ? at::stack({window_loss_, window_norm(), small_sq_})
                                             : at::stack({window_loss_, window_norm()}))
@@ -319,6 +320,7 @@ StepReport Accumulator::step() {
   r.loss_scale = loss_scale;
   r.samples = samples;
   r.items = items;
+  r.computed_items = totals.positions;
   r.micro_batches = window_micro_batches_;
   r.stop_requested = totals.stop_requested;
   r.lr = schedule_ ? schedule_->lr_at(updates_) : optimizer_.param_groups().front().options().get_lr();
@@ -374,7 +376,7 @@ StepReport Accumulator::step() {
 
   buffer_.zero_();
   window_loss_.zero_();
-  window_samples_ = window_items_ = window_micro_batches_ = small_count_ = 0;
+  window_samples_ = window_items_ = window_micro_batches_ = window_positions_ = small_count_ = 0;
   r.boundary_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return r;
 }

@@ -58,6 +58,8 @@ Accumulator::WindowTotals Accumulator::all_reduce_totals() {
   h[6] = 0.0f;
   h[7] = small_count_ > 0 ? 1.0f : 0.0f;
   h[8] = static_cast<float>(small_count_);
+  h[9] = static_cast<float>(window_positions_ / kSplit);
+  h[10] = static_cast<float>(window_positions_ % kSplit);
   stats_.copy_(stats_host_);
   stats_.narrow(0, 0, 1).copy_(window_loss_.reshape({1}));
   if (small_count_ > 0) {  // this rank's first micro-batch, as the mean gradient of its own count
@@ -83,7 +85,8 @@ Accumulator::WindowTotals Accumulator::all_reduce_totals() {
     t.small_mean_sq = v[6] / v[7];
     t.small_count = v[8] / v[7];
   }
-  t.grad_norm = v[9];
+  t.positions = static_cast<int64_t>(v[9]) * kSplit + static_cast<int64_t>(v[10]);
+  t.grad_norm = v[detail::kStatSlots];
   return t;
 }
 
@@ -98,6 +101,7 @@ Accumulator::WindowTotals Accumulator::reduce_scatter_totals() {
   h[3] = stop_signal_ && *stop_signal_ != 0 ? 1.0 : 0.0;
   h[5] = small_count_ > 0 ? 1.0 : 0.0;
   h[6] = static_cast<double>(small_count_);
+  h[8] = static_cast<double>(window_positions_);
   zero_stats_.copy_(stats_host_);
   zero_stats_.narrow(0, 0, 1).copy_(window_loss_.reshape({1}));
   if (small_count_ > 0) {
@@ -117,6 +121,7 @@ Accumulator::WindowTotals Accumulator::reduce_scatter_totals() {
     t.small_mean_sq = v[4] / v[5];
     t.small_count = v[6] / v[5];
   }
+  t.positions = static_cast<int64_t>(v[8]);
   t.grad_norm = std::sqrt(v[7]);
   return t;
 }

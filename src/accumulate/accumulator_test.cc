@@ -14,6 +14,7 @@
 #include <torch/optim/sgd.h>
 #include <torch/utils.h>
 
+#include "gradacc/accumulate/gradient_reducer.h"
 #include "gradacc/data/fashion_mnist.h"
 #include "gradacc/model/models.h"
 #include "gradacc/run/trainer.h"
@@ -215,6 +216,48 @@ TEST(Accumulator, PartialLastWindowIsRescaledByItsRealSize) {
   EXPECT_LT(rel_diff(ours, ref), 1e-6);
   // Dividing by the nominal window (16) instead of the real one (8) would halve the gradient.
   EXPECT_NEAR(rel_diff(acc.flat_grad(), ref), 0.5, 1e-5);
+}
+
+// A world of two ranks that hold the same window: every sum across ranks doubles.
+class TwinReducer final : public GradientReducer {
+ public:
+  int world_size() const override { return 2; }
+  int rank() const override { return 0; }
+  void sum_across_ranks(const at::Tensor& flat) override {
+    flat.mul_(2);
+    ++calls_;
+  }
+  void start_sum(const at::Tensor& flat) override { sum_across_ranks(flat); }
+  void wait_pending() override {}
+  void reduce_scatter(const at::Tensor&, const at::Tensor&) override { FAIL() << "no ZeRO here"; }
+  void all_gather(const at::Tensor&, const at::Tensor&) override { FAIL() << "no ZeRO here"; }
+  int64_t calls() const override { return calls_; }
+  int64_t bytes() const override { return 0; }
+
+ private:
+  int64_t calls_ = 0;
+};
+
+// Data parallel, the window's counts and its computed positions (padding included) are summed over
+// the ranks with the gradient, so the step reports global figures (the log's padding_fraction).
+TEST(Accumulator, CountsAndComputedPositionsAreSummedOverRanks) {
+  auto m = seeded({ModelKind::kMlp});
+  torch::optim::SGD sgd(m->parameters(), 0.1);
+  Accumulator acc(*m, sgd, nullptr, AccumulatorOptions().nominal_count_(16));
+  TwinReducer twins;
+  acc.set_reducer(&twins);
+  const Batch b = fashion(8)->gather({0, 1, 2, 3, 4, 5, 6, 7});
+  acc.accumulate(summed_cross_entropy(m->forward(b.inputs), b.targets), b.samples, b.items);
+  acc.count_positions(100);
+  acc.count_positions(28);
+  const StepReport r = acc.step();
+  EXPECT_EQ(r.samples, 16);
+  EXPECT_EQ(r.items, 16);
+  EXPECT_EQ(r.computed_items, 256);
+  EXPECT_EQ(twins.calls(), 1);
+  // The next window starts from zero.
+  acc.accumulate(summed_cross_entropy(m->forward(b.inputs), b.targets), b.samples, b.items);
+  EXPECT_EQ(acc.step().computed_items, 0);
 }
 
 TEST(Accumulator, DropOptionSkipsThePartialWindow) {

@@ -105,7 +105,12 @@ int cmd_plan(const JobConfig& c, const std::string& dataset_size_text) {
                                           t.world_size()});
   const EpochLayout e = EpochLayout::of(p, dataset_size, t.drop_partial());
   fmt::print("global batch        {}\n", p.global_batch);
-  if (t.micro_batch_tokens()) {
+  if (t.micro_batch_tokens() == 0) {
+    fmt::print(
+        "micro-batches       of at most N tokens, N chosen by the memory budget (plan --fit), cut from each "
+        "rank's {} sequences\n",
+        p.micro_batch);
+  } else if (t.micro_batch_tokens()) {
     fmt::print("micro-batches       of at most {} tokens (rows × longest row), cut from each rank's {} sequences\n",
                *t.micro_batch_tokens(), p.micro_batch);
   } else {

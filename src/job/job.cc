@@ -115,11 +115,14 @@ JobSummary run_train_job(const JobConfig& c, std::ostream& out) {
                      describe(plan.batch), plan.total_steps, c.optimizer.name, c.optimizer.lr, precision_summary(plan));
 
   if (const auto& m = trainer.memory_plan()) {
-    say << fmt::format(
-        "memory plan: budget {}, micro_batch={} accumulation_steps={} activation_checkpointing={}, predicted peak {} "
-        "(static {})\n",
-        format_bytes(m->budget_bytes), m->micro_batch, m->accumulation_steps, m->checkpointing ? "blocks" : "off",
-        format_bytes(m->predicted_peak), format_bytes(m->static_bytes));
+    const std::string batches =
+        m->micro_batch_tokens > 0
+            ? fmt::format("micro_batching=tokens:{} (at most {} micro-batches)", m->micro_batch_tokens,
+                          m->accumulation_steps)
+            : fmt::format("micro_batch={} accumulation_steps={}", m->micro_batch, m->accumulation_steps);
+    say << fmt::format("memory plan: budget {}, {} activation_checkpointing={}, predicted peak {} (static {})\n",
+                       format_bytes(m->budget_bytes), batches, m->checkpointing ? "blocks" : "off",
+                       format_bytes(m->predicted_peak), format_bytes(m->static_bytes));
   }
 
   if (c.eval_every < 0) throw ConfigError(fmt::format("eval_every must be ≥ 0, got {}", c.eval_every));

@@ -224,24 +224,29 @@ std::vector<Option> build_table() {
                {"micro_batching"},
                OptionType::kString,
                S::kBatch,
-               "fixed|tokens:N",
+               "fixed|tokens:N|tokens",
                "fixed: micro-batches of --micro-batch sequences; tokens:N: each window (--global-batch) sorted by "
-               "length and cut into micro-batches of at most N tokens, rows × longest row (text)",
+               "length and cut into micro-batches of at most N tokens, rows × longest row (text); tokens: N chosen "
+               "by --memory-budget",
                [](JobConfig& c, const OptionValue& v) {
                  const std::string& s = std::get<std::string>(v);
                  if (s == "fixed") {
                    c.train.micro_batch_tokens(std::nullopt);
                    return;
                  }
+                 if (s == "tokens") {  // the memory planner chooses N
+                   c.train.micro_batch_tokens(0);
+                   return;
+                 }
                  if (s.rfind("tokens:", 0) != 0)
-                   throw std::invalid_argument(fmt::format("'{}' is not fixed or tokens:N", shown(s)));
+                   throw std::invalid_argument(fmt::format("'{}' is not fixed, tokens:N or tokens", shown(s)));
                  const int64_t n = parse_int(s.substr(7));
                  if (n < 1) throw std::invalid_argument(fmt::format("tokens:N needs N ≥ 1, got {}", n));
                  c.train.micro_batch_tokens(n);
                },
                [](const JobConfig& c) {
-                 return c.train.micro_batch_tokens() ? fmt::format("tokens:{}", *c.train.micro_batch_tokens())
-                                                     : std::string("fixed");
+                 const std::optional<int64_t> n = c.train.micro_batch_tokens();
+                 return !n ? std::string("fixed") : *n == 0 ? std::string("tokens") : fmt::format("tokens:{}", *n);
                }});
   t.push_back(integer("--accum-auto-warmup", {"accum_auto_warmup"}, S::kTrain,
                       "with --accum auto: optimizer steps before the first decision",

@@ -74,7 +74,7 @@ std::string step_json(const StepReport& r, int64_t epoch, double seconds) {
   j["micro_batch"] = r.micro_batch;
   j["oom_replays"] = r.oom_replays;
   if (r.computed_items > 0) {  // sequence data: the padding computed, and real tokens per second
-    j["padding_fraction"] = 1.0 - static_cast<double>(r.local_items) / static_cast<double>(r.computed_items);
+    j["padding_fraction"] = 1.0 - static_cast<double>(r.items) / static_cast<double>(r.computed_items);
     j["tokens_per_s"] = seconds > 0 ? static_cast<double>(r.items) / seconds : 0.0;
   }
   if (r.noise_measured) {

@@ -48,14 +48,21 @@ class ProbeUndo {
   at::Tensor cpu_rng_, device_rng_;
 };
 
+struct ActivationProbe {
+  int64_t bytes = 0;      // the peak above what was live; kDoesNotFit when out of memory
+  int64_t positions = 0;  // the positions the micro-batch computed (rows × width for text)
+};
+
 // The peak above what is live during one micro-batch of the m largest examples: the batch, the
 // forward's activations, the backward. The window is discarded afterwards.
-int64_t probe_activations(const MemoryProbe& p, int64_t m) {
+ActivationProbe probe_activations(const MemoryProbe& p, int64_t m) {
   const std::vector<int64_t> indices = p.data.largest_examples(m);
   const int64_t before = live_bytes(p.device);
   reset_memory_peak(p.device);
+  ActivationProbe out;
   try {
     const Batch batch = p.data.gather(indices).to(p.device);
+    out.positions = batch.inputs.numel();
     at::Tensor loss;
     {
       AutocastGuard autocast(p.device.type(), p.precision);
@@ -64,11 +71,12 @@ int64_t probe_activations(const MemoryProbe& p, int64_t m) {
     p.accumulator.accumulate(loss, batch.samples, batch.items);
   } catch (const c10::OutOfMemoryError&) {
     p.accumulator.discard_window();
-    return kDoesNotFit;
+    out.bytes = kDoesNotFit;
+    return out;
   }
-  const int64_t peak = memory_reading(p.device).peak_bytes - before;
+  out.bytes = std::max<int64_t>(memory_reading(p.device).peak_bytes - before, 0);
   p.accumulator.discard_window();
-  return std::max<int64_t>(peak, 0);
+  return out;
 }
 
 struct StepProbe {
@@ -111,15 +119,19 @@ int64_t probe_boundary(const MemoryProbe& p) {
   return std::max<int64_t>(memory_reading(p.device).peak_bytes - before, 0);
 }
 
-ActivationCost fit_activations(const MemoryProbe& p, int64_t cap) {
+// fixed + x · per_unit from micro-batches of 1 and min(4, cap) of the largest examples, where x
+// counts examples, or computed positions when `per_position`.
+ActivationCost fit_activations(const MemoryProbe& p, int64_t cap, bool per_position) {
   const int64_t m1 = 1, m2 = std::min<int64_t>(4, cap);
-  const int64_t a1 = probe_activations(p, m1);
-  if (m2 == m1 || a1 >= kDoesNotFit) return {0, a1};
-  const int64_t a2 = probe_activations(p, m2);
-  if (a2 >= kDoesNotFit) return {0, a2 / m2};
+  const ActivationProbe a1 = probe_activations(p, m1);
+  const int64_t x1 = per_position ? a1.positions : m1;
+  if (m2 == m1 || a1.bytes >= kDoesNotFit) return {0, a1.bytes >= kDoesNotFit ? a1.bytes : (a1.bytes + x1 - 1) / x1};
+  const ActivationProbe a2 = probe_activations(p, m2);
+  const int64_t x2 = per_position ? a2.positions : m2;
+  if (a2.bytes >= kDoesNotFit || x2 <= x1) return {0, a2.bytes >= kDoesNotFit ? a2.bytes : (a2.bytes + x2 - 1) / x2};
   ActivationCost c;
-  c.per_example = std::max<int64_t>((a2 - a1 + (m2 - m1) - 1) / (m2 - m1), 1);
-  c.fixed = std::max<int64_t>(a1 - c.per_example * m1, 0);
+  c.per_example = std::max<int64_t>((a2.bytes - a1.bytes + (x2 - x1) - 1) / (x2 - x1), 1);
+  c.fixed = std::max<int64_t>(a1.bytes - c.per_example * x1, 0);
   return c;
 }
 
@@ -154,7 +166,17 @@ MemoryPlan plan_memory(const MemoryProbe& p, const MemoryPlanRequest& r) {
                     "master weights): the smallest budget that could work is {}",
                     budget, format_bytes(plan.static_bytes), format_bytes(budget_for(plan.static_bytes + 1))));
   }
-  plan.probe_examples_items = p.data.gather(p.data.largest_examples(1)).items;
+  const Batch largest = p.data.gather(p.data.largest_examples(1));
+  plan.probe_examples_items = largest.items;
+  plan.probe_example_positions = largest.inputs.numel();
+  // The unit the fit counts, and the smallest micro-batch in it: one example, or with a token
+  // budget the positions of the longest sequence's row (a packed row at least).
+  const bool tokens = r.token_budget;
+  const int64_t one = tokens ? std::max(plan.probe_example_positions, p.data.packed_row_length()) : 1;
+  const int64_t cap_units = cap * one;
+  const auto unit_name = [&](int64_t x) {
+    return tokens ? fmt::format("micro_batching tokens:{}", x) : fmt::format("micro_batch {}", x);
+  };
 
   // Each checkpointing mode the model offers: its activation cost and the budget micro-batch 1 needs.
   const auto& toggle = p.model.set_activation_checkpointing;
@@ -165,24 +187,24 @@ MemoryPlan plan_memory(const MemoryProbe& p, const MemoryPlanRequest& r) {
   }
   std::optional<ActivationCost> cost_off, cost_on;
   if (!r.checkpointing.has_value() || !*r.checkpointing) {
-    cost_off = fit_activations(p, cap);
-    plan.min_budget_without_checkpointing = budget_for(peak_of(plan.static_bytes, cost_off->at(1), step.transient));
+    cost_off = fit_activations(p, cap, tokens);
+    plan.min_budget_without_checkpointing = budget_for(peak_of(plan.static_bytes, cost_off->at(one), step.transient));
   }
   if (can_checkpoint && r.checkpointing.value_or(true)) {
     toggle(true);
-    cost_on = fit_activations(p, cap);
+    cost_on = fit_activations(p, cap, tokens);
     toggle(false);
-    plan.min_budget_with_checkpointing = budget_for(peak_of(plan.static_bytes, cost_on->at(1), step.transient));
+    plan.min_budget_with_checkpointing = budget_for(peak_of(plan.static_bytes, cost_on->at(one), step.transient));
   }
-  const auto fits = [&](const ActivationCost& c, int64_t m) {
-    return peak_of(plan.static_bytes, c.at(m), step.transient) <= usable;
+  const auto fits = [&](const ActivationCost& c, int64_t x) {
+    return peak_of(plan.static_bytes, c.at(x), step.transient) <= usable;
   };
   // Checkpointing only when no micro-batch fits without it, and it makes one fit.
-  const bool use_checkpointing = !cost_off || (!fits(*cost_off, 1) && cost_on && fits(*cost_on, 1));
+  const bool use_checkpointing = !cost_off || (!fits(*cost_off, one) && cost_on && fits(*cost_on, one));
   plan.checkpointing = use_checkpointing;
   plan.activations = use_checkpointing ? *cost_on : *cost_off;
   plan.min_budget = use_checkpointing ? *plan.min_budget_with_checkpointing : plan.min_budget_without_checkpointing;
-  if (!fits(plan.activations, 1)) {
+  if (!fits(plan.activations, one)) {
     std::string modes;
     if (cost_off && cost_on) {
       plan.min_budget = std::min(plan.min_budget_without_checkpointing, *plan.min_budget_with_checkpointing);
@@ -199,53 +221,72 @@ MemoryPlan plan_memory(const MemoryProbe& p, const MemoryPlanRequest& r) {
 
   // The largest micro-batch the fit allows, or the user's; then measured at that size.
   const ActivationCost& c = plan.activations;
-  int64_t m = std::clamp<int64_t>((usable - plan.static_bytes - c.fixed) / std::max<int64_t>(c.per_example, 1), 1, cap);
-  if (r.micro_batch) {
-    const int64_t asked = std::min(*r.micro_batch, cap);
-    if (!fits(c, asked)) {
+  int64_t x =
+      std::clamp<int64_t>((usable - plan.static_bytes - c.fixed) / std::max<int64_t>(c.per_example, 1), one, cap_units);
+  const std::optional<int64_t> asked = tokens ? r.tokens : r.micro_batch;
+  if (asked) {
+    const int64_t want = tokens ? *asked : std::min(*asked, cap);
+    if (!fits(c, want)) {
       throw ConfigError(fmt::format(
-          "micro_batch {} needs about {} of tensor memory, over the budget of {}: the largest micro-batch that fits is "
-          "{} (or leave micro_batch out and let the planner choose)",
-          *r.micro_batch, format_bytes(peak_of(plan.static_bytes, c.at(asked), step.transient)), budget, m));
+          "{} needs about {} of tensor memory, over the budget of {}: the largest that fits is {} (or leave it out "
+          "and let the planner choose)",
+          unit_name(*asked), format_bytes(peak_of(plan.static_bytes, c.at(want), step.transient)), budget,
+          tokens ? fmt::format("tokens:{}", x) : std::to_string(x)));
     }
-    m = asked;
+    x = want;
   }
+  // Examples the confirming probe runs: x of them, or with a token budget the rows of the longest
+  // sequence that x positions hold.
+  const auto probe_size = [&](int64_t units) { return tokens ? std::clamp<int64_t>(units / one, 1, cap) : units; };
   if (plan.checkpointing) toggle(true);
   for (int attempt = 0;; ++attempt) {
-    const int64_t measured = probe_activations(p, m);
-    plan.probed_peak = measured >= kDoesNotFit ? kDoesNotFit : plan.static_bytes + measured;
-    if (peak_of(plan.static_bytes, measured, step.transient) <= usable) break;
-    if (r.micro_batch || m == 1 || attempt == 4) {
+    const ActivationProbe measured = probe_activations(p, probe_size(x));
+    plan.probed_peak = measured.bytes >= kDoesNotFit ? kDoesNotFit : plan.static_bytes + measured.bytes;
+    if (peak_of(plan.static_bytes, measured.bytes, step.transient) <= usable) break;
+    if (asked || x == one || attempt == 4) {
       if (plan.checkpointing) toggle(false);
       throw ConfigError(fmt::format(
-          "micro-batch {} measured {} of tensor memory, over the budget of {}{}", m,
-          measured >= kDoesNotFit ? std::string("out of memory") : format_bytes(plan.probed_peak), budget,
-          m == 1
+          "{} measured {} of tensor memory, over the budget of {}{}",
+          tokens ? unit_name(x) : fmt::format("micro-batch {}", x),
+          measured.bytes >= kDoesNotFit ? std::string("out of memory") : format_bytes(plan.probed_peak), budget,
+          x == one
               ? fmt::format(": the smallest budget that works is about {}", format_bytes(budget_for(plan.probed_peak)))
-              : ": give a smaller micro_batch, or a larger budget"));
+              : fmt::format(": give a smaller {}, or a larger budget", tokens ? "token budget" : "micro_batch")));
     }
     // The measurement says the fit was low at this size: scale down by what was seen.
-    const int64_t per_seen = std::max<int64_t>((measured - c.fixed) / m, c.per_example);
-    m = std::clamp<int64_t>((usable - plan.static_bytes - c.fixed) / per_seen, 1, m - 1);
+    const int64_t seen = tokens ? std::max<int64_t>(measured.positions, 1) : x;
+    const int64_t per_seen = std::max<int64_t>((measured.bytes - c.fixed) / seen, c.per_example);
+    x = std::clamp<int64_t>((usable - plan.static_bytes - c.fixed) / per_seen, one, x - 1);
   }
-  plan.micro_batch = m;
-  plan.accumulation_steps = (share + m - 1) / m;
-  plan.predicted_peak = peak_of(plan.static_bytes, c.at(m), step.transient);
+  plan.micro_batch = probe_size(x);
+  plan.micro_batch_tokens = tokens ? x : 0;
+  // A token-budget micro-batch holds at least ⌊x / one⌋ sequences (each row is at most `one` wide),
+  // so a share needs at most this many.
+  plan.accumulation_steps = (share + plan.micro_batch - 1) / plan.micro_batch;
+  plan.predicted_peak = peak_of(plan.static_bytes, c.at(x), step.transient);
   return plan;
 }
 
 std::string MemoryPlan::describe() const {
   std::string s;
   s += fmt::format("memory budget            {}\n", format_bytes(budget_bytes));
-  s += fmt::format("micro-batch              {}\n", micro_batch);
-  s += fmt::format("accumulation steps       {}\n", accumulation_steps);
+  if (micro_batch_tokens > 0) {
+    s += fmt::format("micro-batches            of at most {} tokens (rows × longest row): tokens:{}\n",
+                     micro_batch_tokens, micro_batch_tokens);
+    s += fmt::format("accumulation steps       at most {} ({} longest sequences per micro-batch)\n", accumulation_steps,
+                     micro_batch);
+  } else {
+    s += fmt::format("micro-batch              {}\n", micro_batch);
+    s += fmt::format("accumulation steps       {}\n", accumulation_steps);
+  }
   s += fmt::format("activation checkpointing {}\n", checkpointing ? "on (blocks)" : "off");
   s += fmt::format("predicted peak           {}\n", format_bytes(predicted_peak));
   s += fmt::format("measured at micro-batch  {}\n", format_bytes(probed_peak));
   s += fmt::format("static part (measured)   {} (optimizer state {})\n", format_bytes(static_bytes),
                    optimizer_state_bytes > 0 ? format_bytes(optimizer_state_bytes) : std::string("in it"));
-  s += fmt::format("activations              {} + {} per example (longest: {} items)\n",
-                   format_bytes(activations.fixed), format_bytes(activations.per_example), probe_examples_items);
+  s += fmt::format("activations              {} + {} per {} (longest: {} items)\n", format_bytes(activations.fixed),
+                   format_bytes(activations.per_example), micro_batch_tokens > 0 ? "token" : "example",
+                   probe_examples_items);
   s += fmt::format("smallest budget          {}", format_bytes(min_budget));
   if (min_budget_without_checkpointing > 0)
     s += fmt::format("; {} without checkpointing", format_bytes(min_budget_without_checkpointing));
@@ -266,8 +307,14 @@ std::string MemoryPlan::json() const {
                       {"activation_fixed_bytes", activations.fixed},
                       {"activation_bytes_per_example", activations.per_example},
                       {"probe_example_items", probe_examples_items},
+                      {"probe_example_positions", probe_example_positions},
                       {"min_budget_bytes", min_budget},
                       {"min_budget_without_checkpointing_bytes", min_budget_without_checkpointing}};
+  j["micro_batch_tokens"] = micro_batch_tokens > 0 ? nlohmann::json(micro_batch_tokens) : nlohmann::json(nullptr);
+  if (micro_batch_tokens > 0) {  // the fit counts positions, not examples
+    j.erase("activation_bytes_per_example");
+    j["activation_bytes_per_token"] = activations.per_example;
+  }
   j["min_budget_with_checkpointing_bytes"] =
       min_budget_with_checkpointing ? nlohmann::json(*min_budget_with_checkpointing) : nlohmann::json(nullptr);
   return j.dump();

@@ -164,6 +164,62 @@ TEST(MemoryPlanner, EveryStepStaysWithinTheBudgetForEachModel) {
   }
 }
 
+// Token-budget micro-batches under a memory budget: the planner fits activations per computed
+// position and chooses N; every step stays within the budget, and the run is the run of the same
+// windows in fixed micro-batches.
+TEST(MemoryPlanner, ChoosesATokenBudgetThatKeepsEveryStepWithinTheBudget) {
+  const auto data = data_for(ModelKind::kGpt);  // 96 sequences of 8..48 tokens
+  const int64_t longest = 48;
+  const TrainOptions tokens = TrainOptions().global_batch(96).micro_batch_tokens(0).steps(3);
+  const MemoryPlan loose = [&] {
+    Trainer t(Model::of(model_for(ModelKind::kGpt)), optimizer_factory({}), data,
+              TrainOptions(tokens).memory_budget(int64_t{4} << 30));
+    return *t.memory_plan();
+  }();
+  EXPECT_EQ(loose.micro_batch_tokens, 96 * longest);  // all of the window's rows of the longest
+  EXPECT_EQ(loose.probe_example_positions, longest);
+  // Room for about 10 rows of the longest sequence.
+  const auto budget = static_cast<int64_t>(
+      static_cast<double>(
+          loose.static_bytes + (1 << 16) +
+          std::max(loose.activations.fixed + 10 * longest * loose.activations.per_example, loose.step_bytes)) /
+      0.98);
+  auto net = model_for(ModelKind::kGpt);
+  Trainer t(Model::of(net), optimizer_factory({}), data, TrainOptions(tokens).memory_budget(budget));
+  const MemoryPlan& m = *t.memory_plan();
+  std::cout << "    budget " << budget << ": tokens:" << m.micro_batch_tokens << ", predicted peak " << m.predicted_peak
+            << ", probed " << m.probed_peak << "\n";
+  EXPECT_GE(m.micro_batch_tokens, 8 * longest);
+  EXPECT_LE(m.micro_batch_tokens, 12 * longest);
+  EXPECT_EQ(t.plan().micro_batch_tokens, m.micro_batch_tokens);
+  EXPECT_LE(m.predicted_peak, budget);
+  const TrainResult r = t.fit();
+  ASSERT_EQ(r.history.size(), 3u);
+  for (const StepReport& s : r.history) {
+    EXPECT_LE(s.peak_bytes, budget) << "step " << s.step;
+    EXPECT_EQ(s.oom_replays, 0);
+    EXPECT_EQ(s.samples, 96);
+    EXPECT_GT(s.micro_batch, m.micro_batch_tokens / longest - 1);  // the most rows: short sequences share more
+  }
+  // The same windows in one micro-batch each: the same weights (exact accumulation).
+  auto whole = model_for(ModelKind::kGpt);
+  Trainer(Model::of(whole), optimizer_factory({}), data, TrainOptions().global_batch(96).micro_batch(96).steps(3))
+      .fit();
+  const auto a = net->parameters(), b = whole->parameters();
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_LT((a[i] - b[i]).abs().max().item<double>(), 1e-5) << i;
+
+  // The user's N is checked, and one that does not fit is named with the largest that does.
+  try {
+    Trainer(Model::of(model_for(ModelKind::kGpt)), optimizer_factory({}), data,
+            TrainOptions(tokens).micro_batch_tokens(96 * longest).memory_budget(budget));
+    ADD_FAILURE() << "tokens:" << 96 * longest << " fit a budget for about 10 rows";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("the largest that fits is tokens:"), std::string::npos) << e.what();
+  }
+  // Without a budget, tokens needs its N.
+  EXPECT_THROW(Trainer(Model::of(model_for(ModelKind::kGpt)), optimizer_factory({}), data, tokens), ConfigError);
+}
+
 TEST(MemoryPlanner, TurnsCheckpointingOnOnlyWhenNothingFitsWithout) {
   const auto data = data_for(ModelKind::kGpt);
   const MemoryPlan loose = generous_plan(ModelKind::kGpt, data);
@@ -275,12 +331,16 @@ struct LimitedRun {
   std::vector<StepReport> steps;
   int64_t peak_above_start = 0;
 };
+LimitedRun limited_run(ModelKind kind, const TrainOptions& options, std::optional<int64_t> headroom);
 
 LimitedRun limited_run(int64_t micro, std::optional<int64_t> headroom) {
+  return limited_run(ModelKind::kCnn, TrainOptions().global_batch(64).micro_batch(micro).steps(3), headroom);
+}
+
+LimitedRun limited_run(ModelKind kind, const TrainOptions& options, std::optional<int64_t> headroom) {
   install_cpu_memory_counter();
-  auto net = model_for(ModelKind::kCnn);
-  Trainer t(Model::of(net), optimizer_factory({}), data_for(ModelKind::kCnn),
-            TrainOptions().global_batch(64).micro_batch(micro).steps(3));
+  auto net = model_for(kind);
+  Trainer t(Model::of(net), optimizer_factory({}), data_for(kind), options);
   const int64_t start = memory_reading(at::kCPU).current_bytes;
   set_cpu_memory_limit(headroom ? start + *headroom : 0);
   LimitedRun run;
@@ -311,6 +371,28 @@ TEST(OutOfMemoryReplay, AWindowThatRunsOutIsReplayedHalvedAndEndsAsTheSmallerRun
 }
 
 TEST(OutOfMemoryReplay, AMicroBatchOfOneThatDoesNotFitEndsTheRun) { EXPECT_THROW(limited_run(4, 4096), MemoryError); }
+
+// With token budgets the replay halves the tokens: a window of the whole share in one micro-batch
+// (96 × 48 tokens) with room for a quarter of that runs out twice, then ends as the run that cut
+// by 1,152 tokens from the start.
+TEST(OutOfMemoryReplay, ATokenBudgetWindowThatRunsOutIsReplayedWithHalfTheTokens) {
+  const auto run = [](int64_t tokens, std::optional<int64_t> headroom) {
+    return limited_run(ModelKind::kGpt, TrainOptions().global_batch(96).micro_batch_tokens(tokens).steps(3), headroom);
+  };
+  const LimitedRun small = run(96 * 48 / 4, std::nullopt), large = run(96 * 48, std::nullopt);
+  ASSERT_GT(large.peak_above_start, small.peak_above_start + (1 << 20));
+  const LimitedRun replayed = run(96 * 48, small.peak_above_start + (1 << 16));
+  ASSERT_EQ(replayed.steps.size(), 3u);
+  EXPECT_EQ(replayed.steps[0].oom_replays, 2);
+  EXPECT_EQ(replayed.steps[1].oom_replays, 0);
+  for (size_t i = 0; i < small.steps.size(); ++i) {
+    EXPECT_EQ(replayed.steps[i].micro_batch, small.steps[i].micro_batch) << i;
+    EXPECT_EQ(replayed.steps[i].loss, small.steps[i].loss) << i;
+  }
+  for (size_t i = 0; i < small.weights.size(); ++i) EXPECT_TRUE(at::equal(small.weights[i], replayed.weights[i])) << i;
+  // The longest sequence (48) alone does not fit: the run ends with one line.
+  EXPECT_THROW(run(48, 4096), MemoryError);
+}
 
 TEST(ParseBytes, UnitsAndRefusals) {
   EXPECT_EQ(parse_bytes("512MiB"), int64_t{512} << 20);

@@ -92,14 +92,18 @@ RunPlan resolve_run(const TrainOptions& o, const DistEnv& env, int64_t dataset_s
   }
   // Token-budget micro-batches: the window is the global batch; the sampler cuts each rank's share.
   if (o.micro_batch_tokens()) {
-    require_count(*o.micro_batch_tokens(), 1, int64_t{1} << 40, "micro_batch_tokens");
+    if (*o.micro_batch_tokens() == 0) {
+      require(o.memory_budget().has_value(),
+              "micro_batching tokens without N needs memory_budget (the planner chooses N): give tokens:N or a budget");
+    } else {
+      require_count(*o.micro_batch_tokens(), 1, int64_t{1} << 40, "micro_batch_tokens");
+    }
     require(!o.micro_batch() && !o.accumulation_steps(),
             "micro_batching tokens:N cuts each window by tokens: drop micro_batch and accumulation_steps (the window "
             "is global_batch)");
     require(o.global_batch().has_value(), "micro_batching tokens:N needs global_batch (sequences per optimizer step)");
     require(o.accum_schedule().empty() && !o.accum_auto(),
             "micro_batching tokens:N keeps the window fixed: drop the accumulation schedule or accum auto");
-    require(!o.memory_budget(), "micro_batching tokens:N sets the micro-batch's size itself: drop memory_budget");
     require(o.normalization() != Normalization::kNaiveMicroMean,
             "micro_batching tokens:N needs per-item normalization (the naive mean assumes equal micro-batches)");
   }
@@ -342,7 +346,9 @@ StringMap RunPlan::run_identity(const std::string& optimizer_kind) const {
       schedule += fmt::format("{}{}:{}", schedule.empty() ? "" : ",", step, accum);
   }
   id["accum_schedule"] = schedule;
-  id["micro_batching"] = micro_batch_tokens ? fmt::format("tokens:{}", *micro_batch_tokens) : "fixed";
+  // A token budget cuts the same windows as fixed micro-batches; it stays in the identity by kind
+  // only, so that a run planned by a memory budget resumes with whatever budget is planned then.
+  id["micro_batching"] = micro_batch_tokens ? "tokens" : "fixed";
   id["accum_auto"] = auto_accum ? fmt::format("{}:{} warmup {} every {}", auto_accum->min_accum, auto_accum->max_accum,
                                               auto_accum->warmup, auto_accum->interval)
                                 : "off";

@@ -22,9 +22,7 @@ namespace {
 
 // Forward and backward of one window, a micro-batch at a time: only one micro-batch of
 // activations lives.
-// Returns the positions computed and the real items among them (sequence data; else zeros).
-std::pair<int64_t, int64_t> run_window(const LoopParts& p, const Window& window) {
-  int64_t computed = 0, real = 0;
+void run_window(const LoopParts& p, const Window& window) {
   // This rank's last micro-batch with examples: during its backward, data parallel with overlap
   // starts reducing the window's gradient bucket by bucket.
   size_t last = window.micro_batches.size();
@@ -43,10 +41,7 @@ std::pair<int64_t, int64_t> run_window(const LoopParts& p, const Window& window)
       RECORD_USER_SCOPE("gradacc::data");
       return p.data.gather(indices).to(p.device);
     }();
-    if (batch.targets.dim() > 1) {
-      computed += batch.targets.numel();
-      real += batch.items;
-    }
+    if (batch.targets.dim() > 1) p.accumulator.count_positions(batch.targets.numel());  // padding included
     at::Tensor loss_sum;
     {
       RECORD_USER_SCOPE("gradacc::forward_and_loss");
@@ -56,7 +51,6 @@ std::pair<int64_t, int64_t> run_window(const LoopParts& p, const Window& window)
     RECORD_USER_SCOPE("gradacc::backward_and_accumulate");
     p.accumulator.accumulate(loss_sum, batch.samples, batch.items);
   }
-  return {computed, real};
 }
 
 }  // namespace
@@ -94,22 +88,29 @@ std::vector<StepReport> train_steps(const LoopParts& p, int64_t steps, LoopPosit
     const at::Generator rng_at_start = p.replay_on_oom ? default_generator(p.device).clone() : at::Generator();
     Window window;
     int64_t replays = 0;
-    std::pair<int64_t, int64_t> positions;
     for (;;) {
       window = sampler->window_at(order, pos.epoch, pos.window, pos.offset,
                                   varying ? accum : sampler->plan().accumulation_steps);
       reset_memory_peak(p.device);
       try {
-        positions = run_window(p, window);
+        run_window(p, window);
         break;
       } catch (const c10::OutOfMemoryError& e) {
         if (!p.replay_on_oom) throw;
         p.accumulator.discard_window();
-        const BatchPlan now = sampler->plan();  // a copy: `halved` is replaced below
-        if (now.micro_batch == 1) {
+        const BatchPlan now = sampler->plan();  // copies: `halved` is replaced below
+        TokenBudget tokens = sampler->token_budget();
+        // With a token budget, half the tokens, down to the longest sequence (or packed row).
+        const int64_t fewest_tokens =
+            tokens.tokens > 0
+                ? std::max(*std::max_element(tokens.lengths->begin(), tokens.lengths->end()), tokens.packed_row_length)
+                : 0;
+        if (tokens.tokens > 0 ? tokens.tokens <= fewest_tokens : now.micro_batch == 1) {
           const std::string why = e.what();
-          throw MemoryError(fmt::format("out of memory at step {} with a micro-batch of 1: {}",
-                                        p.accumulator.steps_taken() + 1, why.substr(0, why.find('\n'))));
+          throw MemoryError(fmt::format("out of memory at step {} with {}: {}", p.accumulator.steps_taken() + 1,
+                                        tokens.tokens > 0 ? fmt::format("micro-batches of {} tokens", tokens.tokens)
+                                                          : std::string("a micro-batch of 1"),
+                                        why.substr(0, why.find('\n'))));
         }
         {
           // The state passes through a 5 KB tensor: not the window's memory, so not the budget's.
@@ -118,10 +119,15 @@ std::vector<StepReport> train_steps(const LoopParts& p, int64_t steps, LoopPosit
           set_generator_state(p.device, rng_at_start.get_state());
           set_cpu_memory_limit(limit);
         }
-        halved.emplace(n,
-                       BatchPlan::resolve({now.global_batch, (now.micro_batch + 1) / 2, std::nullopt, now.world_size,
-                                           /*short_last_micro=*/true}),
-                       p.sampler.options());
+        if (tokens.tokens > 0) {
+          tokens.tokens = std::max(fewest_tokens, tokens.tokens / 2);
+          halved.emplace(n, now, p.sampler.options(), std::move(tokens));
+        } else {
+          halved.emplace(n,
+                         BatchPlan::resolve({now.global_batch, (now.micro_batch + 1) / 2, std::nullopt, now.world_size,
+                                             /*short_last_micro=*/true}),
+                         p.sampler.options());
+        }
         sampler = &*halved;
         ++replays;
       }
@@ -138,7 +144,6 @@ std::vector<StepReport> train_steps(const LoopParts& p, int64_t steps, LoopPosit
       report.micro_batch = 0;
       for (const auto& m : window.micro_batches) report.micro_batch = std::max<int64_t>(report.micro_batch, m.size());
     }
-    std::tie(report.computed_items, report.local_items) = positions;
     report.oom_replays = replays;
     if (p.auto_accum) p.auto_accum->after_step(report);  // before the callback: a checkpoint saves the decision
     reports.push_back(report);

@@ -144,12 +144,18 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
   // checkpointing); the plan is then resolved again with it, once, before anything reads it.
   if (p.memory_budget) {
     const MemoryProbe probe{s_->model, s_->loss, *s_->data, *s_->accumulator, *s_->optimizer, p.device, p.precision};
-    s_->memory_plan = plan_memory(probe, MemoryPlanRequest{*p.memory_budget, p.batch.global_batch, p.batch.world_size,
-                                                           p.requested_micro_batch, p.activation_checkpointing});
+    MemoryPlanRequest request{*p.memory_budget, p.batch.global_batch, p.batch.world_size, p.requested_micro_batch,
+                              p.activation_checkpointing};
+    request.token_budget = p.micro_batch_tokens.has_value();
+    if (p.micro_batch_tokens.value_or(0) > 0) request.tokens = p.micro_batch_tokens;
+    s_->memory_plan = plan_memory(probe, request);
     TrainOptions planned = options;
-    planned.micro_batch(s_->memory_plan->micro_batch)
-        .accumulation_steps(std::nullopt)
-        .activation_checkpointing(s_->memory_plan->checkpointing);
+    if (request.token_budget) {
+      planned.micro_batch_tokens(s_->memory_plan->micro_batch_tokens);
+    } else {
+      planned.micro_batch(s_->memory_plan->micro_batch).accumulation_steps(std::nullopt);
+    }
+    planned.activation_checkpointing(s_->memory_plan->checkpointing);
     s_->run_plan.emplace(resolve_for(planned, s_->data.get()));
     // The accumulator's options follow the plan (the naive scheme's count is its accumulation).
     s_->accumulator.reset();
@@ -300,17 +306,16 @@ TrainResult Trainer::fit() {
       }
       return !stopped_by_request && !stopped_by_callback;
     };
-    const LoopParts parts{
-        s.model,
-        s.loss,
-        *s.accumulator,
-        *s.data,
-        *s.sampler,
-        p.device,
-        p.precision,
-        p.accum_schedule ? &*p.accum_schedule : nullptr,
-        s.auto_accum.get(),
-        /*replay_on_oom=*/!p.env.distributed() && !p.accum_schedule && !s.auto_accum && !p.micro_batch_tokens};
+    const LoopParts parts{s.model,
+                          s.loss,
+                          *s.accumulator,
+                          *s.data,
+                          *s.sampler,
+                          p.device,
+                          p.precision,
+                          p.accum_schedule ? &*p.accum_schedule : nullptr,
+                          s.auto_accum.get(),
+                          /*replay_on_oom=*/!p.env.distributed() && !p.accum_schedule && !s.auto_accum};
     // The budget is enforced on the CPU: an allocation past it fails like a GPU's, and the window
     // is replayed with half the micro-batch. (On a GPU, its own memory is the limit.)
     const CpuMemoryLimit limit(p.memory_budget && !p.device.is_cuda() ? *p.memory_budget : cpu_memory_limit());

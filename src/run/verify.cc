@@ -16,7 +16,8 @@ namespace {
 struct Run {
   std::vector<StepReport> steps;
   Model model;
-  BatchPlan plan;  // as the Trainer resolved it (a memory budget's: as planned)
+  BatchPlan plan;                  // as the Trainer resolved it (a memory budget's: as planned)
+  int64_t micro_batch_tokens = 0;  // the token budget it ran (a memory budget's: as planned); 0: fixed
 };
 
 // One run of `steps` optimizer steps: its own model, optimizer, schedule and accumulator; the same
@@ -28,7 +29,7 @@ Run run_one(const std::function<Model()>& make_model, const OptimizerFactory& ma
   int64_t done = 0;
   trainer.on_step([&](const StepReport&, const StepContext&) { return ++done < steps; });
   TrainResult r = trainer.fit();
-  return {std::move(r.history), trainer.model(), trainer.plan().batch};
+  return {std::move(r.history), trainer.model(), trainer.plan().batch, trainer.plan().micro_batch_tokens.value_or(0)};
 }
 
 struct Difference {
@@ -95,7 +96,7 @@ VerifyResult verify_accumulation(const std::function<Model()>& make_model, const
   const Run accumulated = run_one(make_model, make_optimizer, data, options, loss, o.steps);
   r.full_plan = resolve_run(full, DistEnv::from_environment(), data->size()).batch;
   r.accumulated_plan = accumulated.plan;
-  r.micro_batch_tokens = options.micro_batch_tokens().value_or(0);
+  r.micro_batch_tokens = accumulated.micro_batch_tokens;
   for (const auto& s : reference.steps) r.full_loss.push_back(s.loss);
   const Difference d = compare(reference, accumulated, initial);
   r.accumulated_loss = d.loss;

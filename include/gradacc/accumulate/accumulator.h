@@ -129,6 +129,11 @@ class Accumulator {
   // `samples` and `items` are its counts (items == samples for classification).
   void accumulate(const at::Tensor& loss_sum, int64_t samples, int64_t items);
 
+  // Positions this rank's micro-batches computed, padding included (sequence data: rows × longest
+  // row). Summed over ranks at the boundary beside the counts, for StepReport::computed_items;
+  // the training loop calls it, and nothing in the gradient depends on it.
+  void count_positions(int64_t positions) { window_positions_ += positions; }
+
   // Ends the window: exact normalization, clipping, optimizer update, zeroed buffer.
   // Throws std::logic_error for a window with nothing in it.
   StepReport step();
@@ -203,14 +208,14 @@ class Accumulator {
   // The window's totals over all ranks, read in the boundary's one device→host transfer.
   struct WindowTotals {
     double loss_sum = 0.0, grad_norm = 0.0;  // Σ loss terms, ‖G‖ (of the buffer, before the factor f)
-    int64_t samples = 0, items = 0;
+    int64_t samples = 0, items = 0, positions = 0;
     bool stop_requested = false;
     double small_mean_sq = 0.0, small_count = 0.0;  // the noise scale's small batch: (S·s)²|G_small|², B_small
   };
   WindowTotals local_totals();           // single process
   WindowTotals all_reduce_totals();      // data parallel: gradients summed into every rank's buffer
   WindowTotals reduce_scatter_totals();  // ZeRO-1: each rank's shard of the sum in zero_->shard_grad()
-  int64_t window_samples_ = 0, window_items_ = 0, window_micro_batches_ = 0;
+  int64_t window_samples_ = 0, window_items_ = 0, window_micro_batches_ = 0, window_positions_ = 0;
   int64_t steps_ = 0, updates_ = 0;
 };
 

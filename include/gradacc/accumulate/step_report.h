@@ -22,9 +22,9 @@ struct StepReport {
   int64_t peak_bytes = 0;       // most tensor memory live during the window (device/device.h)
   int64_t micro_batch = 0;      // the micro-batch size the window ran with (smaller after a replay)
   int64_t oom_replays = 0;      // times the window ran out of memory and was run again, halved
-  // Sequence data (targets [B, T]): positions this rank computed, padding included (rows × longest
-  // row of each micro-batch), against its real items; 0 for fixed-shape examples.
-  int64_t computed_items = 0, local_items = 0;
+  // Sequence data (targets [B, T]): positions the window computed over all ranks, padding included
+  // (rows × longest row of each micro-batch), against its `items`; 0 for fixed-shape examples.
+  int64_t computed_items = 0;
   // The gradient noise scale (accumulate/noise_scale.h), when it is measured: moving averages.
   bool noise_measured = false;
   double noise_scale = 0.0, grad_sq_est = 0.0, trace_sigma_est = 0.0;

@@ -12,6 +12,12 @@
 // Predicted peak of a window with micro-batch m: static + max(fixed + m · per_example, step).
 // It picks the largest m ≤ the rank's share of the window whose prediction fits 98% of the
 // budget, then runs a forward/backward at that m to confirm (and steps down if it does not fit).
+// Token-budget micro-batches (request.token_budget) are planned the same way in computed
+// positions (rows × row width, Batch::inputs) instead of examples: the fit is fixed + n · per
+// position, and the budget N is the largest n that fits. A micro-batch of at most N positions
+// never needs more than N/L rows of the longest sequence (L positions each), which is what the
+// confirming probe runs: activations grow with positions, and any per-row quadratic term (attention
+// without a fused kernel) is largest for the widest rows.
 // Activation checkpointing is turned on only when no micro-batch fits without it (unless the
 // caller fixed it). The probes change nothing: weights, buffers (BatchNorm statistics), the RNG,
 // the optimizer state and the accumulator are as they were.
@@ -50,9 +56,12 @@ struct MemoryPlanRequest {
   int64_t world_size = 1;
   std::optional<int64_t> micro_batch;  // the user's: checked against the budget, not chosen
   std::optional<bool> checkpointing;   // the user's: on or off; unset: the planner decides
+  bool token_budget = false;           // plan micro-batches of at most N tokens (rows × longest row)
+  std::optional<int64_t> tokens;       // the user's N: checked against the budget, not chosen
 };
 
-// Activation memory of one micro-batch of m examples: fixed + m · per_example (bytes).
+// Activation memory of one micro-batch of m examples: fixed + m · per_example (bytes); when planning
+// a token budget, m counts computed positions and per_example is per position.
 struct ActivationCost {
   int64_t fixed = 0;
   int64_t per_example = 0;
@@ -61,8 +70,9 @@ struct ActivationCost {
 
 struct MemoryPlan {
   int64_t budget_bytes = 0;
-  int64_t micro_batch = 0;
-  int64_t accumulation_steps = 0;
+  int64_t micro_batch = 0;         // examples; with a token budget, rows of the longest sequence
+  int64_t accumulation_steps = 0;  // with a token budget, the most micro-batches a share needs
+  int64_t micro_batch_tokens = 0;  // the token budget N (rows × longest row); 0: fixed micro-batches
   bool checkpointing = false;
   int64_t static_bytes = 0;           // measured; includes optimizer_state_bytes
   int64_t optimizer_state_bytes = 0;  // measured by a probe step (0 when already allocated and in static)
@@ -74,6 +84,7 @@ struct MemoryPlan {
   int64_t min_budget_without_checkpointing = 0;
   std::optional<int64_t> min_budget_with_checkpointing;  // unset: the model cannot checkpoint
   int64_t probe_examples_items = 0;                      // items (tokens) of the largest example probed
+  int64_t probe_example_positions = 0;                   // positions it computes in a batch of its own
 
   std::string describe() const;  // several lines, for `gradacc plan --fit`
   std::string json() const;      // one JSON object
@@ -81,7 +92,7 @@ struct MemoryPlan {
 
 // Plans the batch. Throws ConfigError (one line) when the budget is below the static need, when
 // no micro-batch fits even with checkpointing (naming the smallest budget that works), and when
-// the request's micro_batch does not fit (naming the largest that does).
+// the request's micro_batch or tokens does not fit (naming the largest that does).
 MemoryPlan plan_memory(const MemoryProbe& probe, const MemoryPlanRequest& request);
 
 }  // namespace gradacc

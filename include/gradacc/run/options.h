@@ -47,7 +47,8 @@ struct TrainOptions {
   // or 1 data parallel, where the ranks' shares are the small batches), at most accum_auto_max.
   // Token-budget micro-batches (text): each window of global_batch sequences (each rank's share)
   // sorted by length and cut into micro-batches of at most this many tokens (rows × longest row).
-  // Replaces micro_batch and accumulation_steps; the windows are the same as with them.
+  // Replaces micro_batch and accumulation_steps; the windows are the same as with them. With a
+  // memory_budget, N is checked against it; 0 lets the memory planner choose N.
   GRADACC_ARG(std::optional<int64_t>, micro_batch_tokens, std::nullopt);
   GRADACC_ARG(bool, accum_auto, false);
   GRADACC_ARG(std::optional<int64_t>, accum_auto_min, std::nullopt);
