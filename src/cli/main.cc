@@ -12,6 +12,7 @@
 #include <CLI/CLI.hpp>
 
 #include "gradacc/accumulate/batch_plan.h"
+#include "gradacc/device/device.h"
 #include "gradacc/errors.h"
 #include "gradacc/job/generate.h"
 #include "gradacc/job/job.h"
@@ -143,6 +144,7 @@ int cmd_plan(const JobConfig& c, const std::string& dataset_size_text) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  gradacc::keep_freed_host_memory();  // before any tensor: each micro-batch reuses the last one's memory
   CLI::App app{"gradacc: exact gradient accumulation on LibTorch"};
   app.require_subcommand(1);
 

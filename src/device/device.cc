@@ -2,9 +2,14 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <stdexcept>
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include <ATen/Context.h>
 #include <c10/core/Allocator.h>
@@ -68,6 +73,17 @@ void set_cuda_tf32(bool allow) {
   for (auto op : {at::Float32Op::MATMUL, at::Float32Op::CONV, at::Float32Op::RNN}) {
     at::globalContext().setFloat32Precision(at::Float32Backend::CUDA, op, p);
   }
+}
+
+bool keep_freed_host_memory() {
+#if defined(__GLIBC__)
+  for (const char* v : {"GLIBC_TUNABLES", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"}) {
+    if (std::getenv(v) != nullptr) return false;  // the user's own setting wins
+  }
+  return mallopt(M_MMAP_THRESHOLD, 256 << 20) == 1 && mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1;
+#else
+  return false;
+#endif
 }
 
 // ── Counting CPU allocator ────────────────────────────────────────────────────────────────────

@@ -192,7 +192,9 @@ CheckpointState load_checkpoint(const std::string& path, torch::nn::Module& mode
       if (added != kAddedLater.end() && added->second == want) continue;
       throw CheckpointError(fmt::format("{}: checkpoint does not record the run's '{}'", shown(path, 200), k));
     }
-    if (it->second != want) {
+    // Before the token budget's N left the identity, checkpoints recorded micro_batching as tokens:N.
+    const bool older_tokens = k == "micro_batching" && want == "tokens" && it->second.rfind("tokens:", 0) == 0;
+    if (it->second != want && !older_tokens) {
       throw CheckpointError(fmt::format("{}: checkpoint belongs to another run: its {} is {}, this run's is {}",
                                         shown(path, 200), k, it->second.empty() ? "(none)" : it->second,
                                         want.empty() ? "(none)" : want));

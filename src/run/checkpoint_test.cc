@@ -9,6 +9,8 @@
 
 #include <ATen/ops/equal.h>
 #include <gtest/gtest.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/optim/sgd.h>
 #include <nlohmann/json.hpp>
 
 #include "gradacc/job/job.h"
@@ -295,6 +297,29 @@ TEST(Checkpoint, ACheckpointOfAnotherModelPlanOrOptimizerIsRejected) {
   expect_rejected(missing, "no such checkpoint file or directory");
   fs::remove(weights.train.resume());
   fs::remove_all(s.config.train.checkpoint_dir());
+}
+
+// A token budget's N is not part of a run's identity (a memory budget may plan another N on
+// resume); checkpoints written when it was (micro_batching tokens:N) still resume as "tokens".
+TEST(Checkpoint, ATokenBudgetResumesWithAnotherN) {
+  torch::manual_seed(1);
+  torch::nn::Linear model(4, 2);
+  torch::optim::SGD sgd(model->parameters(), 0.1);
+  const std::string dir = temp_path("tokens_identity");
+  fs::remove_all(dir);
+  CheckpointState state;
+  state.step = state.updates = 3;
+  const std::string path =
+      save_checkpoint(dir, state, *model, sgd, {{"micro_batching", "tokens:256"}, {"global_batch", "32"}}, 1);
+  EXPECT_EQ(load_checkpoint(path, *model, sgd, {{"micro_batching", "tokens"}, {"global_batch", "32"}}).step, 3);
+  try {
+    load_checkpoint(path, *model, sgd, {{"micro_batching", "fixed"}, {"global_batch", "32"}});
+    ADD_FAILURE() << "a token-budget checkpoint resumed as fixed";
+  } catch (const CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find("its micro_batching is tokens:256, this run's is fixed"), std::string::npos)
+        << e.what();
+  }
+  fs::remove_all(dir);
 }
 
 TEST(Checkpoint, KeepsTheNewestAndIgnoresAndCleansOrphanedTemporaries) {

@@ -52,6 +52,18 @@ void reset_memory_peak(const at::Device& device);
 // updates per allocation and one per free.
 void install_cpu_memory_counter();
 
+// Host memory for training (glibc only; elsewhere nothing): keeps the memory that freed tensors
+// leave in the process, for the next micro-batch to reuse, instead of handing it back to the kernel
+// and faulting it in again page by page. glibc serves allocations above its mmap threshold (at
+// most 32 MiB, adjusted as it goes) with fresh pages and trims the heap's free top, so every
+// micro-batch's activations were faulted in anew: a gpt step with micro-batches of 64 sequences took
+// about 230,000 page faults (docs/benchmarks.md). This sets the mmap threshold to 256 MiB and the
+// trim threshold to 1 GiB, unless the environment sets either (GLIBC_TUNABLES, MALLOC_*_). Resident
+// memory then stays near its peak; tensor memory (memory_reading, the memory budget) is unchanged.
+// Process-wide: the gradacc CLI calls it first thing; a program of its own may. Returns whether it
+// set anything.
+bool keep_freed_host_memory();
+
 // The default random generator of `device`: the CPU's, or that GPU's. Its state, and setting it
 // back, under the generator's lock (activation checkpointing, memory probes, window replay).
 at::Generator default_generator(const at::Device& device);
