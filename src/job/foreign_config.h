@@ -20,6 +20,7 @@ void add_foreign_columns(std::vector<Option>& table);
 
 }  // namespace gradacc
 
+// Reading whole files (foreign_config.cc).
 namespace gradacc::foreign {
 
 // Hugging Face when the file has a key only TrainingArguments has; else DeepSpeed when it has one
