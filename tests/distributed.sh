@@ -226,6 +226,21 @@ assert all(r["allreduce_calls"] == r["micro_batches"] + 1 for r in rows), [(r["a
 print(f"  tokens:96 every-micro-batch: micro-batches per rank {[r['micro_batches'] for r in rows]}, padding {max(r['padding_fraction'] for r in rows):.3f} at most")
 PY
 
+# The memory budget plans the token budget on each rank: the same N on both (ranks that planned
+# another would be refused by the ranks' config check), every-micro-batch sync, every step within
+# the budget, the weights of the world-1 run.
+run_world 2 "$D/tokm.safetensors" "$D/tokm.jsonl" --model gpt --data text:/usr/share/common-licenses/GPL-3 --layers 1 \
+  --heads 2 --dim 32 --context 48 "${common[@]}" --steps 10 --global-batch 32 --micro-batching tokens \
+  --memory-budget 2MiB --sync every-micro-batch
+compare "$D/tokm.safetensors" "$D/w1.safetensors" "$D/init.safetensors" "gpt world 2, tokens planned by a 2 MiB budget vs world 1×4×8" 5e-3
+grep -q "memory plan: budget 2 MiB, micro_batching=tokens:" "$D/out.txt" || fail "planned token budget: $(head -3 "$D/out.txt")"
+"$PY" - "$D/tokm.jsonl" <<'PY' || fail "token budget planned by a memory budget, world 2"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if '"step"' in l]
+assert len(rows) == 10 and all(r["samples"] == 32 and r["peak_bytes"] <= 2 << 20 for r in rows), rows[0]
+print(f"  planned tokens, world 2: peak {max(r['peak_bytes'] for r in rows)} bytes of {2 << 20}, padding (both ranks) {max(r['padding_fraction'] for r in rows):.3f} at most")
+PY
+
 # --accum auto under data parallel: the ranks' first micro-batches are summed with the window, so
 # every rank reads the same noise scale and takes the same decision (a rank that chose otherwise
 # would run another number of examples: the global count shows it).

@@ -112,7 +112,11 @@ JobSummary run_train_job(const JobConfig& c, std::ostream& out) {
     say << "note: " << c.init_path << " has no gradacc checksum; its weights were loaded unverified\n";
   say << fmt::format("gradacc train: model={} norm={} data={} ({} examples) {} steps={} optimizer={} lr={}{}\n",
                      to_string(c.model.kind), to_string(c.model.resolved_norm()), c.data, work.train->size(),
-                     describe(plan.batch), plan.total_steps, c.optimizer.name, c.optimizer.lr, precision_summary(plan));
+                     plan.micro_batch_tokens
+                         ? fmt::format("global_batch={} micro_batching=tokens:{} world_size={}",
+                                       plan.batch.global_batch, *plan.micro_batch_tokens, plan.batch.world_size)
+                         : describe(plan.batch),
+                     plan.total_steps, c.optimizer.name, c.optimizer.lr, precision_summary(plan));
 
   if (const auto& m = trainer.memory_plan()) {
     const std::string batches =

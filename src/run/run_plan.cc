@@ -370,9 +370,9 @@ std::string RunPlan::rank_description(const std::string& optimizer_kind) const {
   for (const auto& [k, v] : run_identity(optimizer_kind)) d += k + "=" + v + "\n";
   d += fmt::format(
       "total_steps={}\nlast_step={}\nschedule={}\nwarmup={}\nmin_lr={}\nclip={}\nsync={}\nresume={}\nzero={}\n"
-      "overlap={}\nmicro_batch={}\naccumulation_steps={}\n",
+      "overlap={}\nmicro_batch={}\naccumulation_steps={}\nmicro_batch_tokens={}\n",
       total_steps, last_step, to_string(schedule), warmup_steps, min_lr, clip, to_string(sync), checkpoint.resume_from,
-      zero, overlap, batch.micro_batch, batch.accumulation_steps);
+      zero, overlap, batch.micro_batch, batch.accumulation_steps, micro_batch_tokens.value_or(0));
   if (loss_scaler) {
     d += fmt::format("loss_scale={},{},{},{},{},{},{}\n", loss_scaler->init_scale, loss_scaler->growth_factor,
                      loss_scaler->backoff_factor, loss_scaler->growth_interval, loss_scaler->hysteresis,
