@@ -16,7 +16,8 @@ JobConfig default_job() {
 
 TrainOptions job_train_options(const JobConfig& c) {
   TrainOptions o = c.train;
-  if (!o.global_batch() && !o.micro_batch() && !o.accumulation_steps() && o.micro_batch_tokens()) {
+  if (!o.global_batch() && !o.micro_batch() && !o.accumulation_steps() && o.micro_batch_tokens() &&
+      o.accum_schedule().empty()) {
     o.global_batch(c.default_global_batch);  // token budgets cut the windows: no micro-batch to default
   } else if (!o.global_batch() && !o.micro_batch() && !o.accumulation_steps()) {
     o.micro_batch(c.default_micro_batch);

@@ -90,7 +90,8 @@ RunPlan resolve_run(const TrainOptions& o, const DistEnv& env, int64_t dataset_s
       throw ConfigError(e.what());
     }
   }
-  // Token-budget micro-batches: the window is the global batch; the sampler cuts each rank's share.
+  // Token-budget micro-batches: the window is the global batch (or the accumulation schedule's);
+  // the sampler cuts each rank's share.
   if (o.micro_batch_tokens()) {
     if (*o.micro_batch_tokens() == 0) {
       require(o.memory_budget().has_value(),
@@ -98,12 +99,21 @@ RunPlan resolve_run(const TrainOptions& o, const DistEnv& env, int64_t dataset_s
     } else {
       require_count(*o.micro_batch_tokens(), 1, int64_t{1} << 40, "micro_batch_tokens");
     }
-    require(!o.micro_batch() && !o.accumulation_steps(),
-            "micro_batching tokens:N cuts each window by tokens: drop micro_batch and accumulation_steps (the window "
-            "is global_batch)");
-    require(o.global_batch().has_value(), "micro_batching tokens:N needs global_batch (sequences per optimizer step)");
-    require(o.accum_schedule().empty() && !o.accum_auto(),
-            "micro_batching tokens:N keeps the window fixed: drop the accumulation schedule or accum auto");
+    require(!o.accum_auto(),
+            "micro_batching tokens:N with accum auto: auto grows windows of a fixed micro-batch; drop one of them");
+    if (accum_schedule) {
+      // The schedule's windows stay those of fixed micro-batches (micro_batch × accumulation ×
+      // world sequences); only how each is cut changes.
+      require(o.micro_batch().has_value(),
+              "micro_batching tokens:N with an accumulation schedule needs micro_batch: the windows are micro_batch × "
+              "the schedule's accumulation × world_size sequences, each cut by tokens");
+    } else {
+      require(!o.micro_batch() && !o.accumulation_steps(),
+              "micro_batching tokens:N cuts each window by tokens: drop micro_batch and accumulation_steps (the window "
+              "is global_batch)");
+      require(o.global_batch().has_value(),
+              "micro_batching tokens:N needs global_batch (sequences per optimizer step)");
+    }
     require(o.normalization() != Normalization::kNaiveMicroMean,
             "micro_batching tokens:N needs per-item normalization (the naive mean assumes equal micro-batches)");
   }
@@ -157,7 +167,8 @@ RunPlan resolve_run(const TrainOptions& o, const DistEnv& env, int64_t dataset_s
     }
     if (!micro_batch) micro_batch = std::min((*o.global_batch() + env.world_size - 1) / env.world_size, dataset_size);
   }
-  if (o.micro_batch_tokens()) micro_batch = (*o.global_batch() + env.world_size - 1) / env.world_size;
+  if (o.micro_batch_tokens() && !accum_schedule)
+    micro_batch = (*o.global_batch() + env.world_size - 1) / env.world_size;
   const BatchPlan batch =
       BatchPlan::resolve({o.global_batch(), micro_batch,
                           accum_schedule || auto_accum ? std::optional<int64_t>(first_accum) : accumulation_steps,

@@ -101,6 +101,33 @@ TEST(TokenBudget, PackedTokenBudgetGivesTheSameWeightsAndPassesVerify) {
   for (const auto& p : {fixed.save_path, fixed.train.log_path()}) std::filesystem::remove(p);
 }
 
+// With an accumulation schedule the windows are those of fixed micro-batches (micro_batch ×
+// accumulation sequences, growing 2 → 4 → 6 here); a token budget only cuts each differently.
+TEST(TokenBudget, AnAccumulationScheduleKeepsItsWindows) {
+  JobConfig fixed = gpt_job("sched_fixed"), tokens = gpt_job("sched_tokens");
+  for (JobConfig* c : {&fixed, &tokens})
+    c->train.global_batch(std::nullopt).micro_batch(8).accum_schedule("0:2,4:4,8:6");
+  tokens.train.micro_batch_tokens(256);
+  const double worst = max_weight_difference(fixed, tokens);
+  std::cout << "    max |Δw| token budget vs fixed micro-batches, accumulation 2 → 4 → 6: " << worst << "\n";
+  EXPECT_LT(worst, 1e-5);
+  std::vector<int64_t> samples_fixed, samples_tokens;
+  for (auto [log, out] :
+       {std::pair{fixed.train.log_path(), &samples_fixed}, {tokens.train.log_path(), &samples_tokens}}) {
+    std::ifstream in(log);
+    for (std::string line; std::getline(in, line);) {
+      const auto j = nlohmann::json::parse(line);
+      if (j.contains("step")) out->push_back(j["samples"].get<int64_t>());
+    }
+  }
+  EXPECT_EQ(samples_fixed, samples_tokens);
+  ASSERT_EQ(samples_tokens.size(), 12u);
+  EXPECT_EQ(samples_tokens.front(), 16);
+  EXPECT_EQ(samples_tokens.back(), 48);
+  for (const auto& p : {fixed.save_path, tokens.save_path, fixed.train.log_path(), tokens.train.log_path()})
+    std::filesystem::remove(p);
+}
+
 TEST(TokenBudget, OptionsThatFixTheMicroBatchAreRefused) {
   const DistEnv one;
   auto refused = [&](TrainOptions o, const std::string& fragment) {
@@ -113,7 +140,8 @@ TEST(TokenBudget, OptionsThatFixTheMicroBatchAreRefused) {
   };
   refused(TrainOptions().global_batch(32).micro_batch(8), "drop micro_batch");
   refused(TrainOptions(), "needs global_batch");
-  refused(TrainOptions().micro_batch(8).accum_schedule("0:2"), "drop micro_batch");
+  refused(TrainOptions().accum_schedule("0:2"), "with an accumulation schedule needs micro_batch");
+  refused(TrainOptions().micro_batch(4).accum_auto(true), "with accum auto");
   refused(TrainOptions().global_batch(32).normalization(Normalization::kNaiveMicroMean), "per-item normalization");
   const RunPlan p = resolve_run(TrainOptions().global_batch(30).micro_batch_tokens(256).steps(2), one, 100);
   EXPECT_EQ(p.batch.global_batch, 30);
