@@ -56,6 +56,13 @@ print(f"precision: bf16 autocast moves the first loss by {rel:.1e} (fp32 {loss[0
 assert 1e-6 < rel < 5e-2, rel
 assert dtypes == {"torch.bfloat16"}, dtypes
 PY
+# Resuming a run that is already complete runs no window and says so (not a loss of 0).
+"$G" train --model mlp --steps 2 --train-limit 256 --global-batch 64 --checkpoint-dir "$tmp/done" >/dev/null 2>&1 \
+  || fail "run to resume"
+out=$("$G" train --model mlp --steps 2 --train-limit 256 --global-batch 64 --resume "$tmp/done" 2>&1) \
+  || fail "resume of a complete run: $out"
+echo "$out" | grep -q "no window left to run" || fail "resume of a complete run: $out"
+
 # Memory budget (docs/memory.md): plan --fit prints a plan; a train with the same flags holds every
 # step's peak within the budget; verify passes with checkpointing on and a planned, uneven batch.
 M="--model gpt --layers 2 --dim 64 --heads 4 --context 64 --data text:/usr/share/common-licenses/GPL-3 --global-batch 64"

@@ -216,7 +216,9 @@ JobSummary run_train_job(const JobConfig& c, std::ostream& out) {
   if (!plan.lead()) return s;  // rank 0 evaluates, saves and reports
   if (!c.save_path.empty()) save_module(c.save_path, *network, model_metadata(c.model));
   s.evaluated = true;
-  const double final_loss = r.history.empty() ? 0.0 : r.history.back().loss;
+  // A resumed run that was already complete ran no window: say so rather than print a loss of 0.
+  const std::string last = r.history.empty() ? std::string("no window left to run")
+                                             : fmt::format("last window loss {:.4f}", r.history.back().loss);
   if (work.text) {
     s.validation_loss = work.test->size() > 0 ? trainer.evaluate_loss(*work.test, 64) : 0.0;
     s.bits_per_byte = s.validation_loss / std::log(2.0);
@@ -227,16 +229,15 @@ JobSummary run_train_job(const JobConfig& c, std::ostream& out) {
             R"({{"event":"eval","split":"validation","loss":{},"bits_per_byte":{},"unigram_bits_per_byte":{},"sequences":{}}})",
             s.validation_loss, s.bits_per_byte, s.unigram_bits_per_byte, work.test->size()));
     out << fmt::format(
-        "trained {} optimizer steps in {:.1f} s; last window loss {:.4f}; validation {:.4f} bits/byte "
-        "(unigram baseline {:.4f}){}\n",
-        r.steps, r.seconds, final_loss, s.bits_per_byte, s.unigram_bits_per_byte, skipped);
+        "trained {} optimizer steps in {:.1f} s; {}; validation {:.4f} bits/byte (unigram baseline {:.4f}){}\n",
+        r.steps, r.seconds, last, s.bits_per_byte, s.unigram_bits_per_byte, skipped);
     return s;
   }
   s.test_accuracy = trainer.evaluate_accuracy(*work.test, 1000);
   append_log_record(plan.log_path, fmt::format(R"({{"event":"eval","split":"test","accuracy":{},"examples":{}}})",
                                                s.test_accuracy, work.test->size()));
-  out << fmt::format("trained {} optimizer steps in {:.1f} s; last window loss {:.4f}; test accuracy {:.4f}{}\n",
-                     r.steps, r.seconds, final_loss, s.test_accuracy, skipped);
+  out << fmt::format("trained {} optimizer steps in {:.1f} s; {}; test accuracy {:.4f}{}\n", r.steps, r.seconds, last,
+                     s.test_accuracy, skipped);
   return s;
 }
 
