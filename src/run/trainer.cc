@@ -140,8 +140,13 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
     throw ConfigError(e.what());
   }
 
-  if (p.micro_batch_tokens && s_->data->lengths().empty()) {  // before any memory probe
-    throw ConfigError("micro_batching tokens:N needs sequence data (text): these examples have no lengths to cut by");
+  // Token budgets cut by each example's length: read once, checked before any memory probe.
+  std::shared_ptr<const std::vector<int64_t>> lengths;
+  if (p.micro_batch_tokens) {
+    lengths = std::make_shared<const std::vector<int64_t>>(s_->data->lengths());
+    if (lengths->empty()) {
+      throw ConfigError("micro_batching tokens:N needs sequence data (text): these examples have no lengths to cut by");
+    }
   }
   // Memory: with a budget, measure this model, data and optimizer and choose the micro-batch (and
   // checkpointing); the plan is then resolved again with it, once, before anything reads it.
@@ -176,7 +181,6 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
   }
   TokenBudget tokens;
   if (plan.micro_batch_tokens) {
-    auto lengths = std::make_shared<const std::vector<int64_t>>(s_->data->lengths());
     const int64_t longest = *std::max_element(lengths->begin(), lengths->end());
     if (longest > *plan.micro_batch_tokens) {
       throw ConfigError(fmt::format("micro_batching tokens:{} is smaller than the longest sequence ({} tokens)",
