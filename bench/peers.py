@@ -129,6 +129,7 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+    p.add_argument("--profile", default="", help="Chrome trace of optimizer steps 3-5 (as gradacc train --profile)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     device = torch.device(a.device)
@@ -174,11 +175,27 @@ def main():
 
     samples = tokens = 0
     t0 = None
+    prof = None
+
+    def profile_at(i):
+        """Optimizer steps 3-5 (micro-batches 2·accum to 5·accum), as gradacc train --profile."""
+        nonlocal prof
+        if not a.profile:
+            return
+        if i == 2 * a.accum and prof is None:
+            acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if cuda else [])
+            prof = torch.profiler.profile(activities=acts)
+            prof.start()
+        elif (i == 5 * a.accum or i < 0) and prof is not None:
+            prof.stop()
+            prof.export_chrome_trace(a.profile)
+            prof = None
     if a.loop == "seed":
         opt = torch.optim.AdamW(model.parameters(), lr=a.lr)
         scaler = torch.amp.GradScaler(device.type, enabled=a.precision == "fp16")
         opt.zero_grad()
         for i, idx in enumerate(batches):
+            profile_at(i)
             if i == a.warmup * a.accum:
                 t0 = now()
             loss, n, real = loss_of(idx)
@@ -198,6 +215,7 @@ def main():
         opt = torch.optim.AdamW(model.parameters(), lr=a.lr)
         model, opt = accelerator.prepare(model, opt)
         for i, idx in enumerate(batches):
+            profile_at(i)
             if i == a.warmup * a.accum:
                 t0 = now()
             with accelerator.accumulate(model):
@@ -211,6 +229,7 @@ def main():
                 samples += n
                 tokens += real
     seconds = now() - t0
+    profile_at(-1)  # a run shorter than 5 steps saves what it profiled
     result = {"loop": a.loop, "samples_per_s": samples / seconds, "tokens_per_s": tokens / seconds,
               "seconds": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     if cuda:

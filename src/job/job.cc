@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <numeric>
+#include <set>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -167,9 +168,13 @@ JobSummary run_train_job(const JobConfig& c, std::ostream& out) {
         // Kineto logs a CUDA probe's failure as an error on machines without a GPU: only fatal
         // messages, unless the user set a level.
         ::setenv("KINETO_LOG_LEVEL", "5", /*overwrite=*/0);
+        // On a GPU the kernels too (CUPTI, through the CUDA build's Kineto): their names and
+        // device times are what bench/trace_compare.py sets beside the seed loop's.
+        std::set<prof::ActivityType> activities{prof::ActivityType::CPU};
+        if (plan.device.is_cuda()) activities.insert(prof::ActivityType::CUDA);
         const prof::ProfilerConfig config(prof::ProfilerState::KINETO);
-        prof::prepareProfiler(config, {prof::ActivityType::CPU});
-        prof::enableProfiler(config, {prof::ActivityType::CPU});
+        prof::prepareProfiler(config, activities);
+        prof::enableProfiler(config, activities);
         profiling = true;
       } else if (r.step == 5 && profiling) {
         save_profile();

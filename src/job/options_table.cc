@@ -174,8 +174,9 @@ std::vector<Option> build_table() {
                       [](JobConfig& c) -> bool& { return c.packing; }));
   t.push_back(
       text("--profile", {"profile"}, S::kTrain, "FILE",
-           "profile optimizer steps 3-5 with LibTorch's profiler and write a Chrome trace (bench/profile_summary.py "
-           "sums it by phase and operator)",
+           "profile optimizer steps 3-5 with LibTorch's profiler and write a Chrome trace, with the CUDA kernels on "
+           "a GPU (bench/profile_summary.py sums it by phase and operator; bench/trace_compare.py sets it beside "
+           "the seed loop's)",
            [](JobConfig& c) -> std::string& { return c.profile_path; }));
   t.push_back(integer("--eval-every", {"eval_every"}, S::kTrain,
                       "also evaluate on the held-out split every N optimizer steps (0: at the end only)",
