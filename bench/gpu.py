@@ -13,9 +13,11 @@ Reports real tokens/s over the steps after the warm-up and the model FLOPs utili
   MFU = tokens/s × (6·N + 12·L·d·T) / peak,
 N the parameters without the position embedding (the tied head's matmul is counted through the
 token embedding), T the sequence length, peak the GPU's dense bf16 rate (H100/H200 SXM datasheet:
-989.4 TFLOP/s). Then memory: the largest micro-batch that fits (doubling until the first
-out-of-memory), the caching allocator's peak per step, and the accumulation that reaches a global
-batch of 512 sequences with it, run for two steps.
+989.4 TFLOP/s). Then kernel profiles of gradacc and the seed loop side by side (steps 3-5,
+bench/trace_compare.py), and memory: a run planned by --memory-budget (each step's peak against the
+budget) and a window of micro-batches too large for the card, replayed after the real CUDA
+out-of-memory error with halved micro-batches (--mem-probe adds the doubling probe of the first
+run). Every part's numbers go to OUT/gpu_bench.json.
 """
 import argparse
 import json
@@ -119,7 +121,7 @@ def speed(a, text, init, n_params):
     return rows
 
 
-def memory(a, text, init):
+def doubling_probe(a, text, init):
     """Doubles the micro-batch until the first out-of-memory (one optimizer step each)."""
     fits = []
     micro = a.mem_start
@@ -135,25 +137,99 @@ def memory(a, text, init):
         fits.append({"micro": micro, "peak_bytes": peak})
         log(f"  micro {micro:4}: peak {peak / 2**30:7.2f} GiB")
         micro *= 2
-    planned = None
-    if fits:
-        best = fits[-1]["micro"]
-        accum = max(1, -(-512 // best))
-        logpath = os.path.join(a.out, "mem_planned.jsonl")
-        cmd = gradacc_args(a, text, init, "bf16", best, accum, 2, logpath)
-        cmd[cmd.index("--accum")] = "--global-batch"
-        cmd[cmd.index("--global-batch") + 1] = "512"
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-        if p.returncode == 0:
-            recs = [json.loads(l) for l in open(logpath) if '"step"' in l]
-            planned = {"micro": best, "global": 512, "micro_batches": recs[-1]["micro_batches"],
-                       "peak_bytes": [r["peak_bytes"] for r in recs], "samples": recs[-1]["samples"]}
-            log(f"  global 512 = {recs[-1]['micro_batches']} micro-batches of ≤ {best}: peak "
-                + ", ".join(f"{r['peak_bytes'] / 2**30:.2f}" for r in recs) + " GiB per step")
+    return fits
+
+
+def with_global_batch(cmd, global_batch, drop=("--micro-batch", "--accum")):
+    """gradacc_args' command with --global-batch instead of the flags in `drop`."""
+    out, skip = [], False
+    for x in cmd:
+        if skip:
+            skip = False
+        elif x in drop:
+            skip = True
         else:
-            planned = {"error": p.stderr.strip()[-300:]}
-            log(f"  planned run failed: {planned['error']}")
-    return {"fits": fits, "planned": planned}
+            out.append(x)
+    return out + ["--global-batch", str(global_batch)]
+
+
+def run_logged(cmd, logpath, what):
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    if p.returncode != 0:
+        log(f"  {what}: exit {p.returncode}: {p.stderr.strip()[-300:]}")
+        return None, p
+    return [json.loads(l) for l in open(logpath) if '"step"' in l], p
+
+
+def memory(a, text, init):
+    """The memory budget on CUDA: a run planned for a budget, whose every step's peak must stay
+    within it, and a window too large for the card, replayed with halved micro-batches after a real
+    CUDA out-of-memory error. Global batch 512 sequences of 1024 tokens, bf16."""
+    res = {}
+    budget = a.mem_budget_gib
+    logpath = os.path.join(a.out, "mem_planned.jsonl")
+    cmd = with_global_batch(gradacc_args(a, text, init, "bf16", 1, 1, 2, logpath), 512) + \
+        ["--memory-budget", f"{budget}GiB"]
+    recs, p = run_logged(cmd, logpath, f"planned run, budget {budget} GiB")
+    if recs:
+        line = next((l for l in p.stdout.splitlines() if l.startswith("memory plan:")), "")
+        peaks = [r["peak_bytes"] for r in recs]
+        res["planned"] = {"budget_bytes": budget * 2**30, "plan_line": line, "micro_batch": recs[-1]["micro_batch"],
+                          "micro_batches": recs[-1]["micro_batches"], "peak_bytes": peaks,
+                          "within_budget": all(x <= budget * 2**30 for x in peaks),
+                          "oom_replays": sum(r["oom_replays"] for r in recs)}
+        log(f"  {line}")
+        log(f"  measured peak per step: " + ", ".join(f"{x / 2**30:.2f}" for x in peaks) +
+            f" GiB; within the {budget} GiB budget: {res['planned']['within_budget']}")
+    else:
+        res["planned"] = {"error": p.stderr.strip()[-300:]}
+
+    # Micro-batches of 512 sequences (about 170 GB of activations) exceed an H100's and an H200's
+    # memory: the window runs out of memory on the card, is discarded and replayed with half the
+    # micro-batch, until it fits.
+    logpath = os.path.join(a.out, "mem_replay.jsonl")
+    cmd = with_global_batch(gradacc_args(a, text, init, "bf16", 1, 1, 1, logpath), 512) + ["--micro-batch", "512"]
+    recs, p = run_logged(cmd, logpath, "out-of-memory replay")
+    if recs:
+        r = recs[-1]
+        res["replay"] = {"asked_micro_batch": 512, "micro_batch": r["micro_batch"], "oom_replays": r["oom_replays"],
+                         "peak_bytes": r["peak_bytes"], "loss": r.get("loss")}
+        log(f"  micro-batch 512 asked: {r['oom_replays']} out-of-memory replays, ran with {r['micro_batch']}, "
+            f"peak {r['peak_bytes'] / 2**30:.2f} GiB")
+    else:
+        res["replay"] = {"error": p.stderr.strip()[-300:]}
+    if a.mem_probe:
+        res["fits"] = doubling_probe(a, text, init)
+    return res
+
+
+def profile(a, text, init):
+    """Kernel profiles of gradacc and the seed loop, steps 3-5, side by side (bench/trace_compare.py)."""
+    micro = a.profile_micro
+    g_trace = os.path.join(a.out, f"trace_gradacc_{micro}.json")
+    s_trace = os.path.join(a.out, f"trace_seed_{micro}.json")
+    cmd = gradacc_args(a, text, init, "bf16", micro, a.accum, 5, os.path.join(a.out, "profile_gradacc.jsonl"))
+    p = subprocess.run(cmd + ["--profile", g_trace], capture_output=True, text=True, timeout=300)
+    if p.returncode != 0:
+        log(f"  gradacc --profile: exit {p.returncode}: {p.stderr.strip()[-300:]}")
+        return {"error": p.stderr.strip()[-300:]}
+    cmd = [sys.executable, os.path.join(HERE, "peers.py"), "--loop", "seed", "--model", "gpt", "--norm", "layer",
+           "--init", init, "--data", "text:" + text, "--context", str(SHAPE["context"]), "--micro-batch", str(micro),
+           "--accum", str(a.accum), "--steps", "5", "--warmup", "2", "--lr", "6e-4", "--device", a.device,
+           "--precision", "bf16", "--profile", s_trace]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    if p.returncode != 0:
+        log(f"  seed --profile: exit {p.returncode}: {p.stderr.strip()[-300:]}")
+        return {"error": p.stderr.strip()[-300:]}
+    report = os.path.join(a.out, f"kernels_{micro}.txt")
+    cmp = subprocess.run([sys.executable, os.path.join(HERE, "trace_compare.py"), g_trace, s_trace,
+                          "--names", "gradacc,seed", "--top", "40", "--json", report[:-4] + ".json"],
+                         capture_output=True, text=True, timeout=120)
+    with open(report, "w") as f:
+        f.write(cmp.stdout + cmp.stderr)
+    for line in cmp.stdout.splitlines()[:3] + [l for l in cmp.stdout.splitlines() if l.startswith("GPU time")]:
+        log("  " + line)
+    return {"report": report, "exit": cmp.returncode}
 
 
 def main():
@@ -167,9 +243,12 @@ def main():
     p.add_argument("--steps", type=int, default=6)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--peak-tflops", type=float, default=989.4)
+    p.add_argument("--mem-budget-gib", type=float, default=40, help="the planned run's --memory-budget")
+    p.add_argument("--mem-probe", action="store_true", help="also double the micro-batch until out of memory")
     p.add_argument("--mem-start", type=int, default=32)
     p.add_argument("--mem-max", type=int, default=1024)
-    p.add_argument("--skip", default="", help="comma list of parts to skip: speed,memory")
+    p.add_argument("--profile-micro", type=int, default=16)
+    p.add_argument("--skip", default="", help="comma list of parts to skip: speed,profile,memory")
     p.add_argument("--device", default="cuda", help="cpu: a dry run of this script's logic")
     p.add_argument("--programs", default="gradacc,seed,accelerate")
     p.add_argument("--gradacc-flags", default="", help="extra flags for gradacc train (a variant)")
@@ -193,8 +272,11 @@ def main():
     if "speed" not in skip:
         log("speed (real tokens/s, steps after the warm-up):")
         results["speed"] = speed(a, text, init, n_params)
+    if "profile" not in skip:
+        log(f"kernel profiles, bf16 micro {a.profile_micro} x{a.accum}, steps 3-5 (gradacc vs seed):")
+        results["profile"] = profile(a, text, init)
     if "memory" not in skip:
-        log("memory (bf16, one optimizer step per micro-batch size):")
+        log("memory (bf16, global batch 512): a planned run, and out-of-memory replay:")
         results["memory"] = memory(a, text, init)
     with open(os.path.join(a.out, f"gpu_bench{a.tag}.json"), "w") as f:
         json.dump(results, f, indent=1)

@@ -4,7 +4,9 @@
 #   1. builds gradacc with CUDA against that machine's own PyTorch (build-gpu/), taking what the
 #      machine lacks from .gpu-deps/ (filled here by scripts/gpu-deps.sh);
 #   2. runs the device tests (each on CPU and CUDA) and `gradacc verify` on CUDA (fp32, TF32 off);
-#   3. measures speed against the seed loop and Accelerate, and memory (bench/gpu.py);
+#   3. measures speed against the seed loop and Accelerate, profiles gradacc's and the seed loop's
+#      kernels side by side, plans a run by --memory-budget and replays a real out-of-memory
+#      window (bench/gpu.py);
 #   4. runs the whole test suite with what time is left.
 # Everything lands in OUTDIR: logs, JSON results, summary.txt (printed again at the end).
 #
@@ -87,10 +89,11 @@ if [ $gpu -eq 1 ]; then
   done
 
   # ── 3. speed and memory ──────────────────────────────────────────────────────────────────────
-  say "bench/gpu.py (speed: gradacc vs seed vs accelerate; memory)"
-  PYTHONUNBUFFERED=1 timeout 260 "$py" bench/gpu.py --gradacc $bin --text "$text" --out "$out/bench" >"$out/bench.log" 2>&1
+  say "bench/gpu.py (speed: gradacc vs seed vs accelerate; kernel profiles; memory budget and replay)"
+  PYTHONUNBUFFERED=1 timeout 300 "$py" bench/gpu.py --gradacc $bin --text "$text" --out "$out/bench" >"$out/bench.log" 2>&1
   say "bench exit $?"
-  tail -n 4 "$out/bench.log" | tee -a "$out/summary.txt"
+  grep -E 'ATen operators|GPU time|memory plan|measured peak|asked|exit' "$out/bench.log" | tee -a "$out/summary.txt"
+  tail -n 3 "$out/bench.log" | tee -a "$out/summary.txt"
 else
   say "skipped: verify on cuda, bench/gpu.py (no GPU)"
   "$py" -c "import ast,sys; ast.parse(open('bench/gpu.py').read())" && say "bench/gpu.py parses"
