@@ -335,9 +335,7 @@ TEST_P(OnDevice, PackedTokenBudgetGivesTheWeightsOfFixedMicroBatches) {
   std::ostringstream out;
   run_train_job(fixed, out);
   run_train_job(packed, out);
-  const TensorMap a = load_safetensors(fixed.save_path), b = load_safetensors(packed.save_path);
-  double worst = 0.0;
-  for (const auto& [name, t] : a) worst = std::max(worst, (t - b.at(name)).abs().max().item<double>());
+  const double worst = testing::max_weight_difference(fixed.save_path, packed.save_path);
   std::cout << "    " << GetParam() << ": max |Δw| packed token budget vs fixed micro-batches " << worst << "\n";
   EXPECT_LT(worst, 1e-5);
   std::filesystem::remove(fixed.save_path);

@@ -5,12 +5,10 @@
 #include <fstream>
 #include <sstream>
 
-#include <ATen/ops/abs.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "gradacc/errors.h"
-#include "gradacc/io/safetensors.h"
 #include "gradacc/job/job.h"
 #include "gradacc/run/run_plan.h"
 #include "testing/test_util.h"
@@ -33,10 +31,7 @@ double max_weight_difference(const JobConfig& a_job, const JobConfig& b_job) {
   std::ostringstream out;
   run_train_job(a_job, out);
   run_train_job(b_job, out);
-  const TensorMap a = load_safetensors(a_job.save_path), b = load_safetensors(b_job.save_path);
-  double worst = 0.0;
-  for (const auto& [name, t] : a) worst = std::max(worst, (t - b.at(name)).abs().max().item<double>());
-  return worst;
+  return testing::max_weight_difference(a_job.save_path, b_job.save_path);
 }
 
 TEST(TokenBudget, GivesTheWeightsOfFixedMicroBatchesOverTheSameWindows) {

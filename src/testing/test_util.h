@@ -7,9 +7,11 @@
 #include <string>
 #include <vector>
 
+#include <ATen/ops/abs.h>
 #include <ATen/ops/cat.h>
 #include <torch/nn/module.h>
 
+#include "gradacc/io/safetensors.h"
 #include "gradacc/run/train_loop.h"
 
 namespace gradacc::testing {
@@ -30,6 +32,14 @@ inline at::Tensor flat_grads(torch::nn::Module& m) {
 // ‖a − b‖ / ‖b‖: the relative L2 difference of a from the reference b.
 inline double rel_diff(const at::Tensor& a, const at::Tensor& b) {
   return (a - b).norm().item<double>() / b.norm().item<double>();
+}
+
+// The largest |a − b| over the tensors of two weight files with the same names.
+inline double max_weight_difference(const std::string& a_path, const std::string& b_path) {
+  const TensorMap a = load_safetensors(a_path), b = load_safetensors(b_path);
+  double worst = 0.0;
+  for (const auto& [name, t] : a) worst = std::max(worst, (t - b.at(name)).abs().max().item<double>());
+  return worst;
 }
 
 // train_steps() for one of gradacc's networks with the default (summed cross-entropy) loss.
