@@ -8,7 +8,8 @@
 #      kernels side by side, plans a run by --memory-budget and replays a real out-of-memory
 #      window (bench/gpu.py);
 #   4. runs the whole test suite with what time is left.
-# Everything lands in OUTDIR: logs, JSON results, summary.txt (printed again at the end).
+# Everything lands in OUTDIR: logs, JSON results, summary.txt (printed again at the end), and all of
+# it but the profiler traces in OUTDIR/results.tar.gz.
 #
 # Usage: scripts/gpu-check.sh OUTDIR [--no-gpu]
 #   --no-gpu   check the script's own logic on a machine without a GPU: configure and build the
@@ -109,6 +110,10 @@ if [ "$budget" -gt 40 ]; then
 else
   say "ctest skipped: ${budget} s left"
 fi
+# Everything but the profiler traces and the text copy, in one archive: a lent machine hands back
+# only a few files (docs/gpu.md), so summary.txt and results.tar.gz are the two to take.
 say "done"
+(cd "$out" && find . -type f ! -name 'trace_*.json' ! -name 'one_document.txt' ! -name results.tar.gz -size -8M |
+   tar -czf results.tar.gz -T -) || echo "could not write $out/results.tar.gz" >&2
 echo "================ summary ================"
 cat "$out/summary.txt"
