@@ -42,6 +42,14 @@ bytes=$(head -c -1 "$tmp/gen.out" | wc -c)  # without the trailing newline
 "$G" generate --init "$tmp/g.safetensors" --prompt "The " --tokens 40 --seed 3 | cmp -s - "$tmp/gen.out" || fail "same seed, other text"
 echo "generate: 40 bytes after the prompt, the same for the same seed"
 
+# A text of one document holds nothing out: the run says so instead of reporting 0 bits per byte.
+grep -v '^[[:space:]]*$' "$text" >"$tmp/one_doc.txt"
+out=$("$G" train --model gpt --data "text:$tmp/one_doc.txt" --layers 1 --heads 1 --dim 16 --context 32 \
+  --global-batch 8 --steps 1 2>&1) || fail "gpt train on one document: $out"
+echo "$out" | grep -q "no validation: every 10th document" && ! echo "$out" | grep -q "bits/byte" ||
+  fail "one document: $out"
+echo "one document: no validation, said in words"
+
 common=(--model mlp --train-limit 256 --global-batch 64 --micro-batch 16 --steps 1 --threads 1)
 "$G" train "${common[@]}" --log "$tmp/fp32.jsonl" >/dev/null 2>&1 || fail "fp32 run"
 "$G" train "${common[@]}" --precision bf16 --log "$tmp/bf16.jsonl" >/dev/null 2>&1 || fail "bf16 run"

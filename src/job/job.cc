@@ -224,8 +224,15 @@ JobSummary run_train_job(const JobConfig& c, std::ostream& out) {
   // A resumed run that was already complete ran no window: say so rather than print a loss of 0.
   const std::string last = r.history.empty() ? std::string("no window left to run")
                                              : fmt::format("last window loss {:.4f}", r.history.back().loss);
+  if (work.text && work.test->size() == 0) {  // one to nine documents: nothing was held out
+    out << fmt::format(
+        "trained {} optimizer steps in {:.1f} s; {}; no validation: every 10th document (blank-line separated) "
+        "is held out, and this text has fewer than 10{}\n",
+        r.steps, r.seconds, last, skipped);
+    return s;
+  }
   if (work.text) {
-    s.validation_loss = work.test->size() > 0 ? trainer.evaluate_loss(*work.test, 64) : 0.0;
+    s.validation_loss = trainer.evaluate_loss(*work.test, 64);
     s.bits_per_byte = s.validation_loss / std::log(2.0);
     s.unigram_bits_per_byte = work.unigram_bits_per_byte;
     append_log_record(
