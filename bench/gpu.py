@@ -44,10 +44,10 @@ def flops_per_token(n_params, shape, seq):
 def write_init(path):
     import torch
     from safetensors.torch import save_file
-    from torch_reference import Gpt
+    from torch_reference import Gpt, gpt2_init
 
-    torch.manual_seed(0)
-    model = Gpt(SHAPE["layers"], SHAPE["heads"], SHAPE["dim"], SHAPE["context"], "layer")
+    torch.manual_seed(0)  # GPT-2's initialization, not PyTorch's defaults (whose first loss is ~85 nats)
+    model = gpt2_init(Gpt(SHAPE["layers"], SHAPE["heads"], SHAPE["dim"], SHAPE["context"], "layer"), SHAPE["layers"])
     meta = {"model": "gpt", "norm": "layer", **{k: str(v) for k, v in SHAPE.items()}}
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, path, metadata=meta)
     return sum(p.numel() for p in model.parameters()) - model.wpe.weight.numel()
@@ -269,17 +269,23 @@ def main():
         f"{flops_per_token(n_params, SHAPE, SHAPE['context']) / 1e9:.3f} GFLOP per token")
     results = {"shape": SHAPE, "params": n_params, "peak_tflops": a.peak_tflops}
     skip = set(a.skip.split(","))
+
+    def save():  # after each part, so that a run cut short by its time limit keeps what it measured
+        with open(os.path.join(a.out, f"gpu_bench{a.tag}.json"), "w") as f:
+            json.dump(results, f, indent=1)
+
     if "speed" not in skip:
         log("speed (real tokens/s, steps after the warm-up):")
         results["speed"] = speed(a, text, init, n_params)
+        save()
     if "profile" not in skip:
         log(f"kernel profiles, bf16 micro {a.profile_micro} x{a.accum}, steps 3-5 (gradacc vs seed):")
         results["profile"] = profile(a, text, init)
+        save()
     if "memory" not in skip:
         log("memory (bf16, global batch 512): a planned run, and out-of-memory replay:")
         results["memory"] = memory(a, text, init)
-    with open(os.path.join(a.out, f"gpu_bench{a.tag}.json"), "w") as f:
-        json.dump(results, f, indent=1)
+    save()
     for row in results.get("speed", []):
         def tps(p):
             return row.get(p, {}).get("tokens_per_s", float("nan"))

@@ -7,6 +7,7 @@ Usage: torch_reference.py MODEL NORM WEIGHTS BATCH OUT
            "grad.<name>" for every parameter, computed the ordinary way: the whole batch in one
            forward/backward, in train mode. For gpt the sizes come from WEIGHTS' metadata.
 """
+import math
 import sys
 
 import torch
@@ -89,6 +90,22 @@ class Gpt(nn.Module):
         for block in self.h:
             x = block(x)
         return self.ln_f(x) @ self.wte.weight.t()  # head tied to the token embedding
+
+
+def gpt2_init(model, layers):
+    """gradacc's gpt initialization (src/model/gpt.cc): N(0, 0.02) for weights and embeddings, zero
+    biases, norms at one and zero, and the residual projections (c_proj) at 0.02 / sqrt(2 * layers)."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if ".ln_" in name or name.startswith("ln_"):
+                continue
+            if name.endswith(".bias"):
+                p.zero_()
+            elif name.endswith("c_proj.weight"):
+                p.normal_(0.0, 0.02 / math.sqrt(2 * layers))
+            else:
+                p.normal_(0.0, 0.02)
+    return model
 
 
 def build(model, norm, weights):
