@@ -355,10 +355,7 @@ TEST_P(OnDevice, AMemoryBudgetPlanKeepsEveryStepWithinIt) {
     Trainer t(Model::of(seeded(w, at::kCPU)), optimizer_factory({}), w.data, options().memory_budget(int64_t{8} << 30));
     return *t.memory_plan();
   }();
-  const auto budget = static_cast<int64_t>(
-      static_cast<double>(loose.static_bytes + (1 << 20) +
-                          std::max(loose.activations.fixed + 12 * loose.activations.per_example, loose.step_bytes)) /
-      0.98);
+  const int64_t budget = testing::budget_for(loose, 12, 1 << 20);
   Trainer t(Model::of(seeded(w, at::kCPU)), optimizer_factory({}), w.data, options().memory_budget(budget));
   const MemoryPlan& m = *t.memory_plan();
   std::cout << "    " << GetParam() << ": budget " << budget << " bytes, micro-batch " << m.micro_batch

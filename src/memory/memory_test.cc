@@ -141,10 +141,7 @@ TEST(MemoryPlanner, EveryStepStaysWithinTheBudgetForEachModel) {
     const MemoryPlan loose = generous_plan(kind, data);
     EXPECT_EQ(loose.micro_batch, 96) << to_string(kind);
     // A budget for about a fifth of the global batch in one micro-batch (the planner uses 98%).
-    const auto budget = static_cast<int64_t>(
-        static_cast<double>(loose.static_bytes + (1 << 16) +
-                            std::max(loose.activations.fixed + 20 * loose.activations.per_example, loose.step_bytes)) /
-        0.98);
+    const int64_t budget = testing::budget_for(loose, 20, 1 << 16);
     Trainer t(Model::of(model_for(kind)), optimizer_factory({}), data,
               TrainOptions().global_batch(96).memory_budget(budget).steps(3));
     const MemoryPlan& m = *t.memory_plan();
@@ -179,11 +176,7 @@ TEST(MemoryPlanner, ChoosesATokenBudgetThatKeepsEveryStepWithinTheBudget) {
   EXPECT_EQ(loose.micro_batch_tokens, 96 * longest);  // all of the window's rows of the longest
   EXPECT_EQ(loose.probe_example_positions, longest);
   // Room for about 10 rows of the longest sequence.
-  const auto budget = static_cast<int64_t>(
-      static_cast<double>(
-          loose.static_bytes + (1 << 16) +
-          std::max(loose.activations.fixed + 10 * longest * loose.activations.per_example, loose.step_bytes)) /
-      0.98);
+  const int64_t budget = testing::budget_for(loose, 10 * longest, 1 << 16);
   auto net = model_for(ModelKind::kGpt);
   Trainer t(Model::of(net), optimizer_factory({}), data, TrainOptions(tokens).memory_budget(budget));
   const MemoryPlan& m = *t.memory_plan();
@@ -255,10 +248,7 @@ TEST(MemoryPlanner, APlannedUnevenMicroBatchIsExactAgainstTheFullBatch) {
   for (ModelKind kind : {ModelKind::kCnn, ModelKind::kGpt}) {
     const auto data = data_for(kind);
     const MemoryPlan loose = generous_plan(kind, data);
-    const auto budget = static_cast<int64_t>(
-        static_cast<double>(loose.static_bytes +
-                            std::max(loose.activations.fixed + 13 * loose.activations.per_example, loose.step_bytes)) /
-        0.98);
+    const int64_t budget = testing::budget_for(loose, 13, 0);
     BatchPlan planned;
     const auto accumulated = sgd_weights(kind, data, TrainOptions().global_batch(96).memory_budget(budget), &planned);
     const auto full = sgd_weights(kind, data, TrainOptions().global_batch(96).micro_batch(96));

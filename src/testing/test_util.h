@@ -12,6 +12,7 @@
 #include <torch/nn/module.h>
 
 #include "gradacc/io/safetensors.h"
+#include "gradacc/memory/memory_plan.h"
 #include "gradacc/run/train_loop.h"
 
 namespace gradacc::testing {
@@ -40,6 +41,15 @@ inline double max_weight_difference(const std::string& a_path, const std::string
   double worst = 0.0;
   for (const auto& [name, t] : a) worst = std::max(worst, (t - b.at(name)).abs().max().item<double>());
   return worst;
+}
+
+// A memory budget with room for `loose`'s static part, `slack` bytes and `units` examples (or token
+// positions) of activations, or for its boundary step if that is larger, over the 98% of a budget
+// the planner fills: the budget a test gives to see the planner choose about `units`.
+inline int64_t budget_for(const MemoryPlan& loose, int64_t units, int64_t slack) {
+  const int64_t activations = loose.activations.fixed + units * loose.activations.per_example;
+  return static_cast<int64_t>(
+      static_cast<double>(loose.static_bytes + slack + std::max(activations, loose.step_bytes)) / 0.98);
 }
 
 // train_steps() for one of gradacc's networks with the default (summed cross-entropy) loss.
