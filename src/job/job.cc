@@ -222,13 +222,15 @@ JobSummary run_train_job(const JobConfig& c, std::ostream& out) {
   if (!c.save_path.empty()) save_module(c.save_path, *network, model_metadata(c.model));
   s.evaluated = true;
   // A resumed run that was already complete ran no window: say so rather than print a loss of 0.
-  const std::string last = r.history.empty() ? std::string("no window left to run")
-                                             : fmt::format("last window loss {:.4f}", r.history.back().loss);
+  const std::string trained =
+      fmt::format("trained {} optimizer steps in {:.1f} s; {}", r.steps, r.seconds,
+                  r.history.empty() ? std::string("no window left to run")
+                                    : fmt::format("last window loss {:.4f}", r.history.back().loss));
   if (work.text && work.test->size() == 0) {  // one to nine documents: nothing was held out
     out << fmt::format(
-        "trained {} optimizer steps in {:.1f} s; {}; no validation: every 10th document (blank-line separated) "
-        "is held out, and this text has fewer than 10{}\n",
-        r.steps, r.seconds, last, skipped);
+        "{}; no validation: every 10th document (blank-line separated) is held out, and this text has fewer than "
+        "10{}\n",
+        trained, skipped);
     return s;
   }
   if (work.text) {
@@ -240,16 +242,14 @@ JobSummary run_train_job(const JobConfig& c, std::ostream& out) {
         fmt::format(
             R"({{"event":"eval","split":"validation","loss":{},"bits_per_byte":{},"unigram_bits_per_byte":{},"sequences":{}}})",
             s.validation_loss, s.bits_per_byte, s.unigram_bits_per_byte, work.test->size()));
-    out << fmt::format(
-        "trained {} optimizer steps in {:.1f} s; {}; validation {:.4f} bits/byte (unigram baseline {:.4f}){}\n",
-        r.steps, r.seconds, last, s.bits_per_byte, s.unigram_bits_per_byte, skipped);
+    out << fmt::format("{}; validation {:.4f} bits/byte (unigram baseline {:.4f}){}\n", trained, s.bits_per_byte,
+                       s.unigram_bits_per_byte, skipped);
     return s;
   }
   s.test_accuracy = trainer.evaluate_accuracy(*work.test, 1000);
   append_log_record(plan.log_path, fmt::format(R"({{"event":"eval","split":"test","accuracy":{},"examples":{}}})",
                                                s.test_accuracy, work.test->size()));
-  out << fmt::format("trained {} optimizer steps in {:.1f} s; {}; test accuracy {:.4f}{}\n", r.steps, r.seconds, last,
-                     s.test_accuracy, skipped);
+  out << fmt::format("{}; test accuracy {:.4f}{}\n", trained, s.test_accuracy, skipped);
   return s;
 }
 
