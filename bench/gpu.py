@@ -80,11 +80,15 @@ def run_gradacc(a, text, init, precision, micro, accum):
             "peak_cuda_bytes": max(r["peak_bytes"] for r in rows), "boundary_s": statistics.median(r["boundary_seconds"] for r in rows)}
 
 
+def peer_args(a, loop, text, init, precision, micro, accum, steps, warmup):
+    return [sys.executable, os.path.join(HERE, "peers.py"), "--loop", loop, "--model", "gpt", "--norm", "layer",
+            "--init", init, "--data", "text:" + text, "--context", str(SHAPE["context"]), "--micro-batch", str(micro),
+            "--accum", str(accum), "--steps", str(steps), "--warmup", str(warmup), "--lr", "6e-4", "--device",
+            a.device, "--precision", precision]
+
+
 def run_peer(a, loop, text, init, precision, micro, accum):
-    cmd = [sys.executable, os.path.join(HERE, "peers.py"), "--loop", loop, "--model", "gpt", "--norm", "layer", "--init", init,
-           "--data", "text:" + text, "--context", str(SHAPE["context"]), "--micro-batch", str(micro), "--accum", str(accum),
-           "--steps", str(a.warmup + a.steps), "--warmup", str(a.warmup), "--lr", "6e-4", "--device", a.device,
-           "--precision", precision]
+    cmd = peer_args(a, loop, text, init, precision, micro, accum, a.warmup + a.steps, a.warmup)
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     if p.returncode != 0:
         raise RuntimeError(f"{loop} exited {p.returncode}: {p.stderr.strip()[-400:]}")
@@ -153,10 +157,18 @@ def with_global_batch(cmd, global_batch, drop=("--micro-batch", "--accum")):
     return out + ["--global-batch", str(global_batch)]
 
 
-def run_logged(cmd, logpath, what):
+def run_checked(cmd, what):
+    """Runs cmd; on failure logs `what` with the exit status and the end of stderr."""
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     if p.returncode != 0:
         log(f"  {what}: exit {p.returncode}: {p.stderr.strip()[-300:]}")
+    return p
+
+
+def run_logged(cmd, logpath, what):
+    """run_checked, then the step records of gradacc's log (None on failure)."""
+    p = run_checked(cmd, what)
+    if p.returncode != 0:
         return None, p
     return [json.loads(l) for l in open(logpath) if '"step"' in l], p
 
@@ -209,17 +221,12 @@ def profile(a, text, init):
     g_trace = os.path.join(a.out, f"trace_gradacc_{micro}.json")
     s_trace = os.path.join(a.out, f"trace_seed_{micro}.json")
     cmd = gradacc_args(a, text, init, "bf16", micro, a.accum, 5, os.path.join(a.out, "profile_gradacc.jsonl"))
-    p = subprocess.run(cmd + ["--profile", g_trace], capture_output=True, text=True, timeout=300)
+    p = run_checked(cmd + ["--profile", g_trace], "gradacc --profile")
     if p.returncode != 0:
-        log(f"  gradacc --profile: exit {p.returncode}: {p.stderr.strip()[-300:]}")
         return {"error": p.stderr.strip()[-300:]}
-    cmd = [sys.executable, os.path.join(HERE, "peers.py"), "--loop", "seed", "--model", "gpt", "--norm", "layer",
-           "--init", init, "--data", "text:" + text, "--context", str(SHAPE["context"]), "--micro-batch", str(micro),
-           "--accum", str(a.accum), "--steps", "5", "--warmup", "2", "--lr", "6e-4", "--device", a.device,
-           "--precision", "bf16", "--profile", s_trace]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    p = run_checked(peer_args(a, "seed", text, init, "bf16", micro, a.accum, 5, 2) + ["--profile", s_trace],
+                    "seed --profile")
     if p.returncode != 0:
-        log(f"  seed --profile: exit {p.returncode}: {p.stderr.strip()[-300:]}")
         return {"error": p.stderr.strip()[-300:]}
     report = os.path.join(a.out, f"kernels_{micro}.txt")
     cmp = subprocess.run([sys.executable, os.path.join(HERE, "trace_compare.py"), g_trace, s_trace,

@@ -83,19 +83,18 @@ def main():
         for n, ca, cb in diff[:args.top]:
             print(f"  {n:44} {ca:9d} {cb:9d}")
 
-    result = {"ops_differing": [{"op": n, args.names.split(",")[0]: ca, nb: cb} for n, ca, cb in diff]}
+    result = {"ops_differing": [{"op": n, na: ca, nb: cb} for n, ca, cb in diff]}
     if ker_a or ker_b:
         print(f"\nGPU time (ms): kernels {tot_a['kernel'] / 1e3:.1f} vs {tot_b['kernel'] / 1e3:.1f}, "
               f"memcpy {tot_a['gpu_memcpy'] / 1e3:.1f} vs {tot_b['gpu_memcpy'] / 1e3:.1f}, "
               f"memset {tot_a['gpu_memset'] / 1e3:.1f} vs {tot_b['gpu_memset'] / 1e3:.1f}  ({na} vs {nb})")
-        names = sorted(set(ker_a) | set(ker_b), key=lambda n: -max(ker_a[n][1] if n in ker_a else 0,
-                                                                  ker_b[n][1] if n in ker_b else 0))
         print(f"  {'kernel':90} {na + ' n':>7} {na + ' ms':>9} {nb + ' n':>7} {nb + ' ms':>9} {'Δ ms':>8}")
         rows = []
-        for n in names:
+        for n in set(ker_a) | set(ker_b):
             ca, ta = ker_a.get(n, [0, 0.0])
             cb, tb = ker_b.get(n, [0, 0.0])
             rows.append({"kernel": n, "count": [ca, cb], "ms": [ta / 1e3, tb / 1e3]})
+        rows.sort(key=lambda r: -max(r["ms"]))  # the largest in either loop first
         for r in rows[:args.top]:
             (ca, cb), (ta, tb) = r["count"], r["ms"]
             print(f"  {r['kernel']:90} {ca:7d} {ta:9.2f} {cb:7d} {tb:9.2f} {tb - ta:8.2f}")

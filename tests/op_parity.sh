@@ -5,8 +5,8 @@
 # --profile`), counted by bench/trace_compare.py. This is what keeps gradacc's step from doing more
 # work than PyTorch's for the same model: a Linear written as mm + a separate bias pass (the C++
 # frontend's Linear::forward on [B, T, D] input) changes these counts, and on a GPU each extra pass
-# is a kernel over the activations (docs/gpu.md). fp32 on the CPU (under bf16 autocast gradacc's CPU attention
-# runs in fp32 on purpose, which adds casts the reference does not have).
+# is a kernel over the activations (docs/gpu.md). fp32 on the CPU: under bf16 autocast gradacc's CPU
+# attention runs in fp32 on purpose, which adds casts the reference does not have.
 # Usage: op_parity.sh GRADACC PYTHON
 set -u
 G="$1" PY="$2"
@@ -26,9 +26,8 @@ gpu.SHAPE.update(layers=2, heads=2, dim=64, context=64)
 gpu.write_init(tmp + "/init.safetensors")
 gpu.one_document(text, tmp + "/doc.txt")
 PY
-common=(--model gpt --data "text:$tmp/doc.txt" --init "$tmp/init.safetensors" --micro-batch 4 --accum 3 --steps 5
-        --lr 6e-4 --precision fp32)
-"$G" train "${common[@]}" --optimizer adamw --weight-decay 0.0 --schedule constant --clip 0 --shuffle on \
+"$G" train --model gpt --data "text:$tmp/doc.txt" --init "$tmp/init.safetensors" --micro-batch 4 --accum 3 \
+  --steps 5 --lr 6e-4 --precision fp32 --optimizer adamw --weight-decay 0.0 --schedule constant --clip 0 --shuffle on \
   --layers 2 --heads 2 --dim 64 --context 64 --threads 1 --progress off --profile "$tmp/gradacc.json" \
   >"$tmp/g.out" 2>&1 || fail "gradacc train --profile: $(tail -n 3 "$tmp/g.out")"
 "$PY" "$here/bench/peers.py" --loop seed --model gpt --norm layer --init "$tmp/init.safetensors" \
