@@ -83,7 +83,7 @@ MASK = (1 << 64) - 1
 
 
 def gradacc_order(size, seed, epoch=0):
-    """The epoch order gradacc uses (src/data/window_sampler.cc): Fisher–Yates over splitmix64 with
+    """The epoch order gradacc uses (src/batch/window_sampler.cc): Fisher–Yates over splitmix64 with
     Lemire's bounded draw, so both sides train on exactly the same micro-batches."""
     state = (seed * 0x2545F4914F6CDD1D + epoch + 1) & MASK
 

@@ -62,14 +62,17 @@ gtest=()
 [ -d /usr/src/googletest ] || gtest=(-DGRADACC_GTEST_SOURCE="$deps/googletest")
 command -v ccache >/dev/null && gtest+=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 # The sanitizer builds check CPU code that CI covers; here they would only double the build.
+# Warnings are errors, as in CI: this machine's GCC 13 is newer than CI's, and any warning it finds
+# is reported (the build log's first warnings go to the summary).
 say "configure + build ($jobs jobs)"
 if ! cmake -S . -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release -DTORCH_PYTHON="$py" -DGRADACC_CUDA=ON \
-     -DGRADACC_SANITIZE_CHECKS=OFF -DCMAKE_PREFIX_PATH="$deps" "${zlib[@]}" "${gtest[@]}" >"$out/configure.log" 2>&1; then
+     -DGRADACC_WERROR=ON -DGRADACC_SANITIZE_CHECKS=OFF -DCMAKE_PREFIX_PATH="$deps" "${zlib[@]}" "${gtest[@]}" >"$out/configure.log" 2>&1; then
   say "configure FAILED: $(tail -n 5 "$out/configure.log" | tr '\n' ' ')"; exit 1
 fi
 if ! timeout 330 cmake --build $build -j "$jobs" >"$out/build.log" 2>&1; then
   say "build FAILED: $(grep -m3 -E 'error|Error' "$out/build.log" | tr '\n' ' ')"; exit 1
 fi
+say "compiler warnings: $(grep -c 'warning:' "$out/build.log")"
 say "built: $(grep -c 'Building CXX' "$out/build.log") objects"
 bin=$build/gradacc
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The library as a user gets it: `cmake --install` into a fresh prefix, then examples/custom_model
-# (a project of its own, with its own model, data, loss and a stock LibTorch optimizer) configured
-# with find_package(gradacc), built and run:
+# The library as a user gets it: `cmake --install` into a fresh prefix, moved elsewhere; exactly the
+# public headers installed, each compiling alone; then examples/custom_model's main.cc (its own
+# model, data, loss and a stock LibTorch optimizer) built with the CMakeLists.txt that
+# docs/library.md shows, and run:
 #   - a few training steps (the loss must fall);
 #   - --verify: accumulated vs full-batch training of the example's own model (must pass);
 #   - data parallel: 2 ranks through `gradacc launch --program` end with the weights of 1 process
@@ -13,15 +14,44 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 
-cmake --install "$build" --prefix "$tmp/prefix" >"$tmp/install.log" 2>&1 || fail "install: $(tail -n 5 "$tmp/install.log")"
+cmake --install "$build" --prefix "$tmp/built" >"$tmp/install.log" 2>&1 || fail "install: $(tail -n 5 "$tmp/install.log")"
+# The installed tree is moved before use: nothing of the build machine may be baked into it.
+mv "$tmp/built" "$tmp/prefix"
 [ -f "$tmp/prefix/lib/cmake/gradacc/gradaccConfig.cmake" ] || fail "no package config installed"
-[ -f "$tmp/prefix/include/gradacc/gradacc.h" ] || fail "no umbrella header installed"
+grep -rq "$tmp/built\|$build" "$tmp/prefix/lib/cmake/gradacc" && fail "the package names the tree it was installed into or built in"
+
+# Exactly the public headers: include/gradacc/*.h of the source tree, nothing else.
+installed=$(cd "$tmp/prefix/include" && find . -type f | sort)
+public=$(cd "$src/include" && find . -type f | sort)
+[ "$installed" = "$public" ] || fail "installed headers differ from the public set: $(diff <(echo "$public") <(echo "$installed") | grep '^[<>]' | head -5 | tr '\n' ' ')"
+echo "installed: $(echo "$installed" | wc -l) public headers, nothing else"
+
+# The user's environment: a python that imports torch on PATH (as an activated venv), and the
+# CMakeLists.txt of docs/library.md, exactly as written there, around the example's main.cc.
+export PATH="$(dirname "$py"):$PATH"
+mkdir -p "$tmp/app"
+awk '/^```cmake$/ {on=1; next} on && /^```$/ {exit} on' "$src/docs/library.md" >"$tmp/app/CMakeLists.txt"
+grep -q 'find_package(gradacc' "$tmp/app/CMakeLists.txt" || fail "no CMake snippet in docs/library.md"
+cp "$src/examples/custom_model/main.cc" "$tmp/app/main.cc"
+# ... and each public header compiled alone against the installed tree.
+for h in $installed; do
+  name=$(basename "$h" .h)
+  echo "#include <gradacc/$name.h>" >"$tmp/app/alone_$name.cc"
+done
+cat >>"$tmp/app/CMakeLists.txt" <<CMAKE
+file(GLOB alone alone_*.cc)
+add_library(headers_alone OBJECT \${alone})
+target_link_libraries(headers_alone PRIVATE gradacc::gradacc)
+CMAKE
 launcher=()
 command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
-cmake -S "$src/examples/custom_model" -B "$tmp/ex" -G Ninja -DCMAKE_PREFIX_PATH="$tmp/prefix" "${launcher[@]}" \
+cmake -S "$tmp/app" -B "$tmp/ex" -G Ninja -DCMAKE_PREFIX_PATH="$tmp/prefix" -DCMAKE_BUILD_TYPE=Release "${launcher[@]}" \
   >"$tmp/configure.log" 2>&1 || fail "configure against the installed package: $(tail -n 8 "$tmp/configure.log")"
-cmake --build "$tmp/ex" >"$tmp/build.log" 2>&1 || fail "build: $(grep -m5 -E 'error' "$tmp/build.log")"
-ex="$tmp/ex/custom_model"
+cmake --build "$tmp/ex" --target headers_alone >"$tmp/headers.log" 2>&1 \
+  || fail "a public header does not compile alone: $(grep -m3 -E 'error' "$tmp/headers.log")"
+echo "each public header compiles alone against the installed tree"
+cmake --build "$tmp/ex" --target app >"$tmp/build.log" 2>&1 || fail "build: $(grep -m5 -E 'error' "$tmp/build.log")"
+ex="$tmp/ex/app"
 
 "$ex" --steps 30 >"$tmp/run.out" 2>&1 || fail "run: $(tail -n 3 "$tmp/run.out")"
 first=$(grep -m1 '^step 10 ' "$tmp/run.out" | awk '{print $4}')

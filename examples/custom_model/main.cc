@@ -75,12 +75,12 @@ int main(int argc, char** argv) try {
   }
   gradacc::Trainer trainer(make_model(), adamw, data, options, summed_loss);
   trainer.on_step([&](const gradacc::StepReport& r, const gradacc::StepContext&) {
-    if (trainer.plan().lead() && (r.step % 10 == 0 || r.step == steps))
+    if (trainer.lead() && (r.step % 10 == 0 || r.step == steps))
       std::cout << "step " << r.step << " loss " << r.loss << "\n";
     return true;
   });
   trainer.fit();
-  if (trainer.plan().lead()) {
+  if (trainer.lead()) {
     std::cout << "accuracy " << trainer.evaluate_accuracy(*data) << "\n";
     if (!save.empty()) gradacc::save_module(save, *trainer.model().module);
   }

@@ -1,5 +1,6 @@
-// The errors gradacc throws, at the bottom of the include graph: any layer may throw or catch
-// them without including the layer that defines the thing that went wrong.
+// The errors gradacc throws, and the only ones (each is a std::exception: catching that catches
+// all). At the bottom of the include graph: any layer may throw or catch them without including
+// the layer that defines the thing that went wrong.
 //
 // Every what() is one line that names what is wrong (the flag or key, the file, the numbers) and,
 // where it helps, what was expected. The CLI prints it and exits 2.
@@ -41,6 +42,19 @@ class CheckpointError : public std::runtime_error {
 
 // Training that ran out of memory and cannot go on: a micro-batch of 1 does not fit.
 class MemoryError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Data-parallel ranks that cannot meet or go on: the rendezvous store cannot be reached, the
+// group cannot be formed, a collective failed (a peer died or stalled past the timeout).
+class DistributedError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// A file gradacc writes that cannot be written (the step log: a bad path, a full disk).
+class IoError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };

@@ -1,34 +1,44 @@
-// gradacc's public API in one include. The library's entry point is gradacc::Trainer
-// (run/trainer.h); docs/library.md shows it with examples/custom_model.
+// gradacc's public API in one include: every header cmake --install puts under include/gradacc/,
+// and nothing else (docs/library.md). The entry points are gradacc::Trainer (trainer.h) and, for
+// a stock LibTorch optimizer the user already built, gradacc::train_with_accumulation
+// (train_with_accumulation.h).
 //
-//   errors.h            ConfigError, PlanError, DataError, FormatError, CheckpointError, MemoryError
-//   run/options.h       TrainOptions: batch, length, schedule, clipping, precision, checkpoints...
-//   run/model.h         Model (any torch::nn::Module + how to run it), LossFn, summed_cross_entropy
-//   data/dataset.h      Batch, Dataset (implement size() and gather()), TensorDataset
-//   data/torch_dataset.h  LibTorch's torch::data datasets as a Dataset (item counts included)
-//   optim/optimizer.h   OptimizerFactory (any LibTorch optimizer), gradacc's fused AdamW
-//   run/trainer.h       Trainer, TrainResult
-//   run/verify.h        verify_accumulation(): accumulated vs full-batch training
-//   run/run_plan.h      RunPlan: the options resolved (what the Trainer runs)
-//   accumulate/...      the Accumulator and its parts, for those who write their own loop
-//   memory/...          the memory budget's planner, activation checkpointing (checkpointed())
-//   device/device.h     devices, memory readings
-//   io/safetensors.h    save_module / load_module (safetensors with a checksum)
+//   errors.h            ConfigError, PlanError, DataError, FormatError, CheckpointError, MemoryError:
+//                       the only exceptions gradacc throws (all std::exception)
+//   dataset.h           Batch, Dataset (implement size() and gather()), TensorDataset
+//   torch_dataset.h     LibTorch's torch::data datasets as a Dataset (item counts included)
+//   batch_plan.h        BatchPlan: global = micro × accumulation × world, resolved
+//   model.h             Model (any torch::nn::Module + how to run it), LossFn, LossReduction
+//   activation_checkpoint.h  checkpointed(): recompute a block's activations in the backward
+//   optimizer.h         OptimizerFactory (any LibTorch optimizer), gradacc's fused Adam/AdamW
+//   lr_schedule.h       ScheduleKind, WarmupStart, the schedule's shape
+//   precision.h         Precision (fp32, bf16, fp16), AutocastGuard
+//   sync_mode.h         SyncMode: once per window, or every micro-batch
+//   step_report.h       StepReport, StepContext, StepCallback, Evaluation
+//   memory_plan.h       MemoryPlan: what the memory budget's planner measured and chose
+//   safetensors.h       save_module / load_module (safetensors with a checksum)
+//   device.h            devices, tensor memory readings, the CPU allocator hook
+//   options.h           TrainOptions: batch, length, schedule, clipping, precision, checkpoints...
+//   trainer.h           Trainer, TrainResult
+//   verify.h            verify_accumulation(): accumulated vs full-batch training
+//   train_with_accumulation.h  the seeds' function: module, data, optimizer, accumulation steps
 #pragma once
 
-#include "gradacc/accumulate/accumulator.h"
-#include "gradacc/accumulate/batch_plan.h"
-#include "gradacc/accumulate/step_report.h"
-#include "gradacc/data/dataset.h"
-#include "gradacc/data/torch_dataset.h"
-#include "gradacc/device/device.h"
+#include "gradacc/activation_checkpoint.h"
+#include "gradacc/batch_plan.h"
+#include "gradacc/dataset.h"
+#include "gradacc/device.h"
 #include "gradacc/errors.h"
-#include "gradacc/io/safetensors.h"
-#include "gradacc/memory/activation_checkpoint.h"
-#include "gradacc/memory/memory_plan.h"
-#include "gradacc/optim/optimizer.h"
-#include "gradacc/run/model.h"
-#include "gradacc/run/options.h"
-#include "gradacc/run/run_plan.h"
-#include "gradacc/run/trainer.h"
-#include "gradacc/run/verify.h"
+#include "gradacc/lr_schedule.h"
+#include "gradacc/memory_plan.h"
+#include "gradacc/model.h"
+#include "gradacc/optimizer.h"
+#include "gradacc/options.h"
+#include "gradacc/precision.h"
+#include "gradacc/safetensors.h"
+#include "gradacc/step_report.h"
+#include "gradacc/sync_mode.h"
+#include "gradacc/torch_dataset.h"
+#include "gradacc/train_with_accumulation.h"
+#include "gradacc/trainer.h"
+#include "gradacc/verify.h"

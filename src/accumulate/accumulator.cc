@@ -49,7 +49,7 @@
 // This file is the algorithm; accumulator_sync.cc holds its data-parallel plumbing (the totals
 // gathered across ranks, ZeRO's collectives, and the overlap of the last backward with them).
 // ─────────────────────────────────────────────────────────────────────────────────────────────
-#include "gradacc/accumulate/accumulator.h"
+#include "accumulate/accumulator.h"
 
 #include <chrono>
 #include <cmath>
@@ -64,8 +64,9 @@
 #include <fmt/format.h>
 
 #include "accumulate/window_stats.h"
-#include "gradacc/optim/fused_adamw.h"
-#include "gradacc/optim/optimizer.h"
+#include "gradacc/errors.h"
+#include "gradacc/optimizer.h"
+#include "optim/fused_adamw.h"
 
 namespace gradacc {
 
@@ -96,12 +97,12 @@ using detail::kZeroSlots;
 Accumulator::Accumulator(torch::nn::Module& model, torch::optim::Optimizer& optimizer, const LrSchedule* schedule,
                          AccumulatorOptions options, MasterWeights* master, LossScaler* scaler, ZeroShard* zero)
     : optimizer_(optimizer), schedule_(schedule), options_(options), master_(master), scaler_(scaler), zero_(zero) {
-  if (master_ && zero_) throw std::invalid_argument("ZeRO keeps its own master weights: pass one of master, zero");
+  if (master_ && zero_) throw ConfigError("ZeRO keeps its own master weights: pass one of master, zero");
   if (options_.max_grad_norm < 0) {
-    throw std::invalid_argument(fmt::format("max_grad_norm must be ≥ 0, got {}", options_.max_grad_norm));
+    throw ConfigError(fmt::format("max_grad_norm must be ≥ 0, got {}", options_.max_grad_norm));
   }
   if (options_.nominal_count < 1) {
-    throw std::invalid_argument(fmt::format("nominal_count must be ≥ 1, got {}", options_.nominal_count));
+    throw ConfigError(fmt::format("nominal_count must be ≥ 1, got {}", options_.nominal_count));
   }
   pre_scale_ = 1.0 / static_cast<double>(options_.nominal_count);
 
@@ -109,12 +110,12 @@ Accumulator::Accumulator(torch::nn::Module& model, torch::optim::Optimizer& opti
   for (const at::Tensor& p : model.parameters()) {
     if (!p.requires_grad()) continue;
     if (!params_.empty() && (p.scalar_type() != params_[0].scalar_type() || p.device() != params_[0].device())) {
-      throw std::invalid_argument("all trainable parameters must share one dtype and device");
+      throw ConfigError("all trainable parameters must share one dtype and device");
     }
     params_.push_back(p);
     total += p.numel();
   }
-  if (params_.empty()) throw std::invalid_argument("the model has no trainable parameters");
+  if (params_.empty()) throw ConfigError("the model has no trainable parameters");
 
   // One contiguous buffer; each .grad is a view of its slice. Autograd adds into a defined .grad
   // in place, so every backward accumulates straight into this buffer: zeroing is one memset,
@@ -124,7 +125,7 @@ Accumulator::Accumulator(torch::nn::Module& model, torch::optim::Optimizer& opti
   // Under ZeRO the buffer is padded to R·L for the reduce-scatter, and the statistics travel apart.
   low_precision_model_ = master_ || (zero_ && zero_->low_precision());
   const at::ScalarType accum_dtype = low_precision_model_ ? at::kFloat : params_[0].scalar_type();
-  if (zero_ && zero_->total() != total) throw std::invalid_argument("a ZeroShard of another model");
+  if (zero_ && zero_->total() != total) throw ConfigError("a ZeroShard of another model");
   buffer_ = at::zeros({zero_ ? zero_->padded() : total + kStatSlots},
                       params_[0].options().dtype(accum_dtype).requires_grad(false));
   flat_grad_ = buffer_.narrow(0, 0, total);
@@ -135,8 +136,7 @@ Accumulator::Accumulator(torch::nn::Module& model, torch::optim::Optimizer& opti
     stats_ = buffer_.narrow(0, total, kStatSlots);
     stats_host_ = at::zeros({kStatSlots}, at::TensorOptions().dtype(at::kFloat));
   }
-  if (master_ && master_->model_params().size() != params_.size())
-    throw std::invalid_argument("master weights of another model");
+  if (master_ && master_->model_params().size() != params_.size()) throw ConfigError("master weights of another model");
   if (low_precision_model_) micro_grad_ = at::zeros({total}, params_[0].options().requires_grad(false));
   int64_t offset = 0;
   for (size_t i = 0; i < params_.size(); ++i) {
@@ -145,8 +145,7 @@ Accumulator::Accumulator(torch::nn::Module& model, torch::optim::Optimizer& opti
     if (low_precision_model_) {
       // Backward writes the model's low-precision .grad; the fp32 sum is the masters' .grad (under
       // ZeRO, the reduce-scatter's input).
-      if (master_ && !master_->model_params()[i].is_same(p))
-        throw std::invalid_argument("master weights of another model");
+      if (master_ && !master_->model_params()[i].is_same(p)) throw ConfigError("master weights of another model");
       micro_views_.push_back(micro_grad_.narrow(0, offset, p.numel()).view(p.sizes()));
       p.mutable_grad() = micro_views_.back();
       if (master_) master_->masters()[i].mutable_grad() = flat_views_.back();
@@ -159,7 +158,7 @@ Accumulator::Accumulator(torch::nn::Module& model, torch::optim::Optimizer& opti
 }
 
 void Accumulator::accumulate(const at::Tensor& loss_sum, int64_t samples, int64_t items) {
-  if (samples < 0 || items < 0) throw std::invalid_argument("micro-batch counts must be ≥ 0");
+  if (samples < 0 || items < 0) throw ConfigError("micro-batch counts must be ≥ 0");
   const bool per_micro_sync = distributed() && sync_mode_ == SyncMode::kEveryMicroBatch;
   if (per_micro_sync && !low_precision_model_) {
     for (size_t i = 0; i < params_.size(); ++i) params_[i].mutable_grad() = micro_views_[i];  // this micro-batch alone
@@ -205,10 +204,10 @@ void Accumulator::fold_micro_grad() {
 
 void Accumulator::set_noise_scale(NoiseScaleEstimator* estimator) {
   if (estimator && distributed() && sync_mode_ == SyncMode::kEveryMicroBatch)
-    throw std::invalid_argument(
+    throw ConfigError(
         "the noise scale needs per-window sync (every-micro-batch sync mixes the ranks' first micro-batches)");
   if (estimator && options_.normalization == Normalization::kNaiveMicroMean)
-    throw std::invalid_argument("the noise scale needs per-item normalization");
+    throw ConfigError("the noise scale needs per-item normalization");
   noise_ = estimator;
 }
 

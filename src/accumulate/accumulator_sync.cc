@@ -2,7 +2,7 @@
 // a group, the window's totals gathered across ranks — by one all-reduce of the buffer with its
 // statistics tail, or by ZeRO-1's reduce-scatter and a small all-reduce — and the overlap of the
 // last backward with the reduction, bucket by bucket.
-#include "gradacc/accumulate/accumulator.h"
+#include "accumulate/accumulator.h"
 
 #include <cmath>
 #include <stdexcept>
@@ -14,6 +14,7 @@
 #include <torch/csrc/autograd/variable.h>
 
 #include "accumulate/window_stats.h"
+#include "gradacc/errors.h"
 
 namespace gradacc {
 
@@ -22,16 +23,16 @@ using detail::kSplit;
 void Accumulator::set_reducer(GradientReducer* reducer, SyncMode mode) {
   if (window_micro_batches_ != 0) throw std::logic_error("set_reducer() inside an open window");
   if (zero_ && (!reducer || reducer->world_size() != zero_->world_size() || reducer->rank() != zero_->rank()))
-    throw std::invalid_argument("ZeRO: the reducer's ranks are not the shard layout's");
+    throw ConfigError("ZeRO: the reducer's ranks are not the shard layout's");
   if (zero_ && mode != SyncMode::kPerWindow)
-    throw std::invalid_argument("ZeRO communicates once per window (--sync window), not every micro-batch");
+    throw ConfigError("ZeRO communicates once per window (--sync window), not every micro-batch");
   reducer_ = reducer;
   sync_mode_ = mode;
   if (!distributed()) return;
   const at::ScalarType t = buffer_.scalar_type();
   if (t != at::kFloat && t != at::kDouble) {
-    throw std::invalid_argument(fmt::format(
-        "data-parallel training sums gradients in fp32, not {} (use --grad-accum-dtype fp32)", c10::toString(t)));
+    throw ConfigError(fmt::format("data-parallel training sums gradients in fp32, not {} (use --grad-accum-dtype fp32)",
+                                  c10::toString(t)));
   }
   if (mode == SyncMode::kEveryMicroBatch && !micro_grad_.defined()) {
     micro_grad_ = at::zeros_like(flat_grad_);
@@ -141,10 +142,10 @@ struct Accumulator::OverlapHook : torch::autograd::PostAccumulateGradHook {
 };
 
 void Accumulator::set_overlap(int64_t bucket_bytes) {
-  if (bucket_bytes < 1) throw std::invalid_argument("overlap: bucket_bytes must be ≥ 1");
+  if (bucket_bytes < 1) throw ConfigError("overlap: bucket_bytes must be ≥ 1");
   if (!distributed() || sync_mode_ != SyncMode::kPerWindow)
-    throw std::invalid_argument("overlap needs data parallel with per-window sync (set_reducer first)");
-  if (zero_) throw std::invalid_argument("overlap: ZeRO reduce-scatters the whole buffer at the boundary");
+    throw ConfigError("overlap needs data parallel with per-window sync (set_reducer first)");
+  if (zero_) throw ConfigError("overlap: ZeRO reduce-scatters the whole buffer at the boundary");
   const int64_t per_bucket = std::max<int64_t>(1, bucket_bytes / static_cast<int64_t>(flat_grad_.element_size()));
   buckets_.clear();
   bucket_of_.assign(params_.size(), 0);

@@ -1,7 +1,7 @@
 // Accumulated gradients against full-batch references computed the ordinary way (one batch, mean
 // loss, one backward). fp32 on the CPU; tolerances are stated per test and sit ~100× above the
 // differences measured when these tests were written, and far below what a wrong scheme gives.
-#include "gradacc/accumulate/accumulator.h"
+#include "accumulate/accumulator.h"
 
 #include <ATen/ops/cat.h>
 #include <ATen/ops/cross_entropy_loss.h>
@@ -14,11 +14,14 @@
 #include <torch/optim/sgd.h>
 #include <torch/utils.h>
 
-#include "gradacc/accumulate/gradient_reducer.h"
-#include "gradacc/data/fashion_mnist.h"
-#include "gradacc/model/models.h"
-#include "gradacc/run/trainer.h"
+#include "builtin/fashion_mnist.h"
+#include "builtin/models.h"
+#include "gradacc/trainer.h"
+#include "precision/loss_scaler.h"
+#include "sync/gradient_reducer.h"
 #include "testing/test_util.h"
+#include "train/run_plan.h"
+#include "train/train_loop.h"
 
 namespace gradacc {
 namespace {

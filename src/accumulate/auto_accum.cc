@@ -1,4 +1,4 @@
-#include "gradacc/accumulate/auto_accum.h"
+#include "accumulate/auto_accum.h"
 
 #include <algorithm>
 #include <cmath>
@@ -6,18 +6,19 @@
 
 #include <fmt/format.h>
 
-#include "gradacc/util/parse.h"
+#include "base/parse.h"
+#include "gradacc/errors.h"
 
 namespace gradacc {
 
 AutoAccum::AutoAccum(AutoAccumOptions o) : o_(o), current_(o.min_accum) {
   if (o.min_accum < 1 || o.max_accum < o.min_accum) {
-    throw std::invalid_argument(
+    throw ConfigError(
         fmt::format("automatic accumulation needs 1 ≤ min ≤ max, got {} and {}", o.min_accum, o.max_accum));
   }
-  if (o.warmup < 0) throw std::invalid_argument(fmt::format("accum_auto_warmup must be ≥ 0, got {}", o.warmup));
-  if (o.interval < 1) throw std::invalid_argument(fmt::format("accum_auto_every must be ≥ 1, got {}", o.interval));
-  if (o.micro_batch < 1 || o.world_size < 1) throw std::invalid_argument("micro_batch and world_size must be ≥ 1");
+  if (o.warmup < 0) throw ConfigError(fmt::format("accum_auto_warmup must be ≥ 0, got {}", o.warmup));
+  if (o.interval < 1) throw ConfigError(fmt::format("accum_auto_every must be ≥ 1, got {}", o.interval));
+  if (o.micro_batch < 1 || o.world_size < 1) throw ConfigError("micro_batch and world_size must be ≥ 1");
 }
 
 int64_t AutoAccum::target(double noise_scale, int64_t samples, int64_t items) const {
@@ -47,16 +48,16 @@ std::map<std::string, std::string> AutoAccum::state() const {
 void AutoAccum::load_state(const std::map<std::string, std::string>& state) {
   const auto c = state.find("accum_auto_current"), d = state.find("accum_auto_last_decision");
   if (c == state.end() && d == state.end()) return;
-  if (c == state.end() || d == state.end()) throw std::invalid_argument("automatic accumulation state is incomplete");
+  if (c == state.end() || d == state.end()) throw ConfigError("automatic accumulation state is incomplete");
   int64_t current = 0, last = 0;
   try {
     current = parse_int(c->second);
     last = parse_int(d->second);
   } catch (const std::invalid_argument& e) {
-    throw std::invalid_argument(fmt::format("automatic accumulation state is malformed ({})", e.what()));
+    throw ConfigError(fmt::format("automatic accumulation state is malformed ({})", e.what()));
   }
   if (current < o_.min_accum || current > o_.max_accum || last < 0) {
-    throw std::invalid_argument(
+    throw ConfigError(
         fmt::format("automatic accumulation state {} is outside [{}, {}]", current, o_.min_accum, o_.max_accum));
   }
   current_ = current;
@@ -64,11 +65,10 @@ void AutoAccum::load_state(const std::map<std::string, std::string>& state) {
 }
 
 AutoAccumOptions parse_auto_accum(const std::string& spec, AutoAccumOptions o) {
-  if (spec.rfind("auto", 0) != 0) throw std::invalid_argument(fmt::format("'{}' is not auto[:MAX]", shown(spec)));
+  if (spec.rfind("auto", 0) != 0) throw ConfigError(fmt::format("'{}' is not auto[:MAX]", shown(spec)));
   std::string rest = spec.substr(4);
   if (rest.empty()) return o;
-  if (rest[0] != ':')
-    throw std::invalid_argument(fmt::format("'{}' is not auto, auto:MAX or auto:MIN:MAX", shown(spec)));
+  if (rest[0] != ':') throw ConfigError(fmt::format("'{}' is not auto, auto:MAX or auto:MIN:MAX", shown(spec)));
   rest = rest.substr(1);
   const auto colon = rest.find(':');
   try {
@@ -79,10 +79,10 @@ AutoAccumOptions parse_auto_accum(const std::string& spec, AutoAccumOptions o) {
       o.max_accum = parse_int(rest.substr(colon + 1));
     }
   } catch (const std::invalid_argument&) {
-    throw std::invalid_argument(fmt::format("'{}' is not auto, auto:MAX or auto:MIN:MAX", shown(spec)));
+    throw ConfigError(fmt::format("'{}' is not auto, auto:MAX or auto:MIN:MAX", shown(spec)));
   }
   if (o.min_accum < 1 || o.max_accum < o.min_accum)
-    throw std::invalid_argument(fmt::format("'{}': needs 1 ≤ MIN ≤ MAX", shown(spec)));
+    throw ConfigError(fmt::format("'{}': needs 1 ≤ MIN ≤ MAX", shown(spec)));
   return o;
 }
 

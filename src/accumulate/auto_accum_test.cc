@@ -1,7 +1,7 @@
 // Accumulation that follows the noise scale: the rule (rounding, units, bounds), when it decides,
 // and its state in checkpoints. The run-level tests — a resumed run that takes the same decisions
 // bit for bit, and the flags' bad input — are in run/checkpoint_test.cc and tests/cli_bad_input.sh.
-#include "gradacc/accumulate/auto_accum.h"
+#include "accumulate/auto_accum.h"
 
 #include <gtest/gtest.h>
 

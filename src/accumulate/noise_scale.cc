@@ -1,15 +1,15 @@
-#include "gradacc/accumulate/noise_scale.h"
+#include "accumulate/noise_scale.h"
 
 #include <cmath>
 #include <stdexcept>
 
 #include <fmt/format.h>
+#include "gradacc/errors.h"
 
 namespace gradacc {
 
 NoiseScaleEstimator::NoiseScaleEstimator(double decay) : decay_(decay) {
-  if (!(decay >= 0 && decay < 1))
-    throw std::invalid_argument(fmt::format("noise_scale_ema must lie in [0, 1), got {}", decay));
+  if (!(decay >= 0 && decay < 1)) throw ConfigError(fmt::format("noise_scale_ema must lie in [0, 1), got {}", decay));
 }
 
 NoiseScaleReading NoiseScaleEstimator::update(double small_sq, double b_small, double big_sq, double b_big) {
@@ -46,16 +46,16 @@ void NoiseScaleEstimator::load_state(const std::map<std::string, std::string>& s
   try {
     size_t used = 0;
     const double grad_sq = std::stod(g->second, &used);
-    if (used != g->second.size()) throw std::invalid_argument(g->second);
+    if (used != g->second.size()) throw ConfigError(g->second);
     const double trace = std::stod(t->second, &used);
-    if (used != t->second.size()) throw std::invalid_argument(t->second);
+    if (used != t->second.size()) throw ConfigError(t->second);
     const int64_t windows = std::stoll(n->second);
-    if (windows < 0 || !std::isfinite(grad_sq) || !std::isfinite(trace)) throw std::invalid_argument("out of range");
+    if (windows < 0 || !std::isfinite(grad_sq) || !std::isfinite(trace)) throw ConfigError("out of range");
     grad_sq_ema_ = grad_sq;
     trace_ema_ = trace;
     windows_ = windows;
   } catch (const std::logic_error& e) {
-    throw std::invalid_argument(fmt::format("noise scale state is malformed ({})", e.what()));
+    throw ConfigError(fmt::format("noise scale state is malformed ({})", e.what()));
   }
 }
 

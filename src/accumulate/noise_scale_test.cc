@@ -1,7 +1,7 @@
 // The gradient noise scale: the estimators are exact on exact inputs, the state survives a
 // checkpoint, and — the test that matters — the estimate from micro-batch and window norms agrees
 // with tr(Σ)/|G|² computed directly from per-example gradients of the mlp on Fashion-MNIST.
-#include "gradacc/accumulate/noise_scale.h"
+#include "accumulate/noise_scale.h"
 
 #include <ATen/ops/zeros.h>
 #include <gtest/gtest.h>
@@ -9,12 +9,16 @@
 #include <torch/optim/sgd.h>
 #include <torch/utils.h>
 
-#include "gradacc/data/fashion_mnist.h"
+#include "accumulate/accumulator.h"
+#include "builtin/fashion_mnist.h"
+#include "builtin/models.h"
 #include "gradacc/errors.h"
-#include "gradacc/model/models.h"
-#include "gradacc/optim/optimizer.h"
-#include "gradacc/run/trainer.h"
+#include "gradacc/optimizer.h"
+#include "gradacc/trainer.h"
+#include "precision/loss_scaler.h"
 #include "testing/test_util.h"
+#include "train/run_plan.h"
+#include "train/train_loop.h"
 
 namespace gradacc {
 namespace {

@@ -1,4 +1,4 @@
-#include "gradacc/data/dataset.h"
+#include "gradacc/dataset.h"
 
 #include <algorithm>
 #include <numeric>
@@ -7,7 +7,7 @@
 #include <ATen/ops/index_select.h>
 #include <fmt/format.h>
 
-#include "gradacc/data/idx.h"
+#include "gradacc/errors.h"
 
 namespace gradacc {
 

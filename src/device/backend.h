@@ -8,7 +8,7 @@
 #include <torch/csrc/distributed/c10d/Backend.hpp>
 #include <torch/csrc/distributed/c10d/Store.hpp>
 
-#include "gradacc/device/device.h"
+#include "gradacc/device.h"
 
 namespace gradacc::backend {
 
@@ -21,7 +21,7 @@ void* start_sync_count();
 int64_t sync_count(void* state);
 void stop_sync_count(void* state);
 // A c10d ProcessGroupNCCL of `world_size` ranks over `store`, on GPU `device_index` (made the
-// current device: one GPU per local rank). Throws std::runtime_error in a build without CUDA or
+// current device: one GPU per local rank). Throws ConfigError in a build without CUDA or
 // without NCCL's header.
 c10::intrusive_ptr<c10d::Backend> make_nccl_group(const c10::intrusive_ptr<c10d::Store>& store, int rank,
                                                   int world_size, std::chrono::milliseconds timeout, int device_index);

@@ -2,6 +2,7 @@
 #include "device/backend.h"
 
 #include <stdexcept>
+#include "gradacc/errors.h"
 
 namespace gradacc::backend {
 
@@ -14,7 +15,7 @@ int64_t sync_count(void*) { return 0; }
 void stop_sync_count(void*) {}
 c10::intrusive_ptr<c10d::Backend> make_nccl_group(const c10::intrusive_ptr<c10d::Store>&, int, int,
                                                   std::chrono::milliseconds, int) {
-  throw std::runtime_error("NCCL needs a CUDA build (cmake -DGRADACC_CUDA=ON; docs/gpu.md)");
+  throw ConfigError("NCCL needs a CUDA build (cmake -DGRADACC_CUDA=ON; docs/gpu.md)");
 }
 
 }  // namespace gradacc::backend

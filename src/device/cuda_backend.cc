@@ -20,6 +20,7 @@
 #define USE_C10D_NCCL
 #endif
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#include "gradacc/errors.h"
 #endif
 
 namespace gradacc::backend {
@@ -94,7 +95,7 @@ c10::intrusive_ptr<c10d::Backend> make_nccl_group(const c10::intrusive_ptr<c10d:
   return c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, world_size, options);
 #else
   (void)store, (void)rank, (void)world_size, (void)timeout, (void)device_index;
-  throw std::runtime_error("this CUDA build found no nccl.h (the wheel's nvidia-nccl package): no NCCL");
+  throw ConfigError("this CUDA build found no nccl.h (the wheel's nvidia-nccl package): no NCCL");
 #endif
 }
 

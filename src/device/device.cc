@@ -1,4 +1,4 @@
-#include "gradacc/device/device.h"
+#include "gradacc/device.h"
 
 #include <algorithm>
 #include <atomic>
@@ -19,7 +19,8 @@
 
 #include "device/backend.h"
 
-#include "gradacc/util/parse.h"
+#include "base/parse.h"
+#include "gradacc/errors.h"
 
 namespace gradacc {
 
@@ -35,19 +36,17 @@ at::Device resolve_device(const std::string& name) {
              name.find_first_not_of("0123456789", 5) == std::string::npos) {
     index = std::stoi(name.substr(5));
   } else {
-    throw std::invalid_argument(fmt::format("unknown device '{}' (expected cpu, cuda or cuda:N)", shown(name)));
+    throw ConfigError(fmt::format("unknown device '{}' (expected cpu, cuda or cuda:N)", shown(name)));
   }
   if (!backend::cuda_linked()) {
-    throw std::invalid_argument(
+    throw ConfigError(
         fmt::format("device '{}' needs a CUDA build (cmake -DGRADACC_CUDA=ON; docs/gpu.md)", shown(name)));
   }
   const int count = backend::cuda_device_count();
   if (count == 0)
-    throw std::invalid_argument(
-        fmt::format("device '{}' requested, but no usable CUDA device or driver was found", shown(name)));
+    throw ConfigError(fmt::format("device '{}' requested, but no usable CUDA device or driver was found", shown(name)));
   if (index >= count) {
-    throw std::invalid_argument(
-        fmt::format("device '{}' requested, but only {} CUDA device(s) are present", shown(name), count));
+    throw ConfigError(fmt::format("device '{}' requested, but only {} CUDA device(s) are present", shown(name), count));
   }
   return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(index));
 }

@@ -1,7 +1,7 @@
 // The promises that depend on the device, checked on every device this machine has: each test runs
 // once on the CPU and once on CUDA, and the CUDA case skips (saying why) where there is no usable
 // GPU. fp32 on CUDA runs with TF32 off (gradacc's default), so the tolerances are float rounding.
-#include "gradacc/device/device.h"
+#include "gradacc/device.h"
 
 #include <dlfcn.h>
 
@@ -17,18 +17,20 @@
 #include <torch/optim/sgd.h>
 #include <torch/utils.h>
 
-#include "gradacc/accumulate/accumulator.h"
-#include "gradacc/accumulate/loss_scaler.h"
-#include "gradacc/accumulate/precision.h"
-#include "gradacc/data/fashion_mnist.h"
-#include "gradacc/data/text.h"
-#include "gradacc/io/safetensors.h"
-#include "gradacc/job/job.h"
-#include "gradacc/memory/memory_plan.h"
-#include "gradacc/model/models.h"
-#include "gradacc/optim/optimizer.h"
-#include "gradacc/run/trainer.h"
+#include "accumulate/accumulator.h"
+#include "app/job.h"
+#include "builtin/fashion_mnist.h"
+#include "builtin/models.h"
+#include "builtin/text.h"
+#include "gradacc/optimizer.h"
+#include "gradacc/precision.h"
+#include "gradacc/safetensors.h"
+#include "gradacc/trainer.h"
+#include "memory/planner.h"
+#include "precision/loss_scaler.h"
 #include "testing/test_util.h"
+#include "train/run_plan.h"
+#include "train/train_loop.h"
 
 namespace gradacc {
 namespace {

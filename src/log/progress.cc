@@ -1,4 +1,4 @@
-#include "gradacc/log/progress.h"
+#include "log/progress.h"
 
 #include <unistd.h>
 

@@ -1,4 +1,4 @@
-#include "gradacc/log/step_log.h"
+#include "log/step_log.h"
 
 #include <cerrno>
 #include <cstring>
@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include "gradacc/errors.h"
 
 namespace gradacc {
 
@@ -31,8 +32,7 @@ StepLog::StepLog(const std::string& path, std::optional<int64_t> continue_after)
       out.close();
       if (!out || std::rename(tmp.c_str(), path.c_str()) != 0) {
         std::remove(tmp.c_str());
-        throw std::runtime_error(
-            fmt::format("cannot rewrite log file {} for the resumed run: {}", path, std::strerror(errno)));
+        throw IoError(fmt::format("cannot rewrite log file {} for the resumed run: {}", path, std::strerror(errno)));
       }
     }
   }
@@ -44,7 +44,7 @@ StepLog::StepLog(const std::string& path, std::optional<int64_t> continue_after)
     if (fresh) std::fclose(fresh);
   }
   file_ = std::fopen(path.c_str(), "a");
-  if (!file_) throw std::runtime_error(fmt::format("cannot write log file {}: {}", path, std::strerror(errno)));
+  if (!file_) throw IoError(fmt::format("cannot write log file {}: {}", path, std::strerror(errno)));
 }
 
 StepLog::~StepLog() {
@@ -93,7 +93,7 @@ void StepLog::write_raw(const std::string& line) {
   if (!file_) return;
   // Every write is checked: a full disk must end the run with an error, not a silent empty log.
   if (std::fputs(line.c_str(), file_) < 0 || std::fputc('\n', file_) == EOF || std::fflush(file_) != 0) {
-    throw std::runtime_error(fmt::format("cannot write log file {}: {}", path_, std::strerror(errno)));
+    throw IoError(fmt::format("cannot write log file {}: {}", path_, std::strerror(errno)));
   }
 }
 

@@ -1,6 +1,6 @@
 // The JSONL step log: every field of a step, one line per step, and a resumed run's log cut back
 // to the checkpoint's step before it appends.
-#include "gradacc/log/step_log.h"
+#include "log/step_log.h"
 
 #include <filesystem>
 #include <fstream>

@@ -1,6 +1,6 @@
 // plan_memory(): measure the static part, the optimizer step and the activations, then pick the
 // largest micro-batch that fits (see memory_plan.h for the model of a window's peak).
-#include "gradacc/memory/memory_plan.h"
+#include "memory/planner.h"
 
 #include <algorithm>
 #include <limits>
@@ -12,10 +12,10 @@
 #include <torch/csrc/autograd/grad_mode.h>
 #include <nlohmann/json.hpp>
 
-#include "gradacc/device/device.h"
+#include "base/parse.h"
+#include "gradacc/device.h"
 #include "gradacc/errors.h"
-#include "gradacc/optim/fused_adamw.h"
-#include "gradacc/util/parse.h"
+#include "optim/fused_adamw.h"
 
 namespace gradacc {
 namespace {

@@ -14,16 +14,20 @@
 #include <torch/nn/modules/linear.h>
 #include <torch/utils.h>
 
-#include "gradacc/data/text.h"
-#include "gradacc/device/device.h"
+#include "accumulate/accumulator.h"
+#include "base/parse.h"
+#include "builtin/models.h"
+#include "builtin/text.h"
+#include "gradacc/activation_checkpoint.h"
+#include "gradacc/device.h"
 #include "gradacc/errors.h"
-#include "gradacc/memory/activation_checkpoint.h"
-#include "gradacc/memory/memory_plan.h"
-#include "gradacc/model/models.h"
-#include "gradacc/optim/optimizer.h"
-#include "gradacc/run/trainer.h"
-#include "gradacc/util/parse.h"
+#include "gradacc/optimizer.h"
+#include "gradacc/trainer.h"
+#include "memory/planner.h"
+#include "precision/loss_scaler.h"
 #include "testing/test_util.h"
+#include "train/run_plan.h"
+#include "train/train_loop.h"
 
 namespace gradacc {
 namespace {

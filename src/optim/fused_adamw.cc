@@ -1,4 +1,4 @@
-#include "gradacc/optim/fused_adamw.h"
+#include "optim/fused_adamw.h"
 
 #include <ATen/ops/_foreach_add.h>
 #include <ATen/ops/_fused_adam.h>

@@ -1,4 +1,4 @@
-#include "gradacc/optim/fused_adamw.h"
+#include "optim/fused_adamw.h"
 
 #include <ATen/ops/randn.h>
 #include <gtest/gtest.h>

@@ -1,4 +1,4 @@
-#include "gradacc/optim/lr_schedule.h"
+#include "gradacc/lr_schedule.h"
 
 #include <algorithm>
 #include <cmath>
@@ -7,7 +7,8 @@
 
 #include <fmt/format.h>
 
-#include "gradacc/util/parse.h"
+#include "base/parse.h"
+#include "gradacc/errors.h"
 
 namespace gradacc {
 
@@ -18,7 +19,7 @@ ScheduleKind parse_schedule(const std::string& name) {
   if (name == "ds_warmup") return ScheduleKind::kDsWarmup;
   if (name == "ds_warmup_decay") return ScheduleKind::kDsWarmupDecay;
   if (name == "ds_warmup_cosine") return ScheduleKind::kDsWarmupCosine;
-  throw std::invalid_argument(fmt::format(
+  throw ConfigError(fmt::format(
       "unknown schedule '{}' (expected constant, cosine, linear, ds_warmup, ds_warmup_decay or ds_warmup_cosine)",
       shown(name)));
 }
@@ -38,7 +39,7 @@ std::string to_string(ScheduleKind kind) {
 WarmupStart parse_warmup_start(const std::string& name) {
   if (name == "step1") return WarmupStart::kStep1;
   if (name == "zero") return WarmupStart::kZero;
-  throw std::invalid_argument(fmt::format("unknown warmup start '{}' (expected step1 or zero)", shown(name)));
+  throw ConfigError(fmt::format("unknown warmup start '{}' (expected step1 or zero)", shown(name)));
 }
 
 std::string to_string(WarmupStart start) { return start == WarmupStart::kZero ? "zero" : "step1"; }
@@ -53,26 +54,26 @@ bool deepspeed_kind(ScheduleKind k) {
 
 LrSchedule::LrSchedule(LrScheduleOptions o) : options_(o) {
   if (!(o.base_lr > 0) || !std::isfinite(o.base_lr))
-    throw std::invalid_argument(fmt::format("lr must be positive, got {}", o.base_lr));
+    throw ConfigError(fmt::format("lr must be positive, got {}", o.base_lr));
   if (o.min_lr < 0 || o.min_lr > o.base_lr) {
-    throw std::invalid_argument(fmt::format("min_lr = {} must lie in [0, lr = {}]", o.min_lr, o.base_lr));
+    throw ConfigError(fmt::format("min_lr = {} must lie in [0, lr = {}]", o.min_lr, o.base_lr));
   }
-  if (o.total_steps < 1) throw std::invalid_argument(fmt::format("total steps must be ≥ 1, got {}", o.total_steps));
-  if (o.warmup_steps < 0) throw std::invalid_argument(fmt::format("warmup must be ≥ 0, got {}", o.warmup_steps));
+  if (o.total_steps < 1) throw ConfigError(fmt::format("total steps must be ≥ 1, got {}", o.total_steps));
+  if (o.warmup_steps < 0) throw ConfigError(fmt::format("warmup must be ≥ 0, got {}", o.warmup_steps));
   if (deepspeed_kind(o.kind)) {
     if (!(o.warmup_min_ratio >= 0 && o.warmup_min_ratio <= 1) || !(o.cos_min_ratio >= 0 && o.cos_min_ratio <= 1)) {
-      throw std::invalid_argument(fmt::format("warmup_min_ratio = {} and cos_min_ratio = {} must lie in [0, 1]",
-                                              o.warmup_min_ratio, o.cos_min_ratio));
+      throw ConfigError(fmt::format("warmup_min_ratio = {} and cos_min_ratio = {} must lie in [0, 1]",
+                                    o.warmup_min_ratio, o.cos_min_ratio));
     }
     if (o.kind == ScheduleKind::kDsWarmupCosine && o.total_steps <= std::max<int64_t>(2, o.warmup_steps)) {
-      throw std::invalid_argument(fmt::format("WarmupCosineLR needs total_num_steps = {} above warmup_num_steps = {}",
-                                              o.total_steps, std::max<int64_t>(2, o.warmup_steps)));
+      throw ConfigError(fmt::format("WarmupCosineLR needs total_num_steps = {} above warmup_num_steps = {}",
+                                    o.total_steps, std::max<int64_t>(2, o.warmup_steps)));
     }
     return;
   }
   if (o.kind != ScheduleKind::kConstant && o.warmup_steps >= o.total_steps) {
-    throw std::invalid_argument(fmt::format("warmup = {} steps leaves no room to decay within {} optimizer steps",
-                                            o.warmup_steps, o.total_steps));
+    throw ConfigError(fmt::format("warmup = {} steps leaves no room to decay within {} optimizer steps", o.warmup_steps,
+                                  o.total_steps));
   }
 }
 

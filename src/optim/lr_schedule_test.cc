@@ -1,4 +1,4 @@
-#include "gradacc/optim/lr_schedule.h"
+#include "gradacc/lr_schedule.h"
 
 #include <algorithm>
 #include <cmath>

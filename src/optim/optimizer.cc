@@ -1,4 +1,4 @@
-#include "gradacc/optim/optimizer.h"
+#include "gradacc/optimizer.h"
 
 #include <cxxabi.h>
 
@@ -21,14 +21,15 @@
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
 
-#include "gradacc/optim/fused_adamw.h"
+#include "gradacc/errors.h"
+#include "optim/fused_adamw.h"
 
 namespace gradacc {
 
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::vector<at::Tensor>& params,
                                                         const OptimizerOptions& o) {
   auto check = [](bool ok, const std::string& msg) {
-    if (!ok) throw std::invalid_argument(msg);
+    if (!ok) throw ConfigError(msg);
   };
   check(o.lr > 0 && o.lr <= 1e3 && std::isfinite(o.lr), fmt::format("lr must lie in (0, 1000], got {}", o.lr));
   check(o.weight_decay >= 0 && o.weight_decay <= 1e3 && std::isfinite(o.weight_decay),
@@ -61,7 +62,7 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::vector<at::Te
     return std::make_unique<torch::optim::Adam>(
         params, torch::optim::AdamOptions(o.lr).betas({o.beta1, o.beta2}).eps(o.eps).weight_decay(o.weight_decay));
   }
-  throw std::invalid_argument(fmt::format("unknown optimizer '{}' (expected sgd, adam or adamw)", o.name));
+  throw ConfigError(fmt::format("unknown optimizer '{}' (expected sgd, adam or adamw)", o.name));
 }
 
 OptimizerFactory optimizer_factory(const OptimizerOptions& options) {
@@ -168,7 +169,7 @@ std::map<std::string, at::Tensor> optimizer_state(torch::optim::Optimizer& optim
     } else if (auto* adamw = dynamic_cast<torch::optim::AdamWParamState*>(it->second.get())) {
       add_adam_state(out, i, *adamw);
     } else {
-      throw std::invalid_argument("optimizer_state: unsupported optimizer state type");
+      throw ConfigError("optimizer_state: unsupported optimizer state type");
     }
   }
   return out;
@@ -178,7 +179,7 @@ void load_optimizer_state(torch::optim::Optimizer& optimizer, const std::map<std
   if (!has_named_state(optimizer)) {
     auto it = state.find("archive");
     if (state.size() != 1 || it == state.end() || it->second.scalar_type() != at::kByte || it->second.dim() != 1) {
-      throw std::invalid_argument(
+      throw ConfigError(
           fmt::format("the state of a {} is saved as one uint8 'archive' tensor", optimizer_kind(optimizer)));
     }
     const at::Tensor bytes = it->second.contiguous().cpu();
@@ -189,8 +190,7 @@ void load_optimizer_state(torch::optim::Optimizer& optimizer, const std::map<std
       optimizer.load(archive);
     } catch (const c10::Error& e) {
       const std::string what = e.what();
-      throw std::invalid_argument(
-          fmt::format("the optimizer archive does not load: {}", what.substr(0, what.find('\n'))));
+      throw ConfigError(fmt::format("the optimizer archive does not load: {}", what.substr(0, what.find('\n'))));
     }
     return;
   }
@@ -205,7 +205,7 @@ void load_optimizer_state(torch::optim::Optimizer& optimizer, const std::map<std
   else if (sgd)
     fields = {"momentum_buffer"};
   else
-    throw std::invalid_argument("load_optimizer_state: unsupported optimizer");
+    throw ConfigError("load_optimizer_state: unsupported optimizer");
 
   // Check everything before changing anything. A parameter has all of its fields or none
   // (LibTorch makes state lazily, at a parameter's first update).
@@ -217,12 +217,12 @@ void load_optimizer_state(torch::optim::Optimizer& optimizer, const std::map<std
     if (present == 0 && !fused) continue;
     for (const char* f : fields) {
       auto it = state.find(key(i, f));
-      if (it == state.end()) throw std::invalid_argument(fmt::format("optimizer state has no '{}'", key(i, f)));
+      if (it == state.end()) throw ConfigError(fmt::format("optimizer state has no '{}'", key(i, f)));
       const bool scalar = std::string(f) == "step";
       if (scalar ? it->second.numel() != 1 : it->second.sizes() != params[i].sizes()) {
-        throw std::invalid_argument(fmt::format("optimizer state '{}' has shape [{}], the parameter needs [{}]",
-                                                key(i, f), fmt::join(it->second.sizes(), "x"),
-                                                scalar ? "" : fmt::format("{}", fmt::join(params[i].sizes(), "x"))));
+        throw ConfigError(fmt::format("optimizer state '{}' has shape [{}], the parameter needs [{}]", key(i, f),
+                                      fmt::join(it->second.sizes(), "x"),
+                                      scalar ? "" : fmt::format("{}", fmt::join(params[i].sizes(), "x"))));
       }
     }
     matched += fields.size();
@@ -238,9 +238,8 @@ void load_optimizer_state(torch::optim::Optimizer& optimizer, const std::map<std
       bool known = false;
       for (const char* f : fields) known = known || (dot != std::string::npos && name.substr(dot + 1) == f);
       if (!known || i >= params.size()) {
-        throw std::invalid_argument(
-            fmt::format("optimizer state '{}' does not belong to this {} optimizer over {} parameters", name,
-                        sgd ? "sgd" : "adam/adamw", params.size()));
+        throw ConfigError(fmt::format("optimizer state '{}' does not belong to this {} optimizer over {} parameters",
+                                      name, sgd ? "sgd" : "adam/adamw", params.size()));
       }
     }
   }

@@ -1,7 +1,7 @@
 // Optimizers: construction checks, what a checkpoint saves of each (named tensors for gradacc's
 // and LibTorch's SGD/Adam/AdamW, LibTorch's own archive for any other), exact restore, and the
 // identity strings ranks and checkpoints compare.
-#include "gradacc/optim/optimizer.h"
+#include "gradacc/optimizer.h"
 
 #include <ATen/ops/equal.h>
 #include <ATen/ops/full.h>
@@ -15,7 +15,7 @@ namespace gradacc {
 namespace {
 
 // Two steps of `make` on a small linear layer with fixed gradients; returns the layer.
-torch::nn::Linear stepped(const OptimizerFactory& make, std::unique_ptr<torch::optim::Optimizer>& out) {
+torch::nn::Linear stepped(const OptimizerFactory& make, std::shared_ptr<torch::optim::Optimizer>& out) {
   torch::manual_seed(1);
   torch::nn::Linear lin(4, 3);
   out = make(lin->parameters());
@@ -29,7 +29,7 @@ torch::nn::Linear stepped(const OptimizerFactory& make, std::unique_ptr<torch::o
 // Saved after 2 steps, restored into a fresh optimizer, both take a third identical step:
 // the parameters must stay bit-identical.
 void expect_exact_restore(const OptimizerFactory& make, const std::string& kind) {
-  std::unique_ptr<torch::optim::Optimizer> a, b;
+  std::shared_ptr<torch::optim::Optimizer> a, b;
   auto la = stepped(make, a);
   const auto state = optimizer_state(*a);
   ASSERT_FALSE(state.empty()) << kind;
@@ -69,7 +69,7 @@ TEST(Optimizer, EveryKindRestoresExactly) {
     return std::make_unique<torch::optim::RMSprop>(p, torch::optim::RMSpropOptions(0.01).momentum(0.5));
   };
   expect_exact_restore(rms, "torch::optim::RMSprop");
-  std::unique_ptr<torch::optim::Optimizer> r;
+  std::shared_ptr<torch::optim::Optimizer> r;
   stepped(rms, r);
   const auto state = optimizer_state(*r);
   ASSERT_EQ(state.size(), 1u);

@@ -1,4 +1,4 @@
-#include "gradacc/sync/communicator.h"
+#include "sync/communicator.h"
 
 #include <cstdlib>
 #include <future>
@@ -16,6 +16,7 @@
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include "device/backend.h"
+#include "gradacc/errors.h"
 
 namespace gradacc {
 
@@ -41,7 +42,7 @@ struct ConfigMismatch : std::runtime_error {
 
 Communicator::Communicator(const DistEnv& env, CommunicatorOptions options)
     : impl_(std::make_unique<Impl>()), env_(env), options_(options), pending_(std::make_unique<Pending>()) {
-  if (options_.bucket_bytes < 1) throw std::invalid_argument("bucket_bytes must be ≥ 1");
+  if (options_.bucket_bytes < 1) throw ConfigError("bucket_bytes must be ≥ 1");
   // c10d logs every retry and socket error to stderr; gradacc reports failures itself in one
   // line. Its logs stay available with TORCH_CPP_LOG_LEVEL=INFO (or WARNING).
   if (!std::getenv("TORCH_CPP_LOG_LEVEL")) FLAGS_caffe2_log_level = 3;  // FATAL only
@@ -54,9 +55,9 @@ Communicator::Communicator(const DistEnv& env, CommunicatorOptions options)
     so.timeout = options_.timeout;
     impl_->store = c10::make_intrusive<c10d::TCPStore>(env_.master_addr, so);
   } catch (const std::exception& e) {
-    throw std::runtime_error(fmt::format("rank {}: cannot {} the rendezvous store at {}:{} within {} s: {}", env_.rank,
-                                         env_.rank == 0 ? "start" : "reach", env_.master_addr, env_.master_port,
-                                         options_.timeout.count() / 1000, first_line(e.what())));
+    throw DistributedError(fmt::format("rank {}: cannot {} the rendezvous store at {}:{} within {} s: {}", env_.rank,
+                                       env_.rank == 0 ? "start" : "reach", env_.master_addr, env_.master_port,
+                                       options_.timeout.count() / 1000, first_line(e.what())));
   }
   const bool nccl = options_.device.is_cuda();
   try {
@@ -72,8 +73,8 @@ Communicator::Communicator(const DistEnv& env, CommunicatorOptions options)
       impl_->group = c10::make_intrusive<c10d::ProcessGroupGloo>(prefixed, env_.rank, env_.world_size, go);
     }
   } catch (const std::exception& e) {
-    throw std::runtime_error(fmt::format("rank {}: cannot form the {} group of {} ranks: {}", env_.rank,
-                                         nccl ? "NCCL" : "Gloo", env_.world_size, first_line(e.what())));
+    throw DistributedError(fmt::format("rank {}: cannot form the {} group of {} ranks: {}", env_.rank,
+                                       nccl ? "NCCL" : "Gloo", env_.world_size, first_line(e.what())));
   }
 }
 
@@ -116,7 +117,7 @@ void Communicator::fail(const std::string& what, const std::exception& e) {
     who = who_future.get();
   else if (env_.rank == 0)
     who = "";
-  throw std::runtime_error(
+  throw DistributedError(
       fmt::format("rank {}: {} failed{}: {}", env_.rank, what,
                   who.empty() ? fmt::format(" (a peer died or stalled past {} s)", options_.timeout.count() / 1000)
                               : " because " + who,
@@ -236,7 +237,7 @@ void Communicator::check_same_config(const std::string& description) {
   } catch (const ConfigMismatch&) {
     throw;
   } catch (const std::exception& e) {
-    throw std::runtime_error(
+    throw DistributedError(
         fmt::format("rank {}: configuration check through the store failed: {}", env_.rank, first_line(e.what())));
   }
 }

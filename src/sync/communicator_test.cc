@@ -2,7 +2,7 @@
 // and a real c10d group over loopback), against sums and concatenations computed here: Gloo on the
 // CPU always; NCCL on a GPU when there is one (one rank alone: NCCL does not put two ranks on one
 // device).
-#include "gradacc/sync/communicator.h"
+#include "sync/communicator.h"
 
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -18,7 +18,7 @@
 #include <ATen/ops/zeros.h>
 #include <gtest/gtest.h>
 
-#include "gradacc/device/device.h"
+#include "gradacc/device.h"
 
 namespace gradacc {
 namespace {

@@ -1,11 +1,11 @@
-#include "gradacc/sync/dist_env.h"
+#include "sync/dist_env.h"
 
 #include <cstdlib>
 
 #include <fmt/format.h>
 
+#include "base/parse.h"
 #include "gradacc/errors.h"
-#include "gradacc/util/parse.h"
 
 namespace gradacc {
 namespace {

@@ -1,6 +1,6 @@
 // The torchrun environment contract: a single process without it, ranks with it, and one-line
 // errors for values that cannot be meant.
-#include "gradacc/sync/dist_env.h"
+#include "sync/dist_env.h"
 
 #include <cstdlib>
 

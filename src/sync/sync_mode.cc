@@ -1,18 +1,18 @@
-#include "gradacc/sync/sync_mode.h"
+#include "gradacc/sync_mode.h"
 
 #include <stdexcept>
 
 #include <fmt/format.h>
 
-#include "gradacc/util/parse.h"
+#include "base/parse.h"
+#include "gradacc/errors.h"
 
 namespace gradacc {
 
 SyncMode parse_sync_mode(const std::string& name) {
   if (name == "window") return SyncMode::kPerWindow;
   if (name == "every-micro-batch") return SyncMode::kEveryMicroBatch;
-  throw std::invalid_argument(
-      fmt::format("unknown sync mode '{}' (expected window or every-micro-batch)", shown(name)));
+  throw ConfigError(fmt::format("unknown sync mode '{}' (expected window or every-micro-batch)", shown(name)));
 }
 
 std::string to_string(SyncMode mode) { return mode == SyncMode::kPerWindow ? "window" : "every-micro-batch"; }

@@ -11,9 +11,9 @@
 #include <ATen/ops/cat.h>
 #include <torch/nn/module.h>
 
-#include "gradacc/io/safetensors.h"
-#include "gradacc/memory/memory_plan.h"
-#include "gradacc/run/train_loop.h"
+#include "gradacc/safetensors.h"
+#include "memory/planner.h"
+#include "train/train_loop.h"
 
 namespace gradacc::testing {
 

@@ -1,0 +1,273 @@
+#include "app/job.h"
+
+#include <unistd.h>
+
+#include <cmath>
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <numeric>
+#include <set>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <torch/csrc/autograd/profiler_kineto.h>
+
+#include "app/workload.h"
+#include "base/files.h"
+#include "base/parse.h"
+#include "builtin/model_metadata.h"
+#include "checkpoint/checkpoint.h"
+#include "gradacc/errors.h"
+#include "gradacc/safetensors.h"
+#include "log/step_log.h"
+
+namespace gradacc {
+
+namespace {
+
+void require_writable_parent(const std::string& file) {
+  const std::filesystem::path dir = std::filesystem::path(file).parent_path();
+  const std::string d = dir.empty() ? "." : dir.string();
+  if (!std::filesystem::is_directory(d) || ::access(d.c_str(), W_OK) != 0) {
+    throw ConfigError(fmt::format("cannot create {}: directory {} does not exist or is not writable", file, d));
+  }
+}
+
+std::shared_ptr<Network> build_model(const JobConfig& c, int64_t classes, bool* init_verified = nullptr) {
+  try {
+    return make_seeded_model(c, classes, init_verified);
+  } catch (const std::invalid_argument& e) {
+    throw ConfigError(e.what());
+  }
+}
+
+std::string precision_summary(const RunPlan& p) {
+  if (p.precision == Precision::kFp32) return "";
+  std::string s = fmt::format(" precision={}", to_string(p.precision));
+  if (p.master_params || p.param_dtype) {
+    s += fmt::format(" params={} grad_accum={}", c10::toString(p.master_params ? *p.master_params : *p.param_dtype),
+                     p.master_params ? "fp32" : "param dtype");
+  }
+  if (p.loss_scaler) s += fmt::format(" loss_scale={}", p.loss_scaler->init_scale);
+  return s;
+}
+
+// No two of the files a job reads and writes may be the same file: --log would overwrite the
+// weights, the config or the checkpoint being resumed. Checked before anything is written.
+void require_distinct_paths(const JobConfig& c) {
+  const TrainOptions& t = c.train;
+  std::string resume = t.resume().empty() ? "" : resolve_checkpoint(t.resume());
+  try {
+    require_distinct_files({{"--log", t.log_path()},
+                            {"--save", c.save_path},
+                            {"--init", c.init_path},
+                            {"--config", c.config_path},
+                            {"--resume", resume}});
+  } catch (const std::invalid_argument& e) {
+    throw ConfigError(e.what());
+  }
+  namespace fs = std::filesystem;
+  const std::string dir = !t.checkpoint_dir().empty() ? t.checkpoint_dir()
+                          : resume.empty()            ? ""
+                                                      : fs::path(resume).parent_path().string();
+  for (const auto& [flag, path] :
+       {std::pair<const char*, std::string>{"--log", t.log_path()}, {"--save", c.save_path}}) {
+    if (path.empty() || dir.empty() || checkpoint_step(path) < 0) continue;
+    std::error_code ec;
+    if (fs::equivalent(fs::absolute(fs::path(path)).parent_path(), fs::absolute(dir), ec)) {
+      throw ConfigError(
+          fmt::format("{} {} would be taken for a checkpoint of {}: choose another name", flag, path, dir));
+    }
+  }
+}
+
+void append_log_record(const std::string& path, const std::string& line) {
+  if (path.empty()) return;
+  std::ofstream log(path, std::ios::app);
+  log << line << "\n";
+  if (!log.flush()) throw std::runtime_error(fmt::format("cannot write log file {}", path));
+}
+
+}  // namespace
+
+JobSummary run_train_job(const JobConfig& c, std::ostream& out) {
+  require_distinct_paths(c);
+  const Workload work = load_workload(c);
+  bool init_verified = true;
+  auto network = build_model(c, work.num_classes, &init_verified);
+  Trainer trainer(Model::of(network), optimizer_factory(c.optimizer), work.train, job_train_options(c));
+  const RunPlan& plan = trainer.plan();
+  std::ostringstream quiet;
+  std::ostream& say = plan.lead() ? out : quiet;
+  if (plan.lead() && !c.save_path.empty()) require_writable_parent(c.save_path);
+  for (const std::string& w : trainer.warnings()) say << w << "\n";
+  if (!c.foreign.ignored.empty()) {
+    std::string keys;
+    for (const std::string& k : c.foreign.ignored) keys += (keys.empty() ? "" : ", ") + k;
+    say << fmt::format("note: {} keys that change nothing here were ignored: {}\n",
+                       c.config_format == "hf" ? "Hugging Face" : "DeepSpeed", keys);
+  }
+  if (!init_verified)
+    say << "note: " << c.init_path << " has no gradacc checksum; its weights were loaded unverified\n";
+  say << fmt::format("gradacc train: model={} norm={} data={} ({} examples) {} steps={} optimizer={} lr={}{}\n",
+                     to_string(c.model.kind), to_string(c.model.resolved_norm()), c.data, work.train->size(),
+                     plan.micro_batch_tokens
+                         ? fmt::format("global_batch={} micro_batching=tokens:{} world_size={}",
+                                       plan.batch.global_batch, *plan.micro_batch_tokens, plan.batch.world_size)
+                         : describe(plan.batch),
+                     plan.total_steps, c.optimizer.name, c.optimizer.lr, precision_summary(plan));
+
+  if (const auto& m = trainer.memory_plan()) {
+    const std::string batches =
+        m->micro_batch_tokens > 0
+            ? fmt::format("micro_batching=tokens:{} (at most {} micro-batches)", m->micro_batch_tokens,
+                          m->accumulation_steps)
+            : fmt::format("micro_batch={} accumulation_steps={}", m->micro_batch, m->accumulation_steps);
+    say << fmt::format("memory plan: budget {}, {} activation_checkpointing={}, predicted peak {} (static {})\n",
+                       format_bytes(m->budget_bytes), batches, m->checkpointing ? "blocks" : "off",
+                       format_bytes(m->predicted_peak), format_bytes(m->static_bytes));
+  }
+
+  if (c.eval_every < 0) throw ConfigError(fmt::format("eval_every must be ≥ 0, got {}", c.eval_every));
+  if (c.eval_every > 0 && plan.lead()) {
+    // Held-out loss (and accuracy, for classes) during training: how far the run has come per
+    // optimizer step and per example seen. Rank 0 only; eval mode and no gradients, so neither
+    // the training RNG nor the accumulation is touched.
+    trainer.on_step([&](const StepReport& r, const StepContext&) {
+      if (r.step % c.eval_every != 0 || work.test->size() == 0) return true;
+      std::string record;
+      if (work.text) {
+        record = fmt::format(R"("split":"validation","at_step":{},"loss":{})", r.step,
+                             trainer.evaluate_loss(*work.test, 64));
+      } else {
+        const Evaluation e = trainer.evaluate_loss_and_accuracy(*work.test, 250);  // one pass for both
+        record = fmt::format(R"("split":"test","at_step":{},"loss":{},"accuracy":{})", r.step, e.loss, e.accuracy);
+      }
+      append_log_record(plan.log_path, R"({"event":"eval",)" + record + "}");
+      return true;
+    });
+  }
+
+  // --profile: steps 3–5, after the first windows have allocated what the run keeps; a run that
+  // ends (or stops) before step 5 saves what it profiled.
+  namespace prof = torch::autograd::profiler;
+  bool profiling = false;
+  int64_t profiled_to = 0;
+  const auto save_profile = [&] {
+    prof::disableProfiler()->save(c.profile_path);
+    profiling = false;
+    say << fmt::format("profile of steps 3-{} written to {}\n", profiled_to, c.profile_path);
+  };
+  if (!c.profile_path.empty() && plan.lead()) {  // rank 0 profiles; the ranks run the same step
+    require_writable_parent(c.profile_path);
+    trainer.on_step([&](const StepReport& r, const StepContext&) {
+      profiled_to = r.step;
+      if (r.step == 2) {
+        // Kineto logs a CUDA probe's failure as an error on machines without a GPU: only fatal
+        // messages, unless the user set a level.
+        ::setenv("KINETO_LOG_LEVEL", "5", /*overwrite=*/0);
+        // On a GPU the kernels too (CUPTI, through the CUDA build's Kineto): their names and
+        // device times are what bench/trace_compare.py sets beside the seed loop's.
+        std::set<prof::ActivityType> activities{prof::ActivityType::CPU};
+        if (plan.device.is_cuda()) activities.insert(prof::ActivityType::CUDA);
+        const prof::ProfilerConfig config(prof::ProfilerState::KINETO);
+        prof::prepareProfiler(config, activities);
+        prof::enableProfiler(config, activities);
+        profiling = true;
+      } else if (r.step == 5 && profiling) {
+        save_profile();
+      }
+      return true;
+    });
+  }
+
+  JobSummary s;
+  s.result = trainer.fit();
+  if (profiling) save_profile();
+  if (!c.profile_path.empty() && s.result.steps - s.result.first_step < 3)
+    say << "note: --profile profiles steps 3-5; this run was too short to profile\n";
+  const TrainResult& r = s.result;
+  for (const StepReport& step : r.history) s.peak_bytes = std::max(s.peak_bytes, step.peak_bytes);
+  if (!r.history.empty()) {
+    const int64_t replays = std::accumulate(r.history.begin(), r.history.end(), int64_t{0},
+                                            [](int64_t n, const StepReport& x) { return n + x.oom_replays; });
+    say << fmt::format("peak tensor memory {}{}; optimizer state {} on this rank{}{}\n", format_bytes(s.peak_bytes),
+                       plan.memory_budget ? fmt::format(" of the {} budget", format_bytes(*plan.memory_budget)) : "",
+                       format_bytes(trainer.optimizer_state_bytes()),
+                       plan.zero ? fmt::format(" (ZeRO-1: shard {} of {})", plan.env.rank, plan.env.world_size) : "",
+                       replays > 0
+                           ? fmt::format("; {} window(s) ran out of memory and were replayed with micro_batch {}",
+                                         replays, r.history.back().micro_batch)
+                           : "");
+  }
+  if (!r.resumed_from.empty()) {
+    say << fmt::format("resumed from {} at step {}\n", r.resumed_from, r.first_step);
+  }
+  const std::string skipped = trainer.loss_scaler()
+                                  ? fmt::format("; {} step(s) skipped on fp16 overflow, final loss scale {}",
+                                                trainer.loss_scaler()->skipped_steps(), trainer.loss_scaler()->scale())
+                                  : "";
+  if (r.stopped_early) {
+    const std::string why = r.interrupted_by == 0      ? "stopped as asked (--stop-at)"
+                            : r.signal_here == SIGINT  ? "interrupted (SIGINT)"
+                            : r.signal_here == SIGTERM ? "interrupted (SIGTERM)"
+                                                       : "stopped because another rank was interrupted";
+    say << fmt::format("{} after step {} of {}; checkpoint {}; continue with --resume {}\n", why, r.steps,
+                       plan.total_steps, r.checkpoint.empty() ? "(none)" : r.checkpoint, plan.checkpoint.dir);
+    return s;
+  }
+  if (!plan.lead()) return s;  // rank 0 evaluates, saves and reports
+  if (!c.save_path.empty()) save_module(c.save_path, *network, model_metadata(c.model));
+  s.evaluated = true;
+  // A resumed run that was already complete ran no window: say so rather than print a loss of 0.
+  const std::string trained =
+      fmt::format("trained {} optimizer steps in {:.1f} s; {}", r.steps, r.seconds,
+                  r.history.empty() ? std::string("no window left to run")
+                                    : fmt::format("last window loss {:.4f}", r.history.back().loss));
+  if (work.text && work.test->size() == 0) {  // one to nine documents: nothing was held out
+    out << fmt::format(
+        "{}; no validation: every 10th document (blank-line separated) is held out, and this text has fewer than "
+        "10{}\n",
+        trained, skipped);
+    return s;
+  }
+  if (work.text) {
+    s.validation_loss = trainer.evaluate_loss(*work.test, 64);
+    s.bits_per_byte = s.validation_loss / std::log(2.0);
+    s.unigram_bits_per_byte = work.unigram_bits_per_byte;
+    append_log_record(
+        plan.log_path,
+        fmt::format(
+            R"({{"event":"eval","split":"validation","loss":{},"bits_per_byte":{},"unigram_bits_per_byte":{},"sequences":{}}})",
+            s.validation_loss, s.bits_per_byte, s.unigram_bits_per_byte, work.test->size()));
+    out << fmt::format("{}; validation {:.4f} bits/byte (unigram baseline {:.4f}){}\n", trained, s.bits_per_byte,
+                       s.unigram_bits_per_byte, skipped);
+    return s;
+  }
+  s.test_accuracy = trainer.evaluate_accuracy(*work.test, 1000);
+  append_log_record(plan.log_path, fmt::format(R"({{"event":"eval","split":"test","accuracy":{},"examples":{}}})",
+                                               s.test_accuracy, work.test->size()));
+  out << fmt::format("{}; test accuracy {:.4f}{}\n", trained, s.test_accuracy, skipped);
+  return s;
+}
+
+MemoryPlan run_plan_fit_job(const JobConfig& c) {
+  if (!c.train.memory_budget()) throw ConfigError("plan --fit needs --memory-budget SIZE (and --global-batch N)");
+  const Workload work = load_workload(c);
+  auto network = build_model(c, work.num_classes);
+  Trainer trainer(Model::of(network), optimizer_factory(c.optimizer), work.train, job_train_options(c));
+  return *trainer.memory_plan();
+}
+
+VerifyResult run_verify_job(const JobConfig& c, VerifyOptions options) {
+  const Workload work = load_workload(c);
+  build_model(c, work.num_classes);                                    // the model spec is checked once, up front
+  options.compare_naive = work.text && !c.train.micro_batch_tokens();  // naive needs a fixed micro-batch count
+  const auto make = [&] { return Model::of(make_seeded_model(c, work.num_classes)); };
+  return verify_accumulation(make, optimizer_factory(c.optimizer), work.train, job_train_options(c),
+                             cross_entropy_loss(), options);
+}
+
+}  // namespace gradacc

@@ -1,0 +1,181 @@
+#include "app/launcher.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstring>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+namespace gradacc {
+namespace {
+
+volatile std::sig_atomic_t g_forward_signal = 0;
+extern "C" void on_launcher_signal(int sig) { g_forward_signal = sig; }
+
+struct Rank {
+  pid_t pid = -1;
+  int fd = -1;          // read end of the rank's stdout+stderr
+  std::string partial;  // output not yet ended by a newline
+  bool running = true;
+};
+
+[[noreturn]] void exec_rank(const LaunchOptions& o, int rank, int write_fd) {
+  ::dup2(write_fd, STDOUT_FILENO);
+  ::dup2(write_fd, STDERR_FILENO);
+  ::close(write_fd);
+  ::setenv("RANK", std::to_string(rank).c_str(), 1);
+  ::setenv("LOCAL_RANK", std::to_string(rank).c_str(), 1);
+  ::setenv("WORLD_SIZE", std::to_string(o.nproc).c_str(), 1);
+  ::setenv("LOCAL_WORLD_SIZE", std::to_string(o.nproc).c_str(), 1);
+  ::setenv("MASTER_ADDR", o.master_addr.c_str(), 1);
+  ::setenv("MASTER_PORT", std::to_string(o.master_port).c_str(), 1);
+  std::vector<char*> argv;
+  argv.push_back(const_cast<char*>(o.executable.c_str()));
+  for (const std::string& a : o.args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  ::execv(o.executable.c_str(), argv.data());
+  std::fprintf(stderr, "gradacc launch: cannot run %s: %s\n", o.executable.c_str(), std::strerror(errno));
+  ::_exit(127);
+}
+
+void flush_lines(Rank& r, int index, std::ostream& out, bool all) {
+  size_t start = 0;
+  for (size_t nl; (nl = r.partial.find('\n', start)) != std::string::npos; start = nl + 1) {
+    out << "[rank " << index << "] " << r.partial.substr(start, nl - start) << "\n";
+  }
+  r.partial.erase(0, start);
+  if (all && !r.partial.empty()) {
+    out << "[rank " << index << "] " << r.partial << "\n";
+    r.partial.clear();
+  }
+  out.flush();
+}
+
+int exit_code(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status); }
+
+std::string describe(int status) {
+  return WIFEXITED(status) ? fmt::format("exited with status {}", WEXITSTATUS(status))
+                           : fmt::format("was killed by signal {} ({})", WTERMSIG(status), strsignal(WTERMSIG(status)));
+}
+
+}  // namespace
+
+int launch_local(const LaunchOptions& options, std::ostream& out, std::ostream& log) {
+  LaunchOptions o = options;
+  if (o.nproc < 1 || o.nproc > 1024)
+    throw std::invalid_argument(fmt::format("--nproc must be in 1..1024, got {}", o.nproc));
+  if (o.master_port < 1 || o.master_port > 65535) {
+    throw std::invalid_argument(fmt::format("--master-port must be in 1..65535, got {}", o.master_port));
+  }
+  if (o.args.empty())
+    throw std::invalid_argument("nothing to launch: give the command after --, e.g. -- train --model mlp");
+  if (o.executable.empty()) o.executable = "/proc/self/exe";
+
+  struct sigaction sa {
+  }, old_int{}, old_term{};
+  sa.sa_handler = on_launcher_signal;
+  sigemptyset(&sa.sa_mask);
+  g_forward_signal = 0;
+  ::sigaction(SIGINT, &sa, &old_int);
+  ::sigaction(SIGTERM, &sa, &old_term);
+
+  std::vector<Rank> ranks(o.nproc);
+  for (int i = 0; i < o.nproc; ++i) {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0)
+      throw std::runtime_error(fmt::format("cannot create a pipe: {}", std::strerror(errno)));
+    const pid_t pid = ::fork();
+    if (pid < 0) throw std::runtime_error(fmt::format("cannot start rank {}: {}", i, std::strerror(errno)));
+    if (pid == 0) {
+      ::close(fds[0]);
+      exec_rank(o, i, fds[1]);
+    }
+    ::close(fds[1]);
+    ranks[i].pid = pid;
+    ranks[i].fd = fds[0];
+  }
+
+  int result = 0;
+  bool stopping = false;
+  std::chrono::steady_clock::time_point kill_at{};
+  auto stop_all = [&](int sig) {
+    for (Rank& r : ranks) {
+      if (r.running) ::kill(r.pid, sig);
+    }
+  };
+  for (;;) {
+    // Output first, so a failing rank's last words are printed before the launcher's verdict.
+    std::vector<pollfd> fds;
+    std::vector<int> owner;
+    for (int i = 0; i < o.nproc; ++i) {
+      if (ranks[i].fd >= 0) {
+        fds.push_back({ranks[i].fd, POLLIN, 0});
+        owner.push_back(i);
+      }
+    }
+    if (!fds.empty()) ::poll(fds.data(), fds.size(), 100);
+    for (size_t k = 0; k < fds.size(); ++k) {
+      if (!(fds[k].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      Rank& r = ranks[owner[k]];
+      char buf[4096];
+      const ssize_t n = ::read(r.fd, buf, sizeof buf);
+      if (n > 0) {
+        r.partial.append(buf, static_cast<size_t>(n));
+        flush_lines(r, owner[k], out, false);
+      } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+        flush_lines(r, owner[k], out, true);
+        ::close(r.fd);
+        r.fd = -1;
+      }
+    }
+
+    if (g_forward_signal != 0 && !stopping) {
+      log << fmt::format("[launch] received signal {}; passing it to every rank\n", static_cast<int>(g_forward_signal));
+      stop_all(g_forward_signal);
+      stopping = true;
+      kill_at =
+          std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<int64_t>(o.grace_seconds * 1000));
+      if (result == 0) result = 128 + g_forward_signal;
+    }
+
+    int status = 0;
+    pid_t pid;
+    while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
+      for (int i = 0; i < o.nproc; ++i) {
+        if (ranks[i].pid != pid) continue;
+        ranks[i].running = false;
+        if (status != 0 && !stopping) {
+          log << fmt::format("[launch] rank {} {}; stopping the other ranks\n", i, describe(status));
+          result = exit_code(status);
+          stopping = true;
+          stop_all(SIGTERM);
+          kill_at = std::chrono::steady_clock::now() +
+                    std::chrono::milliseconds(static_cast<int64_t>(o.grace_seconds * 1000));
+        } else if (status != 0 && result == 0) {
+          result = exit_code(status);
+        }
+      }
+    }
+    const bool any_running = std::any_of(ranks.begin(), ranks.end(), [](const Rank& r) { return r.running; });
+    const bool any_output = std::any_of(ranks.begin(), ranks.end(), [](const Rank& r) { return r.fd >= 0; });
+    if (!any_running && !any_output) break;
+    if (stopping && any_running && std::chrono::steady_clock::now() > kill_at) {
+      log << "[launch] ranks still running after the grace period; killing them\n";
+      stop_all(SIGKILL);
+      kill_at = std::chrono::steady_clock::time_point::max();
+    }
+  }
+  ::sigaction(SIGINT, &old_int, nullptr);
+  ::sigaction(SIGTERM, &old_term, nullptr);
+  return result;
+}
+
+}  // namespace gradacc

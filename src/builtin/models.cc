@@ -1,0 +1,199 @@
+#include "builtin/models.h"
+
+#include <stdexcept>
+
+#include <ATen/ops/max_pool2d.h>
+#include <ATen/ops/relu.h>
+#include <fmt/format.h>
+#include <torch/nn/modules/batchnorm.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/normalization.h>
+
+#include "base/parse.h"
+#include "gradacc/activation_checkpoint.h"
+
+namespace gradacc {
+
+NormKind parse_norm(const std::string& name) {
+  if (name == "batch") return NormKind::kBatch;
+  if (name == "group") return NormKind::kGroup;
+  if (name == "layer") return NormKind::kLayer;
+  if (name == "none") return NormKind::kNone;
+  if (name == "rms") return NormKind::kRms;
+  throw std::invalid_argument(
+      fmt::format("unknown normalization '{}' (expected batch, group, layer, none or rms)", shown(name)));
+}
+
+std::string to_string(NormKind kind) {
+  switch (kind) {
+    case NormKind::kBatch: return "batch";
+    case NormKind::kGroup: return "group";
+    case NormKind::kLayer: return "layer";
+    case NormKind::kNone: return "none";
+    case NormKind::kRms: return "rms";
+  }
+  return "?";
+}
+
+ModelKind parse_model_kind(const std::string& name) {
+  if (name == "mlp") return ModelKind::kMlp;
+  if (name == "cnn") return ModelKind::kCnn;
+  if (name == "gpt") return ModelKind::kGpt;
+  throw std::invalid_argument(fmt::format("unknown model '{}' (expected mlp, cnn or gpt)", shown(name)));
+}
+
+std::string to_string(ModelKind kind) {
+  switch (kind) {
+    case ModelKind::kMlp: return "mlp";
+    case ModelKind::kCnn: return "cnn";
+    case ModelKind::kGpt: return "gpt";
+  }
+  return "?";
+}
+
+NormKind ModelSpec::resolved_norm() const {
+  if (kind == ModelKind::kMlp) return NormKind::kNone;  // the MLP has no normalization layers
+  return norm.value_or(kind == ModelKind::kGpt ? NormKind::kLayer : NormKind::kGroup);
+}
+
+void ModelSpec::validate() const {
+  const NormKind n = resolved_norm();
+  switch (kind) {
+    case ModelKind::kMlp: return;
+    case ModelKind::kCnn:
+      if (n == NormKind::kRms) throw std::invalid_argument("the cnn takes --norm batch, group, layer or none, not rms");
+      return;
+    case ModelKind::kGpt:
+      if (n != NormKind::kLayer && n != NormKind::kRms) {
+        throw std::invalid_argument(fmt::format("the gpt takes --norm layer or rms, not {}", to_string(n)));
+      }
+      if (layers < 1 || heads < 1 || dim < 1 || layers > kMaxGptSize || heads > kMaxGptSize || dim > kMaxGptSize) {
+        throw std::invalid_argument(
+            fmt::format("gpt sizes must lie in 1..{} (layers {}, heads {}, dim {})", kMaxGptSize, layers, heads, dim));
+      }
+      if (dim % heads != 0)
+        throw std::invalid_argument(fmt::format("dim = {} is not divisible by heads = {}", dim, heads));
+      if (context < 1 || context > kMaxContext) {
+        throw std::invalid_argument(fmt::format("context = {} is outside 1..{}", context, kMaxContext));
+      }
+      return;
+  }
+}
+
+namespace {
+
+// 784 → 256 → 128 → classes, ReLU between.
+class Mlp : public Network {
+ public:
+  explicit Mlp(int64_t in_features, int64_t classes)
+      : fc1_(register_module("fc1", torch::nn::Linear(in_features, 256))),
+        fc2_(register_module("fc2", torch::nn::Linear(256, 128))),
+        fc3_(register_module("fc3", torch::nn::Linear(128, classes))) {}
+
+  at::Tensor forward(const at::Tensor& x) override {
+    at::Tensor h = x.flatten(1);
+    h = at::relu(fc1_->forward(h));
+    h = at::relu(fc2_->forward(h));
+    return fc3_->forward(h);
+  }
+
+ private:
+  torch::nn::Linear fc1_, fc2_, fc3_;
+};
+
+// A normalization slot over `channels` feature maps; kNone registers nothing.
+class NormSlot {
+ public:
+  NormSlot(torch::nn::Module& owner, const std::string& name, NormKind kind, int64_t channels) : kind_(kind) {
+    switch (kind) {
+      case NormKind::kBatch: batch_ = owner.register_module(name, torch::nn::BatchNorm2d(channels)); break;
+      case NormKind::kGroup:  // 8 groups: statistics per example and group of channels
+        group_ = owner.register_module(name, torch::nn::GroupNorm(torch::nn::GroupNormOptions(8, channels)));
+        break;
+      case NormKind::kLayer:  // one group: statistics per example over (C, H, W), per-channel affine
+        group_ = owner.register_module(name, torch::nn::GroupNorm(torch::nn::GroupNormOptions(1, channels)));
+        break;
+      case NormKind::kNone:
+      case NormKind::kRms: break;
+    }
+  }
+  std::vector<at::Tensor> parameters() const {
+    if (kind_ == NormKind::kBatch) return batch_->parameters();
+    if (kind_ == NormKind::kNone || kind_ == NormKind::kRms) return {};
+    return group_->parameters();
+  }
+  at::Tensor operator()(const at::Tensor& x) {
+    if (kind_ == NormKind::kBatch) return batch_->forward(x);
+    if (kind_ == NormKind::kNone) return x;
+    return group_->forward(x);
+  }
+
+ private:
+  NormKind kind_;
+  torch::nn::BatchNorm2d batch_{nullptr};
+  torch::nn::GroupNorm group_{nullptr};
+};
+
+// conv(1→32) norm relu pool → conv(32→64) norm relu pool → fc(3136→128) relu → fc(128→classes).
+class Cnn : public Network {
+ public:
+  Cnn(NormKind norm, int64_t classes)
+      : norm_kind_(norm),
+        conv1_(register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(1, 32, 3).padding(1)))),
+        norm1_(*this, "norm1", norm, 32),
+        conv2_(register_module("conv2", torch::nn::Conv2d(torch::nn::Conv2dOptions(32, 64, 3).padding(1)))),
+        norm2_(*this, "norm2", norm, 64),
+        fc1_(register_module("fc1", torch::nn::Linear(64 * 7 * 7, 128))),
+        fc2_(register_module("fc2", torch::nn::Linear(128, classes))) {}
+
+  at::Tensor forward(const at::Tensor& x) override {
+    at::Tensor h = stage(conv1_, norm1_, x);  // 32×14×14
+    h = stage(conv2_, norm2_, h);             // 64×7×7
+    h = at::relu(fc1_->forward(h.flatten(1)));
+    return fc2_->forward(h);
+  }
+  bool uses_batch_statistics() const override { return norm_kind_ == NormKind::kBatch && is_training(); }
+  bool set_activation_checkpointing(bool on) override {
+    // BatchNorm's running statistics would be updated twice (forward and recompute).
+    if (on && norm_kind_ == NormKind::kBatch) return false;
+    checkpointing_ = on;
+    return true;
+  }
+
+ private:
+  // conv → norm → relu → 2×2 max-pool: one checkpointed segment each.
+  at::Tensor stage(torch::nn::Conv2d& conv, NormSlot& norm, const at::Tensor& x) {
+    const auto run = [&conv, &norm](const at::Tensor& in) {
+      return at::max_pool2d(at::relu(norm(conv->forward(in))), 2);
+    };
+    if (!checkpointing_) return run(x);
+    std::vector<at::Tensor> params = conv->parameters();
+    for (const at::Tensor& p : norm.parameters()) params.push_back(p);
+    return checkpointed(params, run, x);
+  }
+
+  NormKind norm_kind_;
+  bool checkpointing_ = false;
+  torch::nn::Conv2d conv1_;
+  NormSlot norm1_;
+  torch::nn::Conv2d conv2_;
+  NormSlot norm2_;
+  torch::nn::Linear fc1_, fc2_;
+};
+
+}  // namespace
+
+std::shared_ptr<Network> make_gpt(const ModelSpec& spec, int64_t vocab);  // gpt.cc
+
+std::shared_ptr<Network> make_model(const ModelSpec& spec, int64_t num_classes) {
+  spec.validate();
+  switch (spec.kind) {
+    case ModelKind::kMlp: return std::make_shared<Mlp>(28 * 28, num_classes);
+    case ModelKind::kCnn: return std::make_shared<Cnn>(spec.resolved_norm(), num_classes);
+    case ModelKind::kGpt: return make_gpt(spec, num_classes);
+  }
+  throw std::invalid_argument("unknown model kind");
+}
+
+}  // namespace gradacc

@@ -1,0 +1,69 @@
+// Checkpointer: the run's checkpoint policy over the file format of checkpoint.h — where, when
+// (every N steps, the last step, a stop), how many to keep, and resuming. Only the lead rank
+// (rank 0) writes the main file; every rank resumes from the same file. Under ZeRO-1 every rank
+// also writes and reads its shard of the optimizer state.
+//
+// Thread safety: none; owned by one Trainer.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "checkpoint/checkpoint.h"
+
+namespace gradacc {
+
+// Where, how often and how many: the run's checkpoint options, resolved.
+struct CheckpointPolicy {
+  std::string dir;          // "" = no checkpoints
+  int64_t every = 0;        // optimizer steps between checkpoints; 0: at the end (and on a stop) only
+  int64_t keep = 3;         // newest kept in dir
+  std::string resume_from;  // the checkpoint file to continue from ("" = a fresh run)
+};
+
+class Checkpointer {
+ public:
+  // Lead rank: creates the directory, checks it is writable, and locks it for this run (flock on
+  // DIR/.gradacc.lock, released when the Checkpointer goes). Throws ConfigError (one line) when
+  // another run holds the directory, when a fresh run would write into a directory that already
+  // holds checkpoints, or when a resume starts from an older checkpoint than the newest there
+  // (continuing would abandon, and later prune, the newer ones).
+  Checkpointer(const CheckpointPolicy& policy, StringMap identity, bool lead, at::Device device);
+  Checkpointer(const Checkpointer&) = delete;
+  Checkpointer& operator=(const Checkpointer&) = delete;
+
+  bool enabled() const { return !policy_.dir.empty(); }
+  // The checkpoint's state after loading it into `model`, `optimizer` and `targets`, when the plan
+  // resumes; nothing otherwise. Throws CheckpointError (one line) for a file that cannot continue
+  // this run, having changed nothing.
+  std::optional<CheckpointState> resume(torch::nn::Module& model, torch::optim::Optimizer& optimizer,
+                                        const TensorMap& targets) const;
+  // Whether step `step` is saved: every `every` steps, at `last_step`, and when the run stops.
+  bool due(int64_t step, int64_t last_step, bool stopping) const;
+  // ZeRO-1: every rank saves its shard of the optimizer state (optimizer_shards.h) and resumes
+  // into `slot`. `agree(ok)` is a collective every rank calls in the same order: whether every
+  // rank's `ok` was true. The lead writes the main file only once every shard is on disk.
+  void set_sharding(ShardSlot slot, std::function<bool(bool)> agree);
+  // Writes the checkpoint (lead rank only, and every rank's shard under ZeRO) and returns its path
+  // ("" on the other ranks).
+  std::string save(const CheckpointState& state, const torch::nn::Module& model, torch::optim::Optimizer& optimizer);
+  const std::string& last_written() const { return last_; }
+  const std::string& dir() const { return policy_.dir; }
+
+ private:
+  CheckpointPolicy policy_;
+  StringMap identity_;
+  bool lead_;
+  at::Device device_;
+  std::string last_;
+  std::optional<ShardSlot> shard_;
+  std::function<bool(bool)> agree_;
+  // The directory's lock: a member, so it is released also when the constructor throws.
+  struct Lock {
+    int fd = -1;
+    ~Lock();
+  } lock_;
+};
+
+}  // namespace gradacc

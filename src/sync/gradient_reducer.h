@@ -1,0 +1,36 @@
+// GradientReducer: what the Accumulator needs from a data-parallel group — sum a flat buffer
+// across ranks, in place; and, for ZeRO-1 (zero_shard.h), reduce-scatter and all-gather. Communicator
+// (sync/communicator.h) implements it on c10d; the Accumulator stays free of any communication library.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include "gradacc/sync_mode.h"
+
+namespace gradacc {
+
+class GradientReducer {
+ public:
+  virtual ~GradientReducer() = default;
+  virtual int world_size() const = 0;
+  virtual int rank() const = 0;
+  // Sums `flat` (contiguous, 1-D) over all ranks in place; every rank calls it in the same order.
+  // Throws (one line naming the failure) when a peer died or the timeout passed.
+  virtual void sum_across_ranks(const at::Tensor& flat) = 0;
+  // Starts summing `flat` (contiguous, 1-D) across ranks in place and returns without waiting;
+  // wait_pending() waits for every sum started so far. Every rank starts the same sums in the same
+  // order (overlap: buckets launched during the backward pass). Throws like sum_across_ranks.
+  virtual void start_sum(const at::Tensor& flat) = 0;
+  virtual void wait_pending() = 0;
+  // Sums `flat` (P = R·L elements, contiguous) over all ranks and writes this rank's L elements
+  // [rank·L, (rank+1)·L) of the sum into `shard`; `flat` itself is left undefined (it may hold
+  // the whole sum, or anything).
+  virtual void reduce_scatter(const at::Tensor& flat, const at::Tensor& shard) = 0;
+  // Concatenates every rank's `shard` (L elements) into `flat` (R·L), in rank order. One collective.
+  virtual void all_gather(const at::Tensor& shard, const at::Tensor& flat) = 0;
+  // Cumulative collective calls and bytes passed in, for the per-step log.
+  virtual int64_t calls() const = 0;
+  virtual int64_t bytes() const = 0;
+};
+
+}  // namespace gradacc

@@ -1,0 +1,75 @@
+#include "train/loss_check.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <vector>
+
+#include <fmt/format.h>
+#include <torch/csrc/autograd/grad_mode.h>
+
+#include "gradacc/device.h"
+#include "gradacc/errors.h"
+
+namespace gradacc {
+namespace {
+
+struct Measured {
+  double loss = 0.0;
+  double items = 0.0;
+};
+
+Measured loss_of(Model& model, const LossFn& loss, const Dataset& data, std::vector<int64_t> idx,
+                 const at::Device& device) {
+  const Batch b = data.gather(idx).to(device);
+  return {loss(model.forward(b), b).item<double>(), static_cast<double>(b.items)};
+}
+
+bool close(double a, double b) { return std::abs(a - b) <= 1e-2 * std::max({std::abs(a), std::abs(b), 1e-12}); }
+
+}  // namespace
+
+void check_loss_reduction(Model& model, const LossFn& loss, const Dataset& data, int64_t micro_batch,
+                          LossReduction declared, const at::Device& device, Precision precision) {
+  // Four examples (or the micro-batch, if smaller) tell the two apart: the check stays cheap and
+  // far inside any memory budget the run was planned for.
+  const int64_t n = std::min({std::max<int64_t>(micro_batch, 2), int64_t{4}, data.size()});
+  if (n < 2) return;
+  std::vector<int64_t> all(static_cast<size_t>(n));
+  std::iota(all.begin(), all.end(), 0);
+  const std::vector<int64_t> first(all.begin(), all.begin() + n / 2), second(all.begin() + n / 2, all.end());
+
+  const at::Tensor rng = generator_state(device);  // a model with randomness in eval mode draws nothing new
+  const bool was_training = model.module->is_training();
+  model.module->eval();
+  Measured whole, a, b;
+  {
+    torch::NoGradGuard no_grad;
+    AutocastGuard autocast(device.type(), precision);
+    whole = loss_of(model, loss, data, all, device);
+    a = loss_of(model, loss, data, first, device);
+    b = loss_of(model, loss, data, second, device);
+  }
+  model.module->train(was_training);
+  set_generator_state(device, rng);
+  if (whole.items <= 0 || a.items <= 0 || b.items <= 0) return;
+
+  const bool sums = close(whole.loss, a.loss + b.loss);
+  const bool means = close(whole.loss, (a.items * a.loss + b.items * b.loss) / whole.items);
+  const std::string seen = fmt::format("the loss of {} examples is {:.6g}, of their halves {:.6g} and {:.6g}", n,
+                                       whole.loss, a.loss, b.loss);
+  if (declared == LossReduction::kSum && means && !sums) {
+    throw ConfigError(
+        fmt::format("the loss returns the mean of its terms but is declared a sum ({}): return their sum "
+                    "(reduction kSum), or declare TrainOptions().loss_reduction(gradacc::LossReduction::kMean)",
+                    seen));
+  }
+  if (declared == LossReduction::kMean && sums && !means) {
+    throw ConfigError(
+        fmt::format("the loss returns the sum of its terms but is declared a mean ({}): declare "
+                    "TrainOptions().loss_reduction(gradacc::LossReduction::kSum)",
+                    seen));
+  }
+}
+
+}  // namespace gradacc

@@ -1,0 +1,87 @@
+// RunPlan: a training run's options resolved, with the data-parallel environment and the data
+// set's size, into the numbers the loop uses. resolve_run() is the one place where TrainOptions
+// are validated; a RunPlan is immutable afterwards (every member is const), and the Trainer, the
+// checkpointer and the log read it, never change it.
+//
+// Thread safety: immutable.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <c10/core/Device.h>
+
+#include "accumulate/accumulator.h"
+#include "accumulate/auto_accum.h"
+#include "batch/accum_schedule.h"
+#include "batch/window_sampler.h"
+#include "checkpoint/checkpointer.h"
+#include "gradacc/batch_plan.h"
+#include "gradacc/options.h"
+#include "precision/loss_scaler.h"
+#include "sync/dist_env.h"
+
+namespace gradacc {
+
+struct RunPlan {
+  const BatchPlan batch;
+  const std::optional<AccumSchedule> accum_schedule;
+  const int64_t total_steps;  // the run's length: the LR schedule's horizon
+  const int64_t last_step;    // where this invocation stops (stop_at, or total_steps)
+  const EpochLayout epoch;    // windows per epoch under `batch`
+  const int64_t dataset_size;
+  const WindowSamplerOptions sampler;
+  const DistEnv env;
+  const SyncMode sync;
+  const double dist_timeout_seconds;
+  const int64_t bucket_bytes;
+  const bool zero;                       // ZeRO-1: each rank holds 1/R of the optimizer state (data parallel only)
+  const bool overlap;                    // the window's reduction starts bucket by bucket during the last backward
+  const std::vector<std::string> notes;  // what the resolution decided that the user should hear
+  const at::Device device;
+  const bool tf32;
+  const int64_t threads;
+  const Precision precision;                           // forward autocast
+  const std::optional<at::ScalarType> master_params;   // bf16/fp16 parameters with fp32 masters
+  const std::optional<at::ScalarType> param_dtype;     // bf16/fp16 parameters, gradients summed in that dtype
+  const std::optional<LossScalerOptions> loss_scaler;  // fp16
+  const Normalization normalization;
+  const double clip;
+  const ScheduleKind schedule;
+  const int64_t warmup_steps;
+  const double min_lr;
+  const LrScheduleOptions lr_shape;  // the schedule's shape and horizon (its base_lr: the optimizer's)
+  const CheckpointPolicy checkpoint;
+  const std::string log_path;
+  const bool progress;
+  const int64_t print_every;
+  const StringMap identity;  // the caller's extra identity (TrainOptions::identity)
+  // Memory (docs/memory.md): the budget the Trainer plans in (the batch above is then the planned
+  // one), the user's micro_batch to check against it, and checkpointing as asked (unset: planner's).
+  const std::optional<int64_t> memory_budget;
+  const std::optional<int64_t> requested_micro_batch;
+  const std::optional<bool> activation_checkpointing;
+  const std::optional<double> noise_scale_ema;       // set: measure the gradient noise scale with this decay
+  const std::optional<AutoAccumOptions> auto_accum;  // set: accumulation follows the noise scale (batch: its start)
+  const std::optional<int64_t> micro_batch_tokens;   // set: token-budget micro-batches (batch: one per rank)
+
+  bool lead() const { return env.rank == 0; }  // rank 0 logs, checkpoints, evaluates, saves
+  // The LR schedule over an optimizer whose peak rate is `peak_lr` (DeepSpeed's WarmupLR and
+  // WarmupDecayLR peak at warmup_max_lr, which the config sets as the optimizer's rate).
+  LrScheduleOptions lr_schedule(double peak_lr) const;
+  // Accumulation options for this plan: items, pre-scaled by the global batch, clipping.
+  AccumulatorOptions accumulator_options() const;
+  // What must be the same for a checkpoint to continue this run exactly.
+  StringMap run_identity(const std::string& optimizer_kind) const;
+  // "key=value" lines the ranks compare at start (everything that changes the result).
+  std::string rank_description(const std::string& optimizer_kind) const;
+};
+
+// Validates `options` against each other, the environment and a data set of `dataset_size`
+// examples, and resolves them. Throws ConfigError or PlanError (one line naming the option and
+// the value) for anything that cannot be meant.
+RunPlan resolve_run(const TrainOptions& options, const DistEnv& env, int64_t dataset_size);
+
+}  // namespace gradacc

@@ -1,0 +1,96 @@
+// resolve_run(): the one place options are checked. Each refusal is a ConfigError or PlanError with
+// one line naming the option; what is accepted resolves to the documented numbers.
+#include "train/run_plan.h"
+
+#include <cmath>
+
+#include <gtest/gtest.h>
+
+#include "gradacc/errors.h"
+
+namespace gradacc {
+namespace {
+
+RunPlan resolve(const TrainOptions& o, int64_t data = 1000, int world = 1) {
+  DistEnv env;
+  env.world_size = world;
+  return resolve_run(o, env, data);
+}
+
+std::string error_of(const TrainOptions& o, int64_t data = 1000, int world = 1) {
+  try {
+    resolve(o, data, world);
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "(resolved)";
+}
+
+TEST(RunPlan, ResolvesTheBatchLengthAndSchedule) {
+  const RunPlan p = resolve(TrainOptions().global_batch(256).micro_batch(32).epochs(2).schedule(ScheduleKind::kCosine));
+  EXPECT_EQ(p.batch.accumulation_steps, 8);
+  EXPECT_EQ(p.epoch.windows(), 4);  // 3 full windows of 256 + a short one of 232
+  EXPECT_EQ(p.total_steps, 8);
+  EXPECT_EQ(p.last_step, 8);
+  EXPECT_EQ(p.warmup_steps, 0);  // 5% of 8 steps
+  EXPECT_EQ(p.accumulator_options().nominal_count, 256);
+  const RunPlan q =
+      resolve(TrainOptions().global_batch(64).micro_batch(8).steps(100).schedule(ScheduleKind::kLinear), 1000, 2);
+  EXPECT_EQ(q.batch.accumulation_steps, 4);  // 64 = 8 × 4 × 2 ranks
+  EXPECT_EQ(q.warmup_steps, 5);
+  EXPECT_EQ(resolve(TrainOptions().micro_batch(10)).total_steps, 100);  // one epoch by default
+}
+
+TEST(RunPlan, RefusesOptionsThatCannotBeMeant) {
+  const TrainOptions ok = TrainOptions().micro_batch(8);
+  EXPECT_NE(error_of(TrainOptions(ok).clip(NAN)).find("clip must be a finite number"), std::string::npos);
+  EXPECT_NE(error_of(TrainOptions(ok).clip(-1)).find("clip"), std::string::npos);
+  EXPECT_NE(error_of(TrainOptions(ok).min_lr(INFINITY)).find("min_lr"), std::string::npos);
+  EXPECT_NE(error_of(TrainOptions(ok).threads(100000)).find("threads must lie in 0..1024"), std::string::npos);
+  EXPECT_NE(error_of(TrainOptions(ok).dist_timeout(0)).find("dist_timeout"), std::string::npos);
+  EXPECT_NE(error_of(TrainOptions(ok).steps(3).epochs(1)).find("either steps or epochs"), std::string::npos);
+  EXPECT_NE(error_of(TrainOptions(ok).world_size(2)).find("WORLD_SIZE is 1"), std::string::npos);
+  EXPECT_NE(error_of(TrainOptions(ok).micro_batch(2000)).find("larger than the training data"), std::string::npos);
+  EXPECT_NE(error_of(TrainOptions().global_batch(2000).micro_batch(10).drop_partial(true))
+                .find("fewer than one global batch"),
+            std::string::npos);
+  EXPECT_NE(error_of(TrainOptions(ok).precision(Precision::kBf16).loss_scale_init(8)).find("fp16 only"),
+            std::string::npos);
+  EXPECT_NE(error_of(TrainOptions(ok).param_dtype(Precision::kBf16).precision(Precision::kFp16)).find("does not fit"),
+            std::string::npos);
+  EXPECT_NE(error_of(TrainOptions(ok).accum_schedule("0:2")).find("needs steps"), std::string::npos);
+  EXPECT_NE(error_of(TrainOptions(ok).accum_schedule("0:2").steps(5).accumulation_steps(2)).find("replaces"),
+            std::string::npos);
+  EXPECT_NE(error_of(TrainOptions(ok).stop_at(3)).find("needs a checkpoint directory"), std::string::npos);
+  EXPECT_NE(error_of(TrainOptions(ok).save_every(3)).find("needs a checkpoint directory"), std::string::npos);
+  EXPECT_NE(error_of(TrainOptions(ok).warmup(10).steps(10).schedule(ScheduleKind::kCosine)).find("no room to decay"),
+            std::string::npos);
+  EXPECT_NE(error_of(TrainOptions(ok).device("gpu")).find("unknown device"), std::string::npos);
+  EXPECT_NE(error_of(TrainOptions(ok).resume("/no/such/checkpoint")).find("no such checkpoint"), std::string::npos);
+  // Batch products that would wrap int64 are refused, never divided by.
+  EXPECT_NE(error_of(TrainOptions().micro_batch(64).accumulation_steps(int64_t{1} << 58)).find("larger than"),
+            std::string::npos);
+  EXPECT_NE(error_of(TrainOptions().micro_batch(int64_t{1} << 32), 1000, 65536).find("larger than"), std::string::npos);
+}
+
+TEST(RunPlan, IdentityNamesWhatACheckpointMustMatch) {
+  const RunPlan p =
+      resolve(TrainOptions().global_batch(64).micro_batch(16).seed(3).identity({{"model.model", "mine"}}));
+  const StringMap id = p.run_identity("sgd");
+  EXPECT_EQ(id.at("model.model"), "mine");
+  EXPECT_EQ(id.at("global_batch"), "64");
+  // A fixed window is its global batch: its split is not part of the identity (a run may resume
+  // with another micro-batch or world size); a schedule's windows are micro × world × accum.
+  EXPECT_EQ(id.count("accumulation_steps"), 0u);
+  EXPECT_EQ(id.count("world_size"), 0u);
+  EXPECT_EQ(
+      resolve(TrainOptions().micro_batch(16).accum_schedule("0:2,5:4").steps(10)).run_identity("sgd").at("micro_batch"),
+      "16");
+  EXPECT_EQ(id.at("seed"), "3");
+  EXPECT_EQ(id.at("optimizer"), "sgd");
+  EXPECT_EQ(id.at("train_examples"), "1000");
+  EXPECT_NE(p.rank_description("sgd").find("clip=0"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace gradacc

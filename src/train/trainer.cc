@@ -1,0 +1,402 @@
+// The Trainer wires one run's parts (in dependency order: model → masters → optimizer → schedule →
+// scaler → accumulator → communicator) and drives train_steps() with a callback that logs,
+// checkpoints and honours stop requests.
+#include "gradacc/trainer.h"
+#include "accumulate/accumulator.h"
+#include "precision/loss_scaler.h"
+#include "train/run_plan.h"
+#include "train/train_loop.h"
+
+#include <algorithm>
+#include <chrono>
+#include <iostream>
+
+#include <ATen/Parallel.h>
+#include <fmt/format.h>
+
+#include "checkpoint/checkpointer.h"
+#include "gradacc/device.h"
+#include "gradacc/errors.h"
+#include "gradacc/safetensors.h"
+#include "log/progress.h"
+#include "log/step_log.h"
+#include "memory/planner.h"
+#include "precision/master_weights.h"
+#include "sync/communicator.h"
+#include "train/evaluation.h"
+#include "train/interrupts.h"
+#include "train/loss_check.h"
+
+namespace gradacc {
+
+struct Trainer::State {
+  // Members in construction order; destroyed in reverse.
+  Model model;
+  std::shared_ptr<const Dataset> data;
+  LossFn loss;
+  std::optional<RunPlan> run_plan;  // the options resolved; replaced once by the memory planner's
+  std::unique_ptr<MasterWeights> master;
+  std::unique_ptr<ZeroShard> zero;  // ZeRO-1: this rank's shard of the optimizer (instead of master)
+  std::shared_ptr<torch::optim::Optimizer> optimizer;
+  std::unique_ptr<LrSchedule> schedule;
+  std::unique_ptr<LossScaler> scaler;
+  std::unique_ptr<NoiseScaleEstimator> noise;
+  std::unique_ptr<AutoAccum> auto_accum;
+  std::unique_ptr<Accumulator> accumulator;
+  std::unique_ptr<Communicator> communicator;
+  std::optional<WindowSampler> sampler;  // built once the plan is final
+  std::optional<MemoryPlan> memory_plan;
+  std::unique_ptr<Checkpointer> checkpointer;
+  std::vector<StepCallback> callbacks;
+  std::vector<std::string> warnings;
+
+  State(Model m, std::shared_ptr<const Dataset> d, LossFn l, RunPlan p)
+      : model(std::move(m)), data(std::move(d)), loss(std::move(l)), run_plan(std::move(p)) {}
+
+  const RunPlan& plan() const { return *run_plan; }
+
+  // Tensors beyond the model and optimizer that a checkpoint carries: the fp32 master weights.
+  TensorMap checkpoint_tensors() const {
+    if (zero && zero->low_precision()) return {{"master_weights", zero->shard_param()}};  // this rank's slice
+    if (!master) return {};
+    return {{"master_weights", master->flat_masters()}};
+  }
+};
+
+namespace {
+
+// The CPU allocator's ceiling for as long as it lives; the previous one back afterwards.
+class CpuMemoryLimit {
+ public:
+  explicit CpuMemoryLimit(int64_t bytes) : previous_(cpu_memory_limit()) { set_cpu_memory_limit(bytes); }
+  ~CpuMemoryLimit() { set_cpu_memory_limit(previous_); }
+  CpuMemoryLimit(const CpuMemoryLimit&) = delete;
+  CpuMemoryLimit& operator=(const CpuMemoryLimit&) = delete;
+
+ private:
+  int64_t previous_;
+};
+
+RunPlan resolve_for(const TrainOptions& options, const Dataset* data) {
+  if (data == nullptr) throw ConfigError("the Trainer needs a dataset");
+  return resolve_run(options, DistEnv::from_environment(), data->size());
+}
+
+}  // namespace
+
+Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<const Dataset> data,
+                 TrainOptions options, LossFn loss) {
+  if (!model.module || !model.forward) throw ConfigError("the Trainer needs a model: Model::of(module)");
+  if (!make_optimizer) throw ConfigError("the Trainer needs an optimizer factory");
+  if (!loss) throw ConfigError("the Trainer needs a loss function");
+  RunPlan resolved = resolve_for(options, data.get());
+  s_ = std::make_unique<State>(std::move(model), std::move(data), std::move(loss), std::move(resolved));
+  const RunPlan& p = s_->plan();
+  if (p.threads > 0) at::set_num_threads(static_cast<int>(p.threads));
+  if (p.device.is_cuda()) set_cuda_tf32(p.tf32);
+  install_cpu_memory_counter();
+
+  torch::nn::Module& module = *s_->model.module;
+  // What the ranks compare besides the options: the initial weights themselves (another --init,
+  // seed or model code on one rank would otherwise train apart unnoticed).
+  const std::string initial_weights = p.env.distributed() ? weights_fingerprint(module) : "";
+  module.to(p.device);
+  std::vector<at::Tensor> updated;
+  for (const at::Tensor& t : module.parameters()) {
+    if (t.requires_grad()) updated.push_back(t);
+  }
+  if (p.zero) {
+    // The optimizer is built over this rank's shard alone: one flat fp32 tensor.
+    s_->zero = std::make_unique<ZeroShard>(module, p.env.rank, p.env.world_size, p.master_params);
+    updated = {s_->zero->shard_param()};
+  } else if (p.master_params) {
+    s_->master = std::make_unique<MasterWeights>(module, *p.master_params);
+    updated = s_->master->masters();
+  } else if (p.param_dtype) {
+    module.to(*p.param_dtype);
+    updated.clear();
+    for (const at::Tensor& t : module.parameters()) {
+      if (t.requires_grad()) updated.push_back(t);
+    }
+  }
+  // The loss's declared reduction, checked once; a mean is turned back into the sum the
+  // accumulator divides once by the window's count (one scalar multiply per micro-batch).
+  check_loss_reduction(s_->model, s_->loss, *s_->data, p.batch.micro_batch, options.loss_reduction(), p.device,
+                       p.precision);
+  if (options.loss_reduction() == LossReduction::kMean) {
+    s_->loss = [mean = std::move(s_->loss)](const at::Tensor& outputs, const Batch& b) {
+      return mean(outputs, b) * static_cast<double>(b.items);
+    };
+  }
+  try {
+    s_->optimizer = make_optimizer(updated);
+  } catch (const std::invalid_argument& e) {
+    throw ConfigError(e.what());
+  }
+  if (!s_->optimizer || s_->optimizer->param_groups().empty())
+    throw ConfigError("the optimizer factory returned no optimizer");
+  if (s_->zero && !elementwise_optimizer(*s_->optimizer)) {
+    throw ConfigError(fmt::format(
+        "zero 1 shards elementwise optimizers (sgd, adam, adamw): {} is not one, so it cannot be sharded by elements",
+        optimizer_kind(*s_->optimizer)));
+  }
+  const double peak_lr = s_->optimizer->param_groups().front().options().get_lr();
+  try {
+    s_->schedule = std::make_unique<LrSchedule>(p.lr_schedule(peak_lr));
+  } catch (const std::invalid_argument& e) {
+    throw ConfigError(e.what());
+  }
+  if (p.loss_scaler) s_->scaler = std::make_unique<LossScaler>(*p.loss_scaler);
+  try {
+    s_->accumulator = std::make_unique<Accumulator>(module, *s_->optimizer, s_->schedule.get(), p.accumulator_options(),
+                                                    s_->master.get(), s_->scaler.get(), s_->zero.get());
+  } catch (const std::invalid_argument& e) {
+    throw ConfigError(e.what());
+  }
+
+  // Token budgets cut by each example's length: read once, checked before any memory probe.
+  std::shared_ptr<const std::vector<int64_t>> lengths;
+  if (p.micro_batch_tokens) {
+    lengths = std::make_shared<const std::vector<int64_t>>(s_->data->lengths());
+    if (lengths->empty()) {
+      throw ConfigError("micro_batching tokens:N needs sequence data (text): these examples have no lengths to cut by");
+    }
+  }
+  // Memory: with a budget, measure this model, data and optimizer and choose the micro-batch (and
+  // checkpointing); the plan is then resolved again with it, once, before anything reads it.
+  if (p.memory_budget) {
+    const MemoryProbe probe{s_->model, s_->loss, *s_->data, *s_->accumulator, *s_->optimizer, p.device, p.precision};
+    MemoryPlanRequest request{*p.memory_budget, p.batch.global_batch, p.batch.world_size, p.requested_micro_batch,
+                              p.activation_checkpointing};
+    request.token_budget = p.micro_batch_tokens.has_value();
+    if (p.micro_batch_tokens.value_or(0) > 0) request.tokens = p.micro_batch_tokens;
+    s_->memory_plan = plan_memory(probe, request);
+    TrainOptions planned = options;
+    if (request.token_budget) {
+      planned.micro_batch_tokens(s_->memory_plan->micro_batch_tokens);
+    } else {
+      planned.micro_batch(s_->memory_plan->micro_batch).accumulation_steps(std::nullopt);
+    }
+    planned.activation_checkpointing(s_->memory_plan->checkpointing);
+    s_->run_plan.emplace(resolve_for(planned, s_->data.get()));
+    // The accumulator's options follow the plan (the naive scheme's count is its accumulation).
+    s_->accumulator.reset();
+    s_->accumulator =
+        std::make_unique<Accumulator>(module, *s_->optimizer, s_->schedule.get(), s_->plan().accumulator_options(),
+                                      s_->master.get(), s_->scaler.get(), s_->zero.get());
+  }
+  const RunPlan& plan = s_->plan();
+  if (plan.activation_checkpointing.value_or(false)) {
+    if (!s_->model.set_activation_checkpointing || !s_->model.set_activation_checkpointing(true)) {
+      throw ConfigError(
+          "activation_checkpointing: this model has no blocks to checkpoint (gradacc's gpt and cnn have; a model of "
+          "your own offers it with a method bool set_activation_checkpointing(bool))");
+    }
+  }
+  TokenBudget tokens;
+  if (plan.micro_batch_tokens) {
+    const int64_t longest = *std::max_element(lengths->begin(), lengths->end());
+    if (longest > *plan.micro_batch_tokens) {
+      throw ConfigError(fmt::format("micro_batching tokens:{} is smaller than the longest sequence ({} tokens)",
+                                    *plan.micro_batch_tokens, longest));
+    }
+    tokens =
+        TokenBudget{*plan.micro_batch_tokens, std::move(lengths),
+                    plan.env.distributed() && plan.sync == SyncMode::kEveryMicroBatch, s_->data->packed_row_length()};
+    if (tokens.packed_row_length > *plan.micro_batch_tokens) {
+      throw ConfigError(fmt::format("micro_batching tokens:{} holds no packed row of {} tokens",
+                                    *plan.micro_batch_tokens, tokens.packed_row_length));
+    }
+  }
+  s_->sampler.emplace(plan.dataset_size, plan.batch, plan.sampler, std::move(tokens));
+  if (plan.noise_scale_ema) {
+    if (plan.batch.accumulation_steps == 1 && plan.batch.world_size == 1) {
+      throw ConfigError(
+          "noise_scale needs a window of more than one micro-batch: the planned accumulation is 1 and world_size is 1");
+    }
+    s_->noise = std::make_unique<NoiseScaleEstimator>(*plan.noise_scale_ema);
+  }
+  if (plan.auto_accum) s_->auto_accum = std::make_unique<AutoAccum>(*plan.auto_accum);
+
+  const std::string kind = optimizer_kind(*s_->optimizer);
+  if (plan.env.distributed()) {
+    s_->communicator = std::make_unique<Communicator>(
+        plan.env, CommunicatorOptions()
+                      .timeout_(std::chrono::milliseconds(static_cast<int64_t>(plan.dist_timeout_seconds * 1000)))
+                      .bucket_bytes_(plan.bucket_bytes)
+                      .device_(plan.device));
+    s_->communicator->check_same_config(plan.rank_description(kind) + optimizer_hyperparameters(*s_->optimizer) + "\n" +
+                                        "initial weights crc32=" + initial_weights + "\n");
+  }
+  try {
+    s_->accumulator->set_reducer(s_->communicator.get(), plan.sync);
+    if (plan.overlap && !plan.zero) s_->accumulator->set_overlap(plan.bucket_bytes);
+  } catch (const std::invalid_argument& e) {
+    throw ConfigError(e.what());
+  }
+  try {
+    s_->accumulator->set_noise_scale(s_->noise.get());
+  } catch (const std::invalid_argument& e) {
+    throw ConfigError(e.what());
+  }
+  s_->checkpointer = std::make_unique<Checkpointer>(plan.checkpoint, plan.run_identity(kind), plan.lead(), plan.device);
+  if (s_->zero) {
+    const ZeroShard& z = *s_->zero;
+    s_->checkpointer->set_sharding(ShardSlot{z.rank(), z.world_size(), z.offset(), z.length(), z.total()},
+                                   [c = s_->communicator.get()](bool ok) { return c->all_agree(ok); });
+  }
+  if (std::string w = batchnorm_warning(module, plan.batch); !w.empty()) s_->warnings.push_back(std::move(w));
+  for (const std::string& note : plan.notes) s_->warnings.push_back(note);
+}
+
+Trainer::~Trainer() = default;
+
+Trainer& Trainer::on_step(StepCallback callback) {
+  s_->callbacks.push_back(std::move(callback));
+  return *this;
+}
+
+TrainResult Trainer::fit() {
+  State& s = *s_;
+  const RunPlan& p = s.plan();
+  TrainResult result;
+  // A signal on any rank stops every rank after the same window (the request rides in the
+  // all-reduce); rank 0 checkpoints that step.
+  InterruptGuard interrupts(s.checkpointer->enabled());
+  s.accumulator->set_stop_signal(InterruptGuard::flag());
+
+  LoopPosition pos;
+  if (auto state = s.checkpointer->resume(*s.model.module, *s.optimizer, s.checkpoint_tensors())) {
+    s.accumulator->resume_at(state->step, state->updates);
+    if (s.noise) {
+      try {
+        s.noise->load_state(state->extra);
+      } catch (const std::invalid_argument& e) {
+        throw CheckpointError(fmt::format("{}: {}", p.checkpoint.resume_from, e.what()));
+      }
+    }
+    if (s.auto_accum) {
+      try {
+        s.auto_accum->load_state(state->extra);
+      } catch (const std::invalid_argument& e) {
+        throw CheckpointError(fmt::format("{}: {}", p.checkpoint.resume_from, e.what()));
+      }
+    }
+    if (s.scaler) {
+      try {
+        s.scaler->load_state(state->extra);
+      } catch (const std::invalid_argument& e) {
+        throw CheckpointError(fmt::format("{}: {}", p.checkpoint.resume_from, e.what()));
+      }
+    }
+    pos = state->position;
+    result.resumed_from = p.checkpoint.resume_from;
+  }
+  result.first_step = s.accumulator->steps_taken();
+  StepLog log(p.log_path, result.resumed_from.empty() ? std::nullopt : std::optional<int64_t>(result.first_step));
+
+  bool stopped_by_request = false, stopped_by_callback = false;
+  const auto start = std::chrono::steady_clock::now();
+  {
+    ProgressBar bar(p.progress ? p.total_steps : 0, result.first_step);
+    const StepCallback on_step = [&](const StepReport& r, const StepContext& ctx) {
+      log.write(r, ctx.epoch, ctx.seconds);
+      bar.update(r.step, r.loss);
+      if (p.print_every > 0 && r.step % p.print_every == 0) {
+        std::cout << fmt::format("step {}/{} loss {:.6f} lr {:.6g} grad_norm {:.4g}{}\n", r.step, p.total_steps, r.loss,
+                                 r.lr, r.grad_norm, r.skipped ? " (skipped: fp16 overflow)" : "")
+                  << std::flush;
+      }
+      stopped_by_request = r.stop_requested;
+      if (s.checkpointer->due(r.step, p.last_step, stopped_by_request)) {
+        CheckpointState state;
+        state.step = r.step;
+        state.updates = s.accumulator->updates_applied();
+        state.position = ctx.next;
+        if (s.scaler) state.extra = s.scaler->state();
+        if (s.noise) state.extra.merge(s.noise->state());
+        if (s.auto_accum) state.extra.merge(s.auto_accum->state());
+        state.tensors = s.checkpoint_tensors();
+        s.checkpointer->save(state, *s.model.module, *s.optimizer);
+      }
+      for (const StepCallback& cb : s.callbacks) {
+        if (!cb(r, ctx)) stopped_by_callback = true;
+      }
+      return !stopped_by_request && !stopped_by_callback;
+    };
+    const LoopParts parts{s.model,
+                          s.loss,
+                          *s.accumulator,
+                          *s.data,
+                          *s.sampler,
+                          p.device,
+                          p.precision,
+                          p.accum_schedule ? &*p.accum_schedule : nullptr,
+                          s.auto_accum.get(),
+                          /*replay_on_oom=*/!p.env.distributed() && !p.accum_schedule && !s.auto_accum};
+    // The budget is enforced on the CPU: an allocation past it fails like a GPU's, and the window
+    // is replayed with half the micro-batch. (On a GPU, its own memory is the limit.)
+    const CpuMemoryLimit limit(p.memory_budget && !p.device.is_cuda() ? *p.memory_budget : cpu_memory_limit());
+    result.history = train_steps(parts, std::max<int64_t>(0, p.last_step - result.first_step), pos, on_step);
+  }
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  result.steps = s.accumulator->steps_taken();
+  result.checkpoint = s.checkpointer->last_written();
+  result.skipped_steps = s.scaler ? s.scaler->skipped_steps() : 0;
+  result.stopped_early = stopped_by_request || stopped_by_callback || result.steps < p.total_steps;
+  if (stopped_by_request) {
+    // Stopped for another rank's signal: report it as if this one had been sent SIGTERM too.
+    result.signal_here = InterruptGuard::received();
+    result.interrupted_by = result.signal_here != 0 ? result.signal_here : SIGTERM;
+  }
+  return result;
+}
+
+double Trainer::evaluate_loss(const Dataset& data, int64_t batch) {
+  return gradacc::evaluate_loss(s_->model, s_->loss, data, s_->plan().device, batch, s_->plan().precision);
+}
+
+Evaluation Trainer::evaluate_loss_and_accuracy(const Dataset& data, int64_t batch) {
+  return gradacc::evaluate_loss_and_accuracy(s_->model, s_->loss, data, s_->plan().device, batch, s_->plan().precision);
+}
+
+double Trainer::evaluate_accuracy(const Dataset& data, int64_t batch) {
+  return gradacc::evaluate_accuracy(s_->model, data, s_->plan().device, batch, s_->plan().precision);
+}
+
+const RunPlan& Trainer::plan() const { return s_->plan(); }
+int Trainer::rank() const { return static_cast<int>(s_->plan().env.rank); }
+int Trainer::world_size() const { return static_cast<int>(s_->plan().env.world_size); }
+const BatchPlan& Trainer::batch_plan() const { return s_->plan().batch; }
+const std::optional<MemoryPlan>& Trainer::memory_plan() const { return s_->memory_plan; }
+Model& Trainer::model() { return s_->model; }
+torch::optim::Optimizer& Trainer::optimizer() { return *s_->optimizer; }
+Accumulator& Trainer::accumulator() { return *s_->accumulator; }
+const LossScaler* Trainer::loss_scaler() const { return s_->scaler.get(); }
+const std::vector<std::string>& Trainer::warnings() const { return s_->warnings; }
+
+int64_t Trainer::optimizer_state_bytes() const {
+  int64_t bytes = 0;
+  for (const auto& [name, t] : optimizer_state(*s_->optimizer)) bytes += static_cast<int64_t>(t.nbytes());
+  for (const auto& [name, t] : s_->checkpoint_tensors()) bytes += static_cast<int64_t>(t.nbytes());
+  return bytes;
+}
+
+std::string batchnorm_warning(const torch::nn::Module& module, const BatchPlan& plan) {
+  if (plan.accumulation_steps == 1) return "";
+  int64_t layers = 0;
+  for (const auto& m : module.modules(/*include_self=*/true)) {
+    if (m->name().find("BatchNorm") != std::string::npos) ++layers;
+  }
+  if (layers == 0) return "";
+  return fmt::format(
+      "warning: the model's {} BatchNorm layer(s) normalize each micro-batch of {} with that micro-batch's own mean "
+      "and "
+      "variance, so accumulating {} micro-batches is not the same as training on batches of {} (and running statistics "
+      "update {} times per optimizer step); use GroupNorm or LayerNorm (gradacc's cnn: --norm group or layer) for "
+      "exact "
+      "accumulation",
+      layers, plan.micro_batch, plan.accumulation_steps, plan.global_batch / plan.world_size, plan.accumulation_steps);
+}
+
+}  // namespace gradacc

@@ -1,0 +1,200 @@
+#include "gradacc/verify.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "accumulate/accumulator.h"
+#include "gradacc/errors.h"
+#include "gradacc/safetensors.h"
+#include "gradacc/trainer.h"
+#include "precision/loss_scaler.h"
+#include "train/run_plan.h"
+#include "train/train_loop.h"
+
+namespace gradacc {
+namespace {
+
+struct Run {
+  std::vector<StepReport> steps;
+  Model model;
+  BatchPlan plan;                  // as the Trainer resolved it (a memory budget's: as planned)
+  int64_t micro_batch_tokens = 0;  // the token budget it ran (a memory budget's: as planned); 0: fixed
+};
+
+// One run of `steps` optimizer steps: its own model, optimizer, schedule and accumulator; the same
+// initial weights and data as the others.
+Run run_one(const std::function<Model()>& make_model, const OptimizerFactory& make_optimizer,
+            const std::shared_ptr<const Dataset>& data, const TrainOptions& options, const LossFn& loss,
+            int64_t steps) {
+  Trainer trainer(make_model(), make_optimizer, data, options, loss);
+  int64_t done = 0;
+  trainer.on_step([&](const StepReport&, const StepContext&) { return ++done < steps; });
+  TrainResult r = trainer.fit();
+  return {std::move(r.history), trainer.model(), trainer.plan().batch, trainer.plan().micro_batch_tokens.value_or(0)};
+}
+
+struct Difference {
+  std::vector<double> loss, rel_loss;
+  double max_rel_loss = 0.0, max_abs_weight = 0.0, movement = 0.0, max_rel_weight = 0.0;
+  std::string worst_tensor;
+};
+
+// How far run b strayed from the reference run a (weights compared over floating-point tensors).
+Difference compare(const Run& a, const Run& b, const TensorMap& initial) {
+  Difference d;
+  for (size_t i = 0; i < a.steps.size() && i < b.steps.size(); ++i) {
+    const double rel = std::abs(a.steps[i].loss - b.steps[i].loss) / std::max(std::abs(a.steps[i].loss), 1e-12);
+    d.loss.push_back(b.steps[i].loss);
+    d.rel_loss.push_back(rel);
+    d.max_rel_loss = std::max(d.max_rel_loss, rel);
+  }
+  const TensorMap sa = module_state(*a.model.module), sb = module_state(*b.model.module);
+  for (const auto& [name, t] : sa) {
+    if (!at::isFloatingType(t.scalar_type())) continue;  // counters such as num_batches_tracked
+    const at::Tensor w = t.to(at::kCPU, at::kDouble);
+    d.movement = std::max(d.movement, (w - initial.at(name)).abs().max().item<double>());
+    const double diff = (w - sb.at(name).to(at::kCPU, at::kDouble)).abs().max().item<double>();
+    if (d.worst_tensor.empty() || diff > d.max_abs_weight) {
+      d.max_abs_weight = diff;
+      d.worst_tensor = name;
+    }
+  }
+  d.max_rel_weight = d.max_abs_weight / std::max(d.movement, 1e-30);
+  return d;
+}
+
+}  // namespace
+
+VerifyResult verify_accumulation(const std::function<Model()>& make_model, const OptimizerFactory& make_optimizer,
+                                 std::shared_ptr<const Dataset> data, TrainOptions options, const LossFn& loss,
+                                 const VerifyOptions& o) {
+  if (o.steps < 1) throw ConfigError(fmt::format("verify needs ≥ 1 step, got {}", o.steps));
+  if (!options.accum_schedule().empty())
+    throw ConfigError("verify compares fixed plans; drop the accumulation schedule");
+  if (options.accum_auto()) throw ConfigError("verify compares fixed plans; give a number to accum, not auto");
+  if (!(o.weight_tolerance >= 0) || !(o.loss_tolerance >= 0)) throw ConfigError("verify tolerances must be ≥ 0");
+  options.log_path("").progress(false).checkpoint_dir("").resume("").stop_at(std::nullopt).save_every(0);
+  options.normalization(Normalization::kPerItem);
+
+  TensorMap initial;  // the starting weights, to measure how far training moved them
+  for (const auto& [name, t] : module_state(*make_model().module)) initial.emplace(name, t.to(at::kCPU, at::kDouble));
+
+  // The accumulated run's plan decides the windows; the full-batch run takes each rank's window
+  // in one micro-batch. A run shorter than K steps is lengthened, so the schedule reaches step K.
+  const RunPlan plan = resolve_run(options, DistEnv::from_environment(), data->size());
+  if (plan.total_steps < o.steps) options.steps(o.steps).epochs(std::nullopt);
+  TrainOptions full = options;
+  // The reference is the plain full batch: no memory budget, no activation checkpointing.
+  full.global_batch(plan.batch.global_batch)
+      .micro_batch((plan.batch.global_batch + plan.batch.world_size - 1) / plan.batch.world_size)
+      .accumulation_steps(1)
+      .memory_budget(std::nullopt)
+      .micro_batch_tokens(std::nullopt)
+      .activation_checkpointing(std::nullopt);
+
+  VerifyResult r;
+  const Run reference = run_one(make_model, make_optimizer, data, full, loss, o.steps);
+  const Run accumulated = run_one(make_model, make_optimizer, data, options, loss, o.steps);
+  r.full_plan = resolve_run(full, DistEnv::from_environment(), data->size()).batch;
+  r.accumulated_plan = accumulated.plan;
+  r.micro_batch_tokens = accumulated.micro_batch_tokens;
+  for (const auto& s : reference.steps) r.full_loss.push_back(s.loss);
+  const Difference d = compare(reference, accumulated, initial);
+  r.accumulated_loss = d.loss;
+  r.rel_loss_diff = d.rel_loss;
+  r.max_rel_loss_diff = d.max_rel_loss;
+  r.max_abs_weight_diff = d.max_abs_weight;
+  r.max_weight_movement = d.movement;
+  r.max_rel_weight_diff = d.max_rel_weight;
+  r.worst_tensor = d.worst_tensor;
+  r.pass = r.max_rel_weight_diff <= o.weight_tolerance && r.max_rel_loss_diff <= o.loss_tolerance;
+
+  if (o.compare_naive) {  // show what the naive scheme would have done
+    TrainOptions naive = options;
+    naive.normalization(Normalization::kNaiveMicroMean);
+    const Run n_run = run_one(make_model, make_optimizer, data, naive, loss, o.steps);
+    const Difference n = compare(reference, n_run, initial);
+    r.has_naive = true;
+    r.naive_loss = n.loss;
+    r.naive_max_rel_loss_diff = n.max_rel_loss;
+    r.naive_max_abs_weight_diff = n.max_abs_weight;
+    r.naive_max_rel_weight_diff = n.max_rel_weight;
+  }
+
+  if (!r.pass) {
+    const std::string bn = batchnorm_warning(*accumulated.model.module, accumulated.plan);
+    if (!bn.empty()) {
+      r.explanation = fmt::format(
+          "BatchNorm normalizes each micro-batch of {} with its own mean and variance, while the full batch uses "
+          "statistics of all {}: the forward pass itself differs, so no loss scaling can make the gradients equal "
+          "(its running statistics also update {}× per step). Use GroupNorm or LayerNorm (--norm group or --norm "
+          "layer), "
+          "which normalize each example on its own and accumulate exactly.",
+          accumulated.plan.micro_batch, r.full_plan.micro_batch, accumulated.plan.accumulation_steps);
+    }
+  }
+  return r;
+}
+
+std::string verify_json(const VerifyResult& r, const VerifyOptions& o) {
+  nlohmann::ordered_json j;
+  j["pass"] = r.pass;
+  j["steps"] = static_cast<int64_t>(r.full_loss.size());
+  j["max_abs_weight_diff"] = r.max_abs_weight_diff;
+  j["max_rel_weight_diff"] = r.max_rel_weight_diff;
+  j["max_weight_movement"] = r.max_weight_movement;
+  j["max_rel_loss_diff"] = r.max_rel_loss_diff;
+  j["weight_tolerance"] = o.weight_tolerance;
+  j["loss_tolerance"] = o.loss_tolerance;
+  j["worst_tensor"] = r.worst_tensor;
+  j["full_plan"] = describe(r.full_plan);
+  j["accumulated_plan"] = describe(r.accumulated_plan);
+  if (r.micro_batch_tokens > 0) j["micro_batching"] = fmt::format("tokens:{}", r.micro_batch_tokens);
+  j["full_loss"] = r.full_loss;
+  j["accumulated_loss"] = r.accumulated_loss;
+  j["rel_loss_diff"] = r.rel_loss_diff;
+  if (r.has_naive) {
+    j["naive_max_abs_weight_diff"] = r.naive_max_abs_weight_diff;
+    j["naive_max_rel_weight_diff"] = r.naive_max_rel_weight_diff;
+    j["naive_max_rel_loss_diff"] = r.naive_max_rel_loss_diff;
+    j["naive_loss"] = r.naive_loss;
+  }
+  if (!r.explanation.empty()) j["explanation"] = r.explanation;
+  return j.dump();
+}
+
+std::string verify_text(const VerifyResult& r, const VerifyOptions& o) {
+  std::string s =
+      fmt::format("full batch:  {}\naccumulated: {}\n", describe(r.full_plan),
+                  r.micro_batch_tokens > 0 ? fmt::format("global_batch={} in micro-batches of at most {} tokens "
+                                                         "(longest first) world_size={}",
+                                                         r.accumulated_plan.global_batch, r.micro_batch_tokens,
+                                                         r.accumulated_plan.world_size)
+                                           : describe(r.accumulated_plan));
+  s += fmt::format("{:>5}  {:>14}  {:>14}  {:>10}", "step", "full loss", "accum loss", "rel diff");
+  s += r.has_naive ? fmt::format("  {:>14}\n", "naive loss") : "\n";
+  for (size_t i = 0; i < r.full_loss.size(); ++i) {
+    s += fmt::format("{:>5}  {:>14.8f}  {:>14.8f}  {:>10.2e}", i + 1, r.full_loss[i], r.accumulated_loss[i],
+                     r.rel_loss_diff[i]);
+    s += r.has_naive ? fmt::format("  {:>14.8f}\n", r.naive_loss[i]) : "\n";
+  }
+  s += fmt::format(
+      "max |Δweight| = {:.3e} (in {}), {:.3e} of the largest distance a weight moved ({:.3e}; tolerance {:.0e})\n",
+      r.max_abs_weight_diff, r.worst_tensor, r.max_rel_weight_diff, r.max_weight_movement, o.weight_tolerance);
+  s += fmt::format("max relative loss difference = {:.3e} (tolerance {:.0e})\n", r.max_rel_loss_diff, o.loss_tolerance);
+  if (r.has_naive) {
+    s += fmt::format(
+        "naive scheme (micro-batch mean / accumulation steps): max |Δweight| = {:.3e} ({:.3e} relative), "
+        "max relative loss difference = {:.3e}\n",
+        r.naive_max_abs_weight_diff, r.naive_max_rel_weight_diff, r.naive_max_rel_loss_diff);
+  }
+  s += r.pass ? "PASS: accumulated training matches full-batch training\n"
+              : "FAIL: accumulated training differs from full-batch training\n";
+  if (!r.explanation.empty()) s += "why: " + r.explanation + "\n";
+  return s;
+}
+
+}  // namespace gradacc
