@@ -9,9 +9,9 @@ export CCACHE_SLOPPINESS = pch_defines,time_macros,include_file_mtime,include_fi
 export CCACHE_BASEDIR = $(CURDIR)
 export CCACHE_NOHASHDIR = 1
 
-# configure(extra cmake flags): setup, then cmake (quietly) with the venv's python.
+# configure(extra cmake flags, setup flags): setup, then cmake (quietly) with the venv's python.
 define configure
-	@py=$$(scripts/setup.sh | tail -n 1) && \
+	@py=$$(scripts/setup.sh $(2) | tail -n 1) && \
 	cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Release -DTORCH_PYTHON="$$py" \
 	      -DCMAKE_CXX_COMPILER_LAUNCHER=ccache $(1) >/dev/null
 endef
@@ -20,7 +20,7 @@ endef
 
 # The library and the command: what `make run` needs, nothing more.
 build:
-	$(call configure,)
+	$(call configure,,--run)
 	cmake --build $(BUILD_DIR) -j $(JOBS) --target gradacc_cli
 
 # Main job: the embedded default run (CNN with GroupNorm on Fashion-MNIST, accumulated).

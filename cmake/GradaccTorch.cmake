@@ -14,13 +14,25 @@
 # registers the CUDA kernels when it loads).
 
 # Sets TORCH_ROOT (the wheel's torch/ directory), TORCH_CXX11_ABI and TORCH_VERSION (without the
-# local "+cu130" part) from a python that imports torch.
+# local "+cu130" part) from a python whose environment holds the torch wheel. The wheel need not
+# import: `make run` installs it without its Python and CUDA dependencies (scripts/setup.sh --run),
+# and then the C++ ABI is read from libc10.so's symbols (std::__cxx11 names are the new ABI's).
 function(gradacc_query_torch python)
-  execute_process(
-    COMMAND "${python}" -c "import os, torch; print(os.path.dirname(torch.__file__), int(torch._C._GLIBCXX_USE_CXX11_ABI), torch.__version__.split('+')[0], sep=';', end='')"
-    OUTPUT_VARIABLE info RESULT_VARIABLE rc)
+  set(query [=[
+import importlib.metadata, importlib.util, os
+spec = importlib.util.find_spec("torch")
+root = spec.submodule_search_locations[0]
+try:
+    import torch
+    abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
+except Exception:
+    with open(os.path.join(root, "lib", "libc10.so"), "rb") as f:
+        abi = int(b"__cxx11" in f.read())
+print(root, abi, importlib.metadata.version("torch").split("+")[0], sep=";", end="")
+]=])
+  execute_process(COMMAND "${python}" -c "${query}" OUTPUT_VARIABLE info RESULT_VARIABLE rc ERROR_QUIET)
   if(NOT rc EQUAL 0)
-    message(FATAL_ERROR "${python} cannot import torch (scripts/setup.sh installs the pinned wheel)")
+    message(FATAL_ERROR "${python} has no torch wheel (scripts/setup.sh installs the pinned one)")
   endif()
   list(GET info 0 root)
   list(GET info 1 abi)

@@ -12,8 +12,15 @@
 #     wheel with its dependencies is installed so that Python-side references (PyTorch reference
 #     computations in tests, the Python peers in bench/) import the very same torch.
 #
+#   --run: only what `make run` needs, for a first run in minutes: the torch wheel without its
+#     Python and CUDA dependencies (about 3 GB of nvidia and triton wheels the CPU build never
+#     loads), plus the two CUDA runtime libraries libtorch_cpu.so is linked against (cudart,
+#     cupti), at the versions the wheel itself requires. `make test` completes the install later.
+#
 # Prints the path of the venv's python on the last line of stdout (the Makefile reads it).
 set -euo pipefail
+MODE=full
+[ "${1:-}" = "--run" ] && MODE=run
 
 TORCH_VERSION="${GRADACC_TORCH_VERSION:-2.11.0}"
 CACHE="${GRADACC_CACHE:-$HOME/.cache/gradacc}"
@@ -35,16 +42,39 @@ if ((${#missing[@]})); then
 fi
 
 PY_PACKAGES="torch==$TORCH_VERSION numpy safetensors"
-stamp="$VENV/.gradacc-ready"   # holds the package list it was made with
-if [ "$(cat "$stamp" 2>/dev/null)" != "$PY_PACKAGES" ]; then
-  log "installing torch==$TORCH_VERSION into $VENV (about 5 GB, once)"
-  rm -rf "$VENV"
-  mkdir -p "$(dirname "$VENV")"
-  python3 -m venv "$VENV" >&2
-  # numpy + safetensors let the tests read our weight files the way Python users will.
-  "$VENV/bin/pip" install -q --disable-pip-version-check $PY_PACKAGES >&2
-  echo "$PY_PACKAGES" > "$stamp"
+RUN_PACKAGES="torch==$TORCH_VERSION --no-deps, cuda-toolkit[cudart,cupti]"
+stamp="$VENV/.gradacc-ready"   # holds the package list it was made with (the full one, or the run one)
+have="$(cat "$stamp" 2>/dev/null || true)"
+# pip's output only when it fails (a wheel installed without its dependencies makes it list them).
+pip() {
+  local out
+  out=$("$VENV/bin/pip" install -q --disable-pip-version-check "$@" 2>&1) || { echo "$out" >&2; return 1; }
+}
+if [ "$have" != "$PY_PACKAGES" ] && { [ "$MODE" = full ] || [ "$have" != "$RUN_PACKAGES" ]; }; then
+  if [ "$have" != "$RUN_PACKAGES" ]; then
+    rm -rf "$VENV"
+    mkdir -p "$(dirname "$VENV")"
+    python3 -m venv "$VENV" >&2
+  fi
+  if [ "$MODE" = run ]; then
+    log "installing torch==$TORCH_VERSION (the wheel and the CUDA runtime it links, about 1 GB) into $VENV"
+    pip --no-deps "torch==$TORCH_VERSION"
+    # The cuda-toolkit pin the wheel declares, with only the two libraries libtorch_cpu.so needs.
+    toolkit=$("$VENV/bin/python" -c "import importlib.metadata as m, re; print(next(re.match(r'cuda-toolkit\[[^]]*\]\s*(==\s*[0-9.]+)', r).group(1).replace(' ', '') for r in m.requires('torch') if r.startswith('cuda-toolkit')))")
+    pip "cuda-toolkit[cudart,cupti]$toolkit"
+    echo "$RUN_PACKAGES" > "$stamp"
+  else
+    log "installing torch==$TORCH_VERSION with its dependencies into $VENV (about 5 GB, once)"
+    # numpy + safetensors let the tests read our weight files the way Python users will.
+    pip $PY_PACKAGES
+    echo "$PY_PACKAGES" > "$stamp"
+  fi
 fi
 python="$VENV/bin/python"
-"$python" -c "import torch" 2>/dev/null || { echo "setup: torch in $VENV does not import; remove $VENV and rerun" >&2; exit 1; }
+if [ "$(cat "$stamp")" = "$PY_PACKAGES" ]; then
+  "$python" -c "import torch" 2>/dev/null || { echo "setup: torch in $VENV does not import; remove $VENV and rerun" >&2; exit 1; }
+else
+  [ -f "$("$python" -c "import importlib.util as u; print(u.find_spec('torch').submodule_search_locations[0])")/lib/libtorch_cpu.so" ] \
+    || { echo "setup: no libtorch_cpu.so in $VENV; remove $VENV and rerun" >&2; exit 1; }
+fi
 echo "$python"
