@@ -98,13 +98,7 @@ Accumulator::Accumulator(torch::nn::Module& model, torch::optim::Optimizer& opti
                          AccumulatorOptions options, MasterWeights* master, LossScaler* scaler, ZeroShard* zero)
     : optimizer_(optimizer), schedule_(schedule), options_(options), master_(master), scaler_(scaler), zero_(zero) {
   if (master_ && zero_) throw ConfigError("ZeRO keeps its own master weights: pass one of master, zero");
-  if (options_.max_grad_norm < 0) {
-    throw ConfigError(fmt::format("max_grad_norm must be ≥ 0, got {}", options_.max_grad_norm));
-  }
-  if (options_.nominal_count < 1) {
-    throw ConfigError(fmt::format("nominal_count must be ≥ 1, got {}", options_.nominal_count));
-  }
-  pre_scale_ = 1.0 / static_cast<double>(options_.nominal_count);
+  set_options(options);
 
   int64_t total = 0;
   for (const at::Tensor& p : model.parameters()) {
@@ -155,6 +149,18 @@ Accumulator::Accumulator(torch::nn::Module& model, torch::optim::Optimizer& opti
     offset += p.numel();
   }
   window_loss_ = at::zeros({}, params_[0].options().dtype(at::kDouble).requires_grad(false));
+}
+
+void Accumulator::set_options(const AccumulatorOptions& options) {
+  if (window_micro_batches_ > 0) throw ConfigError("the accumulator's options change between windows only");
+  if (options.max_grad_norm < 0) {
+    throw ConfigError(fmt::format("max_grad_norm must be ≥ 0, got {}", options.max_grad_norm));
+  }
+  if (options.nominal_count < 1) {
+    throw ConfigError(fmt::format("nominal_count must be ≥ 1, got {}", options.nominal_count));
+  }
+  options_ = options;
+  pre_scale_ = 1.0 / static_cast<double>(options_.nominal_count);
 }
 
 void Accumulator::accumulate(const at::Tensor& loss_sum, int64_t samples, int64_t items) {

@@ -80,6 +80,9 @@ class Accumulator {
               ZeroShard* zero = nullptr);
 
   ~Accumulator();  // removes the overlap hooks from the parameters
+  // New options between windows (the memory planner's batch changes the naive scheme's count).
+  // Throws ConfigError on bad options, or inside a window.
+  void set_options(const AccumulatorOptions& options);
   Accumulator(const Accumulator&) = delete;
   Accumulator& operator=(const Accumulator&) = delete;
 

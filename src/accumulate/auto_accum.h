@@ -25,6 +25,7 @@
 #include <map>
 #include <string>
 
+#include "base/stateful.h"
 #include "gradacc/step_report.h"
 
 namespace gradacc {
@@ -38,7 +39,7 @@ struct AutoAccumOptions {
   int64_t world_size = 1;
 };
 
-class AutoAccum {
+class AutoAccum : public Stateful {
  public:
   // Throws ConfigError unless 1 ≤ min ≤ max, warmup ≥ 0, interval ≥ 1, micro ≥ 1, world ≥ 1.
   explicit AutoAccum(AutoAccumOptions options);
@@ -54,9 +55,9 @@ class AutoAccum {
   const AutoAccumOptions& options() const { return o_; }
 
   // For checkpoints ("accum_auto_*" entries).
-  std::map<std::string, std::string> state() const;
+  std::map<std::string, std::string> state() const override;
   // Absent entries: a fresh start. Throws ConfigError on a malformed or out-of-range value.
-  void load_state(const std::map<std::string, std::string>& state);
+  void load_state(const std::map<std::string, std::string>& state) override;
 
  private:
   AutoAccumOptions o_;

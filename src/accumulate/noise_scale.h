@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include "base/stateful.h"
 
 namespace gradacc {
 
@@ -27,7 +28,7 @@ struct NoiseScaleReading {
   double noise_scale = 0.0;  // trace_sigma / grad_sq (0 while grad_sq ≤ 0)
 };
 
-class NoiseScaleEstimator {
+class NoiseScaleEstimator : public Stateful {
  public:
   // `decay` of the moving averages, in [0, 1). Throws ConfigError.
   explicit NoiseScaleEstimator(double decay = 0.95);
@@ -38,8 +39,8 @@ class NoiseScaleEstimator {
   int64_t windows() const { return windows_; }
 
   // For checkpoints ("noise_scale_*" entries, printed to read back to the same doubles).
-  std::map<std::string, std::string> state() const;
-  void load_state(const std::map<std::string, std::string>& state);  // absent entries: a fresh start
+  std::map<std::string, std::string> state() const override;
+  void load_state(const std::map<std::string, std::string>& state) override;  // absent entries: a fresh start
 
  private:
   double decay_;

@@ -69,8 +69,16 @@ Checkpointer::Lock::~Lock() {
 std::optional<CheckpointState> Checkpointer::resume(torch::nn::Module& model, torch::optim::Optimizer& optimizer,
                                                     const TensorMap& targets) const {
   if (policy_.resume_from.empty()) return std::nullopt;
-  return load_checkpoint(policy_.resume_from, model, optimizer, identity_, targets, device_,
-                         shard_ ? &*shard_ : nullptr);
+  CheckpointState state =
+      load_checkpoint(policy_.resume_from, model, optimizer, identity_, targets, device_, shard_ ? &*shard_ : nullptr);
+  for (Stateful* part : parts_) {
+    try {
+      part->load_state(state.extra);
+    } catch (const std::invalid_argument& e) {
+      throw CheckpointError(fmt::format("{}: {}", policy_.resume_from, e.what()));
+    }
+  }
+  return state;
 }
 
 bool Checkpointer::due(int64_t step, int64_t last_step, bool stopping) const {
@@ -83,9 +91,11 @@ void Checkpointer::set_sharding(ShardSlot slot, std::function<bool(bool)> agree)
   agree_ = std::move(agree);
 }
 
-std::string Checkpointer::save(const CheckpointState& state, const torch::nn::Module& model,
+std::string Checkpointer::save(const CheckpointState& run, const torch::nn::Module& model,
                                torch::optim::Optimizer& optimizer) {
   if (!enabled()) return "";
+  CheckpointState state = run;
+  for (const Stateful* part : parts_) state.extra.merge(part->state());
   if (!shard_) {
     if (!lead_) return "";
     last_ = save_checkpoint(policy_.dir, state, model, optimizer, identity_, policy_.keep, device_);

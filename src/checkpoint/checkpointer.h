@@ -9,7 +9,9 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
+#include "base/stateful.h"
 #include "checkpoint/checkpoint.h"
 
 namespace gradacc {
@@ -34,13 +36,16 @@ class Checkpointer {
   Checkpointer& operator=(const Checkpointer&) = delete;
 
   bool enabled() const { return !policy_.dir.empty(); }
-  // The checkpoint's state after loading it into `model`, `optimizer` and `targets`, when the plan
-  // resumes; nothing otherwise. Throws CheckpointError (one line) for a file that cannot continue
+  // The checkpoint's state after loading it into `model`, `optimizer`, `targets` and the tracked
+  // parts, when the plan resumes; nothing otherwise. Throws CheckpointError (one line) for a file that cannot continue
   // this run, having changed nothing.
   std::optional<CheckpointState> resume(torch::nn::Module& model, torch::optim::Optimizer& optimizer,
                                         const TensorMap& targets) const;
   // Whether step `step` is saved: every `every` steps, at `last_step`, and when the run stops.
   bool due(int64_t step, int64_t last_step, bool stopping) const;
+  // The run's parts whose state every checkpoint carries (as metadata "state.<key>"): saved by
+  // save(), restored by resume(). The parts must outlive the Checkpointer.
+  void track(Stateful& part) { parts_.push_back(&part); }
   // ZeRO-1: every rank saves its shard of the optimizer state (optimizer_shards.h) and resumes
   // into `slot`. `agree(ok)` is a collective every rank calls in the same order: whether every
   // rank's `ok` was true. The lead writes the main file only once every shard is on disk.
@@ -58,6 +63,7 @@ class Checkpointer {
   at::Device device_;
   std::string last_;
   std::optional<ShardSlot> shard_;
+  std::vector<Stateful*> parts_;
   std::function<bool(bool)> agree_;
   // The directory's lock: a member, so it is released also when the constructor throws.
   struct Lock {

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include "base/stateful.h"
 
 namespace gradacc {
 
@@ -48,7 +49,7 @@ struct LossScalerOptions {
   }
 };
 
-class LossScaler {
+class LossScaler : public Stateful {
  public:
   // Throws ConfigError naming a bad option.
   explicit LossScaler(LossScalerOptions options = {});
@@ -64,9 +65,9 @@ class LossScaler {
   // For checkpoints: "loss_scale", "loss_scale_growth_tracker", "loss_scale_skipped_steps",
   // "loss_scale_hysteresis_left" (the scale printed so that it reads back to the same double; a
   // checkpoint without the last entry, from before it existed, refills it).
-  std::map<std::string, std::string> state() const;
+  std::map<std::string, std::string> state() const override;
   // Throws ConfigError for missing or malformed entries.
-  void load_state(const std::map<std::string, std::string>& state);
+  void load_state(const std::map<std::string, std::string>& state) override;
 
  private:
   LossScalerOptions options_;

@@ -180,10 +180,7 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
     planned.activation_checkpointing(s_->memory_plan->checkpointing);
     s_->run_plan.emplace(resolve_for(planned, s_->data.get()));
     // The accumulator's options follow the plan (the naive scheme's count is its accumulation).
-    s_->accumulator.reset();
-    s_->accumulator =
-        std::make_unique<Accumulator>(module, *s_->optimizer, s_->schedule.get(), s_->plan().accumulator_options(),
-                                      s_->master.get(), s_->scaler.get(), s_->zero.get());
+    s_->accumulator->set_options(s_->plan().accumulator_options());
   }
   const RunPlan& plan = s_->plan();
   if (plan.activation_checkpointing.value_or(false)) {
@@ -240,6 +237,9 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
     throw ConfigError(e.what());
   }
   s_->checkpointer = std::make_unique<Checkpointer>(plan.checkpoint, plan.run_identity(kind), plan.lead(), plan.device);
+  for (Stateful* part : std::initializer_list<Stateful*>{s_->scaler.get(), s_->noise.get(), s_->auto_accum.get()}) {
+    if (part) s_->checkpointer->track(*part);
+  }
   if (s_->zero) {
     const ZeroShard& z = *s_->zero;
     s_->checkpointer->set_sharding(ShardSlot{z.rank(), z.world_size(), z.offset(), z.length(), z.total()},
@@ -268,27 +268,6 @@ TrainResult Trainer::fit() {
   LoopPosition pos;
   if (auto state = s.checkpointer->resume(*s.model.module, *s.optimizer, s.checkpoint_tensors())) {
     s.accumulator->resume_at(state->step, state->updates);
-    if (s.noise) {
-      try {
-        s.noise->load_state(state->extra);
-      } catch (const std::invalid_argument& e) {
-        throw CheckpointError(fmt::format("{}: {}", p.checkpoint.resume_from, e.what()));
-      }
-    }
-    if (s.auto_accum) {
-      try {
-        s.auto_accum->load_state(state->extra);
-      } catch (const std::invalid_argument& e) {
-        throw CheckpointError(fmt::format("{}: {}", p.checkpoint.resume_from, e.what()));
-      }
-    }
-    if (s.scaler) {
-      try {
-        s.scaler->load_state(state->extra);
-      } catch (const std::invalid_argument& e) {
-        throw CheckpointError(fmt::format("{}: {}", p.checkpoint.resume_from, e.what()));
-      }
-    }
     pos = state->position;
     result.resumed_from = p.checkpoint.resume_from;
   }
@@ -313,9 +292,6 @@ TrainResult Trainer::fit() {
         state.step = r.step;
         state.updates = s.accumulator->updates_applied();
         state.position = ctx.next;
-        if (s.scaler) state.extra = s.scaler->state();
-        if (s.noise) state.extra.merge(s.noise->state());
-        if (s.auto_accum) state.extra.merge(s.auto_accum->state());
         state.tensors = s.checkpoint_tensors();
         s.checkpointer->save(state, *s.model.module, *s.optimizer);
       }
