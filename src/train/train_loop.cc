@@ -15,6 +15,7 @@
 
 #include "gradacc/device.h"
 #include "gradacc/errors.h"
+#include "train/oom_replay.h"
 
 namespace gradacc {
 
@@ -60,8 +61,7 @@ std::vector<StepReport> train_steps(const LoopParts& p, int64_t steps, LoopPosit
   reports.reserve(steps);
   install_cpu_memory_counter();  // idempotent; the Trainer installs it before the model exists
   p.model.module->train();
-  const WindowSampler* sampler = &p.sampler;
-  std::optional<WindowSampler> halved;  // after a replay: the same order in smaller micro-batches
+  OomReplay replay(p.sampler, p.accumulator, p.device, p.replay_on_oom);
   const int64_t n = p.sampler.dataset_size();
   std::vector<int64_t> order = p.sampler.epoch_order(pos.epoch);
   auto next_epoch = [&] {
@@ -70,7 +70,7 @@ std::vector<StepReport> train_steps(const LoopParts& p, int64_t steps, LoopPosit
   };
   for (int64_t s = 0; s < steps; ++s) {
     const auto start = std::chrono::steady_clock::now();
-    const BatchPlan& plan = sampler->plan();
+    const BatchPlan& plan = replay.sampler().plan();
     // Which examples this window holds: the next `global` of the epoch's order (fewer at its end).
     const bool varying = p.accum_schedule || p.auto_accum;  // windows whose size changes over the run
     const int64_t accum = p.auto_accum       ? p.auto_accum->current()
@@ -83,55 +83,14 @@ std::vector<StepReport> train_steps(const LoopParts& p, int64_t steps, LoopPosit
       next_epoch();
     }
 
-    // Forward and backward of the window; run again with half the micro-batch if memory runs out.
-    // (A clone, not get_state(): no tensor, so nothing the memory budget could refuse.)
-    const at::Generator rng_at_start = p.replay_on_oom ? default_generator(p.device).clone() : at::Generator();
-    Window window;
+    // Forward and backward of the window, a micro-batch at a time (run again with half the
+    // micro-batch if memory runs out).
     int64_t replays = 0;
-    for (;;) {
-      window = sampler->window_at(order, pos.epoch, pos.window, pos.offset,
-                                  varying ? accum : sampler->plan().accumulation_steps);
-      reset_memory_peak(p.device);
-      try {
-        run_window(p, window);
-        break;
-      } catch (const c10::OutOfMemoryError& e) {
-        if (!p.replay_on_oom) throw;
-        p.accumulator.discard_window();
-        const BatchPlan now = sampler->plan();  // copies: `halved` is replaced below
-        TokenBudget tokens = sampler->token_budget();
-        // With a token budget, half the tokens, down to the longest sequence (or packed row).
-        const int64_t fewest_tokens =
-            tokens.tokens > 0
-                ? std::max(*std::max_element(tokens.lengths->begin(), tokens.lengths->end()), tokens.packed_row_length)
-                : 0;
-        if (tokens.tokens > 0 ? tokens.tokens <= fewest_tokens : now.micro_batch == 1) {
-          const std::string why = e.what();
-          throw MemoryError(fmt::format("out of memory at step {} with {}: {}", p.accumulator.steps_taken() + 1,
-                                        tokens.tokens > 0 ? fmt::format("micro-batches of {} tokens", tokens.tokens)
-                                                          : std::string("a micro-batch of 1"),
-                                        why.substr(0, why.find('\n'))));
-        }
-        {
-          // The state passes through a 5 KB tensor: not the window's memory, so not the budget's.
-          const int64_t limit = cpu_memory_limit();
-          set_cpu_memory_limit(0);
-          set_generator_state(p.device, rng_at_start.get_state());
-          set_cpu_memory_limit(limit);
-        }
-        if (tokens.tokens > 0) {
-          tokens.tokens = std::max(fewest_tokens, tokens.tokens / 2);
-          halved.emplace(n, now, p.sampler.options(), std::move(tokens));
-        } else {
-          halved.emplace(n,
-                         BatchPlan::resolve({now.global_batch, (now.micro_batch + 1) / 2, std::nullopt, now.world_size,
-                                             /*short_last_micro=*/true}),
-                         p.sampler.options());
-        }
-        sampler = &*halved;
-        ++replays;
-      }
-    }
+    const Window window = replay.run(
+        [&](const WindowSampler& s) {
+          return s.window_at(order, pos.epoch, pos.window, pos.offset, varying ? accum : s.plan().accumulation_steps);
+        },
+        [&](const Window& w) { run_window(p, w); }, replays);
 
     // Window boundary: exact normalization, clip, optimizer and schedule step.
     StepReport report = [&] {
@@ -139,8 +98,8 @@ std::vector<StepReport> train_steps(const LoopParts& p, int64_t steps, LoopPosit
       return p.accumulator.step();
     }();
     report.peak_bytes = memory_reading(p.device).peak_bytes;  // allocator statistics: no device sync
-    report.micro_batch = sampler->plan().micro_batch;
-    if (sampler->token_budget().tokens > 0) {  // token budget: the most rows a micro-batch held
+    report.micro_batch = replay.sampler().plan().micro_batch;
+    if (replay.sampler().token_budget().tokens > 0) {  // token budget: the most rows a micro-batch held
       report.micro_batch = 0;
       for (const auto& m : window.micro_batches) report.micro_batch = std::max<int64_t>(report.micro_batch, m.size());
     }
