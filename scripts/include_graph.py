@@ -71,7 +71,7 @@ def node_of(path, homes):
     return parts[1]
 
 
-def resolve(spelled, homes):
+def resolve(spelled):
     """The file an include names: gradacc/NAME.h is public; anything else is relative to src/."""
     if spelled.startswith("gradacc/"):
         return pathlib.Path("include") / spelled
@@ -92,7 +92,7 @@ def graph():
         a = node_of(f, homes)
         text = (ROOT / f).read_text(errors="replace")
         for spelled in INCLUDE.findall(text):
-            target = resolve(spelled, homes)
+            target = resolve(spelled)
             if not (ROOT / target).exists():
                 if (ROOT / f.parent / spelled).exists():
                     problems.append(f"{f}: includes {spelled} relative to itself; spell it from src/")

@@ -17,10 +17,8 @@
 #include "builtin/fashion_mnist.h"
 #include "builtin/models.h"
 #include "gradacc/trainer.h"
-#include "precision/loss_scaler.h"
 #include "sync/gradient_reducer.h"
 #include "testing/test_util.h"
-#include "train/run_plan.h"
 #include "train/train_loop.h"
 
 namespace gradacc {

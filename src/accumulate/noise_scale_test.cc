@@ -9,16 +9,12 @@
 #include <torch/optim/sgd.h>
 #include <torch/utils.h>
 
-#include "accumulate/accumulator.h"
 #include "builtin/fashion_mnist.h"
 #include "builtin/models.h"
 #include "gradacc/errors.h"
 #include "gradacc/optimizer.h"
 #include "gradacc/trainer.h"
-#include "precision/loss_scaler.h"
 #include "testing/test_util.h"
-#include "train/run_plan.h"
-#include "train/train_loop.h"
 
 namespace gradacc {
 namespace {

@@ -22,6 +22,8 @@
 #include "gradacc/errors.h"
 #include "gradacc/safetensors.h"
 #include "log/step_log.h"
+#include "precision/loss_scaler.h"
+#include "train/run_plan.h"
 
 namespace gradacc {
 

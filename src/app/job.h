@@ -4,13 +4,9 @@
 
 #include <ostream>
 
-#include "accumulate/accumulator.h"
 #include "app/job_config.h"
 #include "gradacc/trainer.h"
 #include "gradacc/verify.h"
-#include "precision/loss_scaler.h"
-#include "train/run_plan.h"
-#include "train/train_loop.h"
 
 namespace gradacc {
 

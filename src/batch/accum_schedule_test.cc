@@ -10,8 +10,6 @@
 #include "builtin/fashion_mnist.h"
 #include "gradacc/batch_plan.h"
 #include "gradacc/trainer.h"
-#include "precision/loss_scaler.h"
-#include "train/run_plan.h"
 #include "train/train_loop.h"
 
 namespace gradacc {

@@ -16,10 +16,7 @@
 #include "builtin/text.h"
 #include "gradacc/safetensors.h"
 #include "gradacc/trainer.h"
-#include "precision/loss_scaler.h"
 #include "testing/test_util.h"
-#include "train/run_plan.h"
-#include "train/train_loop.h"
 
 namespace gradacc {
 namespace {

@@ -18,9 +18,6 @@
 #include "builtin/fashion_mnist.h"
 #include "gradacc/safetensors.h"
 #include "gradacc/trainer.h"
-#include "precision/loss_scaler.h"
-#include "train/run_plan.h"
-#include "train/train_loop.h"
 
 #include "testing/test_util.h"
 

@@ -29,7 +29,6 @@
 #include "memory/planner.h"
 #include "precision/loss_scaler.h"
 #include "testing/test_util.h"
-#include "train/run_plan.h"
 #include "train/train_loop.h"
 
 namespace gradacc {

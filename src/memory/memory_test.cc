@@ -14,7 +14,6 @@
 #include <torch/nn/modules/linear.h>
 #include <torch/utils.h>
 
-#include "accumulate/accumulator.h"
 #include "base/parse.h"
 #include "builtin/models.h"
 #include "builtin/text.h"
@@ -24,10 +23,8 @@
 #include "gradacc/optimizer.h"
 #include "gradacc/trainer.h"
 #include "memory/planner.h"
-#include "precision/loss_scaler.h"
 #include "testing/test_util.h"
 #include "train/run_plan.h"
-#include "train/train_loop.h"
 
 namespace gradacc {
 namespace {

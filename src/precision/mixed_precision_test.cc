@@ -20,8 +20,6 @@
 #include "gradacc/trainer.h"
 #include "precision/loss_scaler.h"
 #include "testing/test_util.h"
-#include "train/run_plan.h"
-#include "train/train_loop.h"
 
 namespace gradacc {
 namespace {

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <vector>
 
 #include <c10/core/Device.h>
 
@@ -12,6 +14,13 @@
 #include "gradacc/step_report.h"
 
 namespace gradacc {
+
+// Runs the model on each list of `batches` (indices into `data`) in eval mode, without gradients,
+// under `precision`'s autocast, and calls fn(batch, outputs) for each; the model's train/eval mode
+// is put back afterwards.
+void for_each_eval_batch(Model& model, const Dataset& data, const std::vector<std::vector<int64_t>>& batches,
+                         const at::Device& device, Precision precision,
+                         const std::function<void(const Batch&, const at::Tensor&)>& fn);
 
 // Mean loss per item over `data` (Σ loss terms / Σ items): nats per token for text.
 double evaluate_loss(Model& model, const LossFn& loss, const Dataset& data, const at::Device& device,

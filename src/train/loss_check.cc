@@ -6,24 +6,17 @@
 #include <vector>
 
 #include <fmt/format.h>
-#include <torch/csrc/autograd/grad_mode.h>
 
 #include "gradacc/device.h"
 #include "gradacc/errors.h"
+#include "train/evaluation.h"
 
 namespace gradacc {
 namespace {
 
 struct Measured {
-  double loss = 0.0;
-  double items = 0.0;
+  double loss = 0.0, items = 0.0;
 };
-
-Measured loss_of(Model& model, const LossFn& loss, const Dataset& data, std::vector<int64_t> idx,
-                 const at::Device& device) {
-  const Batch b = data.gather(idx).to(device);
-  return {loss(model.forward(b), b).item<double>(), static_cast<double>(b.items)};
-}
 
 bool close(double a, double b) { return std::abs(a - b) <= 1e-2 * std::max({std::abs(a), std::abs(b), 1e-12}); }
 
@@ -40,18 +33,13 @@ void check_loss_reduction(Model& model, const LossFn& loss, const Dataset& data,
   const std::vector<int64_t> first(all.begin(), all.begin() + n / 2), second(all.begin() + n / 2, all.end());
 
   const at::Tensor rng = generator_state(device);  // a model with randomness in eval mode draws nothing new
-  const bool was_training = model.module->is_training();
-  model.module->eval();
-  Measured whole, a, b;
-  {
-    torch::NoGradGuard no_grad;
-    AutocastGuard autocast(device.type(), precision);
-    whole = loss_of(model, loss, data, all, device);
-    a = loss_of(model, loss, data, first, device);
-    b = loss_of(model, loss, data, second, device);
-  }
-  model.module->train(was_training);
+  std::vector<Measured> m;
+  for_each_eval_batch(model, data, {all, first, second}, device, precision,
+                      [&](const Batch& batch, const at::Tensor& out) {
+                        m.push_back({loss(out, batch).item<double>(), static_cast<double>(batch.items)});
+                      });
   set_generator_state(device, rng);
+  const Measured &whole = m[0], &a = m[1], &b = m[2];
   if (whole.items <= 0 || a.items <= 0 || b.items <= 0) return;
 
   const bool sums = close(whole.loss, a.loss + b.loss);

@@ -2,14 +2,8 @@
 
 #include <algorithm>
 #include <chrono>
-#include <optional>
-#include <tuple>
-#include <utility>
 
-#include <ATen/Context.h>
-#include <ATen/core/Generator.h>
 #include <ATen/record_function.h>
-#include <c10/util/Exception.h>
 
 #include <fmt/format.h>
 

@@ -4,10 +4,7 @@
 // with exact resume (a LibTorch optimizer gradacc has no special code for), mixed precision, and
 // LibTorch's own torch::data datasets.
 #include "gradacc/trainer.h"
-#include "accumulate/accumulator.h"
-#include "precision/loss_scaler.h"
 #include "train/run_plan.h"
-#include "train/train_loop.h"
 
 #include <filesystem>
 

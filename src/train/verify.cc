@@ -10,9 +10,7 @@
 #include "gradacc/errors.h"
 #include "gradacc/safetensors.h"
 #include "gradacc/trainer.h"
-#include "precision/loss_scaler.h"
 #include "train/run_plan.h"
-#include "train/train_loop.h"
 
 namespace gradacc {
 namespace {
