@@ -19,8 +19,9 @@
 // confirming probe runs: activations grow with positions, and any per-row quadratic term (attention
 // without a fused kernel) is largest for the widest rows.
 // Activation checkpointing is turned on only when no micro-batch fits without it (unless the
-// caller fixed it). The probes change nothing: weights, buffers (BatchNorm statistics), the RNG,
-// the optimizer state and the accumulator are as they were.
+// caller fixed it). Under ZeRO, `zero auto` plans on ZeRO-1 first and takes ZeRO-2 only when ZeRO-1
+// cannot hold one micro-batch (or the asked one); the plan reports both stages either way. The probes change nothing:
+// weights, buffers (BatchNorm statistics), the RNG, the optimizer state and the accumulator are as they were.
 //
 // Thread safety: none; runs on the training thread, before training.
 #pragma once
@@ -28,6 +29,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace gradacc {
 
@@ -37,6 +39,17 @@ struct ActivationCost {
   int64_t fixed = 0;
   int64_t per_example = 0;
   int64_t at(int64_t m) const { return fixed + m * per_example; }
+};
+
+// Data parallel under ZeRO: what one stage costs at the planned micro-batch. ZeRO-1 keeps the whole
+// fp32 gradient buffer and reduces it once per window; ZeRO-2 keeps 1/R of it (plus two buckets)
+// and reduces every micro-batch's gradient.
+struct ZeroStageCost {
+  int stage = 0;
+  int64_t predicted_peak = 0;        // measured for the planned stage, estimated for the other
+  bool measured = false;             // planned on this stage (else: the planned peak ± the buffers' difference)
+  bool fits = false;                 // within the budget's usable 98%
+  int64_t gradient_bytes_moved = 0;  // fp32 gradient passed into reductions per window by this rank
 };
 
 struct MemoryPlan {
@@ -56,6 +69,11 @@ struct MemoryPlan {
   std::optional<int64_t> min_budget_with_checkpointing;  // unset: the model cannot checkpoint
   int64_t probe_examples_items = 0;                      // items (tokens) of the largest example probed
   int64_t probe_example_positions = 0;                   // positions it computes in a batch of its own
+  // Data parallel under ZeRO (else empty / 0): both stages' cost, the stage planned for, and with
+  // `zero auto` why the planner chose it (the cheapest in communication that fits).
+  std::vector<ZeroStageCost> zero_stages;
+  int zero_stage = 0;
+  std::string zero_choice;
 
   std::string describe() const;  // several lines, for `gradacc plan --fit`
   std::string json() const;      // one JSON object

@@ -34,6 +34,8 @@
 
 namespace gradacc {
 
+inline constexpr int64_t kZeroAuto = -1;  // TrainOptions::zero: the memory planner chooses the stage
+
 struct TrainOptions {
   // ── Batch: any two of global / micro / accumulation give the third (DeepSpeed semantics).
   GRADACC_ARG(std::optional<int64_t>, global_batch, std::nullopt);        // examples per step, all ranks
@@ -100,7 +102,9 @@ struct TrainOptions {
   GRADACC_ARG(SyncMode, sync, SyncMode::kPerWindow);
   GRADACC_ARG(double, dist_timeout, 300.0);  // seconds before a dead or stalled rank is an error
   GRADACC_ARG(double, bucket_mb, 25.0);      // all-reduce bucket size
-  GRADACC_ARG(int64_t, zero, 0);             // ZeRO stage: 0, or 1 (optimizer state sharded over the ranks)
+  // ZeRO stage: 0, 1 (optimizer state sharded over the ranks), 2 (gradients too), or kZeroAuto:
+  // the memory planner takes 1 when it fits the memory_budget, else 2.
+  GRADACC_ARG(int64_t, zero, 0);
   GRADACC_ARG(std::optional<bool>, overlap,
               std::nullopt);  // reduce during the last backward; unset: on when data parallel
   // ── Checkpoints and resume (docs/checkpoints.md).

@@ -97,6 +97,9 @@ class Trainer {
   // Bytes of this rank's optimizer state and fp32 master weights (under ZeRO-1, its shard's): what
   // sharding divides by the world size.
   int64_t optimizer_state_bytes() const;
+  // Bytes of the gradient memory this rank keeps between micro-batches: the accumulation buffer,
+  // or under ZeRO-2 its shard of the sum and two bucket buffers. What `--zero 2` divides.
+  int64_t gradient_bytes() const;
   // Explanations of what keeps this run from matching full-batch training (BatchNorm layers with
   // accumulation > 1); empty when nothing does.
   const std::vector<std::string>& warnings() const;

@@ -46,6 +46,12 @@
 // so each rank's ‖shard_r‖² travels in the all-reduce of the loss and counts (a norm taken over
 // one shard would clip each shard differently). Three collectives per window, none per micro-batch.
 //
+// ZeRO-2 computes the same shard without ever holding G: each micro-batch's S·s·∇L_m is reduced
+// bucket by bucket, each bucket to the rank owning its elements, and added into that rank's
+// shard — Σ_m Σ_r of the slice, the same sum in another order. The boundary is ZeRO-1's minus the
+// reduce-scatter: one small all-reduce (counts, loss, ‖shard‖²), the factor f, the update, the
+// all-gather. Normalization stays exact because the buckets carry sums; only the boundary divides.
+//
 // This file is the algorithm; accumulator_sync.cc holds its data-parallel plumbing (the totals
 // gathered across ranks, ZeRO's collectives, and the overlap of the last backward with them).
 // ─────────────────────────────────────────────────────────────────────────────────────────────
@@ -57,7 +63,6 @@
 
 #include <ATen/ops/cat.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/linalg_vector_norm.h>
 #include <ATen/ops/stack.h>
 #include <ATen/ops/zeros.h>
 #include <ATen/ops/zeros_like.h>
@@ -69,27 +74,6 @@
 #include "optim/fused_adamw.h"
 
 namespace gradacc {
-
-namespace detail {
-
-// ‖G‖ accumulated in float64: an fp32 sum over millions of squares comes out up to ~1e-5 low,
-// and clipping would then let slightly too much through. Still one pass over the buffer.
-// In chunks of 2^20 elements: the float64 cast of the whole buffer at once would hold a transient
-// twice the gradient's size at every boundary (a memory budget would have to leave room for it).
-at::Tensor norm64(const at::Tensor& flat) {
-  constexpr int64_t kChunk = int64_t{1} << 20;
-  const auto chunk_norm = [](const at::Tensor& t) {
-    return at::linalg_vector_norm(t, 2, /*dim=*/c10::nullopt, /*keepdim=*/false, /*dtype=*/at::kDouble);
-  };
-  const int64_t n = flat.numel();
-  if (n <= kChunk) return chunk_norm(flat);
-  std::vector<at::Tensor> parts;
-  parts.reserve(static_cast<size_t>((n + kChunk - 1) / kChunk));
-  for (int64_t at = 0; at < n; at += kChunk) parts.push_back(chunk_norm(flat.narrow(0, at, std::min(kChunk, n - at))));
-  return at::linalg_vector_norm(at::stack(parts), 2);
-}
-
-}  // namespace detail
 
 using detail::kStatSlots;
 using detail::kZeroSlots;
@@ -120,13 +104,19 @@ Accumulator::Accumulator(torch::nn::Module& model, torch::optim::Optimizer& opti
   low_precision_model_ = master_ || (zero_ && zero_->low_precision());
   const at::ScalarType accum_dtype = low_precision_model_ ? at::kFloat : params_[0].scalar_type();
   if (zero_ && zero_->total() != total) throw ConfigError("a ZeroShard of another model");
+  window_loss_ = at::zeros({}, params_[0].options().dtype(at::kDouble).requires_grad(false));
+  if (zero_) {
+    zero_stats_ = at::zeros({kZeroSlots}, params_[0].options().dtype(at::kDouble).requires_grad(false));
+    stats_host_ = at::zeros({kZeroSlots}, at::TensorOptions().dtype(at::kDouble));
+  }
+  if (shards_gradients()) {  // no whole-gradient buffer: the shard and the buckets (no group yet)
+    sharded_ = std::make_unique<GradientShard>(params_, *zero_, nullptr, shard_bucket_bytes_);
+    return;
+  }
   buffer_ = at::zeros({zero_ ? zero_->padded() : total + kStatSlots},
                       params_[0].options().dtype(accum_dtype).requires_grad(false));
   flat_grad_ = buffer_.narrow(0, 0, total);
-  if (zero_) {
-    zero_stats_ = at::zeros({kZeroSlots}, buffer_.options().dtype(at::kDouble));
-    stats_host_ = at::zeros({kZeroSlots}, at::TensorOptions().dtype(at::kDouble));
-  } else {
+  if (!zero_) {
     stats_ = buffer_.narrow(0, total, kStatSlots);
     stats_host_ = at::zeros({kStatSlots}, at::TensorOptions().dtype(at::kFloat));
   }
@@ -148,7 +138,6 @@ Accumulator::Accumulator(torch::nn::Module& model, torch::optim::Optimizer& opti
     }
     offset += p.numel();
   }
-  window_loss_ = at::zeros({}, params_[0].options().dtype(at::kDouble).requires_grad(false));
 }
 
 void Accumulator::set_options(const AccumulatorOptions& options) {
@@ -170,7 +159,8 @@ void Accumulator::accumulate(const at::Tensor& loss_sum, int64_t samples, int64_
     for (size_t i = 0; i < params_.size(); ++i) params_[i].mutable_grad() = micro_views_[i];  // this micro-batch alone
   }
   const double s = pre_scale_ * (scaler_ ? scaler_->scale() : 1.0);  // s, times S with a loss scaler
-  if (options_.normalization == Normalization::kNaiveMicroMean) {    // for comparison only
+  if (shards_gradients() && noise_ && window_micro_batches_ == 0) sharded_->measure_next_backward();
+  if (options_.normalization == Normalization::kNaiveMicroMean) {  // for comparison only
     const at::Tensor micro_mean = loss_sum / static_cast<double>(std::max<int64_t>(items, 1));
     (micro_mean * s).backward();
     window_loss_.add_(micro_mean.detach());
@@ -179,14 +169,16 @@ void Accumulator::accumulate(const at::Tensor& loss_sum, int64_t samples, int64_
     (loss_sum * s).backward();
     window_loss_.add_(loss_sum.detach());
   }
-  if (overlap_armed_) {
+  if (shards_gradients()) {
+    sharded_->end_micro_batch();  // ZeRO-2: this micro-batch's buckets are reduced into the shard
+  } else if (overlap_armed_) {
     start_ready_buckets(/*all=*/true);  // parameters this micro-batch gave no gradient
     overlap_armed_ = false;             // (a low-precision model's gradient was folded bucket by bucket)
   } else if (micro_grad_.defined()) {
     fold_micro_grad();
   }
   if (noise_ && window_micro_batches_ == 0) {  // the small batch of the noise scale: no host read here
-    small_sq_ = window_norm().square();
+    small_sq_ = shards_gradients() ? sharded_->measured_square_norm().clone() : window_norm().square();
     small_count_ = count_of(samples, items);
   }
   window_samples_ += samples;
@@ -218,6 +210,10 @@ void Accumulator::set_noise_scale(NoiseScaleEstimator* estimator) {
 }
 
 void Accumulator::empty_micro_batch() {
+  if (shards_gradients()) {  // ZeRO-2 reduces every micro-batch: this rank joins with zeros
+    sharded_->empty_micro_batch();
+    return;
+  }
   if (!(distributed() && sync_mode_ == SyncMode::kEveryMicroBatch)) return;
   if (!low_precision_model_) {
     for (size_t i = 0; i < params_.size(); ++i) params_[i].mutable_grad() = micro_views_[i];
@@ -236,7 +232,9 @@ int64_t Accumulator::count_of(int64_t samples, int64_t items) const {
 
 int64_t Accumulator::window_count() const { return count_of(window_samples_, window_items_); }
 
-at::Tensor Accumulator::window_norm() const { return detail::norm64(flat_grad_); }
+at::Tensor Accumulator::window_norm() const {
+  return detail::norm64(shards_gradients() ? zero_->shard_grad() : flat_grad_);
+}
 
 // f = Ñ/(N·S): turns the buffer into the exact, unscaled window gradient (see the math above).
 // The one place this factor is computed; step() and window_gradient() both use it.
@@ -248,6 +246,7 @@ double Accumulator::boundary_factor(int64_t count) const {
 at::Tensor Accumulator::window_gradient() const {
   const int64_t count = window_count();
   if (count == 0) throw std::logic_error("the open window has nothing in it");
+  if (shards_gradients()) throw std::logic_error("under ZeRO-2 no rank holds the whole window gradient");
   return flat_grad_ * boundary_factor(count);
 }
 
@@ -261,9 +260,11 @@ void Accumulator::resume_at(int64_t steps_taken, int64_t updates_applied) {
 }
 
 void Accumulator::discard_window() {
-  buffer_.zero_();
+  if (sharded_) sharded_->discard_window();
+  if (shards_gradients()) zero_->shard_grad().zero_();
+  if (buffer_.defined()) buffer_.zero_();
   if (micro_grad_.defined()) micro_grad_.zero_();
-  if (!low_precision_model_) {
+  if (!low_precision_model_ && !shards_gradients()) {
     for (size_t i = 0; i < params_.size(); ++i) params_[i].mutable_grad() = flat_views_[i];
   }
   window_loss_.zero_();
@@ -300,7 +301,7 @@ StepReport Accumulator::step() {
   }
   if (zero_ && !distributed()) throw std::logic_error("ZeRO step without the data-parallel group (set_reducer)");
   const at::Tensor& grad_home = low_precision_model_ ? micro_grad_ : flat_grad_;
-  for (const at::Tensor& p : params_) {
+  for (const at::Tensor& p : shards_gradients() ? std::vector<at::Tensor>{} : params_) {
     const at::Tensor& g = p.grad();
     const auto* base = static_cast<const char*>(grad_home.data_ptr());
     const auto* at = g.defined() ? static_cast<const char*>(g.data_ptr()) : nullptr;
@@ -379,7 +380,8 @@ StepReport Accumulator::step() {
     bytes_before_ = reducer_->bytes();
   }
 
-  buffer_.zero_();
+  if (shards_gradients()) zero_->shard_grad().zero_();  // ZeRO-2 sums into the shard; ZeRO-1 overwrites it
+  if (buffer_.defined()) buffer_.zero_();
   window_loss_.zero_();
   window_samples_ = window_items_ = window_micro_batches_ = window_positions_ = small_count_ = 0;
   r.boundary_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

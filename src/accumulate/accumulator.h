@@ -23,6 +23,9 @@
 // ZeRO-1 (zero_shard.h): with a ZeroShard, the window's gradient is reduce-scattered instead of
 // all-reduced, each rank's optimizer steps only its shard, and the updated parameters are
 // all-gathered; the clip norm is the global one (the shards' squared norms summed).
+// ZeRO-2 (a ZeroShard of stage 2): there is no buffer of the whole gradient; GradientShard
+// (gradient_shard.h) reduces each micro-batch's gradient bucket by bucket into this rank's shard,
+// and the boundary is ZeRO-1's without its reduce-scatter.
 //
 // Invariants: between steps each trainable parameter's .grad is a view into a flat buffer; do
 // not call optimizer.zero_grad() or replace .grad yourself (step() detects it and throws).
@@ -31,12 +34,14 @@
 
 #include <csignal>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
 #include <torch/nn/module.h>
 #include <torch/optim/optimizer.h>
 
+#include "accumulate/gradient_shard.h"
 #include "accumulate/noise_scale.h"
 #include "gradacc/lr_schedule.h"
 #include "gradacc/model.h"
@@ -97,7 +102,9 @@ class Accumulator {
   // backward has written every gradient in it (post-accumulate-grad hooks on the parameters), and
   // waited for at the boundary. Buckets start strictly in order, so every rank issues the same
   // collectives in the same order; earlier micro-batches communicate nothing. Not with ZeRO (its
-  // shard layout is one reduce-scatter). Call after set_reducer(). Throws ConfigError.
+  // shard layout is one reduce-scatter). Under ZeRO-2, the size of the buckets reduced after every
+  // micro-batch instead (25 MiB until set; also before set_reducer(), so that the memory planner
+  // measures them). Otherwise call after set_reducer(). Throws ConfigError.
   void set_overlap(int64_t bucket_bytes);
   // The next accumulate() is this rank's last micro-batch of the window (with overlap; else nothing).
   void overlap_next_backward();
@@ -142,7 +149,8 @@ class Accumulator {
   void discard_window();
 
   // A copy of the exact gradient of the open window (normalized by its real count, not clipped),
-  // flat in parameter order. For tests and verification: it costs a copy.
+  // flat in parameter order. For tests and verification: it costs a copy. Not under ZeRO-2 (no
+  // rank holds it; std::logic_error).
   at::Tensor window_gradient() const;
 
   // Windows completed (the step number of the log), and updates applied: fewer when a loss
@@ -154,7 +162,13 @@ class Accumulator {
   void resume_at(int64_t steps_taken, int64_t updates_applied);
   // The flat accumulation buffer (the .grad tensors the optimizer reads are views of it): fp32
   // with master weights. It holds scale × Σ_m s·∇L_m until step(). For tests and communication.
+  // Undefined under ZeRO-2, whose sum lives in ZeroShard::shard_grad() alone.
   const at::Tensor& flat_grad() const { return flat_grad_; }
+  // ZeRO-2's bucketed reduction (null otherwise): for tests.
+  const GradientShard* gradient_shard() const { return sharded_.get(); }
+  // Bytes of the gradient memory this rank keeps between micro-batches: the accumulation buffer
+  // (and the low-precision model's micro-batch buffer), the ZeRO shard, ZeRO-2's staging buffers.
+  int64_t gradient_bytes() const;
 
  private:
   std::vector<at::Tensor> params_;  // the model's trainable parameters
@@ -164,6 +178,9 @@ class Accumulator {
   MasterWeights* master_;
   LossScaler* scaler_;
   ZeroShard* zero_;
+  std::unique_ptr<GradientShard> sharded_;  // ZeRO-2: made with the accumulator, again by set_reducer/set_overlap
+  int64_t shard_bucket_bytes_ = int64_t{25} << 20;
+  bool shards_gradients() const { return zero_ && zero_->stage() == 2; }
   at::Tensor buffer_;     // flat_grad_ followed by the window statistics (data parallel)
   at::Tensor flat_grad_;  // one contiguous buffer holding every gradient (the optimizer's .grad)
   at::Tensor stats_;      // [loss sum, samples hi, lo, items hi, lo]: reduced with the gradients

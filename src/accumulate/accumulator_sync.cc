@@ -28,7 +28,12 @@ void Accumulator::set_reducer(GradientReducer* reducer, SyncMode mode) {
     throw ConfigError("ZeRO communicates once per window (--sync window), not every micro-batch");
   reducer_ = reducer;
   sync_mode_ = mode;
-  if (!distributed()) return;
+  if (shards_gradients()) {  // the buckets made without the group (for the memory planner) again, with it
+    sharded_.reset();        // (its destructor removes the hooks the new one sets)
+    sharded_ = std::make_unique<GradientShard>(params_, *zero_, reducer_, shard_bucket_bytes_);
+    return;
+  }
+  if (!distributed()) return;  // ZeRO-2: fp32 buckets, made by shard_buckets()
   const at::ScalarType t = buffer_.scalar_type();
   if (t != at::kFloat && t != at::kDouble) {
     throw ConfigError(fmt::format("data-parallel training sums gradients in fp32, not {} (use --grad-accum-dtype fp32)",
@@ -91,11 +96,15 @@ Accumulator::WindowTotals Accumulator::all_reduce_totals() {
   return t;
 }
 
-// ZeRO-1: the buffer is reduce-scattered (this rank's slice of Σ_r G_r lands in shard_grad), then
+// ZeRO-1: the buffer is reduce-scattered (this rank's slice of Σ_r G_r lands in shard_grad; under
+// ZeRO-2 it is there already, summed micro-batch by micro-batch), then
 // one small all-reduce sums the loss, the counts and the shards' ‖G‖² (float64, so the counts are
 // exact): ‖G‖ = sqrt(Σ_r ‖shard_r‖²), the global norm on every rank.
 Accumulator::WindowTotals Accumulator::reduce_scatter_totals() {
-  reducer_->reduce_scatter(buffer_, zero_->shard_grad());
+  if (sharded_)
+    sharded_->end_window();  // ZeRO-2: the micro-batches' reduces, the last ones waited for here
+  else
+    reducer_->reduce_scatter(buffer_, zero_->shard_grad());
   auto* h = stats_host_.data_ptr<double>();
   h[1] = static_cast<double>(window_samples_);
   h[2] = static_cast<double>(window_items_);
@@ -143,9 +152,16 @@ struct Accumulator::OverlapHook : torch::autograd::PostAccumulateGradHook {
 
 void Accumulator::set_overlap(int64_t bucket_bytes) {
   if (bucket_bytes < 1) throw ConfigError("overlap: bucket_bytes must be ≥ 1");
+  if (shards_gradients()) {
+    if (window_micro_batches_ != 0) throw std::logic_error("set_overlap() inside an open window");
+    shard_bucket_bytes_ = bucket_bytes;
+    sharded_.reset();
+    sharded_ = std::make_unique<GradientShard>(params_, *zero_, reducer_, bucket_bytes);
+    return;
+  }
   if (!distributed() || sync_mode_ != SyncMode::kPerWindow)
     throw ConfigError("overlap needs data parallel with per-window sync (set_reducer first)");
-  if (zero_) throw ConfigError("overlap: ZeRO reduce-scatters the whole buffer at the boundary");
+  if (zero_) throw ConfigError("overlap: ZeRO-1 reduce-scatters the whole buffer at the boundary");
   const int64_t per_bucket = std::max<int64_t>(1, bucket_bytes / static_cast<int64_t>(flat_grad_.element_size()));
   buckets_.clear();
   bucket_of_.assign(params_.size(), 0);
@@ -192,6 +208,16 @@ void Accumulator::start_ready_buckets(bool all) {
     }
     reducer_->start_sum(flat_grad_.narrow(0, b.begin, b.end - b.begin));
   }
+}
+
+int64_t Accumulator::gradient_bytes() const {
+  int64_t bytes = 0;
+  for (const at::Tensor* t : {&buffer_, &micro_grad_}) {
+    if (t->defined()) bytes += static_cast<int64_t>(t->nbytes());
+  }
+  if (zero_) bytes += static_cast<int64_t>(zero_->shard_grad().nbytes());
+  if (sharded_) bytes += sharded_->staging_bytes();
+  return bytes;
 }
 
 }  // namespace gradacc

@@ -232,6 +232,7 @@ class TwinReducer final : public GradientReducer {
   void wait_pending() override {}
   void reduce_scatter(const at::Tensor&, const at::Tensor&) override { FAIL() << "no ZeRO here"; }
   void all_gather(const at::Tensor&, const at::Tensor&) override { FAIL() << "no ZeRO here"; }
+  void start_reduce(const at::Tensor&, int) override { FAIL() << "no ZeRO here"; }
   int64_t calls() const override { return calls_; }
   int64_t bytes() const override { return 0; }
 

@@ -1,5 +1,5 @@
-// Internal to the Accumulator (accumulator.cc, accumulator_sync.cc): the window statistics that
-// travel beside the gradients, and the norm of the boundary.
+// Internal to the Accumulator (accumulator.cc, accumulator_sync.cc) and ZeRO-2 (gradient_shard.cc):
+// the window statistics that travel beside the gradients, and the norm of the boundary.
 #pragma once
 
 #include <cstdint>

@@ -108,16 +108,34 @@ void add_foreign_rows(std::vector<Option>& t) {
                           [](JobConfig& c, const OptionValue& v) { c.foreign.bf16 = std::get<bool>(v); },
                           {"bf16.enabled"}, {}));
   t.push_back(foreign_row(
-      T::kInt, "ZeRO stage: 0, or 1 (--zero 1: the optimizer state sharded over the ranks)",
+      T::kInt, "ZeRO stage: 0, 1 (--zero 1: the optimizer state sharded) or 2 (--zero 2: the gradients too)",
       [](JobConfig& c, const OptionValue& v) {
         const int64_t stage = std::get<int64_t>(v);
-        if (stage != 0 && stage != 1) {
+        if (stage < 0 || stage > 2) {
           throw std::invalid_argument(fmt::format(
-              "DeepSpeed key `zero_optimization.stage` = {} is not supported by gradacc (stages 0 and 1)", stage));
+              "DeepSpeed key `zero_optimization.stage` = {} is not supported by gradacc (stages 0, 1 and 2)", stage));
         }
         c.train.zero(stage);
       },
       {"zero_optimization.stage"}, {}));
+  // Stage 2's bucket, in elements (DeepSpeed's unit); gradacc's buckets are fp32 bytes.
+  t.push_back(
+      foreign_row(T::kFloat, "ZeRO-2: gradient elements per reduce bucket (--bucket-mb × 2^18)",
+                  [](JobConfig& c, const OptionValue& v) {
+                    const double elements = std::get<double>(v);
+                    if (!(elements >= 1))
+                      throw std::invalid_argument(fmt::format(
+                          "DeepSpeed key `zero_optimization.reduce_bucket_size` must be ≥ 1, got {}", elements));
+                    c.train.bucket_mb(elements * 4 / (1 << 20));
+                  },
+                  {"zero_optimization.reduce_bucket_size"}, {}));
+  // What stage 2 always does in gradacc: reduce during the backward, into contiguous buckets, by
+  // owner. Either value is read; neither changes the result (only DeepSpeed's speed or memory).
+  for (const char* key : {"zero_optimization.overlap_comm", "zero_optimization.contiguous_gradients",
+                          "zero_optimization.reduce_scatter"}) {
+    t.push_back(foreign_row(T::kBool, "ZeRO-2: gradacc always reduces each bucket to its owner during the backward",
+                            [](JobConfig&, const OptionValue&) {}, {key}, {}));
+  }
   // ── Hugging Face TrainingArguments
   t.push_back(foreign_row(T::kBool, "bf16 autocast, fp32 parameters (--precision bf16)",
                           [](JobConfig& c, const OptionValue& v) {

@@ -130,6 +130,7 @@ JobSummary run_train_job(const JobConfig& c, std::ostream& out) {
     say << fmt::format("memory plan: budget {}, {} activation_checkpointing={}, predicted peak {} (static {})\n",
                        format_bytes(m->budget_bytes), batches, m->checkpointing ? "blocks" : "off",
                        format_bytes(m->predicted_peak), format_bytes(m->static_bytes));
+    if (!m->zero_choice.empty()) say << m->zero_choice << "\n";
   }
 
   if (c.eval_every < 0) throw ConfigError(fmt::format("eval_every must be ≥ 0, got {}", c.eval_every));
@@ -195,14 +196,15 @@ JobSummary run_train_job(const JobConfig& c, std::ostream& out) {
   if (!r.history.empty()) {
     const int64_t replays = std::accumulate(r.history.begin(), r.history.end(), int64_t{0},
                                             [](int64_t n, const StepReport& x) { return n + x.oom_replays; });
-    say << fmt::format("peak tensor memory {}{}; optimizer state {} on this rank{}{}\n", format_bytes(s.peak_bytes),
-                       plan.memory_budget ? fmt::format(" of the {} budget", format_bytes(*plan.memory_budget)) : "",
-                       format_bytes(trainer.optimizer_state_bytes()),
-                       plan.zero ? fmt::format(" (ZeRO-1: shard {} of {})", plan.env.rank, plan.env.world_size) : "",
-                       replays > 0
-                           ? fmt::format("; {} window(s) ran out of memory and were replayed with micro_batch {}",
-                                         replays, r.history.back().micro_batch)
-                           : "");
+    say << fmt::format(
+        "peak tensor memory {}{}; optimizer state {} on this rank; gradient buffers {}{}{}\n",
+        format_bytes(s.peak_bytes),
+        plan.memory_budget ? fmt::format(" of the {} budget", format_bytes(*plan.memory_budget)) : "",
+        format_bytes(trainer.optimizer_state_bytes()), format_bytes(trainer.gradient_bytes()),
+        plan.zero ? fmt::format(" (ZeRO-{}: shard {} of {})", plan.zero, plan.env.rank, plan.env.world_size) : "",
+        replays > 0 ? fmt::format("; {} window(s) ran out of memory and were replayed with micro_batch {}", replays,
+                                  r.history.back().micro_batch)
+                    : "");
   }
   if (!r.resumed_from.empty()) {
     say << fmt::format("resumed from {} at step {}\n", r.resumed_from, r.first_step);

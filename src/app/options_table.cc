@@ -470,11 +470,31 @@ std::vector<Option> build_table() {
   t.push_back(number("--dist-timeout", {"dist_timeout"}, S::kTrain,
                      "data parallel: seconds before a dead or stalled rank is an error",
                      [](JobConfig& c) -> double& { return c.train.dist_timeout(); }));
-  t.push_back(number("--bucket-mb", {"bucket_mb"}, S::kTrain, "data parallel: all-reduce bucket size, MiB",
+  t.push_back(number("--bucket-mb", {"bucket_mb"}, S::kTrain,
+                     "data parallel: bucket size of the gradient reduction (all-reduce, or ZeRO-2's reduces), MiB",
                      [](JobConfig& c) -> double& { return c.train.bucket_mb(); }));
-  t.push_back(integer("--zero", {"zero"}, S::kTrain,
-                      "data parallel: ZeRO stage, 0 or 1 (1: each rank holds 1/R of the optimizer state)",
-                      [](JobConfig& c) -> int64_t& { return c.train.zero(); }));
+  t.push_back({"--zero",
+               {"zero"},
+               OptionType::kIntOrWord,
+               S::kBatch,  // plan --fit reports the stages' memory and traffic
+               "N|auto",
+               "data parallel: ZeRO stage, 0, 1 (each rank holds 1/R of the optimizer state), 2 (and 1/R of the "
+               "gradient, reduced bucket by bucket after every micro-batch) or auto (with --memory-budget: 1 if it "
+               "fits, else 2)",
+               [](JobConfig& c, const OptionValue& v) {
+                 if (const auto* n = std::get_if<int64_t>(&v)) {
+                   if (*n < 0) throw std::invalid_argument(fmt::format("expected 0, 1, 2 or auto, got {}", *n));
+                   c.train.zero(*n);
+                 } else if (std::get<std::string>(v) == "auto") {
+                   c.train.zero(kZeroAuto);
+                 } else {
+                   throw std::invalid_argument(
+                       fmt::format("expected 0, 1, 2 or auto, got '{}'", shown(std::get<std::string>(v))));
+                 }
+               },
+               [](const JobConfig& c) {
+                 return c.train.zero() == kZeroAuto ? std::string("auto") : std::to_string(c.train.zero());
+               }});
   t.push_back({"--overlap",
                {"overlap"},
                OptionType::kBool,

@@ -98,10 +98,20 @@ TEST(ConfigFormats, DeepSpeedFeaturesGradaccLacksAreNamedTyposGetASuggestion) {
       }).find("DeepSpeed key `zero_optimization.offload_optimizer.device` is not supported by gradacc"),
       std::string::npos);
   EXPECT_NE(error_of([] {
-              from_file(R"({"train_batch_size": 8, "zero_optimization": {"stage": 2}})");
-            }).find("`zero_optimization.stage` = 2 is not supported"),
+              from_file(R"({"train_batch_size": 8, "zero_optimization": {"stage": 3}})");
+            }).find("`zero_optimization.stage` = 3 is not supported"),
             std::string::npos);
   EXPECT_EQ(from_file(R"({"train_batch_size": 8, "zero_optimization": {"stage": 1}})").train.zero(), 1);
+  // A typical stage-2 block: the bucket in DeepSpeed's elements becomes gradacc's fp32 MiB.
+  const JobConfig two = from_file(
+      R"({"train_batch_size": 8, "zero_optimization": {"stage": 2, "reduce_bucket_size": 5e8, "overlap_comm": true,
+          "contiguous_gradients": true, "reduce_scatter": true}})");
+  EXPECT_EQ(two.train.zero(), 2);
+  EXPECT_DOUBLE_EQ(two.train.bucket_mb(), 5e8 * 4 / (1 << 20));
+  EXPECT_NE(error_of([] {
+              from_file(R"({"train_batch_size": 8, "zero_optimization": {"stage": 2, "reduce_bucket_size": 0}})");
+            }).find("`zero_optimization.reduce_bucket_size` must be ≥ 1"),
+            std::string::npos);
   EXPECT_NE(error_of([] {
               from_file(R"({"train_batch_size": 8, "scheduler": {"type": "OneCycle"}})");
             }).find("DeepSpeed scheduler 'OneCycle' is not supported"),
@@ -238,6 +248,14 @@ TEST(OptionsTable, FlagValuesAreParsedStrictly) {
   }
   apply_flag(c, lr, "3e-4");
   EXPECT_DOUBLE_EQ(c.optimizer.lr, 3e-4);
+  const Option& zero = *find_option_by_flag("--zero");
+  apply_flag(c, zero, "auto");
+  EXPECT_EQ(c.train.zero(), kZeroAuto);
+  apply_flag(c, zero, "2");
+  EXPECT_EQ(c.train.zero(), 2);
+  for (const char* bad : {"-1", "Auto", "two", "", "2 "}) {  // -1 is not a way to spell auto
+    EXPECT_THROW(apply_flag(c, zero, bad), ConfigError) << "'" << bad << "'";
+  }
   EXPECT_NE(error_of([&] { apply_flag(c, micro, "010"); }).find("--micro-batch: '010' has a leading zero"),
             std::string::npos);
   EXPECT_THROW(apply_flag(c, *find_option_by_flag("--shuffle"), "maybe"), ConfigError);

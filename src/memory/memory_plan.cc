@@ -291,7 +291,16 @@ std::string MemoryPlan::describe() const {
   if (min_budget_without_checkpointing > 0)
     s += fmt::format("; {} without checkpointing", format_bytes(min_budget_without_checkpointing));
   if (min_budget_with_checkpointing) s += fmt::format(", {} with", format_bytes(*min_budget_with_checkpointing));
-  return s + "\n";
+  s += "\n";
+  for (const ZeroStageCost& z : zero_stages) {
+    s += fmt::format("ZeRO-{}                   peak {} ({}{}), {} of gradient reduced per window{}\n", z.stage,
+                     format_bytes(z.predicted_peak), z.measured ? "planned" : "estimated",
+                     z.fits ? "" : ", over the budget", format_bytes(z.gradient_bytes_moved),
+                     z.stage == 1 ? " (one reduce-scatter)" : " (every micro-batch's)");
+  }
+  if (zero_stage > 0)
+    s += fmt::format("ZeRO stage               {}{}\n", zero_stage, zero_choice.empty() ? "" : ": " + zero_choice);
+  return s;
 }
 
 std::string MemoryPlan::json() const {
@@ -317,6 +326,17 @@ std::string MemoryPlan::json() const {
   }
   j["min_budget_with_checkpointing_bytes"] =
       min_budget_with_checkpointing ? nlohmann::json(*min_budget_with_checkpointing) : nlohmann::json(nullptr);
+  if (zero_stage > 0) {
+    nlohmann::json stages = nlohmann::json::array();
+    for (const ZeroStageCost& z : zero_stages) {
+      stages.push_back({{"stage", z.stage},
+                        {"predicted_peak_bytes", z.predicted_peak},
+                        {"measured", z.measured},
+                        {"fits", z.fits},
+                        {"gradient_bytes_moved_per_window", z.gradient_bytes_moved}});
+    }
+    j["zero"] = {{"stage", zero_stage}, {"choice", zero_choice}, {"stages", stages}};
+  }
   return j.dump();
 }
 

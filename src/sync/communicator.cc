@@ -148,13 +148,30 @@ void Communicator::start_sum(const at::Tensor& flat) {
   }
 }
 
+void Communicator::start_reduce(const at::Tensor& flat, int root) {
+  TORCH_CHECK(flat.dim() == 1 && flat.is_contiguous() && root >= 0 && root < env_.world_size,
+              "start_reduce takes a contiguous 1-D tensor and a rank of the group");
+  try {
+    pending_->tensors.push_back({flat});
+    c10d::ReduceOptions o;
+    o.reduceOp = c10d::ReduceOp::SUM;
+    o.rootRank = root;
+    o.timeout = options_.timeout;
+    pending_->works.push_back(impl_->group->reduce(pending_->tensors.back(), o));
+    ++calls_;
+    bytes_ += static_cast<int64_t>(flat.nbytes());
+  } catch (const std::exception& e) {
+    fail("gradient reduce", e);
+  }
+}
+
 void Communicator::wait_pending() {
   try {
     for (auto& w : pending_->works) w->wait(options_.timeout);
   } catch (const std::exception& e) {
     pending_->works.clear();
     pending_->tensors.clear();
-    fail("gradient all-reduce", e);
+    fail("gradient reduction", e);
   }
   pending_->works.clear();
   pending_->tensors.clear();

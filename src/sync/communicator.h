@@ -12,6 +12,9 @@
 // reduce-scatter is an all-reduce of a copy of the input, the input is all-reduced in place (in
 // buckets, as above) and this rank's chunk copied out: the same sums, without the copy.
 //
+// reduce (ZeRO-2): one c10d reduce to the bucket's owner, started like the all-reduces and waited
+// with them.
+//
 // Faults: every collective and store access has `timeout`. A peer that died or stalls makes the
 // survivors throw one line within it, naming the ranks that stopped answering when that can be
 // determined (a monitored barrier on the store), instead of hanging.
@@ -62,6 +65,7 @@ class Communicator : public GradientReducer {
   void wait_pending() override;
   void reduce_scatter(const at::Tensor& flat, const at::Tensor& shard) override;
   void all_gather(const at::Tensor& shard, const at::Tensor& flat) override;
+  void start_reduce(const at::Tensor& flat, int root) override;
 
   // Whether `ok` is true on every rank (a collective: every rank calls it in the same order).
   bool all_agree(bool ok);

@@ -4,13 +4,6 @@
 // device).
 #include "sync/communicator.h"
 
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-#include <functional>
-#include <thread>
-
 #include <ATen/ops/arange.h>
 #include <ATen/ops/cat.h>
 #include <ATen/ops/equal.h>
@@ -19,48 +12,12 @@
 #include <gtest/gtest.h>
 
 #include "gradacc/device.h"
+#include "testing/ranks.h"
 
 namespace gradacc {
 namespace {
 
-// A TCP port nobody listens on now (the kernel's choice).
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  int port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0)
-    port = ntohs(a.sin_port);
-  ::close(fd);
-  return port;
-}
-
-// Runs `body(communicator, rank)` on `world` ranks, each on a thread of its own.
-void on_ranks(int world, at::Device device, const std::function<void(Communicator&, int)>& body) {
-  const int port = free_port();
-  ASSERT_GT(port, 0);
-  std::vector<std::thread> threads;
-  std::vector<std::string> errors(world);
-  for (int r = 0; r < world; ++r) {
-    threads.emplace_back([&, r] {
-      try {
-        DistEnv env;
-        env.rank = r;
-        env.world_size = world;
-        env.master_port = port;
-        Communicator c(env, CommunicatorOptions().timeout_(std::chrono::seconds(60)).device_(device));
-        body(c, r);
-      } catch (const std::exception& e) {
-        errors[r] = e.what();
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
-  for (int r = 0; r < world; ++r) EXPECT_EQ(errors[r], "") << "rank " << r;
-}
+using testing::on_ranks;
 
 // Rank r holds (r + 1) · [0, 1, ..., 2L-1]: the sum over two ranks is 3 · [0, ..., 2L-1].
 void check_collectives(Communicator& c, int rank, at::Device device) {
@@ -92,9 +49,21 @@ void check_collectives(Communicator& c, int rank, at::Device device) {
   EXPECT_TRUE(at::equal(a.cpu(), (base * sum_factor).cpu()));
   EXPECT_TRUE(at::equal(b.cpu(), (base * sum_factor * 2).cpu()));
 
+  // ZeRO-2's reduces: each to its root, which alone is guaranteed the sum.
+  at::Tensor to_first = base * (rank + 1), to_last = base * (rank + 1) * 3;
+  c.start_reduce(to_first, 0);
+  c.start_reduce(to_last, world - 1);
+  c.wait_pending();
+  if (rank == 0) {
+    EXPECT_TRUE(at::equal(to_first.cpu(), (base * sum_factor).cpu()));
+  }
+  if (rank == world - 1) {
+    EXPECT_TRUE(at::equal(to_last.cpu(), (base * sum_factor * 3).cpu()));
+  }
+
   EXPECT_TRUE(c.all_agree(true));
   EXPECT_FALSE(c.all_agree(rank != world - 1));  // the last rank says no: every rank hears it
-  EXPECT_EQ(c.calls(), 5) << "one sum, a reduce-scatter, an all-gather and two started sums";
+  EXPECT_EQ(c.calls(), 7) << "one sum, a reduce-scatter, an all-gather, two started sums and two reduces";
 }
 
 TEST(Communicator, GlooCollectivesOfTwoRanks) {

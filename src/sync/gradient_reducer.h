@@ -1,5 +1,5 @@
 // GradientReducer: what the Accumulator needs from a data-parallel group — sum a flat buffer
-// across ranks, in place; and, for ZeRO-1 (zero_shard.h), reduce-scatter and all-gather. Communicator
+// across ranks, in place; for ZeRO-1 (zero_shard.h), reduce-scatter and all-gather; for ZeRO-2, reduce. Communicator
 // (sync/communicator.h) implements it on c10d; the Accumulator stays free of any communication library.
 #pragma once
 
@@ -28,6 +28,10 @@ class GradientReducer {
   virtual void reduce_scatter(const at::Tensor& flat, const at::Tensor& shard) = 0;
   // Concatenates every rank's `shard` (L elements) into `flat` (R·L), in rank order. One collective.
   virtual void all_gather(const at::Tensor& shard, const at::Tensor& flat) = 0;
+  // Starts summing `flat` (contiguous, 1-D) over all ranks into rank `root`'s `flat` and returns
+  // without waiting; wait_pending() waits for it. Afterwards the other ranks' `flat` is undefined.
+  // ZeRO-2 (gradient_shard.h): a bucket that lies in one rank's shard goes to that rank alone.
+  virtual void start_reduce(const at::Tensor& flat, int root) = 0;
   // Cumulative collective calls and bytes passed in, for the per-step log.
   virtual int64_t calls() const = 0;
   virtual int64_t bytes() const = 0;

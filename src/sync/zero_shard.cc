@@ -10,10 +10,13 @@
 
 namespace gradacc {
 
-ZeroShard::ZeroShard(torch::nn::Module& model, int rank, int world_size, std::optional<at::ScalarType> low_precision)
-    : rank_(rank), world_(world_size) {
+ZeroShard::ZeroShard(torch::nn::Module& model, int rank, int world_size, std::optional<at::ScalarType> low_precision,
+                     int stage)
+    : rank_(rank), world_(world_size), stage_(stage) {
   if (world_ < 1 || rank_ < 0 || rank_ >= world_)
     throw ConfigError(fmt::format("ZeRO: rank {} of a world of {}", rank_, world_));
+  if (stage_ != 1 && stage_ != 2)
+    throw ConfigError(fmt::format("ZeRO stage {}: this layout serves stages 1 and 2", stage_));
   if (low_precision && *low_precision != at::kBFloat16 && *low_precision != at::kHalf)
     throw ConfigError(
         fmt::format("ZeRO keeps fp32 masters for bf16/fp16 parameters, not {}", c10::toString(*low_precision)));
@@ -53,6 +56,12 @@ ZeroShard::ZeroShard(torch::nn::Module& model, int rank, int world_size, std::op
   shard_grad_ = at::zeros({length_}, fp32);
   shard_param_.mutable_grad() = shard_grad_;
   send_ = at::empty({length_}, flat_params_.options());
+}
+
+void ZeroShard::set_stage(int stage) {
+  if (stage != 1 && stage != 2)
+    throw ConfigError(fmt::format("ZeRO stage {}: this layout serves stages 1 and 2", stage));
+  stage_ = stage;
 }
 
 const at::Tensor& ZeroShard::gather_input() {

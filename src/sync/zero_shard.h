@@ -1,13 +1,16 @@
-// ZeroShard: the memory layout of ZeRO stage 1 — each of R data-parallel ranks holds the optimizer
-// state (and, for a bf16/fp16 model, the fp32 master weights) of 1/R of the parameters only.
+// ZeroShard: the memory layout of ZeRO stages 1 and 2 — each of R data-parallel ranks holds the
+// optimizer state (and, for a bf16/fp16 model, the fp32 master weights) of 1/R of the parameters
+// only; at stage 2 also only 1/R of the gradient sum (gradient_shard.h fills shard_grad() during
+// the backward passes). Both stages share this layout, so their checkpoints are interchangeable.
 //
 // Layout. The model's trainable parameters are rebound to views of one flat buffer padded with
 // zeros to P = R·L elements (the padding never receives a gradient). Rank r owns the elements
 // [r·L, (r+1)·L). The optimizer is built over a single 1-D tensor of L elements, shard_param():
 //   - fp32 model: a view of the owned slice of the flat parameters, updated in place;
 //   - bf16/fp16 model: an fp32 copy of that slice (the master weights of this shard alone).
-// Its .grad is shard_grad(), L fp32 elements that the window's reduce-scatter fills with the sum
-// over ranks of the owned slice of the accumulation buffer. After the update, gather_input()
+// Its .grad is shard_grad(), L fp32 elements that hold the sum over ranks of the owned slice of
+// the window's gradient: filled by the boundary's reduce-scatter (stage 1) or summed into bucket by
+// bucket after every micro-batch (stage 2). After the update, gather_input()
 // holds the owned slice in the model's dtype: the input of the all-gather that rebuilds the flat
 // parameters on every rank. The Accumulator runs these collectives (accumulator.cc has the math);
 // this class only owns the buffers.
@@ -33,9 +36,14 @@ class ZeroShard {
  public:
   // Takes an fp32 model whose trainable parameters share one device; `low_precision` (bf16 or
   // fp16) converts the model to it and keeps fp32 masters of this rank's shard. Throws
-  // ConfigError for a bad rank, world or model.
-  ZeroShard(torch::nn::Module& model, int rank, int world_size, std::optional<at::ScalarType> low_precision);
+  // ConfigError for a bad rank, world, stage (1 or 2) or model.
+  ZeroShard(torch::nn::Module& model, int rank, int world_size, std::optional<at::ScalarType> low_precision,
+            int stage = 1);
 
+  int stage() const { return stage_; }  // 1: optimizer state sharded; 2: gradients too
+  // The layout serves both stages: the memory planner's `zero auto` switches before training (an
+  // Accumulator made for the other stage must be made again). Throws ConfigError for 0 or 3.
+  void set_stage(int stage);
   int rank() const { return rank_; }
   int world_size() const { return world_; }
   int64_t total() const { return total_; }             // trainable elements, without padding
@@ -54,7 +62,7 @@ class ZeroShard {
   const at::Tensor& gather_input();
 
  private:
-  int rank_, world_;
+  int rank_, world_, stage_;
   int64_t total_ = 0, length_ = 0;
   at::Tensor flat_params_, shard_param_, shard_grad_, send_;
 };

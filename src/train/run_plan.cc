@@ -224,18 +224,26 @@ RunPlan resolve_run(const TrainOptions& o, const DistEnv& env, int64_t dataset_s
             "the noise scale needs --sync window (every-micro-batch sync mixes the ranks' first micro-batches)");
   }
 
-  // Data parallel: ZeRO-1 and overlap.
+  // Data parallel: ZeRO and overlap. `zero auto` starts on ZeRO-1; the memory planner may take 2.
   std::vector<std::string> notes;
-  require(o.zero() == 0 || o.zero() == 1,
-          fmt::format("zero is 0 or 1 (ZeRO stage 1: the optimizer state sharded), got {}", o.zero()));
-  const bool zero = o.zero() == 1 && env.distributed();
-  if (o.zero() == 1 && !env.distributed())
-    notes.push_back("note: zero 1 at world size 1 changes nothing (one rank holds the whole optimizer state)");
-  require(!zero || o.sync() == SyncMode::kPerWindow,
-          "zero 1 reduce-scatters once per window: it does not combine with --sync every-micro-batch");
+  const bool zero_auto = o.zero() == kZeroAuto;
+  require(zero_auto || (o.zero() >= 0 && o.zero() <= 2),
+          fmt::format("zero is 0, 1 (the optimizer state sharded), 2 (the gradients too) or auto, got {}", o.zero()));
+  require(!zero_auto || o.memory_budget(),
+          "zero auto lets the memory planner choose between ZeRO-1 and ZeRO-2: it needs --memory-budget");
+  const std::string zero_name = zero_auto ? "auto" : std::to_string(o.zero());
+  const int zero = env.distributed() ? (zero_auto ? 1 : static_cast<int>(o.zero())) : 0;
+  if (o.zero() != 0 && !env.distributed())
+    notes.push_back(fmt::format("note: zero {} at world size 1 changes nothing (one rank holds the whole {})",
+                                zero_name, o.zero() == 1 ? "optimizer state" : "optimizer state and gradient"));
+  require(zero == 0 || o.sync() == SyncMode::kPerWindow,
+          zero_auto ? "zero auto shards over the window's reduction: it does not combine with --sync every-micro-batch"
+          : zero == 1 ? "zero 1 reduce-scatters once per window: it does not combine with --sync every-micro-batch"
+                      : "zero 2 reduces each micro-batch's gradient into the owners' shards: it does not combine with "
+                        "--sync every-micro-batch (which all-reduces the whole gradient)");
   require(!o.overlap().value_or(false) || o.sync() == SyncMode::kPerWindow,
           "overlap starts the window's reduction during the last backward: it needs --sync window");
-  if (zero && o.overlap().value_or(false))
+  if (zero == 1 && !zero_auto && o.overlap().value_or(false))
     notes.push_back("note: overlap does not apply with zero 1: its reduce-scatter runs once, at the window boundary");
   const bool overlap = o.overlap().value_or(true) && env.distributed() && o.sync() == SyncMode::kPerWindow && !zero;
 
@@ -291,6 +299,7 @@ RunPlan resolve_run(const TrainOptions& o, const DistEnv& env, int64_t dataset_s
       .dist_timeout_seconds = o.dist_timeout(),
       .bucket_bytes = static_cast<int64_t>(o.bucket_mb() * (1 << 20)),
       .zero = zero,
+      .zero_auto = zero_auto && env.distributed(),
       .overlap = overlap,
       .notes = notes,
       .device = device,

@@ -37,7 +37,10 @@ struct RunPlan {
   const SyncMode sync;
   const double dist_timeout_seconds;
   const int64_t bucket_bytes;
-  const bool zero;                       // ZeRO-1: each rank holds 1/R of the optimizer state (data parallel only)
+  // ZeRO stage in effect (data parallel only): 1: each rank holds 1/R of the optimizer state; 2: and
+  // of the gradient. With zero_auto the memory planner chooses (zero starts as 1).
+  const int zero;
+  const bool zero_auto;
   const bool overlap;                    // the window's reduction starts bucket by bucket during the last backward
   const std::vector<std::string> notes;  // what the resolution decided that the user should hear
   const at::Device device;

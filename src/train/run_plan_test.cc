@@ -94,3 +94,29 @@ TEST(RunPlan, IdentityNamesWhatACheckpointMustMatch) {
 
 }  // namespace
 }  // namespace gradacc
+
+// ZeRO: stages 0–2, or auto with a memory budget (the planner starts on 1); one process makes it a
+// note; other stages, a negative one, and auto without a budget are refused in one line.
+namespace gradacc {
+namespace {
+
+TEST(RunPlan, ZeroStagesAndAuto) {
+  const TrainOptions ok = TrainOptions().global_batch(64).micro_batch(8);
+  EXPECT_EQ(resolve(TrainOptions(ok).zero(2), 1000, 2).zero, 2);
+  EXPECT_FALSE(resolve(TrainOptions(ok).zero(2), 1000, 2).zero_auto);
+  const RunPlan automatic = resolve(TrainOptions().global_batch(64).zero(kZeroAuto).memory_budget(1 << 30), 1000, 2);
+  EXPECT_EQ(automatic.zero, 1);
+  EXPECT_TRUE(automatic.zero_auto);
+  const RunPlan one = resolve(TrainOptions().global_batch(64).zero(kZeroAuto).memory_budget(1 << 30));
+  EXPECT_EQ(one.zero, 0);
+  EXPECT_FALSE(one.zero_auto);
+  ASSERT_FALSE(one.notes.empty());
+  EXPECT_NE(one.notes[0].find("zero auto at world size 1 changes nothing"), std::string::npos) << one.notes[0];
+  EXPECT_NE(error_of(TrainOptions(ok).zero(3), 1000, 2).find("zero is 0, 1"), std::string::npos);
+  EXPECT_NE(error_of(TrainOptions(ok).zero(-2), 1000, 2).find("or auto, got -2"), std::string::npos);
+  EXPECT_NE(error_of(TrainOptions(ok).zero(kZeroAuto), 1000, 2).find("zero auto lets the memory planner choose"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace gradacc

@@ -6,6 +6,7 @@
 #include "precision/loss_scaler.h"
 #include "train/run_plan.h"
 #include "train/train_loop.h"
+#include "train/zero_choice.h"
 
 #include <algorithm>
 #include <chrono>
@@ -107,7 +108,7 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
   }
   if (p.zero) {
     // The optimizer is built over this rank's shard alone: one flat fp32 tensor.
-    s_->zero = std::make_unique<ZeroShard>(module, p.env.rank, p.env.world_size, p.master_params);
+    s_->zero = std::make_unique<ZeroShard>(module, p.env.rank, p.env.world_size, p.master_params, p.zero);
     updated = {s_->zero->shard_param()};
   } else if (p.master_params) {
     s_->master = std::make_unique<MasterWeights>(module, *p.master_params);
@@ -137,8 +138,8 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
     throw ConfigError("the optimizer factory returned no optimizer");
   if (s_->zero && !elementwise_optimizer(*s_->optimizer)) {
     throw ConfigError(fmt::format(
-        "zero 1 shards elementwise optimizers (sgd, adam, adamw): {} is not one, so it cannot be sharded by elements",
-        optimizer_kind(*s_->optimizer)));
+        "zero {} shards elementwise optimizers (sgd, adam, adamw): {} is not one, so it cannot be sharded by elements",
+        p.zero, optimizer_kind(*s_->optimizer)));
   }
   const double peak_lr = s_->optimizer->param_groups().front().options().get_lr();
   try {
@@ -153,6 +154,8 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
   } catch (const std::invalid_argument& e) {
     throw ConfigError(e.what());
   }
+  // ZeRO-2's buckets before any probe: the memory planner measures them.
+  if (p.zero == 2) s_->accumulator->set_overlap(p.bucket_bytes);
 
   // Token budgets cut by each example's length: read once, checked before any memory probe.
   std::shared_ptr<const std::vector<int64_t>> lengths;
@@ -165,13 +168,31 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
   // Memory: with a budget, measure this model, data and optimizer and choose the micro-batch (and
   // checkpointing); the plan is then resolved again with it, once, before anything reads it.
   if (p.memory_budget) {
-    const MemoryProbe probe{s_->model, s_->loss, *s_->data, *s_->accumulator, *s_->optimizer, p.device, p.precision};
     MemoryPlanRequest request{*p.memory_budget, p.batch.global_batch, p.batch.world_size, p.requested_micro_batch,
                               p.activation_checkpointing};
     request.token_budget = p.micro_batch_tokens.has_value();
     if (p.micro_batch_tokens.value_or(0) > 0) request.tokens = p.micro_batch_tokens;
-    s_->memory_plan = plan_memory(probe, request);
+    // Planned on this accumulator; `zero auto` makes it again for ZeRO-2 (the same shard layout).
+    const auto plan_on = [&](int stage) {
+      if (s_->zero && stage != s_->zero->stage()) {
+        s_->zero->set_stage(stage);
+        s_->accumulator.reset();  // its hooks go before the new one sets its own
+        s_->accumulator =
+            std::make_unique<Accumulator>(module, *s_->optimizer, s_->schedule.get(), p.accumulator_options(), nullptr,
+                                          s_->scaler.get(), s_->zero.get());
+        if (stage == 2) s_->accumulator->set_overlap(p.bucket_bytes);
+      }
+      return plan_memory({s_->model, s_->loss, *s_->data, *s_->accumulator, *s_->optimizer, p.device, p.precision},
+                         request);
+    };
+    if (p.zero_auto) {
+      s_->memory_plan = choose_zero_stage(plan_on, *s_->zero, p.bucket_bytes);
+    } else {
+      s_->memory_plan = plan_on(p.zero);
+      if (s_->zero) cost_zero_stages(*s_->memory_plan, *s_->zero, p.zero, p.bucket_bytes);
+    }
     TrainOptions planned = options;
+    if (s_->zero) planned.zero(s_->zero->stage());
     if (request.token_budget) {
       planned.micro_batch_tokens(s_->memory_plan->micro_batch_tokens);
     } else {
@@ -197,9 +218,10 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
       throw ConfigError(fmt::format("micro_batching tokens:{} is smaller than the longest sequence ({} tokens)",
                                     *plan.micro_batch_tokens, longest));
     }
-    tokens =
-        TokenBudget{*plan.micro_batch_tokens, std::move(lengths),
-                    plan.env.distributed() && plan.sync == SyncMode::kEveryMicroBatch, s_->data->packed_row_length()};
+    tokens = TokenBudget{*plan.micro_batch_tokens, std::move(lengths),
+                         // Collectives every micro-batch: every rank runs the busiest rank's count.
+                         plan.env.distributed() && (plan.sync == SyncMode::kEveryMicroBatch || plan.zero == 2),
+                         s_->data->packed_row_length()};
     if (tokens.packed_row_length > *plan.micro_batch_tokens) {
       throw ConfigError(fmt::format("micro_batching tokens:{} holds no packed row of {} tokens",
                                     *plan.micro_batch_tokens, tokens.packed_row_length));
@@ -358,21 +380,6 @@ int64_t Trainer::optimizer_state_bytes() const {
   return bytes;
 }
 
-std::string batchnorm_warning(const torch::nn::Module& module, const BatchPlan& plan) {
-  if (plan.accumulation_steps == 1) return "";
-  int64_t layers = 0;
-  for (const auto& m : module.modules(/*include_self=*/true)) {
-    if (m->name().find("BatchNorm") != std::string::npos) ++layers;
-  }
-  if (layers == 0) return "";
-  return fmt::format(
-      "warning: the model's {} BatchNorm layer(s) normalize each micro-batch of {} with that micro-batch's own mean "
-      "and "
-      "variance, so accumulating {} micro-batches is not the same as training on batches of {} (and running statistics "
-      "update {} times per optimizer step); use GroupNorm or LayerNorm (gradacc's cnn: --norm group or layer) for "
-      "exact "
-      "accumulation",
-      layers, plan.micro_batch, plan.accumulation_steps, plan.global_batch / plan.world_size, plan.accumulation_steps);
-}
+int64_t Trainer::gradient_bytes() const { return s_->accumulator->gradient_bytes(); }
 
 }  // namespace gradacc

@@ -12,6 +12,7 @@
 #include <ATen/ops/mse_loss.h>
 #include <ATen/ops/randint.h>
 #include <ATen/ops/randn.h>
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <torch/nn/modules/activation.h>
 #include <torch/nn/modules/container/sequential.h>
@@ -281,7 +282,7 @@ TEST(TrainerWithAUsersModule, BadOptionsAreOneLineConfigErrors) {
   EXPECT_THROW(make(TrainOptions().micro_batch(8).stop_at(2)), ConfigError);  // no checkpoint directory
   EXPECT_THROW(make(TrainOptions().micro_batch(200)), ConfigError);           // larger than the data
   EXPECT_THROW(make(TrainOptions().micro_batch(8).device("tpu")), ConfigError);
-  EXPECT_THROW(make(TrainOptions().micro_batch(8).zero(2)), ConfigError);
+  EXPECT_THROW(make(TrainOptions().micro_batch(8).zero(3)), ConfigError);
   EXPECT_THROW(make(TrainOptions().micro_batch(8).overlap(true).sync(SyncMode::kEveryMicroBatch)), ConfigError);
 }
 
@@ -298,8 +299,9 @@ struct RankEnvironment {
   }
 };
 
-// ZeRO-1 shards elementwise optimizers only: a user's RMSprop is refused, naming it, before the
-// rank joins the group; every-micro-batch sync is refused too. On one process `zero 1` is a note.
+// ZeRO-1 and ZeRO-2 shard elementwise optimizers only: a user's RMSprop is refused, naming it,
+// before the rank joins the group; every-micro-batch sync is refused too, one line each. On one
+// process `zero 1` and `zero 2` are a note.
 TEST(TrainerWithAUsersModule, ZeroRefusesWhatItCannotShardAndNotesWorldOne) {
   auto data = std::make_shared<Points>();
   const auto rmsprop = [](const std::vector<at::Tensor>& p) {
@@ -314,10 +316,28 @@ TEST(TrainerWithAUsersModule, ZeroRefusesWhatItCannotShardAndNotesWorldOne) {
     } catch (const ConfigError& e) {
       EXPECT_NE(std::string(e.what()).find("zero 1 shards elementwise optimizers"), std::string::npos) << e.what();
     }
-    EXPECT_THROW(Trainer(Model::of(seeded_regressor()), sgd(0.1), data,
-                         TrainOptions().micro_batch(8).zero(1).sync(SyncMode::kEveryMicroBatch), summed_squared_error),
-                 ConfigError);
+    for (int64_t stage : {1, 2}) {
+      try {
+        Trainer(Model::of(seeded_regressor()), sgd(0.1), data,
+                TrainOptions().micro_batch(8).zero(stage).sync(SyncMode::kEveryMicroBatch), summed_squared_error);
+        ADD_FAILURE() << "zero " << stage << " with every-micro-batch sync";
+      } catch (const ConfigError& e) {
+        EXPECT_NE(std::string(e.what()).find(fmt::format("zero {} ", stage)), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("--sync every-micro-batch"), std::string::npos) << e.what();
+      }
+    }
+    try {
+      Trainer(Model::of(seeded_regressor()), rmsprop, data, TrainOptions().micro_batch(8).zero(2),
+              summed_squared_error);
+      ADD_FAILURE() << "sharded RMSprop";
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find("zero 2 shards elementwise optimizers"), std::string::npos) << e.what();
+    }
   }
+  Trainer two(Model::of(seeded_regressor()), rmsprop, data, TrainOptions().micro_batch(8).zero(2),
+              summed_squared_error);
+  ASSERT_EQ(two.warnings().size(), 1u);
+  EXPECT_NE(two.warnings()[0].find("zero 2 at world size 1 changes nothing"), std::string::npos);
   Trainer one(Model::of(seeded_regressor()), rmsprop, data, TrainOptions().micro_batch(8).zero(1),
               summed_squared_error);
   ASSERT_EQ(one.warnings().size(), 1u);

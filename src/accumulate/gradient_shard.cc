@@ -1,0 +1,181 @@
+#include "accumulate/gradient_shard.h"
+
+#include <algorithm>
+#include <stdexcept>
+
+#include <ATen/ops/zeros.h>
+#include <fmt/format.h>
+#include <torch/csrc/autograd/function_hook.h>
+#include <torch/csrc/autograd/grad_mode.h>
+#include <torch/csrc/autograd/variable.h>
+
+#include "accumulate/window_stats.h"
+#include "gradacc/errors.h"
+
+namespace gradacc {
+
+struct GradientShard::Hook : torch::autograd::PostAccumulateGradHook {
+  Hook(GradientShard* s, size_t i) : shard(s), param(i) {}
+  void operator()(const at::Tensor&) override { shard->parameter_ready(param); }
+  GradientShard* shard;
+  size_t param;
+};
+
+GradientShard::GradientShard(std::vector<at::Tensor> params, ZeroShard& zero, GradientReducer* reducer,
+                             int64_t bucket_bytes)
+    : params_(std::move(params)), zero_(zero), reducer_(reducer) {
+  if (bucket_bytes < 1) throw ConfigError("ZeRO-2: bucket_bytes must be ≥ 1");
+  if (reducer_ && (reducer_->world_size() != zero_.world_size() || reducer_->rank() != zero_.rank()))
+    throw ConfigError("ZeRO-2: the reducer's ranks are not the shard layout's");
+  const int64_t shard = zero_.length();
+  const int64_t per_bucket = bucket_elements(zero_, bucket_bytes);
+  // Buckets from the last element down: gradients come roughly in reverse parameter order. A
+  // bucket ends at the current position and begins no lower than its shard's first element.
+  for (int64_t end = zero_.total(); end > 0;) {
+    const int64_t shard_begin = (end - 1) / shard * shard;
+    const int64_t begin = std::max(end - per_bucket, shard_begin);
+    buckets_.push_back(Bucket{begin, end, static_cast<int>(begin / shard), 0, 0, -1});
+    slot_length_ = std::max(slot_length_, end - begin);
+    end = begin;
+  }
+  // Each parameter's slices, bucket by bucket (buckets_ runs downwards through the elements).
+  pieces_.resize(params_.size());
+  int64_t at = 0;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const int64_t lo = at, hi = at + params_[i].numel();
+    for (size_t k = 0; k < buckets_.size(); ++k) {
+      Bucket& b = buckets_[k];
+      const int64_t from = std::max(lo, b.begin), to = std::min(hi, b.end);
+      if (from >= to) continue;
+      pieces_[i].push_back(Piece{k, from - lo, from - b.begin, to - from});
+      ++b.pieces;
+    }
+    at = hi;
+    params_[i].mutable_grad().reset();  // autograd hands each gradient over fresh; the hook takes it
+    torch::autograd::impl::set_post_acc_grad_hooks(params_[i], std::make_unique<Hook>(this, i));
+  }
+  const at::TensorOptions fp32 = zero_.shard_grad().options();
+  for (int s = 0; s < 2; ++s) {
+    slots_.push_back(at::zeros({slot_length_}, fp32));
+    slot_busy_.push_back(0);
+  }
+  square_norm_ = at::zeros({}, fp32.dtype(at::kDouble));
+  reset_micro_batch();
+}
+
+// At most bucket_bytes of fp32, and at most 1/8 of a shard, so that the two staging buffers stay
+// within a quarter of the shard whatever the model's size.
+int64_t GradientShard::bucket_elements(const ZeroShard& zero, int64_t bucket_bytes) {
+  return std::max<int64_t>(1, std::min({bucket_bytes / 4, (zero.length() + 7) / 8, zero.total()}));
+}
+
+GradientShard::~GradientShard() {
+  for (const at::Tensor& p : params_) torch::autograd::impl::set_post_acc_grad_hooks(p, nullptr);
+}
+
+int64_t GradientShard::staging_bytes() const { return static_cast<int64_t>(slots_.size()) * slot_length_ * 4; }
+
+void GradientShard::reset_micro_batch() {
+  for (Bucket& b : buckets_) b.remaining = b.pieces;
+  arrived_.assign(params_.size(), 0);
+  next_ = 0;
+}
+
+void GradientShard::parameter_ready(size_t param) {
+  at::Tensor& p = params_[param];
+  const at::Tensor g = p.grad();
+  if (!g.defined()) return;
+  torch::NoGradGuard no_grad;
+  if (arrived_[param]) {
+    // A second gradient for one parameter in one backward (reentrant recomputation): it can only
+    // join a bucket that has not started yet.
+    for (const Piece& piece : pieces_[param]) {
+      if (piece.bucket < next_)
+        throw std::logic_error("ZeRO-2: a parameter's gradient arrived again after its bucket was reduced");
+    }
+  }
+  const at::Tensor flat = g.reshape({-1});
+  if (measuring_) square_norm_.add_(detail::norm64(flat).square());
+  for (const Piece& piece : pieces_[param]) {
+    Bucket& b = buckets_[piece.bucket];
+    if (b.slot < 0) b.slot = acquire_slot();
+    slots_[b.slot].narrow(0, piece.to, piece.length).add_(flat.narrow(0, piece.from, piece.length));
+    if (!arrived_[param]) --b.remaining;
+    // Bucket by bucket, so a parameter larger than a bucket needs no more buffers than a small one.
+    start_ready(/*all=*/false);
+  }
+  arrived_[param] = 1;
+  p.mutable_grad().reset();  // the gradient lives on in the staging buffer only
+}
+
+// A free staging buffer: when none is, the reductions in flight are finished first (at most two
+// buckets in flight); only when every buffer belongs to a bucket still filling does the pool grow.
+int GradientShard::acquire_slot() {
+  for (;;) {
+    for (size_t s = 0; s < slots_.size(); ++s) {
+      if (!slot_busy_[s]) {
+        slot_busy_[s] = 1;
+        return static_cast<int>(s);
+      }
+    }
+    if (in_flight_.empty()) break;
+    drain(/*keep_sums=*/true);
+  }
+  slots_.push_back(at::zeros({slot_length_}, zero_.shard_grad().options()));
+  slot_busy_.push_back(1);
+  return static_cast<int>(slots_.size()) - 1;
+}
+
+void GradientShard::start_ready(bool all) {
+  while (next_ < buckets_.size() && (all || buckets_[next_].remaining == 0)) {
+    Bucket& b = buckets_[next_++];
+    if (b.slot < 0) b.slot = acquire_slot();  // no gradient arrived: it reduces zeros
+    if (reducer_) reducer_->start_reduce(slots_[b.slot].narrow(0, 0, b.end - b.begin), b.owner);
+    in_flight_.push_back(next_ - 1);
+  }
+}
+
+// Waits for the reductions in flight; the owner adds each sum into its shard of the window's
+// gradient. Every staging buffer goes back to the pool zeroed (the others' contents are undefined
+// after a reduce).
+void GradientShard::drain(bool keep_sums) {
+  if (reducer_) reducer_->wait_pending();
+  torch::NoGradGuard no_grad;
+  for (size_t k : in_flight_) {
+    Bucket& b = buckets_[k];
+    at::Tensor& slot = slots_[b.slot];
+    if (keep_sums && b.owner == zero_.rank())
+      zero_.shard_grad().narrow(0, b.begin - zero_.offset(), b.end - b.begin).add_(slot.narrow(0, 0, b.end - b.begin));
+    slot.zero_();
+    slot_busy_[b.slot] = 0;
+    b.slot = -1;
+  }
+  in_flight_.clear();
+}
+
+void GradientShard::end_micro_batch() {
+  start_ready(/*all=*/true);
+  measuring_ = false;
+  reset_micro_batch();
+}
+
+void GradientShard::empty_micro_batch() { end_micro_batch(); }
+
+void GradientShard::end_window() { drain(/*keep_sums=*/true); }
+
+void GradientShard::discard_window() {
+  drain(/*keep_sums=*/false);
+  for (Bucket& b : buckets_) {  // buckets that were filling
+    if (b.slot >= 0) {
+      slots_[b.slot].zero_();
+      slot_busy_[b.slot] = 0;
+      b.slot = -1;
+    }
+  }
+  for (at::Tensor& p : params_) p.mutable_grad().reset();
+  square_norm_.zero_();
+  measuring_ = false;
+  reset_micro_batch();
+}
+
+}  // namespace gradacc

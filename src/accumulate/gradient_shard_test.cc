@@ -1,0 +1,112 @@
+// ZeRO-2 over two real ranks (two threads, a real c10d Gloo group): each rank accumulates its half
+// of every window in the shard alone, and the weights must come out as one process accumulating
+// the whole window — with uneven micro-batches, a rank left without examples for a micro-batch,
+// clipping on every step, and buckets small enough to cut parameters in pieces and to cross the
+// shard edge. Also: the collectives of a window, and that no rank keeps a whole gradient.
+#include "accumulate/gradient_shard.h"
+
+#include <ATen/ops/randn.h>
+#include <gtest/gtest.h>
+#include <torch/nn/modules/activation.h>
+#include <torch/nn/modules/container/sequential.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/optim/adamw.h>
+#include <torch/utils.h>
+
+#include "accumulate/accumulator.h"
+#include "testing/ranks.h"
+#include "testing/test_util.h"
+
+namespace gradacc {
+namespace {
+
+constexpr int kSteps = 3;
+
+torch::nn::Sequential seeded_net() {
+  torch::manual_seed(11);
+  return torch::nn::Sequential(torch::nn::Linear(6, 10), torch::nn::Tanh(), torch::nn::Linear(10, 3));
+}
+
+// The window of step s, as micro-batches per rank: rank 0 has three (5, 3 and 2 rows), rank 1 two
+// (4 and 4 rows) and an empty third; world 1 runs the union as its own micro-batches.
+struct Rows {
+  at::Tensor x, y;
+};
+std::vector<std::vector<Rows>> window(int step) {
+  torch::manual_seed(100 + step);
+  const std::vector<std::vector<int64_t>> sizes = {{5, 3, 2}, {4, 4, 0}};
+  std::vector<std::vector<Rows>> out(2);
+  for (int r = 0; r < 2; ++r) {
+    for (int64_t n : sizes[r]) out[r].push_back({at::randn({n, 6}), at::randn({n, 3})});
+  }
+  return out;
+}
+
+at::Tensor squared_error(torch::nn::Sequential& net, const Rows& b) { return (net->forward(b.x) - b.y).pow(2).sum(); }
+
+AccumulatorOptions options() { return AccumulatorOptions().nominal_count_(18).max_grad_norm_(0.05); }
+
+at::Tensor flat_weights(torch::nn::Sequential& net) {
+  std::vector<at::Tensor> parts;
+  for (const at::Tensor& p : net->parameters()) parts.push_back(p.detach().reshape({-1}));
+  return at::cat(parts);
+}
+
+TEST(GradientShard, TwoRanksAccumulateInTheirShardsExactlyAsOneProcess) {
+  // The reference: one process, the whole window.
+  torch::nn::Sequential whole = seeded_net();
+  torch::optim::AdamW whole_opt(whole->parameters(), torch::optim::AdamWOptions(0.01));
+  Accumulator reference(*whole, whole_opt, nullptr, options());
+  for (int s = 0; s < kSteps; ++s) {
+    for (const auto& rank : window(s)) {
+      for (const Rows& b : rank) {
+        if (b.x.size(0) > 0) reference.accumulate(squared_error(whole, b), b.x.size(0), b.x.size(0));
+      }
+    }
+    EXPECT_LT(reference.step().clip_coef, 1.0) << "clipping must act for the test to see the global norm";
+  }
+
+  std::vector<std::vector<std::vector<Rows>>> windows;
+  for (int s = 0; s < kSteps; ++s) windows.push_back(window(s));
+  std::vector<torch::nn::Sequential> nets = {seeded_net(), seeded_net()};
+  std::vector<at::Tensor> result(2);
+  std::vector<std::vector<StepReport>> reports(2);
+  std::vector<int64_t> buckets(2), staging(2);
+  testing::on_ranks(2, at::kCPU, [&](Communicator& c, int rank) {
+    torch::nn::Sequential& net = nets[rank];
+    ZeroShard zero(*net, rank, 2, std::nullopt, /*stage=*/2);
+    torch::optim::AdamW opt(std::vector<at::Tensor>{zero.shard_param()}, torch::optim::AdamWOptions(0.01));
+    Accumulator acc(*net, opt, nullptr, options(), nullptr, nullptr, &zero);
+    acc.set_reducer(&c);
+    acc.set_overlap(48);  // 12 elements, capped at 1/8 of the shard (7): parameters cut in pieces
+    for (int s = 0; s < kSteps; ++s) {
+      for (const Rows& b : windows[s][rank]) {
+        if (b.x.size(0) == 0)
+          acc.empty_micro_batch();
+        else
+          acc.accumulate(squared_error(net, b), b.x.size(0), b.x.size(0));
+        for (const at::Tensor& p : net->parameters()) EXPECT_FALSE(p.grad().defined()) << "a whole gradient kept";
+      }
+      reports[rank].push_back(acc.step());
+    }
+    EXPECT_FALSE(acc.flat_grad().defined());
+    buckets[rank] = acc.gradient_shard()->buckets();
+    staging[rank] = acc.gradient_shard()->staging_bytes();
+    result[rank] = flat_weights(net);
+  });
+  const at::Tensor expected = flat_weights(whole);
+  for (int rank = 0; rank < 2; ++rank) {
+    ASSERT_TRUE(result[rank].defined());
+    EXPECT_LT((result[rank] - expected).abs().max().item<double>(), 1e-5) << "rank " << rank;
+    // 103 parameters in buckets of 7 elements, none across the shard edge at 52: 8 + 8 buckets.
+    EXPECT_EQ(buckets[rank], 16);
+    EXPECT_EQ(staging[rank], 2 * 7 * 4) << "two staging buffers of one bucket";
+    for (const StepReport& r : reports[rank]) {
+      EXPECT_EQ(r.samples, 18);
+      EXPECT_EQ(r.allreduce_calls, 3 * 16 + 2) << "micro-batches × buckets reduces, the counts, the all-gather";
+    }
+  }
+}
+
+}  // namespace
+}  // namespace gradacc

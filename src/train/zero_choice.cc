@@ -1,0 +1,56 @@
+#include "train/zero_choice.h"
+
+#include <fmt/format.h>
+
+#include "accumulate/gradient_shard.h"
+#include "base/parse.h"
+#include "gradacc/errors.h"
+
+namespace gradacc {
+
+void cost_zero_stages(MemoryPlan& plan, const ZeroShard& zero, int planned, int64_t bucket_bytes) {
+  // What ZeRO-1 keeps and ZeRO-2 does not: the whole buffer; what ZeRO-2 keeps instead: two buckets.
+  const int64_t buffer = 4 * zero.padded();
+  const int64_t buckets = 2 * 4 * GradientShard::bucket_elements(zero, bucket_bytes);
+  const int64_t usable = static_cast<int64_t>(static_cast<double>(plan.budget_bytes) * 0.98);
+  plan.zero_stages.clear();
+  for (int stage : {1, 2}) {
+    ZeroStageCost c;
+    c.stage = stage;
+    c.measured = stage == planned;
+    c.predicted_peak = plan.predicted_peak + (stage == planned ? 0 : stage == 1 ? buffer - buckets : buckets - buffer);
+    c.fits = c.predicted_peak <= usable;
+    c.gradient_bytes_moved = (stage == 1 ? 1 : plan.accumulation_steps) * 4 * zero.padded();
+    plan.zero_stages.push_back(c);
+  }
+  plan.zero_stage = planned;
+}
+
+MemoryPlan choose_zero_stage(const std::function<MemoryPlan(int)>& plan_on, const ZeroShard& zero,
+                             int64_t bucket_bytes) {
+  std::string zero1_failure;
+  try {
+    MemoryPlan plan = plan_on(1);
+    cost_zero_stages(plan, zero, 1, bucket_bytes);
+    plan.zero_choice = fmt::format(
+        "zero auto chose ZeRO-1: it fits, and reduces the gradient once per window (ZeRO-2: once per micro-batch, "
+        "{} per window)",
+        plan.accumulation_steps);
+    return plan;
+  } catch (const ConfigError& e) {
+    zero1_failure = e.what();
+  }
+  try {
+    MemoryPlan plan = plan_on(2);
+    cost_zero_stages(plan, zero, 2, bucket_bytes);
+    plan.zero_choice = fmt::format(
+        "zero auto chose ZeRO-2, which keeps {} of gradient buffers instead of ZeRO-1's {}: with ZeRO-1, {}",
+        format_bytes(4 * zero.length() + 2 * 4 * GradientShard::bucket_elements(zero, bucket_bytes)),
+        format_bytes(4 * zero.padded() + 4 * zero.length()), zero1_failure);
+    return plan;
+  } catch (const ConfigError& e) {
+    throw ConfigError(fmt::format("zero auto: neither stage fits. ZeRO-2: {}; ZeRO-1: {}", e.what(), zero1_failure));
+  }
+}
+
+}  // namespace gradacc

@@ -1,0 +1,31 @@
+// ZeRO's stage under a memory budget (data parallel): what ZeRO-1 and ZeRO-2 cost at the planned
+// micro-batch, and with `zero auto` the choice between them.
+//
+// The two stages differ in one buffer and in traffic. ZeRO-1 keeps the whole fp32 accumulation
+// buffer (4·R·L bytes) and reduces it once per window. ZeRO-2 keeps two buckets instead
+// (gradient_shard.h) and reduces every micro-batch's gradient: M times the traffic for a window of
+// M micro-batches. So ZeRO-1 is the cheaper whenever it fits, and `zero auto` plans on it first; it
+// takes ZeRO-2 only when ZeRO-1 cannot hold one micro-batch (or the one asked for), and says why.
+//
+// Thread safety: none; runs on the training thread, before training.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+
+#include "gradacc/memory_plan.h"
+#include "sync/zero_shard.h"
+
+namespace gradacc {
+
+// Fills plan.zero_stages and plan.zero_stage for a plan made on `planned` (1 or 2): that stage as
+// planned, the other estimated from it by the difference of their gradient buffers.
+void cost_zero_stages(MemoryPlan& plan, const ZeroShard& zero, int planned, int64_t bucket_bytes);
+
+// `zero auto`: plan_on(1), else plan_on(2) when ZeRO-1 throws ConfigError; plan_on(stage) switches
+// the run to `stage` and plans it. Returns the plan with both stages costed and the reason.
+// Throws ConfigError naming both stages' failures when neither fits.
+MemoryPlan choose_zero_stage(const std::function<MemoryPlan(int)>& plan_on, const ZeroShard& zero,
+                             int64_t bucket_bytes);
+
+}  // namespace gradacc
