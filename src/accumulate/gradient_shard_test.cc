@@ -14,6 +14,7 @@
 #include <torch/utils.h>
 
 #include "accumulate/accumulator.h"
+#include "gradacc/device.h"
 #include "testing/ranks.h"
 #include "testing/test_util.h"
 
@@ -106,6 +107,43 @@ TEST(GradientShard, TwoRanksAccumulateInTheirShardsExactlyAsOneProcess) {
       EXPECT_EQ(r.allreduce_calls, 3 * 16 + 2) << "micro-batches × buckets reduces, the counts, the all-gather";
     }
   }
+}
+
+// NCCL (on a GPU when there is one): one rank, its reduces to itself through a real
+// ProcessGroupNCCL, against a plain accumulator on the same device. scripts/gpu-check.sh runs it.
+TEST(Devices, NcclZero2OfOneRank) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  const at::Device cuda(at::kCUDA, 0);
+  torch::nn::Sequential whole = seeded_net();
+  whole->to(cuda);
+  torch::optim::AdamW whole_opt(whole->parameters(), torch::optim::AdamWOptions(0.01));
+  Accumulator reference(*whole, whole_opt, nullptr, options());
+  torch::nn::Sequential net = seeded_net();
+  net->to(cuda);
+  std::vector<int64_t> calls;
+  testing::on_ranks(1, cuda, [&](Communicator& c, int) {
+    ZeroShard zero(*net, 0, 1, std::nullopt, /*stage=*/2);
+    torch::optim::AdamW opt(std::vector<at::Tensor>{zero.shard_param()}, torch::optim::AdamWOptions(0.01));
+    Accumulator acc(*net, opt, nullptr, options(), nullptr, nullptr, &zero);
+    acc.set_reducer(&c);
+    acc.set_overlap(48);
+    for (int s = 0; s < kSteps; ++s) {
+      for (const auto& rank : window(s)) {
+        for (const Rows& b : rank) {
+          if (b.x.size(0) == 0) continue;
+          const Rows on{b.x.to(cuda), b.y.to(cuda)};
+          acc.accumulate(squared_error(net, on), b.x.size(0), b.x.size(0));
+          reference.accumulate(squared_error(whole, on), b.x.size(0), b.x.size(0));
+        }
+      }
+      calls.push_back(acc.step().allreduce_calls);
+      reference.step();
+    }
+  });
+  EXPECT_LT((flat_weights(net) - flat_weights(whole)).abs().max().item<double>(), 1e-5);
+  // 103 parameters in one shard, buckets of 12 elements (1/8 of the shard is 13): 9 buckets, five
+  // micro-batches per window.
+  for (int64_t n : calls) EXPECT_EQ(n, 5 * 9 + 2);
 }
 
 }  // namespace
