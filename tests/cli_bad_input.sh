@@ -109,7 +109,7 @@ expect_bad "no checkpoint (ckpt-step-*.safetensors)" train --resume "$tmp/fmnist
 expect_bad "not a gradacc checkpoint" train --model cnn --steps 1 --train-limit 64 --global-batch 64 --resume "$tmp/cnn.safetensors"
 expect_bad "its model.model is mlp, this run's is cnn" train --steps 8 --train-limit 256 --global-batch 64 --resume "$ck"
 expect_bad "its global_batch is 64, this run's is 32" train --model mlp --steps 8 --train-limit 256 --global-batch 32 --resume "$ck"
-expect_bad "zero is 0 or 1" train --model mlp --zero 2
+expect_bad "zero is 0, 1 (the optimizer state sharded), 2 (the gradients too) or auto, got 3" train --model mlp --zero 3
 expect_bad "overlap starts the window's reduction during the last backward: it needs --sync window" train --model mlp --overlap on --sync every-micro-batch
 "$bin" launch --nproc 2 --master-port $((20000 + RANDOM % 20000)) -- train --model mlp --steps 2 --train-limit 256 \
   --global-batch 64 --zero 1 --checkpoint-dir "$tmp/zck" >/dev/null 2>&1 </dev/null
@@ -201,10 +201,11 @@ expect_bad "this model has no blocks to checkpoint" train --model mlp --train-li
 # Foreign configs: a DeepSpeed feature gradacc lacks, a typo with its suggestion, a bad format name.
 printf '{"train_batch_size": 64, "zero_optimization": {"stage": 0, "offload_optimizer": {"device": "cpu"}}}' >"$tmp/ds_offload.json"
 printf '{"train_batch_size": 64, "gradient_cliping": 1.0}' >"$tmp/ds_typo.json"
-printf '{"per_device_train_batch_size": 8, "label_smoothing_factor": 0.1}' >"$tmp/hf_smooth.json"
+printf '{"per_device_train_batch_size": 8, "adafactor": true}' >"$tmp/hf_smooth.json"
 expect_bad "DeepSpeed key \`zero_optimization.offload_optimizer.device\` is not supported by gradacc" train --config "$tmp/ds_offload.json"
 expect_bad "unknown key 'gradient_cliping' (did you mean 'gradient_clipping'?)" train --config "$tmp/ds_typo.json"
-expect_bad "is not supported by gradacc (only its default, 0.0)" train --config "$tmp/hf_smooth.json"
+expect_bad "is not supported by gradacc (only its default, false)" train --config "$tmp/hf_smooth.json"
+expect_bad "label_smoothing must lie in [0, 1), got 1.5" train --model mlp --train-limit 64 --steps 1 --label-smoothing 1.5
 expect_bad "unknown config format 'yaml'" train --config "$tmp/ds_typo.json" --config-format yaml
 expect_bad "--config-format goes with --config" train --config-format hf
 
@@ -235,6 +236,37 @@ expect_bad "micro_batching tokens without N needs memory_budget" train "${gpl[@]
 expect_bad "the largest that fits is tokens:" train "${gpl[@]}" --micro-batching tokens:2048 --global-batch 32 --memory-budget 3MiB
 expect_bad "packing is for text data" train --model mlp --train-limit 64 --packing on
 expect_bad "--packing: 'sometimes' is not on or off" train "${gpl[@]}" --packing sometimes
+
+# Hostile input that used to get through (issue 31), one line each.
+printf '{"per_device_train_batch_size": 8, "bf16": true, "fp16": true}' >"$tmp/hf_both.json"
+printf '{"train_batch_size": 64, "train_batch_size": 32}' >"$tmp/dup.json"
+printf '{"optimizer": {"type": "AdamW", "params": {"lr": 0.1, "lr": 0.2}}, "train_batch_size": 64}' >"$tmp/dup_inner.json"
+expect_bad "bf16 and fp16 are both true: choose one" train --config "$tmp/hf_both.json"
+expect_bad "the key \"train_batch_size\" is given twice in one object" train --config "$tmp/dup.json"
+expect_bad "the key \"lr\" is given twice in one object" train --config "$tmp/dup_inner.json"
+expect_bad "--train-limit: must be ≥ 0 (0 = all), got -1" train --train-limit -1
+expect_bad "it is a directory, not a file" train --model mlp --train-limit 64 --steps 1 --profile /
+expect_bad "--log and --profile name the same file" train --model mlp --train-limit 64 --steps 1 --log "$tmp/same.json" --profile "$tmp/same.json"
+expect_bad "--init and --resume both given" train --model mlp --train-limit 64 --steps 1 --init "$tmp/cnn.safetensors" --resume "$tmp/cnn.safetensors"
+expect_bad "--grace: seconds between SIGTERM and SIGKILL lie in 0..3600, got -1" launch --nproc 1 --grace -1 -- train
+expect_bad "--grace: seconds between SIGTERM and SIGKILL lie in 0..3600, got 1e300" launch --nproc 1 --grace 1e300 -- train
+expect_bad "--zero: expected 0, 1, 2 or auto, got -1" train --zero -1
+expect_bad "zero auto lets the memory planner choose" train --model mlp --train-limit 64 --zero auto --world-size 1 --steps 1 --global-batch 32 --micro-batch 8
+cp "$tmp/cnn.safetensors" "$tmp/tail.safetensors" && printf 'extra' >>"$tmp/tail.safetensors"
+expect_bad "5 bytes after the last tensor's data belong to no tensor" train --init "$tmp/tail.safetensors" --steps 1 --train-limit 64
+mkdir -p "$tmp/fmtail" && cp /usr/share/datasets/fashion-mnist/*.gz "$tmp/fmtail/" \
+  && printf 'garbage' >>"$tmp/fmtail/train-labels-idx1-ubyte.gz"
+expect_bad "has bytes after its gzip stream" train --data "fashion-mnist:$tmp/fmtail" --steps 1
+
+# A --steps flag wins over Hugging Face's default epoch count (not over the file's own).
+printf '{"per_device_train_batch_size": 8, "learning_rate": 0.001}' >"$tmp/hf_plain.json"
+if "$bin" train --config "$tmp/hf_plain.json" --model mlp --train-limit 64 --steps 1 >"$tmp/out" 2>&1 </dev/null; then
+  passes=$((passes + 1))
+else
+  echo "FAIL: --steps beside an HF config without num_train_epochs: $(tail -1 "$tmp/out")"; fails=$((fails + 1))
+fi
+printf '{"per_device_train_batch_size": 8, "num_train_epochs": 2}' >"$tmp/hf_epochs.json"
+expect_bad "either steps or epochs" train --config "$tmp/hf_epochs.json" --model mlp --train-limit 64 --steps 1
 
 echo "cli_bad_input: $passes passed, $fails failed"
 [ "$fails" -eq 0 ]

@@ -1,6 +1,6 @@
 """PyTorch reference for gradacc's models, rebuilt from docs/models.md.
 
-Usage: torch_reference.py MODEL NORM WEIGHTS BATCH OUT
+Usage: torch_reference.py MODEL NORM WEIGHTS BATCH OUT [LABEL_SMOOTHING]
   WEIGHTS  safetensors written by gradacc (parameter and buffer names as documented)
   BATCH    safetensors with "inputs" and "targets"
   OUT      receives "loss" (mean cross-entropy over non-padding targets), "logits" and
@@ -118,14 +118,15 @@ def build(model, norm, weights):
     return Gpt(int(meta["layers"]), int(meta["heads"]), int(meta["dim"]), int(meta["context"]), norm)
 
 
-def main(model, norm, weights, batch, out):
+def main(model, norm, weights, batch, out, label_smoothing="0"):
     net = build(model, norm, weights)
     net.load_state_dict(load_file(weights), strict=True)
     net.train()
     data = load_file(batch)
     logits = net(data["inputs"])
     # Mean over every target that is not padding (-100): tokens for text, samples otherwise.
-    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), data["targets"].reshape(-1), ignore_index=-100)
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), data["targets"].reshape(-1), ignore_index=-100,
+                           label_smoothing=float(label_smoothing))
     loss.backward()
     result = {"loss": loss.detach().reshape(1), "logits": logits.detach()}
     for name, p in net.named_parameters():
@@ -134,4 +135,4 @@ def main(model, norm, weights, batch, out):
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:6])
+    main(*sys.argv[1:7])

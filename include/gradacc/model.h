@@ -73,9 +73,11 @@ enum class LossReduction { kSum, kMean };
 using LossFn = std::function<at::Tensor(const at::Tensor& outputs, const Batch& batch)>;
 
 // Σ of cross-entropy terms over all targets that are not kIgnoreIndex. logits: [B, C] with
-// targets [B], or [B, T, C] with targets [B, T].
-at::Tensor summed_cross_entropy(const at::Tensor& logits, const at::Tensor& targets);
-// The LossFn of summed_cross_entropy (the default loss).
-LossFn cross_entropy_loss();
+// targets [B], or [B, T, C] with targets [B, T]. With label_smoothing ε in [0, 1) each term is
+// against (1 − ε)·one-hot + ε/C (as PyTorch's): still one term per item, so the sum stays exact
+// under accumulation.
+at::Tensor summed_cross_entropy(const at::Tensor& logits, const at::Tensor& targets, double label_smoothing = 0.0);
+// The LossFn of summed_cross_entropy (the default loss, without smoothing).
+LossFn cross_entropy_loss(double label_smoothing = 0.0);
 
 }  // namespace gradacc

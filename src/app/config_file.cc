@@ -5,6 +5,9 @@
 #include <algorithm>
 #include <fstream>
 #include <limits>
+#include <set>
+#include <string>
+#include <vector>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -108,9 +111,17 @@ void apply_config_file(const std::string& path, JobConfig& c, std::optional<Conf
   std::ifstream in(path);
   if (!in) throw ConfigError(fmt::format("{}: cannot read config file", shown(path, 200)));
   constexpr int kMaxDepth = 32;
-  const json::parser_callback_t limit_depth = [&](int depth, json::parse_event_t, json&) {
+  // Depth, and keys given twice in one object (a JSON parser would silently keep the last).
+  std::vector<std::set<std::string>> keys_seen;
+  const json::parser_callback_t limit_depth = [&](int depth, json::parse_event_t event, json& parsed) {
     if (depth > kMaxDepth)
       throw ConfigError(fmt::format("{}: nested deeper than {} levels", shown(path, 200), kMaxDepth));
+    if (event == json::parse_event_t::object_start) keys_seen.emplace_back();
+    if (event == json::parse_event_t::object_end && !keys_seen.empty()) keys_seen.pop_back();
+    if (event == json::parse_event_t::key && !keys_seen.empty() &&
+        !keys_seen.back().insert(parsed.get<std::string>()).second)
+      throw ConfigError(fmt::format("{}: the key \"{}\" is given twice in one object", shown(path, 200),
+                                    shown(parsed.get<std::string>(), 80)));
     return true;
   };
   json root;

@@ -124,14 +124,11 @@ constexpr std::array kHfIgnored = {"overwrite_output_dir",
 // only at their default value (listed as JSON).
 const std::map<std::string, std::vector<nlohmann::json>>& hf_only_default() {
   static const std::map<std::string, std::vector<nlohmann::json>> keys = {
-      {"label_smoothing_factor", {0.0, 0}},
       {"adafactor", {false}},
-      {"group_by_length", {false}},
       {"neftune_noise_alpha", {nullptr}},
       {"per_gpu_train_batch_size", {nullptr}},
       {"fsdp", {"", nlohmann::json::array(), false}},
       {"deepspeed", {nullptr}},
-      {"auto_find_batch_size", {false}},
       {"data_seed", {nullptr}},
       {"optim_args", {nullptr}},
   };
@@ -262,10 +259,11 @@ void start_from_defaults(ConfigFormat format, const nlohmann::json& root, JobCon
         .warmup_start(WarmupStart::kZero)
         .warmup(0)
         .min_lr(0.0)
-        .epochs(3)
+        .epochs(3)  // TrainingArguments' num_train_epochs default
         .steps(std::nullopt)
         .seed(42)
         .print_every(500);
+    c.foreign.epochs_by_default = true;
   }
 }
 
@@ -273,6 +271,20 @@ std::optional<std::string> unmapped_key(ConfigFormat format, const std::string& 
                                         JobConfig& c) {
   if (format == ConfigFormat::kHuggingFace) {
     if (std::find(kHfIgnored.begin(), kHfIgnored.end(), key) != kHfIgnored.end()) {
+      c.foreign.ignored.push_back(key);
+      return std::nullopt;
+    }
+    // Keys whose purpose gradacc serves its own way: mapped with a note, or refused naming the way.
+    if (key == "auto_find_batch_size" && value == true) {
+      c.foreign.notes.push_back(
+          "note: auto_find_batch_size: gradacc replays a window that runs out of memory with half the micro-batch "
+          "(the same window, so the same gradient), always on for one process; --memory-budget plans it ahead");
+      return std::nullopt;
+    }
+    if (key == "group_by_length" && value == true)
+      return "Hugging Face key `group_by_length` = true is not supported by gradacc: --micro-batching tokens:N sorts "
+             "each window by length and cuts it by tokens, keeping the windows (and the gradient) of the run";
+    if ((key == "auto_find_batch_size" || key == "group_by_length") && value == false) {
       c.foreign.ignored.push_back(key);
       return std::nullopt;
     }
@@ -295,6 +307,15 @@ std::optional<std::string> unmapped_key(ConfigFormat format, const std::string& 
       c.foreign.ignored.push_back(key);
       return std::nullopt;
     }
+  }
+  // Where DeepSpeed divides by the world size: gradacc sums and divides once, by the window's real
+  // count, so a pre-division changes nothing but fp32 rounding. Read, not applied, and said.
+  if (format == ConfigFormat::kDeepSpeed && (key == "gradient_predivide_factor" || key == "prescale_gradients")) {
+    c.foreign.notes.push_back(fmt::format(
+        "note: DeepSpeed key `{}` = {} is read and not applied: gradacc sums gradients and divides once, by the "
+        "window's real count over all ranks, so dividing earlier would change nothing but rounding",
+        key, shown(value.dump(), 40)));
+    return std::nullopt;
   }
   if (format == ConfigFormat::kDeepSpeed || format == ConfigFormat::kGradacc) {
     for (const char* k : kDsUnsupported) {

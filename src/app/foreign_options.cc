@@ -137,14 +137,21 @@ void add_foreign_rows(std::vector<Option>& t) {
                             [](JobConfig&, const OptionValue&) {}, {key}, {}));
   }
   // ── Hugging Face TrainingArguments
+  // Both true is refused, as TrainingArguments itself refuses it (whichever key comes first).
   t.push_back(foreign_row(T::kBool, "bf16 autocast, fp32 parameters (--precision bf16)",
                           [](JobConfig& c, const OptionValue& v) {
-                            if (std::get<bool>(v)) c.train.precision(Precision::kBf16);
+                            if (!std::get<bool>(v)) return;
+                            if (c.train.precision() == Precision::kFp16)
+                              throw std::invalid_argument("bf16 and fp16 are both true: choose one");
+                            c.train.precision(Precision::kBf16);
                           },
                           {}, {"bf16"}));
   t.push_back(foreign_row(T::kBool, "fp16 autocast with dynamic loss scaling, fp32 parameters (--precision fp16)",
                           [](JobConfig& c, const OptionValue& v) {
-                            if (std::get<bool>(v)) c.train.precision(Precision::kFp16);
+                            if (!std::get<bool>(v)) return;
+                            if (c.train.precision() == Precision::kBf16)
+                              throw std::invalid_argument("bf16 and fp16 are both true: choose one");
+                            c.train.precision(Precision::kFp16);
                           },
                           {}, {"fp16"}));
   t.push_back(foreign_row(
@@ -180,6 +187,7 @@ void add_foreign_rows(std::vector<Option>& t) {
                                   "num_train_epochs = {}: gradacc trains whole epochs (give max_steps for a part)", e));
                             }
                             c.train.epochs(static_cast<int64_t>(e));
+                            c.foreign.epochs_by_default = false;
                           },
                           {}, {"num_train_epochs"}));
   t.push_back(foreign_row(T::kInt, "optimizer steps; -1: num_train_epochs decides (--steps)",
@@ -253,6 +261,7 @@ void add_foreign_columns(std::vector<Option>& t) {
       {"checkpoint_dir", {{}, {"output_dir"}}},
       {"save_every", {{}, {"save_steps"}}},
       {"print_every", {{"steps_per_print"}, {"logging_steps"}}},
+      {"label_smoothing", {{}, {"label_smoothing_factor"}}},
   };
   for (Option& o : t) {
     if (o.keys.empty()) continue;

@@ -17,7 +17,7 @@
 
 namespace gradacc {
 
-std::string generate_text(const GenerateOptions& o) {
+void generate_text(const GenerateOptions& o, const std::function<void(std::string_view)>& emit) {
   if (o.weights.empty()) throw ConfigError("generate needs --init WEIGHTS.safetensors (from gradacc train --save)");
   if (o.tokens < 0) throw ConfigError(fmt::format("--tokens must be ≥ 0, got {}", o.tokens));
   if (!(o.temperature >= 0)) throw ConfigError(fmt::format("--temperature must be ≥ 0, got {}", o.temperature));
@@ -47,8 +47,10 @@ std::string generate_text(const GenerateOptions& o) {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
   std::vector<int64_t> tokens(o.prompt.begin(), o.prompt.end());
   for (auto& t : tokens) t = static_cast<unsigned char>(t);
-  std::string out = o.prompt;
+  emit(o.prompt);
   for (int64_t i = 0; i < o.tokens; ++i) {
+    if (static_cast<int64_t>(tokens.size()) > 2 * spec.context)  // only the last `context` condition the next
+      tokens.erase(tokens.begin(), tokens.end() - spec.context);
     const int64_t n = std::min<int64_t>(static_cast<int64_t>(tokens.size()), spec.context);
     const at::Tensor input = at::tensor(std::vector<int64_t>(tokens.end() - n, tokens.end()), at::kLong).unsqueeze(0);
     at::Tensor logits = model->forward(input)[0][n - 1].to(at::kDouble);
@@ -66,8 +68,14 @@ std::string generate_text(const GenerateOptions& o) {
       }
     }
     tokens.push_back(next);
-    out.push_back(static_cast<char>(next));
+    const char byte = static_cast<char>(next);
+    emit(std::string_view(&byte, 1));
   }
+}
+
+std::string generate_text(const GenerateOptions& o) {
+  std::string out;
+  generate_text(o, [&](std::string_view text) { out += text; });
   return out;
 }
 

@@ -30,6 +30,8 @@ namespace gradacc {
 namespace {
 
 void require_writable_parent(const std::string& file) {
+  if (std::filesystem::is_directory(file))
+    throw ConfigError(fmt::format("cannot write {}: it is a directory, not a file", file));
   const std::filesystem::path dir = std::filesystem::path(file).parent_path();
   const std::string d = dir.empty() ? "." : dir.string();
   if (!std::filesystem::is_directory(d) || ::access(d.c_str(), W_OK) != 0) {
@@ -60,13 +62,16 @@ std::string precision_summary(const RunPlan& p) {
 // weights, the config or the checkpoint being resumed. Checked before anything is written.
 void require_distinct_paths(const JobConfig& c) {
   const TrainOptions& t = c.train;
+  if (!c.init_path.empty() && !t.resume().empty())
+    throw ConfigError("--init and --resume both given: a resume restores its checkpoint's weights (drop --init)");
   std::string resume = t.resume().empty() ? "" : resolve_checkpoint(t.resume());
   try {
     require_distinct_files({{"--log", t.log_path()},
                             {"--save", c.save_path},
                             {"--init", c.init_path},
                             {"--config", c.config_path},
-                            {"--resume", resume}});
+                            {"--resume", resume},
+                            {"--profile", c.profile_path}});
   } catch (const std::invalid_argument& e) {
     throw ConfigError(e.what());
   }
@@ -99,12 +104,14 @@ JobSummary run_train_job(const JobConfig& c, std::ostream& out) {
   const Workload work = load_workload(c);
   bool init_verified = true;
   auto network = build_model(c, work.num_classes, &init_verified);
-  Trainer trainer(Model::of(network), optimizer_factory(c.optimizer), work.train, job_train_options(c));
+  Trainer trainer(Model::of(network), optimizer_factory(c.optimizer), work.train, job_train_options(c),
+                  cross_entropy_loss(c.label_smoothing));
   const RunPlan& plan = trainer.plan();
   std::ostringstream quiet;
   std::ostream& say = plan.lead() ? out : quiet;
   if (plan.lead() && !c.save_path.empty()) require_writable_parent(c.save_path);
   for (const std::string& w : trainer.warnings()) say << w << "\n";
+  for (const std::string& n : c.foreign.notes) say << n << "\n";
   if (!c.foreign.ignored.empty()) {
     std::string keys;
     for (const std::string& k : c.foreign.ignored) keys += (keys.empty() ? "" : ", ") + k;
@@ -261,7 +268,8 @@ MemoryPlan run_plan_fit_job(const JobConfig& c) {
   if (!c.train.memory_budget()) throw ConfigError("plan --fit needs --memory-budget SIZE (and --global-batch N)");
   const Workload work = load_workload(c);
   auto network = build_model(c, work.num_classes);
-  Trainer trainer(Model::of(network), optimizer_factory(c.optimizer), work.train, job_train_options(c));
+  Trainer trainer(Model::of(network), optimizer_factory(c.optimizer), work.train, job_train_options(c),
+                  cross_entropy_loss(c.label_smoothing));
   return *trainer.memory_plan();
 }
 
@@ -271,7 +279,7 @@ VerifyResult run_verify_job(const JobConfig& c, VerifyOptions options) {
   options.compare_naive = work.text && !c.train.micro_batch_tokens();  // naive needs a fixed micro-batch count
   const auto make = [&] { return Model::of(make_seeded_model(c, work.num_classes)); };
   return verify_accumulation(make, optimizer_factory(c.optimizer), work.train, job_train_options(c),
-                             cross_entropy_loss(), options);
+                             cross_entropy_loss(c.label_smoothing), options);
 }
 
 }  // namespace gradacc

@@ -30,7 +30,9 @@ struct ForeignConfig {
   std::optional<int64_t> max_steps;            // Hugging Face: > 0 wins over num_train_epochs
   std::optional<std::string> save_strategy;    // Hugging Face: "steps" or "no"
   bool constant_schedule = false;              // Hugging Face "constant": no warmup at all
+  bool epochs_by_default = false;              // Hugging Face's 3 epochs, not the file's: a --steps flag wins
   std::vector<std::string> ignored;            // keys read and ignored (they change nothing here)
+  std::vector<std::string> notes;              // keys mapped to something that differs: said once at start
 };
 
 struct JobConfig {
@@ -40,13 +42,14 @@ struct JobConfig {
   int64_t train_limit = 0;             // use only the first N training examples (0 = all)
   bool packing = false;                // text: several sequences per row of the context (data/packing.h)
   OptimizerOptions optimizer;
-  std::string init_path;      // start from these weights (safetensors)
-  std::string save_path;      // save the final weights here
-  std::string profile_path;   // profile optimizer steps 3–5 with LibTorch's profiler: a Chrome trace here
-  int64_t eval_every = 0;     // evaluate on the held-out split every N optimizer steps (0 = at the end only)
-  std::string config_path;    // the JSON config file it was read from, if any (for path checks)
-  ForeignConfig foreign;      // a DeepSpeed / Hugging Face file's keys that need the whole file
-  std::string config_format;  // "gradacc", "deepspeed" or "hf" once a file is read (for messages)
+  std::string init_path;         // start from these weights (safetensors)
+  std::string save_path;         // save the final weights here
+  std::string profile_path;      // profile optimizer steps 3–5 with LibTorch's profiler: a Chrome trace here
+  int64_t eval_every = 0;        // evaluate on the held-out split every N optimizer steps (0 = at the end only)
+  double label_smoothing = 0.0;  // the training loss's (evaluation reports the plain cross-entropy)
+  std::string config_path;       // the JSON config file it was read from, if any (for path checks)
+  ForeignConfig foreign;         // a DeepSpeed / Hugging Face file's keys that need the whole file
+  std::string config_format;     // "gradacc", "deepspeed" or "hf" once a file is read (for messages)
   // Used when the user gives no batch size at all, and no length (steps or epochs) at all.
   int64_t default_global_batch = 256, default_micro_batch = 32;
   int64_t default_epochs = 8;

@@ -69,7 +69,11 @@ struct TableFlags {
     }
     c.config_path = config;
     for (const auto& [o, h] : bound) {
-      if (h->count() > 0) apply_flag(c, *o, o->type == OptionType::kSwitch ? "" : text[o]);
+      if (h->count() == 0) continue;
+      apply_flag(c, *o, o->type == OptionType::kSwitch ? "" : text[o]);
+      // Hugging Face's default of 3 epochs yields to --steps, as its own max_steps wins over it.
+      if (o->flag == "--epochs") c.foreign.epochs_by_default = false;
+      if (o->flag == "--steps" && c.foreign.epochs_by_default) c.train.epochs(std::nullopt);
     }
     return c;
   }
@@ -261,7 +265,11 @@ int main(int argc, char** argv) {
     if (launch->parsed()) {
       lo.nproc = static_cast<int>(int_flag("--nproc", nproc));
       if (!master_port.empty()) lo.master_port = static_cast<int>(int_flag("--master-port", master_port));
-      if (!grace.empty()) lo.grace_seconds = float_flag("--grace", grace);
+      if (!grace.empty()) {
+        lo.grace_seconds = float_flag("--grace", grace);
+        if (lo.grace_seconds < 0 || lo.grace_seconds > 3600)
+          throw ConfigError(fmt::format("--grace: seconds between SIGTERM and SIGKILL lie in 0..3600, got {}", grace));
+      }
       lo.args = rank_command;
       return launch_local(lo, std::cout, std::cerr);
     }
@@ -279,7 +287,8 @@ int main(int argc, char** argv) {
         if (seed < 0) throw ConfigError(fmt::format("--seed must be ≥ 0, got {}", seed));
         go.seed = static_cast<uint64_t>(seed);
       }
-      std::cout << generate_text(go) << "\n";
+      generate_text(go, [](std::string_view text) { std::cout << text << std::flush; });
+      std::cout << "\n";
       return 0;
     }
     if (verify->parsed()) {

@@ -167,8 +167,18 @@ std::vector<Option> build_table() {
                       [](JobConfig& c) -> int64_t& { return c.model.context; }));
   t.push_back(text("--data", {"data"}, S::kRun, "fashion-mnist[:DIR]|text:PATH", "training data",
                    [](JobConfig& c) -> std::string& { return c.data; }));
-  t.push_back(integer("--train-limit", {"train_limit"}, S::kRun, "use only the first N training examples (0 = all)",
-                      [](JobConfig& c) -> int64_t& { return c.train_limit; }));
+  t.push_back({"--train-limit",
+               {"train_limit"},
+               OptionType::kInt,
+               S::kRun,
+               "N",
+               "use only the first N training examples (0 = all)",
+               [](JobConfig& c, const OptionValue& v) {
+                 const int64_t n = std::get<int64_t>(v);
+                 if (n < 0) throw std::invalid_argument(fmt::format("must be ≥ 0 (0 = all), got {}", n));
+                 c.train_limit = n;
+               },
+               [](const JobConfig& c) { return std::to_string(c.train_limit); }});
   t.push_back(boolean("--packing", {"packing"}, S::kRun,
                       "text: pack several sequences into each row of the context, each attending only to itself",
                       [](JobConfig& c) -> bool& { return c.packing; }));
@@ -178,6 +188,10 @@ std::vector<Option> build_table() {
            "a GPU (bench/profile_summary.py sums it by phase and operator; bench/trace_compare.py sets it beside "
            "the seed loop's)",
            [](JobConfig& c) -> std::string& { return c.profile_path; }));
+  t.push_back(number("--label-smoothing", {"label_smoothing"}, S::kRun,
+                     "cross-entropy against (1-X)·one-hot + X/classes, per item (exact under accumulation); "
+                     "evaluation reports the plain cross-entropy",
+                     [](JobConfig& c) -> double& { return c.label_smoothing; }));
   t.push_back(integer("--eval-every", {"eval_every"}, S::kTrain,
                       "also evaluate on the held-out split every N optimizer steps (0: at the end only)",
                       [](JobConfig& c) -> int64_t& { return c.eval_every; }));

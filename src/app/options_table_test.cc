@@ -169,9 +169,26 @@ TEST(ConfigFormats, AHuggingFaceTrainingArgumentsJsonKeepsItsSemantics) {
 
 TEST(ConfigFormats, HuggingFaceKeysThatWouldChangeTheResultAreRefused) {
   EXPECT_NE(error_of([] {
-              from_file(R"({"per_device_train_batch_size": 8, "label_smoothing_factor": 0.1})");
-            }).find("`label_smoothing_factor` = 0.1 is not supported by gradacc (only its default, 0.0)"),
+              from_file(R"({"per_device_train_batch_size": 8, "adafactor": true})");
+            }).find("`adafactor` = true is not supported by gradacc (only its default, false)"),
             std::string::npos);
+  // auto_find_batch_size: gradacc's replay on out-of-memory, said in a note; group_by_length: refused,
+  // naming token-budget micro-batches.
+  const JobConfig found = from_file(R"({"per_device_train_batch_size": 8, "auto_find_batch_size": true})");
+  ASSERT_EQ(found.foreign.notes.size(), 1u);
+  EXPECT_NE(found.foreign.notes[0].find("replays a window that runs out of memory"), std::string::npos);
+  EXPECT_NE(error_of([] {
+              from_file(R"({"per_device_train_batch_size": 8, "group_by_length": true})");
+            }).find("--micro-batching tokens:N sorts each window by length"),
+            std::string::npos);
+  // DeepSpeed's pre-division: read, noted, not applied.
+  const JobConfig pre =
+      from_file(R"({"train_batch_size": 8, "gradient_predivide_factor": 2.0, "prescale_gradients": true})");
+  ASSERT_EQ(pre.foreign.notes.size(), 2u);
+  EXPECT_NE(pre.foreign.notes[0].find("divides once, by the window's real count"), std::string::npos);
+  // label_smoothing_factor is gradacc's --label-smoothing.
+  EXPECT_DOUBLE_EQ(from_file(R"({"per_device_train_batch_size": 8, "label_smoothing_factor": 0.1})").label_smoothing,
+                   0.1);
   EXPECT_NE(error_of([] {
               from_file(R"({"per_device_train_batch_size": 8, "lr_scheduler_type": "polynomial"})");
             }).find("lr_scheduler_type 'polynomial' is not supported"),

@@ -5,6 +5,7 @@
 #include <array>
 #include <cstdint>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 
 #include <ATen/ops/empty.h>
@@ -33,6 +34,19 @@ int64_t read_bytes(gzFile f, void* dst, int64_t n) {
     got += r;
   }
   return got;
+}
+
+// A gzip file ends with its member's trailer: CRC-32, then the uncompressed size mod 2^32
+// (little-endian). zlib's gzread stops at the end of the member and ignores whatever follows, so
+// bytes appended after it would pass unseen; the size in the file's last four bytes catches them.
+bool gzip_ends_at_member(const std::string& path, int64_t uncompressed) {
+  std::ifstream raw(path, std::ios::binary | std::ios::ate);
+  if (!raw || raw.tellg() < 18) return false;
+  raw.seekg(-4, std::ios::end);
+  std::array<unsigned char, 4> b{};
+  if (!raw.read(reinterpret_cast<char*>(b.data()), 4)) return false;
+  const uint32_t isize = uint32_t{b[0]} | (uint32_t{b[1]} << 8) | (uint32_t{b[2]} << 16) | (uint32_t{b[3]} << 24);
+  return isize == static_cast<uint32_t>(uncompressed);
 }
 
 }  // namespace
@@ -83,6 +97,8 @@ at::Tensor read_idx_u8(const std::string& path, int expected_dims) {
   if (read_bytes(f.get(), &extra, 1) != 0) {
     throw DataError(fmt::format("{}: has data past the {} values its header declares", path, count));
   }
+  if (gzdirect(f.get()) == 0 && !gzip_ends_at_member(path, 4 + 4 * int64_t{expected_dims} + count))
+    throw DataError(fmt::format("{}: has bytes after its gzip stream (or is several gzip streams)", path));
   return values;
 }
 

@@ -26,7 +26,7 @@ namespace {
 
 using testing::temp_path;
 
-void compare_with_pytorch(const ModelSpec& spec, int64_t micro) {
+void compare_with_pytorch(const ModelSpec& spec, int64_t micro, double label_smoothing = 0.0) {
   static auto data = load_fashion_mnist(kFashionMnistDir, Split::kTrain)->head(64);
   std::vector<int64_t> idx(64);
   std::iota(idx.begin(), idx.end(), 0);
@@ -39,8 +39,8 @@ void compare_with_pytorch(const ModelSpec& spec, int64_t micro) {
   save_module(weights, *model);
   save_safetensors(batch, {{"inputs", b.inputs}, {"targets", b.targets}});
   const std::string cmd =
-      fmt::format("{} {}/tests/torch_reference.py {} {} {} {} {}", GRADACC_PYTHON, GRADACC_SOURCE_DIR,
-                  to_string(spec.kind), to_string(spec.resolved_norm()), weights, batch, out);
+      fmt::format("{} {}/tests/torch_reference.py {} {} {} {} {} {}", GRADACC_PYTHON, GRADACC_SOURCE_DIR,
+                  to_string(spec.kind), to_string(spec.resolved_norm()), weights, batch, out, label_smoothing);
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
   const TensorMap ref = load_safetensors(out);
 
@@ -50,7 +50,7 @@ void compare_with_pytorch(const ModelSpec& spec, int64_t micro) {
   for (int64_t s = 0; s < 64; s += micro) {
     const at::Tensor l = model->forward(b.inputs.narrow(0, s, micro));
     logits.push_back(l.detach());
-    acc.accumulate(summed_cross_entropy(l, b.targets.narrow(0, s, micro)), micro, micro);
+    acc.accumulate(summed_cross_entropy(l, b.targets.narrow(0, s, micro), label_smoothing), micro, micro);
   }
   EXPECT_LT((at::cat(logits) - ref.at("logits")).abs().max().item<double>(), 1e-5);
 
@@ -73,6 +73,10 @@ void compare_with_pytorch(const ModelSpec& spec, int64_t micro) {
 
 TEST(ModelsVsPyTorch, MlpAccumulatedEqualsPyTorchFullBatch) {
   compare_with_pytorch({ModelKind::kMlp, NormKind::kNone}, 8);
+}
+// Label smoothing is per item: the accumulated sum equals PyTorch's full-batch mean with the same ε.
+TEST(ModelsVsPyTorch, MlpWithLabelSmoothingAccumulatedEqualsPyTorchFullBatch) {
+  compare_with_pytorch({ModelKind::kMlp, NormKind::kNone}, 8, 0.1);
 }
 TEST(ModelsVsPyTorch, CnnGroupNormAccumulatedEqualsPyTorchFullBatch) {
   compare_with_pytorch({ModelKind::kCnn, NormKind::kGroup}, 16);

@@ -230,6 +230,18 @@ TensorMap load_safetensors(const std::string& path, StringMap* metadata, ReadInf
       throw FormatError(fmt::format("{}: tensors '{}' and '{}' overlap", path, entries[i - 1].name, entries[i].name));
     }
   }
+  // The format's data section is exactly the tensors, back to back (as Python's reader insists):
+  // bytes in a gap or after the last tensor are a damaged or tampered file.
+  uint64_t covered = 0;
+  for (const Entry& e : entries) {
+    if (e.begin != covered)
+      throw FormatError(
+          fmt::format("{}: {} bytes before tensor '{}' belong to no tensor", path, e.begin - covered, e.name));
+    covered = e.end;
+  }
+  if (covered != data_size)
+    throw FormatError(
+        fmt::format("{}: {} bytes after the last tensor's data belong to no tensor", path, data_size - covered));
 
   TensorMap out;
   for (const Entry& e : entries) {
