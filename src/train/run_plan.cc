@@ -9,6 +9,7 @@
 #include "checkpoint/checkpoint.h"
 #include "gradacc/device.h"
 #include "gradacc/errors.h"
+#include "train/zero_choice.h"
 
 namespace gradacc {
 namespace {
@@ -226,21 +227,7 @@ RunPlan resolve_run(const TrainOptions& o, const DistEnv& env, int64_t dataset_s
 
   // Data parallel: ZeRO and overlap. `zero auto` starts on ZeRO-1; the memory planner may take 2.
   std::vector<std::string> notes;
-  const bool zero_auto = o.zero() == kZeroAuto;
-  require(zero_auto || (o.zero() >= 0 && o.zero() <= 2),
-          fmt::format("zero is 0, 1 (the optimizer state sharded), 2 (the gradients too) or auto, got {}", o.zero()));
-  require(!zero_auto || o.memory_budget(),
-          "zero auto lets the memory planner choose between ZeRO-1 and ZeRO-2: it needs --memory-budget");
-  const std::string zero_name = zero_auto ? "auto" : std::to_string(o.zero());
-  const int zero = env.distributed() ? (zero_auto ? 1 : static_cast<int>(o.zero())) : 0;
-  if (o.zero() != 0 && !env.distributed())
-    notes.push_back(fmt::format("note: zero {} at world size 1 changes nothing (one rank holds the whole {})",
-                                zero_name, o.zero() == 1 ? "optimizer state" : "optimizer state and gradient"));
-  require(zero == 0 || o.sync() == SyncMode::kPerWindow,
-          zero_auto ? "zero auto shards over the window's reduction: it does not combine with --sync every-micro-batch"
-          : zero == 1 ? "zero 1 reduce-scatters once per window: it does not combine with --sync every-micro-batch"
-                      : "zero 2 reduces each micro-batch's gradient into the owners' shards: it does not combine with "
-                        "--sync every-micro-batch (which all-reduces the whole gradient)");
+  const auto [zero, zero_auto] = resolve_zero_stage(o, env.distributed(), notes);
   require(!o.overlap().value_or(false) || o.sync() == SyncMode::kPerWindow,
           "overlap starts the window's reduction during the last backward: it needs --sync window");
   if (zero == 1 && !zero_auto && o.overlap().value_or(false))
@@ -299,7 +286,7 @@ RunPlan resolve_run(const TrainOptions& o, const DistEnv& env, int64_t dataset_s
       .dist_timeout_seconds = o.dist_timeout(),
       .bucket_bytes = static_cast<int64_t>(o.bucket_mb() * (1 << 20)),
       .zero = zero,
-      .zero_auto = zero_auto && env.distributed(),
+      .zero_auto = zero_auto,
       .overlap = overlap,
       .notes = notes,
       .device = device,

@@ -8,6 +8,29 @@
 
 namespace gradacc {
 
+std::pair<int, bool> resolve_zero_stage(const TrainOptions& o, bool distributed, std::vector<std::string>& notes) {
+  const bool automatic = o.zero() == kZeroAuto;
+  if (!automatic && (o.zero() < 0 || o.zero() > 2))
+    throw ConfigError(
+        fmt::format("zero is 0, 1 (the optimizer state sharded), 2 (the gradients too) or auto, got {}", o.zero()));
+  if (automatic && !o.memory_budget())
+    throw ConfigError("zero auto lets the memory planner choose between ZeRO-1 and ZeRO-2: it needs --memory-budget");
+  const std::string name = automatic ? "auto" : std::to_string(o.zero());
+  if (o.zero() != 0 && !distributed) {
+    notes.push_back(fmt::format("note: zero {} at world size 1 changes nothing (one rank holds the whole {})", name,
+                                o.zero() == 1 ? "optimizer state" : "optimizer state and gradient"));
+    return {0, false};
+  }
+  if (o.zero() != 0 && o.sync() != SyncMode::kPerWindow) {
+    throw ConfigError(o.zero() == 2 ? "zero 2 reduces each micro-batch's gradient into the owners' shards: it does "
+                                      "not combine with --sync every-micro-batch (which all-reduces the whole gradient)"
+                                    : fmt::format("zero {} reduce-scatters once per window: it does not combine with "
+                                                  "--sync every-micro-batch",
+                                                  name));
+  }
+  return {automatic ? 1 : static_cast<int>(o.zero()), automatic};
+}
+
 void cost_zero_stages(MemoryPlan& plan, const ZeroShard& zero, int planned, int64_t bucket_bytes) {
   // What ZeRO-1 keeps and ZeRO-2 does not: the whole buffer; what ZeRO-2 keeps instead: two buckets.
   const int64_t buffer = 4 * zero.padded();

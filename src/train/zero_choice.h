@@ -1,5 +1,5 @@
-// ZeRO's stage under a memory budget (data parallel): what ZeRO-1 and ZeRO-2 cost at the planned
-// micro-batch, and with `zero auto` the choice between them.
+// ZeRO's stage: the option resolved, and under a memory budget (data parallel) what ZeRO-1 and
+// ZeRO-2 cost at the planned micro-batch, and with `zero auto` the choice between them.
 //
 // The two stages differ in one buffer and in traffic. ZeRO-1 keeps the whole fp32 accumulation
 // buffer (4·R·L bytes) and reduces it once per window. ZeRO-2 keeps two buckets instead
@@ -12,11 +12,20 @@
 
 #include <cstdint>
 #include <functional>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "gradacc/memory_plan.h"
+#include "gradacc/options.h"
 #include "sync/zero_shard.h"
 
 namespace gradacc {
+
+// TrainOptions::zero resolved: the stage in effect (0 on one process, with a note in `notes`) and
+// whether the memory planner picks it (auto, which starts as 1). Throws ConfigError (one line) for
+// another stage, auto without a memory budget, or ZeRO with every-micro-batch sync.
+std::pair<int, bool> resolve_zero_stage(const TrainOptions& o, bool distributed, std::vector<std::string>& notes);
 
 // Fills plan.zero_stages and plan.zero_stage for a plan made on `planned` (1 or 2): that stage as
 // planned, the other estimated from it by the difference of their gradient buffers.
