@@ -258,6 +258,9 @@ mkdir -p "$tmp/fmtail" && cp /usr/share/datasets/fashion-mnist/*.gz "$tmp/fmtail
   && printf 'garbage' >>"$tmp/fmtail/train-labels-idx1-ubyte.gz"
 expect_bad "has bytes after its gzip stream" train --data "fashion-mnist:$tmp/fmtail" --steps 1
 
+expect_bad "--config-format goes with --from-config FILE" options --config-format hf
+expect_bad "cannot read config file" options --from-config "$tmp/missing.json"
+
 # A --steps flag wins over Hugging Face's default epoch count (not over the file's own).
 printf '{"per_device_train_batch_size": 8, "learning_rate": 0.001}' >"$tmp/hf_plain.json"
 if "$bin" train --config "$tmp/hf_plain.json" --model mlp --train-limit 64 --steps 1 >"$tmp/out" 2>&1 </dev/null; then

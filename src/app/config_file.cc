@@ -7,6 +7,7 @@
 #include <limits>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <fmt/format.h>
@@ -101,7 +102,8 @@ void flatten(const json& j, const std::string& prefix, std::vector<std::pair<std
 
 }  // namespace
 
-void apply_config_file(const std::string& path, JobConfig& c, std::optional<ConfigFormat> asked) {
+void apply_config_file(const std::string& path, JobConfig& c, std::optional<ConfigFormat> asked,
+                       std::vector<KeyVerdict>* verdicts) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) throw ConfigError(fmt::format("{}: cannot read config file", shown(path, 200)));
   if (!S_ISREG(st.st_mode)) throw ConfigError(fmt::format("{}: the config must be a regular file", shown(path, 200)));
@@ -140,29 +142,62 @@ void apply_config_file(const std::string& path, JobConfig& c, std::optional<Conf
   foreign::start_from_defaults(format, root, c);
   std::vector<std::pair<std::string, const json*>> leaves;
   flatten(root, "", leaves);
+  // A key's verdict: recorded when asked for, else a refusal is thrown naming the file.
+  const auto verdict = [&](const std::string& key, const char* what, const std::string& detail) {
+    if (verdicts) {
+      verdicts->push_back({key, what, detail});
+    } else if (std::string_view(what) == "refused") {
+      throw ConfigError(fmt::format("{}: {}", shown(path, 200), detail));
+    }
+  };
   for (const auto& [key, value] : leaves) {
     const Option* o = find_option_by_key(key, format);
     if (o == nullptr) {
+      const size_t ignored = c.foreign.ignored.size(), notes = c.foreign.notes.size();
       const std::optional<std::string> refused = foreign::unmapped_key(format, key, *value, c);
-      if (!refused) continue;  // known there, changes nothing here
-      if (!refused->empty()) throw ConfigError(fmt::format("{}: {}", shown(path, 200), *refused));
-      throw ConfigError(fmt::format("{}: unknown key '{}'{}", shown(path, 200), shown(key), suggestion(key, format)));
+      if (!refused) {  // known there: changes nothing here, or mapped with a note
+        verdict(key, c.foreign.notes.size() > notes ? "mapped" : "ignored",
+                c.foreign.notes.size() > notes       ? c.foreign.notes.back()
+                : c.foreign.ignored.size() > ignored ? "changes nothing in gradacc's training"
+                                                     : "read");
+        continue;
+      }
+      verdict(key, "refused",
+              !refused->empty() ? *refused : fmt::format("unknown key '{}'{}", shown(key), suggestion(key, format)));
+      continue;
     }
-    if (format == ConfigFormat::kHuggingFace && value->is_null()) continue;  // TrainingArguments' "not set"
+    if (format == ConfigFormat::kHuggingFace && value->is_null()) {  // TrainingArguments' "not set"
+      verdict(key, "ignored", "null: not set");
+      continue;
+    }
     try {
       const bool own_key = std::find(o->keys.begin(), o->keys.end(), key) != o->keys.end();
       o->set(c, json_value(*o, *value, own_key));
+      verdict(key, own_key ? "honoured" : "mapped", o->flag.empty() ? o->help : o->flag);
     } catch (const std::invalid_argument& e) {
       const std::string v = value->is_primitive() ? value->dump() : (value->is_array() ? "[…]" : "{…}");
-      throw ConfigError(
-          fmt::format("{}: key '{}' = {}: {}", shown(path, 200), shown(key), shown(v), shown(e.what(), 300)));
+      verdict(key, "refused", fmt::format("key '{}' = {}: {}", shown(key), shown(v), shown(e.what(), 300)));
     }
   }
   try {
     foreign::finish(format, c);
   } catch (const std::invalid_argument& e) {
-    throw ConfigError(fmt::format("{}: {}", shown(path, 200), e.what()));
+    verdict("(the file as a whole)", "refused", e.what());
   }
+}
+
+std::string explain_config_file(const std::string& path, std::optional<ConfigFormat> format) {
+  JobConfig c = default_job();
+  std::vector<KeyVerdict> verdicts;
+  apply_config_file(path, c, format, &verdicts);
+  std::string s = fmt::format("{} ({} keys, read as {}):\n\n| key | verdict | what gradacc does |\n|---|---|---|\n",
+                              shown(path, 200), verdicts.size(), c.config_format);
+  for (const KeyVerdict& v : verdicts) {
+    std::string detail = v.detail;
+    std::replace(detail.begin(), detail.end(), '|', '/');
+    s += fmt::format("| `{}` | {} | {} |\n", shown(v.key, 80), v.verdict, detail);
+  }
+  return s;
 }
 
 }  // namespace gradacc

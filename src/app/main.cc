@@ -179,7 +179,13 @@ int main(int argc, char** argv) {
 
   auto* options = app.add_subcommand("options", "list every option of train/verify (flag, config keys, default)");
   bool markdown = false;
+  std::string from_config, from_config_format;
   options->add_flag("--markdown", markdown, "as the Markdown table of docs/config.md");
+  options->add_option("--from-config", from_config,
+                      "say for each key of this config file (gradacc, DeepSpeed or Hugging Face) whether gradacc "
+                      "honours, maps, ignores or refuses it, and why");
+  options->add_option("--config-format", from_config_format,
+                      "with --from-config: gradacc|deepspeed|hf (default: detected)");
 
   auto* generate = app.add_subcommand("generate", "sample text from gpt weights saved by train --save");
   GenerateOptions go;
@@ -248,6 +254,20 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (options->parsed()) {
+      if (!from_config_format.empty() && from_config.empty())
+        throw ConfigError("--config-format goes with --from-config FILE");
+      if (!from_config.empty()) {
+        std::optional<ConfigFormat> format;
+        if (!from_config_format.empty()) {
+          try {
+            format = parse_config_format(from_config_format);
+          } catch (const std::invalid_argument& e) {
+            throw ConfigError(fmt::format("--config-format: {}", e.what()));
+          }
+        }
+        std::cout << explain_config_file(from_config, format);
+        return 0;
+      }
       if (markdown) {
         std::cout << options_markdown();
       } else {

@@ -87,7 +87,18 @@ void apply_flag(JobConfig& config, const Option& option, const std::string& text
 // files, bad JSON, nesting deeper than 32, wrong types, a key of that system whose feature gradacc
 // lacks ("DeepSpeed key `zero_optimization.offload_optimizer` is not supported by gradacc"), and
 // unknown keys (with the closest known key suggested).
-void apply_config_file(const std::string& path, JobConfig& config, std::optional<ConfigFormat> format = {});
+// With `verdicts`, a key's failure is recorded instead of thrown, and every key gets its verdict
+// (`gradacc options --from-config FILE`); errors of the whole file still throw.
+struct KeyVerdict {
+  std::string key;
+  std::string verdict;  // honoured, mapped, ignored or refused
+  std::string detail;   // the flag it sets, what it maps to, why it is ignored or refused
+};
+void apply_config_file(const std::string& path, JobConfig& config, std::optional<ConfigFormat> format = {},
+                       std::vector<KeyVerdict>* verdicts = nullptr);
+// The verdicts of a config file's keys as a Markdown table, for a user to see what gradacc does
+// with their DeepSpeed or Hugging Face file. Throws ConfigError for an unreadable or invalid file.
+std::string explain_config_file(const std::string& path, std::optional<ConfigFormat> format = {});
 // Markdown table of every option (flag, config keys, default, meaning): docs/config.md's list.
 std::string options_markdown();
 

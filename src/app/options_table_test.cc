@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -320,6 +321,45 @@ TEST(OptionsTable, StepsFromAFileAndEpochsFromAFlagAreRefusedTogether) {
   apply_flag(c, *find_option_by_flag("--epochs"), "2");
   EXPECT_NE(error_of([&] { resolve_run(job_train_options(c), DistEnv{}, 1000); }).find("either steps or epochs"),
             std::string::npos);
+}
+
+}  // namespace
+}  // namespace gradacc
+
+// `gradacc options --from-config FILE`: every key of a user's file gets one verdict, and a refused
+// key does not stop the others from being explained.
+namespace gradacc {
+namespace {
+
+TEST(ConfigFormats, EveryKeyOfAFileIsExplained) {
+  const std::string path = testing::temp_path("explain.json");
+  std::ofstream(path) << R"({"train_batch_size": 64, "gradient_cliping": 1, "wall_clock_breakdown": false,
+    "zero_optimization": {"stage": 2, "offload_optimizer": {"device": "cpu"}}, "prescale_gradients": true,
+    "optimizer": {"type": "AdamW", "params": {"lr": 0.5}}})";
+  JobConfig c = default_job();
+  std::vector<KeyVerdict> v;
+  apply_config_file(path, c, std::nullopt, &v);
+  const std::string table = explain_config_file(path);
+  std::filesystem::remove(path);
+  std::map<std::string, std::string> verdict;
+  for (const KeyVerdict& k : v) verdict[k.key] = k.verdict;
+  EXPECT_EQ(v.size(), 8u);
+  EXPECT_EQ(verdict["train_batch_size"], "mapped");
+  EXPECT_EQ(verdict["gradient_cliping"], "refused");
+  EXPECT_EQ(verdict["wall_clock_breakdown"], "ignored");
+  EXPECT_EQ(verdict["zero_optimization.stage"], "mapped");
+  EXPECT_EQ(verdict["zero_optimization.offload_optimizer.device"], "refused");
+  EXPECT_EQ(verdict["prescale_gradients"], "mapped");
+  EXPECT_EQ(verdict["optimizer.params.lr"], "mapped");
+  EXPECT_NE(table.find("| `gradient_cliping` | refused | unknown key 'gradient_cliping' (did you mean "
+                       "'gradient_clipping'?) |"),
+            std::string::npos)
+      << table;
+  // Without verdicts, the same file is refused at its first bad key.
+  JobConfig d = default_job();
+  std::ofstream(path) << R"({"train_batch_size": 64, "gradient_cliping": 1})";
+  EXPECT_NE(error_of([&] { apply_config_file(path, d); }).find("unknown key 'gradient_cliping'"), std::string::npos);
+  std::filesystem::remove(path);
 }
 
 }  // namespace
