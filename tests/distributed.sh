@@ -6,11 +6,9 @@
 #      every step (the global norm), half the optimizer state per rank, bit-exact resume, resharded
 #      resume 2 → 1 and 1 → 2 (fp32 and bf16 masters), missing or foreign shards refused, fp16
 #      skips alike; overlap on ≡ off;
-#   3. traffic: collectives per optimizer step with and without overlap vs accumulation + 1 with
-#      --sync every-micro-batch, with the bytes;
-#   4. faults: a rank killed mid-run makes its peer exit non-zero within the timeout; the launcher
-#      stops the others when one rank dies; an unreachable store and mismatched configurations
-#      are one-line errors.
+#   3. traffic: collectives per step with and without overlap vs accumulation + 1 (every-micro-batch);
+#   4. faults: a killed rank makes its peer exit non-zero within the timeout; the launcher stops the
+#      others when one dies; an unreachable store and mismatched configurations are one line. (ZeRO-2: zero2.sh)
 # Usage: distributed.sh path/to/gradacc path/to/venv/python
 set -u
 G=${1:?usage: distributed.sh gradacc python}
