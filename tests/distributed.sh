@@ -4,12 +4,11 @@
 #      batch 32, for the MLP (per-sample) and the gpt on padded text (per-token normalization);
 #   2. ZeRO-1 (--zero 1): equal to plain data parallel and to world 1 within 1e-5 with clipping on
 #      every step (the global norm), half the optimizer state per rank, bit-exact resume, resharded
-#      resume 2 → 1 and 1 → 2 (fp32 and bf16 masters), missing or foreign shards refused, fp16
-#      skips alike; overlap on ≡ off;
+#      resume 2 → 1 and 1 → 2 (fp32, bf16 masters), foreign/missing shards refused, fp16 skips alike;
 #   3. traffic: collectives per step with and without overlap vs accumulation + 1 (every-micro-batch);
 #   4. faults: a killed rank makes its peer exit non-zero within the timeout; the launcher stops the
-#      others when one dies; an unreachable store and mismatched configurations are one line. (ZeRO-2: zero2.sh)
-# Usage: distributed.sh path/to/gradacc path/to/venv/python
+#      others when one dies; an unreachable store and mismatched configurations are one line.
+# ZeRO-2 is tests/zero2.sh's. Usage: distributed.sh path/to/gradacc path/to/venv/python
 set -u
 G=${1:?usage: distributed.sh gradacc python}
 PY=${2:?usage: distributed.sh gradacc python}
