@@ -98,6 +98,7 @@ void GradientShard::parameter_ready(size_t param) {
   if (measuring_) square_norm_.add_(detail::norm64(flat).square());
   for (const Piece& piece : pieces_[param]) {
     Bucket& b = buckets_[piece.bucket];
+    if (b.in_flight) drain(/*keep_sums=*/true);  // its buffer is still being reduced (last micro-batch)
     if (b.slot < 0) b.slot = acquire_slot();
     slots_[b.slot].narrow(0, piece.to, piece.length).add_(flat.narrow(0, piece.from, piece.length));
     if (!arrived_[param]) --b.remaining;
@@ -129,8 +130,10 @@ int GradientShard::acquire_slot() {
 void GradientShard::start_ready(bool all) {
   while (next_ < buckets_.size() && (all || buckets_[next_].remaining == 0)) {
     Bucket& b = buckets_[next_++];
-    if (b.slot < 0) b.slot = acquire_slot();  // no gradient arrived: it reduces zeros
+    if (b.in_flight) drain(/*keep_sums=*/true);  // the last micro-batch's reduction of it first
+    if (b.slot < 0) b.slot = acquire_slot();     // no gradient arrived: it reduces zeros
     if (reducer_) reducer_->start_reduce(slots_[b.slot].narrow(0, 0, b.end - b.begin), b.owner);
+    b.in_flight = true;
     in_flight_.push_back(next_ - 1);
   }
 }
@@ -149,6 +152,7 @@ void GradientShard::drain(bool keep_sums) {
     slot.zero_();
     slot_busy_[b.slot] = 0;
     b.slot = -1;
+    b.in_flight = false;
   }
   in_flight_.clear();
 }

@@ -10,8 +10,9 @@
 // come, at most `bucket_bytes` of fp32 and 1/8 of a shard each, never across a shard edge, so each has one owner
 // and the reduces together are a reduce-scatter of the micro-batch's gradient. Two staging buffers
 // serve all buckets: before a third is needed, the reductions in flight are waited for and the
-// owner adds its received sums into shard_grad() — the accumulation happens on the shard. (A
-// parameter whose gradient arrives out of bucket order can make the pool grow by one buffer.)
+// owner adds its received sums into shard_grad() — the accumulation happens on the shard. A bucket
+// still in flight from the last micro-batch is waited for before it fills again. (Gradients that
+// arrive out of bucket order make the pool grow: a bucket filling ahead of its turn holds a buffer.)
 //
 // shard_grad() thus holds Σ over the window's micro-batches and ranks of the owned slice of S·s·∇L,
 // exactly what ZeRO-1's boundary reduce-scatter delivers; the Accumulator's boundary (one small
@@ -72,7 +73,8 @@ class GradientShard {
     int64_t begin = 0, end = 0;  // elements of the flat parameters
     int owner = 0;               // the rank whose shard holds them
     int64_t pieces = 0, remaining = 0;
-    int slot = -1;  // its staging buffer while it fills or is in flight
+    int slot = -1;           // its staging buffer while it fills or is in flight
+    bool in_flight = false;  // started and not yet waited for (possibly from the last micro-batch)
   };
   struct Piece {  // where a slice of one parameter's gradient goes
     size_t bucket;
