@@ -15,8 +15,7 @@ PY=${2:?usage: distributed.sh gradacc python}
 D=$(mktemp -d)
 PIDS=()
 trap 'for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$D"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-port() { echo $((20000 + RANDOM % 20000)); }
+. "$(dirname "$0")/ranks_lib.sh"  # fail, port, run_world, max_diff, within
 steps_logged() { local n; n=$(grep -c '"step"' "$1" 2>/dev/null); echo "${n:-0}"; }
 
 # Weights of two runs agree: max |a − b| relative to how far the weights moved from `init` (the
@@ -34,16 +33,6 @@ print(f"{label}: max |Δw| = {diff:.2e}, weights moved up to {moved:.2e}, ratio 
 if not diff / moved < tol:
     sys.exit(f"FAIL: {label} differs beyond tolerance")
 PY
-}
-
-run_world() {  # run_world N out.safetensors log.jsonl args...
-  local n=$1 save=$2 log=$3; shift 3
-  if [ "$n" = 1 ]; then
-    "$G" train "$@" --save "$save" --log "$log" >"$D/out.txt" 2>&1 || fail "world 1: $(tail -3 "$D/out.txt")"
-  else
-    "$G" launch --nproc "$n" --master-port "$(port)" -- train "$@" --save "$save" --log "$log" >"$D/out.txt" 2>&1 \
-      || fail "world $n: $(tail -3 "$D/out.txt")"
-  fi
 }
 
 equivalence() {  # equivalence label args...
@@ -75,18 +64,6 @@ equivalence "gpt (per-token)" --model gpt --data text:/usr/share/common-licenses
 # the whole gradient would change the weights. Within 1e-5 (absolute) of plain data parallel and of
 # world 1 with twice the accumulation; the logged norms and clip factors agree with plain data
 # parallel's to 1e-9 (relative), the losses to fp32 rounding.
-max_diff() {  # max_diff a.safetensors b.safetensors: the largest |Δw| of two weight files
-  "$PY" -c 'import sys
-from safetensors.torch import load_file
-a, b = load_file(sys.argv[1]), load_file(sys.argv[2])
-assert a.keys() == b.keys()
-print(max((a[k].double() - b[k].double()).abs().max().item() for k in a))' "$1" "$2"
-}
-within() {  # within a.safetensors b.safetensors tolerance label
-  local d; d=$(max_diff "$1" "$2") || fail "$4: unreadable weights"
-  "$PY" -c "import sys; sys.exit(0 if $d <= $3 else 1)" || fail "$4: max |Δw| = $d > $3"
-  echo "$4: max |Δw| = $d (tolerance $3)"
-}
 zero_equivalence() {  # zero_equivalence label args...
   local label=$1; shift
   run_world 2 "$D/z2.safetensors" "$D/z2.jsonl" "$@" --steps 10 --micro-batch 8 --accum 2 --clip 0.1 --zero 1

@@ -17,30 +17,7 @@ G=${1:?usage: zero2.sh gradacc python}
 PY=${2:?usage: zero2.sh gradacc python}
 D=$(mktemp -d)
 trap 'rm -rf "$D"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-port() { echo $((20000 + RANDOM % 20000)); }
-
-run_world() {  # run_world N out.safetensors log.jsonl args...
-  local n=$1 save=$2 log=$3; shift 3
-  if [ "$n" = 1 ]; then
-    "$G" train "$@" --save "$save" --log "$log" >"$D/out.txt" 2>&1 || fail "world 1: $(tail -3 "$D/out.txt")"
-  else
-    "$G" launch --nproc "$n" --master-port "$(port)" -- train "$@" --save "$save" --log "$log" >"$D/out.txt" 2>&1 \
-      || fail "world $n: $(tail -3 "$D/out.txt")"
-  fi
-}
-max_diff() {  # max_diff a.safetensors b.safetensors: the largest |Δw| of two weight files
-  "$PY" -c 'import sys
-from safetensors.torch import load_file
-a, b = load_file(sys.argv[1]), load_file(sys.argv[2])
-assert a.keys() == b.keys()
-print(max((a[k].double() - b[k].double()).abs().max().item() for k in a))' "$1" "$2"
-}
-within() {  # within a.safetensors b.safetensors tolerance label
-  local d; d=$(max_diff "$1" "$2") || fail "$4: unreadable weights"
-  "$PY" -c "import sys; sys.exit(0 if $d <= $3 else 1)" || fail "$4: max |Δw| = $d > $3"
-  echo "$4: max |Δw| = $d (tolerance $3)"
-}
+. "$(dirname "$0")/ranks_lib.sh"  # fail, port, run_world, max_diff, within
 
 # 1–3. Buckets of 16 KiB (at most 1/8 of a shard anyway) make several per shard.
 equivalence() {  # equivalence label args...

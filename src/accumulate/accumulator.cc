@@ -110,7 +110,7 @@ Accumulator::Accumulator(torch::nn::Module& model, torch::optim::Optimizer& opti
     stats_host_ = at::zeros({kZeroSlots}, at::TensorOptions().dtype(at::kDouble));
   }
   if (shards_gradients()) {  // no whole-gradient buffer: the shard and the buckets (no group yet)
-    sharded_ = std::make_unique<GradientShard>(params_, *zero_, nullptr, shard_bucket_bytes_);
+    sharded_ = std::make_unique<GradientShard>(params_, *zero_, nullptr, /*bucket_bytes=*/int64_t{25} << 20);
     return;
   }
   buffer_ = at::zeros({zero_ ? zero_->padded() : total + kStatSlots},

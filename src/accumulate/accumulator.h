@@ -178,8 +178,7 @@ class Accumulator {
   MasterWeights* master_;
   LossScaler* scaler_;
   ZeroShard* zero_;
-  std::unique_ptr<GradientShard> sharded_;  // ZeRO-2: made with the accumulator, again by set_reducer/set_overlap
-  int64_t shard_bucket_bytes_ = int64_t{25} << 20;
+  std::unique_ptr<GradientShard> sharded_;  // ZeRO-2: made with the accumulator, again by set_overlap
   bool shards_gradients() const { return zero_ && zero_->stage() == 2; }
   at::Tensor buffer_;     // flat_grad_ followed by the window statistics (data parallel)
   at::Tensor flat_grad_;  // one contiguous buffer holding every gradient (the optimizer's .grad)

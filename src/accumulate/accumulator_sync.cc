@@ -28,12 +28,11 @@ void Accumulator::set_reducer(GradientReducer* reducer, SyncMode mode) {
     throw ConfigError("ZeRO communicates once per window (--sync window), not every micro-batch");
   reducer_ = reducer;
   sync_mode_ = mode;
-  if (shards_gradients()) {  // the buckets made without the group (for the memory planner) again, with it
-    sharded_.reset();        // (its destructor removes the hooks the new one sets)
-    sharded_ = std::make_unique<GradientShard>(params_, *zero_, reducer_, shard_bucket_bytes_);
+  if (shards_gradients()) {  // the buckets, made without the group (for the memory planner), reduce over it
+    sharded_->set_reducer(reducer_);
     return;
   }
-  if (!distributed()) return;  // ZeRO-2: fp32 buckets, made by shard_buckets()
+  if (!distributed()) return;
   const at::ScalarType t = buffer_.scalar_type();
   if (t != at::kFloat && t != at::kDouble) {
     throw ConfigError(fmt::format("data-parallel training sums gradients in fp32, not {} (use --grad-accum-dtype fp32)",
@@ -154,8 +153,7 @@ void Accumulator::set_overlap(int64_t bucket_bytes) {
   if (bucket_bytes < 1) throw ConfigError("overlap: bucket_bytes must be ≥ 1");
   if (shards_gradients()) {
     if (window_micro_batches_ != 0) throw std::logic_error("set_overlap() inside an open window");
-    shard_bucket_bytes_ = bucket_bytes;
-    sharded_.reset();
+    sharded_.reset();  // its destructor removes the hooks the new one sets
     sharded_ = std::make_unique<GradientShard>(params_, *zero_, reducer_, bucket_bytes);
     return;
   }

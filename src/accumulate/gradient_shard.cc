@@ -25,8 +25,7 @@ GradientShard::GradientShard(std::vector<at::Tensor> params, ZeroShard& zero, Gr
                              int64_t bucket_bytes)
     : params_(std::move(params)), zero_(zero), reducer_(reducer) {
   if (bucket_bytes < 1) throw ConfigError("ZeRO-2: bucket_bytes must be ≥ 1");
-  if (reducer_ && (reducer_->world_size() != zero_.world_size() || reducer_->rank() != zero_.rank()))
-    throw ConfigError("ZeRO-2: the reducer's ranks are not the shard layout's");
+  set_reducer(reducer);
   const int64_t shard = zero_.length();
   const int64_t per_bucket = bucket_elements(zero_, bucket_bytes);
   // Buckets from the last element down: gradients come roughly in reverse parameter order. A
@@ -61,6 +60,13 @@ GradientShard::GradientShard(std::vector<at::Tensor> params, ZeroShard& zero, Gr
   }
   square_norm_ = at::zeros({}, fp32.dtype(at::kDouble));
   reset_micro_batch();
+}
+
+void GradientShard::set_reducer(GradientReducer* reducer) {
+  if (reducer && (reducer->world_size() != zero_.world_size() || reducer->rank() != zero_.rank()))
+    throw ConfigError("ZeRO-2: the reducer's ranks are not the shard layout's");
+  if (!in_flight_.empty()) throw std::logic_error("ZeRO-2: set_reducer with reductions in flight");
+  reducer_ = reducer;
 }
 
 // At most bucket_bytes of fp32, and at most 1/8 of a shard, so that the two staging buffers stay

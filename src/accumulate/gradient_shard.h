@@ -45,6 +45,10 @@ class GradientShard {
   GradientShard(const GradientShard&) = delete;
   GradientShard& operator=(const GradientShard&) = delete;
 
+  // The group the buckets are reduced over, once it exists (null: none, as in the planner's probes).
+  // Between windows only. Throws ConfigError for a reducer of another world.
+  void set_reducer(GradientReducer* reducer);
+
   // The next backward also sums the squares of this rank's gradients (float64, on the device):
   // the noise scale's small batch.
   void measure_next_backward() {

@@ -25,6 +25,16 @@ namespace {
 
 using namespace gradacc;
 
+// --config-format's value: unset when not given.
+std::optional<ConfigFormat> config_format_flag(const std::string& text) {
+  if (text.empty()) return std::nullopt;
+  try {
+    return parse_config_format(text);
+  } catch (const std::invalid_argument& e) {
+    throw ConfigError(fmt::format("--config-format: {}", e.what()));
+  }
+}
+
 // The table's flags of one subcommand, each bound to the text the user gave.
 struct TableFlags {
   std::vector<std::pair<const Option*, CLI::Option*>> bound;
@@ -56,17 +66,7 @@ struct TableFlags {
   JobConfig build() {
     JobConfig c = default_job();
     if (!config_format.empty() && config.empty()) throw ConfigError("--config-format goes with --config FILE");
-    if (!config.empty()) {
-      std::optional<ConfigFormat> format;
-      if (!config_format.empty()) {
-        try {
-          format = parse_config_format(config_format);
-        } catch (const std::invalid_argument& e) {
-          throw ConfigError(fmt::format("--config-format: {}", e.what()));
-        }
-      }
-      apply_config_file(config, c, format);
-    }
+    if (!config.empty()) apply_config_file(config, c, config_format_flag(config_format));
     c.config_path = config;
     for (const auto& [o, h] : bound) {
       if (h->count() == 0) continue;
@@ -257,15 +257,7 @@ int main(int argc, char** argv) {
       if (!from_config_format.empty() && from_config.empty())
         throw ConfigError("--config-format goes with --from-config FILE");
       if (!from_config.empty()) {
-        std::optional<ConfigFormat> format;
-        if (!from_config_format.empty()) {
-          try {
-            format = parse_config_format(from_config_format);
-          } catch (const std::invalid_argument& e) {
-            throw ConfigError(fmt::format("--config-format: {}", e.what()));
-          }
-        }
-        std::cout << explain_config_file(from_config, format);
+        std::cout << explain_config_file(from_config, config_format_flag(from_config_format));
         return 0;
       }
       if (markdown) {
