@@ -109,7 +109,7 @@ expect_bad "no checkpoint (ckpt-step-*.safetensors)" train --resume "$tmp/fmnist
 expect_bad "not a gradacc checkpoint" train --model cnn --steps 1 --train-limit 64 --global-batch 64 --resume "$tmp/cnn.safetensors"
 expect_bad "its model.model is mlp, this run's is cnn" train --steps 8 --train-limit 256 --global-batch 64 --resume "$ck"
 expect_bad "its global_batch is 64, this run's is 32" train --model mlp --steps 8 --train-limit 256 --global-batch 32 --resume "$ck"
-expect_bad "zero is 0, 1 (the optimizer state sharded), 2 (the gradients too) or auto, got 3" train --model mlp --zero 3
+expect_bad "zero is 0, 1 (the optimizer state sharded), 2 (the gradients too), 3 (the parameters too) or auto, got 4" train --model mlp --zero 4
 expect_bad "overlap starts the window's reduction during the last backward: it needs --sync window" train --model mlp --overlap on --sync every-micro-batch
 "$bin" launch --nproc 2 --master-port $((20000 + RANDOM % 20000)) -- train --model mlp --steps 2 --train-limit 256 \
   --global-batch 64 --zero 1 --checkpoint-dir "$tmp/zck" >/dev/null 2>&1 </dev/null
@@ -250,7 +250,7 @@ expect_bad "--log and --profile name the same file" train --model mlp --train-li
 expect_bad "--init and --resume both given" train --model mlp --train-limit 64 --steps 1 --init "$tmp/cnn.safetensors" --resume "$tmp/cnn.safetensors"
 expect_bad "--grace: seconds between SIGTERM and SIGKILL lie in 0..3600, got -1" launch --nproc 1 --grace -1 -- train
 expect_bad "--grace: seconds between SIGTERM and SIGKILL lie in 0..3600, got 1e300" launch --nproc 1 --grace 1e300 -- train
-expect_bad "--zero: expected 0, 1, 2 or auto, got -1" train --zero -1
+expect_bad "--zero: expected 0, 1, 2, 3 or auto, got -1" train --zero -1
 expect_bad "zero auto lets the memory planner choose" train --model mlp --train-limit 64 --zero auto --world-size 1 --steps 1 --global-batch 32 --micro-batch 8
 cp "$tmp/cnn.safetensors" "$tmp/tail.safetensors" && printf 'extra' >>"$tmp/tail.safetensors"
 expect_bad "5 bytes after the last tensor's data belong to no tensor" train --init "$tmp/tail.safetensors" --steps 1 --train-limit 64

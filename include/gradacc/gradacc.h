@@ -10,6 +10,7 @@
 //   batch_plan.h        BatchPlan: global = micro × accumulation × world, resolved
 //   model.h             Model (any torch::nn::Module + how to run it), LossFn, LossReduction
 //   activation_checkpoint.h  checkpointed(): recompute a block's activations in the backward
+//   units.h             Units: a model's blocks, for checkpointing and ZeRO-3's gathers
 //   optimizer.h         OptimizerFactory (any LibTorch optimizer), gradacc's fused Adam/AdamW
 //   lr_schedule.h       ScheduleKind, WarmupStart, the schedule's shape
 //   precision.h         Precision (fp32, bf16, fp16), AutocastGuard
@@ -41,4 +42,5 @@
 #include "gradacc/torch_dataset.h"
 #include "gradacc/train_with_accumulation.h"
 #include "gradacc/trainer.h"
+#include "gradacc/units.h"
 #include "gradacc/verify.h"

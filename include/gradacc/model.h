@@ -17,6 +17,7 @@
 #include <torch/nn/pimpl.h>
 
 #include "gradacc/dataset.h"
+#include "gradacc/units.h"
 
 namespace gradacc {
 
@@ -26,14 +27,18 @@ struct Model {
   // Turns activation checkpointing of the model's blocks on or off; returns false when the model
   // cannot (memory/activation_checkpoint.h). Empty: the model has no such switch.
   std::function<bool(bool)> set_activation_checkpointing;
+  // The model's blocks (units.h), when it declares them: what ZeRO-3 gathers one at a time. Lives
+  // in the module. Null: none declared (the whole model is one unit).
+  Units* units = nullptr;
 
   // A module whose forward takes the inputs tensor (a std::shared_ptr<M> or a LibTorch ModuleHolder
   // such as torch::nn::Sequential), or one with `at::Tensor forward_batch(const Batch&)`, which is
   // then called with the whole batch. A module with a method `bool set_activation_checkpointing(bool)`
-  // offers it to the memory planner.
+  // offers it to the memory planner; one with a member `gradacc::Units units` declares its blocks
+  // (and offers checkpointing through them, unless it has that method).
   template <typename M>
   static Model of(std::shared_ptr<M> m) {
-    Model model{m, {}, {}};
+    Model model{m, {}, {}, nullptr};
     if constexpr (requires(M & x, const Batch& b) {
                     { x.forward_batch(b) } -> std::convertible_to<at::Tensor>;
                   }) {
@@ -45,6 +50,13 @@ struct Model {
                     { x.set_activation_checkpointing(true) } -> std::convertible_to<bool>;
                   }) {
       model.set_activation_checkpointing = [m](bool on) { return m->set_activation_checkpointing(on); };
+    }
+    if constexpr (requires(M & x) {
+                    { x.units } -> std::convertible_to<Units&>;
+                  }) {
+      model.units = &m->units;
+      if (!model.set_activation_checkpointing)
+        model.set_activation_checkpointing = [m](bool on) { return m->units.set_checkpointing(on); };
     }
     return model;
   }

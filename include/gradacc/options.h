@@ -102,9 +102,14 @@ struct TrainOptions {
   GRADACC_ARG(SyncMode, sync, SyncMode::kPerWindow);
   GRADACC_ARG(double, dist_timeout, 300.0);  // seconds before a dead or stalled rank is an error
   GRADACC_ARG(double, bucket_mb, 25.0);      // all-reduce bucket size
-  // ZeRO stage: 0, 1 (optimizer state sharded over the ranks), 2 (gradients too), or kZeroAuto:
-  // the memory planner takes 1 when it fits the memory_budget, else 2.
+  // ZeRO stage: 0, 1 (optimizer state sharded over the ranks), 2 (gradients too), 3 (parameters
+  // too, gathered unit by unit: units.h), or kZeroAuto: the memory planner takes 1 when it fits
+  // the memory_budget, else 2.
   GRADACC_ARG(int64_t, zero, 0);
+  // ZeRO-3: free a unit's gathered parameters after its forward (and gather them again for its
+  // backward), as FSDP's reshard_after_forward; false keeps them from forward to backward.
+  GRADACC_ARG(bool, reshard_after_forward, true);
+  GRADACC_ARG(bool, prefetch, true);  // ZeRO-3: start the next unit's gather while one computes
   GRADACC_ARG(std::optional<bool>, overlap,
               std::nullopt);  // reduce during the last backward; unset: on when data parallel
   // ── Checkpoints and resume (docs/checkpoints.md).

@@ -22,6 +22,7 @@ struct StepReport {
   double boundary_seconds = 0.0;                     // wall time of step(): norm, rescale/clip, update, zeroing
   bool skipped = false;                              // the window gradient was not finite: no update, no schedule step
   int64_t allreduce_calls = 0, allreduce_bytes = 0;  // data-parallel traffic of this step
+  int64_t parameter_gathers = 0;                     // ZeRO-3: units gathered in this window (all-gathers)
   bool stop_requested = false;  // the stop flag was set on this rank or, data parallel, on any rank
   double loss_scale = 1.0;      // the loss scale this window was computed with (1 without a scaler)
   int64_t peak_bytes = 0;       // most tensor memory live during the window (device/device.h)

@@ -100,6 +100,10 @@ class Trainer {
   // Bytes of the gradient memory this rank keeps between micro-batches: the accumulation buffer,
   // or under ZeRO-2 its shard of the sum and two bucket buffers. What `--zero 2` divides.
   int64_t gradient_bytes() const;
+  // Bytes of the parameters this rank keeps during training (fp32 masters count as optimizer
+  // state): the model's, or under ZeRO-3 its shard of them, what `--zero 3` divides. (Under ZeRO-3
+  // the model is whole again when fit() returns.)
+  int64_t parameter_bytes() const;
   // Explanations of what keeps this run from matching full-batch training (BatchNorm layers with
   // accumulation > 1); empty when nothing does.
   const std::vector<std::string>& warnings() const;

@@ -368,7 +368,10 @@ StepReport Accumulator::step() {
     optimizer_.step();
     ++updates_;
     if (master_) master_->copy_to_model();
-    if (zero_) reducer_->all_gather(zero_->gather_input(), zero_->flat_params());  // every rank's updated shard
+    if (zero_ && zero_->stage() < 3)
+      reducer_->all_gather(zero_->gather_input(), zero_->flat_params());  // every rank's updated shard
+    else if (zero_)
+      zero_->refresh_gather_input();  // ZeRO-3: the units gather it when they next run
     if (scaler_) scaler_->update(/*found_inf=*/false);
   }
   ++steps_;
@@ -379,8 +382,12 @@ StepReport Accumulator::step() {
     calls_before_ = reducer_->calls();
     bytes_before_ = reducer_->bytes();
   }
+  if (gather_) {
+    r.parameter_gathers = gather_->gathers() - gathers_before_;
+    gathers_before_ = gather_->gathers();
+  }
 
-  if (shards_gradients()) zero_->shard_grad().zero_();  // ZeRO-2 sums into the shard; ZeRO-1 overwrites it
+  if (shards_gradients()) zero_->shard_grad().zero_();  // ZeRO-2/3 sum into the shard; ZeRO-1 overwrites it
   if (buffer_.defined()) buffer_.zero_();
   window_loss_.zero_();
   window_samples_ = window_items_ = window_micro_batches_ = window_positions_ = small_count_ = 0;

@@ -26,6 +26,9 @@
 // ZeRO-2 (a ZeroShard of stage 2): there is no buffer of the whole gradient; GradientShard
 // (gradient_shard.h) reduces each micro-batch's gradient bucket by bucket into this rank's shard,
 // and the boundary is ZeRO-1's without its reduce-scatter.
+// ZeRO-3 (stage 3): ZeRO-2's gradient path over the units' layout; the boundary ends with the
+// updated shard, and no all-gather: ParameterGather (parameter_gather.h) gathers each unit when
+// it next runs.
 //
 // Invariants: between steps each trainable parameter's .grad is a view into a flat buffer; do
 // not call optimizer.zero_grad() or replace .grad yourself (step() detects it and throws).
@@ -49,6 +52,7 @@
 #include "precision/loss_scaler.h"
 #include "precision/master_weights.h"
 #include "sync/gradient_reducer.h"
+#include "sync/parameter_gather.h"
 #include "sync/zero_shard.h"
 
 namespace gradacc {
@@ -108,6 +112,11 @@ class Accumulator {
   void set_overlap(int64_t bucket_bytes);
   // The next accumulate() is this rank's last micro-batch of the window (with overlap; else nothing).
   void overlap_next_backward();
+
+  // ZeRO-3: the gathers of the model's units; a unit is freed once its parameters all handed
+  // their gradients over, and each report counts the window's gathers. Null: none. Throws
+  // ConfigError without a stage-3 ZeroShard.
+  void set_parameter_gather(ParameterGather* gather);
 
   // A flag (set by a signal handler) that asks the run to stop at a window boundary. step() reads
   // it; data parallel, it travels in the same all-reduce, so every rank sees any rank's request
@@ -178,8 +187,10 @@ class Accumulator {
   MasterWeights* master_;
   LossScaler* scaler_;
   ZeroShard* zero_;
-  std::unique_ptr<GradientShard> sharded_;  // ZeRO-2: made with the accumulator, again by set_overlap
-  bool shards_gradients() const { return zero_ && zero_->stage() == 2; }
+  std::unique_ptr<GradientShard> sharded_;  // ZeRO-2/3: made with the accumulator, again by set_overlap
+  ParameterGather* gather_ = nullptr;       // ZeRO-3
+  int64_t gathers_before_ = 0;
+  bool shards_gradients() const { return zero_ && zero_->stage() >= 2; }
   at::Tensor buffer_;     // flat_grad_ followed by the window statistics (data parallel)
   at::Tensor flat_grad_;  // one contiguous buffer holding every gradient (the optimizer's .grad)
   at::Tensor stats_;      // [loss sum, samples hi, lo, items hi, lo]: reduced with the gradients

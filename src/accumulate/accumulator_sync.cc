@@ -155,6 +155,7 @@ void Accumulator::set_overlap(int64_t bucket_bytes) {
     if (window_micro_batches_ != 0) throw std::logic_error("set_overlap() inside an open window");
     sharded_.reset();  // its destructor removes the hooks the new one sets
     sharded_ = std::make_unique<GradientShard>(params_, *zero_, reducer_, bucket_bytes);
+    set_parameter_gather(gather_);
     return;
   }
   if (!distributed() || sync_mode_ != SyncMode::kPerWindow)
@@ -206,6 +207,17 @@ void Accumulator::start_ready_buckets(bool all) {
     }
     reducer_->start_sum(flat_grad_.narrow(0, b.begin, b.end - b.begin));
   }
+}
+
+void Accumulator::set_parameter_gather(ParameterGather* gather) {
+  if (gather && (!zero_ || zero_->stage() != 3)) throw ConfigError("a ParameterGather needs a ZeRO-3 accumulator");
+  gather_ = gather;
+  if (!sharded_) return;
+  if (gather_)
+    sharded_->set_arrival_listener([gather](size_t param) { gather->parameter_ready(param); });
+  else
+    sharded_->set_arrival_listener({});
+  gathers_before_ = gather_ ? gather_->gathers() : 0;
 }
 
 int64_t Accumulator::gradient_bytes() const {

@@ -26,22 +26,22 @@ GradientShard::GradientShard(std::vector<at::Tensor> params, ZeroShard& zero, Gr
     : params_(std::move(params)), zero_(zero), reducer_(reducer) {
   if (bucket_bytes < 1) throw ConfigError("ZeRO-2: bucket_bytes must be ≥ 1");
   set_reducer(reducer);
-  const int64_t shard = zero_.length();
   const int64_t per_bucket = bucket_elements(zero_, bucket_bytes);
   // Buckets from the last element down: gradients come roughly in reverse parameter order. A
-  // bucket ends at the current position and begins no lower than its shard's first element.
-  for (int64_t end = zero_.total(); end > 0;) {
-    const int64_t shard_begin = (end - 1) / shard * shard;
-    const int64_t begin = std::max(end - per_bucket, shard_begin);
-    buckets_.push_back(Bucket{begin, end, static_cast<int>(begin / shard), 0, 0, -1});
-    slot_length_ = std::max(slot_length_, end - begin);
-    end = begin;
+  // bucket ends at the current position and begins no lower than its segment (one owner's part).
+  const std::vector<ZeroShard::Segment>& segments = zero_.segments();
+  for (auto seg = segments.rbegin(); seg != segments.rend(); ++seg) {
+    for (int64_t end = seg->end; end > seg->begin;) {
+      const int64_t begin = std::max(end - per_bucket, seg->begin);
+      buckets_.push_back(Bucket{begin, end, seg->owner, seg->shard_offset + (begin - seg->begin), 0, 0, -1});
+      slot_length_ = std::max(slot_length_, end - begin);
+      end = begin;
+    }
   }
-  // Each parameter's slices, bucket by bucket (buckets_ runs downwards through the elements).
+  // Each parameter's slices, bucket by bucket.
   pieces_.resize(params_.size());
-  int64_t at = 0;
   for (size_t i = 0; i < params_.size(); ++i) {
-    const int64_t lo = at, hi = at + params_[i].numel();
+    const int64_t lo = zero_.flat_offset(i), hi = lo + params_[i].numel();
     for (size_t k = 0; k < buckets_.size(); ++k) {
       Bucket& b = buckets_[k];
       const int64_t from = std::max(lo, b.begin), to = std::min(hi, b.end);
@@ -49,7 +49,6 @@ GradientShard::GradientShard(std::vector<at::Tensor> params, ZeroShard& zero, Gr
       pieces_[i].push_back(Piece{k, from - lo, from - b.begin, to - from});
       ++b.pieces;
     }
-    at = hi;
     params_[i].mutable_grad().reset();  // autograd hands each gradient over fresh; the hook takes it
     torch::autograd::impl::set_post_acc_grad_hooks(params_[i], std::make_unique<Hook>(this, i));
   }
@@ -92,7 +91,8 @@ void GradientShard::parameter_ready(size_t param) {
   const at::Tensor g = p.grad();
   if (!g.defined()) return;
   torch::NoGradGuard no_grad;
-  if (arrived_[param]) {
+  const bool again = arrived_[param];
+  if (again) {
     // A second gradient for one parameter in one backward (reentrant recomputation): it can only
     // join a bucket that has not started yet.
     for (const Piece& piece : pieces_[param]) {
@@ -113,6 +113,7 @@ void GradientShard::parameter_ready(size_t param) {
   }
   arrived_[param] = 1;
   p.mutable_grad().reset();  // the gradient lives on in the staging buffer only
+  if (on_arrival_ && !again) on_arrival_(param);
 }
 
 // A free staging buffer: when none is, the reductions in flight are finished first (at most two
@@ -154,7 +155,7 @@ void GradientShard::drain(bool keep_sums) {
     Bucket& b = buckets_[k];
     at::Tensor& slot = slots_[b.slot];
     if (keep_sums && b.owner == zero_.rank())
-      zero_.shard_grad().narrow(0, b.begin - zero_.offset(), b.end - b.begin).add_(slot.narrow(0, 0, b.end - b.begin));
+      zero_.shard_grad().narrow(0, b.shard_at, b.end - b.begin).add_(slot.narrow(0, 0, b.end - b.begin));
     slot.zero_();
     slot_busy_[b.slot] = 0;
     b.slot = -1;

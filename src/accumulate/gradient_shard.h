@@ -7,7 +7,8 @@
 //   - starts, strictly in bucket order, the reduction of every bucket whose parameters have all
 //     arrived: a c10d reduce to the rank that owns the bucket's elements.
 // Buckets are cut over the flat parameters (ZeroShard's layout) in reverse order, as gradients
-// come, at most `bucket_bytes` of fp32 and 1/8 of a shard each, never across a shard edge, so each has one owner
+// come, at most `bucket_bytes` of fp32 and 1/8 of a shard each, never across a segment (one owner's
+// part of the flat elements; at stage 3, of one unit), so each has one owner
 // and the reduces together are a reduce-scatter of the micro-batch's gradient. Two staging buffers
 // serve all buckets: before a third is needed, the reductions in flight are waited for and the
 // owner adds its received sums into shard_grad() — the accumulation happens on the shard. A bucket
@@ -25,6 +26,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
@@ -66,6 +68,10 @@ class GradientShard {
   // Forgets the open window (reduces in flight are waited for, their sums dropped).
   void discard_window();
 
+  // Called after each parameter's gradient went into its bucket (ZeRO-3 frees a unit whose
+  // parameters all arrived: parameter_gather.h). Empty: nothing.
+  void set_arrival_listener(std::function<void(size_t param)> listener) { on_arrival_ = std::move(listener); }
+
   int64_t buckets() const { return static_cast<int64_t>(buckets_.size()); }
   // fp32 elements of the largest bucket for this layout: at most bucket_bytes, at most 1/8 of a shard.
   static int64_t bucket_elements(const ZeroShard& zero, int64_t bucket_bytes);
@@ -76,6 +82,7 @@ class GradientShard {
   struct Bucket {
     int64_t begin = 0, end = 0;  // elements of the flat parameters
     int owner = 0;               // the rank whose shard holds them
+    int64_t shard_at = 0;        // where they begin in that shard
     int64_t pieces = 0, remaining = 0;
     int slot = -1;           // its staging buffer while it fills or is in flight
     bool in_flight = false;  // started and not yet waited for (possibly from the last micro-batch)
@@ -105,6 +112,7 @@ class GradientShard {
   int64_t slot_length_ = 0;
   bool measuring_ = false;
   at::Tensor square_norm_;
+  std::function<void(size_t)> on_arrival_;
 };
 
 }  // namespace gradacc

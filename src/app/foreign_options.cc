@@ -108,12 +108,14 @@ void add_foreign_rows(std::vector<Option>& t) {
                           [](JobConfig& c, const OptionValue& v) { c.foreign.bf16 = std::get<bool>(v); },
                           {"bf16.enabled"}, {}));
   t.push_back(foreign_row(
-      T::kInt, "ZeRO stage: 0, 1 (--zero 1: the optimizer state sharded) or 2 (--zero 2: the gradients too)",
+      T::kInt,
+      "ZeRO stage: 0, 1 (--zero 1: the optimizer state sharded), 2 (--zero 2: the gradients too) or 3 (--zero 3: "
+      "the parameters too)",
       [](JobConfig& c, const OptionValue& v) {
         const int64_t stage = std::get<int64_t>(v);
-        if (stage < 0 || stage > 2) {
+        if (stage < 0 || stage > 3) {
           throw std::invalid_argument(fmt::format(
-              "DeepSpeed key `zero_optimization.stage` = {} is not supported by gradacc (stages 0, 1 and 2)", stage));
+              "DeepSpeed key `zero_optimization.stage` = {} is not supported by gradacc (stages 0 to 3)", stage));
         }
         c.train.zero(stage);
       },

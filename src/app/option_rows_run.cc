@@ -29,22 +29,39 @@ void add_run_rows(std::vector<Option>& t) {
                S::kBatch,  // plan --fit reports the stages' memory and traffic
                "N|auto",
                "data parallel: ZeRO stage, 0, 1 (each rank holds 1/R of the optimizer state), 2 (and 1/R of the "
-               "gradient, reduced bucket by bucket after every micro-batch) or auto (with --memory-budget: 1 if it "
-               "fits, else 2)",
+               "gradient, reduced bucket by bucket after every micro-batch), 3 (and 1/R of the parameters, each unit "
+               "gathered around its forward and backward) or auto (with --memory-budget: 1 if it fits, else 2)",
                [](JobConfig& c, const OptionValue& v) {
                  if (const auto* n = std::get_if<int64_t>(&v)) {
-                   if (*n < 0) throw std::invalid_argument(fmt::format("expected 0, 1, 2 or auto, got {}", *n));
+                   if (*n < 0) throw std::invalid_argument(fmt::format("expected 0, 1, 2, 3 or auto, got {}", *n));
                    c.train.zero(*n);
                  } else if (std::get<std::string>(v) == "auto") {
                    c.train.zero(kZeroAuto);
                  } else {
                    throw std::invalid_argument(
-                       fmt::format("expected 0, 1, 2 or auto, got '{}'", shown(std::get<std::string>(v))));
+                       fmt::format("expected 0, 1, 2, 3 or auto, got '{}'", shown(std::get<std::string>(v))));
                  }
                },
                [](const JobConfig& c) {
                  return c.train.zero() == kZeroAuto ? std::string("auto") : std::to_string(c.train.zero());
                }});
+  t.push_back({"--reshard-after-forward",
+               {"reshard_after_forward"},
+               OptionType::kBool,
+               S::kTrain,
+               "on|off",
+               "zero 3: free each unit's gathered parameters after its forward and gather them again for its "
+               "backward (on), or keep them until its backward (off: half the all-gathers, more memory)",
+               [](JobConfig& c, const OptionValue& v) { c.train.reshard_after_forward(std::get<bool>(v)); },
+               [](const JobConfig& c) { return std::string(c.train.reshard_after_forward() ? "on" : "off"); }});
+  t.push_back({"--prefetch",
+               {"prefetch"},
+               OptionType::kBool,
+               S::kTrain,
+               "on|off",
+               "zero 3: start gathering the next unit's parameters while the current one computes",
+               [](JobConfig& c, const OptionValue& v) { c.train.prefetch(std::get<bool>(v)); },
+               [](const JobConfig& c) { return std::string(c.train.prefetch() ? "on" : "off"); }});
   t.push_back({"--overlap",
                {"overlap"},
                OptionType::kBool,

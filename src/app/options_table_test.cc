@@ -99,9 +99,10 @@ TEST(ConfigFormats, DeepSpeedFeaturesGradaccLacksAreNamedTyposGetASuggestion) {
       }).find("DeepSpeed key `zero_optimization.offload_optimizer.device` is not supported by gradacc"),
       std::string::npos);
   EXPECT_NE(error_of([] {
-              from_file(R"({"train_batch_size": 8, "zero_optimization": {"stage": 3}})");
-            }).find("`zero_optimization.stage` = 3 is not supported"),
+              from_file(R"({"train_batch_size": 8, "zero_optimization": {"stage": 4}})");
+            }).find("`zero_optimization.stage` = 4 is not supported"),
             std::string::npos);
+  EXPECT_EQ(from_file(R"({"train_batch_size": 8, "zero_optimization": {"stage": 3}})").train.zero(), 3);
   EXPECT_EQ(from_file(R"({"train_batch_size": 8, "zero_optimization": {"stage": 1}})").train.zero(), 1);
   // A typical stage-2 block: the bucket in DeepSpeed's elements becomes gradacc's fp32 MiB.
   const JobConfig two = from_file(

@@ -26,7 +26,6 @@
 #include <torch/nn/modules/normalization.h>
 
 #include "builtin/models.h"
-#include "gradacc/activation_checkpoint.h"
 
 namespace gradacc {
 namespace {
@@ -117,8 +116,10 @@ class Gpt : public Network {
     wte_ = register_module("wte", torch::nn::Embedding(vocab, s.dim));
     wpe_ = register_module("wpe", torch::nn::Embedding(s.context, s.dim));
     auto h = register_module("h", std::make_shared<torch::nn::Module>());
-    for (int64_t i = 0; i < s.layers; ++i)
+    for (int64_t i = 0; i < s.layers; ++i) {
       blocks_.push_back(h->register_module(std::to_string(i), std::make_shared<Block>(s, norm)));
+      units.add(blocks_.back());
+    }
     ln_f_ = register_module("ln_f", std::make_shared<TokenNorm>(norm, s.dim));
     // GPT-2 initialization: N(0, 0.02) for weights and embeddings, zero biases, and residual
     // projections scaled by 1/√(2·layers) so the residual stream keeps its variance.
@@ -155,21 +156,16 @@ class Gpt : public Network {
     TORCH_CHECK(T <= context_, "sequence of ", T, " tokens exceeds the model's context of ", context_);
     at::Tensor x =
         wte_->forward(tokens) + wpe_->forward(positions.defined() ? positions : at::arange(T, tokens.options()));
-    for (auto& b : blocks_) {
-      x = checkpointing_ ? checkpointed(
-                               b->parameters(), [b, mask](const at::Tensor& in) { return b->forward(in, mask); }, x)
-                         : b->forward(x, mask);
+    for (size_t i = 0; i < blocks_.size(); ++i) {
+      x = units.run(
+          i, [b = blocks_[i], mask](const at::Tensor& in) { return b->forward(in, mask); }, x);
     }
     return at::matmul(ln_f_->forward(x), wte_->weight.t());  // tied head
   }
-  bool set_activation_checkpointing(bool on) override {
-    checkpointing_ = on;
-    return true;
-  }
+  bool set_activation_checkpointing(bool on) override { return units.set_checkpointing(on); }
 
  private:
   int64_t context_;
-  bool checkpointing_ = false;
   torch::nn::Embedding wte_{nullptr}, wpe_{nullptr};
   std::vector<std::shared_ptr<Block>> blocks_;
   std::shared_ptr<TokenNorm> ln_f_;

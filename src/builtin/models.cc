@@ -11,7 +11,6 @@
 #include <torch/nn/modules/normalization.h>
 
 #include "base/parse.h"
-#include "gradacc/activation_checkpoint.h"
 
 namespace gradacc {
 
@@ -118,6 +117,12 @@ class NormSlot {
       case NormKind::kRms: break;
     }
   }
+  // The module registered (null for none), for the unit it belongs to.
+  std::shared_ptr<torch::nn::Module> module() const {
+    if (kind_ == NormKind::kBatch) return batch_.ptr();
+    if (group_) return group_.ptr();
+    return nullptr;
+  }
   std::vector<at::Tensor> parameters() const {
     if (kind_ == NormKind::kBatch) return batch_->parameters();
     if (kind_ == NormKind::kNone || kind_ == NormKind::kRms) return {};
@@ -145,11 +150,14 @@ class Cnn : public Network {
         conv2_(register_module("conv2", torch::nn::Conv2d(torch::nn::Conv2dOptions(32, 64, 3).padding(1)))),
         norm2_(*this, "norm2", norm, 64),
         fc1_(register_module("fc1", torch::nn::Linear(64 * 7 * 7, 128))),
-        fc2_(register_module("fc2", torch::nn::Linear(128, classes))) {}
+        fc2_(register_module("fc2", torch::nn::Linear(128, classes))) {
+    declare_stage(conv1_, norm1_);
+    declare_stage(conv2_, norm2_);
+  }
 
   at::Tensor forward(const at::Tensor& x) override {
-    at::Tensor h = stage(conv1_, norm1_, x);  // 32×14×14
-    h = stage(conv2_, norm2_, h);             // 64×7×7
+    at::Tensor h = units.run(0, stage(conv1_, norm1_), x);  // 32×14×14
+    h = units.run(1, stage(conv2_, norm2_), h);             // 64×7×7
     h = at::relu(fc1_->forward(h.flatten(1)));
     return fc2_->forward(h);
   }
@@ -157,24 +165,23 @@ class Cnn : public Network {
   bool set_activation_checkpointing(bool on) override {
     // BatchNorm's running statistics would be updated twice (forward and recompute).
     if (on && norm_kind_ == NormKind::kBatch) return false;
-    checkpointing_ = on;
-    return true;
+    return units.set_checkpointing(on);
   }
 
  private:
-  // conv → norm → relu → 2×2 max-pool: one checkpointed segment each.
-  at::Tensor stage(torch::nn::Conv2d& conv, NormSlot& norm, const at::Tensor& x) {
-    const auto run = [&conv, &norm](const at::Tensor& in) {
-      return at::max_pool2d(at::relu(norm(conv->forward(in))), 2);
-    };
-    if (!checkpointing_) return run(x);
-    std::vector<at::Tensor> params = conv->parameters();
-    for (const at::Tensor& p : norm.parameters()) params.push_back(p);
-    return checkpointed(params, run, x);
+  void declare_stage(const torch::nn::Conv2d& conv, const NormSlot& norm) {
+    std::vector<std::shared_ptr<torch::nn::Module>> modules;
+    modules.push_back(conv.ptr());
+    if (auto m = norm.module()) modules.push_back(std::move(m));
+    units.add(std::move(modules));
+  }
+
+  // conv → norm → relu → 2×2 max-pool: one unit each.
+  static Segment stage(torch::nn::Conv2d& conv, NormSlot& norm) {
+    return [&conv, &norm](const at::Tensor& in) { return at::max_pool2d(at::relu(norm(conv->forward(in))), 2); };
   }
 
   NormKind norm_kind_;
-  bool checkpointing_ = false;
   torch::nn::Conv2d conv1_;
   NormSlot norm1_;
   torch::nn::Conv2d conv2_;

@@ -13,6 +13,7 @@
 #include "builtin/model_spec.h"
 
 #include "gradacc/dataset.h"
+#include "gradacc/units.h"
 
 namespace gradacc {
 
@@ -30,6 +31,9 @@ class Network : public torch::nn::Module {
   // stage; memory/activation_checkpoint.h). Returns false, changing nothing, when the network has
   // no blocks to checkpoint (the mlp).
   virtual bool set_activation_checkpointing(bool on) { return !on; }
+  // The network's blocks (the gpt's transformer blocks, the cnn's conv stages; none for the mlp):
+  // the units ZeRO-3 gathers one at a time and checkpointing recomputes (gradacc/units.h).
+  Units units;
 };
 
 // Parameters of gradacc's gpt with this spec over `vocab` tokens, computed without building it:

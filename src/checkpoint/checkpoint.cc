@@ -256,10 +256,9 @@ CheckpointState load_checkpoint(const std::string& path, torch::nn::Module& mode
       if (flat.count("master_weights")) {
         const at::Tensor masters = flat.at("master_weights");
         flat.erase("master_weights");
-        state_part["master_weights"] = zero ? slice_padded(masters, zero->offset, zero->length) : masters;
+        state_part["master_weights"] = zero ? slice_padded(masters, *zero) : masters;
       }
-      optim_part =
-          zero ? slice_optimizer_state(flat, zero->offset, zero->length) : split_optimizer_state(flat, trainable);
+      optim_part = zero ? slice_optimizer_state(flat, *zero) : split_optimizer_state(flat, trainable);
     } catch (const std::invalid_argument& e) {
       throw CheckpointError(fmt::format("{}: {}", shown(path, 200), e.what()));
     }

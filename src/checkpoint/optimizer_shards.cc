@@ -1,8 +1,10 @@
 #include "checkpoint/optimizer_shards.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <regex>
+#include <sstream>
 #include <stdexcept>
 
 #include <ATen/ops/cat.h>
@@ -114,6 +116,25 @@ TensorMap slice_optimizer_state(const TensorMap& flat, int64_t offset, int64_t l
   return out;
 }
 
+at::Tensor slice_padded(const at::Tensor& flat, const ShardSlot& slot) {
+  if (slot.ranges.empty()) return slice_padded(flat, slot.offset, slot.length);
+  at::Tensor out = at::zeros({slot.length}, flat.options());
+  for (const ShardSlot::Range& r : slot.ranges) {
+    if (r.element < 0 || r.length < 0 || r.element + r.length > flat.numel() || r.shard_offset < 0 ||
+        r.shard_offset + r.length > slot.length)
+      throw ConfigError(
+          fmt::format("shard piece [{}, +{}) lies outside the {} elements", r.element, r.length, flat.numel()));
+    out.narrow(0, r.shard_offset, r.length).copy_(flat.narrow(0, r.element, r.length));
+  }
+  return out;
+}
+
+TensorMap slice_optimizer_state(const TensorMap& flat, const ShardSlot& slot) {
+  TensorMap out;
+  for (const auto& [field, t] : flat) out["0." + field] = is_scalar_field(field) ? t : slice_padded(t, slot);
+  return out;
+}
+
 void save_shard(const std::string& dir, int64_t step, const ShardSlot& slot, const TensorMap& optim,
                 const TensorMap& state, const StringMap& identity, const std::string& weights_crc) {
   std::error_code ec;
@@ -126,6 +147,12 @@ void save_shard(const std::string& dir, int64_t step, const ShardSlot& slot, con
                     {"zero.offset", std::to_string(slot.offset)}, {"zero.length", std::to_string(slot.length)},
                     {"zero.total", std::to_string(slot.total)},   {"zero.weights", weights_crc}};
   for (const auto& [k, v] : identity) meta["run." + k] = v;
+  if (!slot.ranges.empty()) {
+    std::string ranges;
+    for (const ShardSlot::Range& r : slot.ranges)
+      ranges += fmt::format("{}{}:{}:{}", ranges.empty() ? "" : ",", r.element, r.shard_offset, r.length);
+    meta["zero.ranges"] = ranges;
+  }
   try {
     save_safetensors((fs::path(dir) / shard_file_name(step, slot.rank, slot.world)).string(), tensors, meta);
   } catch (const FormatError& e) {
@@ -140,9 +167,10 @@ TensorMap read_shards(const std::string& main_path, const StringMap& main_meta) 
   const std::string crc = main_meta.count("zero.weights") ? main_meta.at("zero.weights") : "";
   if (world < 1 || world > 1000000 || crc.empty())
     throw CheckpointError(fmt::format("{}: its ZeRO shard record is damaged", shown_main));
-  std::map<std::string, std::vector<at::Tensor>> pieces;
   TensorMap flat;
-  int64_t total = -1, next_offset = 0;
+  int64_t total = -1;
+  std::vector<char> covered;               // each element of the flat state: placed by some shard
+  std::map<std::string, int64_t> holders;  // field → shards that hold it
   for (int64_t r = 0; r < world; ++r) {
     const std::string file = (fs::path(main_path).parent_path() / shard_file_name(step, r, world)).string();
     std::error_code ec;
@@ -173,11 +201,41 @@ TensorMap read_shards(const std::string& main_path, const StringMap& main_meta) 
     const int64_t offset = metadata_count(meta, "zero.offset", file),
                   length = metadata_count(meta, "zero.length", file);
     const int64_t shard_total = metadata_count(meta, "zero.total", file);
-    if (offset != next_offset || (total >= 0 && shard_total != total) || offset > shard_total + length)
-      throw CheckpointError(fmt::format("{}: its slice [{}, +{}) does not continue the shards before it",
-                                        shown(file, 200), offset, length));
+    if ((total >= 0 && shard_total != total) || shard_total > (int64_t{1} << 40))
+      throw CheckpointError(
+          fmt::format("{}: its total of {} elements differs from the other shards'", shown(file, 200), shard_total));
     total = shard_total;
-    next_offset = offset + length;
+    if (covered.empty()) covered.assign(static_cast<size_t>(total), 0);
+    // The shard's pieces: ZeRO-3's list, else its one slice (clipped to the real elements).
+    std::vector<ShardSlot::Range> ranges;
+    if (meta.count("zero.ranges")) {
+      std::stringstream list(meta.at("zero.ranges"));
+      std::string item;
+      while (std::getline(list, item, ',')) {
+        ShardSlot::Range piece;
+        char c1 = 0, c2 = 0;
+        std::istringstream one(item);
+        if (!(one >> piece.element >> c1 >> piece.shard_offset >> c2 >> piece.length) || c1 != ':' || c2 != ':' ||
+            !one.eof())
+          throw CheckpointError(
+              fmt::format("{}: its zero.ranges entry '{}' is damaged", shown(file, 200), shown(item)));
+        ranges.push_back(piece);
+      }
+    } else if (offset < total) {
+      ranges.push_back(ShardSlot::Range{offset, 0, std::min(length, total - offset)});
+    }
+    for (const ShardSlot::Range& piece : ranges) {
+      if (piece.element < 0 || piece.length < 0 || piece.element + piece.length > total || piece.shard_offset < 0 ||
+          piece.shard_offset + piece.length > length)
+        throw CheckpointError(fmt::format("{}: its piece [{}, +{}) lies outside the {} elements", shown(file, 200),
+                                          piece.element, piece.length, total));
+      for (int64_t e = piece.element; e < piece.element + piece.length; ++e) {
+        if (covered[e])
+          throw CheckpointError(
+              fmt::format("{}: its piece at element {} overlaps another shard's", shown(file, 200), e));
+        covered[e] = 1;
+      }
+    }
     for (const auto& [name, t] : tensors) {
       std::string field;
       if (name.rfind("optim.0.", 0) == 0)
@@ -196,18 +254,18 @@ TensorMap read_shards(const std::string& main_path, const StringMap& main_meta) 
       if (t.dim() != 1 || t.numel() != length)
         throw CheckpointError(
             fmt::format("{}: '{}' has {} elements, the shard {}", shown(file, 200), name, t.numel(), length));
-      auto& list = pieces[field];
-      if (static_cast<int64_t>(list.size()) != r)
+      if (holders[field]++ != r)
         throw CheckpointError(fmt::format("{}: '{}' is missing from an earlier shard", shown(file, 200), name));
-      list.push_back(t);
+      if (!flat.count(field)) flat[field] = at::zeros({total}, t.options());
+      for (const ShardSlot::Range& piece : ranges)
+        flat.at(field).narrow(0, piece.element, piece.length).copy_(t.narrow(0, piece.shard_offset, piece.length));
     }
   }
-  if (next_offset < total)
-    throw CheckpointError(fmt::format("{}: its shards cover {} of {} elements", shown_main, next_offset, total));
-  for (auto& [field, list] : pieces) {
-    if (static_cast<int64_t>(list.size()) != world)
-      throw CheckpointError(fmt::format("{}: only some shards hold '{}'", shown_main, field));
-    flat[field] = at::cat(list).narrow(0, 0, total);
+  const int64_t placed = std::count(covered.begin(), covered.end(), char{1});
+  if (placed < total)
+    throw CheckpointError(fmt::format("{}: its shards cover {} of {} elements", shown_main, placed, total));
+  for (const auto& [field, n] : holders) {
+    if (n != world) throw CheckpointError(fmt::format("{}: only some shards hold '{}'", shown_main, field));
   }
   return flat;
 }

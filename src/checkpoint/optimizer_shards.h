@@ -9,7 +9,8 @@
 //   tensors   optim.0.<field>          its slice of the flat state (exp_avg, exp_avg_sq, step, ...)
 //             state.master_weights     its slice of the fp32 masters (bf16/fp16 models)
 //   metadata  gradacc_checkpoint_shard format version; step; run.<field> (the run identity);
-//             zero.rank, zero.shards, zero.offset, zero.length, zero.total; zero.weights
+//             zero.rank, zero.shards, zero.offset, zero.length, zero.total; zero.weights;
+//             zero.ranges (ZeRO-3: "element:shard_offset:length,..." — the shard's pieces)
 // with the same atomic write and checksum as every checkpoint. The main file is written only after
 // every rank has written its shard, so a main file always has its shards; a shard whose step,
 // count or weights CRC differs from its main file's belongs to another checkpoint and is refused.
@@ -33,9 +34,16 @@ namespace gradacc {
 
 // Where one rank's shard lies in the flat parameters (zero_shard.h's layout).
 struct ShardSlot {
+  // `length` elements of the shard from `shard_offset` are the flat state's from `element`.
+  struct Range {
+    int64_t element = 0, shard_offset = 0, length = 0;
+  };
   int64_t rank = 0, world = 1;
   int64_t offset = 0, length = 0;  // [offset, offset + length); may run past total (padding)
   int64_t total = 0;               // trainable elements
+  // ZeRO-3 (each unit sharded on its own): the shard's pieces; shard elements in none are padding.
+  // Empty: the one piece [offset, offset + length) (stages 1 and 2).
+  std::vector<Range> ranges;
 };
 
 // "ckpt-step-00000120.shard-1-of-2.safetensors"
@@ -51,6 +59,9 @@ TensorMap split_optimizer_state(const TensorMap& flat, const std::vector<at::Ten
 // zero past the end of the flat state (the padding). Also used for the master weights.
 TensorMap slice_optimizer_state(const TensorMap& flat, int64_t offset, int64_t length);
 at::Tensor slice_padded(const at::Tensor& flat, int64_t offset, int64_t length);
+// The same for any slot, its ranges included.
+TensorMap slice_optimizer_state(const TensorMap& flat, const ShardSlot& slot);
+at::Tensor slice_padded(const at::Tensor& flat, const ShardSlot& slot);
 
 // Writes this rank's shard file into `dir`: the optimizer's state `optim` ("0.<field>") and other
 // tensors `state` ("master_weights"). Throws CheckpointError or FormatError; a failed write leaves

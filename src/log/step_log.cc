@@ -69,6 +69,7 @@ std::string step_json(const StepReport& r, int64_t epoch, double seconds) {
   j["skipped"] = r.skipped;
   j["allreduce_calls"] = r.allreduce_calls;
   j["allreduce_bytes"] = r.allreduce_bytes;
+  if (r.parameter_gathers > 0) j["parameter_gathers"] = r.parameter_gathers;  // ZeRO-3
   j["peak_bytes"] = r.peak_bytes;
   j["peak_mb"] = static_cast<double>(r.peak_bytes) / (1 << 20);
   j["micro_batch"] = r.micro_batch;

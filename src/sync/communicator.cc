@@ -1,5 +1,6 @@
 #include "sync/communicator.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <future>
 #include <memory>
@@ -23,6 +24,13 @@ namespace gradacc {
 struct Communicator::Pending {
   std::vector<c10::intrusive_ptr<c10d::Work>> works;
   std::vector<std::vector<at::Tensor>> tensors;  // kept alive until waited
+  struct Gather {
+    int64_t ticket;
+    c10::intrusive_ptr<c10d::Work> work;
+    at::Tensor in, out;
+  };
+  std::vector<Gather> gathers;  // ZeRO-3's all-gathers in flight
+  int64_t next_ticket = 1;
 };
 
 struct Communicator::Impl {
@@ -168,13 +176,47 @@ void Communicator::start_reduce(const at::Tensor& flat, int root) {
 void Communicator::wait_pending() {
   try {
     for (auto& w : pending_->works) w->wait(options_.timeout);
+    for (auto& g : pending_->gathers) g.work->wait(options_.timeout);
   } catch (const std::exception& e) {
     pending_->works.clear();
     pending_->tensors.clear();
+    pending_->gathers.clear();
     fail("gradient reduction", e);
   }
   pending_->works.clear();
   pending_->tensors.clear();
+  pending_->gathers.clear();
+}
+
+int64_t Communicator::start_all_gather(const at::Tensor& shard, const at::Tensor& flat) {
+  TORCH_CHECK(flat.dim() == 1 && flat.is_contiguous() && shard.dim() == 1 && shard.is_contiguous() &&
+                  flat.numel() == shard.numel() * env_.world_size,
+              "start_all_gather takes a contiguous 1-D tensor of world_size × the shard's elements");
+  try {
+    Pending::Gather g{pending_->next_ticket++, {}, shard, flat};
+    c10d::AllgatherOptions o;
+    o.timeout = options_.timeout;
+    g.work = impl_->group->_allgather_base(g.out, g.in, o);
+    pending_->gathers.push_back(std::move(g));
+    ++calls_;
+    bytes_ += static_cast<int64_t>(shard.nbytes());
+    return pending_->gathers.back().ticket;
+  } catch (const std::exception& e) {
+    fail("parameter all-gather", e);
+  }
+}
+
+void Communicator::wait_gather(int64_t ticket) {
+  auto& all = pending_->gathers;
+  const auto it = std::find_if(all.begin(), all.end(), [&](const Pending::Gather& g) { return g.ticket == ticket; });
+  if (it == all.end()) return;  // waited already (by wait_pending)
+  try {
+    it->work->wait(options_.timeout);
+  } catch (const std::exception& e) {
+    all.clear();
+    fail("parameter all-gather", e);
+  }
+  all.erase(it);
 }
 
 void Communicator::reduce_scatter(const at::Tensor& flat, const at::Tensor& shard) {

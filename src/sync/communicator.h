@@ -13,7 +13,7 @@
 // buckets, as above) and this rank's chunk copied out: the same sums, without the copy.
 //
 // reduce (ZeRO-2): one c10d reduce to the bucket's owner, started like the all-reduces and waited
-// with them.
+// with them. Asynchronous all-gather (ZeRO-3's units): one c10d all-gather each, waited for alone.
 //
 // Faults: every collective and store access has `timeout`. A peer that died or stalls makes the
 // survivors throw one line within it, naming the ranks that stopped answering when that can be
@@ -66,6 +66,8 @@ class Communicator : public GradientReducer {
   void reduce_scatter(const at::Tensor& flat, const at::Tensor& shard) override;
   void all_gather(const at::Tensor& shard, const at::Tensor& flat) override;
   void start_reduce(const at::Tensor& flat, int root) override;
+  int64_t start_all_gather(const at::Tensor& shard, const at::Tensor& flat) override;
+  void wait_gather(int64_t ticket) override;
 
   // Whether `ok` is true on every rank (a collective: every rank calls it in the same order).
   bool all_agree(bool ok);

@@ -1,7 +1,10 @@
 // GradientReducer: what the Accumulator needs from a data-parallel group — sum a flat buffer
-// across ranks, in place; for ZeRO-1 (zero_shard.h), reduce-scatter and all-gather; for ZeRO-2, reduce. Communicator
-// (sync/communicator.h) implements it on c10d; the Accumulator stays free of any communication library.
+// across ranks, in place; for ZeRO-1 (zero_shard.h), reduce-scatter and all-gather; for ZeRO-2, reduce; for ZeRO-3,
+// asynchronous all-gathers. Communicator (sync/communicator.h) implements it on c10d; the Accumulator stays free of any
+// communication library.
 #pragma once
+
+#include <cstdint>
 
 #include <ATen/core/Tensor.h>
 
@@ -32,6 +35,15 @@ class GradientReducer {
   // without waiting; wait_pending() waits for it. Afterwards the other ranks' `flat` is undefined.
   // ZeRO-2 (gradient_shard.h): a bucket that lies in one rank's shard goes to that rank alone.
   virtual void start_reduce(const at::Tensor& flat, int root) = 0;
+  // ZeRO-3 (parameter_gather.h): starts concatenating every rank's `shard` (L elements) into
+  // `flat` (R·L) and returns a ticket; wait_gather(ticket) waits for that gather alone (the
+  // reduces started meanwhile go on). wait_pending() waits for gathers too. The default runs it
+  // at once (a reducer without asynchronous collectives).
+  virtual int64_t start_all_gather(const at::Tensor& shard, const at::Tensor& flat) {
+    all_gather(shard, flat);
+    return 0;
+  }
+  virtual void wait_gather(int64_t /*ticket*/) {}
   // Cumulative collective calls and bytes passed in, for the per-step log.
   virtual int64_t calls() const = 0;
   virtual int64_t bytes() const = 0;

@@ -287,6 +287,7 @@ RunPlan resolve_run(const TrainOptions& o, const DistEnv& env, int64_t dataset_s
       .bucket_bytes = static_cast<int64_t>(o.bucket_mb() * (1 << 20)),
       .zero = zero,
       .zero_auto = zero_auto,
+      .gather = ParameterGatherOptions{o.reshard_after_forward(), o.prefetch()},
       .overlap = overlap,
       .notes = notes,
       .device = device,
@@ -380,6 +381,8 @@ std::string RunPlan::rank_description(const std::string& optimizer_kind) const {
       "overlap={}\nmicro_batch={}\naccumulation_steps={}\nmicro_batch_tokens={}\n",
       total_steps, last_step, to_string(schedule), warmup_steps, min_lr, clip, to_string(sync), checkpoint.resume_from,
       zero, overlap, batch.micro_batch, batch.accumulation_steps, micro_batch_tokens.value_or(0));
+  if (zero == 3)
+    d += fmt::format("reshard_after_forward={}\nprefetch={}\n", gather.reshard_after_forward, gather.prefetch);
   if (loss_scaler) {
     d += fmt::format("loss_scale={},{},{},{},{},{},{}\n", loss_scaler->init_scale, loss_scaler->growth_factor,
                      loss_scaler->backoff_factor, loss_scaler->growth_interval, loss_scaler->hysteresis,

@@ -38,9 +38,11 @@ struct RunPlan {
   const double dist_timeout_seconds;
   const int64_t bucket_bytes;
   // ZeRO stage in effect (data parallel only): 1: each rank holds 1/R of the optimizer state; 2: and
-  // of the gradient. With zero_auto the memory planner chooses (zero starts as 1).
+  // of the gradient; 3: and of the parameters. With zero_auto the memory planner chooses (zero
+  // starts as 1).
   const int zero;
   const bool zero_auto;
+  const ParameterGatherOptions gather;   // ZeRO-3: resharding after the forward, prefetch
   const bool overlap;                    // the window's reduction starts bucket by bucket during the last backward
   const std::vector<std::string> notes;  // what the resolution decided that the user should hear
   const at::Device device;

@@ -112,7 +112,7 @@ TEST(RunPlan, ZeroStagesAndAuto) {
   EXPECT_FALSE(one.zero_auto);
   ASSERT_FALSE(one.notes.empty());
   EXPECT_NE(one.notes[0].find("zero auto at world size 1 changes nothing"), std::string::npos) << one.notes[0];
-  EXPECT_NE(error_of(TrainOptions(ok).zero(3), 1000, 2).find("zero is 0, 1"), std::string::npos);
+  EXPECT_NE(error_of(TrainOptions(ok).zero(4), 1000, 2).find("zero is 0, 1"), std::string::npos);
   EXPECT_NE(error_of(TrainOptions(ok).zero(-2), 1000, 2).find("or auto, got -2"), std::string::npos);
   EXPECT_NE(error_of(TrainOptions(ok).zero(kZeroAuto), 1000, 2).find("zero auto lets the memory planner choose"),
             std::string::npos);

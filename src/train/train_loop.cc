@@ -15,6 +15,23 @@ namespace gradacc {
 
 namespace {
 
+// ZeRO-3: the root unit gathered for one micro-batch; every unit freed afterwards, also when the
+// micro-batch throws (a replay starts from a clean state).
+class MicroBatchGathers {
+ public:
+  explicit MicroBatchGathers(ParameterGather* g) : gather_(g) {
+    if (gather_) gather_->begin_micro_batch();
+  }
+  ~MicroBatchGathers() {
+    if (gather_) gather_->end_micro_batch();
+  }
+  MicroBatchGathers(const MicroBatchGathers&) = delete;
+  MicroBatchGathers& operator=(const MicroBatchGathers&) = delete;
+
+ private:
+  ParameterGather* gather_;
+};
+
 // Forward and backward of one window, a micro-batch at a time: only one micro-batch of
 // activations lives.
 void run_window(const LoopParts& p, const Window& window) {
@@ -26,17 +43,19 @@ void run_window(const LoopParts& p, const Window& window) {
   }
   for (size_t m = 0; m < window.micro_batches.size(); ++m) {
     const std::vector<int64_t>& indices = window.micro_batches[m];
-    if (indices.empty()) {  // this rank's share of a short window ran out
+    if (indices.empty() && !p.gather) {  // this rank's share of a short window ran out
       p.accumulator.empty_micro_batch();
       continue;
     }
+    const bool stand_in = indices.empty();  // ZeRO-3: gathers as the others do, adds nothing
+    const MicroBatchGathers gathers(p.gather);
     if (m == last) p.accumulator.overlap_next_backward();
     // The phases are named for the profiler (--profile): free when it is off.
     const Batch batch = [&] {
       RECORD_USER_SCOPE("gradacc::data");
-      return p.data.gather(indices).to(p.device);
+      return p.data.gather(stand_in ? std::vector<int64_t>{0} : indices).to(p.device);
     }();
-    if (batch.targets.dim() > 1) p.accumulator.count_positions(batch.targets.numel());  // padding included
+    if (batch.targets.dim() > 1 && !stand_in) p.accumulator.count_positions(batch.targets.numel());
     at::Tensor loss_sum;
     {
       RECORD_USER_SCOPE("gradacc::forward_and_loss");
@@ -44,7 +63,10 @@ void run_window(const LoopParts& p, const Window& window) {
       loss_sum = p.loss(p.model.forward(batch), batch);
     }
     RECORD_USER_SCOPE("gradacc::backward_and_accumulate");
-    p.accumulator.accumulate(loss_sum, batch.samples, batch.items);
+    if (stand_in)
+      p.accumulator.accumulate(loss_sum * 0.0, 0, 0);
+    else
+      p.accumulator.accumulate(loss_sum, batch.samples, batch.items);
   }
 }
 

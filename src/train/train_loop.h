@@ -40,6 +40,10 @@ struct LoopParts {
   // partial gradient and loss are dropped, and the RNG is put back to the window's start. Single
   // process, fixed accumulation only (ranks would have to agree; a schedule fixes the micro-batch).
   bool replay_on_oom = false;
+  // ZeRO-3: the root unit is gathered for each micro-batch and every unit freed after its
+  // backward. A rank with no examples for a micro-batch runs a stand-in (the dataset's first
+  // example, its loss times zero), so that it issues the same gathers as the others.
+  ParameterGather* gather = nullptr;
 };
 
 // Runs up to `steps` optimizer steps from `position` (updated in place), fewer if `on_step` asks

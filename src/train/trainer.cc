@@ -44,6 +44,7 @@ struct Trainer::State {
   std::unique_ptr<NoiseScaleEstimator> noise;
   std::unique_ptr<AutoAccum> auto_accum;
   std::unique_ptr<Accumulator> accumulator;
+  std::unique_ptr<ParameterGather> gather;  // ZeRO-3: gathers the units around their computation
   std::unique_ptr<Communicator> communicator;
   std::optional<WindowSampler> sampler;  // built once the plan is final
   std::optional<MemoryPlan> memory_plan;
@@ -107,8 +108,12 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
     if (t.requires_grad()) updated.push_back(t);
   }
   if (p.zero) {
-    // The optimizer is built over this rank's shard alone: one flat fp32 tensor.
-    s_->zero = std::make_unique<ZeroShard>(module, p.env.rank, p.env.world_size, p.master_params, p.zero);
+    // The optimizer is built over this rank's shard alone: one flat fp32 tensor. ZeRO-3 lays the
+    // parameters out unit by unit (the model's blocks, then the rest).
+    std::vector<std::vector<int64_t>> units;
+    if (p.zero == 3) units = zero3_units(s_->model, updated, s_->warnings);
+    s_->zero =
+        std::make_unique<ZeroShard>(module, p.env.rank, p.env.world_size, p.master_params, p.zero, std::move(units));
     updated = {s_->zero->shard_param()};
   } else if (p.master_params) {
     s_->master = std::make_unique<MasterWeights>(module, *p.master_params);
@@ -155,7 +160,11 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
     throw ConfigError(e.what());
   }
   // ZeRO-2's buckets before any probe: the memory planner measures them.
-  if (p.zero == 2) s_->accumulator->set_overlap(p.bucket_bytes);
+  if (p.zero >= 2) s_->accumulator->set_overlap(p.bucket_bytes);
+  if (p.zero == 3) {
+    s_->gather = std::make_unique<ParameterGather>(*s_->zero, s_->model.units, nullptr, p.gather);
+    s_->accumulator->set_parameter_gather(s_->gather.get());
+  }
 
   // Token budgets cut by each example's length: read once, checked before any memory probe.
   std::shared_ptr<const std::vector<int64_t>> lengths;
@@ -220,7 +229,7 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
     }
     tokens = TokenBudget{*plan.micro_batch_tokens, std::move(lengths),
                          // Collectives every micro-batch: every rank runs the busiest rank's count.
-                         plan.env.distributed() && (plan.sync == SyncMode::kEveryMicroBatch || plan.zero == 2),
+                         plan.env.distributed() && (plan.sync == SyncMode::kEveryMicroBatch || plan.zero >= 2),
                          s_->data->packed_row_length()};
     if (tokens.packed_row_length > *plan.micro_batch_tokens) {
       throw ConfigError(fmt::format("micro_batching tokens:{} holds no packed row of {} tokens",
@@ -249,6 +258,7 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
   }
   try {
     s_->accumulator->set_reducer(s_->communicator.get(), plan.sync);
+    if (s_->gather) s_->gather->set_reducer(s_->communicator.get());
     if (plan.overlap && !plan.zero) s_->accumulator->set_overlap(plan.bucket_bytes);
   } catch (const std::invalid_argument& e) {
     throw ConfigError(e.what());
@@ -264,8 +274,12 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
   }
   if (s_->zero) {
     const ZeroShard& z = *s_->zero;
-    s_->checkpointer->set_sharding(ShardSlot{z.rank(), z.world_size(), z.offset(), z.length(), z.total()},
-                                   [c = s_->communicator.get()](bool ok) { return c->all_agree(ok); });
+    ShardSlot slot{z.rank(), z.world_size(), z.offset(), z.length(), z.total(), {}};
+    if (z.stage() == 3) {
+      for (const ZeroShard::OwnedRange& r : z.owned_ranges())
+        slot.ranges.push_back(ShardSlot::Range{r.element, r.shard_offset, r.length});
+    }
+    s_->checkpointer->set_sharding(slot, [c = s_->communicator.get()](bool ok) { return c->all_agree(ok); });
   }
   if (std::string w = batchnorm_warning(module, plan.batch); !w.empty()) s_->warnings.push_back(std::move(w));
   for (const std::string& note : plan.notes) s_->warnings.push_back(note);
@@ -292,6 +306,13 @@ TrainResult Trainer::fit() {
     s.accumulator->resume_at(state->step, state->updates);
     pos = state->position;
     result.resumed_from = p.checkpoint.resume_from;
+    // ZeRO-3 (whole between runs): an fp32 model's shard is its slice of the weights just loaded
+    // (a bf16/fp16 model's shard is the fp32 masters, loaded as such).
+    if (s.gather && !s.zero->low_precision()) s.zero->take_shard_from_units();
+  }
+  if (s.gather) {
+    s.zero->refresh_gather_input();
+    s.gather->shard();  // from here each rank keeps 1/R of the parameters
   }
   result.first_step = s.accumulator->steps_taken();
   StepLog log(p.log_path, result.resumed_from.empty() ? std::nullopt : std::optional<int64_t>(result.first_step));
@@ -315,7 +336,9 @@ TrainResult Trainer::fit() {
         state.updates = s.accumulator->updates_applied();
         state.position = ctx.next;
         state.tensors = s.checkpoint_tensors();
+        if (s.gather) s.gather->unshard();  // rank 0 writes the whole model
         s.checkpointer->save(state, *s.model.module, *s.optimizer);
+        if (s.gather) s.gather->shard();
       }
       for (const StepCallback& cb : s.callbacks) {
         if (!cb(r, ctx)) stopped_by_callback = true;
@@ -331,12 +354,14 @@ TrainResult Trainer::fit() {
                           p.precision,
                           p.accum_schedule ? &*p.accum_schedule : nullptr,
                           s.auto_accum.get(),
-                          /*replay_on_oom=*/!p.env.distributed() && !p.accum_schedule && !s.auto_accum};
+                          /*replay_on_oom=*/!p.env.distributed() && !p.accum_schedule && !s.auto_accum,
+                          s.gather.get()};
     // The budget is enforced on the CPU: an allocation past it fails like a GPU's, and the window
     // is replayed with half the micro-batch. (On a GPU, its own memory is the limit.)
     const CpuMemoryLimit limit(p.memory_budget && !p.device.is_cuda() ? *p.memory_budget : cpu_memory_limit());
     result.history = train_steps(parts, std::max<int64_t>(0, p.last_step - result.first_step), pos, on_step);
   }
+  if (s.gather) s.gather->unshard();  // the model is whole again: evaluate it, save it, run it
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   result.steps = s.accumulator->steps_taken();
   result.checkpoint = s.checkpointer->last_written();
@@ -350,15 +375,39 @@ TrainResult Trainer::fit() {
   return result;
 }
 
+namespace {
+
+// ZeRO-3 during training (a step callback evaluates): the root unit whole for the pass, each
+// declared unit gathered around its forward. Otherwise nothing.
+class WholeRootDuring {
+ public:
+  explicit WholeRootDuring(ParameterGather* g) : gather_(g && g->sharded() ? g : nullptr) {
+    if (gather_) gather_->begin_micro_batch();
+  }
+  ~WholeRootDuring() {
+    if (gather_) gather_->end_micro_batch();
+  }
+  WholeRootDuring(const WholeRootDuring&) = delete;
+  WholeRootDuring& operator=(const WholeRootDuring&) = delete;
+
+ private:
+  ParameterGather* gather_;
+};
+
+}  // namespace
+
 double Trainer::evaluate_loss(const Dataset& data, int64_t batch) {
+  const WholeRootDuring root(s_->gather.get());
   return gradacc::evaluate_loss(s_->model, s_->loss, data, s_->plan().device, batch, s_->plan().precision);
 }
 
 Evaluation Trainer::evaluate_loss_and_accuracy(const Dataset& data, int64_t batch) {
+  const WholeRootDuring root(s_->gather.get());
   return gradacc::evaluate_loss_and_accuracy(s_->model, s_->loss, data, s_->plan().device, batch, s_->plan().precision);
 }
 
 double Trainer::evaluate_accuracy(const Dataset& data, int64_t batch) {
+  const WholeRootDuring root(s_->gather.get());
   return gradacc::evaluate_accuracy(s_->model, data, s_->plan().device, batch, s_->plan().precision);
 }
 
@@ -381,5 +430,12 @@ int64_t Trainer::optimizer_state_bytes() const {
 }
 
 int64_t Trainer::gradient_bytes() const { return s_->accumulator->gradient_bytes(); }
+
+int64_t Trainer::parameter_bytes() const {
+  if (s_->zero) return s_->zero->resident_parameter_bytes();
+  int64_t bytes = 0;
+  for (const at::Tensor& t : s_->model.module->parameters()) bytes += static_cast<int64_t>(t.nbytes());
+  return bytes;
+}
 
 }  // namespace gradacc

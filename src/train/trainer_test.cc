@@ -282,7 +282,7 @@ TEST(TrainerWithAUsersModule, BadOptionsAreOneLineConfigErrors) {
   EXPECT_THROW(make(TrainOptions().micro_batch(8).stop_at(2)), ConfigError);  // no checkpoint directory
   EXPECT_THROW(make(TrainOptions().micro_batch(200)), ConfigError);           // larger than the data
   EXPECT_THROW(make(TrainOptions().micro_batch(8).device("tpu")), ConfigError);
-  EXPECT_THROW(make(TrainOptions().micro_batch(8).zero(3)), ConfigError);
+  EXPECT_THROW(make(TrainOptions().micro_batch(8).zero(4)), ConfigError);
   EXPECT_THROW(make(TrainOptions().micro_batch(8).overlap(true).sync(SyncMode::kEveryMicroBatch)), ConfigError);
 }
 

@@ -1,5 +1,8 @@
 #include "train/zero_choice.h"
 
+#include <algorithm>
+#include <unordered_map>
+
 #include <fmt/format.h>
 
 #include "accumulate/gradient_shard.h"
@@ -10,23 +13,29 @@ namespace gradacc {
 
 std::pair<int, bool> resolve_zero_stage(const TrainOptions& o, bool distributed, std::vector<std::string>& notes) {
   const bool automatic = o.zero() == kZeroAuto;
-  if (!automatic && (o.zero() < 0 || o.zero() > 2))
-    throw ConfigError(
-        fmt::format("zero is 0, 1 (the optimizer state sharded), 2 (the gradients too) or auto, got {}", o.zero()));
+  if (!automatic && (o.zero() < 0 || o.zero() > 3))
+    throw ConfigError(fmt::format(
+        "zero is 0, 1 (the optimizer state sharded), 2 (the gradients too), 3 (the parameters too) or auto, got {}",
+        o.zero()));
   if (automatic && !o.memory_budget())
     throw ConfigError("zero auto lets the memory planner choose between ZeRO-1 and ZeRO-2: it needs --memory-budget");
   const std::string name = automatic ? "auto" : std::to_string(o.zero());
   if (o.zero() != 0 && !distributed) {
     notes.push_back(fmt::format("note: zero {} at world size 1 changes nothing (one rank holds the whole {})", name,
-                                o.zero() == 1 ? "optimizer state" : "optimizer state and gradient"));
+                                o.zero() == 1   ? "optimizer state"
+                                : o.zero() == 3 ? "model, gradient and optimizer state"
+                                                : "optimizer state and gradient"));
     return {0, false};
   }
   if (o.zero() != 0 && o.sync() != SyncMode::kPerWindow) {
-    throw ConfigError(o.zero() == 2 ? "zero 2 reduces each micro-batch's gradient into the owners' shards: it does "
-                                      "not combine with --sync every-micro-batch (which all-reduces the whole gradient)"
-                                    : fmt::format("zero {} reduce-scatters once per window: it does not combine with "
-                                                  "--sync every-micro-batch",
-                                                  name));
+    throw ConfigError(o.zero() >= 2
+                          ? fmt::format("zero {} reduces each micro-batch's gradient into the owners' shards: "
+                                        "it does not combine with --sync every-micro-batch (which "
+                                        "all-reduces the whole gradient)",
+                                        o.zero())
+                          : fmt::format("zero {} reduce-scatters once per window: it does not combine with "
+                                        "--sync every-micro-batch",
+                                        name));
   }
   return {automatic ? 1 : static_cast<int>(o.zero()), automatic};
 }
@@ -74,6 +83,40 @@ MemoryPlan choose_zero_stage(const std::function<MemoryPlan(int)>& plan_on, cons
   } catch (const ConfigError& e) {
     throw ConfigError(fmt::format("zero auto: neither stage fits. ZeRO-2: {}; ZeRO-1: {}", e.what(), zero1_failure));
   }
+}
+
+std::vector<std::vector<int64_t>> zero3_units(const Model& model, const std::vector<at::Tensor>& trainable,
+                                              std::vector<std::string>& notes) {
+  const size_t declared = model.units ? model.units->size() : 0;
+  if (declared == 0) {
+    notes.push_back(
+        "note: zero 3: the model declares no units (gradacc/units.h), so its parameters are gathered whole, as one "
+        "unit, for each micro-batch");
+    return {};
+  }
+  std::unordered_map<const void*, int64_t> index;
+  for (size_t i = 0; i < trainable.size(); ++i) index[trainable[i].unsafeGetTensorImpl()] = static_cast<int64_t>(i);
+  std::vector<int64_t> unit_of(trainable.size(), -1);
+  std::vector<std::vector<int64_t>> units(declared);
+  for (size_t u = 0; u < declared; ++u) {
+    for (const at::Tensor& p : model.units->parameters(u)) {
+      const auto it = index.find(p.unsafeGetTensorImpl());
+      if (it == index.end()) continue;  // frozen
+      if (unit_of[it->second] >= 0 && unit_of[it->second] != static_cast<int64_t>(u))
+        throw ConfigError(fmt::format("zero 3: a parameter belongs to units {} and {}: units hold disjoint modules",
+                                      unit_of[it->second], u));
+      if (unit_of[it->second] >= 0) continue;
+      unit_of[it->second] = static_cast<int64_t>(u);
+      units[u].push_back(it->second);
+    }
+    std::sort(units[u].begin(), units[u].end());
+  }
+  std::vector<int64_t> root;
+  for (size_t i = 0; i < trainable.size(); ++i) {
+    if (unit_of[i] < 0) root.push_back(static_cast<int64_t>(i));
+  }
+  if (!root.empty()) units.push_back(std::move(root));
+  return units;
 }
 
 }  // namespace gradacc

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "gradacc/memory_plan.h"
+#include "gradacc/model.h"
 #include "gradacc/options.h"
 #include "sync/zero_shard.h"
 
@@ -36,5 +37,12 @@ void cost_zero_stages(MemoryPlan& plan, const ZeroShard& zero, int planned, int6
 // Throws ConfigError naming both stages' failures when neither fits.
 MemoryPlan choose_zero_stage(const std::function<MemoryPlan(int)>& plan_on, const ZeroShard& zero,
                              int64_t bucket_bytes);
+
+// ZeRO-3's layout: for each unit the model declares (gradacc/units.h), the indices among
+// `trainable` (the trainable parameters, model order) of its parameters, then the root unit of
+// those in none (when any). A model without units is one unit: a note goes into `notes`. Throws
+// ConfigError when a parameter is declared in two units.
+std::vector<std::vector<int64_t>> zero3_units(const Model& model, const std::vector<at::Tensor>& trainable,
+                                              std::vector<std::string>& notes);
 
 }  // namespace gradacc
