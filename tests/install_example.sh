@@ -6,7 +6,7 @@
 #   - a few training steps (the loss must fall);
 #   - --verify: accumulated vs full-batch training of the example's own model (must pass);
 #   - data parallel: 2 ranks through `gradacc launch --program` end with the weights of 1 process
-#     (within 1e-5).
+#     (within 1e-5), also under ZeRO-3 over the example's declared units.
 # Usage: install_example.sh BUILD_DIR SOURCE_DIR GRADACC_BIN PYTHON
 set -u
 build="$1" src="$2" G="$3" py="$4"
@@ -75,6 +75,19 @@ a, b = load_file(sys.argv[1]), load_file(sys.argv[2])
 assert a.keys() == b.keys(), (a.keys(), b.keys())
 worst = max(float(abs(a[k].astype("float64") - b[k].astype("float64")).max()) for k in a)
 print(f"data parallel: 2 ranks × 4 micro-batches vs 1 rank × 8: max |Δw| = {worst:.2e} (tolerance 1e-5)")
+sys.exit(0 if worst <= 1e-5 else 1)
+PY
+# ZeRO-3 over the example's declared units: 2 ranks, each keeping half of every block, end with the
+# weights of 1 process too.
+"$G" launch --nproc 2 --master-port "$((port + 1))" --program "$ex" -- --steps 8 --zero 3 --save "$tmp/z3.safetensors" \
+  >"$tmp/z3.out" 2>&1 || fail "2 ranks, zero 3: $(tail -n 5 "$tmp/z3.out")"
+"$py" - "$tmp/w1.safetensors" "$tmp/z3.safetensors" <<'PY' || fail "world 2 under zero 3 differs from world 1"
+import sys
+from safetensors.numpy import load_file
+a, b = load_file(sys.argv[1]), load_file(sys.argv[2])
+assert a.keys() == b.keys(), (a.keys(), b.keys())
+worst = max(float(abs(a[k].astype("float64") - b[k].astype("float64")).max()) for k in a)
+print(f"zero 3 on the example's units: 2 ranks vs 1 rank: max |Δw| = {worst:.2e} (tolerance 1e-5)")
 sys.exit(0 if worst <= 1e-5 else 1)
 PY
 echo "install + example: ok"

@@ -1,6 +1,6 @@
 // A model, data set, loss and optimizer of the user's own, trained with exact gradient
 // accumulation through gradacc's public API (docs/library.md).
-//   custom_model [--steps N] [--save FILE] [--verify]     (data parallel: gradacc launch --program)
+//   custom_model [--steps N] [--save FILE] [--zero N] [--verify]   (data parallel: gradacc launch --program)
 #include <iostream>
 #include <string>
 
@@ -8,12 +8,26 @@
 #include <torch/nn.h>
 #include <torch/optim/adamw.h>
 
-// 1. A model: any torch::nn::Module.
+// 1. A model: any torch::nn::Module. Declaring its blocks as gradacc::Units (optional) lets
+//    ZeRO-3 (--zero 3) keep 1/R of each block's parameters per rank between its uses, and lets
+//    activation checkpointing recompute them.
 struct Net : torch::nn::Module {
   torch::nn::Linear fc1{register_module("fc1", torch::nn::Linear(2, 64))},
-      fc2{register_module("fc2", torch::nn::Linear(64, 3))};
-  torch::nn::LayerNorm norm{register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({64})))};
-  torch::Tensor forward(const torch::Tensor& x) { return fc2(torch::gelu(norm(fc1(x)))); }
+      fc2{register_module("fc2", torch::nn::Linear(64, 64))}, head{register_module("head", torch::nn::Linear(64, 3))};
+  torch::nn::LayerNorm norm1{register_module("norm1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({64})))},
+      norm2{register_module("norm2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({64})))};
+  gradacc::Units units;  // Model::of finds it
+  Net() {
+    units.add({fc1.ptr(), norm1.ptr()});  // unit 0; the head is outside every unit (the root)
+    units.add({fc2.ptr(), norm2.ptr()});  // unit 1
+  }
+  torch::Tensor forward(const torch::Tensor& x) {
+    torch::Tensor h = units.run(
+        0, [this](const torch::Tensor& in) { return torch::gelu(norm1(fc1(in))); }, x);
+    h = units.run(
+        1, [this](const torch::Tensor& in) { return torch::gelu(norm2(fc2(in))); }, h);
+    return head(h);
+  }
 };
 
 // 2. Data: a LibTorch map-style dataset, three interleaved spirals of 200 points each.
@@ -35,7 +49,7 @@ torch::Tensor summed_loss(const torch::Tensor& logits, const gradacc::Batch& bat
 }
 
 int main(int argc, char** argv) try {
-  int64_t steps = 60;
+  int64_t steps = 60, zero = 0;
   std::string save;
   bool verify = false;
   for (int i = 1; i < argc; ++i) {
@@ -44,10 +58,12 @@ int main(int argc, char** argv) try {
       steps = std::stoll(argv[++i]);
     else if (a == "--save" && i + 1 < argc)
       save = argv[++i];
+    else if (a == "--zero" && i + 1 < argc)
+      zero = std::stoll(argv[++i]);
     else if (a == "--verify")
       verify = true;
     else
-      throw gradacc::ConfigError("usage: custom_model [--steps N] [--save FILE] [--verify]");
+      throw gradacc::ConfigError("usage: custom_model [--steps N] [--save FILE] [--zero N] [--verify]");
   }
   auto data = gradacc::from_torch_dataset(Spirals{}, 3);
   // 4. A stock LibTorch optimizer, made over the tensors gradacc asks it to update.
@@ -62,6 +78,7 @@ int main(int argc, char** argv) try {
                            .clip(1.0)
                            .schedule(gradacc::ScheduleKind::kCosine)
                            .seed(1)
+                           .zero(zero)  // data parallel: 1, 2 or 3 shards optimizer state, gradients, parameters
                            .progress(false);
   const auto make_model = [] {
     torch::manual_seed(0);

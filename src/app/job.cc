@@ -204,10 +204,11 @@ JobSummary run_train_job(const JobConfig& c, std::ostream& out) {
     const int64_t replays = std::accumulate(r.history.begin(), r.history.end(), int64_t{0},
                                             [](int64_t n, const StepReport& x) { return n + x.oom_replays; });
     say << fmt::format(
-        "peak tensor memory {}{}; optimizer state {} on this rank; gradient buffers {}{}{}\n",
+        "peak tensor memory {}{}; optimizer state {} on this rank; gradient buffers {}; parameters {}{}{}\n",
         format_bytes(s.peak_bytes),
         plan.memory_budget ? fmt::format(" of the {} budget", format_bytes(*plan.memory_budget)) : "",
         format_bytes(trainer.optimizer_state_bytes()), format_bytes(trainer.gradient_bytes()),
+        format_bytes(trainer.parameter_bytes()),
         plan.zero ? fmt::format(" (ZeRO-{}: shard {} of {})", plan.zero, plan.env.rank, plan.env.world_size) : "",
         replays > 0 ? fmt::format("; {} window(s) ran out of memory and were replayed with micro_batch {}", replays,
                                   r.history.back().micro_batch)

@@ -1,5 +1,7 @@
 #include "sync/zero_shard.h"
 
+#include <algorithm>
+#include <numeric>
 #include <stdexcept>
 
 #include <ATen/ops/empty.h>
@@ -12,7 +14,7 @@
 namespace gradacc {
 
 ZeroShard::ZeroShard(torch::nn::Module& model, int rank, int world_size, std::optional<at::ScalarType> low_precision,
-                     int stage, std::vector<std::vector<int64_t>> units)
+                     int stage, std::vector<std::vector<int64_t>> units, bool last_unit_first)
     : rank_(rank), world_(world_size), stage_(stage) {
   if (world_ < 1 || rank_ < 0 || rank_ >= world_)
     throw ConfigError(fmt::format("ZeRO: rank {} of a world of {}", rank_, world_));
@@ -60,11 +62,20 @@ ZeroShard::ZeroShard(torch::nn::Module& model, int rank, int world_size, std::op
     u.params = list;
     for (int64_t i : list) u.total += numel_[i];
     u.length = (u.total + world_ - 1) / world_;
+    units_.push_back(std::move(u));
+  }
+  // Flat order, which is ZeRO-2/3's bucket order backwards: the last unit (stage 3's root, with the
+  // embeddings whose gradients come last) first, then the blocks in order, so that the buckets of
+  // the last block, whose gradients come first, are reduced first.
+  std::vector<size_t> order(units_.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  if (last_unit_first) std::rotate(order.begin(), order.end() - 1, order.end());
+  for (size_t k : order) {
+    Unit& u = units_[k];
     u.flat_begin = padded_;
     u.shard_begin = length_;
     padded_ += u.length * world_;
     length_ += u.length;
-    units_.push_back(std::move(u));
   }
   // The fp32 values first: the masters of a low-precision model are the exact originals.
   std::vector<at::Tensor> flat32;
@@ -95,9 +106,10 @@ ZeroShard::ZeroShard(torch::nn::Module& model, int rank, int world_size, std::op
   for (const Unit& u : units_) {
     for (int r = 0; r < world_; ++r) {
       const int64_t begin = r * u.length, end = std::min((r + 1) * u.length, u.total);
-      if (begin < end) segments_.push_back(Segment{u.flat_begin + begin, u.flat_begin + end, r, u.shard_begin + 0});
+      if (begin < end) segments_.push_back(Segment{u.flat_begin + begin, u.flat_begin + end, r, u.shard_begin});
     }
   }
+  std::sort(segments_.begin(), segments_.end(), [](const Segment& a, const Segment& b) { return a.begin < b.begin; });
   shard_grad_ = at::zeros({length_}, fp32);
   shard_param_.mutable_grad() = shard_grad_;
   send_ = (stage_ == 3 && !low_precision) ? shard_param_ : at::empty({length_}, fp32.dtype(dtype_));

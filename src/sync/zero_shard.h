@@ -59,9 +59,11 @@ class ZeroShard {
   // fp16) converts the model to it and keeps fp32 masters of this rank's shard. Stage 3 takes
   // `units`: the indices (among the trainable parameters, in model order) each unit holds, every
   // parameter in one unit; none means one unit of them all. The units start gathered (whole).
+  // `last_unit_first` puts the last unit (the root) first in the flat order, so that the blocks'
+  // gradients, which come in reverse block order, fill buckets in their reduction order.
   // Throws ConfigError for a bad rank, world, stage, model or units.
   ZeroShard(torch::nn::Module& model, int rank, int world_size, std::optional<at::ScalarType> low_precision,
-            int stage = 1, std::vector<std::vector<int64_t>> units = {});
+            int stage = 1, std::vector<std::vector<int64_t>> units = {}, bool last_unit_first = false);
 
   int stage() const { return stage_; }  // 1: optimizer state sharded; 2: gradients too; 3: parameters too
   // Stages 1 and 2 share a layout: the memory planner's `zero auto` switches before training (an

@@ -112,8 +112,9 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
     // parameters out unit by unit (the model's blocks, then the rest).
     std::vector<std::vector<int64_t>> units;
     if (p.zero == 3) units = zero3_units(s_->model, updated, s_->warnings);
-    s_->zero =
-        std::make_unique<ZeroShard>(module, p.env.rank, p.env.world_size, p.master_params, p.zero, std::move(units));
+    const bool has_root = s_->model.units && units.size() > s_->model.units->size();
+    s_->zero = std::make_unique<ZeroShard>(module, p.env.rank, p.env.world_size, p.master_params, p.zero,
+                                           std::move(units), has_root);
     updated = {s_->zero->shard_param()};
   } else if (p.master_params) {
     s_->master = std::make_unique<MasterWeights>(module, *p.master_params);
