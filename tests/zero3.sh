@@ -13,7 +13,9 @@
 #      run within 1e-6; bf16 masters from stage 3 into ZeRO-1 bit for bit;
 #   5. memory at R = 1, 2, 4 on a gpt of 6 × 256: rank 0's static bytes (parameters, gradient
 #      buffers, optimizer state) at R = 2 ≤ 0.55 × world 1's plus one block's parameters;
-#   6. bad input: every-micro-batch sync refused in one line; world 1 is a note.
+#   6. a gpt whose fp32 parameters, gradients and Adam state exceed one rank's budget: refused at
+#      world 1 naming the ranks it would need, trained at world 4 under --zero 3 within the budget;
+#   7. bad input: every-micro-batch sync refused in one line; world 1 is a note.
 # The saved --save file is the consolidated model, read back with Python's safetensors throughout.
 # Usage: zero3.sh path/to/gradacc path/to/venv/python
 set -u
@@ -125,7 +127,28 @@ print(f"  R = 2 keeps {rows[2]['static'] / mib:.1f} MiB ≤ 0.55 × {rows[1]['st
       f"({4 * block / mib:.1f} MiB)")
 PY
 
-# 6. Bad input: one line and exit 2; world 1 is a note.
+# 6. A model larger than one rank's budget: the gpt's 73 MiB of fp32 parameters, gradients and Adam
+# state under a budget of 64 MiB is refused at world 1 naming the ranks ZeRO-3 needs, and trains at
+# world 4 under --zero 3 within the budget (the planner's prediction is the measured peak).
+big=(train --model gpt --data text:/usr/share/common-licenses/GPL-3 --layers 6 --dim 256 --heads 4 --context 32
+  --global-batch 32 --steps 2 --threads 1 --seed 1 --memory-budget 64MiB)
+"$G" "${big[@]}" >"$D/big1.out" 2>&1 && fail "world 1 trained a model over its budget"
+grep -q "error: memory budget 64 MiB is below the static need of .* or about [0-9]* ranks under --zero 3" "$D/big1.out" \
+  || fail "world 1 refusal: $(cat "$D/big1.out")"
+echo "world 1: $(grep -o 'or about [0-9]* ranks under --zero 3' "$D/big1.out")"
+"$G" launch --nproc 4 --master-port "$(port)" -- "${big[@]}" --zero 3 >"$D/big4.out" 2>&1 \
+  || fail "world 4 under zero 3: $(tail -3 "$D/big4.out")"
+"$PY" - "$D/big4.out" <<'PY' || fail "world 4 under the budget"
+import re, sys
+unit = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
+text = open(sys.argv[1]).read()
+m = re.search(r"\[rank 0\] peak tensor memory ([0-9.]+) (\w+) of the 64 MiB budget", text)
+peak = float(m.group(1)) * unit[m.group(2)]
+assert peak <= 64 * unit["MiB"], peak
+print(f"  world 4 under zero 3: peak {peak / unit['MiB']:.1f} MiB of the 64 MiB budget")
+PY
+
+# 7. Bad input: one line and exit 2; world 1 is a note.
 "$G" launch --nproc 2 --master-port "$(port)" -- train --model mlp --train-limit 256 --steps 1 --zero 3 \
   --sync every-micro-batch >"$D/bad.out" 2>&1 && fail "zero 3 with every-micro-batch sync ran"
 grep -q "error: zero 3 reduces each micro-batch's gradient into the owners' shards" "$D/bad.out" \

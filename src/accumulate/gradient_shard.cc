@@ -131,6 +131,7 @@ int GradientShard::acquire_slot() {
   }
   slots_.push_back(at::zeros({slot_length_}, zero_.shard_grad().options()));
   slot_busy_.push_back(1);
+  peak_slots_ = std::max<int64_t>(peak_slots_, static_cast<int64_t>(slots_.size()));
   return static_cast<int>(slots_.size()) - 1;
 }
 
@@ -172,7 +173,19 @@ void GradientShard::end_micro_batch() {
 
 void GradientShard::empty_micro_batch() { end_micro_batch(); }
 
-void GradientShard::end_window() { drain(/*keep_sums=*/true); }
+void GradientShard::end_window() {
+  drain(/*keep_sums=*/true);
+  trim_slots();
+}
+
+// Buffers the pool grew by (gradients out of bucket order, as a checkpointed block's come) are
+// given back at the boundary: what stays between windows is two buckets, and the growth shows in
+// the peak of the micro-batches that need it (where the memory planner measures it).
+void GradientShard::trim_slots() {
+  if (slots_.size() <= 2) return;
+  slots_.resize(2);
+  slot_busy_.resize(2);
+}
 
 void GradientShard::discard_window() {
   drain(/*keep_sums=*/false);
@@ -187,6 +200,7 @@ void GradientShard::discard_window() {
   square_norm_.zero_();
   measuring_ = false;
   reset_micro_batch();
+  trim_slots();
 }
 
 }  // namespace gradacc

@@ -13,7 +13,8 @@
 // serve all buckets: before a third is needed, the reductions in flight are waited for and the
 // owner adds its received sums into shard_grad() — the accumulation happens on the shard. A bucket
 // still in flight from the last micro-batch is waited for before it fills again. (Gradients that
-// arrive out of bucket order make the pool grow: a bucket filling ahead of its turn holds a buffer.)
+// arrive out of bucket order make the pool grow: a bucket filling ahead of its turn holds a buffer;
+// the pool is trimmed back to two at the window boundary.)
 //
 // shard_grad() thus holds Σ over the window's micro-batches and ranks of the owned slice of S·s·∇L,
 // exactly what ZeRO-1's boundary reduce-scatter delivers; the Accumulator's boundary (one small
@@ -75,8 +76,10 @@ class GradientShard {
   int64_t buckets() const { return static_cast<int64_t>(buckets_.size()); }
   // fp32 elements of the largest bucket for this layout: at most bucket_bytes, at most 1/8 of a shard.
   static int64_t bucket_elements(const ZeroShard& zero, int64_t bucket_bytes);
-  // The staging buffers allocated now (two, unless gradients arrived out of order), in bytes.
+  // The staging buffers allocated now (two, unless gradients arrived out of order within the open
+  // window), in bytes; and the most there were at once since construction.
   int64_t staging_bytes() const;
+  int64_t peak_staging_bytes() const { return peak_slots_ * slot_length_ * 4; }
 
  private:
   struct Bucket {
@@ -98,6 +101,7 @@ class GradientShard {
   void start_ready(bool all);
   void drain(bool keep_sums);
   void reset_micro_batch();
+  void trim_slots();
 
   std::vector<at::Tensor> params_;
   ZeroShard& zero_;
@@ -110,6 +114,7 @@ class GradientShard {
   std::vector<size_t> in_flight_;  // buckets started and not yet waited for
   size_t next_ = 0;                // buckets [0, next_) are started this micro-batch
   int64_t slot_length_ = 0;
+  int64_t peak_slots_ = 2;
   bool measuring_ = false;
   at::Tensor square_norm_;
   std::function<void(size_t)> on_arrival_;

@@ -61,6 +61,7 @@ ActivationProbe probe_activations(const MemoryProbe& p, int64_t m) {
   reset_memory_peak(p.device);
   ActivationProbe out;
   try {
+    const GatheredMicroBatch gathers(p.gather);
     const Batch batch = p.data.gather(indices).to(p.device);
     out.positions = batch.inputs.numel();
     at::Tensor loss;
@@ -161,10 +162,17 @@ MemoryPlan plan_memory(const MemoryProbe& p, const MemoryPlanRequest& r) {
   plan.step_bytes = step.transient;
   plan.static_bytes = static0 + step.state;
   if (plan.static_bytes >= usable) {
+    // ZeRO-3 divides the static need by the ranks; half the budget is left for the units gathered,
+    // the buckets and one micro-batch's activations, which this estimate cannot measure.
+    const int64_t ranks = std::max<int64_t>(2, (2 * plan.static_bytes + usable - 1) / usable);
     throw ConfigError(
         fmt::format("memory budget {} is below the static need of {} (parameters, gradient buffer, optimizer state and "
-                    "master weights): the smallest budget that could work is {}",
-                    budget, format_bytes(plan.static_bytes), format_bytes(budget_for(plan.static_bytes + 1))));
+                    "master weights): the smallest budget that could work is {}{}",
+                    budget, format_bytes(plan.static_bytes), format_bytes(budget_for(plan.static_bytes + 1)),
+                    r.zero_stage < 3 ? fmt::format(", or about {} ranks under --zero 3, which divides that need by "
+                                                   "the ranks (gradacc launch --nproc {} -- train ... --zero 3)",
+                                                   r.world_size * ranks, r.world_size * ranks)
+                                     : std::string()));
   }
   const Batch largest = p.data.gather(p.data.largest_examples(1));
   plan.probe_examples_items = largest.items;

@@ -28,6 +28,7 @@ struct MemoryProbe {
   torch::optim::Optimizer& optimizer;
   at::Device device = at::kCPU;
   Precision precision = Precision::kFp32;
+  ParameterGather* gather = nullptr;  // ZeRO-3: each probe gathers its units as training does
 };
 
 struct MemoryPlanRequest {
@@ -38,9 +39,11 @@ struct MemoryPlanRequest {
   std::optional<bool> checkpointing;   // the user's: on or off; unset: the planner decides
   bool token_budget = false;           // plan micro-batches of at most N tokens (rows × longest row)
   std::optional<int64_t> tokens;       // the user's N: checked against the budget, not chosen
+  int zero_stage = 0;                  // the run's ZeRO stage: below 3, a refusal names ZeRO-3's ranks
 };
 
-// Plans the batch. Throws ConfigError (one line) when the budget is below the static need, when
+// Plans the batch. Throws ConfigError (one line) when the budget is below the static need (below
+// ZeRO-3, naming about how many ranks ZeRO-3 would need to hold it), when
 // no micro-batch fits even with checkpointing (naming the smallest budget that works), and when
 // the request's micro_batch or tokens does not fit (naming the largest that does).
 MemoryPlan plan_memory(const MemoryProbe& probe, const MemoryPlanRequest& request);

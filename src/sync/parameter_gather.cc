@@ -2,6 +2,7 @@
 
 #include <stdexcept>
 
+#include <ATen/ops/empty_like.h>
 #include <fmt/format.h>
 #include <torch/csrc/autograd/grad_mode.h>
 
@@ -19,6 +20,7 @@ ParameterGather::ParameterGather(ZeroShard& zero, Units* units, GradientReducer*
   root_ = zero_.units() > declared_ ? declared_ : -1;
   state_.assign(zero_.units(), State::kWhole);  // ZeroShard starts whole
   ticket_.assign(zero_.units(), 0);
+  scratch_.resize(zero_.units());
   remaining_.assign(zero_.units(), 0);
   set_reducer(reducer);
 }
@@ -47,18 +49,34 @@ void ParameterGather::start(int64_t u) {
   const int64_t length = zero_.unit_length(u);
   const at::Tensor in = zero_.unit_input(u);
   for (int r = 0; r < zero_.world_size(); ++r) zero_.unit_output(u).narrow(0, r * length, length).copy_(in);
+  if (zero_.world_size() > 1 && in.is_cpu()) {
+    // The memory planner's probes, before the group: c10d's Gloo all-gather gathers into a flat
+    // buffer of its own and copies it out, so a gather in flight holds the unit twice. A probe
+    // holds a buffer of that size until the gather would be waited for.
+    scratch_[u] = at::empty_like(zero_.unit_output(u));
+    state_[u] = State::kInFlight;
+    return;
+  }
+  state_[u] = State::kWhole;
+}
+
+void ParameterGather::wait(int64_t u) {
+  if (state_[u] != State::kInFlight) return;
+  if (scratch_[u].defined())
+    scratch_[u].reset();
+  else
+    reducer_->wait_gather(ticket_[u]);
   state_[u] = State::kWhole;
 }
 
 void ParameterGather::ensure(int64_t u) {
   start(u);
-  if (state_[u] == State::kInFlight) reducer_->wait_gather(ticket_[u]);
-  state_[u] = State::kWhole;
+  wait(u);
 }
 
 void ParameterGather::release(int64_t u) {
   if (state_[u] == State::kFree) return;
-  if (state_[u] == State::kInFlight) reducer_->wait_gather(ticket_[u]);  // its buffer is being written
+  wait(u);  // its buffer is being written
   zero_.free_unit(u);
   state_[u] = State::kFree;
 }
@@ -88,6 +106,19 @@ void ParameterGather::begin_micro_batch() {
 void ParameterGather::end_micro_batch() {
   if (!sharded_) return;
   for (int64_t u = 0; u < zero_.units(); ++u) release(u);
+}
+
+void ParameterGather::abandon_micro_batch() noexcept {
+  for (int64_t u = 0; u < zero_.units(); ++u) {
+    if (state_[u] == State::kInFlight && !scratch_[u].defined()) {
+      // Its memory stays (the collective may still write it); a later gather fills it anew.
+      state_[u] = State::kFree;
+      continue;
+    }
+    scratch_[u].reset();
+    if (state_[u] != State::kFree) zero_.free_unit(u);
+    state_[u] = State::kFree;
+  }
 }
 
 void ParameterGather::before_forward(size_t unit) {

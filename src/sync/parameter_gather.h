@@ -19,7 +19,8 @@
 // asynchronously; on Gloo it runs on the group's worker threads while this thread computes, so a
 // prefetch overlaps the current unit's computation. Without a reducer (one process, or the memory
 // planner's probes before the group exists) each rank's slice is filled from its own shard: the
-// same memory and the same values at world 1, placeholders at R > 1.
+// same memory and the same values at world 1, placeholders at R > 1 (on the CPU also holding, until
+// waited for, the flat buffer Gloo's all-gather would allocate).
 //
 // Every rank issues the same gathers in the same order (the same model runs the same units); a
 // rank with no examples for a micro-batch must still run one (the training loop runs a stand-in).
@@ -29,7 +30,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <vector>
+
+#include <ATen/core/Tensor.h>
 
 #include "gradacc/units.h"
 #include "sync/gradient_reducer.h"
@@ -64,6 +68,10 @@ class ParameterGather : public UnitObserver {
 
   void begin_micro_batch();
   void end_micro_batch();
+  // A micro-batch that threw: frees the units whose gathers are done, and forgets those still in
+  // flight without waiting (their peers may have failed too; the collective's buffer is left to
+  // it). Without a group nothing is in flight, so a replay starts clean. Never throws.
+  void abandon_micro_batch() noexcept;
   // From GradientShard: `param` (a trainable parameter's index) handed over its gradient.
   void parameter_ready(size_t param);
 
@@ -78,6 +86,7 @@ class ParameterGather : public UnitObserver {
  private:
   enum class State { kFree, kInFlight, kWhole };
   void start(int64_t u);
+  void wait(int64_t u);
   void ensure(int64_t u);
   void release(int64_t u);
 
@@ -88,8 +97,32 @@ class ParameterGather : public UnitObserver {
   int64_t declared_ = 0, root_ = -1;
   std::vector<State> state_;
   std::vector<int64_t> ticket_, remaining_;
+  std::vector<at::Tensor> scratch_;  // probes without the group: what Gloo's gather would hold
   int64_t gathers_ = 0;
   bool sharded_ = false;
+};
+
+// One micro-batch's gathers as a scope: begin_micro_batch() now, end_micro_batch() when it ends,
+// also by an exception (a replay or a probe then starts clean). Null, or a model that is whole:
+// nothing.
+class GatheredMicroBatch {
+ public:
+  explicit GatheredMicroBatch(ParameterGather* gather) : gather_(gather), exceptions_(std::uncaught_exceptions()) {
+    if (gather_) gather_->begin_micro_batch();
+  }
+  ~GatheredMicroBatch() {
+    if (!gather_) return;
+    if (std::uncaught_exceptions() > exceptions_)
+      gather_->abandon_micro_batch();  // never waits: a peer may not be coming
+    else
+      gather_->end_micro_batch();
+  }
+  GatheredMicroBatch(const GatheredMicroBatch&) = delete;
+  GatheredMicroBatch& operator=(const GatheredMicroBatch&) = delete;
+
+ private:
+  ParameterGather* gather_;
+  int exceptions_;
 };
 
 }  // namespace gradacc

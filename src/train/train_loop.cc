@@ -15,23 +15,6 @@ namespace gradacc {
 
 namespace {
 
-// ZeRO-3: the root unit gathered for one micro-batch; every unit freed afterwards, also when the
-// micro-batch throws (a replay starts from a clean state).
-class MicroBatchGathers {
- public:
-  explicit MicroBatchGathers(ParameterGather* g) : gather_(g) {
-    if (gather_) gather_->begin_micro_batch();
-  }
-  ~MicroBatchGathers() {
-    if (gather_) gather_->end_micro_batch();
-  }
-  MicroBatchGathers(const MicroBatchGathers&) = delete;
-  MicroBatchGathers& operator=(const MicroBatchGathers&) = delete;
-
- private:
-  ParameterGather* gather_;
-};
-
 // Forward and backward of one window, a micro-batch at a time: only one micro-batch of
 // activations lives.
 void run_window(const LoopParts& p, const Window& window) {
@@ -48,7 +31,7 @@ void run_window(const LoopParts& p, const Window& window) {
       continue;
     }
     const bool stand_in = indices.empty();  // ZeRO-3: gathers as the others do, adds nothing
-    const MicroBatchGathers gathers(p.gather);
+    const GatheredMicroBatch gathers(p.gather);
     if (m == last) p.accumulator.overlap_next_backward();
     // The phases are named for the profiler (--profile): free when it is off.
     const Batch batch = [&] {

@@ -181,6 +181,7 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
     MemoryPlanRequest request{*p.memory_budget, p.batch.global_batch, p.batch.world_size, p.requested_micro_batch,
                               p.activation_checkpointing};
     request.token_budget = p.micro_batch_tokens.has_value();
+    request.zero_stage = p.zero;
     if (p.micro_batch_tokens.value_or(0) > 0) request.tokens = p.micro_batch_tokens;
     // Planned on this accumulator; `zero auto` makes it again for ZeRO-2 (the same shard layout).
     const auto plan_on = [&](int stage) {
@@ -192,8 +193,11 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
                                           s_->scaler.get(), s_->zero.get());
         if (stage == 2) s_->accumulator->set_overlap(p.bucket_bytes);
       }
-      return plan_memory({s_->model, s_->loss, *s_->data, *s_->accumulator, *s_->optimizer, p.device, p.precision},
-                         request);
+      // ZeRO-3 is measured sharded: 1/R of the parameters static, the units gathered per probe.
+      if (s_->gather) s_->gather->shard();
+      return plan_memory(
+          {s_->model, s_->loss, *s_->data, *s_->accumulator, *s_->optimizer, p.device, p.precision, s_->gather.get()},
+          request);
     };
     if (p.zero_auto) {
       s_->memory_plan = choose_zero_stage(plan_on, *s_->zero, p.bucket_bytes);
@@ -303,6 +307,9 @@ TrainResult Trainer::fit() {
   s.accumulator->set_stop_signal(InterruptGuard::flag());
 
   LoopPosition pos;
+  // A checkpoint loads into the whole model: ZeRO-3 left sharded by the memory planner is made
+  // whole first (its shards hold the weights).
+  if (s.gather && s.gather->sharded() && !p.checkpoint.resume_from.empty()) s.gather->unshard();
   if (auto state = s.checkpointer->resume(*s.model.module, *s.optimizer, s.checkpoint_tensors())) {
     s.accumulator->resume_at(state->step, state->updates);
     pos = state->position;
@@ -376,39 +383,20 @@ TrainResult Trainer::fit() {
   return result;
 }
 
-namespace {
-
-// ZeRO-3 during training (a step callback evaluates): the root unit whole for the pass, each
-// declared unit gathered around its forward. Otherwise nothing.
-class WholeRootDuring {
- public:
-  explicit WholeRootDuring(ParameterGather* g) : gather_(g && g->sharded() ? g : nullptr) {
-    if (gather_) gather_->begin_micro_batch();
-  }
-  ~WholeRootDuring() {
-    if (gather_) gather_->end_micro_batch();
-  }
-  WholeRootDuring(const WholeRootDuring&) = delete;
-  WholeRootDuring& operator=(const WholeRootDuring&) = delete;
-
- private:
-  ParameterGather* gather_;
-};
-
-}  // namespace
-
+// Evaluation under ZeRO-3 during training (a step callback): the root unit whole for the pass,
+// each declared unit gathered around its forward. A collective: every rank evaluates.
 double Trainer::evaluate_loss(const Dataset& data, int64_t batch) {
-  const WholeRootDuring root(s_->gather.get());
+  const GatheredMicroBatch gathers(s_->gather.get());
   return gradacc::evaluate_loss(s_->model, s_->loss, data, s_->plan().device, batch, s_->plan().precision);
 }
 
 Evaluation Trainer::evaluate_loss_and_accuracy(const Dataset& data, int64_t batch) {
-  const WholeRootDuring root(s_->gather.get());
+  const GatheredMicroBatch gathers(s_->gather.get());
   return gradacc::evaluate_loss_and_accuracy(s_->model, s_->loss, data, s_->plan().device, batch, s_->plan().precision);
 }
 
 double Trainer::evaluate_accuracy(const Dataset& data, int64_t batch) {
-  const WholeRootDuring root(s_->gather.get());
+  const GatheredMicroBatch gathers(s_->gather.get());
   return gradacc::evaluate_accuracy(s_->model, data, s_->plan().device, batch, s_->plan().precision);
 }
 
