@@ -39,7 +39,7 @@ void ParameterGather::start(int64_t u) {
   if (state_[u] != State::kFree) return;
   zero_.allocate_unit(u);
   ++gathers_;
-  if (reducer_ && zero_.world_size() > 1) {
+  if (reducer_) {  // the collective, also at world 1 (gpu-check's one-rank NCCL run)
     ticket_[u] = reducer_->start_all_gather(zero_.unit_input(u), zero_.unit_output(u));
     state_[u] = State::kInFlight;
     return;

@@ -15,6 +15,7 @@
 #include <torch/utils.h>
 
 #include "accumulate/accumulator.h"
+#include "gradacc/device.h"
 #include "gradacc/errors.h"
 #include "gradacc/model.h"
 #include "testing/ranks.h"
@@ -157,6 +158,46 @@ void two_ranks_match_one_process(bool reshard) {
 
 TEST(ParameterGather, TwoRanksReshardingAfterTheForwardMatchOneProcess) { two_ranks_match_one_process(true); }
 TEST(ParameterGather, TwoRanksKeepingUnitsToTheBackwardMatchOneProcess) { two_ranks_match_one_process(false); }
+
+// NCCL (on a GPU when there is one): one rank whose units are gathered by a real ProcessGroupNCCL
+// all-gather, against a plain accumulator on the same device. scripts/gpu-check.sh runs it.
+TEST(Devices, NcclZero3OfOneRank) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  const at::Device cuda(at::kCUDA, 0);
+  const AccumulatorOptions options = AccumulatorOptions().nominal_count_(8).max_grad_norm_(0.05);
+  Blocks whole, net;
+  whole.to(cuda);
+  net.to(cuda);
+  torch::optim::AdamW whole_opt(whole.parameters(), torch::optim::AdamWOptions(0.01));
+  Accumulator reference(whole, whole_opt, nullptr, options);
+  std::vector<int64_t> gathers;
+  testing::on_ranks(1, cuda, [&](Communicator& c, int) {
+    ZeroShard zero(net, 0, 1, std::nullopt, 3, layout(), /*last_unit_first=*/true);
+    torch::optim::AdamW opt(std::vector<at::Tensor>{zero.shard_param()}, torch::optim::AdamWOptions(0.01));
+    Accumulator acc(net, opt, nullptr, options, nullptr, nullptr, &zero);
+    acc.set_reducer(&c);
+    acc.set_overlap(64);
+    ParameterGather gather(zero, &net.units, &c, ParameterGatherOptions{});
+    acc.set_parameter_gather(&gather);
+    gather.shard();
+    torch::manual_seed(3);
+    for (int s = 0; s < 3; ++s) {
+      for (int k = 0; k < 2; ++k) {
+        const at::Tensor x = at::randn({4, 6}).to(cuda), y = at::randn({4, 2}).to(cuda);
+        {
+          const GatheredMicroBatch scope(&gather);
+          acc.accumulate((net.forward(x) - y).pow(2).sum(), 4, 4);
+        }
+        reference.accumulate((whole.forward(x) - y).pow(2).sum(), 4, 4);
+      }
+      gathers.push_back(acc.step().parameter_gathers);
+      reference.step();
+    }
+    gather.unshard();
+  });
+  EXPECT_LT((flat(net) - flat(whole)).abs().max().item<double>(), 1e-5);
+  for (int64_t g : gathers) EXPECT_EQ(g, 2 * (1 + 2 * 3));
+}
 
 }  // namespace
 }  // namespace gradacc

@@ -6,6 +6,7 @@
 #include "precision/loss_scaler.h"
 #include "train/run_plan.h"
 #include "train/train_loop.h"
+#include "train/trainer_state.h"
 #include "train/zero_choice.h"
 
 #include <algorithm>
@@ -29,41 +30,6 @@
 #include "train/loss_check.h"
 
 namespace gradacc {
-
-struct Trainer::State {
-  // Members in construction order; destroyed in reverse.
-  Model model;
-  std::shared_ptr<const Dataset> data;
-  LossFn loss;
-  std::optional<RunPlan> run_plan;  // the options resolved; replaced once by the memory planner's
-  std::unique_ptr<MasterWeights> master;
-  std::unique_ptr<ZeroShard> zero;  // ZeRO-1: this rank's shard of the optimizer (instead of master)
-  std::shared_ptr<torch::optim::Optimizer> optimizer;
-  std::unique_ptr<LrSchedule> schedule;
-  std::unique_ptr<LossScaler> scaler;
-  std::unique_ptr<NoiseScaleEstimator> noise;
-  std::unique_ptr<AutoAccum> auto_accum;
-  std::unique_ptr<Accumulator> accumulator;
-  std::unique_ptr<ParameterGather> gather;  // ZeRO-3: gathers the units around their computation
-  std::unique_ptr<Communicator> communicator;
-  std::optional<WindowSampler> sampler;  // built once the plan is final
-  std::optional<MemoryPlan> memory_plan;
-  std::unique_ptr<Checkpointer> checkpointer;
-  std::vector<StepCallback> callbacks;
-  std::vector<std::string> warnings;
-
-  State(Model m, std::shared_ptr<const Dataset> d, LossFn l, RunPlan p)
-      : model(std::move(m)), data(std::move(d)), loss(std::move(l)), run_plan(std::move(p)) {}
-
-  const RunPlan& plan() const { return *run_plan; }
-
-  // Tensors beyond the model and optimizer that a checkpoint carries: the fp32 master weights.
-  TensorMap checkpoint_tensors() const {
-    if (zero && zero->low_precision()) return {{"master_weights", zero->shard_param()}};  // this rank's slice
-    if (!master) return {};
-    return {{"master_weights", master->flat_masters()}};
-  }
-};
 
 namespace {
 
@@ -381,50 +347,6 @@ TrainResult Trainer::fit() {
     result.interrupted_by = result.signal_here != 0 ? result.signal_here : SIGTERM;
   }
   return result;
-}
-
-// Evaluation under ZeRO-3 during training (a step callback): the root unit whole for the pass,
-// each declared unit gathered around its forward. A collective: every rank evaluates.
-double Trainer::evaluate_loss(const Dataset& data, int64_t batch) {
-  const GatheredMicroBatch gathers(s_->gather.get());
-  return gradacc::evaluate_loss(s_->model, s_->loss, data, s_->plan().device, batch, s_->plan().precision);
-}
-
-Evaluation Trainer::evaluate_loss_and_accuracy(const Dataset& data, int64_t batch) {
-  const GatheredMicroBatch gathers(s_->gather.get());
-  return gradacc::evaluate_loss_and_accuracy(s_->model, s_->loss, data, s_->plan().device, batch, s_->plan().precision);
-}
-
-double Trainer::evaluate_accuracy(const Dataset& data, int64_t batch) {
-  const GatheredMicroBatch gathers(s_->gather.get());
-  return gradacc::evaluate_accuracy(s_->model, data, s_->plan().device, batch, s_->plan().precision);
-}
-
-const RunPlan& Trainer::plan() const { return s_->plan(); }
-int Trainer::rank() const { return static_cast<int>(s_->plan().env.rank); }
-int Trainer::world_size() const { return static_cast<int>(s_->plan().env.world_size); }
-const BatchPlan& Trainer::batch_plan() const { return s_->plan().batch; }
-const std::optional<MemoryPlan>& Trainer::memory_plan() const { return s_->memory_plan; }
-Model& Trainer::model() { return s_->model; }
-torch::optim::Optimizer& Trainer::optimizer() { return *s_->optimizer; }
-Accumulator& Trainer::accumulator() { return *s_->accumulator; }
-const LossScaler* Trainer::loss_scaler() const { return s_->scaler.get(); }
-const std::vector<std::string>& Trainer::warnings() const { return s_->warnings; }
-
-int64_t Trainer::optimizer_state_bytes() const {
-  int64_t bytes = 0;
-  for (const auto& [name, t] : optimizer_state(*s_->optimizer)) bytes += static_cast<int64_t>(t.nbytes());
-  for (const auto& [name, t] : s_->checkpoint_tensors()) bytes += static_cast<int64_t>(t.nbytes());
-  return bytes;
-}
-
-int64_t Trainer::gradient_bytes() const { return s_->accumulator->gradient_bytes(); }
-
-int64_t Trainer::parameter_bytes() const {
-  if (s_->zero) return s_->zero->resident_parameter_bytes();
-  int64_t bytes = 0;
-  for (const at::Tensor& t : s_->model.module->parameters()) bytes += static_cast<int64_t>(t.nbytes());
-  return bytes;
 }
 
 }  // namespace gradacc

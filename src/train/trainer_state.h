@@ -1,0 +1,62 @@
+// The Trainer's parts, in construction order (trainer.cc builds and drives them; trainer_reports.cc
+// answers what the run is and evaluates). Private to the train layer.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "accumulate/accumulator.h"
+#include "accumulate/auto_accum.h"
+#include "batch/window_sampler.h"
+#include "checkpoint/checkpointer.h"
+#include "gradacc/memory_plan.h"
+#include "gradacc/model.h"
+#include "gradacc/safetensors.h"
+#include "gradacc/trainer.h"
+#include "precision/loss_scaler.h"
+#include "precision/master_weights.h"
+#include "sync/communicator.h"
+#include "sync/parameter_gather.h"
+#include "sync/zero_shard.h"
+#include "train/run_plan.h"
+
+namespace gradacc {
+
+struct Trainer::State {
+  // Members in construction order; destroyed in reverse.
+  Model model;
+  std::shared_ptr<const Dataset> data;
+  LossFn loss;
+  std::optional<RunPlan> run_plan;  // the options resolved; replaced once by the memory planner's
+  std::unique_ptr<MasterWeights> master;
+  std::unique_ptr<ZeroShard> zero;  // ZeRO-1: this rank's shard of the optimizer (instead of master)
+  std::shared_ptr<torch::optim::Optimizer> optimizer;
+  std::unique_ptr<LrSchedule> schedule;
+  std::unique_ptr<LossScaler> scaler;
+  std::unique_ptr<NoiseScaleEstimator> noise;
+  std::unique_ptr<AutoAccum> auto_accum;
+  std::unique_ptr<Accumulator> accumulator;
+  std::unique_ptr<ParameterGather> gather;  // ZeRO-3: gathers the units around their computation
+  std::unique_ptr<Communicator> communicator;
+  std::optional<WindowSampler> sampler;  // built once the plan is final
+  std::optional<MemoryPlan> memory_plan;
+  std::unique_ptr<Checkpointer> checkpointer;
+  std::vector<StepCallback> callbacks;
+  std::vector<std::string> warnings;
+
+  State(Model m, std::shared_ptr<const Dataset> d, LossFn l, RunPlan p)
+      : model(std::move(m)), data(std::move(d)), loss(std::move(l)), run_plan(std::move(p)) {}
+
+  const RunPlan& plan() const { return *run_plan; }
+
+  // Tensors beyond the model and optimizer that a checkpoint carries: the fp32 master weights.
+  TensorMap checkpoint_tensors() const {
+    if (zero && zero->low_precision()) return {{"master_weights", zero->shard_param()}};  // this rank's slice
+    if (!master) return {};
+    return {{"master_weights", master->flat_masters()}};
+  }
+};
+
+}  // namespace gradacc
