@@ -148,6 +148,18 @@ assert peak <= 64 * unit["MiB"], peak
 print(f"  world 4 under zero 3: peak {peak / unit['MiB']:.1f} MiB of the 64 MiB budget")
 PY
 
+# The planner costs both settings of resharding and keeps units to the backward when that fits.
+for budget in 64MiB 200MiB; do
+  "$G" launch --nproc 2 --master-port "$(port)" -- plan --fit "${big[@]:1:${#big[@]}-3}" --zero 3 --memory-budget "$budget" \
+    >"$D/fit.out" 2>&1 || fail "plan --fit under $budget: $(tail -3 "$D/fit.out")"
+  grep -q "\[rank 0\] ZeRO-3, resharding .*peak .* of parameters gathered" "$D/fit.out" \
+    && grep -q "\[rank 0\] ZeRO-3, kept to backward peak" "$D/fit.out" || fail "plan --fit under $budget: $(cat "$D/fit.out")"
+  want="units resharded after the forward"
+  [ "$budget" = 200MiB ] && want="units kept to the backward"
+  grep -q "\[rank 0\] ZeRO stage *3: $want" "$D/fit.out" || fail "plan --fit under $budget chose otherwise: $(grep 'ZeRO' "$D/fit.out")"
+  echo "  plan --fit under $budget: $(grep -o '\[rank 0\] ZeRO stage.*' "$D/fit.out" | cut -c1-110)"
+done
+
 # 7. Bad input: one line and exit 2; world 1 is a note.
 "$G" launch --nproc 2 --master-port "$(port)" -- train --model mlp --train-limit 256 --steps 1 --zero 3 \
   --sync every-micro-batch >"$D/bad.out" 2>&1 && fail "zero 3 with every-micro-batch sync ran"

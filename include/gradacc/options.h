@@ -107,8 +107,9 @@ struct TrainOptions {
   // the memory_budget, else 2.
   GRADACC_ARG(int64_t, zero, 0);
   // ZeRO-3: free a unit's gathered parameters after its forward (and gather them again for its
-  // backward), as FSDP's reshard_after_forward; false keeps them from forward to backward.
-  GRADACC_ARG(bool, reshard_after_forward, true);
+  // backward), as FSDP's reshard_after_forward; false keeps them from forward to backward. Unset:
+  // true, or with a memory_budget the planner's choice (false when it fits: half the gathers).
+  GRADACC_ARG(std::optional<bool>, reshard_after_forward, std::nullopt);
   GRADACC_ARG(bool, prefetch, true);  // ZeRO-3: start the next unit's gather while one computes
   GRADACC_ARG(std::optional<bool>, overlap,
               std::nullopt);  // reduce during the last backward; unset: on when data parallel

@@ -261,6 +261,8 @@ void Accumulator::resume_at(int64_t steps_taken, int64_t updates_applied) {
 
 void Accumulator::discard_window() {
   if (sharded_) sharded_->discard_window();
+  if (gather_)
+    gathers_before_ = gather_->gathers();  // a probe's or a replayed window's gathers are not the next step's
   if (shards_gradients()) zero_->shard_grad().zero_();
   if (buffer_.defined()) buffer_.zero_();
   if (micro_grad_.defined()) micro_grad_.zero_();

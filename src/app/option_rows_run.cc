@@ -53,7 +53,10 @@ void add_run_rows(std::vector<Option>& t) {
                "zero 3: free each unit's gathered parameters after its forward and gather them again for its "
                "backward (on), or keep them until its backward (off: half the all-gathers, more memory)",
                [](JobConfig& c, const OptionValue& v) { c.train.reshard_after_forward(std::get<bool>(v)); },
-               [](const JobConfig& c) { return std::string(c.train.reshard_after_forward() ? "on" : "off"); }});
+               [](const JobConfig& c) {
+                 const auto& o = c.train.reshard_after_forward();
+                 return o ? std::string(*o ? "on" : "off") : std::string("on; with --memory-budget the planner's");
+               }});
   t.push_back({"--prefetch",
                {"prefetch"},
                OptionType::kBool,

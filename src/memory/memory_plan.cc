@@ -301,6 +301,14 @@ std::string MemoryPlan::describe() const {
   if (min_budget_with_checkpointing) s += fmt::format(", {} with", format_bytes(*min_budget_with_checkpointing));
   s += "\n";
   for (const ZeroStageCost& z : zero_stages) {
+    if (z.stage == 3) {
+      s +=
+          fmt::format("ZeRO-3, {:<17}peak {} ({}{}), {} of parameters gathered and {} of gradient reduced per window\n",
+                      z.reshard_after_forward ? "resharding" : "kept to backward", format_bytes(z.predicted_peak),
+                      z.measured ? "measured" : "estimated", z.fits ? "" : ", over the budget",
+                      format_bytes(z.parameter_bytes_gathered), format_bytes(z.gradient_bytes_moved));
+      continue;
+    }
     s += fmt::format("ZeRO-{}                   peak {} ({}{}), {} of gradient reduced per window{}\n", z.stage,
                      format_bytes(z.predicted_peak), z.measured ? "planned" : "estimated",
                      z.fits ? "" : ", over the budget", format_bytes(z.gradient_bytes_moved),
@@ -342,6 +350,10 @@ std::string MemoryPlan::json() const {
                         {"measured", z.measured},
                         {"fits", z.fits},
                         {"gradient_bytes_moved_per_window", z.gradient_bytes_moved}});
+      if (z.stage == 3) {
+        stages.back()["reshard_after_forward"] = z.reshard_after_forward;
+        stages.back()["parameter_bytes_gathered_per_window"] = z.parameter_bytes_gathered;
+      }
     }
     j["zero"] = {{"stage", zero_stage}, {"choice", zero_choice}, {"stages", stages}};
   }

@@ -38,8 +38,8 @@ void ParameterGather::set_reducer(GradientReducer* reducer) {
 void ParameterGather::start(int64_t u) {
   if (state_[u] != State::kFree) return;
   zero_.allocate_unit(u);
-  ++gathers_;
-  if (reducer_) {  // the collective, also at world 1 (gpu-check's one-rank NCCL run)
+  if (in_micro_batch_) ++gathers_;  // a window's traffic; unshard()'s are not
+  if (reducer_) {                   // the collective, also at world 1 (gpu-check's one-rank NCCL run)
     ticket_[u] = reducer_->start_all_gather(zero_.unit_input(u), zero_.unit_output(u));
     state_[u] = State::kInFlight;
     return;
@@ -98,6 +98,7 @@ void ParameterGather::unshard() {
 
 void ParameterGather::begin_micro_batch() {
   if (!sharded_) return;
+  in_micro_batch_ = true;
   for (int64_t u = 0; u < zero_.units(); ++u) remaining_[u] = static_cast<int64_t>(zero_.unit_params(u).size());
   if (root_ >= 0) ensure(root_);
   if (options_.prefetch && declared_ > 0) start(0);
@@ -106,9 +107,11 @@ void ParameterGather::begin_micro_batch() {
 void ParameterGather::end_micro_batch() {
   if (!sharded_) return;
   for (int64_t u = 0; u < zero_.units(); ++u) release(u);
+  in_micro_batch_ = false;
 }
 
 void ParameterGather::abandon_micro_batch() noexcept {
+  in_micro_batch_ = false;
   for (int64_t u = 0; u < zero_.units(); ++u) {
     if (state_[u] == State::kInFlight && !scratch_[u].defined()) {
       // Its memory stays (the collective may still write it); a later gather fills it anew.

@@ -58,6 +58,8 @@ class ParameterGather : public UnitObserver {
 
   void set_reducer(GradientReducer* reducer);
   const ParameterGatherOptions& options() const { return options_; }
+  // Between micro-batches (the memory planner tries both settings).
+  void set_options(ParameterGatherOptions options) { options_ = options; }
 
   // Training begins: the units are observed, and every unit is freed (this rank keeps its shard).
   void shard();
@@ -75,7 +77,8 @@ class ParameterGather : public UnitObserver {
   // From GradientShard: `param` (a trainable parameter's index) handed over its gradient.
   void parameter_ready(size_t param);
 
-  int64_t gathers() const { return gathers_; }    // all-gathers started since construction
+  // All-gathers started inside micro-batches since construction (unshard()'s are not counted).
+  int64_t gathers() const { return gathers_; }
   int64_t root() const { return root_; }          // the root unit's index, -1 when there is none
   int64_t declared() const { return declared_; }  // units the model declared
 
@@ -99,7 +102,7 @@ class ParameterGather : public UnitObserver {
   std::vector<int64_t> ticket_, remaining_;
   std::vector<at::Tensor> scratch_;  // probes without the group: what Gloo's gather would hold
   int64_t gathers_ = 0;
-  bool sharded_ = false;
+  bool sharded_ = false, in_micro_batch_ = false;
 };
 
 // One micro-batch's gathers as a scope: begin_micro_batch() now, end_micro_batch() when it ends,

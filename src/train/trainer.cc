@@ -165,14 +165,43 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
           {s_->model, s_->loss, *s_->data, *s_->accumulator, *s_->optimizer, p.device, p.precision, s_->gather.get()},
           request);
     };
+    bool reshard = p.gather.reshard_after_forward;
     if (p.zero_auto) {
       s_->memory_plan = choose_zero_stage(plan_on, *s_->zero, p.bucket_bytes);
+    } else if (p.zero == 3) {
+      // Both settings of resharding measured; the planner keeps units to the backward if it may and that fits.
+      const Zero3Planner plan_with = [&](bool resharding, const MemoryPlan* at, bool any_budget) {
+        s_->gather->set_options(ParameterGatherOptions{resharding, p.gather.prefetch});
+        const MemoryPlanRequest fixed = request;
+        if (at) {
+          request.checkpointing = at->checkpointing;
+          if (request.token_budget)
+            request.tokens = at->micro_batch_tokens;
+          else
+            request.micro_batch = at->micro_batch;
+          if (any_budget) request.budget_bytes = int64_t{1} << 50;
+        }
+        MemoryPlan m;
+        try {
+          m = plan_on(3);
+        } catch (...) {
+          request = fixed;
+          throw;
+        }
+        request = fixed;
+        m.budget_bytes = request.budget_bytes;
+        return m;
+      };
+      const int64_t declared = s_->model.units ? static_cast<int64_t>(s_->model.units->size()) : 0;
+      s_->memory_plan = plan_zero3(plan_with, *s_->zero, declared, reshard, p.reshard_auto);
+      s_->gather->set_options(ParameterGatherOptions{reshard, p.gather.prefetch});
     } else {
       s_->memory_plan = plan_on(p.zero);
       if (s_->zero) cost_zero_stages(*s_->memory_plan, *s_->zero, p.zero, p.bucket_bytes);
     }
     TrainOptions planned = options;
     if (s_->zero) planned.zero(s_->zero->stage());
+    if (p.zero == 3) planned.reshard_after_forward(reshard);
     if (request.token_budget) {
       planned.micro_batch_tokens(s_->memory_plan->micro_batch_tokens);
     } else {

@@ -1,6 +1,7 @@
 #include "train/zero_choice.h"
 
 #include <algorithm>
+#include <optional>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -83,6 +84,54 @@ MemoryPlan choose_zero_stage(const std::function<MemoryPlan(int)>& plan_on, cons
   } catch (const ConfigError& e) {
     throw ConfigError(fmt::format("zero auto: neither stage fits. ZeRO-2: {}; ZeRO-1: {}", e.what(), zero1_failure));
   }
+}
+
+MemoryPlan plan_zero3(const Zero3Planner& plan_with, const ZeroShard& zero, int64_t declared_units, bool& reshard,
+                      bool choose) {
+  const bool first = choose || reshard;
+  MemoryPlan plan = plan_with(first, nullptr, false);
+  const int64_t usable = static_cast<int64_t>(static_cast<double>(plan.budget_bytes) * 0.98);
+  std::optional<MemoryPlan> other_fitting;
+  int64_t other_peak = 0;
+  try {
+    other_fitting = plan_with(!first, &plan, false);
+    other_peak = std::max(other_fitting->predicted_peak, other_fitting->probed_peak);
+  } catch (const ConfigError&) {
+    const MemoryPlan over = plan_with(!first, &plan, true);  // over the budget: its cost alone
+    other_peak = std::max(over.predicted_peak, over.probed_peak);
+  }
+  int64_t blocks = 0, root = 0;
+  for (int64_t u = 0; u < zero.units(); ++u) (u < declared_units ? blocks : root) += zero.unit_bytes(u);
+  const auto cost = [&](bool resharding, int64_t peak, bool measured_plan) {
+    ZeroStageCost c;
+    c.stage = 3;
+    c.reshard_after_forward = resharding;
+    c.predicted_peak = peak;
+    c.measured = measured_plan;
+    c.fits = peak <= usable;
+    c.gradient_bytes_moved = plan.accumulation_steps * 4 * zero.padded();
+    c.parameter_bytes_gathered = plan.accumulation_steps * (root + (resharding ? 2 : 1) * blocks);
+    return c;
+  };
+  const ZeroStageCost a = cost(first, std::max(plan.predicted_peak, plan.probed_peak), true),
+                      b = cost(!first, other_peak, true);
+  reshard = first;
+  if (choose && other_fitting) {  // keeping units to the backward fits: fewer gathers
+    plan = *other_fitting;
+    reshard = !first;
+  }
+  plan.zero_stages = {a, b};
+  plan.zero_stage = 3;
+  if (choose)
+    plan.zero_choice = reshard ? fmt::format(
+                                     "units resharded after the forward: kept to the backward they would "
+                                     "peak at {}, over the budget",
+                                     format_bytes(other_peak))
+                               : fmt::format(
+                                     "units kept to the backward (peak {}), half the blocks' gathers of "
+                                     "resharding after the forward",
+                                     format_bytes(other_peak));
+  return plan;
 }
 
 std::vector<std::vector<int64_t>> zero3_units(const Model& model, const std::vector<at::Tensor>& trainable,

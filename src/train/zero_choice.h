@@ -38,6 +38,17 @@ void cost_zero_stages(MemoryPlan& plan, const ZeroShard& zero, int planned, int6
 MemoryPlan choose_zero_stage(const std::function<MemoryPlan(int)>& plan_on, const ZeroShard& zero,
                              int64_t bucket_bytes);
 
+// ZeRO-3 under a memory budget: units resharded after the forward or kept to the backward.
+// plan_with(reshard, at, any_budget) plans with that setting: the batch (at null), or at `at`'s
+// micro-batch (or token budget); with any_budget, without refusing a peak over the budget (to cost
+// it). It plans on `reshard` (the user's), or with `choose` on resharding (the least memory), then
+// measures the other setting at the planned micro-batch; with `choose`, it keeps the units to the
+// backward when that fits (half the blocks' gathers). Returns the plan of the setting kept, with
+// both costed; `reshard` becomes the setting kept. Throws the planner's ConfigError.
+using Zero3Planner = std::function<MemoryPlan(bool reshard, const MemoryPlan* at, bool any_budget)>;
+MemoryPlan plan_zero3(const Zero3Planner& plan_with, const ZeroShard& zero, int64_t declared_units, bool& reshard,
+                      bool choose);
+
 // ZeRO-3's layout: for each unit the model declares (gradacc/units.h), the indices among
 // `trainable` (the trainable parameters, model order) of its parameters, then the root unit of
 // those in none (when any). A model without units is one unit: a note goes into `notes`. Throws
