@@ -63,6 +63,13 @@ equivalence "gpt (per-token)" 2 1e-5 "${gpt[@]}"
 run_world 2 "$D/ck.safetensors" "$D/ck.jsonl" "${gpt[@]}" --steps 6 --micro-batch 8 --clip 0.1 --accum 4 --zero 3 \
   --activation-checkpointing blocks
 within "$D/ck.safetensors" "$D/z3.safetensors" 1e-6 "gpt: activation checkpointing on vs off under zero 3"
+# Held-out evaluation during training gathers on every rank (a collective) and leaves the weights
+# and the windows' gather counts alone.
+run_world 2 "$D/ev.safetensors" "$D/ev.jsonl" "${gpt[@]}" --steps 6 --micro-batch 8 --clip 0.1 --accum 4 --zero 3 \
+  --eval-every 2 --bucket-mb 0.015625
+within "$D/ev.safetensors" "$D/z3.safetensors" 0 "gpt: --eval-every 2 under zero 3"
+[ "$(grep -c '"event":"eval"' "$D/ev.jsonl")" -ge 3 ] || fail "evaluations under zero 3: $(grep -c eval "$D/ev.jsonl")"
+gathers "$D/ev.jsonl" 20 "gpt with evaluations every 2 steps"
 
 # 3. 201 examples in windows of 64: the last holds 9, shares of 5 and 4 in micro-batches of 4, so
 # rank 1's second micro-batch is empty.

@@ -141,10 +141,11 @@ JobSummary run_train_job(const JobConfig& c, std::ostream& out) {
   }
 
   if (c.eval_every < 0) throw ConfigError(fmt::format("eval_every must be ≥ 0, got {}", c.eval_every));
-  if (c.eval_every > 0 && plan.lead()) {
+  if (c.eval_every > 0 && (plan.lead() || plan.zero == 3)) {
     // Held-out loss (and accuracy, for classes) during training: how far the run has come per
-    // optimizer step and per example seen. Rank 0 only; eval mode and no gradients, so neither
-    // the training RNG nor the accumulation is touched.
+    // optimizer step and per example seen. Rank 0 only (under ZeRO-3 every rank: the units'
+    // gathers are collectives; rank 0 writes); eval mode and no gradients, so neither the
+    // training RNG nor the accumulation is touched.
     trainer.on_step([&](const StepReport& r, const StepContext&) {
       if (r.step % c.eval_every != 0 || work.test->size() == 0) return true;
       std::string record;
@@ -155,7 +156,7 @@ JobSummary run_train_job(const JobConfig& c, std::ostream& out) {
         const Evaluation e = trainer.evaluate_loss_and_accuracy(*work.test, 250);  // one pass for both
         record = fmt::format(R"("split":"test","at_step":{},"loss":{},"accuracy":{})", r.step, e.loss, e.accuracy);
       }
-      append_log_record(plan.log_path, R"({"event":"eval",)" + record + "}");
+      if (plan.lead()) append_log_record(plan.log_path, R"({"event":"eval",)" + record + "}");
       return true;
     });
   }

@@ -96,9 +96,9 @@ void ParameterGather::unshard() {
   sharded_ = false;
 }
 
-void ParameterGather::begin_micro_batch() {
+void ParameterGather::begin_micro_batch(bool counted) {
   if (!sharded_) return;
-  in_micro_batch_ = true;
+  in_micro_batch_ = counted;
   for (int64_t u = 0; u < zero_.units(); ++u) remaining_[u] = static_cast<int64_t>(zero_.unit_params(u).size());
   if (root_ >= 0) ensure(root_);
   if (options_.prefetch && declared_ > 0) start(0);

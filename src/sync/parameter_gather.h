@@ -68,7 +68,8 @@ class ParameterGather : public UnitObserver {
   void unshard();
   bool sharded() const { return sharded_; }
 
-  void begin_micro_batch();
+  // `counted`: its gathers count in gathers() (a training window's; not an evaluation's).
+  void begin_micro_batch(bool counted = true);
   void end_micro_batch();
   // A micro-batch that threw: frees the units whose gathers are done, and forgets those still in
   // flight without waiting (their peers may have failed too; the collective's buffer is left to
@@ -110,8 +111,9 @@ class ParameterGather : public UnitObserver {
 // nothing.
 class GatheredMicroBatch {
  public:
-  explicit GatheredMicroBatch(ParameterGather* gather) : gather_(gather), exceptions_(std::uncaught_exceptions()) {
-    if (gather_) gather_->begin_micro_batch();
+  explicit GatheredMicroBatch(ParameterGather* gather, bool counted = true)
+      : gather_(gather), exceptions_(std::uncaught_exceptions()) {
+    if (gather_) gather_->begin_micro_batch(counted);
   }
   ~GatheredMicroBatch() {
     if (!gather_) return;

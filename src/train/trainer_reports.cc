@@ -9,17 +9,17 @@ namespace gradacc {
 // Evaluation under ZeRO-3 during training (a step callback): the root unit whole for the pass,
 // each declared unit gathered around its forward. A collective: every rank evaluates.
 double Trainer::evaluate_loss(const Dataset& data, int64_t batch) {
-  const GatheredMicroBatch gathers(s_->gather.get());
+  const GatheredMicroBatch gathers(s_->gather.get(), /*counted=*/false);
   return gradacc::evaluate_loss(s_->model, s_->loss, data, s_->plan().device, batch, s_->plan().precision);
 }
 
 Evaluation Trainer::evaluate_loss_and_accuracy(const Dataset& data, int64_t batch) {
-  const GatheredMicroBatch gathers(s_->gather.get());
+  const GatheredMicroBatch gathers(s_->gather.get(), /*counted=*/false);
   return gradacc::evaluate_loss_and_accuracy(s_->model, s_->loss, data, s_->plan().device, batch, s_->plan().precision);
 }
 
 double Trainer::evaluate_accuracy(const Dataset& data, int64_t batch) {
-  const GatheredMicroBatch gathers(s_->gather.get());
+  const GatheredMicroBatch gathers(s_->gather.get(), /*counted=*/false);
   return gradacc::evaluate_accuracy(s_->model, data, s_->plan().device, batch, s_->plan().precision);
 }
 
