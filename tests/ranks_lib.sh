@@ -1,4 +1,4 @@
-# Helpers of the data-parallel test scripts (distributed.sh, zero2.sh), sourced after they set
+# Helpers of the data-parallel test scripts (distributed.sh, zero2.sh, zero3.sh), sourced after they set
 # G (the gradacc binary), PY (the venv's python) and D (a scratch directory).
 fail() { echo "FAIL: $*" >&2; exit 1; }
 port() { echo $((20000 + RANDOM % 20000)); }
@@ -25,4 +25,14 @@ within() {  # within a.safetensors b.safetensors tolerance label
   local d; d=$(max_diff "$1" "$2") || fail "$4: unreadable weights"
   "$PY" -c "import sys; sys.exit(0 if $d <= $3 else 1)" || fail "$4: max |Δw| = $d > $3"
   echo "$4: max |Δw| = $d (tolerance $3)"
+}
+
+refuses_per_micro_batch_sync() {  # refuses_per_micro_batch_sync STAGE: one error line at world 2, a note at world 1
+  "$G" launch --nproc 2 --master-port "$(port)" -- train --model mlp --train-limit 256 --steps 1 --zero "$1" \
+    --sync every-micro-batch >"$D/bad.out" 2>&1 && fail "zero $1 with every-micro-batch sync ran"
+  grep -q "error: zero $1 reduces each micro-batch's gradient into the owners' shards" "$D/bad.out" \
+    || fail "zero $1 with every-micro-batch sync: $(cat "$D/bad.out")"
+  echo "every-micro-batch sync: $(grep -o 'error: .*' "$D/bad.out" | head -1)"
+  "$G" train --model mlp --train-limit 256 --steps 1 --micro-batch 32 --zero "$1" >"$D/one.out" 2>&1 || fail "world 1"
+  grep -q "note: zero $1 at world size 1 changes nothing" "$D/one.out" || fail "world 1 note: $(cat "$D/one.out")"
 }

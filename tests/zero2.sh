@@ -160,11 +160,5 @@ skipped=$(grep -c '"skipped":true' "$D/fz.jsonl")
 echo "  $skipped skipped windows in both"
 
 # 6. Bad input: one line and exit 2; world 1 is a note.
-"$G" launch --nproc 2 --master-port "$(port)" -- train --model mlp --train-limit 256 --steps 1 --zero 2 \
-  --sync every-micro-batch >"$D/bad.out" 2>&1 && fail "zero 2 with every-micro-batch sync ran"
-grep -q "error: zero 2 reduces each micro-batch's gradient into the owners' shards" "$D/bad.out" \
-  || fail "zero 2 with every-micro-batch sync: $(cat "$D/bad.out")"
-echo "every-micro-batch sync: $(grep -o 'error: .*' "$D/bad.out" | head -1)"
-"$G" train --model mlp --train-limit 256 --steps 1 --micro-batch 32 --zero 2 >"$D/one.out" 2>&1 || fail "world 1"
-grep -q "note: zero 2 at world size 1 changes nothing" "$D/one.out" || fail "world 1 note: $(cat "$D/one.out")"
+refuses_per_micro_batch_sync 2
 echo "zero 2: all checks passed"
