@@ -150,7 +150,7 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
     request.zero_stage = p.zero;
     if (p.micro_batch_tokens.value_or(0) > 0) request.tokens = p.micro_batch_tokens;
     // Planned on this accumulator; `zero auto` makes it again for ZeRO-2 (the same shard layout).
-    const auto plan_on = [&](int stage) {
+    const auto plan_on = [&](int stage, const MemoryPlanRequest& asked) {
       if (s_->zero && stage != s_->zero->stage()) {
         s_->zero->set_stage(stage);
         s_->accumulator.reset();  // its hooks go before the new one sets its own
@@ -163,32 +163,26 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
       if (s_->gather) s_->gather->shard();
       return plan_memory(
           {s_->model, s_->loss, *s_->data, *s_->accumulator, *s_->optimizer, p.device, p.precision, s_->gather.get()},
-          request);
+          asked);
     };
     bool reshard = p.gather.reshard_after_forward;
     if (p.zero_auto) {
-      s_->memory_plan = choose_zero_stage(plan_on, *s_->zero, p.bucket_bytes);
+      s_->memory_plan =
+          choose_zero_stage([&](int stage) { return plan_on(stage, request); }, *s_->zero, p.bucket_bytes);
     } else if (p.zero == 3) {
       // Both settings of resharding measured; the planner keeps units to the backward if it may and that fits.
       const Zero3Planner plan_with = [&](bool resharding, const MemoryPlan* at, bool any_budget) {
         s_->gather->set_options(ParameterGatherOptions{resharding, p.gather.prefetch});
-        const MemoryPlanRequest fixed = request;
-        if (at) {
-          request.checkpointing = at->checkpointing;
-          if (request.token_budget)
-            request.tokens = at->micro_batch_tokens;
+        MemoryPlanRequest r = request;
+        if (at) {  // at that plan's micro-batch (or token budget) and checkpointing
+          r.checkpointing = at->checkpointing;
+          if (r.token_budget)
+            r.tokens = at->micro_batch_tokens;
           else
-            request.micro_batch = at->micro_batch;
-          if (any_budget) request.budget_bytes = int64_t{1} << 50;
+            r.micro_batch = at->micro_batch;
+          if (any_budget) r.budget_bytes = int64_t{1} << 50;
         }
-        MemoryPlan m;
-        try {
-          m = plan_on(3);
-        } catch (...) {
-          request = fixed;
-          throw;
-        }
-        request = fixed;
+        MemoryPlan m = plan_on(3, r);
         m.budget_bytes = request.budget_bytes;
         return m;
       };
@@ -196,7 +190,7 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
       s_->memory_plan = plan_zero3(plan_with, *s_->zero, declared, reshard, p.reshard_auto);
       s_->gather->set_options(ParameterGatherOptions{reshard, p.gather.prefetch});
     } else {
-      s_->memory_plan = plan_on(p.zero);
+      s_->memory_plan = plan_on(p.zero, request);
       if (s_->zero) cost_zero_stages(*s_->memory_plan, *s_->zero, p.zero, p.bucket_bytes);
     }
     TrainOptions planned = options;
