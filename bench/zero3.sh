@@ -2,7 +2,8 @@
 # ZeRO-3 at world 2 on this machine (docs/zero.md): the gpt of 6 layers, width 256 (4.8 M
 # parameters), context 64, micro-batches of 4 × 4 per rank, against ZeRO-2 and plain data parallel.
 # ZeRO-3 with prefetch on and off (the next unit's all-gather started while one computes), and
-# without resharding after the forward. Each repetition runs every setting once (interleaved: this
+# without resharding after the forward, and accumulating unsharded (FSDP's no_sync: units kept for
+# the window, the gradient reduced once), beside ZeRO-1 (the same traffic). Each repetition runs every setting once (interleaved: this
 # machine is noisy), 8 steps each; prints the median step time of steps 3-8, all-gathers and
 # collectives per window, and rank 0's peak tensor memory and static bytes.
 #
@@ -23,6 +24,8 @@ settings=(
   "zero 3|--zero 3"
   "zero 3 no prefetch|--zero 3 --prefetch off"
   "zero 3 keep to bwd|--zero 3 --reshard-after-forward off"
+  "zero 3 no_sync|--zero 3 --accumulate-unsharded on"
+  "zero 1|--zero 1"
 )
 for rep in $(seq "$reps"); do
   for s in "${settings[@]}"; do

@@ -5,8 +5,11 @@
 #      the forward on vs off within 1e-6; accumulation 4 vs 1 at world 2 within 1e-5 (the cnn, whose
 #      convolutions round by batch size, 2e-4; its accumulation 1 equals plain data parallel's within
 #      1e-6); activation checkpointing on (the gpt) within 1e-6 of off;
+#      --accumulate-unsharded on (FSDP's no_sync: units kept and the gradient summed whole for the
+#      window, reduced once) within 1e-5 of world 1 and 1e-6 of ZeRO-1 (which sums in the same order);
 #   2. all-gathers per window (the log's parameter_gathers): micro-batches × (1 + 2·units) with
-#      resharding after the forward, × (1 + units) without (the root unit once per micro-batch);
+#      resharding after the forward, × (1 + units) without (the root unit once per micro-batch),
+#      1 + units when accumulating unsharded, with that mode's collectives per window fewer;
 #   3. a short last window that leaves a rank without examples for a micro-batch (its stand-in
 #      gathers with the others and adds nothing): within 1e-6 of ZeRO-2 (which reduces zeros);
 #   4. checkpoints: world 2 at stage 3 → world 1 without ZeRO, and back, against the uninterrupted
@@ -41,6 +44,7 @@ equivalence() {  # equivalence label units accum-tolerance args...
   local a=("$@" --steps 6 --micro-batch 8 --clip 0.1)
   run_world 2 "$D/z3.safetensors" "$D/z3.jsonl" "${a[@]}" --accum 4 --zero 3 --bucket-mb 0.015625
   run_world 2 "$D/off.safetensors" "$D/off.jsonl" "${a[@]}" --accum 4 --zero 3 --reshard-after-forward off
+  run_world 2 "$D/ns.safetensors" "$D/ns.jsonl" "${a[@]}" --accum 4 --zero 3 --accumulate-unsharded on
   run_world 2 "$D/z2.safetensors" "$D/z2.jsonl" "${a[@]}" --accum 4 --zero 2
   run_world 1 "$D/w1.safetensors" "$D/w1.jsonl" "${a[@]}" --accum 8
   run_world 2 "$D/a1.safetensors" "$D/a1.jsonl" "$@" --steps 6 --clip 0.1 --micro-batch 32 --accum 1 --zero 3
@@ -48,10 +52,24 @@ equivalence() {  # equivalence label units accum-tolerance args...
   within "$D/z3.safetensors" "$D/w1.safetensors" 1e-5 "$label: zero 3 world 2 × accum 4 vs world 1 × accum 8"
   within "$D/z3.safetensors" "$D/z2.safetensors" 1e-6 "$label: zero 3 vs zero 2"
   within "$D/z3.safetensors" "$D/off.safetensors" 1e-6 "$label: reshard after forward on vs off"
+  run_world 2 "$D/z1.safetensors" "$D/z1.jsonl" "${a[@]}" --accum 4 --zero 1
+  within "$D/ns.safetensors" "$D/w1.safetensors" 1e-5 "$label: accumulate unsharded (no_sync) vs world 1 × accum 8"
+  within "$D/ns.safetensors" "$D/z1.safetensors" 1e-6 "$label: accumulate unsharded vs zero 1 (the same sums)"
   within "$D/a1.safetensors" "$D/p1.safetensors" 1e-6 "$label: accum 1 × micro 32, zero 3 vs plain data parallel"
   within "$D/z3.safetensors" "$D/a1.safetensors" "$accum_tol" "$label: zero 3 accum 4 × micro 8 vs accum 1 × micro 32"
   gathers "$D/z3.jsonl" $((4 * (1 + 2 * units))) "$label, resharding after the forward ($units units and the root)"
   gathers "$D/off.jsonl" $((4 * (1 + units))) "$label, keeping them to the backward"
+  gathers "$D/ns.jsonl" $((1 + units)) "$label, keeping them for the window (accumulate unsharded)"
+  "$PY" - "$D/ns.jsonl" "$D/off.jsonl" "$label" <<'PY' || fail "$label: no_sync's traffic"
+import json, sys
+def per_window(path):
+    s = [json.loads(l) for l in open(path) if '"step"' in l]
+    return s[0]["allreduce_calls"], s[0]["allreduce_bytes"]
+(nc, nb), (oc, ob) = per_window(sys.argv[1]), per_window(sys.argv[2])
+assert nb < ob and nc < oc, (nc, nb, oc, ob)
+print(f"  {sys.argv[3]}: collectives per window {nc} ({nb} bytes) accumulating unsharded, {oc} ({ob} bytes) reducing"
+      " every micro-batch")
+PY
 }
 common=(--schedule cosine --threads 1 --seed 3)
 equivalence "mlp" 0 1e-5 --model mlp --train-limit 2048 "${common[@]}"
@@ -155,18 +173,41 @@ assert peak <= 64 * unit["MiB"], peak
 print(f"  world 4 under zero 3: peak {peak / unit['MiB']:.1f} MiB of the 64 MiB budget")
 PY
 
-# The planner costs both settings of resharding and keeps units to the backward when that fits.
-for budget in 64MiB 200MiB; do
+# The planner costs the three modes and keeps the one that communicates least among those that fit.
+fit_chooses() {  # fit_chooses budget mode extra-args...: plan --fit costs all three modes and picks `mode`
+  local budget=$1 want=$2; shift 2
   "$G" launch --nproc 2 --master-port "$(port)" -- plan --fit "${big[@]:1:${#big[@]}-3}" --zero 3 --memory-budget "$budget" \
-    >"$D/fit.out" 2>&1 || fail "plan --fit under $budget: $(tail -3 "$D/fit.out")"
+    "$@" >"$D/fit.out" 2>&1 || fail "plan --fit under $budget: $(tail -3 "$D/fit.out")"
   grep -q "\[rank 0\] ZeRO-3, resharding .*peak .* of parameters gathered" "$D/fit.out" \
-    && grep -q "\[rank 0\] ZeRO-3, kept to backward peak" "$D/fit.out" || fail "plan --fit under $budget: $(cat "$D/fit.out")"
-  want="units resharded after the forward"
-  [ "$budget" = 200MiB ] && want="units kept to the backward"
+    && grep -q "\[rank 0\] ZeRO-3, kept to backward peak" "$D/fit.out" \
+    && grep -q "\[rank 0\] ZeRO-3, kept for window  peak" "$D/fit.out" || fail "plan --fit under $budget: $(cat "$D/fit.out")"
   grep -q "\[rank 0\] ZeRO stage *3: $want" "$D/fit.out" || fail "plan --fit under $budget chose otherwise: $(grep 'ZeRO' "$D/fit.out")"
-  echo "  plan --fit under $budget: $(grep -o '\[rank 0\] ZeRO stage.*' "$D/fit.out" | cut -c1-110)"
-done
+  echo "  plan --fit under $budget $*: $(grep -o '\[rank 0\] ZeRO stage.*' "$D/fit.out" | cut -c1-110)"
+}
+fit_chooses 64MiB "resharding"
+# One micro-batch per window: keeping for the window saves nothing, so the smaller of the two.
+fit_chooses 200MiB "kept to backward"
+# Four micro-batches of 4: resharding 62, kept to backward 71, kept for window 87 MiB.
+fit_chooses 90MiB "kept for window" --micro-batch 4
+"$G" launch --nproc 2 --master-port "$(port)" -- "${big[@]:0:${#big[@]}-1}" 90MiB --micro-batch 4 --zero 3 \
+  --log "$D/nsb.jsonl" >"$D/nsb.out" 2>&1 || fail "zero 3 kept for window under 90 MiB: $(tail -3 "$D/nsb.out")"
+gathers "$D/nsb.jsonl" 7 "gpt 6 × 256 under 90 MiB, the planner's no_sync (6 units and the root once per window)"
+"$PY" - "$D/nsb.out" <<'PY' || fail "no_sync under the budget"
+import re, sys
+text = open(sys.argv[1]).read()
+m = re.search(r"\[rank 0\] peak tensor memory ([0-9.]+) MiB of the 90 MiB budget", text)
+assert m and float(m.group(1)) <= 90, text[-600:]
+print(f"  its peak: {m.group(1)} MiB of the 90 MiB budget")
+PY
 
 # 7. Bad input: one line and exit 2; world 1 is a note.
 refuses_per_micro_batch_sync 3
+bad_line() {  # bad_line expected-text args...: one error line, exit 2
+  local want=$1; shift
+  "$G" launch --nproc 2 --master-port "$(port)" -- train --model mlp --train-limit 256 --steps 1 "$@" >"$D/bad.out" 2>&1
+  [ $? -ne 0 ] && grep -q "error: $want" "$D/bad.out" || fail "$*: $(cat "$D/bad.out")"
+  echo "$*: $(grep -o 'error: .*' "$D/bad.out" | head -1)"
+}
+bad_line "accumulate_unsharded is ZeRO-3's" --zero 2 --accumulate-unsharded on
+bad_line "accumulate_unsharded keeps every unit gathered" --zero 3 --accumulate-unsharded on --reshard-after-forward on
 echo "zero 3: all checks passed"

@@ -50,9 +50,10 @@ struct ZeroStageCost {
   bool measured = false;             // planned on this stage (else: the planned peak ± the buffers' difference)
   bool fits = false;                 // within the budget's usable 98%
   int64_t gradient_bytes_moved = 0;  // fp32 gradient passed into reductions per window by this rank
-  // ZeRO-3: whether units are freed after their forward, and the parameter bytes this rank's
-  // all-gathers produce per window.
+  // ZeRO-3: whether units are freed after their forward, whether they stay for the window with the
+  // gradient summed unsharded, and the parameter bytes this rank's all-gathers produce per window.
   bool reshard_after_forward = true;
+  bool accumulate_unsharded = false;
   int64_t parameter_bytes_gathered = 0;
 };
 

@@ -110,6 +110,12 @@ struct TrainOptions {
   // backward), as FSDP's reshard_after_forward; false keeps them from forward to backward. Unset:
   // true, or with a memory_budget the planner's choice (false when it fits: half the gathers).
   GRADACC_ARG(std::optional<bool>, reshard_after_forward, std::nullopt);
+  // ZeRO-3 without communication inside a window (FSDP's no_sync): units stay gathered from their
+  // first micro-batch to the boundary and the gradient is summed whole in fp32, then reduced once.
+  // 4·P more bytes and the whole model held; 1/M of the traffic. Unset: false, or with a
+  // memory_budget the planner's choice (true when it fits). Needs zero 3; true contradicts
+  // reshard_after_forward true.
+  GRADACC_ARG(std::optional<bool>, accumulate_unsharded, std::nullopt);
   GRADACC_ARG(bool, prefetch, true);  // ZeRO-3: start the next unit's gather while one computes
   GRADACC_ARG(std::optional<bool>, overlap,
               std::nullopt);  // reduce during the last backward; unset: on when data parallel

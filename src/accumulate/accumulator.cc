@@ -250,19 +250,12 @@ at::Tensor Accumulator::window_gradient() const {
   return flat_grad_ * boundary_factor(count);
 }
 
-void Accumulator::resume_at(int64_t steps_taken, int64_t updates_applied) {
-  if (window_micro_batches_ != 0) throw std::logic_error("resume_at() inside an open window");
-  if (updates_applied < 0 || updates_applied > steps_taken) {
-    throw std::logic_error(fmt::format("resume_at({}, {}): need 0 ≤ updates ≤ steps", steps_taken, updates_applied));
-  }
-  steps_ = steps_taken;
-  updates_ = updates_applied;
-}
-
 void Accumulator::discard_window() {
   if (sharded_) sharded_->discard_window();
-  if (gather_)
+  if (gather_) {
+    gather_->end_window();
     gathers_before_ = gather_->gathers();  // a probe's or a replayed window's gathers are not the next step's
+  }
   if (shards_gradients()) zero_->shard_grad().zero_();
   if (buffer_.defined()) buffer_.zero_();
   if (micro_grad_.defined()) micro_grad_.zero_();
@@ -385,6 +378,7 @@ StepReport Accumulator::step() {
     bytes_before_ = reducer_->bytes();
   }
   if (gather_) {
+    gather_->end_window();  // units kept whole through the window are stale now
     r.parameter_gathers = gather_->gathers() - gathers_before_;
     gathers_before_ = gather_->gathers();
   }

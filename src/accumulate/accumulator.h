@@ -118,6 +118,12 @@ class Accumulator {
   // ConfigError without a stage-3 ZeroShard.
   void set_parameter_gather(ParameterGather* gather);
 
+  // ZeRO-3 without communication inside the window (FSDP's no_sync): each micro-batch's gradient
+  // is summed into one whole fp32 buffer (4·P bytes more), reduced to the owners once at the
+  // boundary; pair it with a ParameterGather that keeps units for the window. Between windows.
+  // Throws ConfigError below stage 3.
+  void set_accumulate_unsharded(bool on);
+
   // A flag (set by a signal handler) that asks the run to stop at a window boundary. step() reads
   // it; data parallel, it travels in the same all-reduce, so every rank sees any rank's request
   // after the same window (StepReport::stop_requested). May be null.
@@ -190,6 +196,7 @@ class Accumulator {
   std::unique_ptr<GradientShard> sharded_;  // ZeRO-2/3: made with the accumulator, again by set_overlap
   ParameterGather* gather_ = nullptr;       // ZeRO-3
   int64_t gathers_before_ = 0;
+  bool unsharded_accumulation_ = false;
   bool shards_gradients() const { return zero_ && zero_->stage() >= 2; }
   at::Tensor buffer_;     // flat_grad_ followed by the window statistics (data parallel)
   at::Tensor flat_grad_;  // one contiguous buffer holding every gradient (the optimizer's .grad)

@@ -1,7 +1,7 @@
 // The Accumulator's data-parallel side (the algorithm and its math are in accumulator.cc): joining
 // a group, the window's totals gathered across ranks — by one all-reduce of the buffer with its
 // statistics tail, or by ZeRO-1's reduce-scatter and a small all-reduce — and the overlap of the
-// last backward with the reduction, bucket by bucket.
+// last backward with the reduction, bucket by bucket; ZeRO's settings; and the run's position.
 #include "accumulate/accumulator.h"
 
 #include <cmath>
@@ -155,6 +155,7 @@ void Accumulator::set_overlap(int64_t bucket_bytes) {
     if (window_micro_batches_ != 0) throw std::logic_error("set_overlap() inside an open window");
     sharded_.reset();  // its destructor removes the hooks the new one sets
     sharded_ = std::make_unique<GradientShard>(params_, *zero_, reducer_, bucket_bytes);
+    sharded_->set_accumulate_unsharded(unsharded_accumulation_);
     set_parameter_gather(gather_);
     return;
   }
@@ -218,6 +219,22 @@ void Accumulator::set_parameter_gather(ParameterGather* gather) {
   else
     sharded_->set_arrival_listener({});
   gathers_before_ = gather_ ? gather_->gathers() : 0;
+}
+
+void Accumulator::set_accumulate_unsharded(bool on) {
+  if (on && (!zero_ || zero_->stage() != 3)) throw ConfigError("unsharded accumulation is ZeRO-3's (--zero 3)");
+  if (window_micro_batches_ != 0) throw std::logic_error("set_accumulate_unsharded() inside an open window");
+  unsharded_accumulation_ = on;
+  if (sharded_) sharded_->set_accumulate_unsharded(on);
+}
+
+void Accumulator::resume_at(int64_t steps_taken, int64_t updates_applied) {
+  if (window_micro_batches_ != 0) throw std::logic_error("resume_at() inside an open window");
+  if (updates_applied < 0 || updates_applied > steps_taken) {
+    throw std::logic_error(fmt::format("resume_at({}, {}): need 0 ≤ updates ≤ steps", steps_taken, updates_applied));
+  }
+  steps_ = steps_taken;
+  updates_ = updates_applied;
 }
 
 int64_t Accumulator::gradient_bytes() const {

@@ -78,7 +78,27 @@ GradientShard::~GradientShard() {
   for (const at::Tensor& p : params_) torch::autograd::impl::set_post_acc_grad_hooks(p, nullptr);
 }
 
-int64_t GradientShard::staging_bytes() const { return static_cast<int64_t>(slots_.size()) * slot_length_ * 4; }
+int64_t GradientShard::staging_bytes() const {
+  const int64_t sum = unsharded_.defined() ? static_cast<int64_t>(unsharded_.nbytes()) : 0;
+  return static_cast<int64_t>(slots_.size()) * slot_length_ * 4 + sum;
+}
+
+void GradientShard::set_accumulate_unsharded(bool on) {
+  if (!in_flight_.empty()) throw std::logic_error("ZeRO: set_accumulate_unsharded with reductions in flight");
+  if (on == accumulates_unsharded()) return;
+  slots_.clear();
+  slot_busy_.clear();
+  for (Bucket& b : buckets_) b.slot = -1;
+  if (on) {
+    unsharded_ = at::zeros({zero_.padded()}, zero_.shard_grad().options());
+    return;
+  }
+  unsharded_.reset();
+  for (int s = 0; s < 2; ++s) {
+    slots_.push_back(at::zeros({slot_length_}, zero_.shard_grad().options()));
+    slot_busy_.push_back(0);
+  }
+}
 
 void GradientShard::reset_micro_batch() {
   for (Bucket& b : buckets_) b.remaining = b.pieces;
@@ -102,6 +122,13 @@ void GradientShard::parameter_ready(size_t param) {
   }
   const at::Tensor flat = g.reshape({-1});
   if (measuring_) square_norm_.add_(detail::norm64(flat).square());
+  if (unsharded_.defined()) {  // summed whole; reduced once, at the window's end
+    unsharded_.narrow(0, zero_.flat_offset(param), flat.numel()).add_(flat);
+    arrived_[param] = 1;
+    p.mutable_grad().reset();
+    if (on_arrival_ && !again) on_arrival_(param);
+    return;
+  }
   for (const Piece& piece : pieces_[param]) {
     Bucket& b = buckets_[piece.bucket];
     if (b.in_flight) drain(/*keep_sums=*/true);  // its buffer is still being reduced (last micro-batch)
@@ -166,7 +193,7 @@ void GradientShard::drain(bool keep_sums) {
 }
 
 void GradientShard::end_micro_batch() {
-  start_ready(/*all=*/true);
+  if (!unsharded_.defined()) start_ready(/*all=*/true);
   measuring_ = false;
   reset_micro_batch();
 }
@@ -174,8 +201,28 @@ void GradientShard::end_micro_batch() {
 void GradientShard::empty_micro_batch() { end_micro_batch(); }
 
 void GradientShard::end_window() {
+  if (unsharded_.defined()) {
+    reduce_unsharded();
+    return;
+  }
   drain(/*keep_sums=*/true);
   trim_slots();
+}
+
+// Unsharded accumulation's one reduction: every bucket of the whole sum, in bucket order, to its
+// owner (together a reduce-scatter of the window's gradient), then each owner adds its part into
+// the shard. Without a group each rank keeps its own part (the planner's probes).
+void GradientShard::reduce_unsharded() {
+  for (const Bucket& b : buckets_) {
+    if (reducer_) reducer_->start_reduce(unsharded_.narrow(0, b.begin, b.end - b.begin), b.owner);
+  }
+  if (reducer_) reducer_->wait_pending();
+  torch::NoGradGuard no_grad;
+  for (const Bucket& b : buckets_) {
+    if (b.owner == zero_.rank())
+      zero_.shard_grad().narrow(0, b.shard_at, b.end - b.begin).add_(unsharded_.narrow(0, b.begin, b.end - b.begin));
+  }
+  unsharded_.zero_();  // the others' parts are undefined after a reduce
 }
 
 // Buffers the pool grew by (gradients out of bucket order, as a checkpointed block's come) are
@@ -189,6 +236,7 @@ void GradientShard::trim_slots() {
 
 void GradientShard::discard_window() {
   drain(/*keep_sums=*/false);
+  if (unsharded_.defined()) unsharded_.zero_();
   for (Bucket& b : buckets_) {  // buckets that were filling
     if (b.slot >= 0) {
       slots_[b.slot].zero_();

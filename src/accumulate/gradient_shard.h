@@ -20,6 +20,11 @@
 // exactly what ZeRO-1's boundary reduce-scatter delivers; the Accumulator's boundary (one small
 // all-reduce of counts and shard norms, one factor, the shard's update, one all-gather) is the same.
 //
+// Unsharded accumulation (set_accumulate_unsharded; FSDP's no_sync): the hooks add every
+// micro-batch's gradient into one fp32 buffer of the whole flat layout instead, nothing is reduced
+// during the window, and end_window() reduces that buffer once, bucket by bucket, to the owners:
+// 4·P more bytes held, 1/M of the traffic for a window of M micro-batches.
+//
 // Every rank issues the same reduces in the same order: a micro-batch that gives some parameters
 // no gradient still reduces their buckets (zeros), and a rank with no examples for a micro-batch
 // calls empty_micro_batch(), which reduces every bucket. Thread safety: none (the hooks run on the
@@ -52,6 +57,12 @@ class GradientShard {
   // Between windows only. Throws ConfigError for a reducer of another world.
   void set_reducer(GradientReducer* reducer);
 
+  // Between windows: sum the window's gradient unsharded and reduce it once at end_window() (true;
+  // the staging buffers give way to one fp32 buffer of zero.padded() elements), or reduce every
+  // micro-batch (false, the default).
+  void set_accumulate_unsharded(bool on);
+  bool accumulates_unsharded() const { return unsharded_.defined(); }
+
   // The next backward also sums the squares of this rank's gradients (float64, on the device):
   // the noise scale's small batch.
   void measure_next_backward() {
@@ -77,7 +88,7 @@ class GradientShard {
   // fp32 elements of the largest bucket for this layout: at most bucket_bytes, at most 1/8 of a shard.
   static int64_t bucket_elements(const ZeroShard& zero, int64_t bucket_bytes);
   // The staging buffers allocated now (two, unless gradients arrived out of order within the open
-  // window), in bytes; and the most there were at once since construction.
+  // window; or the unsharded sum), in bytes; and the most there were at once since construction.
   int64_t staging_bytes() const;
   int64_t peak_staging_bytes() const { return peak_slots_ * slot_length_ * 4; }
 
@@ -102,6 +113,7 @@ class GradientShard {
   void drain(bool keep_sums);
   void reset_micro_batch();
   void trim_slots();
+  void reduce_unsharded();
 
   std::vector<at::Tensor> params_;
   ZeroShard& zero_;
@@ -117,6 +129,7 @@ class GradientShard {
   int64_t peak_slots_ = 2;
   bool measuring_ = false;
   at::Tensor square_norm_;
+  at::Tensor unsharded_;  // the window's gradient, whole (unsharded accumulation); else undefined
   std::function<void(size_t)> on_arrival_;
 };
 

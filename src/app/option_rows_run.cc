@@ -57,6 +57,18 @@ void add_run_rows(std::vector<Option>& t) {
                  const auto& o = c.train.reshard_after_forward();
                  return o ? std::string(*o ? "on" : "off") : std::string("on; with --memory-budget the planner's");
                }});
+  t.push_back({"--accumulate-unsharded",
+               {"accumulate_unsharded"},
+               OptionType::kBool,
+               S::kTrain,
+               "on|off",
+               "zero 3: keep units gathered through the window and sum the whole gradient locally, reduced once at "
+               "its end (FSDP's no_sync: no communication between micro-batches, 4 bytes per parameter more)",
+               [](JobConfig& c, const OptionValue& v) { c.train.accumulate_unsharded(std::get<bool>(v)); },
+               [](const JobConfig& c) {
+                 const auto& o = c.train.accumulate_unsharded();
+                 return o ? std::string(*o ? "on" : "off") : std::string("off; with --memory-budget the planner's");
+               }});
   t.push_back({"--prefetch",
                {"prefetch"},
                OptionType::kBool,

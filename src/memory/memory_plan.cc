@@ -302,11 +302,13 @@ std::string MemoryPlan::describe() const {
   s += "\n";
   for (const ZeroStageCost& z : zero_stages) {
     if (z.stage == 3) {
-      s +=
-          fmt::format("ZeRO-3, {:<17}peak {} ({}{}), {} of parameters gathered and {} of gradient reduced per window\n",
-                      z.reshard_after_forward ? "resharding" : "kept to backward", format_bytes(z.predicted_peak),
-                      z.measured ? "measured" : "estimated", z.fits ? "" : ", over the budget",
-                      format_bytes(z.parameter_bytes_gathered), format_bytes(z.gradient_bytes_moved));
+      s += fmt::format(
+          "ZeRO-3, {:<17}peak {} ({}{}), {} of parameters gathered and {} of gradient reduced per window\n",
+          z.accumulate_unsharded    ? "kept for window"
+          : z.reshard_after_forward ? "resharding"
+                                    : "kept to backward",
+          format_bytes(z.predicted_peak), z.measured ? "measured" : "estimated", z.fits ? "" : ", over the budget",
+          format_bytes(z.parameter_bytes_gathered), format_bytes(z.gradient_bytes_moved));
       continue;
     }
     s += fmt::format("ZeRO-{}                   peak {} ({}{}), {} of gradient reduced per window{}\n", z.stage,
@@ -352,6 +354,7 @@ std::string MemoryPlan::json() const {
                         {"gradient_bytes_moved_per_window", z.gradient_bytes_moved}});
       if (z.stage == 3) {
         stages.back()["reshard_after_forward"] = z.reshard_after_forward;
+        stages.back()["accumulate_unsharded"] = z.accumulate_unsharded;
         stages.back()["parameter_bytes_gathered_per_window"] = z.parameter_bytes_gathered;
       }
     }

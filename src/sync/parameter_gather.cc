@@ -106,8 +106,15 @@ void ParameterGather::begin_micro_batch(bool counted) {
 
 void ParameterGather::end_micro_batch() {
   if (!sharded_) return;
-  for (int64_t u = 0; u < zero_.units(); ++u) release(u);
+  if (!keeping()) {  // a window that keeps its units frees them at its boundary
+    for (int64_t u = 0; u < zero_.units(); ++u) release(u);
+  }
   in_micro_batch_ = false;
+}
+
+void ParameterGather::end_window() {
+  if (!sharded_) return;
+  for (int64_t u = 0; u < zero_.units(); ++u) release(u);
 }
 
 void ParameterGather::abandon_micro_batch() noexcept {
@@ -131,7 +138,7 @@ void ParameterGather::before_forward(size_t unit) {
 }
 
 void ParameterGather::after_forward(size_t unit, bool backward_follows) {
-  if (!backward_follows || options_.reshard_after_forward) release(static_cast<int64_t>(unit));
+  if (!backward_follows || (options_.reshard_after_forward && !keeping())) release(static_cast<int64_t>(unit));
 }
 
 void ParameterGather::before_backward(size_t unit) {
@@ -143,7 +150,7 @@ void ParameterGather::before_backward(size_t unit) {
 void ParameterGather::parameter_ready(size_t param) {
   if (!sharded_) return;
   const int64_t u = zero_.unit_of(param);
-  if (--remaining_[u] == 0 && u != root_) release(u);
+  if (--remaining_[u] == 0 && u != root_ && !keeping()) release(u);
 }
 
 }  // namespace gradacc

@@ -15,6 +15,10 @@
 // and two units are whole at a time (one computing, one arriving), one more without resharding
 // for the units between their forward and backward.
 //
+// keep_for_window (FSDP's no_sync, with the gradient summed unsharded: gradient_shard.h): a unit
+// gathered in a window's micro-batch stays whole until end_window(), so a window gathers each unit
+// once, 1 + U in all, and holds the whole model from its first micro-batch to the boundary.
+//
 // A gather is one c10d all-gather of every rank's L_u elements into the unit's buffer, started
 // asynchronously; on Gloo it runs on the group's worker threads while this thread computes, so a
 // prefetch overlaps the current unit's computation. Without a reducer (one process, or the memory
@@ -44,6 +48,7 @@ namespace gradacc {
 struct ParameterGatherOptions {
   bool reshard_after_forward = true;  // false: a unit stays whole from its forward to its backward
   bool prefetch = true;               // start the next unit's gather while this one computes
+  bool keep_for_window = false;       // units stay whole from their first gather to end_window()
 };
 
 class ParameterGather : public UnitObserver {
@@ -71,6 +76,9 @@ class ParameterGather : public UnitObserver {
   // `counted`: its gathers count in gathers() (a training window's; not an evaluation's).
   void begin_micro_batch(bool counted = true);
   void end_micro_batch();
+  // The window's boundary (the shards were updated): every unit still whole is freed. The
+  // Accumulator calls it after each step and when a window is discarded.
+  void end_window();
   // A micro-batch that threw: frees the units whose gathers are done, and forgets those still in
   // flight without waiting (their peers may have failed too; the collective's buffer is left to
   // it). Without a group nothing is in flight, so a replay starts clean. Never throws.
@@ -104,6 +112,7 @@ class ParameterGather : public UnitObserver {
   std::vector<at::Tensor> scratch_;  // probes without the group: what Gloo's gather would hold
   int64_t gathers_ = 0;
   bool sharded_ = false, in_micro_batch_ = false;
+  bool keeping() const { return options_.keep_for_window && in_micro_batch_; }
 };
 
 // One micro-batch's gathers as a scope: begin_micro_batch() now, end_micro_batch() when it ends,

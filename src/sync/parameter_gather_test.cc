@@ -107,8 +107,10 @@ TEST(Units, RunWithoutAnObserverIsTheSegmentAndModelOfFindsThem) {
 
 // Two ranks, each with half of every window, under ZeRO-3 with resharding after the forward (and
 // without), against one process; all-gathers per window micro-batches × (1 + 2 × 3), and between
-// micro-batches no unit holds memory.
-void two_ranks_match_one_process(bool reshard) {
+// micro-batches no unit holds memory. Keeping units for the window with the gradient summed
+// unsharded (no_sync): 1 + 3 gathers per window, every unit whole between its micro-batches and
+// none after the step.
+void two_ranks_match_one_process(bool reshard, bool keep_for_window = false) {
   const AccumulatorOptions options = AccumulatorOptions().nominal_count_(16).max_grad_norm_(0.05);
   std::vector<std::vector<at::Tensor>> xs(3), ys(3);
   torch::manual_seed(9);
@@ -135,8 +137,9 @@ void two_ranks_match_one_process(bool reshard) {
     Accumulator acc(net, opt, nullptr, options, nullptr, nullptr, &zero);
     acc.set_reducer(&c);
     acc.set_overlap(64);
-    ParameterGather gather(zero, &net.units, &c, ParameterGatherOptions{reshard, true});
+    ParameterGather gather(zero, &net.units, &c, ParameterGatherOptions{reshard, true, keep_for_window});
     acc.set_parameter_gather(&gather);
+    acc.set_accumulate_unsharded(keep_for_window);
     gather.shard();
     for (int s = 0; s < 3; ++s) {
       for (int k = 2 * rank; k < 2 * rank + 2; ++k) {
@@ -144,20 +147,24 @@ void two_ranks_match_one_process(bool reshard) {
           const GatheredMicroBatch scope(&gather);
           acc.accumulate(loss(net, xs[s][k], ys[s][k]), 4, 4);
         }
-        for (int64_t u = 0; u < zero.units(); ++u) EXPECT_FALSE(zero.unit_allocated(u)) << "unit " << u;
+        for (int64_t u = 0; u < zero.units(); ++u) EXPECT_EQ(zero.unit_allocated(u), keep_for_window) << "unit " << u;
       }
       gathers[rank].push_back(acc.step().parameter_gathers);
+      for (int64_t u = 0; u < zero.units(); ++u) EXPECT_FALSE(zero.unit_allocated(u)) << "after the step, unit " << u;
     }
     gather.unshard();  // whole again, on every rank
   });
   for (int rank = 0; rank < 2; ++rank) {
     EXPECT_LT((flat(nets[rank]) - flat(whole)).abs().max().item<double>(), 1e-6) << "rank " << rank;
-    for (int64_t g : gathers[rank]) EXPECT_EQ(g, 2 * (1 + (reshard ? 2 : 1) * 3));
+    for (int64_t g : gathers[rank]) EXPECT_EQ(g, keep_for_window ? 1 + 3 : 2 * (1 + (reshard ? 2 : 1) * 3));
   }
 }
 
 TEST(ParameterGather, TwoRanksReshardingAfterTheForwardMatchOneProcess) { two_ranks_match_one_process(true); }
 TEST(ParameterGather, TwoRanksKeepingUnitsToTheBackwardMatchOneProcess) { two_ranks_match_one_process(false); }
+TEST(ParameterGather, TwoRanksAccumulatingUnshardedForTheWindowMatchOneProcess) {
+  two_ranks_match_one_process(false, /*keep_for_window=*/true);
+}
 
 // NCCL (on a GPU when there is one): one rank whose units are gathered by a real ProcessGroupNCCL
 // all-gather, against a plain accumulator on the same device. scripts/gpu-check.sh runs it.

@@ -42,8 +42,8 @@ struct RunPlan {
   // starts as 1).
   const int zero;
   const bool zero_auto;
-  const ParameterGatherOptions gather;   // ZeRO-3: resharding after the forward, prefetch
-  const bool reshard_auto;               // ZeRO-3 under a budget: the planner sets resharding
+  const ParameterGatherOptions gather;   // ZeRO-3: resharding after the forward, prefetch, no_sync
+  const bool zero3_auto;                 // ZeRO-3 under a budget: the planner sets gather and accumulation
   const bool overlap;                    // the window's reduction starts bucket by bucket during the last backward
   const std::vector<std::string> notes;  // what the resolution decided that the user should hear
   const at::Device device;

@@ -131,6 +131,7 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
   if (p.zero == 3) {
     s_->gather = std::make_unique<ParameterGather>(*s_->zero, s_->model.units, nullptr, p.gather);
     s_->accumulator->set_parameter_gather(s_->gather.get());
+    s_->accumulator->set_accumulate_unsharded(p.gather.keep_for_window);
   }
 
   // Token budgets cut by each example's length: read once, checked before any memory probe.
@@ -165,14 +166,18 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
           {s_->model, s_->loss, *s_->data, *s_->accumulator, *s_->optimizer, p.device, p.precision, s_->gather.get()},
           asked);
     };
-    bool reshard = p.gather.reshard_after_forward;
+    Zero3Mode mode = zero3_mode(p.gather);
+    const auto use_mode = [&](Zero3Mode m) {
+      s_->gather->set_options(gather_options(m, p.gather.prefetch));
+      s_->accumulator->set_accumulate_unsharded(m == Zero3Mode::kKeepForWindow);
+    };
     if (p.zero_auto) {
       s_->memory_plan =
           choose_zero_stage([&](int stage) { return plan_on(stage, request); }, *s_->zero, p.bucket_bytes);
     } else if (p.zero == 3) {
-      // Both settings of resharding measured; the planner keeps units to the backward if it may and that fits.
-      const Zero3Planner plan_with = [&](bool resharding, const MemoryPlan* at, bool any_budget) {
-        s_->gather->set_options(ParameterGatherOptions{resharding, p.gather.prefetch});
+      // The three modes measured; the planner keeps the one that communicates least, if it may and it fits.
+      const Zero3Planner plan_with = [&](Zero3Mode m, const MemoryPlan* at, bool any_budget) {
+        use_mode(m);
         MemoryPlanRequest r = request;
         if (at) {  // at that plan's micro-batch (or token budget) and checkpointing
           r.checkpointing = at->checkpointing;
@@ -182,20 +187,23 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
             r.micro_batch = at->micro_batch;
           if (any_budget) r.budget_bytes = int64_t{1} << 50;
         }
-        MemoryPlan m = plan_on(3, r);
-        m.budget_bytes = request.budget_bytes;
-        return m;
+        MemoryPlan m_plan = plan_on(3, r);
+        m_plan.budget_bytes = request.budget_bytes;
+        return m_plan;
       };
       const int64_t declared = s_->model.units ? static_cast<int64_t>(s_->model.units->size()) : 0;
-      s_->memory_plan = plan_zero3(plan_with, *s_->zero, declared, reshard, p.reshard_auto);
-      s_->gather->set_options(ParameterGatherOptions{reshard, p.gather.prefetch});
+      s_->memory_plan = plan_zero3(plan_with, *s_->zero, declared, mode, p.zero3_auto);
+      use_mode(mode);
     } else {
       s_->memory_plan = plan_on(p.zero, request);
       if (s_->zero) cost_zero_stages(*s_->memory_plan, *s_->zero, p.zero, p.bucket_bytes);
     }
     TrainOptions planned = options;
     if (s_->zero) planned.zero(s_->zero->stage());
-    if (p.zero == 3) planned.reshard_after_forward(reshard);
+    if (p.zero == 3) {
+      planned.reshard_after_forward(mode == Zero3Mode::kReshard);
+      planned.accumulate_unsharded(mode == Zero3Mode::kKeepForWindow);
+    }
     if (request.token_budget) {
       planned.micro_batch_tokens(s_->memory_plan->micro_batch_tokens);
     } else {

@@ -20,6 +20,14 @@ std::pair<int, bool> resolve_zero_stage(const TrainOptions& o, bool distributed,
         o.zero()));
   if (automatic && !o.memory_budget())
     throw ConfigError("zero auto lets the memory planner choose between ZeRO-1 and ZeRO-2: it needs --memory-budget");
+  if (o.accumulate_unsharded().value_or(false)) {
+    if (o.zero() != 3)
+      throw ConfigError(
+          "accumulate_unsharded is ZeRO-3's mode without communication inside a window: it needs --zero 3");
+    if (o.reshard_after_forward().value_or(false))
+      throw ConfigError(
+          "accumulate_unsharded keeps every unit gathered through the window: reshard_after_forward on contradicts it");
+  }
   const std::string name = automatic ? "auto" : std::to_string(o.zero());
   if (o.zero() != 0 && !distributed) {
     notes.push_back(fmt::format("note: zero {} at world size 1 changes nothing (one rank holds the whole {})", name,
@@ -86,51 +94,78 @@ MemoryPlan choose_zero_stage(const std::function<MemoryPlan(int)>& plan_on, cons
   }
 }
 
-MemoryPlan plan_zero3(const Zero3Planner& plan_with, const ZeroShard& zero, int64_t declared_units, bool& reshard,
+Zero3Mode zero3_mode(const ParameterGatherOptions& gather) {
+  if (gather.keep_for_window) return Zero3Mode::kKeepForWindow;
+  return gather.reshard_after_forward ? Zero3Mode::kReshard : Zero3Mode::kKeepToBackward;
+}
+
+ParameterGatherOptions gather_options(Zero3Mode mode, bool prefetch) {
+  return ParameterGatherOptions{mode == Zero3Mode::kReshard, prefetch, mode == Zero3Mode::kKeepForWindow};
+}
+
+const char* to_string(Zero3Mode mode) {
+  switch (mode) {
+    case Zero3Mode::kReshard: return "resharding";
+    case Zero3Mode::kKeepToBackward: return "kept to backward";
+    case Zero3Mode::kKeepForWindow: return "kept for window";
+  }
+  return "?";
+}
+
+MemoryPlan plan_zero3(const Zero3Planner& plan_with, const ZeroShard& zero, int64_t declared_units, Zero3Mode& mode,
                       bool choose) {
-  const bool first = choose || reshard;
+  const Zero3Mode first = choose ? Zero3Mode::kReshard : mode;
   MemoryPlan plan = plan_with(first, nullptr, false);
   const int64_t usable = static_cast<int64_t>(static_cast<double>(plan.budget_bytes) * 0.98);
-  std::optional<MemoryPlan> other_fitting;
-  int64_t other_peak = 0;
-  try {
-    other_fitting = plan_with(!first, &plan, false);
-    other_peak = std::max(other_fitting->predicted_peak, other_fitting->probed_peak);
-  } catch (const ConfigError&) {
-    const MemoryPlan over = plan_with(!first, &plan, true);  // over the budget: its cost alone
-    other_peak = std::max(over.predicted_peak, over.probed_peak);
-  }
   int64_t blocks = 0, root = 0;
   for (int64_t u = 0; u < zero.units(); ++u) (u < declared_units ? blocks : root) += zero.unit_bytes(u);
-  const auto cost = [&](bool resharding, int64_t peak, bool measured_plan) {
+  const int64_t steps = plan.accumulation_steps;
+  std::vector<ZeroStageCost> costs;
+  std::optional<MemoryPlan> kept;
+  Zero3Mode kept_mode = first;
+  for (Zero3Mode m : {Zero3Mode::kReshard, Zero3Mode::kKeepToBackward, Zero3Mode::kKeepForWindow}) {
+    std::optional<MemoryPlan> fitting;
+    if (m == first) {
+      fitting = plan;
+    } else {
+      try {
+        fitting = plan_with(m, &plan, false);
+      } catch (const ConfigError&) {
+      }
+    }
+    const MemoryPlan measured = fitting ? *fitting : plan_with(m, &plan, true);  // over the budget: its cost alone
     ZeroStageCost c;
     c.stage = 3;
-    c.reshard_after_forward = resharding;
-    c.predicted_peak = peak;
-    c.measured = measured_plan;
-    c.fits = peak <= usable;
-    c.gradient_bytes_moved = plan.accumulation_steps * 4 * zero.padded();
-    c.parameter_bytes_gathered = plan.accumulation_steps * (root + (resharding ? 2 : 1) * blocks);
-    return c;
-  };
-  const ZeroStageCost a = cost(first, std::max(plan.predicted_peak, plan.probed_peak), true),
-                      b = cost(!first, other_peak, true);
-  reshard = first;
-  if (choose && other_fitting) {  // keeping units to the backward fits: fewer gathers
-    plan = *other_fitting;
-    reshard = !first;
+    c.reshard_after_forward = m == Zero3Mode::kReshard;
+    c.accumulate_unsharded = m == Zero3Mode::kKeepForWindow;
+    c.predicted_peak = std::max(measured.predicted_peak, measured.probed_peak);
+    c.measured = true;
+    c.fits = fitting.has_value() && c.predicted_peak <= usable;
+    // Per window: every micro-batch's gradient reduced, or the window's once; the blocks gathered
+    // twice or once per micro-batch, or once per window (the root once per micro-batch or window).
+    const int64_t reduces = m == Zero3Mode::kKeepForWindow ? 1 : steps;
+    c.gradient_bytes_moved = reduces * 4 * zero.padded();
+    c.parameter_bytes_gathered = reduces * (root + (m == Zero3Mode::kReshard ? 2 : 1) * blocks);
+    costs.push_back(c);
+    const auto traffic = [](const ZeroStageCost& z) { return z.gradient_bytes_moved + z.parameter_bytes_gathered; };
+    // The least traffic that fits; on a tie (one micro-batch per window) the earlier, which holds less.
+    if (choose && c.fits && (!kept || traffic(c) < traffic(costs[static_cast<size_t>(kept_mode)]))) {
+      kept = fitting;
+      kept_mode = m;
+    }
   }
-  plan.zero_stages = {a, b};
+  if (choose && kept) plan = *kept;
+  mode = choose ? kept_mode : first;
+  plan.zero_stages = costs;
   plan.zero_stage = 3;
-  if (choose)
-    plan.zero_choice = reshard ? fmt::format(
-                                     "units resharded after the forward: kept to the backward they would "
-                                     "peak at {}, over the budget",
-                                     format_bytes(other_peak))
-                               : fmt::format(
-                                     "units kept to the backward (peak {}), half the blocks' gathers of "
-                                     "resharding after the forward",
-                                     format_bytes(other_peak));
+  if (choose) {
+    const ZeroStageCost& c = costs[static_cast<size_t>(mode)];
+    plan.zero_choice = fmt::format(
+        "{} (peak {}): the least communication that fits, {} of parameters "
+        "gathered and {} of gradient reduced per window",
+        to_string(mode), format_bytes(c.predicted_peak), format_bytes(c.parameter_bytes_gathered),
+        format_bytes(c.gradient_bytes_moved));
+  }
   return plan;
 }
 

@@ -19,6 +19,7 @@
 #include "gradacc/memory_plan.h"
 #include "gradacc/model.h"
 #include "gradacc/options.h"
+#include "sync/parameter_gather.h"
 #include "sync/zero_shard.h"
 
 namespace gradacc {
@@ -38,15 +39,23 @@ void cost_zero_stages(MemoryPlan& plan, const ZeroShard& zero, int planned, int6
 MemoryPlan choose_zero_stage(const std::function<MemoryPlan(int)>& plan_on, const ZeroShard& zero,
                              int64_t bucket_bytes);
 
-// ZeRO-3 under a memory budget: units resharded after the forward or kept to the backward.
-// plan_with(reshard, at, any_budget) plans with that setting: the batch (at null), or at `at`'s
-// micro-batch (or token budget); with any_budget, without refusing a peak over the budget (to cost
-// it). It plans on `reshard` (the user's), or with `choose` on resharding (the least memory), then
-// measures the other setting at the planned micro-batch; with `choose`, it keeps the units to the
-// backward when that fits (half the blocks' gathers). Returns the plan of the setting kept, with
-// both costed; `reshard` becomes the setting kept. Throws the planner's ConfigError.
-using Zero3Planner = std::function<MemoryPlan(bool reshard, const MemoryPlan* at, bool any_budget)>;
-MemoryPlan plan_zero3(const Zero3Planner& plan_with, const ZeroShard& zero, int64_t declared_units, bool& reshard,
+// ZeRO-3's three ways through a window, from the least memory to the least communication:
+// units freed after their forward (gathered twice per micro-batch), kept to their backward (once),
+// or kept for the whole window with the gradient summed unsharded (once per window, 4·P bytes more,
+// no communication between micro-batches: FSDP's no_sync).
+enum class Zero3Mode { kReshard, kKeepToBackward, kKeepForWindow };
+Zero3Mode zero3_mode(const ParameterGatherOptions& gather);
+ParameterGatherOptions gather_options(Zero3Mode mode, bool prefetch);
+const char* to_string(Zero3Mode mode);
+
+// ZeRO-3 under a memory budget. plan_with(mode, at, any_budget) plans with that mode: the batch (at
+// null), or at `at`'s micro-batch (or token budget); with any_budget, without refusing a peak over
+// the budget (to cost it). It plans on `mode` (the user's), or with `choose` on resharding (the
+// least memory), then measures the other modes at the planned micro-batch; with `choose`, it keeps
+// the one that communicates least among those that fit. Returns the plan of the mode kept, with
+// all three costed; `mode` becomes the mode kept. Throws the planner's ConfigError.
+using Zero3Planner = std::function<MemoryPlan(Zero3Mode mode, const MemoryPlan* at, bool any_budget)>;
+MemoryPlan plan_zero3(const Zero3Planner& plan_with, const ZeroShard& zero, int64_t declared_units, Zero3Mode& mode,
                       bool choose);
 
 // ZeRO-3's layout: for each unit the model declares (gradacc/units.h), the indices among
