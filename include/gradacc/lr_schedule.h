@@ -37,6 +37,29 @@ enum class WarmupStart { kStep1, kZero };
 WarmupStart parse_warmup_start(const std::string& name);  // "step1" | "zero"
 std::string to_string(WarmupStart start);
 
+// The learning rate that follows the batch (docs/lr-scaling.md): each update's rate is the
+// schedule's value × lr_scale(rule, B_t, B0), where B_t is the window's planned global batch and
+// B0 the batch the rate was tuned at (in samples; in tokens with per-token normalization):
+//   none    1
+//   linear  B_t / B0                (Goyal et al. 2017: SGD, with warmup)
+//   sqrt    sqrt(B_t / B0)          (Hoffer et al. 2017, Malladi et al. 2022: Adam-type optimizers)
+//   adascale  the gain ratio r_t = (tr Σ / B0 + |G|²) / (tr Σ / B_t + |G|²), in [1, B_t / B0]
+//             (Johnson et al. 2020, for SGD), from the gradient noise scale's moving averages (tr Σ
+//             per example, |G|² of the mean gradient); the schedule is read at the position Σ r,
+//             which advances by r_t per update, and the run ends when it reaches the schedule's
+//             length ("scale-invariant iterations").
+enum class LrScaling { kNone, kLinear, kSqrt, kAdaScale };
+// "none" | "linear" | "sqrt" | "adascale"; ConfigError otherwise
+LrScaling parse_lr_scaling(const std::string& name);
+std::string to_string(LrScaling rule);
+// none, linear, sqrt. Throws ConfigError unless batch > 0 and base_batch > 0, or for adascale
+// (whose factor is adascale_gain).
+double lr_scale(LrScaling rule, double batch, double base_batch);
+// AdaScale's r for these estimates (trace_sigma per example, grad_sq of the mean gradient): 1
+// while there is no estimate (grad_sq ≤ 0 or trace_sigma < 0), else within [1, batch/base] (or
+// [batch/base, 1] for a batch below the base).
+double adascale_gain(double trace_sigma, double grad_sq, double batch, double base_batch);
+
 struct LrScheduleOptions {
   ScheduleKind kind = ScheduleKind::kConstant;
   double base_lr = 1e-3;
@@ -56,6 +79,9 @@ class LrSchedule {
   explicit LrSchedule(LrScheduleOptions options);
   // Learning rate for the update of optimizer step `step` (0-based).
   double lr_at(int64_t step) const;
+  // The same at a fractional position s ≥ 0 (AdaScale's scale-invariant iterations), for gradacc's
+  // own schedules; lr_at(step) == lr_at_position(step). Throws ConfigError for DeepSpeed's.
+  double lr_at_position(double s) const;
   const LrScheduleOptions& options() const { return options_; }
 
  private:

@@ -70,9 +70,13 @@ struct TrainOptions {
   GRADACC_ARG(std::optional<int64_t>, epochs, std::nullopt);
   // ── Learning-rate schedule, counted in optimizer steps. The peak rate is the optimizer's own.
   GRADACC_ARG(ScheduleKind, schedule, ScheduleKind::kConstant);
-  GRADACC_ARG(std::optional<int64_t>, warmup, std::nullopt);          // unset: 5% of the run for cosine/linear, else 0
-  GRADACC_ARG(double, min_lr, 0.0);                                   // DeepSpeed's: warmup_min_lr
-  GRADACC_ARG(std::optional<double>, warmup_ratio, std::nullopt);     // warmup = ⌈ratio × steps⌉ (Hugging Face)
+  GRADACC_ARG(std::optional<int64_t>, warmup, std::nullopt);       // unset: 5% of the run for cosine/linear, else 0
+  GRADACC_ARG(double, min_lr, 0.0);                                // DeepSpeed's: warmup_min_lr
+  GRADACC_ARG(std::optional<double>, warmup_ratio, std::nullopt);  // warmup = ⌈ratio × steps⌉ (Hugging Face)
+  // The learning rate follows the batch: × lr_scale(rule, B_t, base_batch) (lr_schedule.h), B_t the
+  // window's planned global batch; base_batch in samples (tokens with per-token normalization).
+  GRADACC_ARG(LrScaling, lr_scaling, LrScaling::kNone);
+  GRADACC_ARG(std::optional<double>, base_batch, std::nullopt);
   GRADACC_ARG(WarmupStart, warmup_start, WarmupStart::kStep1);        // (s+1)/W, or s/W (Hugging Face)
   GRADACC_ARG(std::optional<int64_t>, schedule_steps, std::nullopt);  // the schedule's horizon; unset: the run
   GRADACC_ARG(bool, log_warmup, true);         // DeepSpeed schedules: warmup_type log (else linear)

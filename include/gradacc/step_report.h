@@ -18,6 +18,8 @@ struct StepReport {
   double grad_norm = 0.0;  // L2 norm of the exact window gradient before clipping
   double clip_coef = 1.0;  // factor clipping applied (1 = not clipped)
   double lr = 0.0;         // learning rate used for this update
+  double lr_scale = 1.0;   // the factor in it that follows the batch (--lr-scaling; 1 without)
+  double lr_position = 0;  // AdaScale: the schedule's position Σ r after this update (0 otherwise)
   int64_t samples = 0, items = 0, micro_batches = 0;
   double boundary_seconds = 0.0;                     // wall time of step(): norm, rescale/clip, update, zeroing
   bool skipped = false;                              // the window gradient was not finite: no update, no schedule step

@@ -54,6 +54,7 @@ struct TrainResult {
   int64_t steps = 0;                // steps done after it
   double seconds = 0.0;
   std::string resumed_from;    // the checkpoint it continued, if any
+  std::string lr_scale_note;   // a resume at another batch: how the learning rate's factor changed
   std::string checkpoint;      // the last checkpoint it wrote, if any
   bool stopped_early = false;  // a signal, stop_at or a callback ended it before total_steps
   int interrupted_by = 0;      // SIGINT/SIGTERM received by any rank, 0 if none

@@ -324,7 +324,8 @@ StepReport Accumulator::step() {
   r.computed_items = totals.positions;
   r.micro_batches = window_micro_batches_;
   r.stop_requested = totals.stop_requested;
-  r.lr = schedule_ ? schedule_->lr_at(updates_) : optimizer_.param_groups().front().options().get_lr();
+  r.lr = scheduled_lr();
+  r.lr_scale = lr_scale_;
 
   // The norm doubles as the overflow check: an inf or NaN anywhere in G makes ‖G‖ non-finite.
   // (Checked on the host because the norm is read anyway; no separate pass or flag.)

@@ -38,6 +38,7 @@
 #include <csignal>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
@@ -124,6 +125,12 @@ class Accumulator {
   // Throws ConfigError below stage 3.
   void set_accumulate_unsharded(bool on);
 
+  // The learning rate's factor for the next step() (it follows the batch: train/lr_scaling.h):
+  // the report's lr is the schedule's value × `scale`, the schedule read at `position` when given
+  // (AdaScale's Σ r) or else at the updates applied. Needs a schedule unless scale is 1 and no
+  // position is given. Throws ConfigError.
+  void set_lr_scale(double scale, std::optional<double> position = std::nullopt);
+
   // A flag (set by a signal handler) that asks the run to stop at a window boundary. step() reads
   // it; data parallel, it travels in the same all-reduce, so every rank sees any rank's request
   // after the same window (StepReport::stop_requested). May be null.
@@ -197,6 +204,9 @@ class Accumulator {
   ParameterGather* gather_ = nullptr;       // ZeRO-3
   int64_t gathers_before_ = 0;
   bool unsharded_accumulation_ = false;
+  double lr_scale_ = 1.0;
+  std::optional<double> lr_position_;
+  double scheduled_lr() const;  // the next update's rate: schedule (at its position) × scale
   bool shards_gradients() const { return zero_ && zero_->stage() >= 2; }
   at::Tensor buffer_;     // flat_grad_ followed by the window statistics (data parallel)
   at::Tensor flat_grad_;  // one contiguous buffer holding every gradient (the optimizer's .grad)

@@ -221,6 +221,20 @@ void Accumulator::set_parameter_gather(ParameterGather* gather) {
   gathers_before_ = gather_ ? gather_->gathers() : 0;
 }
 
+void Accumulator::set_lr_scale(double scale, std::optional<double> position) {
+  if (!(scale > 0) || !std::isfinite(scale)) throw ConfigError(fmt::format("lr scale {} is not positive", scale));
+  if (!schedule_ && (scale != 1.0 || position))
+    throw ConfigError("an lr scale needs an LR schedule (the base it multiplies)");
+  if (position && !(*position >= 0)) throw ConfigError(fmt::format("schedule position {} is negative", *position));
+  lr_scale_ = scale;
+  lr_position_ = position;
+}
+
+double Accumulator::scheduled_lr() const {
+  if (!schedule_) return optimizer_.param_groups().front().options().get_lr();
+  return (lr_position_ ? schedule_->lr_at_position(*lr_position_) : schedule_->lr_at(updates_)) * lr_scale_;
+}
+
 void Accumulator::set_accumulate_unsharded(bool on) {
   if (on && (!zero_ || zero_->stage() != 3)) throw ConfigError("unsharded accumulation is ZeRO-3's (--zero 3)");
   if (window_micro_batches_ != 0) throw std::logic_error("set_accumulate_unsharded() inside an open window");

@@ -13,7 +13,8 @@
 // which every rank holds identically (the accumulator sums the ranks' measurements), so all ranks
 // take the same decision without a collective of their own. Normalization stays exact (each
 // window is divided by its real count) and the LR schedule counts optimizer steps, as with a fixed
-// accumulation schedule (accum_schedule.h). The LR is not rescaled with the batch.
+// accumulation schedule (accum_schedule.h). The LR follows the batch only with --lr-scaling
+// (train/lr_scaling.h).
 //
 // The state (the current accumulation and the step of the last decision) is two integers,
 // carried in checkpoints: a resumed run takes the same decisions as one that never stopped.

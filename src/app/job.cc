@@ -120,13 +120,17 @@ JobSummary run_train_job(const JobConfig& c, std::ostream& out) {
   }
   if (!init_verified)
     say << "note: " << c.init_path << " has no gradacc checksum; its weights were loaded unverified\n";
-  say << fmt::format("gradacc train: model={} norm={} data={} ({} examples) {} steps={} optimizer={} lr={}{}\n",
+  say << fmt::format("gradacc train: model={} norm={} data={} ({} examples) {} steps={} optimizer={} lr={}{}{}\n",
                      to_string(c.model.kind), to_string(c.model.resolved_norm()), c.data, work.train->size(),
                      plan.micro_batch_tokens
                          ? fmt::format("global_batch={} micro_batching=tokens:{} world_size={}",
                                        plan.batch.global_batch, *plan.micro_batch_tokens, plan.batch.world_size)
                          : describe(plan.batch),
-                     plan.total_steps, c.optimizer.name, c.optimizer.lr, precision_summary(plan));
+                     plan.total_steps, c.optimizer.name, c.optimizer.lr,
+                     plan.lr_scaling == LrScaling::kNone
+                         ? ""
+                         : fmt::format(" lr_scaling={} base_batch={:g}", to_string(plan.lr_scaling), plan.base_batch),
+                     precision_summary(plan));
 
   if (const auto& m = trainer.memory_plan()) {
     const std::string batches =
@@ -216,7 +220,8 @@ JobSummary run_train_job(const JobConfig& c, std::ostream& out) {
                     : "");
   }
   if (!r.resumed_from.empty()) {
-    say << fmt::format("resumed from {} at step {}\n", r.resumed_from, r.first_step);
+    say << fmt::format("resumed from {} at step {}{}\n", r.resumed_from, r.first_step,
+                       r.lr_scale_note.empty() ? "" : " (the learning rate's factor changed there)");
   }
   const std::string skipped = trainer.loss_scaler()
                                   ? fmt::format("; {} step(s) skipped on fp16 overflow, final loss scale {}",
@@ -259,9 +264,11 @@ JobSummary run_train_job(const JobConfig& c, std::ostream& out) {
                        s.unigram_bits_per_byte, skipped);
     return s;
   }
-  s.test_accuracy = trainer.evaluate_accuracy(*work.test, 1000);
-  append_log_record(plan.log_path, fmt::format(R"({{"event":"eval","split":"test","accuracy":{},"examples":{}}})",
-                                               s.test_accuracy, work.test->size()));
+  const Evaluation test = trainer.evaluate_loss_and_accuracy(*work.test, 1000);  // one pass for both
+  s.test_accuracy = test.accuracy;
+  append_log_record(plan.log_path,
+                    fmt::format(R"({{"event":"eval","split":"test","loss":{},"accuracy":{},"examples":{}}})", test.loss,
+                                s.test_accuracy, work.test->size()));
   out << fmt::format("{}; test accuracy {:.4f}{}\n", trained, s.test_accuracy, skipped);
   return s;
 }

@@ -19,6 +19,7 @@
 #include "gradacc/batch_plan.h"
 #include "gradacc/device.h"
 #include "gradacc/errors.h"
+#include "gradacc/lr_schedule.h"
 #include "gradacc/memory_plan.h"
 
 namespace {
@@ -141,6 +142,25 @@ int cmd_plan(const JobConfig& c, const std::string& dataset_size_text) {
   } else if (e.partial_window_size > 0 && !e.partial_dropped) {
     fmt::print("last window         {} samples in {} micro-batch(es) per rank, rescaled by its real size\n",
                e.partial_window_size, e.partial_micro_batches(p));
+  }
+  if (t.lr_scaling() != LrScaling::kNone) {
+    if (!t.base_batch()) throw ConfigError("lr_scaling needs --base-batch B0: the global batch the rate was tuned at");
+    if (t.lr_scaling() == LrScaling::kAdaScale) {
+      fmt::print(
+          "lr scaling          adascale: the schedule's rate × r, r between 1 and B/B0 = {:.6g} from the noise "
+          "scale, the schedule advancing by r per update\n",
+          lr_scale(LrScaling::kLinear, static_cast<double>(p.global_batch), *t.base_batch()));
+    } else if (t.normalization() == Normalization::kPerItem && c.data.starts_with("text:")) {
+      fmt::print(
+          "lr scaling          {}: B counted in tokens (samples × the longest example's tokens) against B0 {:g}; "
+          "the step log's lr_scale shows the factor\n",
+          to_string(t.lr_scaling()), *t.base_batch());
+    } else {
+      fmt::print("lr scaling          {}: the schedule's rate × {:.6g} at this batch ({} / B0 {:g})\n",
+                 to_string(t.lr_scaling()),
+                 lr_scale(t.lr_scaling(), static_cast<double>(p.global_batch), *t.base_batch()), p.global_batch,
+                 *t.base_batch());
+    }
   }
   return 0;
 }

@@ -71,6 +71,17 @@ void add_optimizer_and_precision_rows(std::vector<Option>& t) {
       "warmup as a fraction of the schedule's steps (when --warmup is unset)",
       [](JobConfig& c) -> std::optional<double>& { return c.train.warmup_ratio(); }, "none"));
   t.push_back(choice(
+      "--lr-scaling", {"lr_scaling"}, S::kRun, "none|linear|sqrt|adascale",
+      "the learning rate follows the batch: × B/B0 (linear), × sqrt(B/B0) (sqrt), or AdaScale's gain from the "
+      "noise scale with the schedule stretched by it (SGD), B the window's planned global batch (docs/lr-scaling.md)",
+      [](JobConfig& c) -> LrScaling& { return c.train.lr_scaling(); }, parse_lr_scaling,
+      [](LrScaling r) { return to_string(r); }));
+  t.push_back(optional_number(
+      "--base-batch", {"base_batch"}, S::kRun,
+      "B0 of --lr-scaling: the global batch the learning rate was tuned at (samples; tokens when the loss is "
+      "normalized per token)",
+      [](JobConfig& c) -> std::optional<double>& { return c.train.base_batch(); }, "none"));
+  t.push_back(choice(
       "--warmup-start", {"warmup_start"}, S::kRun, "step1|zero",
       "warmup of constant/cosine/linear: lr·(s+1)/W (step1), or lr·s/W from 0 (zero: Hugging Face's)",
       [](JobConfig& c) -> WarmupStart& { return c.train.warmup_start(); }, parse_warmup_start,

@@ -185,7 +185,7 @@ CheckpointState load_checkpoint(const std::string& path, torch::nn::Module& mode
                                       meta.at(kFormatKey), kFormatVersion));
   }
   // Identity entries added after checkpoints already existed: one without them ran their default.
-  static const StringMap kAddedLater = {{"accum_auto", "off"}, {"micro_batching", "fixed"}};
+  static const StringMap kAddedLater = {{"accum_auto", "off"}, {"micro_batching", "fixed"}, {"lr_scaling", "none"}};
   for (const auto& [k, want] : identity) {
     auto it = meta.find("run." + k);
     if (it == meta.end()) {

@@ -57,6 +57,8 @@ std::string step_json(const StepReport& r, int64_t epoch, double seconds) {
   j["epoch"] = epoch;
   j["loss"] = r.loss;
   j["lr"] = r.lr;
+  j["lr_scale"] = r.lr_scale;
+  if (r.lr_position > 0) j["lr_position"] = r.lr_position;
   j["grad_norm"] = r.grad_norm;
   j["clip_coef"] = r.clip_coef;
   j["samples"] = r.samples;

@@ -44,6 +44,45 @@ WarmupStart parse_warmup_start(const std::string& name) {
 
 std::string to_string(WarmupStart start) { return start == WarmupStart::kZero ? "zero" : "step1"; }
 
+LrScaling parse_lr_scaling(const std::string& name) {
+  if (name == "none") return LrScaling::kNone;
+  if (name == "linear") return LrScaling::kLinear;
+  if (name == "sqrt") return LrScaling::kSqrt;
+  if (name == "adascale") return LrScaling::kAdaScale;
+  throw ConfigError(fmt::format("unknown lr scaling '{}' (expected none, linear, sqrt or adascale)", shown(name)));
+}
+
+std::string to_string(LrScaling rule) {
+  switch (rule) {
+    case LrScaling::kNone: return "none";
+    case LrScaling::kLinear: return "linear";
+    case LrScaling::kSqrt: return "sqrt";
+    case LrScaling::kAdaScale: return "adascale";
+  }
+  return "?";
+}
+
+double lr_scale(LrScaling rule, double batch, double base_batch) {
+  if (!(base_batch > 0) || !std::isfinite(base_batch))
+    throw ConfigError(fmt::format("lr scaling: the base batch must be positive, got {}", base_batch));
+  if (!(batch > 0)) throw ConfigError(fmt::format("lr scaling: the batch must be positive, got {}", batch));
+  const double k = batch / base_batch;
+  switch (rule) {
+    case LrScaling::kNone: return 1.0;
+    case LrScaling::kLinear: return k;
+    case LrScaling::kSqrt: return std::sqrt(k);
+    case LrScaling::kAdaScale: break;
+  }
+  throw ConfigError("adascale's factor follows the noise scale, not the batch alone (adascale_gain)");
+}
+
+double adascale_gain(double trace_sigma, double grad_sq, double batch, double base_batch) {
+  const double scale = lr_scale(LrScaling::kLinear, batch, base_batch);  // S = B/B0, checked
+  if (!(grad_sq > 0) || !(trace_sigma >= 0) || !std::isfinite(trace_sigma) || !std::isfinite(grad_sq)) return 1.0;
+  const double r = (trace_sigma / base_batch + grad_sq) / (trace_sigma / batch + grad_sq);
+  return std::clamp(r, std::min(1.0, scale), std::max(1.0, scale));
+}
+
 namespace {
 
 bool deepspeed_kind(ScheduleKind k) {
@@ -95,13 +134,19 @@ double LrSchedule::lr_at(int64_t step) const {
       }
     }
   }
-  if (step < o.warmup_steps) {
+  return lr_at_position(s);
+}
+
+double LrSchedule::lr_at_position(double s) const {
+  const auto& o = options_;
+  if (deepspeed_kind(o.kind)) throw ConfigError("DeepSpeed's schedules step in whole optimizer steps only");
+  const auto W = static_cast<double>(o.warmup_steps);
+  if (s < W) {
     const double done = o.warmup_start == WarmupStart::kZero ? s : s + 1.0;
-    return o.base_lr * done / static_cast<double>(o.warmup_steps);
+    return o.base_lr * done / W;
   }
   if (o.kind == ScheduleKind::kConstant) return o.base_lr;
-  const double p = std::clamp(
-      static_cast<double>(step - o.warmup_steps) / static_cast<double>(o.total_steps - o.warmup_steps), 0.0, 1.0);
+  const double p = std::clamp((s - W) / (static_cast<double>(o.total_steps) - W), 0.0, 1.0);
   if (o.kind == ScheduleKind::kCosine)
     return o.min_lr + (o.base_lr - o.min_lr) * 0.5 * (1.0 + std::cos(std::numbers::pi * p));
   return o.base_lr + (o.min_lr - o.base_lr) * p;

@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include "gradacc/errors.h"
+
 namespace gradacc {
 namespace {
 
@@ -119,6 +121,37 @@ TEST(LrSchedule, HuggingFaceWarmupFromZero) {
     EXPECT_NEAR(c.lr_at(i), 5e-5 * (i < 10 ? warm : 0.5 * (1 + std::cos(std::numbers::pi * progress))), 1e-20) << i;
     EXPECT_NEAR(k.lr_at(i), 5e-5 * (i < 10 ? warm : 1.0), 1e-20) << i;
   }
+}
+
+TEST(LrScaling, LinearAndSqrtFollowTheRatioOfBatches) {
+  EXPECT_EQ(lr_scale(LrScaling::kNone, 512, 32), 1.0);
+  EXPECT_EQ(lr_scale(LrScaling::kLinear, 512, 32), 16.0);
+  EXPECT_EQ(lr_scale(LrScaling::kSqrt, 512, 32), 4.0);
+  EXPECT_DOUBLE_EQ(lr_scale(LrScaling::kSqrt, 16, 32), std::sqrt(0.5));  // a smaller batch lowers it
+  EXPECT_THROW(lr_scale(LrScaling::kLinear, 512, 0), ConfigError);
+  EXPECT_THROW(lr_scale(LrScaling::kLinear, 512, -1), ConfigError);
+  EXPECT_THROW(lr_scale(LrScaling::kLinear, 0, 32), ConfigError);
+  EXPECT_EQ(parse_lr_scaling("sqrt"), LrScaling::kSqrt);
+  EXPECT_THROW(parse_lr_scaling("Linear"), ConfigError);
+}
+
+TEST(LrScaling, AdaScaleGainLiesBetweenOneAndTheScale) {
+  // No noise: r = 1 (a larger batch buys nothing); all noise: r = S; B_noise = B0: r = 2S / (S + 1).
+  EXPECT_EQ(adascale_gain(0.0, 1.0, 256, 32), 1.0);
+  EXPECT_DOUBLE_EQ(adascale_gain(1e12, 1e-12, 256, 32), 8.0);
+  EXPECT_DOUBLE_EQ(adascale_gain(32.0, 1.0, 256, 32), 2.0 / (1.0 / 8.0 + 1.0));
+  EXPECT_EQ(adascale_gain(5.0, 0.0, 256, 32), 1.0) << "no estimate yet";
+  EXPECT_THROW(lr_scale(LrScaling::kAdaScale, 256, 32), ConfigError);
+}
+
+TEST(LrSchedule, FractionalPositionsAgreeWithWholeSteps) {
+  LrScheduleOptions o{ScheduleKind::kCosine, 0.1, 4, 40, 0.01};
+  LrSchedule s(o);
+  for (int64_t k = 0; k <= 40; ++k) EXPECT_EQ(s.lr_at_position(static_cast<double>(k)), s.lr_at(k)) << k;
+  EXPECT_GT(s.lr_at_position(10.5), s.lr_at(11));
+  EXPECT_LT(s.lr_at_position(10.5), s.lr_at(10));
+  o.kind = ScheduleKind::kDsWarmupCosine;
+  EXPECT_THROW(LrSchedule(o).lr_at_position(1.5), ConfigError);
 }
 
 }  // namespace

@@ -13,11 +13,14 @@ StringMap RunPlan::run_identity(const std::string& optimizer_kind) const {
   // change the gradient (exact accumulation), so a run may resume with another micro-batch or
   // world size (ZeRO reshards its optimizer state). Windows that grow with the accumulation are
   // micro_batch × world_size × accum: those stay fixed.
-  id["global_batch"] = std::to_string(batch.global_batch);
+  // With --lr-scaling the learning rate follows the batch, so a resume may change the batch (another
+  // world size, say): from there the factor follows the new one, and the Trainer says so.
+  const bool batch_may_change = lr_scaling != LrScaling::kNone;
+  if (!batch_may_change) id["global_batch"] = std::to_string(batch.global_batch);
   if (accum_schedule || auto_accum) {
     id["micro_batch"] = std::to_string(batch.micro_batch);
     id["accumulation_steps"] = std::to_string(batch.accumulation_steps);
-    id["world_size"] = std::to_string(batch.world_size);
+    if (!batch_may_change) id["world_size"] = std::to_string(batch.world_size);
   }
   std::string schedule;
   if (accum_schedule) {
@@ -33,6 +36,8 @@ StringMap RunPlan::run_identity(const std::string& optimizer_kind) const {
                                 : "off";
   id["normalization"] = normalization == Normalization::kPerItem ? "per-item" : "naive";
   id["optimizer"] = optimizer_kind;
+  id["lr_scaling"] =
+      lr_scaling == LrScaling::kNone ? "none" : fmt::format("{} base {}", to_string(lr_scaling), base_batch);
   id["train_examples"] = std::to_string(dataset_size);
   id["seed"] = std::to_string(sampler.seed);
   id["shuffle"] = sampler.shuffle ? "on" : "off";

@@ -217,8 +217,28 @@ RunPlan resolve_run(const TrainOptions& o, const DistEnv& env, int64_t dataset_s
   } catch (const std::invalid_argument& e) {
     throw ConfigError(e.what());
   }
+  std::vector<std::string> notes;
+  if (o.lr_scaling() != LrScaling::kNone) {
+    require(o.base_batch().has_value(), fmt::format("lr_scaling {} needs --base-batch B0: the global batch the "
+                                                    "learning rate was tuned at",
+                                                    to_string(o.lr_scaling())));
+    require(*o.base_batch() > 0 && *o.base_batch() <= 1e15,
+            fmt::format("base_batch must be a positive count of samples (or tokens), got {}", *o.base_batch()));
+    const bool ds = o.schedule() == ScheduleKind::kDsWarmup || o.schedule() == ScheduleKind::kDsWarmupDecay ||
+                    o.schedule() == ScheduleKind::kDsWarmupCosine;
+    require(o.lr_scaling() != LrScaling::kAdaScale || !ds,
+            "adascale reads the schedule at fractional positions: use constant, cosine or linear, not DeepSpeed's");
+    if (o.lr_scaling() == LrScaling::kAdaScale && !o.noise_scale() && !auto_accum)
+      notes.push_back(
+          "note: --lr-scaling adascale measures the gradient noise scale (as --noise-scale does): its "
+          "gain comes from those estimates");
+  } else if (o.base_batch()) {
+    notes.push_back(
+        "note: --base-batch is read by --lr-scaling only, which is none here: the learning rate is as given");
+  }
   require_count(o.print_every(), 0, kMaxSteps, "print_every");
-  if (o.noise_scale() || auto_accum) {
+  const bool noise_scale = o.noise_scale() || auto_accum || o.lr_scaling() == LrScaling::kAdaScale;
+  if (noise_scale) {
     require_range(o.noise_scale_ema(), 0.0, 0.999999, "noise_scale_ema");
     require(o.normalization() != Normalization::kNaiveMicroMean, "the noise scale needs per-item normalization");
     require(o.sync() == SyncMode::kPerWindow || env.world_size == 1,
@@ -226,7 +246,6 @@ RunPlan resolve_run(const TrainOptions& o, const DistEnv& env, int64_t dataset_s
   }
 
   // Data parallel: ZeRO and overlap. `zero auto` starts on ZeRO-1; the memory planner may take 2.
-  std::vector<std::string> notes;
   const auto [zero, zero_auto] = resolve_zero_stage(o, env.distributed(), notes);
   require(!o.overlap().value_or(false) || o.sync() == SyncMode::kPerWindow,
           "overlap starts the window's reduction during the last backward: it needs --sync window");
@@ -306,6 +325,8 @@ RunPlan resolve_run(const TrainOptions& o, const DistEnv& env, int64_t dataset_s
       .warmup_steps = warmup,
       .min_lr = o.min_lr(),
       .lr_shape = lr_shape,
+      .lr_scaling = o.lr_scaling(),
+      .base_batch = o.lr_scaling() != LrScaling::kNone ? *o.base_batch() : 0.0,
       .checkpoint = checkpoint,
       .log_path = env.rank == 0 ? o.log_path() : "",
       .progress = o.progress() && env.rank == 0,
@@ -316,7 +337,7 @@ RunPlan resolve_run(const TrainOptions& o, const DistEnv& env, int64_t dataset_s
                                    ? std::optional<int64_t>(batch.micro_batch)
                                    : std::nullopt,
       .activation_checkpointing = o.activation_checkpointing(),
-      .noise_scale_ema = o.noise_scale() || auto_accum ? std::optional<double>(o.noise_scale_ema()) : std::nullopt,
+      .noise_scale_ema = noise_scale ? std::optional<double>(o.noise_scale_ema()) : std::nullopt,
       .auto_accum = auto_accum,
       .micro_batch_tokens = o.micro_batch_tokens(),
   };

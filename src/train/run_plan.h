@@ -59,6 +59,8 @@ struct RunPlan {
   const int64_t warmup_steps;
   const double min_lr;
   const LrScheduleOptions lr_shape;  // the schedule's shape and horizon (its base_lr: the optimizer's)
+  const LrScaling lr_scaling;        // the factor that follows the batch (train/lr_scaling.h)
+  const double base_batch;           // its B0 (0 without scaling)
   const CheckpointPolicy checkpoint;
   const std::string log_path;
   const bool progress;

@@ -55,6 +55,13 @@ void run_window(const LoopParts& p, const Window& window) {
 
 }  // namespace
 
+int64_t planned_window(const LoopParts& p, int64_t steps_taken) {
+  const BatchPlan& plan = p.sampler.plan();
+  if (!p.accum_schedule && !p.auto_accum) return plan.global_batch;
+  const int64_t accum = p.auto_accum ? p.auto_accum->current() : p.accum_schedule->at(steps_taken);
+  return plan.micro_batch * accum * plan.world_size;
+}
+
 std::vector<StepReport> train_steps(const LoopParts& p, int64_t steps, LoopPosition& pos, const StepCallback& on_step) {
   std::vector<StepReport> reports;
   reports.reserve(steps);
@@ -75,7 +82,7 @@ std::vector<StepReport> train_steps(const LoopParts& p, int64_t steps, LoopPosit
     const int64_t accum = p.auto_accum       ? p.auto_accum->current()
                           : p.accum_schedule ? p.accum_schedule->at(p.accumulator.steps_taken())
                                              : plan.accumulation_steps;
-    const int64_t global = varying ? plan.micro_batch * accum * plan.world_size : plan.global_batch;
+    const int64_t global = planned_window(p, p.accumulator.steps_taken());
     if (p.sampler.drop_partial() && n - pos.offset < global) {
       if (pos.offset == 0)
         throw PlanError(fmt::format("a window of {} examples does not fit the {} examples", global, n));
@@ -92,6 +99,7 @@ std::vector<StepReport> train_steps(const LoopParts& p, int64_t steps, LoopPosit
         [&](const Window& w) { run_window(p, w); }, replays);
 
     // Window boundary: exact normalization, clip, optimizer and schedule step.
+    if (p.lr_scaler) p.accumulator.set_lr_scale(p.lr_scaler->factor(global), p.lr_scaler->schedule_position());
     StepReport report = [&] {
       RECORD_USER_SCOPE("gradacc::window_boundary");
       return p.accumulator.step();
@@ -103,6 +111,8 @@ std::vector<StepReport> train_steps(const LoopParts& p, int64_t steps, LoopPosit
       for (const auto& m : window.micro_batches) report.micro_batch = std::max<int64_t>(report.micro_batch, m.size());
     }
     report.oom_replays = replays;
+    if (p.lr_scaler && !report.skipped) p.lr_scaler->advance(report.lr_scale);
+    if (p.lr_scaler && p.lr_scaler->schedule_position()) report.lr_position = *p.lr_scaler->schedule_position();
     if (p.auto_accum) p.auto_accum->after_step(report);  // before the callback: a checkpoint saves the decision
     reports.push_back(report);
 
@@ -114,6 +124,7 @@ std::vector<StepReport> train_steps(const LoopParts& p, int64_t steps, LoopPosit
     if (pos.offset == n) next_epoch();
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (on_step && !on_step(report, StepContext{epoch, seconds, pos})) break;
+    if (p.lr_scaler && p.lr_scaler->finished()) break;  // AdaScale went the schedule's whole length
   }
   return reports;
 }

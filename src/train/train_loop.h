@@ -21,6 +21,7 @@
 #include "gradacc/model.h"
 #include "gradacc/precision.h"
 #include "gradacc/step_report.h"
+#include "train/lr_scaling.h"
 
 namespace gradacc {
 
@@ -44,7 +45,13 @@ struct LoopParts {
   // backward. A rank with no examples for a micro-batch runs a stand-in (the dataset's first
   // example, its loss times zero), so that it issues the same gathers as the others.
   ParameterGather* gather = nullptr;
+  // The learning rate follows each window's planned global batch (null: it does not).
+  LrScaler* lr_scaler = nullptr;
 };
+
+// The planned global batch of the window after `steps_taken` windows: micro_batch × accumulation ×
+// world size, with the accumulation of that step (schedule, auto) when it varies.
+int64_t planned_window(const LoopParts& p, int64_t steps_taken);
 
 // Runs up to `steps` optimizer steps from `position` (updated in place), fewer if `on_step` asks
 // to stop. The backward runs outside autocast, as LibTorch recommends. Each report carries the

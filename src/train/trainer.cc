@@ -247,6 +247,7 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
     s_->noise = std::make_unique<NoiseScaleEstimator>(*plan.noise_scale_ema);
   }
   if (plan.auto_accum) s_->auto_accum = std::make_unique<AutoAccum>(*plan.auto_accum);
+  s_->lr_scaler = make_lr_scaler(plan, *s_->data, s_->noise.get(), optimizer_kind(*s_->optimizer));
 
   const std::string kind = optimizer_kind(*s_->optimizer);
   if (plan.env.distributed()) {
@@ -271,7 +272,8 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
     throw ConfigError(e.what());
   }
   s_->checkpointer = std::make_unique<Checkpointer>(plan.checkpoint, plan.run_identity(kind), plan.lead(), plan.device);
-  for (Stateful* part : std::initializer_list<Stateful*>{s_->scaler.get(), s_->noise.get(), s_->auto_accum.get()}) {
+  for (Stateful* part :
+       std::initializer_list<Stateful*>{s_->scaler.get(), s_->noise.get(), s_->auto_accum.get(), s_->lr_scaler.get()}) {
     if (part) s_->checkpointer->track(*part);
   }
   if (s_->zero) {
@@ -335,7 +337,8 @@ TrainResult Trainer::fit() {
                   << std::flush;
       }
       stopped_by_request = r.stop_requested;
-      if (s.checkpointer->due(r.step, p.last_step, stopped_by_request)) {
+      const bool finished = s.lr_scaler && s.lr_scaler->finished();  // AdaScale's whole schedule
+      if (s.checkpointer->due(r.step, p.last_step, stopped_by_request || finished)) {
         CheckpointState state;
         state.step = r.step;
         state.updates = s.accumulator->updates_applied();
@@ -360,10 +363,17 @@ TrainResult Trainer::fit() {
                           p.accum_schedule ? &*p.accum_schedule : nullptr,
                           s.auto_accum.get(),
                           /*replay_on_oom=*/!p.env.distributed() && !p.accum_schedule && !s.auto_accum,
-                          s.gather.get()};
+                          s.gather.get(),
+                          s.lr_scaler.get()};
     // The budget is enforced on the CPU: an allocation past it fails like a GPU's, and the window
     // is replayed with half the micro-batch. (On a GPU, its own memory is the limit.)
     const CpuMemoryLimit limit(p.memory_budget && !p.device.is_cuda() ? *p.memory_budget : cpu_memory_limit());
+    if (s.lr_scaler && !result.resumed_from.empty()) {
+      if (auto note = s.lr_scaler->resume_note(planned_window(parts, result.first_step))) {
+        result.lr_scale_note = *note;
+        if (p.lead()) std::cout << *note << "\n" << std::flush;
+      }
+    }
     result.history = train_steps(parts, std::max<int64_t>(0, p.last_step - result.first_step), pos, on_step);
   }
   if (s.gather) s.gather->unshard();  // the model is whole again: evaluate it, save it, run it
@@ -371,7 +381,8 @@ TrainResult Trainer::fit() {
   result.steps = s.accumulator->steps_taken();
   result.checkpoint = s.checkpointer->last_written();
   result.skipped_steps = s.scaler ? s.scaler->skipped_steps() : 0;
-  result.stopped_early = stopped_by_request || stopped_by_callback || result.steps < p.total_steps;
+  result.stopped_early = stopped_by_request || stopped_by_callback ||
+                         (result.steps < p.total_steps && !(s.lr_scaler && s.lr_scaler->finished()));
   if (stopped_by_request) {
     // Stopped for another rank's signal: report it as if this one had been sent SIGTERM too.
     result.signal_here = InterruptGuard::received();

@@ -20,6 +20,7 @@
 #include "sync/communicator.h"
 #include "sync/parameter_gather.h"
 #include "sync/zero_shard.h"
+#include "train/lr_scaling.h"
 #include "train/run_plan.h"
 
 namespace gradacc {
@@ -37,6 +38,7 @@ struct Trainer::State {
   std::unique_ptr<LossScaler> scaler;
   std::unique_ptr<NoiseScaleEstimator> noise;
   std::unique_ptr<AutoAccum> auto_accum;
+  std::unique_ptr<LrScaler> lr_scaler;  // the learning rate follows the batch (--lr-scaling)
   std::unique_ptr<Accumulator> accumulator;
   std::unique_ptr<ParameterGather> gather;  // ZeRO-3: gathers the units around their computation
   std::unique_ptr<Communicator> communicator;
