@@ -30,6 +30,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,7 @@
 #include "gradacc/optimizer.h"
 #include "gradacc/options.h"
 #include "gradacc/step_report.h"
+#include "gradacc/window_loss.h"
 
 namespace gradacc {
 
@@ -66,6 +68,12 @@ class Trainer {
  public:
   Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<const Dataset> data, TrainOptions options,
           LossFn loss = cross_entropy_loss());
+  // A loss over the whole window (window_loss.h: contrastive, in-batch negatives), trained exactly
+  // by gradient caching; `model` holds the parameters `window_loss.encode` runs. Its windows are
+  // divided by their sample count. Throws ConfigError (one line) for what it does not support yet:
+  // a memory budget, ZeRO-3, token budgets, the naive normalization, a mean-reduced loss.
+  Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<const Dataset> data, TrainOptions options,
+          WindowLoss window_loss);
   ~Trainer();
   Trainer(const Trainer&) = delete;
   Trainer& operator=(const Trainer&) = delete;
@@ -110,6 +118,8 @@ class Trainer {
   const std::vector<std::string>& warnings() const;
 
  private:
+  Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<const Dataset> data, TrainOptions options,
+          LossFn loss, std::optional<WindowLoss> window_loss);
   struct State;
   std::unique_ptr<State> s_;
 };

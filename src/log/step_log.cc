@@ -59,6 +59,7 @@ std::string step_json(const StepReport& r, int64_t epoch, double seconds) {
   j["lr"] = r.lr;
   j["lr_scale"] = r.lr_scale;
   if (r.lr_position > 0) j["lr_position"] = r.lr_position;
+  if (r.window_cache_bytes > 0) j["cache_bytes"] = r.window_cache_bytes;
   j["grad_norm"] = r.grad_norm;
   j["clip_coef"] = r.clip_coef;
   j["samples"] = r.samples;

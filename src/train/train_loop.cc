@@ -9,6 +9,7 @@
 
 #include "gradacc/device.h"
 #include "gradacc/errors.h"
+#include "train/gradient_cache.h"
 #include "train/oom_replay.h"
 
 namespace gradacc {
@@ -17,7 +18,22 @@ namespace {
 
 // Forward and backward of one window, a micro-batch at a time: only one micro-batch of
 // activations lives.
-void run_window(const LoopParts& p, const Window& window) {
+// A window loss: the window's batches, then gradient caching's three passes (gradient_cache.h).
+// Returns the bytes of representations and gradients it held.
+int64_t run_cached_window(const LoopParts& p, const Window& window) {
+  std::vector<Batch> batches;
+  bool any = false;
+  for (const std::vector<int64_t>& indices : window.micro_batches) {
+    batches.push_back(indices.empty() ? Batch{} : p.data.gather(indices).to(p.device));
+    any = any || !indices.empty();
+  }
+  const Batch stand_in = any ? Batch{} : p.data.gather({0}).to(p.device);  // shapes for an empty share
+  const GradientCacheParts parts{*p.window_loss, p.accumulator, p.device, p.precision, p.reducer};
+  return accumulate_window_loss(parts, batches, stand_in).cached_bytes;
+}
+
+int64_t run_window(const LoopParts& p, const Window& window) {
+  if (p.window_loss) return run_cached_window(p, window);
   // This rank's last micro-batch with examples: during its backward, data parallel with overlap
   // starts reducing the window's gradient bucket by bucket.
   size_t last = window.micro_batches.size();
@@ -51,6 +67,7 @@ void run_window(const LoopParts& p, const Window& window) {
     else
       p.accumulator.accumulate(loss_sum, batch.samples, batch.items);
   }
+  return 0;
 }
 
 }  // namespace
@@ -91,12 +108,12 @@ std::vector<StepReport> train_steps(const LoopParts& p, int64_t steps, LoopPosit
 
     // Forward and backward of the window, a micro-batch at a time (run again with half the
     // micro-batch if memory runs out).
-    int64_t replays = 0;
+    int64_t replays = 0, cache_bytes = 0;
     const Window window = replay.run(
         [&](const WindowSampler& s) {
           return s.window_at(order, pos.epoch, pos.window, pos.offset, varying ? accum : s.plan().accumulation_steps);
         },
-        [&](const Window& w) { run_window(p, w); }, replays);
+        [&](const Window& w) { cache_bytes = run_window(p, w); }, replays);
 
     // Window boundary: exact normalization, clip, optimizer and schedule step.
     if (p.lr_scaler) p.accumulator.set_lr_scale(p.lr_scaler->factor(global), p.lr_scaler->schedule_position());
@@ -111,6 +128,7 @@ std::vector<StepReport> train_steps(const LoopParts& p, int64_t steps, LoopPosit
       for (const auto& m : window.micro_batches) report.micro_batch = std::max<int64_t>(report.micro_batch, m.size());
     }
     report.oom_replays = replays;
+    report.window_cache_bytes = cache_bytes;
     if (p.lr_scaler && !report.skipped) p.lr_scaler->advance(report.lr_scale);
     if (p.lr_scaler && p.lr_scaler->schedule_position()) report.lr_position = *p.lr_scaler->schedule_position();
     if (p.auto_accum) p.auto_accum->after_step(report);  // before the callback: a checkpoint saves the decision

@@ -21,6 +21,8 @@
 #include "gradacc/model.h"
 #include "gradacc/precision.h"
 #include "gradacc/step_report.h"
+#include "gradacc/window_loss.h"
+#include "sync/gradient_reducer.h"
 #include "train/lr_scaling.h"
 
 namespace gradacc {
@@ -47,6 +49,10 @@ struct LoopParts {
   ParameterGather* gather = nullptr;
   // The learning rate follows each window's planned global batch (null: it does not).
   LrScaler* lr_scaler = nullptr;
+  // A loss over the whole window (gradacc/window_loss.h): each window by gradient caching, its
+  // representations gathered over `reducer`'s ranks (null: one process). Null: the per-example loss.
+  const WindowLoss* window_loss = nullptr;
+  GradientReducer* reducer = nullptr;
 };
 
 // The planned global batch of the window after `steps_taken` windows: micro_batch × accumulation ×

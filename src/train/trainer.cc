@@ -53,12 +53,19 @@ RunPlan resolve_for(const TrainOptions& options, const Dataset* data) {
 }  // namespace
 
 Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<const Dataset> data,
-                 TrainOptions options, LossFn loss) {
+                 TrainOptions options, LossFn loss)
+    : Trainer(std::move(model), std::move(make_optimizer), std::move(data), std::move(options), std::move(loss),
+              std::nullopt) {}
+
+Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<const Dataset> data,
+                 TrainOptions options, LossFn loss, std::optional<WindowLoss> window_loss) {
   if (!model.module || !model.forward) throw ConfigError("the Trainer needs a model: Model::of(module)");
   if (!make_optimizer) throw ConfigError("the Trainer needs an optimizer factory");
   if (!loss) throw ConfigError("the Trainer needs a loss function");
+  if (window_loss) check_window_loss(*window_loss, options, data.get());
   RunPlan resolved = resolve_for(options, data.get());
   s_ = std::make_unique<State>(std::move(model), std::move(data), std::move(loss), std::move(resolved));
+  s_->window_loss = std::move(window_loss);
   const RunPlan& p = s_->plan();
   if (p.threads > 0) at::set_num_threads(static_cast<int>(p.threads));
   if (p.device.is_cuda()) set_cuda_tf32(p.tf32);
@@ -94,8 +101,9 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
   }
   // The loss's declared reduction, checked once; a mean is turned back into the sum the
   // accumulator divides once by the window's count (one scalar multiply per micro-batch).
-  check_loss_reduction(s_->model, s_->loss, *s_->data, p.batch.micro_batch, options.loss_reduction(), p.device,
-                       p.precision);
+  if (!s_->window_loss)
+    check_loss_reduction(s_->model, s_->loss, *s_->data, p.batch.micro_batch, options.loss_reduction(), p.device,
+                         p.precision);
   if (options.loss_reduction() == LossReduction::kMean) {
     s_->loss = [mean = std::move(s_->loss)](const at::Tensor& outputs, const Batch& b) {
       return mean(outputs, b) * static_cast<double>(b.items);
@@ -291,11 +299,6 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
 
 Trainer::~Trainer() = default;
 
-Trainer& Trainer::on_step(StepCallback callback) {
-  s_->callbacks.push_back(std::move(callback));
-  return *this;
-}
-
 TrainResult Trainer::fit() {
   State& s = *s_;
   const RunPlan& p = s.plan();
@@ -364,7 +367,9 @@ TrainResult Trainer::fit() {
                           s.auto_accum.get(),
                           /*replay_on_oom=*/!p.env.distributed() && !p.accum_schedule && !s.auto_accum,
                           s.gather.get(),
-                          s.lr_scaler.get()};
+                          s.lr_scaler.get(),
+                          s.window_loss ? &*s.window_loss : nullptr,
+                          s.communicator.get()};
     // The budget is enforced on the CPU: an allocation past it fails like a GPU's, and the window
     // is replayed with half the micro-batch. (On a GPU, its own memory is the limit.)
     const CpuMemoryLimit limit(p.memory_budget && !p.device.is_cuda() ? *p.memory_budget : cpu_memory_limit());

@@ -1,10 +1,15 @@
-// What a Trainer answers besides fit(): held-out evaluation, the resolved run, its parts, and the
+// What a Trainer answers besides fit(): step callbacks, held-out evaluation, the resolved run, its parts, and the
 // bytes a rank keeps.
 #include "gradacc/trainer.h"
 #include "train/evaluation.h"
 #include "train/trainer_state.h"
 
 namespace gradacc {
+
+Trainer& Trainer::on_step(StepCallback callback) {
+  s_->callbacks.push_back(std::move(callback));
+  return *this;
+}
 
 // Evaluation under ZeRO-3 during training (a step callback): the root unit whole for the pass,
 // each declared unit gathered around its forward. A collective: every rank evaluates.

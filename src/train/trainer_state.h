@@ -47,6 +47,7 @@ struct Trainer::State {
   std::unique_ptr<Checkpointer> checkpointer;
   std::vector<StepCallback> callbacks;
   std::vector<std::string> warnings;
+  std::optional<WindowLoss> window_loss;  // a loss over the whole window: gradient caching (train/gradient_cache.h)
 
   State(Model m, std::shared_ptr<const Dataset> d, LossFn l, RunPlan p)
       : model(std::move(m)), data(std::move(d)), loss(std::move(l)), run_plan(std::move(p)) {}
@@ -60,5 +61,8 @@ struct Trainer::State {
     return {{"master_weights", master->flat_masters()}};
   }
 };
+
+// A window loss's Trainer: throws ConfigError (one line) for what gradient caching does not support yet.
+void check_window_loss(const WindowLoss& window_loss, const TrainOptions& options, const Dataset* data);
 
 }  // namespace gradacc

@@ -1,0 +1,28 @@
+#include "gradacc/window_loss.h"
+
+#include <ATen/ops/arange.h>
+#include <ATen/ops/matmul.h>
+#include <c10/util/StringUtil.h>
+#include <fmt/format.h>
+#include <torch/nn/functional/loss.h>
+#include <torch/nn/functional/normalization.h>
+
+#include "gradacc/errors.h"
+
+namespace gradacc {
+
+at::Tensor info_nce_sum(const at::Tensor& a, const at::Tensor& b, double temperature) {
+  if (a.dim() != 2 || b.dim() != 2 || a.sizes() != b.sizes() || a.size(0) < 1)
+    throw ConfigError(fmt::format("info_nce_sum: two views of [N, d] rows expected, got {} and {}", c10::str(a.sizes()),
+                                  c10::str(b.sizes())));
+  if (!(temperature > 0)) throw ConfigError(fmt::format("info_nce_sum: temperature {} is not positive", temperature));
+  namespace F = torch::nn::functional;
+  const auto unit = F::NormalizeFuncOptions().dim(1);
+  const at::Tensor logits = at::matmul(F::normalize(a, unit), F::normalize(b, unit).t()) / temperature;
+  const at::Tensor self = at::arange(a.size(0), a.options().dtype(at::kLong));
+  // Both directions, each a sum over the N samples, halved: one term per sample.
+  const auto sum = F::CrossEntropyFuncOptions().reduction(torch::kSum);
+  return 0.5 * (F::cross_entropy(logits, self, sum) + F::cross_entropy(logits.t(), self, sum));
+}
+
+}  // namespace gradacc
