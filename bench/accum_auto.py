@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What --accum auto buys: the cost to reach a fixed test loss (docs/noise-scale.md).
 
-    bench/accum_auto.sh [--target LOSS] [--out DIR]
+    bench/accum_auto.sh [--target LOSS] [--out DIR] [--extra "FLAGS"]
 
 The mlp on Fashion-MNIST, micro-batches of 32, AdamW at a constant 2e-3, clip 1, seed 1, with
   - a small fixed accumulation (2: global 64),
@@ -11,6 +11,8 @@ Each run evaluates the 10,000 test images every few steps (--eval-every: about e
 for the fixed runs, every 2 steps for auto), and the table gives the optimizer steps, the examples
 and the seconds of training until the test loss first reaches the target, for each seed and their
 medians. `gradacc plot` then draws the test loss of the first seed against the examples seen.
+--extra adds flags to every run: "--lr-scaling sqrt --base-batch 64" is docs/lr-scaling.md's rerun
+(the rate follows each window's batch, from the small fixed batch's).
 """
 import argparse
 import json
@@ -51,10 +53,11 @@ def main():
     ap.add_argument("--target", type=float, default=0.40, help="test loss to reach")
     ap.add_argument("--seeds", default="1,2,3")
     ap.add_argument("--out", default=tempfile.mkdtemp())
+    ap.add_argument("--extra", default="", help="flags added to every run")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     common = ["--model", "mlp", "--micro-batch", "32", "--lr", "2e-3", "--schedule", "constant", "--clip", "1",
-              "--threads", "2", "--noise-scale", "on"]
+              "--threads", "2", "--noise-scale", "on"] + a.extra.split()
     runs = {  # name: (args, evaluation every N steps: about every 1,024 examples for the fixed runs)
         "fixed 2 (global 64)": (["--accum", "2", "--steps", "4700"], 16),
         "fixed 32 (global 1024)": (["--accum", "32", "--steps", "300"], 1),

@@ -6,7 +6,9 @@
 #   - a few training steps (the loss must fall);
 #   - --verify: accumulated vs full-batch training of the example's own model (must pass);
 #   - data parallel: 2 ranks through `gradacc launch --program` end with the weights of 1 process
-#     (within 1e-5), also under ZeRO-3 over the example's declared units.
+#     (within 1e-5), also under ZeRO-3 over the example's declared units;
+#   - examples/dual_encoder (a contrastive loss over the whole window): it learns, and 2 ranks end
+#     with the weights of 1.
 # Usage: install_example.sh BUILD_DIR SOURCE_DIR GRADACC_BIN PYTHON
 set -u
 build="$1" src="$2" G="$3" py="$4"
@@ -33,6 +35,7 @@ mkdir -p "$tmp/app"
 awk '/^```cmake$/ {on=1; next} on && /^```$/ {exit} on' "$src/docs/library.md" >"$tmp/app/CMakeLists.txt"
 grep -q 'find_package(gradacc' "$tmp/app/CMakeLists.txt" || fail "no CMake snippet in docs/library.md"
 cp "$src/examples/custom_model/main.cc" "$tmp/app/main.cc"
+cp "$src/examples/dual_encoder/main.cc" "$tmp/app/dual_encoder.cc"
 # ... and each public header compiled alone against the installed tree.
 for h in $installed; do
   name=$(basename "$h" .h)
@@ -42,6 +45,8 @@ cat >>"$tmp/app/CMakeLists.txt" <<CMAKE
 file(GLOB alone alone_*.cc)
 add_library(headers_alone OBJECT \${alone})
 target_link_libraries(headers_alone PRIVATE gradacc::gradacc)
+add_executable(dual_encoder dual_encoder.cc)
+target_link_libraries(dual_encoder PRIVATE gradacc::gradacc)
 CMAKE
 launcher=()
 command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
@@ -68,8 +73,8 @@ port=$((20000 + RANDOM % 20000))
 "$G" launch --nproc 2 --master-port "$port" --program "$ex" -- --steps 8 --save "$tmp/w2.safetensors" >"$tmp/dp.out" 2>&1 \
   || fail "2 ranks: $(tail -n 5 "$tmp/dp.out")"
 "$ex" --steps 8 --save "$tmp/w1.safetensors" >/dev/null 2>&1 || fail "1 rank"
-close_to_one_rank() {  # close_to_one_rank WEIGHTS LABEL: within 1e-5 of the one-rank run's weights
-  "$py" - "$tmp/w1.safetensors" "$1" "$2" <<'PY' || fail "$2: differs from 1 rank"
+close_to_one_rank() {  # close_to_one_rank WEIGHTS LABEL [ONE-RANK WEIGHTS]: within 1e-5 of the one-rank run's
+  "$py" - "${3:-$tmp/w1.safetensors}" "$1" "$2" <<'PY' || fail "$2: differs from 1 rank"
 import sys
 from safetensors.numpy import load_file
 a, b = load_file(sys.argv[1]), load_file(sys.argv[2])
@@ -85,4 +90,15 @@ close_to_one_rank "$tmp/w2.safetensors" "data parallel: 2 ranks × 4 micro-batch
 "$G" launch --nproc 2 --master-port "$((port + 1))" --program "$ex" -- --steps 8 --zero 3 --save "$tmp/z3.safetensors" \
   >"$tmp/z3.out" 2>&1 || fail "2 ranks, zero 3: $(tail -n 5 "$tmp/z3.out")"
 close_to_one_rank "$tmp/z3.safetensors" "zero 3 on the example's units: 2 ranks vs 1 rank"
+
+# examples/dual_encoder: a contrastive loss over the whole window (gradient caching) of the user's
+# own two towers: it learns (recall@1 on held-out pairs), and 2 ranks end with 1 rank's weights.
+cmake --build "$tmp/ex" --target dual_encoder >"$tmp/build2.log" 2>&1 || fail "build dual_encoder: $(grep -m5 error "$tmp/build2.log")"
+"$tmp/ex/dual_encoder" --steps 30 --save "$tmp/d1.safetensors" >"$tmp/d1.out" 2>&1 || fail "dual_encoder: $(tail -3 "$tmp/d1.out")"
+recall=$(awk '/^recall@1/ {print $2}' "$tmp/d1.out")
+awk -v r="$recall" 'BEGIN { exit !(r >= 0.1) }' || fail "dual_encoder learned too little: $(cat "$tmp/d1.out")"
+echo "dual encoder (window 256 in micro-batches of 32): $(grep '^step 30' "$tmp/d1.out"), recall@1 $recall (chance 1/512)"
+"$G" launch --nproc 2 --master-port "$((port + 2))" --program "$tmp/ex/dual_encoder" -- --steps 30 \
+  --save "$tmp/d2.safetensors" >"$tmp/d2.out" 2>&1 || fail "dual_encoder, 2 ranks: $(tail -n 5 "$tmp/d2.out")"
+close_to_one_rank "$tmp/d2.safetensors" "dual encoder: 2 ranks × 4 micro-batches vs 1 rank × 8" "$tmp/d1.safetensors"
 echo "install + example: ok"

@@ -9,10 +9,11 @@
 //   torch_dataset.h     LibTorch's torch::data datasets as a Dataset (item counts included)
 //   batch_plan.h        BatchPlan: global = micro × accumulation × world, resolved
 //   model.h             Model (any torch::nn::Module + how to run it), LossFn, LossReduction
+//   window_loss.h       WindowLoss: a loss over the whole window (contrastive), by gradient caching
 //   activation_checkpoint.h  checkpointed(): recompute a block's activations in the backward
 //   units.h             Units: a model's blocks, for checkpointing and ZeRO-3's gathers
 //   optimizer.h         OptimizerFactory (any LibTorch optimizer), gradacc's fused Adam/AdamW
-//   lr_schedule.h       ScheduleKind, WarmupStart, the schedule's shape
+//   lr_schedule.h       ScheduleKind, WarmupStart, the schedule's shape, LrScaling (rate follows batch)
 //   precision.h         Precision (fp32, bf16, fp16), AutocastGuard
 //   sync_mode.h         SyncMode: once per window, or every micro-batch
 //   step_report.h       StepReport, StepContext, StepCallback, Evaluation
@@ -44,3 +45,4 @@
 #include "gradacc/trainer.h"
 #include "gradacc/units.h"
 #include "gradacc/verify.h"
+#include "gradacc/window_loss.h"
