@@ -8,12 +8,15 @@
 #include <filesystem>
 #include <fstream>
 #include <numeric>
+#include <optional>
 #include <set>
 #include <sstream>
 
 #include <fmt/format.h>
 #include <torch/csrc/autograd/profiler_kineto.h>
 
+#include "app/contrastive.h"
+#include "app/two_views.h"
 #include "app/workload.h"
 #include "base/files.h"
 #include "base/parse.h"
@@ -103,9 +106,23 @@ JobSummary run_train_job(const JobConfig& c, std::ostream& out) {
   require_distinct_paths(c);
   const Workload work = load_workload(c);
   bool init_verified = true;
-  auto network = build_model(c, work.num_classes, &init_verified);
-  Trainer trainer(Model::of(network), optimizer_factory(c.optimizer), work.train, job_train_options(c),
-                  cross_entropy_loss(c.label_smoothing));
+  const bool contrastive = c.objective == "contrastive";
+  if (contrastive && work.text)
+    throw ConfigError("the contrastive objective embeds images: use Fashion-MNIST data, not text");
+  if (contrastive && c.eval_every > 0)
+    throw ConfigError("--eval-every evaluates a classifier: the contrastive objective is probed once, at the end");
+  auto network = build_model(c, contrastive ? kEmbeddingDim : work.num_classes, &init_verified);
+  std::optional<Trainer> holder;
+  if (contrastive) {  // InfoNCE over two views of each image, the whole window at once (docs/contrastive.md)
+    const auto images = std::static_pointer_cast<const TensorDataset>(work.train);
+    holder.emplace(Model::of(network), optimizer_factory(c.optimizer),
+                   std::make_shared<TwoViews>(images, static_cast<uint64_t>(c.train.seed())), job_train_options(c),
+                   contrastive_loss(network, c.temperature));
+  } else {
+    holder.emplace(Model::of(network), optimizer_factory(c.optimizer), work.train, job_train_options(c),
+                   cross_entropy_loss(c.label_smoothing));
+  }
+  Trainer& trainer = *holder;
   const RunPlan& plan = trainer.plan();
   std::ostringstream quiet;
   std::ostream& say = plan.lead() ? out : quiet;
@@ -262,6 +279,16 @@ JobSummary run_train_job(const JobConfig& c, std::ostream& out) {
             s.validation_loss, s.bits_per_byte, s.unigram_bits_per_byte, work.test->size()));
     out << fmt::format("{}; validation {:.4f} bits/byte (unigram baseline {:.4f}){}\n", trained, s.bits_per_byte,
                        s.unigram_bits_per_byte, skipped);
+    return s;
+  }
+  if (contrastive) {
+    const auto& images = static_cast<const TensorDataset&>(*work.train);
+    s.test_accuracy =
+        linear_probe_accuracy(*network, images, static_cast<const TensorDataset&>(*work.test), plan.device);
+    append_log_record(plan.log_path,
+                      fmt::format(R"({{"event":"eval","split":"test","linear_probe_accuracy":{},"examples":{}}})",
+                                  s.test_accuracy, work.test->size()));
+    out << fmt::format("{}; linear-probe test accuracy {:.4f}{}\n", trained, s.test_accuracy, skipped);
     return s;
   }
   const Evaluation test = trainer.evaluate_loss_and_accuracy(*work.test, 1000);  // one pass for both

@@ -47,9 +47,13 @@ struct JobConfig {
   std::string profile_path;      // profile optimizer steps 3–5 with LibTorch's profiler: a Chrome trace here
   int64_t eval_every = 0;        // evaluate on the held-out split every N optimizer steps (0 = at the end only)
   double label_smoothing = 0.0;  // the training loss's (evaluation reports the plain cross-entropy)
-  std::string config_path;       // the JSON config file it was read from, if any (for path checks)
-  ForeignConfig foreign;         // a DeepSpeed / Hugging Face file's keys that need the whole file
-  std::string config_format;     // "gradacc", "deepspeed" or "hf" once a file is read (for messages)
+  // "classify" (cross-entropy on the labels), or "contrastive": the model embeds two augmented views
+  // of each image in 64 dimensions, trained by InfoNCE over the whole window (app/contrastive.h).
+  std::string objective = "classify";
+  double temperature = 0.1;   // contrastive: InfoNCE's
+  std::string config_path;    // the JSON config file it was read from, if any (for path checks)
+  ForeignConfig foreign;      // a DeepSpeed / Hugging Face file's keys that need the whole file
+  std::string config_format;  // "gradacc", "deepspeed" or "hf" once a file is read (for messages)
   // Used when the user gives no batch size at all, and no length (steps or epochs) at all.
   int64_t default_global_batch = 256, default_micro_batch = 32;
   int64_t default_epochs = 8;

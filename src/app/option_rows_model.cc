@@ -58,6 +58,22 @@ void add_model_and_batch_rows(std::vector<Option>& t) {
                      "cross-entropy against (1-X)·one-hot + X/classes, per item (exact under accumulation); "
                      "evaluation reports the plain cross-entropy",
                      [](JobConfig& c) -> double& { return c.label_smoothing; }));
+  t.push_back({"--objective",
+               {"objective"},
+               OptionType::kString,
+               S::kRun,
+               "classify|contrastive",
+               "classify: cross-entropy on the labels; contrastive: InfoNCE between two augmented views of each "
+               "image over the whole window (gradient caching), then a linear probe (docs/contrastive.md)",
+               [](JobConfig& c, const OptionValue& v) {
+                 const std::string& o = std::get<std::string>(v);
+                 if (o != "classify" && o != "contrastive")
+                   throw std::invalid_argument(fmt::format("'{}' is not classify or contrastive", shown(o)));
+                 c.objective = o;
+               },
+               [](const JobConfig& c) { return c.objective; }});
+  t.push_back(number("--temperature", {"temperature"}, S::kRun, "contrastive: the InfoNCE temperature",
+                     [](JobConfig& c) -> double& { return c.temperature; }));
   t.push_back(integer("--eval-every", {"eval_every"}, S::kTrain,
                       "also evaluate on the held-out split every N optimizer steps (0: at the end only)",
                       [](JobConfig& c) -> int64_t& { return c.eval_every; }));
