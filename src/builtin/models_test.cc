@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include <ATen/Parallel.h>
 #include <ATen/ops/cat.h>
 #include <gtest/gtest.h>
 #include <torch/optim/sgd.h>
@@ -38,9 +39,11 @@ void compare_with_pytorch(const ModelSpec& spec, int64_t micro, double label_smo
                     out = temp_path("o.safetensors");
   save_module(weights, *model);
   save_safetensors(batch, {{"inputs", b.inputs}, {"targets", b.targets}});
-  const std::string cmd =
-      fmt::format("{} {}/tests/torch_reference.py {} {} {} {} {} {}", GRADACC_PYTHON, GRADACC_SOURCE_DIR,
-                  to_string(spec.kind), to_string(spec.resolved_norm()), weights, batch, out, label_smoothing);
+  // PyTorch runs with this process's thread count: the reductions of a conv's backward then add in
+  // the same order on both sides (an earlier test may have set another count for this process).
+  const std::string cmd = fmt::format("OMP_NUM_THREADS={} {} {}/tests/torch_reference.py {} {} {} {} {} {}",
+                                      at::get_num_threads(), GRADACC_PYTHON, GRADACC_SOURCE_DIR, to_string(spec.kind),
+                                      to_string(spec.resolved_norm()), weights, batch, out, label_smoothing);
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
   const TensorMap ref = load_safetensors(out);
 

@@ -47,8 +47,7 @@ TrainedRun train(int64_t micro_batch, double dropout) {
       [](const std::vector<at::Tensor>& p) {
         return std::make_shared<torch::optim::SGD>(p, torch::optim::SGDOptions(0.05).momentum(0.9));
       },
-      two_views(), TrainOptions().global_batch(64).micro_batch(micro_batch).steps(4).shuffle(true).seed(2).threads(1),
-      loss);
+      two_views(), TrainOptions().global_batch(64).micro_batch(micro_batch).steps(4).shuffle(true).seed(2), loss);
   TrainedRun run;
   for (const StepReport& r : trainer.fit().history) {
     run.losses.push_back(r.loss);
