@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what gradacc needs to build and run, once; later runs find it and return at once.
 #
-#   - Debian packages: compilers and test tools, header-only libraries (JSON, CLI parsing),
+#   - Debian packages: compilers and test tools, header-only libraries (JSON, CLI parsing, Boost's
+#     CRC), protobuf for TensorBoard's event files,
 #     gnuplot for run reports and the Fashion-MNIST data set, and gloo's headers: the wheel lacks
 #     them, yet c10d's ProcessGroupGloo.hpp includes them. gradacc only names gloo types through
 #     pointers (the gloo that runs is the one compiled into libtorch_cpu; Debian's libgloo is never
@@ -26,7 +27,8 @@ TORCH_VERSION="${GRADACC_TORCH_VERSION:-2.11.0}"
 CACHE="${GRADACC_CACHE:-$HOME/.cache/gradacc}"
 VENV="$CACHE/torch-$TORCH_VERSION/venv"
 APT_PACKAGES=(g++ cmake make ninja-build ccache libgtest-dev nlohmann-json3-dev libcli11-dev
-              zlib1g-dev clang-format python3 python3-venv dataset-fashion-mnist gnuplot-nox libgloo-dev)
+              zlib1g-dev clang-format python3 python3-venv dataset-fashion-mnist gnuplot-nox libgloo-dev
+              libprotobuf-dev protobuf-compiler libboost-dev)
 
 log() { echo "setup: $*" >&2; }
 
@@ -41,7 +43,7 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi
 
-PY_PACKAGES="torch==$TORCH_VERSION numpy safetensors"
+PY_PACKAGES="torch==$TORCH_VERSION numpy safetensors tensorboard"
 RUN_PACKAGES="torch==$TORCH_VERSION --no-deps, cuda-toolkit[cudart,cupti]"
 stamp="$VENV/.gradacc-ready"   # holds the package list it was made with (the full one, or the run one)
 have="$(cat "$stamp" 2>/dev/null || true)"
@@ -50,8 +52,10 @@ pip() {
   local out
   out=$("$VENV/bin/pip" install -q --disable-pip-version-check "$@" 2>&1) || { echo "$out" >&2; return 1; }
 }
-if [ "$have" != "$PY_PACKAGES" ] && { [ "$MODE" = full ] || [ "$have" != "$RUN_PACKAGES" ]; }; then
-  if [ "$have" != "$RUN_PACKAGES" ]; then
+# A run needs any install; the tests need the full list. A venv made with another list (the run's,
+# or an older full one) is completed in place: only a missing or unmarked one is made anew.
+if { [ "$MODE" = full ] && [ "$have" != "$PY_PACKAGES" ]; } || { [ "$MODE" = run ] && [ -z "$have" ]; }; then
+  if [ -z "$have" ] || [ ! -x "$VENV/bin/python" ]; then
     rm -rf "$VENV"
     mkdir -p "$(dirname "$VENV")"
     python3 -m venv "$VENV" >&2
@@ -64,8 +68,13 @@ if [ "$have" != "$PY_PACKAGES" ] && { [ "$MODE" = full ] || [ "$have" != "$RUN_P
     pip "cuda-toolkit[cudart,cupti]$toolkit"
     echo "$RUN_PACKAGES" > "$stamp"
   else
-    log "installing torch==$TORCH_VERSION with its dependencies into $VENV (about 5 GB, once)"
-    # numpy + safetensors let the tests read our weight files the way Python users will.
+    if [ -z "$have" ]; then
+      log "installing torch==$TORCH_VERSION with its dependencies into $VENV (about 5 GB, once)"
+    else
+      log "completing $VENV: $PY_PACKAGES"
+    fi
+    # numpy + safetensors let the tests read our weight files the way Python users will; tensorboard
+    # reads our event files the way TensorBoard will.
     pip $PY_PACKAGES
     echo "$PY_PACKAGES" > "$stamp"
   fi

@@ -134,8 +134,12 @@ struct TrainOptions {
   GRADACC_ARG(bool, tf32, false);           // CUDA fp32 matmul/conv on TF32 tensor cores
   GRADACC_ARG(int64_t, threads, 0);         // intra-op threads; 0: LibTorch's default (all cores)
   GRADACC_ARG(std::string, log_path, "");   // one JSON line per optimizer step
-  GRADACC_ARG(bool, progress, true);        // a progress bar, when stdout is a terminal
-  GRADACC_ARG(int64_t, print_every, 0);     // a line with the step's loss every N steps; 0: none
+  // A TensorBoard event file in this directory (rank 0): every number of the step log as a scalar
+  // "train/<field>" per optimizer step, Trainer::log_record's records, and the resolved run as text.
+  // A resume adds a new file that continues the steps. ConfigError in a build without protobuf.
+  GRADACC_ARG(std::string, tensorboard_dir, "");
+  GRADACC_ARG(bool, progress, true);     // a progress bar, when stdout is a terminal
+  GRADACC_ARG(int64_t, print_every, 0);  // a line with the step's loss every N steps; 0: none
   // What a window's loss is averaged over: its items (Batch::items: samples for classification,
   // real tokens for text), which is exact for both. kNaiveMicroMean exists for `verify`.
   GRADACC_ARG(Normalization, normalization, Normalization::kPerItem);

@@ -83,6 +83,16 @@ class Trainer {
   // Runs (or, with TrainOptions::resume, continues) the run to its last step.
   TrainResult fit();
 
+  // Adds a record to the run's log (rank 0; nothing on the others): a JSON object, written as one
+  // line of the JSONL log (TrainOptions::log_path) and, with TrainOptions::tensorboard_dir, its
+  // numbers as TensorBoard scalars "<split or event>/<field>" at its "at_step", else at the last
+  // step logged: {"event":"eval","split":"test","at_step":40,"loss":0.31}. Call it from an on_step
+  // callback or after fit() (the log opens in fit()). Throws ConfigError for anything but a JSON
+  // object, or when called before fit(); IoError when a write fails.
+  void log_record(const std::string& json_object);
+  // Markdown text in TensorBoard's text tab at the last step logged (rank 0, with tensorboard_dir).
+  void log_text(const std::string& tag, const std::string& markdown);
+
   // Mean loss per item, and accuracy, on held-out data (eval mode, no gradients, the run's autocast).
   double evaluate_loss(const Dataset& data, int64_t batch = 64);
   double evaluate_accuracy(const Dataset& data, int64_t batch = 1000);

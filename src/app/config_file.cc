@@ -153,11 +153,13 @@ void apply_config_file(const std::string& path, JobConfig& c, std::optional<Conf
   for (const auto& [key, value] : leaves) {
     const Option* o = find_option_by_key(key, format);
     if (o == nullptr) {
-      const size_t ignored = c.foreign.ignored.size(), notes = c.foreign.notes.size();
+      const size_t ignored = c.foreign.ignored.size(), notes = c.foreign.notes.size(), mapped = c.foreign.mapped.size();
       const std::optional<std::string> refused = foreign::unmapped_key(format, key, *value, c);
-      if (!refused) {  // known there: changes nothing here, or mapped with a note
-        verdict(key, c.foreign.notes.size() > notes ? "mapped" : "ignored",
-                c.foreign.notes.size() > notes       ? c.foreign.notes.back()
+      if (!refused) {  // known there: changes nothing here, or mapped (with a note when it differs)
+        const bool noted = c.foreign.notes.size() > notes, as_is = c.foreign.mapped.size() > mapped;
+        verdict(key, noted || as_is ? "mapped" : "ignored",
+                noted                                ? c.foreign.notes.back()
+                : as_is                              ? c.foreign.mapped.back()
                 : c.foreign.ignored.size() > ignored ? "changes nothing in gradacc's training"
                                                      : "read");
         continue;

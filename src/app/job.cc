@@ -16,6 +16,7 @@
 #include <torch/csrc/autograd/profiler_kineto.h>
 
 #include "app/contrastive.h"
+#include "app/options_table.h"
 #include "app/two_views.h"
 #include "app/workload.h"
 #include "base/files.h"
@@ -91,13 +92,6 @@ void require_distinct_paths(const JobConfig& c) {
           fmt::format("{} {} would be taken for a checkpoint of {}: choose another name", flag, path, dir));
     }
   }
-}
-
-void append_log_record(const std::string& path, const std::string& line) {
-  if (path.empty()) return;
-  std::ofstream log(path, std::ios::app);
-  log << line << "\n";
-  if (!log.flush()) throw std::runtime_error(fmt::format("cannot write log file {}", path));
 }
 
 }  // namespace
@@ -177,7 +171,16 @@ JobSummary run_train_job(const JobConfig& c, std::ostream& out) {
         const Evaluation e = trainer.evaluate_loss_and_accuracy(*work.test, 250);  // one pass for both
         record = fmt::format(R"("split":"test","at_step":{},"loss":{},"accuracy":{})", r.step, e.loss, e.accuracy);
       }
-      if (plan.lead()) append_log_record(plan.log_path, R"({"event":"eval",)" + record + "}");
+      trainer.log_record(R"({"event":"eval",)" + record + "}");
+      return true;
+    });
+  }
+
+  // The options as resolved, in TensorBoard's text tab (the Trainer adds the run it planned).
+  if (!plan.tensorboard_dir.empty()) {
+    trainer.on_step([&, written = false](const StepReport&, const StepContext&) mutable {
+      if (!written) trainer.log_text("options", option_values_markdown(c));
+      written = true;
       return true;
     });
   }
@@ -258,7 +261,7 @@ JobSummary run_train_job(const JobConfig& c, std::ostream& out) {
   s.evaluated = true;
   // A resumed run that was already complete ran no window: say so rather than print a loss of 0.
   const std::string trained =
-      fmt::format("trained {} optimizer steps in {:.1f} s; {}", r.steps, r.seconds,
+      fmt::format("trained {} optimizer steps in {:.2f} s; {}", r.steps, r.seconds,
                   r.history.empty() ? std::string("no window left to run")
                                     : fmt::format("last window loss {:.4f}", r.history.back().loss));
   if (work.text && work.test->size() == 0) {  // one to nine documents: nothing was held out
@@ -272,11 +275,9 @@ JobSummary run_train_job(const JobConfig& c, std::ostream& out) {
     s.validation_loss = trainer.evaluate_loss(*work.test, 64);
     s.bits_per_byte = s.validation_loss / std::log(2.0);
     s.unigram_bits_per_byte = work.unigram_bits_per_byte;
-    append_log_record(
-        plan.log_path,
-        fmt::format(
-            R"({{"event":"eval","split":"validation","loss":{},"bits_per_byte":{},"unigram_bits_per_byte":{},"sequences":{}}})",
-            s.validation_loss, s.bits_per_byte, s.unigram_bits_per_byte, work.test->size()));
+    trainer.log_record(fmt::format(
+        R"({{"event":"eval","split":"validation","loss":{},"bits_per_byte":{},"unigram_bits_per_byte":{},"sequences":{}}})",
+        s.validation_loss, s.bits_per_byte, s.unigram_bits_per_byte, work.test->size()));
     out << fmt::format("{}; validation {:.4f} bits/byte (unigram baseline {:.4f}){}\n", trained, s.bits_per_byte,
                        s.unigram_bits_per_byte, skipped);
     return s;
@@ -285,17 +286,15 @@ JobSummary run_train_job(const JobConfig& c, std::ostream& out) {
     const auto& images = static_cast<const TensorDataset&>(*work.train);
     s.test_accuracy =
         linear_probe_accuracy(*network, images, static_cast<const TensorDataset&>(*work.test), plan.device);
-    append_log_record(plan.log_path,
-                      fmt::format(R"({{"event":"eval","split":"test","linear_probe_accuracy":{},"examples":{}}})",
-                                  s.test_accuracy, work.test->size()));
+    trainer.log_record(fmt::format(R"({{"event":"eval","split":"test","linear_probe_accuracy":{},"examples":{}}})",
+                                   s.test_accuracy, work.test->size()));
     out << fmt::format("{}; linear-probe test accuracy {:.4f}{}\n", trained, s.test_accuracy, skipped);
     return s;
   }
   const Evaluation test = trainer.evaluate_loss_and_accuracy(*work.test, 1000);  // one pass for both
   s.test_accuracy = test.accuracy;
-  append_log_record(plan.log_path,
-                    fmt::format(R"({{"event":"eval","split":"test","loss":{},"accuracy":{},"examples":{}}})", test.loss,
-                                s.test_accuracy, work.test->size()));
+  trainer.log_record(fmt::format(R"({{"event":"eval","split":"test","loss":{},"accuracy":{},"examples":{}}})",
+                                 test.loss, s.test_accuracy, work.test->size()));
   out << fmt::format("{}; test accuracy {:.4f}{}\n", trained, s.test_accuracy, skipped);
   return s;
 }

@@ -31,8 +31,14 @@ struct ForeignConfig {
   std::optional<std::string> save_strategy;    // Hugging Face: "steps" or "no"
   bool constant_schedule = false;              // Hugging Face "constant": no warmup at all
   bool epochs_by_default = false;              // Hugging Face's 3 epochs, not the file's: a --steps flag wins
-  std::vector<std::string> ignored;            // keys read and ignored (they change nothing here)
-  std::vector<std::string> notes;              // keys mapped to something that differs: said once at start
+  // TensorBoard: HF's report_to naming it (or "all") and logging_dir; DeepSpeed's tensorboard block.
+  bool hf_report_tensorboard = false;
+  std::optional<std::string> hf_logging_dir;
+  bool ds_tensorboard = false;
+  std::string ds_tensorboard_path, ds_tensorboard_job = "DeepSpeedJobName";
+  std::vector<std::string> ignored;  // keys read and ignored (they change nothing here)
+  std::vector<std::string> notes;    // keys mapped to something that differs: said once at start
+  std::vector<std::string> mapped;   // keys mapped as they mean, without a note: what they map to
 };
 
 struct JobConfig {

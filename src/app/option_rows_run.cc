@@ -105,6 +105,9 @@ void add_run_rows(std::vector<Option>& t) {
       [](JobConfig& c) -> std::optional<int64_t>& { return c.train.stop_at(); }, "none"));
   t.push_back(text("--log", {"log"}, S::kTrain, "FILE.jsonl", "one JSON line per optimizer step",
                    [](JobConfig& c) -> std::string& { return c.train.log_path(); }));
+  t.push_back(text("--tensorboard", {"tensorboard_dir"}, S::kTrain, "DIR",
+                   "a TensorBoard event file here (rank 0): the step log's numbers, evaluations, the options",
+                   [](JobConfig& c) -> std::string& { return c.train.tensorboard_dir(); }));
   t.push_back(text("--save", {"save"}, S::kTrain, "FILE", "save the final weights (safetensors)",
                    [](JobConfig& c) -> std::string& { return c.save_path; }));
   t.push_back(boolean("--progress", {"progress"}, S::kTrain, "progress bar when stdout is a terminal",

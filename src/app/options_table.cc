@@ -101,4 +101,12 @@ std::string options_markdown() {
   return s;
 }
 
+std::string option_values_markdown(const JobConfig& c) {
+  std::string s = "| option | value |\n|---|---|\n";
+  for (const Option& o : option_table()) {
+    if (!o.flag.empty() && !o.keys.empty()) s += fmt::format("| `{}` | {} |\n", o.flag, o.show(c));
+  }
+  return s;
+}
+
 }  // namespace gradacc

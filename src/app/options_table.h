@@ -101,5 +101,7 @@ void apply_config_file(const std::string& path, JobConfig& config, std::optional
 std::string explain_config_file(const std::string& path, std::optional<ConfigFormat> format = {});
 // Markdown table of every option (flag, config keys, default, meaning): docs/config.md's list.
 std::string options_markdown();
+// Markdown table of a job's options (flag, value as resolved): the run's text in TensorBoard.
+std::string option_values_markdown(const JobConfig& config);
 
 }  // namespace gradacc

@@ -124,7 +124,9 @@ TEST(ConfigFormats, DeepSpeedFeaturesGradaccLacksAreNamedTyposGetASuggestion) {
             std::string::npos);
   const JobConfig logged =
       from_file(R"({"train_batch_size": 8, "wall_clock_breakdown": false, "tensorboard": {"enabled": true}})");
-  EXPECT_EQ(logged.foreign.ignored.size(), 2u);
+  EXPECT_EQ(logged.foreign.ignored.size(), 1u);
+  EXPECT_TRUE(logged.train.tensorboard_dir().ends_with("tensorboard/DeepSpeedJobName"))
+      << logged.train.tensorboard_dir();
 }
 
 // The shape of TrainingArguments.to_json_string(): every field, many of them null.

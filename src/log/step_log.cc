@@ -51,7 +51,7 @@ StepLog::~StepLog() {
   if (file_) std::fclose(file_);
 }
 
-std::string step_json(const StepReport& r, int64_t epoch, double seconds) {
+nlohmann::ordered_json step_record(const StepReport& r, int64_t epoch, double seconds) {
   nlohmann::ordered_json j;
   j["step"] = r.step;
   j["epoch"] = epoch;
@@ -86,7 +86,11 @@ std::string step_json(const StepReport& r, int64_t epoch, double seconds) {
     j["grad_sq_est"] = r.grad_sq_est;
     j["trace_sigma_est"] = r.trace_sigma_est;
   }
-  return j.dump();
+  return j;
+}
+
+std::string step_json(const StepReport& r, int64_t epoch, double seconds) {
+  return step_record(r, epoch, seconds).dump();
 }
 
 void StepLog::write(const StepReport& report, int64_t epoch, double seconds) {

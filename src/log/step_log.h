@@ -13,6 +13,8 @@
 #include <optional>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "gradacc/step_report.h"
 
 namespace gradacc {
@@ -38,6 +40,8 @@ class StepLog {
   std::string path_;
 };
 
+// A step's record, the fields above in that order; step_json is its line.
+nlohmann::ordered_json step_record(const StepReport& report, int64_t epoch, double seconds);
 std::string step_json(const StepReport& report, int64_t epoch, double seconds);
 
 }  // namespace gradacc

@@ -9,6 +9,7 @@
 #include "checkpoint/checkpoint.h"
 #include "gradacc/device.h"
 #include "gradacc/errors.h"
+#include "log/run_log.h"
 #include "train/zero_choice.h"
 
 namespace gradacc {
@@ -282,6 +283,9 @@ RunPlan resolve_run(const TrainOptions& o, const DistEnv& env, int64_t dataset_s
   require(o.save_every() == 0 || !checkpoint.dir.empty(), "save_every needs a checkpoint directory (--checkpoint-dir)");
   require(!o.stop_at() || !checkpoint.dir.empty(),
           "stop_at needs a checkpoint directory (--checkpoint-dir) to continue from");
+  require(o.tensorboard_dir().empty() || tensorboard_supported(),
+          "this gradacc was built without TensorBoard support (protobuf was not found at build time): drop "
+          "tensorboard_dir, or install libprotobuf-dev and protobuf-compiler and rebuild");
 
   at::Device device = at::kCPU;
   try {
@@ -329,6 +333,7 @@ RunPlan resolve_run(const TrainOptions& o, const DistEnv& env, int64_t dataset_s
       .base_batch = o.lr_scaling() != LrScaling::kNone ? *o.base_batch() : 0.0,
       .checkpoint = checkpoint,
       .log_path = env.rank == 0 ? o.log_path() : "",
+      .tensorboard_dir = env.rank == 0 ? o.tensorboard_dir() : "",
       .progress = o.progress() && env.rank == 0,
       .print_every = env.rank == 0 ? o.print_every() : 0,
       .identity = o.identity(),

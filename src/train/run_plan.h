@@ -63,6 +63,7 @@ struct RunPlan {
   const double base_batch;           // its B0 (0 without scaling)
   const CheckpointPolicy checkpoint;
   const std::string log_path;
+  const std::string tensorboard_dir;  // rank 0's; "" elsewhere
   const bool progress;
   const int64_t print_every;
   const StringMap identity;  // the caller's extra identity (TrainOptions::identity)

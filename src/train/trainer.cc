@@ -21,7 +21,6 @@
 #include "gradacc/errors.h"
 #include "gradacc/safetensors.h"
 #include "log/progress.h"
-#include "log/step_log.h"
 #include "memory/planner.h"
 #include "precision/master_weights.h"
 #include "sync/communicator.h"
@@ -325,14 +324,14 @@ TrainResult Trainer::fit() {
     s.gather->shard();  // from here each rank keeps 1/R of the parameters
   }
   result.first_step = s.accumulator->steps_taken();
-  StepLog log(p.log_path, result.resumed_from.empty() ? std::nullopt : std::optional<int64_t>(result.first_step));
+  s.log = open_run_log(p, *s.optimizer, s.communicator.get(), result.first_step, !result.resumed_from.empty());
 
   bool stopped_by_request = false, stopped_by_callback = false;
   const auto start = std::chrono::steady_clock::now();
   {
     ProgressBar bar(p.progress ? p.total_steps : 0, result.first_step);
     const StepCallback on_step = [&](const StepReport& r, const StepContext& ctx) {
-      log.write(r, ctx.epoch, ctx.seconds);
+      s.log->step(r, ctx.epoch, ctx.seconds);
       bar.update(r.step, r.loss);
       if (p.print_every > 0 && r.step % p.print_every == 0) {
         std::cout << fmt::format("step {}/{} loss {:.6f} lr {:.6g} grad_norm {:.4g}{}\n", r.step, p.total_steps, r.loss,

@@ -15,6 +15,7 @@
 #include "gradacc/model.h"
 #include "gradacc/safetensors.h"
 #include "gradacc/trainer.h"
+#include "log/run_log.h"
 #include "precision/loss_scaler.h"
 #include "precision/master_weights.h"
 #include "sync/communicator.h"
@@ -48,6 +49,7 @@ struct Trainer::State {
   std::vector<StepCallback> callbacks;
   std::vector<std::string> warnings;
   std::optional<WindowLoss> window_loss;  // a loss over the whole window: gradient caching (train/gradient_cache.h)
+  std::unique_ptr<RunLog> log;            // JSONL and TensorBoard; opened by fit(), kept for records after it
 
   State(Model m, std::shared_ptr<const Dataset> d, LossFn l, RunPlan p)
       : model(std::move(m)), data(std::move(d)), loss(std::move(l)), run_plan(std::move(p)) {}
@@ -61,6 +63,12 @@ struct Trainer::State {
     return {{"master_weights", master->flat_masters()}};
   }
 };
+
+// Opens the run's log for fit() (continuing after `first_step` when resumed), rank 0's files; every
+// rank learns through `communicator` (null: one process) whether rank 0 could, so that a bad path
+// ends all ranks with its one line.
+std::unique_ptr<RunLog> open_run_log(const RunPlan& plan, const torch::optim::Optimizer& optimizer,
+                                     Communicator* communicator, int64_t first_step, bool resumed);
 
 // A window loss's Trainer: throws ConfigError (one line) for what gradient caching does not support yet.
 void check_window_loss(const WindowLoss& window_loss, const TrainOptions& options, const Dataset* data);
