@@ -106,6 +106,9 @@ struct TrainOptions {
   GRADACC_ARG(SyncMode, sync, SyncMode::kPerWindow);
   GRADACC_ARG(double, dist_timeout, 300.0);  // seconds before a dead or stalled rank is an error
   GRADACC_ARG(double, bucket_mb, 25.0);      // all-reduce bucket size
+  // What gradients travel as (DeepSpeed's communication_data_type): fp32, or bf16/fp16 with fp32
+  // sums on each side and half the bytes (sync/compressed_reducer.h; counts and losses stay exact).
+  GRADACC_ARG(Precision, comm_dtype, Precision::kFp32);
   // ZeRO stage: 0, 1 (optimizer state sharded over the ranks), 2 (gradients too), 3 (parameters
   // too, gathered unit by unit: units.h), or kZeroAuto: the memory planner takes 1 when it fits
   // the memory_budget, else 2.

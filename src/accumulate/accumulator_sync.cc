@@ -76,7 +76,13 @@ Accumulator::WindowTotals Accumulator::all_reduce_totals() {
     reducer_->wait_pending();
     next_bucket_ = 0;
   }
-  reducer_->sum_across_ranks(sync_mode_ == SyncMode::kPerWindow && buckets_.empty() ? buffer_ : stats_);
+  if (sync_mode_ == SyncMode::kPerWindow && buckets_.empty() && !reducer_->rounds_on_wire()) {
+    reducer_->sum_across_ranks(buffer_);  // gradient and tail in one pass
+  } else {
+    // A 16-bit wire rounds what it sums: the gradient goes through it, the counts stay exact.
+    if (sync_mode_ == SyncMode::kPerWindow && buckets_.empty()) reducer_->sum_across_ranks(flat_grad_);
+    reducer_->sum_exact(stats_);
+  }
   // The one device→host transfer of the step: global loss, counts and ‖G‖ (and the noise scale's
   // small batches, summed over ranks).
   const at::Tensor host = at::cat({stats_.to(at::kDouble), window_norm().reshape({1})}).cpu();
@@ -118,7 +124,7 @@ Accumulator::WindowTotals Accumulator::reduce_scatter_totals() {
     zero_stats_.narrow(0, 4, 1).copy_((small_sq_ / (n * n)).reshape({1}));
   }
   zero_stats_.narrow(0, 7, 1).copy_(detail::norm64(zero_->shard_grad()).square().reshape({1}));
-  reducer_->sum_across_ranks(zero_stats_);
+  reducer_->sum_exact(zero_stats_);
   const at::Tensor host = zero_stats_.cpu();  // the step's one device→host transfer
   const double* v = host.data_ptr<double>();
   WindowTotals t;

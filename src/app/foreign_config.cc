@@ -139,23 +139,23 @@ const std::map<std::string, std::vector<nlohmann::json>>& hf_only_default() {
 }
 
 // DeepSpeed keys that only log or profile: read and ignored. Prefixes end in '.'.
-constexpr std::array kDsIgnored = {"wall_clock_breakdown",
-                                   "dump_state",
-                                   "memory_breakdown",
-                                   "wandb.",
-                                   "csv_monitor.",
-                                   "comet.",
-                                   "flops_profiler.",
-                                   "comms_logger.",
-                                   "optimizer.params.torch_adam",
-                                   "bf16.immediate_grad_update"};
+constexpr std::array kDsIgnored = {
+    "wall_clock_breakdown", "dump_state", "memory_breakdown", "wandb.", "csv_monitor.", "comet.", "flops_profiler.",
+    "comms_logger.", "optimizer.params.torch_adam",
+    // ZeRO's memory and speed knobs: how DeepSpeed schedules its
+    // gathers and buckets, not what it computes.
+    "zero_optimization.allgather_partitions", "zero_optimization.allgather_bucket_size",
+    "zero_optimization.round_robin_gradients", "zero_optimization.sub_group_size",
+    "zero_optimization.stage3_max_live_parameters", "zero_optimization.stage3_max_reuse_distance",
+    "zero_optimization.stage3_prefetch_bucket_size", "zero_optimization.stage3_param_persistence_threshold",
+    "zero_optimization.stage3_gather_16bit_weights_on_model_save",
+    "zero_optimization.stage3_gather_fp16_weights_on_model_save", "bf16.immediate_grad_update"};
 // DeepSpeed features gradacc lacks. Prefixes end in '.'.
 constexpr std::array kDsUnsupported = {"zero_optimization.",
                                        "activation_checkpointing.",
                                        "amp.",
                                        "gradient_predivide_factor",
                                        "prescale_gradients",
-                                       "communication_data_type",
                                        "sparse_attention.",
                                        "pipeline.",
                                        "compression_training.",

@@ -264,6 +264,7 @@ void add_foreign_columns(std::vector<Option>& t) {
       {"save_every", {{}, {"save_steps"}}},
       {"print_every", {{"steps_per_print"}, {"logging_steps"}}},
       {"label_smoothing", {{}, {"label_smoothing_factor"}}},
+      {"comm_dtype", {{"communication_data_type"}, {}}},
   };
   for (Option& o : t) {
     if (o.keys.empty()) continue;

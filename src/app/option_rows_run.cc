@@ -23,6 +23,12 @@ void add_run_rows(std::vector<Option>& t) {
   t.push_back(number("--bucket-mb", {"bucket_mb"}, S::kTrain,
                      "data parallel: bucket size of the gradient reduction (all-reduce, or ZeRO-2's reduces), MiB",
                      [](JobConfig& c) -> double& { return c.train.bucket_mb(); }));
+  t.push_back(choice(
+      "--comm-dtype", {"comm_dtype"}, S::kTrain, "fp32|bf16|fp16",
+      "data parallel: what gradients travel as; bf16/fp16 halve the bytes, summed in fp32 on each "
+      "side, each value rounded twice (docs/distributed.md); losses and counts stay exact",
+      [](JobConfig& c) -> Precision& { return c.train.comm_dtype(); }, parse_precision,
+      [](Precision p) { return to_string(p); }));
   t.push_back({"--zero",
                {"zero"},
                OptionType::kIntOrWord,

@@ -206,6 +206,44 @@ int64_t Communicator::start_all_gather(const at::Tensor& shard, const at::Tensor
   }
 }
 
+int64_t Communicator::start_all_to_all(const at::Tensor& send, const at::Tensor& recv) {
+  TORCH_CHECK(send.is_contiguous() && recv.is_contiguous() && send.numel() == recv.numel() &&
+                  send.numel() % env_.world_size == 0 && send.scalar_type() == recv.scalar_type(),
+              "start_all_to_all takes two contiguous tensors of world_size equal chunks");
+  try {
+    Pending::Gather g{pending_->next_ticket++, {}, send, recv};
+    std::vector<int64_t> equal;  // empty: equal chunks
+    c10d::AllToAllOptions o;
+    o.timeout = options_.timeout;
+    g.work = impl_->group->alltoall_base(g.out, g.in, equal, equal, o);
+    pending_->gathers.push_back(std::move(g));
+    return pending_->gathers.back().ticket;
+  } catch (const std::exception& e) {
+    fail("gradient all-to-all", e);
+  }
+}
+
+int64_t Communicator::start_gather(const at::Tensor& in, const at::Tensor& out, int root) {
+  const bool here = env_.rank == root;
+  TORCH_CHECK(in.is_contiguous() && root >= 0 && root < env_.world_size &&
+                  (!here || (out.is_contiguous() && out.numel() == in.numel() * env_.world_size)),
+              "start_gather takes a contiguous tensor, and on the root one of world_size times its elements");
+  try {
+    Pending::Gather g{pending_->next_ticket++, {}, in, out};
+    std::vector<std::vector<at::Tensor>> outputs;
+    if (here) outputs.push_back(out.view({env_.world_size, in.numel()}).unbind(0));
+    std::vector<at::Tensor> inputs{in.view({in.numel()})};
+    c10d::GatherOptions o;
+    o.rootRank = root;
+    o.timeout = options_.timeout;
+    g.work = impl_->group->gather(outputs, inputs, o);
+    pending_->gathers.push_back(std::move(g));
+    return pending_->gathers.back().ticket;
+  } catch (const std::exception& e) {
+    fail("gradient gather", e);
+  }
+}
+
 void Communicator::wait_gather(int64_t ticket) {
   auto& all = pending_->gathers;
   const auto it = std::find_if(all.begin(), all.end(), [&](const Pending::Gather& g) { return g.ticket == ticket; });

@@ -69,6 +69,14 @@ class Communicator : public GradientReducer {
   int64_t start_all_gather(const at::Tensor& shard, const at::Tensor& flat) override;
   void wait_gather(int64_t ticket) override;
 
+  // For CompressedReducer (sync/compressed_reducer.h), which counts what it reduces itself: an
+  // asynchronous all-to-all (`send` and `recv` hold R equal chunks; chunk j of `send` lands in
+  // chunk `rank` of rank j's `recv`) and gather (every rank's `in` into `out` on `root`, R × in's
+  // elements in rank order; `out` is ignored elsewhere). Waited by wait_gather(ticket) or
+  // wait_pending(); not counted in calls()/bytes().
+  int64_t start_all_to_all(const at::Tensor& send, const at::Tensor& recv);
+  int64_t start_gather(const at::Tensor& in, const at::Tensor& out, int root);
+
   // Whether `ok` is true on every rank (a collective: every rank calls it in the same order).
   bool all_agree(bool ok);
 

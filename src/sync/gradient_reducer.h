@@ -44,6 +44,11 @@ class GradientReducer {
     return 0;
   }
   virtual void wait_gather(int64_t /*ticket*/) {}
+  // Sums `flat` across ranks exactly as given (fp32/fp64 on the wire): the window's loss, counts
+  // and norms, which must not be rounded. A reducer that rounds gradients on the wire
+  // (CompressedReducer, rounds_on_wire()) keeps this one exact.
+  virtual void sum_exact(const at::Tensor& flat) { sum_across_ranks(flat); }
+  virtual bool rounds_on_wire() const { return false; }
   // Cumulative collective calls and bytes passed in, for the per-step log.
   virtual int64_t calls() const = 0;
   virtual int64_t bytes() const = 0;

@@ -1,6 +1,7 @@
 // resolve_run(): the one place where a run's options are checked and turned into numbers.
 #include "train/run_plan.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 
@@ -252,6 +253,10 @@ RunPlan resolve_run(const TrainOptions& o, const DistEnv& env, int64_t dataset_s
           "overlap starts the window's reduction during the last backward: it needs --sync window");
   if (zero == 1 && !zero_auto && o.overlap().value_or(false))
     notes.push_back("note: overlap does not apply with zero 1: its reduce-scatter runs once, at the window boundary");
+  if (o.comm_dtype() != Precision::kFp32 && !env.distributed()) {
+    notes.push_back(fmt::format("note: comm_dtype {} applies to data parallel; one process sends no gradients",
+                                to_string(o.comm_dtype())));
+  }
   const bool overlap = o.overlap().value_or(true) && env.distributed() && o.sync() == SyncMode::kPerWindow && !zero;
 
   // Precision.
@@ -308,6 +313,7 @@ RunPlan resolve_run(const TrainOptions& o, const DistEnv& env, int64_t dataset_s
       .sync = o.sync(),
       .dist_timeout_seconds = o.dist_timeout(),
       .bucket_bytes = static_cast<int64_t>(o.bucket_mb() * (1 << 20)),
+      .comm_dtype = o.comm_dtype(),
       .zero = zero,
       .zero_auto = zero_auto,
       .gather = ParameterGatherOptions{o.reshard_after_forward().value_or(!o.accumulate_unsharded().value_or(false)),
@@ -362,6 +368,22 @@ AccumulatorOptions RunPlan::accumulator_options() const {
   a.max_grad_norm = clip;
   a.nominal_count = normalization == Normalization::kNaiveMicroMean ? batch.accumulation_steps : batch.global_batch;
   return a;
+}
+
+TokenBudget token_budget(const RunPlan& plan, std::shared_ptr<const std::vector<int64_t>> lengths,
+                         int64_t packed_row_length) {
+  if (!plan.micro_batch_tokens) return {};
+  const int64_t budget = *plan.micro_batch_tokens;
+  const int64_t longest = *std::max_element(lengths->begin(), lengths->end());
+  if (longest > budget)
+    throw ConfigError(
+        fmt::format("micro_batching tokens:{} is smaller than the longest sequence ({} tokens)", budget, longest));
+  if (packed_row_length > budget)
+    throw ConfigError(
+        fmt::format("micro_batching tokens:{} holds no packed row of {} tokens", budget, packed_row_length));
+  // Collectives every micro-batch: every rank runs the busiest rank's count.
+  const bool same_count = plan.env.distributed() && (plan.sync == SyncMode::kEveryMicroBatch || plan.zero >= 2);
+  return TokenBudget{budget, std::move(lengths), same_count, packed_row_length};
 }
 
 }  // namespace gradacc

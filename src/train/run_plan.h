@@ -37,6 +37,7 @@ struct RunPlan {
   const SyncMode sync;
   const double dist_timeout_seconds;
   const int64_t bucket_bytes;
+  const Precision comm_dtype;  // gradients on the wire: fp32, or 16-bit with fp32 sums
   // ZeRO stage in effect (data parallel only): 1: each rank holds 1/R of the optimizer state; 2: and
   // of the gradient; 3: and of the parameters. With zero_auto the memory planner chooses (zero
   // starts as 1).
@@ -87,6 +88,11 @@ struct RunPlan {
   // "key=value" lines the ranks compare at start (everything that changes the result).
   std::string rank_description(const std::string& optimizer_kind) const;
 };
+
+// The token budget of a plan with micro_batching tokens:N over sequences of `lengths` (an empty
+// budget without): ConfigError when a sequence, or a packed row, does not fit N.
+TokenBudget token_budget(const RunPlan& plan, std::shared_ptr<const std::vector<int64_t>> lengths,
+                         int64_t packed_row_length);
 
 // Validates `options` against each other, the environment and a data set of `dataset_size`
 // examples, and resolves them. Throws ConfigError or PlanError (one line naming the option and

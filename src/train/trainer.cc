@@ -229,23 +229,8 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
           "your own offers it with a method bool set_activation_checkpointing(bool))");
     }
   }
-  TokenBudget tokens;
-  if (plan.micro_batch_tokens) {
-    const int64_t longest = *std::max_element(lengths->begin(), lengths->end());
-    if (longest > *plan.micro_batch_tokens) {
-      throw ConfigError(fmt::format("micro_batching tokens:{} is smaller than the longest sequence ({} tokens)",
-                                    *plan.micro_batch_tokens, longest));
-    }
-    tokens = TokenBudget{*plan.micro_batch_tokens, std::move(lengths),
-                         // Collectives every micro-batch: every rank runs the busiest rank's count.
-                         plan.env.distributed() && (plan.sync == SyncMode::kEveryMicroBatch || plan.zero >= 2),
-                         s_->data->packed_row_length()};
-    if (tokens.packed_row_length > *plan.micro_batch_tokens) {
-      throw ConfigError(fmt::format("micro_batching tokens:{} holds no packed row of {} tokens",
-                                    *plan.micro_batch_tokens, tokens.packed_row_length));
-    }
-  }
-  s_->sampler.emplace(plan.dataset_size, plan.batch, plan.sampler, std::move(tokens));
+  s_->sampler.emplace(plan.dataset_size, plan.batch, plan.sampler,
+                      token_budget(plan, std::move(lengths), s_->data->packed_row_length()));
   if (plan.noise_scale_ema) {
     if (plan.batch.accumulation_steps == 1 && plan.batch.world_size == 1) {
       throw ConfigError(
@@ -265,9 +250,13 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
                       .device_(plan.device));
     s_->communicator->check_same_config(plan.rank_description(kind) + optimizer_hyperparameters(*s_->optimizer) + "\n" +
                                         "initial weights crc32=" + initial_weights + "\n");
+    if (plan.comm_dtype != Precision::kFp32)  // gradients on a 16-bit wire, summed in fp32
+      s_->compressed = std::make_unique<CompressedReducer>(*s_->communicator, scalar_type(plan.comm_dtype));
   }
   try {
-    s_->accumulator->set_reducer(s_->communicator.get(), plan.sync);
+    GradientReducer* gradients =
+        s_->compressed ? static_cast<GradientReducer*>(s_->compressed.get()) : s_->communicator.get();
+    s_->accumulator->set_reducer(gradients, plan.sync);
     if (s_->gather) s_->gather->set_reducer(s_->communicator.get());
     if (plan.overlap && !plan.zero) s_->accumulator->set_overlap(plan.bucket_bytes);
   } catch (const std::invalid_argument& e) {

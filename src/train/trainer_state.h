@@ -19,6 +19,7 @@
 #include "precision/loss_scaler.h"
 #include "precision/master_weights.h"
 #include "sync/communicator.h"
+#include "sync/compressed_reducer.h"
 #include "sync/parameter_gather.h"
 #include "sync/zero_shard.h"
 #include "train/lr_scaling.h"
@@ -43,7 +44,8 @@ struct Trainer::State {
   std::unique_ptr<Accumulator> accumulator;
   std::unique_ptr<ParameterGather> gather;  // ZeRO-3: gathers the units around their computation
   std::unique_ptr<Communicator> communicator;
-  std::optional<WindowSampler> sampler;  // built once the plan is final
+  std::unique_ptr<CompressedReducer> compressed;  // comm_dtype bf16/fp16: the accumulator's reducer
+  std::optional<WindowSampler> sampler;           // built once the plan is final
   std::optional<MemoryPlan> memory_plan;
   std::unique_ptr<Checkpointer> checkpointer;
   std::vector<StepCallback> callbacks;
