@@ -10,8 +10,8 @@
 //   batch_plan.h        BatchPlan: global = micro × accumulation × world, resolved
 //   model.h             Model (any torch::nn::Module + how to run it), LossFn, LossReduction
 //   window_loss.h       WindowLoss: a loss over the whole window (contrastive), by gradient caching
-//   activation_checkpoint.h  checkpointed(): recompute a block's activations in the backward
-//   units.h             Units: a model's blocks, for checkpointing and ZeRO-3's gathers
+//   units.h             Units: a model's blocks, for checkpointing and ZeRO-3's gathers; checkpointed():
+//                       recompute a block's activations in the backward
 //   optimizer.h         OptimizerFactory (any LibTorch optimizer), gradacc's fused Adam/AdamW
 //   lr_schedule.h       ScheduleKind, WarmupStart, the schedule's shape, LrScaling (rate follows batch)
 //   precision.h         Precision (fp32, bf16, fp16), AutocastGuard
@@ -26,7 +26,6 @@
 //   train_with_accumulation.h  the seeds' function: module, data, optimizer, accumulation steps
 #pragma once
 
-#include "gradacc/activation_checkpoint.h"
 #include "gradacc/batch_plan.h"
 #include "gradacc/dataset.h"
 #include "gradacc/device.h"

@@ -25,7 +25,7 @@ struct Model {
   std::shared_ptr<torch::nn::Module> module;  // parameters, buffers, train/eval, device
   std::function<at::Tensor(const Batch&)> forward;
   // Turns activation checkpointing of the model's blocks on or off; returns false when the model
-  // cannot (memory/activation_checkpoint.h). Empty: the model has no such switch.
+  // cannot (checkpointed() in units.h). Empty: the model has no such switch.
   std::function<bool(bool)> set_activation_checkpointing;
   // The model's blocks (units.h), when it declares them: what ZeRO-3 gathers one at a time. Lives
   // in the module. Null: none declared (the whole model is one unit).

@@ -28,7 +28,7 @@ class Network : public torch::nn::Module {
   // accumulated and full-batch training are not the same computation.
   virtual bool uses_batch_statistics() const { return false; }
   // Activation checkpointing of the network's blocks (gpt: each transformer block; cnn: each conv
-  // stage; memory/activation_checkpoint.h). Returns false, changing nothing, when the network has
+  // stage; checkpointed() in gradacc/units.h). Returns false, changing nothing, when the network has
   // no blocks to checkpoint (the mlp).
   virtual bool set_activation_checkpointing(bool on) { return !on; }
   // The network's blocks (the gpt's transformer blocks, the cnn's conv stages; none for the mlp):

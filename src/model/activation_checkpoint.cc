@@ -1,5 +1,5 @@
 // checkpointed(): a custom autograd function whose backward runs its segment again.
-#include "gradacc/activation_checkpoint.h"
+#include "gradacc/units.h"
 
 #include <ATen/Context.h>
 #include <ATen/autocast_mode.h>
