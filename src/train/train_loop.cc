@@ -70,13 +70,25 @@ int64_t run_window(const LoopParts& p, const Window& window) {
   return 0;
 }
 
+// The accumulation of the window after `steps_taken` steps (auto's, the schedule's, else the
+// plan's), and the examples such a window holds: the one computation the loop, the lr factor and
+// the resume note share.
+int64_t planned_accumulation(const LoopParts& p, const BatchPlan& plan, int64_t steps_taken) {
+  if (p.auto_accum) return p.auto_accum->current();
+  if (p.accum_schedule) return p.accum_schedule->at(steps_taken);
+  return plan.accumulation_steps;
+}
+
+int64_t window_examples(const LoopParts& p, const BatchPlan& plan, int64_t accumulation) {
+  if (!p.accum_schedule && !p.auto_accum) return plan.global_batch;  // fixed: however it is split
+  return plan.micro_batch * accumulation * plan.world_size;
+}
+
 }  // namespace
 
 int64_t planned_window(const LoopParts& p, int64_t steps_taken) {
   const BatchPlan& plan = p.sampler.plan();
-  if (!p.accum_schedule && !p.auto_accum) return plan.global_batch;
-  const int64_t accum = p.auto_accum ? p.auto_accum->current() : p.accum_schedule->at(steps_taken);
-  return plan.micro_batch * accum * plan.world_size;
+  return window_examples(p, plan, planned_accumulation(p, plan, steps_taken));
 }
 
 std::vector<StepReport> train_steps(const LoopParts& p, int64_t steps, LoopPosition& pos, const StepCallback& on_step) {
@@ -96,10 +108,9 @@ std::vector<StepReport> train_steps(const LoopParts& p, int64_t steps, LoopPosit
     const BatchPlan& plan = replay.sampler().plan();
     // Which examples this window holds: the next `global` of the epoch's order (fewer at its end).
     const bool varying = p.accum_schedule || p.auto_accum;  // windows whose size changes over the run
-    const int64_t accum = p.auto_accum       ? p.auto_accum->current()
-                          : p.accum_schedule ? p.accum_schedule->at(p.accumulator.steps_taken())
-                                             : plan.accumulation_steps;
-    const int64_t global = planned_window(p, p.accumulator.steps_taken());
+    // (Varying windows replay no out-of-memory: replay.sampler() is then p.sampler.)
+    const int64_t accum = planned_accumulation(p, plan, p.accumulator.steps_taken());
+    const int64_t global = window_examples(p, plan, accum);
     if (p.sampler.drop_partial() && n - pos.offset < global) {
       if (pos.offset == 0)
         throw PlanError(fmt::format("a window of {} examples does not fit the {} examples", global, n));
