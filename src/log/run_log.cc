@@ -17,7 +17,9 @@ using Scalars = std::vector<std::pair<std::string, double>>;
 Scalars numbers_of(const nlohmann::ordered_json& j, const std::string& prefix,
                    std::initializer_list<const char*> skip) {
   Scalars out;
-  for (const auto& [key, value] : j.items()) {
+  for (const auto& item : j.items()) {
+    const std::string& key = item.key();
+    const nlohmann::ordered_json& value = item.value();
     if (std::find_if(skip.begin(), skip.end(), [&](const char* s) { return key == s; }) != skip.end()) continue;
     if (value.is_number()) out.emplace_back(prefix + "/" + key, value.get<double>());
     if (value.is_boolean()) out.emplace_back(prefix + "/" + key, value.get<bool>() ? 1.0 : 0.0);
