@@ -71,10 +71,17 @@ void RunLog::record(const nlohmann::ordered_json& record) {
   const bool at = record.contains("at_step") && record["at_step"].is_number_integer();
   const Scalars values = numbers_of(record, prefix, {"at_step"});
   if (!values.empty()) tb_->scalars(at ? record["at_step"].get<int64_t>() : last_step_, values);
+  tb_->flush();
 }
 
 void RunLog::text(const std::string& tag, const std::string& markdown) {
-  if (tb_) tb_->text(last_step_, tag, markdown);
+  if (!tb_) return;
+  tb_->text(last_step_, tag, markdown);
+  tb_->flush();
+}
+
+void RunLog::flush() {
+  if (tb_) tb_->flush();
 }
 
 void RunLog::close() {

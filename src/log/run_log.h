@@ -44,6 +44,9 @@ class RunLog {
   // Throws ConfigError unless `record` is a JSON object.
   void record(const nlohmann::ordered_json& record);
   void text(const std::string& tag, const std::string& markdown);
+  // Writes what the TensorBoard file buffers (record() and text() do it themselves: they are rare,
+  // and a failure must surface, not wait for the destructor, which cannot report it).
+  void flush();
   // Flushes and closes the TensorBoard file (the destructor does it too, without reporting errors).
   void close();
   bool tensorboard() const { return tb_ != nullptr; }

@@ -369,6 +369,7 @@ TrainResult Trainer::fit() {
     }
     result.history = train_steps(parts, std::max<int64_t>(0, p.last_step - result.first_step), pos, on_step);
   }
+  s.log->flush();                     // a full disk ends the run with its error here, not silently at exit
   if (s.gather) s.gather->unshard();  // the model is whole again: evaluate it, save it, run it
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   result.steps = s.accumulator->steps_taken();
