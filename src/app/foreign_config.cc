@@ -1,14 +1,9 @@
 // DeepSpeed and Hugging Face config files as a whole (foreign_config.h): which format a file is, the
 // defaults each starts from, the keys no row of the options table takes (ignored, refused, or a
 // typo), and what only the whole file decides. The rows themselves are in foreign_options.cc.
-#include <unistd.h>
-
 #include <algorithm>
 #include <array>
 #include <cmath>
-#include <cstdlib>
-#include <ctime>
-#include <filesystem>
 #include <map>
 
 #include <fmt/format.h>
@@ -188,68 +183,6 @@ constexpr std::array kDsUnsupported = {"zero_optimization.",
                                        "weight_quantization.",
                                        "moe."};
 
-// HF report_to: a name or a list of names; "tensorboard" (or "all", every integration there is)
-// writes TensorBoard event files, the only integration gradacc has. nullopt, or a refusal.
-std::optional<std::string> report_to(const nlohmann::json& value, JobConfig& c) {
-  std::vector<std::string> names;
-  for (const nlohmann::json& v : value.is_array() ? value : nlohmann::json::array({value})) {
-    if (!v.is_string()) return "Hugging Face key `report_to` must be a name or a list of names";
-    names.push_back(v.get<std::string>());
-  }
-  std::string others;
-  for (const std::string& n : names) {
-    if (n == "tensorboard" || n == "all")
-      c.foreign.hf_report_tensorboard = true;
-    else if (n != "none")
-      others += (others.empty() ? "" : ", ") + shown(n, 40);
-  }
-  if (!others.empty()) {
-    c.foreign.notes.push_back(
-        fmt::format("note: report_to: gradacc writes no {} logs (TensorBoard event files and the JSONL log only){}",
-                    others, c.foreign.hf_report_tensorboard ? "" : "; report_to tensorboard writes TensorBoard's"));
-  } else if (c.foreign.hf_report_tensorboard) {
-    c.foreign.mapped.push_back("TensorBoard event files in logging_dir (--tensorboard)");
-  } else {
-    c.foreign.ignored.push_back("report_to");
-  }
-  return std::nullopt;
-}
-
-// DeepSpeed's tensorboard block: enabled, output_path (default ~/tensorboard), job_name (default
-// DeepSpeedJobName); the event files go to output_path/job_name, as DeepSpeed's monitor puts them.
-std::optional<std::string> deepspeed_tensorboard(const std::string& key, const nlohmann::json& value, JobConfig& c) {
-  if (key == "tensorboard.enabled") {
-    if (!value.is_boolean()) return "DeepSpeed key `tensorboard.enabled` must be true or false";
-    c.foreign.ds_tensorboard = value.get<bool>();
-    c.foreign.mapped.push_back("TensorBoard event files in output_path/job_name (--tensorboard)");
-    return std::nullopt;
-  }
-  if (key == "tensorboard.output_path" || key == "tensorboard.job_name") {
-    if (!value.is_string()) return fmt::format("DeepSpeed key `{}` must be a string", key);
-    (key == "tensorboard.output_path" ? c.foreign.ds_tensorboard_path : c.foreign.ds_tensorboard_job) =
-        value.get<std::string>();
-    c.foreign.mapped.push_back("part of the TensorBoard directory, output_path/job_name (--tensorboard)");
-    return std::nullopt;
-  }
-  return fmt::format(
-      "DeepSpeed key `{}` is not supported by gradacc (tensorboard takes enabled, output_path and "
-      "job_name)",
-      key);
-}
-
-// TrainingArguments' logging_dir when the file gives none: output_dir/runs/<month day_time>_<host>.
-std::string hf_default_logging_dir(const std::string& output_dir) {
-  char stamp[64] = {}, host[256] = {};
-  const std::time_t now = std::time(nullptr);
-  std::tm local{};
-  localtime_r(&now, &local);
-  std::strftime(stamp, sizeof(stamp), "%b%d_%H-%M-%S", &local);
-  if (gethostname(host, sizeof(host) - 1) != 0) host[0] = '\0';
-  return (std::filesystem::path(output_dir.empty() ? "trainer_output" : output_dir) / "runs" /
-          (std::string(stamp) + "_" + (host[0] != '\0' ? host : "localhost")))
-      .string();
-}
-
 bool matches(const std::string& key, std::string_view pattern) {
   return pattern.ends_with('.') ? key.starts_with(pattern) : key == pattern;
 }
@@ -348,7 +281,7 @@ std::optional<std::string> unmapped_key(ConfigFormat format, const std::string& 
     if (key == "group_by_length" && value == true)
       return "Hugging Face key `group_by_length` = true is not supported by gradacc: --micro-batching tokens:N sorts "
              "each window by length and cuts it by tokens, keeping the windows (and the gradient) of the run";
-    if (key == "report_to") return report_to(value, c);
+    if (key == "report_to") return foreign::report_to(value, c);
     if (key == "logging_dir") {
       if (!value.is_string() || value.get<std::string>().empty())
         return "Hugging Face key `logging_dir` must be a directory name";
@@ -380,7 +313,7 @@ std::optional<std::string> unmapped_key(ConfigFormat format, const std::string& 
       return std::nullopt;
     }
   }
-  if (key.starts_with("tensorboard.")) return deepspeed_tensorboard(key, value, c);
+  if (key.starts_with("tensorboard.")) return foreign::deepspeed_tensorboard(key, value, c);
   // Where DeepSpeed divides by the world size: gradacc sums and divides once, by the window's real
   // count, so a pre-division changes nothing but fp32 rounding. Read, not applied, and said.
   if (format == ConfigFormat::kDeepSpeed && (key == "gradient_predivide_factor" || key == "prescale_gradients")) {
@@ -399,22 +332,14 @@ std::optional<std::string> unmapped_key(ConfigFormat format, const std::string& 
 }
 
 void finish(ConfigFormat format, JobConfig& c) {
+  finish_tensorboard(format, c);  // before save_strategy "no" clears output_dir (foreign_logging.cc)
   if (format == ConfigFormat::kHuggingFace) {
-    if (c.foreign.hf_report_tensorboard && c.train.tensorboard_dir().empty())
-      c.train.tensorboard_dir(c.foreign.hf_logging_dir.value_or(hf_default_logging_dir(c.train.checkpoint_dir())));
     if (c.foreign.max_steps && *c.foreign.max_steps > 0) c.train.steps(*c.foreign.max_steps).epochs(std::nullopt);
     if (c.foreign.constant_schedule) c.train.warmup(0).warmup_ratio(std::nullopt);  // HF's "constant" never warms up
     if (c.foreign.save_strategy == "no") c.train.checkpoint_dir("").save_every(0);
     return;
   }
   // DeepSpeed (and DeepSpeed keys in a gradacc file).
-  if (c.foreign.ds_tensorboard && c.train.tensorboard_dir().empty()) {
-    const char* home = std::getenv("HOME");
-    const std::string base = !c.foreign.ds_tensorboard_path.empty() ? c.foreign.ds_tensorboard_path
-                             : home != nullptr                      ? std::string(home) + "/tensorboard"
-                                                                    : "tensorboard";
-    c.train.tensorboard_dir((std::filesystem::path(base) / c.foreign.ds_tensorboard_job).string());
-  }
   if (c.foreign.deepspeed_adam && c.foreign.adam_w_mode) c.optimizer.name = "adamw";
   const ScheduleKind k = c.train.schedule();
   if (k == ScheduleKind::kDsWarmup || k == ScheduleKind::kDsWarmupDecay)

@@ -40,4 +40,15 @@ std::optional<std::string> unmapped_key(ConfigFormat format, const std::string& 
 // save_strategy. Throws ConfigError with one line.
 void finish(ConfigFormat format, JobConfig& config);
 
+// Where the file sends its logs (foreign_logging.cc). HF report_to: a name or a list; "tensorboard"
+// or "all" asks for TensorBoard files (other integrations get a note). DeepSpeed's tensorboard
+// block: enabled, output_path, job_name. nullopt, or the one-line reason a value is refused.
+std::optional<std::string> report_to(const nlohmann::json& value, JobConfig& config);
+std::optional<std::string> deepspeed_tensorboard(const std::string& key, const nlohmann::json& value,
+                                                 JobConfig& config);
+// The TensorBoard directory they ask for, unless one is set: HF's logging_dir (by default
+// output_dir/runs/<month day_time>_<host>), DeepSpeed's output_path/job_name (~/tensorboard/
+// DeepSpeedJobName by default).
+void finish_tensorboard(ConfigFormat format, JobConfig& config);
+
 }  // namespace gradacc::foreign
