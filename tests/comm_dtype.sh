@@ -15,7 +15,7 @@ G=${1:?usage: comm_dtype.sh gradacc python}
 PY=${2:?usage: comm_dtype.sh gradacc python}
 D=$(mktemp -d)
 trap 'rm -rf "$D"' EXIT
-. "$(dirname "$0")/ranks_lib.sh"  # fail, port, run_world, max_diff, within
+. "$(dirname "$0")/ranks_lib.sh"  # fail, port, run_world, max_diff, within, bad
 
 c=(--model cnn --train-limit 1024 --global-batch 64 --micro-batch 16 --steps 6 --optimizer sgd --momentum 0.9
   --lr 0.05 --threads 1 --seed 5 --progress off)
@@ -51,14 +51,6 @@ grep -q "note: comm_dtype bf16 applies to data parallel" "$D/out.txt" || fail "w
 run_world 1 "$D/w1f.safetensors" "$D/w1f.jsonl" "${c[@]}"
 within "$D/w1.safetensors" "$D/w1f.safetensors" 0 "one process, bf16 asked vs fp32"
 
-bad() {  # bad expected args...: one error line, exit 2
-  local want=$1; shift
-  "$G" train "$@" >"$D/bad.out" 2>&1
-  local rc=$?
-  [ $rc = 2 ] && grep -q "error: .*$want" "$D/bad.out" && [ "$(grep -c error "$D/bad.out")" = 1 ] \
-    || fail "$* (rc $rc): $(cat "$D/bad.out")"
-  echo "$*: $(grep -o 'error: .*' "$D/bad.out")"
-}
 bad "comm-dtype" --steps 1 --comm-dtype int8
 echo '{"train_batch_size": 64, "communication_data_type": "int8"}' >"$D/ds.json"
 bad "communication_data_type" --config "$D/ds.json" --steps 1

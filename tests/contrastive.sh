@@ -13,7 +13,7 @@ G=${1:?usage: contrastive.sh gradacc python}
 PY=${2:?usage: contrastive.sh gradacc python}
 D=$(mktemp -d)
 trap 'rm -rf "$D"' EXIT
-. "$(dirname "$0")/ranks_lib.sh"  # fail, port, run_world, max_diff, within
+. "$(dirname "$0")/ranks_lib.sh"  # fail, port, run_world, max_diff, within, bad
 
 c=(--objective contrastive --model cnn --train-limit 1024 --global-batch 64 --micro-batch 8 --steps 4 --lr 3e-3
   --threads 1 --seed 4 --progress off)
@@ -32,14 +32,6 @@ PY
 run_world 2 "$D/w2.safetensors" "$D/w2.jsonl" "${c[@]}"
 within "$D/w2.safetensors" "$D/w1.safetensors" 1e-5 "contrastive: world 2 × accum 4 vs world 1 × accum 8"
 
-bad() {  # bad expected args...: one error line, exit 2
-  local want=$1; shift
-  "$G" train "$@" >"$D/bad.out" 2>&1
-  local rc=$?
-  [ $rc = 2 ] && grep -q "error: .*$want" "$D/bad.out" && [ "$(grep -c error "$D/bad.out")" = 1 ] \
-    || fail "$* (rc $rc): $(cat "$D/bad.out")"
-  echo "$*: $(grep -o 'error: .*' "$D/bad.out")"
-}
 bad "embeds images" --objective contrastive --model gpt --data text:/usr/share/common-licenses/GPL-3 --steps 1
 bad "eval-every evaluates a classifier" "${c[@]}" --eval-every 2
 bad "does not support a memory budget" "${c[@]}" --memory-budget 1GiB

@@ -3,6 +3,15 @@
 fail() { echo "FAIL: $*" >&2; exit 1; }
 port() { echo $((20000 + RANDOM % 20000)); }
 
+bad() {  # bad expected args...: `gradacc train args` fails with one error line matching expected, exit 2
+  local want=$1; shift
+  "$G" train "$@" >"$D/bad.out" 2>&1
+  local rc=$?
+  [ $rc = 2 ] && grep -q "error: .*$want" "$D/bad.out" && [ "$(grep -c error "$D/bad.out")" = 1 ] \
+    || fail "$* (rc $rc): $(cat "$D/bad.out")"
+  echo "$*: $(grep -o 'error: .*' "$D/bad.out")"
+}
+
 run_world() {  # run_world N out.safetensors log.jsonl args...
   local n=$1 save=$2 log=$3; shift 3
   if [ "$n" = 1 ]; then

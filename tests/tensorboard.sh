@@ -17,7 +17,7 @@ PROTOC=${3:?usage: tensorboard.sh gradacc python protoc}
 HERE=$(cd "$(dirname "$0")" && pwd)
 D=$(mktemp -d)
 trap 'rm -rf "$D"' EXIT
-. "$HERE/ranks_lib.sh"  # fail, port
+. "$HERE/ranks_lib.sh"  # fail, port, bad
 "$PY" -c "import tensorboard" 2>/dev/null || fail "the tensorboard package is missing from $PY (scripts/setup.sh installs it)"
 
 "$PROTOC" --descriptor_set_out="$D/ours.pb" -I"$HERE/../src/log" "$HERE/../src/log/tensorboard_event.proto" \
@@ -41,14 +41,6 @@ rm "$D/ck/ckpt-step-00000005.safetensors"
 [ "$(ls "$D"/tb2/events.out.tfevents.* | wc -l)" = 1 ] || fail "2 ranks write one event file: $(ls "$D/tb2")"
 "$PY" "$HERE/tensorboard_check.py" equal "$D/tb2" "$D/w2.jsonl" || fail "2 ranks: TensorBoard against the JSONL"
 
-bad() {  # bad expected args...: one error line, exit 2, no event file
-  local want=$1; shift
-  "$G" train "$@" >"$D/bad.out" 2>&1
-  local rc=$?
-  [ $rc = 2 ] && grep -q "error: .*$want" "$D/bad.out" && [ "$(grep -c error "$D/bad.out")" = 1 ] \
-    || fail "$* (rc $rc): $(cat "$D/bad.out")"
-  echo "$*: $(grep -o 'error: .*' "$D/bad.out")"
-}
 touch "$D/file"
 bad "cannot write TensorBoard directory" --steps 1 --train-limit 64 --tensorboard "$D/file/tb"
 bad "cannot write TensorBoard directory" --steps 1 --train-limit 64 --tensorboard "$D/file"
