@@ -39,6 +39,14 @@ class Dataset {
   virtual int64_t size() const = 0;
   // Assembles the examples at `indices` (in that order) into one batch.
   virtual Batch gather(const std::vector<int64_t>& indices) const = 0;
+  // The same, for training in epoch `epoch` (from 0): what the Trainer calls. A data set whose
+  // examples change from epoch to epoch (random augmentation) keys its randomness on the example
+  // and the epoch, so that every rank, a resumed run and a verification rerun see the same
+  // examples. Default: gather(indices).
+  virtual Batch gather_in_epoch(const std::vector<int64_t>& indices, int64_t epoch) const {
+    (void)epoch;
+    return gather(indices);
+  }
   // Number of classes the model must predict (vocabulary size for text); 0 when not a
   // classification data set. gradacc's own models read it; the Trainer does not.
   virtual int64_t num_classes() const { return 0; }

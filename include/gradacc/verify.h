@@ -18,6 +18,7 @@
 #include "gradacc/model.h"
 #include "gradacc/optimizer.h"
 #include "gradacc/options.h"
+#include "gradacc/window_loss.h"
 
 namespace gradacc {
 
@@ -27,8 +28,9 @@ struct VerifyOptions {
   // ≥ 5× below them over 20 AdamW steps, BatchNorm's mismatch is ≥ 25× above them after 5.
   double weight_tolerance = 5e-2;  // bound on max_rel_weight_diff
   double loss_tolerance = 5e-4;    // bound on the relative difference of any step's window loss
-  // Also train with the naive scheme (each micro-batch's mean / accumulation steps) and report how
-  // far it strays: telling where micro-batches hold different item counts (padded text).
+  // Also train with the naive scheme and report how far it strays: each micro-batch's mean /
+  // accumulation steps (telling where micro-batches hold different item counts: padded text), or
+  // for a window loss, each micro-batch's loss over its own examples only.
   bool compare_naive = false;
 };
 
@@ -39,13 +41,18 @@ struct VerifyResult {
   double max_abs_weight_diff = 0.0;  // max over floating-point weights and buffers of |w_full − w_acc|
   double max_weight_movement = 0.0;  // max |w_full − w_initial|: how far training moved any weight
   double max_rel_weight_diff = 0.0;  // max_abs_weight_diff / max_weight_movement
+  // The first window's gradient as the optimizer receives it (after the reduction and any
+  // clipping; under ZeRO this rank's shard), captured by one more run of each in place of a step:
+  // ‖g_full − g_acc‖₂ / ‖g_full‖₂. NaN when a step was skipped (fp16 overflow).
+  double grad_rel_l2 = 0.0;
   double max_rel_loss_diff = 0.0;
   std::string worst_tensor;  // where max |Δw| occurs
-  // Per-item (text) runs also train with the naive scheme — each micro-batch's mean loss divided
-  // by the accumulation steps — and report how far it strays from the full batch.
+  // With compare_naive: the naive scheme's run (naive_scheme says which), against the full batch.
   bool has_naive = false;
+  std::string naive_scheme;
   std::vector<double> naive_loss;
   double naive_max_rel_loss_diff = 0.0, naive_max_abs_weight_diff = 0.0, naive_max_rel_weight_diff = 0.0;
+  double naive_grad_rel_l2 = 0.0;
   bool pass = false;
   std::string explanation;  // why they differ, when we know (BatchNorm)
 };
@@ -56,6 +63,20 @@ struct VerifyResult {
 VerifyResult verify_accumulation(const std::function<Model()>& make_model, const OptimizerFactory& make_optimizer,
                                  std::shared_ptr<const Dataset> data, TrainOptions options, const LossFn& loss,
                                  const VerifyOptions& verify);
+
+// A model and the window loss whose encoder runs it (window_loss.h), built together.
+struct WindowModel {
+  Model model;
+  WindowLoss loss;
+};
+
+// verify_accumulation for a loss over the whole window: the accumulated run trains by gradient
+// caching, the reference takes each window in one forward and backward. With `compare_naive` it
+// also trains the naive way: each micro-batch's loss over its own representations, so that only
+// the micro-batch's other examples are negatives (another objective, not another rounding).
+// `make` must return the same initial weights on every call.
+VerifyResult verify_window_loss(const std::function<WindowModel()>& make, const OptimizerFactory& make_optimizer,
+                                std::shared_ptr<const Dataset> data, TrainOptions options, const VerifyOptions& verify);
 
 std::string verify_json(const VerifyResult& result, const VerifyOptions& options);
 std::string verify_text(const VerifyResult& result, const VerifyOptions& options);

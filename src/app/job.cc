@@ -310,6 +310,19 @@ MemoryPlan run_plan_fit_job(const JobConfig& c) {
 
 VerifyResult run_verify_job(const JobConfig& c, VerifyOptions options) {
   const Workload work = load_workload(c);
+  if (c.objective == "contrastive") {  // gradient caching against one forward and backward per window
+    if (work.text) throw ConfigError("the contrastive objective embeds images: use Fashion-MNIST data, not text");
+    build_model(c, kEmbeddingDim);
+    options.compare_naive = true;  // each micro-batch's InfoNCE over its own negatives, beside it
+    const auto make = [&] {
+      auto network = make_seeded_model(c, kEmbeddingDim);
+      return WindowModel{Model::of(network), contrastive_loss(network, c.temperature)};
+    };
+    const auto images = std::static_pointer_cast<const TensorDataset>(work.train);
+    return verify_window_loss(make, optimizer_factory(c.optimizer),
+                              std::make_shared<TwoViews>(images, static_cast<uint64_t>(c.train.seed())),
+                              job_train_options(c), options);
+  }
   build_model(c, work.num_classes);                                    // the model spec is checked once, up front
   options.compare_naive = work.text && !c.train.micro_batch_tokens();  // naive needs a fixed micro-batch count
   const auto make = [&] { return Model::of(make_seeded_model(c, work.num_classes)); };

@@ -31,6 +31,9 @@ void add_model_and_batch_rows(std::vector<Option>& t) {
       integer("--dim", {"dim"}, S::kRun, "gpt: model width", [](JobConfig& c) -> int64_t& { return c.model.dim; }));
   t.push_back(integer("--context", {"context"}, S::kRun, "gpt: longest sequence, in tokens (bytes)",
                       [](JobConfig& c) -> int64_t& { return c.model.context; }));
+  t.push_back(number("--dropout", {"dropout"}, S::kRun,
+                     "mlp, cnn: dropout on the hidden features of the fully connected layers, in [0, 1)",
+                     [](JobConfig& c) -> double& { return c.model.dropout; }));
   t.push_back(text("--data", {"data"}, S::kRun, "fashion-mnist[:DIR]|text:PATH", "training data",
                    [](JobConfig& c) -> std::string& { return c.data; }));
   t.push_back({"--train-limit",

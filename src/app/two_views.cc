@@ -17,21 +17,19 @@ TwoViews::TwoViews(std::shared_ptr<const TensorDataset> images, uint64_t seed, i
   if (!images_ || images_->inputs().dim() != 4)
     throw ConfigError("the contrastive objective needs images of [N, C, H, W] (Fashion-MNIST)");
   if (shift_ < 0 || !(noise_ >= 0)) throw ConfigError("two views: shift and noise must not be negative");
-  visits_ = std::make_unique<std::atomic<int64_t>[]>(static_cast<size_t>(images_->size()));
 }
 
-Batch TwoViews::gather(const std::vector<int64_t>& indices) const {
+Batch TwoViews::gather_in_epoch(const std::vector<int64_t>& indices, int64_t epoch) const {
   const Batch images = images_->gather(indices);
   const int64_t h = images.inputs.size(2), w = images.inputs.size(3);
   const at::Tensor padded = at::constant_pad_nd(images.inputs, {shift_, shift_, shift_, shift_}, 0.0);
   std::vector<at::Tensor> pairs;
   for (size_t i = 0; i < indices.size(); ++i) {
-    const int64_t visit = visits_[static_cast<size_t>(indices[i])].fetch_add(1);
     std::vector<at::Tensor> views;
     for (uint64_t v = 0; v < 2; ++v) {
-      // One generator per view: a hash of the run's seed, the example, its visit and the view.
+      // One generator per view: a hash of the run's seed, the example, the epoch and the view.
       const uint64_t key = seed_ * 0x9E3779B97F4A7C15ull ^ static_cast<uint64_t>(indices[i]) * 0xBF58476D1CE4E5B9ull ^
-                           static_cast<uint64_t>(visit) * 0x94D049BB133111EBull ^ (v + 1);
+                           static_cast<uint64_t>(epoch) * 0x94D049BB133111EBull ^ (v + 1);
       at::Generator g = at::make_generator<at::CPUGeneratorImpl>(key);
       const at::Tensor offset = at::randint(0, 2 * shift_ + 1, {2}, g, at::TensorOptions().dtype(at::kLong));
       const int64_t dy = offset[0].item<int64_t>(), dx = offset[1].item<int64_t>();

@@ -4,16 +4,15 @@
 // `shift` pixels in each direction (zero padding) and given Gaussian noise of `noise` standard
 // deviations. Targets are the class labels (the linear probe reads them; the loss does not).
 //
-// A view's randomness comes from a generator seeded by (seed, example index, the example's visit
-// count, view), never from LibTorch's global generator. So an example's views are the same whichever
-// rank and micro-batch it falls into (data parallel equals one process), and differ from epoch to
-// epoch (each gather of an example is its next visit; a training run gathers each example once
-// per epoch).
+// A view's randomness comes from a generator seeded by (seed, example index, epoch, view), never
+// from LibTorch's global generator and never from how often the example was gathered. So an
+// example's views are the same whichever rank and micro-batch it falls into (data parallel equals
+// one process), in a resumed run and in every run of `gradacc verify`, and new each epoch.
+// gather(indices) gives epoch 0's views.
 //
-// Thread safety: gather() may be called concurrently (the visit counts are atomic).
+// Thread safety: immutable; gather() may be called concurrently.
 #pragma once
 
-#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -27,7 +26,8 @@ class TwoViews : public Dataset {
   // `images`: [N, C, H, W] float. Throws ConfigError for other shapes, a negative shift or noise.
   TwoViews(std::shared_ptr<const TensorDataset> images, uint64_t seed, int64_t shift = 3, double noise = 0.1);
   int64_t size() const override { return images_->size(); }
-  Batch gather(const std::vector<int64_t>& indices) const override;
+  Batch gather(const std::vector<int64_t>& indices) const override { return gather_in_epoch(indices, 0); }
+  Batch gather_in_epoch(const std::vector<int64_t>& indices, int64_t epoch) const override;
   int64_t num_classes() const override { return images_->num_classes(); }
 
  private:
@@ -35,7 +35,6 @@ class TwoViews : public Dataset {
   uint64_t seed_;
   int64_t shift_;
   double noise_;
-  std::unique_ptr<std::atomic<int64_t>[]> visits_;
 };
 
 }  // namespace gradacc

@@ -29,6 +29,9 @@ struct ModelSpec {
   std::optional<NormKind> norm;  // unset: the model's default (cnn: group, gpt: layer)
   // gpt only
   int64_t layers = 4, heads = 4, dim = 128, context = 128;
+  // mlp and cnn: dropout on the hidden features of their fully connected layers, in training mode
+  // (its masks come from the device's default generator, which gradient caching replays).
+  double dropout = 0.0;
 
   NormKind resolved_norm() const;
   bool is_text() const { return kind == ModelKind::kGpt; }

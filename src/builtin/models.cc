@@ -2,6 +2,7 @@
 
 #include <stdexcept>
 
+#include <ATen/ops/dropout.h>
 #include <ATen/ops/max_pool2d.h>
 #include <ATen/ops/relu.h>
 #include <fmt/format.h>
@@ -58,6 +59,10 @@ NormKind ModelSpec::resolved_norm() const {
 
 void ModelSpec::validate() const {
   const NormKind n = resolved_norm();
+  if (!(dropout >= 0.0 && dropout < 1.0))
+    throw std::invalid_argument(fmt::format("dropout must lie in [0, 1), got {}", dropout));
+  if (dropout > 0.0 && kind == ModelKind::kGpt)
+    throw std::invalid_argument("--dropout is for the mlp and the cnn; the gpt has none");
   switch (kind) {
     case ModelKind::kMlp: return;
     case ModelKind::kCnn:
@@ -82,22 +87,29 @@ void ModelSpec::validate() const {
 
 namespace {
 
-// 784 → 256 → 128 → classes, ReLU between.
+// 784 → 256 → 128 → classes, ReLU (and dropout, when asked) between.
 class Mlp : public Network {
  public:
-  explicit Mlp(int64_t in_features, int64_t classes)
-      : fc1_(register_module("fc1", torch::nn::Linear(in_features, 256))),
+  Mlp(int64_t in_features, int64_t classes, double dropout)
+      : dropout_(dropout),
+        fc1_(register_module("fc1", torch::nn::Linear(in_features, 256))),
         fc2_(register_module("fc2", torch::nn::Linear(256, 128))),
         fc3_(register_module("fc3", torch::nn::Linear(128, classes))) {}
 
   at::Tensor forward(const at::Tensor& x) override {
     at::Tensor h = x.flatten(1);
-    h = at::relu(fc1_->forward(h));
-    h = at::relu(fc2_->forward(h));
+    h = hidden(fc1_->forward(h));
+    h = hidden(fc2_->forward(h));
     return fc3_->forward(h);
   }
 
  private:
+  at::Tensor hidden(const at::Tensor& x) {
+    const at::Tensor h = at::relu(x);
+    return dropout_ > 0.0 ? at::dropout(h, dropout_, is_training()) : h;
+  }
+
+  double dropout_;
   torch::nn::Linear fc1_, fc2_, fc3_;
 };
 
@@ -140,11 +152,13 @@ class NormSlot {
   torch::nn::GroupNorm group_{nullptr};
 };
 
-// conv(1→32) norm relu pool → conv(32→64) norm relu pool → fc(3136→128) relu → fc(128→classes).
+// conv(1→32) norm relu pool → conv(32→64) norm relu pool → fc(3136→128) relu [dropout] →
+// fc(128→classes).
 class Cnn : public Network {
  public:
-  Cnn(NormKind norm, int64_t classes)
+  Cnn(NormKind norm, int64_t classes, double dropout)
       : norm_kind_(norm),
+        dropout_(dropout),
         conv1_(register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(1, 32, 3).padding(1)))),
         norm1_(*this, "norm1", norm, 32),
         conv2_(register_module("conv2", torch::nn::Conv2d(torch::nn::Conv2dOptions(32, 64, 3).padding(1)))),
@@ -159,6 +173,7 @@ class Cnn : public Network {
     at::Tensor h = units.run(0, stage(conv1_, norm1_), x);  // 32×14×14
     h = units.run(1, stage(conv2_, norm2_), h);             // 64×7×7
     h = at::relu(fc1_->forward(h.flatten(1)));
+    if (dropout_ > 0.0) h = at::dropout(h, dropout_, is_training());
     return fc2_->forward(h);
   }
   bool uses_batch_statistics() const override { return norm_kind_ == NormKind::kBatch && is_training(); }
@@ -182,6 +197,7 @@ class Cnn : public Network {
   }
 
   NormKind norm_kind_;
+  double dropout_;
   torch::nn::Conv2d conv1_;
   NormSlot norm1_;
   torch::nn::Conv2d conv2_;
@@ -196,8 +212,8 @@ std::shared_ptr<Network> make_gpt(const ModelSpec& spec, int64_t vocab);  // gpt
 std::shared_ptr<Network> make_model(const ModelSpec& spec, int64_t num_classes) {
   spec.validate();
   switch (spec.kind) {
-    case ModelKind::kMlp: return std::make_shared<Mlp>(28 * 28, num_classes);
-    case ModelKind::kCnn: return std::make_shared<Cnn>(spec.resolved_norm(), num_classes);
+    case ModelKind::kMlp: return std::make_shared<Mlp>(28 * 28, num_classes, spec.dropout);
+    case ModelKind::kCnn: return std::make_shared<Cnn>(spec.resolved_norm(), num_classes, spec.dropout);
     case ModelKind::kGpt: return make_gpt(spec, num_classes);
   }
   throw std::invalid_argument("unknown model kind");

@@ -24,10 +24,11 @@ int64_t run_cached_window(const LoopParts& p, const Window& window) {
   std::vector<Batch> batches;
   bool any = false;
   for (const std::vector<int64_t>& indices : window.micro_batches) {
-    batches.push_back(indices.empty() ? Batch{} : p.data.gather(indices).to(p.device));
+    batches.push_back(indices.empty() ? Batch{} : p.data.gather_in_epoch(indices, window.epoch).to(p.device));
     any = any || !indices.empty();
   }
-  const Batch stand_in = any ? Batch{} : p.data.gather({0}).to(p.device);  // shapes for an empty share
+  const Batch stand_in =
+      any ? Batch{} : p.data.gather_in_epoch({0}, window.epoch).to(p.device);  // shapes for an empty share
   const GradientCacheParts parts{*p.window_loss, p.accumulator, p.device, p.precision, p.reducer};
   return accumulate_window_loss(parts, batches, stand_in).cached_bytes;
 }
@@ -52,7 +53,7 @@ int64_t run_window(const LoopParts& p, const Window& window) {
     // The phases are named for the profiler (--profile): free when it is off.
     const Batch batch = [&] {
       RECORD_USER_SCOPE("gradacc::data");
-      return p.data.gather(stand_in ? std::vector<int64_t>{0} : indices).to(p.device);
+      return p.data.gather_in_epoch(stand_in ? std::vector<int64_t>{0} : indices, window.epoch).to(p.device);
     }();
     if (batch.targets.dim() > 1 && !stand_in) p.accumulator.count_positions(batch.targets.numel());
     at::Tensor loss_sum;

@@ -11,28 +11,23 @@
 #include "gradacc/safetensors.h"
 #include "gradacc/trainer.h"
 #include "train/run_plan.h"
+#include "train/verify_runs.h"
 
 namespace gradacc {
 namespace {
 
-struct Run {
-  std::vector<StepReport> steps;
-  Model model;
-  BatchPlan plan;                  // as the Trainer resolved it (a memory budget's: as planned)
-  int64_t micro_batch_tokens = 0;  // the token budget it ran (a memory budget's: as planned); 0: fixed
-};
+// Which of verify's runs: the full-batch reference, the accumulated run, or the naive scheme's.
+enum class Scheme { kReference, kAccumulated, kNaive };
 
-// One run of `steps` optimizer steps: its own model, optimizer, schedule and accumulator; the same
-// initial weights and data as the others.
-Run run_one(const std::function<Model()>& make_model, const OptimizerFactory& make_optimizer,
-            const std::shared_ptr<const Dataset>& data, const TrainOptions& options, const LossFn& loss,
-            int64_t steps) {
-  Trainer trainer(make_model(), make_optimizer, data, options, loss);
-  int64_t done = 0;
-  trainer.on_step([&](const StepReport&, const StepContext&) { return ++done < steps; });
-  TrainResult r = trainer.fit();
-  return {std::move(r.history), trainer.model(), trainer.plan().batch, trainer.plan().micro_batch_tokens.value_or(0)};
-}
+// Builds and runs one trainer with these options. With `capture`, one window whose gradient the
+// optimizer records instead of stepping (verify_runs.h). `micro_batch`: the accumulated run's.
+struct RunRequest {
+  const TrainOptions& options;
+  Scheme scheme;
+  int64_t micro_batch = 0;
+  std::shared_ptr<std::vector<at::Tensor>> capture;
+};
+using RunFn = std::function<VerifyRun(const RunRequest& request)>;
 
 struct Difference {
   std::vector<double> loss, rel_loss;
@@ -41,7 +36,7 @@ struct Difference {
 };
 
 // How far run b strayed from the reference run a (weights compared over floating-point tensors).
-Difference compare(const Run& a, const Run& b, const TensorMap& initial) {
+Difference compare(const VerifyRun& a, const VerifyRun& b, const TensorMap& initial) {
   Difference d;
   for (size_t i = 0; i < a.steps.size() && i < b.steps.size(); ++i) {
     const double rel = std::abs(a.steps[i].loss - b.steps[i].loss) / std::max(std::abs(a.steps[i].loss), 1e-12);
@@ -64,11 +59,10 @@ Difference compare(const Run& a, const Run& b, const TensorMap& initial) {
   return d;
 }
 
-}  // namespace
-
-VerifyResult verify_accumulation(const std::function<Model()>& make_model, const OptimizerFactory& make_optimizer,
-                                 std::shared_ptr<const Dataset> data, TrainOptions options, const LossFn& loss,
-                                 const VerifyOptions& o) {
+// The comparison itself, whatever the loss: the reference and accumulated runs (and the naive one
+// when asked) through `run`, from the weights of `initial_model`.
+VerifyResult verify_runs(const Model& initial_model, const Dataset& data, TrainOptions options, const VerifyOptions& o,
+                         const RunFn& run, const std::string& naive_scheme) {
   if (o.steps < 1) throw ConfigError(fmt::format("verify needs ≥ 1 step, got {}", o.steps));
   if (!options.accum_schedule().empty())
     throw ConfigError("verify compares fixed plans; drop the accumulation schedule");
@@ -78,11 +72,11 @@ VerifyResult verify_accumulation(const std::function<Model()>& make_model, const
   options.normalization(Normalization::kPerItem);
 
   TensorMap initial;  // the starting weights, to measure how far training moved them
-  for (const auto& [name, t] : module_state(*make_model().module)) initial.emplace(name, t.to(at::kCPU, at::kDouble));
+  for (const auto& [name, t] : module_state(*initial_model.module)) initial.emplace(name, t.to(at::kCPU, at::kDouble));
 
   // The accumulated run's plan decides the windows; the full-batch run takes each rank's window
   // in one micro-batch. A run shorter than K steps is lengthened, so the schedule reaches step K.
-  const RunPlan plan = resolve_run(options, DistEnv::from_environment(), data->size());
+  const RunPlan plan = resolve_run(options, DistEnv::from_environment(), data.size());
   if (plan.total_steps < o.steps) options.steps(o.steps).epochs(std::nullopt);
   TrainOptions full = options;
   // The reference is the plain full batch: no memory budget, no activation checkpointing.
@@ -94,9 +88,16 @@ VerifyResult verify_accumulation(const std::function<Model()>& make_model, const
       .activation_checkpointing(std::nullopt);
 
   VerifyResult r;
-  const Run reference = run_one(make_model, make_optimizer, data, full, loss, o.steps);
-  const Run accumulated = run_one(make_model, make_optimizer, data, options, loss, o.steps);
-  r.full_plan = resolve_run(full, DistEnv::from_environment(), data->size()).batch;
+  const int64_t micro = plan.batch.micro_batch;
+  const VerifyRun reference = run({full, Scheme::kReference, micro, nullptr});
+  const VerifyRun accumulated = run({options, Scheme::kAccumulated, micro, nullptr});
+  // The first window's gradients, captured in place of a step: their relative L2 difference.
+  const auto captured = [&](const TrainOptions& t, Scheme scheme) {
+    return run({t, scheme, micro, std::make_shared<std::vector<at::Tensor>>()}).gradient;
+  };
+  const std::vector<at::Tensor> full_gradient = captured(full, Scheme::kReference);
+  r.grad_rel_l2 = relative_l2(full_gradient, captured(options, Scheme::kAccumulated));
+  r.full_plan = resolve_run(full, DistEnv::from_environment(), data.size()).batch;
   r.accumulated_plan = accumulated.plan;
   r.micro_batch_tokens = accumulated.micro_batch_tokens;
   for (const auto& s : reference.steps) r.full_loss.push_back(s.loss);
@@ -111,11 +112,11 @@ VerifyResult verify_accumulation(const std::function<Model()>& make_model, const
   r.pass = r.max_rel_weight_diff <= o.weight_tolerance && r.max_rel_loss_diff <= o.loss_tolerance;
 
   if (o.compare_naive) {  // show what the naive scheme would have done
-    TrainOptions naive = options;
-    naive.normalization(Normalization::kNaiveMicroMean);
-    const Run n_run = run_one(make_model, make_optimizer, data, naive, loss, o.steps);
+    const VerifyRun n_run = run({options, Scheme::kNaive, micro, nullptr});
+    r.naive_grad_rel_l2 = relative_l2(full_gradient, captured(options, Scheme::kNaive));
     const Difference n = compare(reference, n_run, initial);
     r.has_naive = true;
+    r.naive_scheme = naive_scheme;
     r.naive_loss = n.loss;
     r.naive_max_rel_loss_diff = n.max_rel_loss;
     r.naive_max_abs_weight_diff = n.max_abs_weight;
@@ -137,6 +138,46 @@ VerifyResult verify_accumulation(const std::function<Model()>& make_model, const
   return r;
 }
 
+}  // namespace
+
+VerifyResult verify_accumulation(const std::function<Model()>& make_model, const OptimizerFactory& make_optimizer,
+                                 std::shared_ptr<const Dataset> data, TrainOptions options, const LossFn& loss,
+                                 const VerifyOptions& o) {
+  const RunFn run = [&](const RunRequest& q) {
+    TrainOptions t = q.options;
+    if (q.scheme == Scheme::kNaive) t.normalization(Normalization::kNaiveMicroMean);
+    Trainer trainer(make_model(), q.capture ? gradient_capture(q.capture) : make_optimizer, data, t, loss);
+    return run_trainer(trainer, q.capture ? 1 : o.steps, q.capture);
+  };
+  return verify_runs(make_model(), *data, std::move(options), o, run, "each micro-batch's mean / accumulation steps");
+}
+
+VerifyResult verify_window_loss(const std::function<WindowModel()>& make, const OptimizerFactory& make_optimizer,
+                                std::shared_ptr<const Dataset> data, TrainOptions options, const VerifyOptions& o) {
+  const RunFn run = [&](const RunRequest& q) {
+    WindowModel m = make();
+    const OptimizerFactory optimizer = q.capture ? gradient_capture(q.capture) : make_optimizer;
+    const int64_t steps = q.capture ? 1 : o.steps;
+    if (q.scheme == Scheme::kNaive) {
+      const PerMicroBatch per_micro = per_micro_batch(std::move(m.loss));
+      m.model.forward = per_micro.forward;
+      Trainer trainer(std::move(m.model), optimizer, data, q.options, per_micro.loss);
+      return run_trainer(trainer, steps, q.capture);
+    }
+    if (q.scheme == Scheme::kReference) m.loss = encoded_in_slices(std::move(m.loss), q.micro_batch);
+    Trainer trainer(std::move(m.model), optimizer, data, q.options, std::move(m.loss));
+    return run_trainer(trainer, steps, q.capture);
+  };
+  return verify_runs(make().model, *data, std::move(options), o, run,
+                     "each micro-batch's loss over its own examples only");
+}
+
+namespace {
+
+nlohmann::ordered_json finite_or_null(double x) { return std::isfinite(x) ? nlohmann::ordered_json(x) : nullptr; }
+
+}  // namespace
+
 std::string verify_json(const VerifyResult& r, const VerifyOptions& o) {
   nlohmann::ordered_json j;
   j["pass"] = r.pass;
@@ -144,6 +185,7 @@ std::string verify_json(const VerifyResult& r, const VerifyOptions& o) {
   j["max_abs_weight_diff"] = r.max_abs_weight_diff;
   j["max_rel_weight_diff"] = r.max_rel_weight_diff;
   j["max_weight_movement"] = r.max_weight_movement;
+  j["grad_rel_l2"] = finite_or_null(r.grad_rel_l2);
   j["max_rel_loss_diff"] = r.max_rel_loss_diff;
   j["weight_tolerance"] = o.weight_tolerance;
   j["loss_tolerance"] = o.loss_tolerance;
@@ -155,6 +197,8 @@ std::string verify_json(const VerifyResult& r, const VerifyOptions& o) {
   j["accumulated_loss"] = r.accumulated_loss;
   j["rel_loss_diff"] = r.rel_loss_diff;
   if (r.has_naive) {
+    j["naive_scheme"] = r.naive_scheme;
+    j["naive_grad_rel_l2"] = finite_or_null(r.naive_grad_rel_l2);
     j["naive_max_abs_weight_diff"] = r.naive_max_abs_weight_diff;
     j["naive_max_rel_weight_diff"] = r.naive_max_rel_weight_diff;
     j["naive_max_rel_loss_diff"] = r.naive_max_rel_loss_diff;
@@ -182,12 +226,14 @@ std::string verify_text(const VerifyResult& r, const VerifyOptions& o) {
   s += fmt::format(
       "max |Δweight| = {:.3e} (in {}), {:.3e} of the largest distance a weight moved ({:.3e}; tolerance {:.0e})\n",
       r.max_abs_weight_diff, r.worst_tensor, r.max_rel_weight_diff, r.max_weight_movement, o.weight_tolerance);
+  s += fmt::format("first window's gradient: ‖g_full − g_acc‖ / ‖g_full‖ = {:.3e}\n", r.grad_rel_l2);
   s += fmt::format("max relative loss difference = {:.3e} (tolerance {:.0e})\n", r.max_rel_loss_diff, o.loss_tolerance);
   if (r.has_naive) {
     s += fmt::format(
-        "naive scheme (micro-batch mean / accumulation steps): max |Δweight| = {:.3e} ({:.3e} relative), "
-        "max relative loss difference = {:.3e}\n",
-        r.naive_max_abs_weight_diff, r.naive_max_rel_weight_diff, r.naive_max_rel_loss_diff);
+        "naive scheme ({}): max |Δweight| = {:.3e} ({:.3e} relative), max relative loss difference = {:.3e}, "
+        "first window's gradient {:.3e} from the full batch's\n",
+        r.naive_scheme, r.naive_max_abs_weight_diff, r.naive_max_rel_weight_diff, r.naive_max_rel_loss_diff,
+        r.naive_grad_rel_l2);
   }
   s += r.pass ? "PASS: accumulated training matches full-batch training\n"
               : "FAIL: accumulated training differs from full-batch training\n";
