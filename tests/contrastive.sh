@@ -5,8 +5,10 @@
 #   2. data parallel: world 2 × accumulation 4 × micro 8 against world 1 × accumulation 8 over the
 #      same windows (each view's augmentation is seeded by its example, not by the rank): max |Δw|
 #      within 1e-5;
-#   3. bad input gets one line: text data, --eval-every, a memory budget, ZeRO-3, a temperature ≤ 0,
-#      an unknown objective.
+#   3. a memory budget plans around the cache and every step keeps it; one too small for the cache
+#      of the window is refused naming a global batch that fits;
+#   4. bad input gets one line: text data, --eval-every, ZeRO-3, a temperature ≤ 0, an unknown
+#      objective.
 # Usage: contrastive.sh path/to/gradacc path/to/venv/python
 set -u
 G=${1:?usage: contrastive.sh gradacc python}
@@ -24,7 +26,7 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 steps = [r for r in rows if "step" in r]
 probe = [r for r in rows if "linear_probe_accuracy" in r]
-assert len(steps) == 4 and all(r["cache_bytes"] == 64 * 64 * 4 * 4 for r in steps), steps[0]
+assert len(steps) == 4 and all(r["cache_bytes"] == 64 * (2 * 784 * 4 + 8) + 64 * 2 * 64 * 4 + 64 * 64 * 4 * 4 for r in steps), steps[0]
 assert probe and 0.1 < probe[0]["linear_probe_accuracy"] <= 1, probe
 print(f"contrastive cnn: window loss {steps[0]['loss']:.3f} → {steps[-1]['loss']:.3f}, cache {steps[0]['cache_bytes']} "
       f"bytes per window, linear probe {probe[0]['linear_probe_accuracy']:.3f} after 4 steps")
@@ -34,7 +36,17 @@ within "$D/w2.safetensors" "$D/w1.safetensors" 1e-5 "contrastive: world 2 × acc
 
 bad "embeds images" --objective contrastive --model gpt --data text:/usr/share/common-licenses/GPL-3 --steps 1
 bad "eval-every evaluates a classifier" "${c[@]}" --eval-every 2
-bad "does not support a memory budget" "${c[@]}" --memory-budget 1GiB
+b=(--objective contrastive --model cnn --threads 1 --seed 4 --progress off --memory-budget 300MiB)
+bad "cannot hold the window loss's cache for a global batch of 8192" "${b[@]}" --global-batch 8192 --train-limit 8192
+# A budget the cache fits in: planned with it, and every step's peak within the budget.
+"$G" train "${b[@]}" --global-batch 512 --train-limit 2048 --steps 2 --log "$D/budget.jsonl" >"$D/budget.out" 2>&1 || fail "a window loss under a budget: $(cat "$D/budget.out")"
+"$PY" - "$D/budget.jsonl" <<'PY' || fail "the window loss's budget was not kept"
+import json, sys
+steps = [r for r in map(json.loads, open(sys.argv[1])) if "step" in r]
+assert steps and all(r["peak_bytes"] <= 300 << 20 and r["micro_batch"] < 512 for r in steps), steps
+print(f"window 512 under 300 MiB: micro-batch {steps[0]['micro_batch']}, peak {steps[0]['peak_mb']:.1f} MiB, "
+      f"cache {steps[0]['cache_bytes']} bytes")
+PY
 bad "temperature must lie in" "${c[@]}" --temperature 0
 bad "is not classify or contrastive" --objective siamese --steps 1
 "$G" launch --nproc 2 --master-port "$(port)" -- train "${c[@]}" --zero 3 >"$D/bad.out" 2>&1 && fail "zero 3 ran"

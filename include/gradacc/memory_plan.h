@@ -10,6 +10,8 @@
 //                as fixed + m · per_example;
 //   step       — the transient peak above static during the optimizer step.
 // Predicted peak of a window with micro-batch m: static + max(fixed + m · per_example, step).
+// A window loss (gradient caching) adds its cache, held beside every micro-batch, and the loss
+// over the window (pass 2): static + max(cache + max(activations, loss), step).
 // It picks the largest m ≤ the rank's share of the window whose prediction fits 98% of the
 // budget, then runs a forward/backward at that m to confirm (and steps down if it does not fit).
 // Token-budget micro-batches (request.token_budget) are planned the same way in computed
@@ -72,8 +74,12 @@ struct MemoryPlan {
   int64_t min_budget = 0;             // with micro-batch 1, in the chosen mode
   int64_t min_budget_without_checkpointing = 0;
   std::optional<int64_t> min_budget_with_checkpointing;  // unset: the model cannot checkpoint
-  int64_t probe_examples_items = 0;                      // items (tokens) of the largest example probed
-  int64_t probe_example_positions = 0;                   // positions it computes in a batch of its own
+  // A window loss (gradient caching): what the window holds beside each micro-batch's activations
+  // (this rank's batches and representations, the window's representations and their gradients),
+  // and the transient of the loss over the window. Both 0 without one.
+  int64_t window_cache_bytes = 0, window_loss_bytes = 0;
+  int64_t probe_examples_items = 0;     // items (tokens) of the largest example probed
+  int64_t probe_example_positions = 0;  // positions it computes in a batch of its own
   // Data parallel under ZeRO (else empty / 0): both stages' cost, the stage planned for, and with
   // `zero auto` why the planner chose it (the cheapest in communication that fits).
   std::vector<ZeroStageCost> zero_stages;

@@ -25,12 +25,14 @@ struct StepReport {
   bool skipped = false;                              // the window gradient was not finite: no update, no schedule step
   int64_t allreduce_calls = 0, allreduce_bytes = 0;  // data-parallel traffic of this step
   int64_t parameter_gathers = 0;                     // ZeRO-3: units gathered in this window (all-gathers)
-  bool stop_requested = false;     // the stop flag was set on this rank or, data parallel, on any rank
-  double loss_scale = 1.0;         // the loss scale this window was computed with (1 without a scaler)
-  int64_t peak_bytes = 0;          // most tensor memory live during the window (device/device.h)
-  int64_t micro_batch = 0;         // the micro-batch size the window ran with (smaller after a replay)
-  int64_t oom_replays = 0;         // times the window ran out of memory and was run again, halved
-  int64_t window_cache_bytes = 0;  // a window loss: representations and their gradients held (gradient caching)
+  bool stop_requested = false;  // the stop flag was set on this rank or, data parallel, on any rank
+  double loss_scale = 1.0;      // the loss scale this window was computed with (1 without a scaler)
+  int64_t peak_bytes = 0;       // most tensor memory live during the window (device/device.h)
+  int64_t micro_batch = 0;      // the micro-batch size the window ran with (smaller after a replay)
+  int64_t oom_replays = 0;      // times the window ran out of memory and was run again, halved
+  // A window loss (gradient caching): what this rank held between the passes (its batches and
+  // representations, the window's representations and their gradients).
+  int64_t window_cache_bytes = 0;
   // Sequence data (targets [B, T]): positions the window computed over all ranks, padding included
   // (rows × longest row of each micro-batch), against its `items`; 0 for fixed-shape examples.
   int64_t computed_items = 0;

@@ -24,7 +24,8 @@
 //                        are the window's representations (all ranks' examples, in rank order,
 //                        fp32), targets the batches' targets concatenated the same way.
 // Refused, one line each: a loss that is not 0-dim, representations whose rows differ from the
-// micro-batch's samples, token budgets, packing, ZeRO-3 and a memory budget (not supported yet).
+// micro-batch's samples, token budgets, packing and ZeRO-3 (not supported yet). A memory budget
+// counts the window's cache (docs/memory.md).
 //
 // Thread safety: the functions are called on the training thread only.
 #pragma once

@@ -94,6 +94,22 @@ void require_distinct_paths(const JobConfig& c) {
   }
 }
 
+// The job's Trainer: cross-entropy on the labels, or InfoNCE over two views of each image, the
+// whole window at once (docs/contrastive.md).
+void job_trainer(const JobConfig& c, const Workload& work, const std::shared_ptr<Network>& network,
+                 std::optional<Trainer>& holder) {
+  if (c.objective == "contrastive") {
+    if (work.text) throw ConfigError("the contrastive objective embeds images: use Fashion-MNIST data, not text");
+    const auto images = std::static_pointer_cast<const TensorDataset>(work.train);
+    holder.emplace(Model::of(network), optimizer_factory(c.optimizer),
+                   std::make_shared<TwoViews>(images, static_cast<uint64_t>(c.train.seed())), job_train_options(c),
+                   contrastive_loss(network, c.temperature));
+  } else {
+    holder.emplace(Model::of(network), optimizer_factory(c.optimizer), work.train, job_train_options(c),
+                   cross_entropy_loss(c.label_smoothing));
+  }
+}
+
 }  // namespace
 
 JobSummary run_train_job(const JobConfig& c, std::ostream& out) {
@@ -107,15 +123,7 @@ JobSummary run_train_job(const JobConfig& c, std::ostream& out) {
     throw ConfigError("--eval-every evaluates a classifier: the contrastive objective is probed once, at the end");
   auto network = build_model(c, contrastive ? kEmbeddingDim : work.num_classes, &init_verified);
   std::optional<Trainer> holder;
-  if (contrastive) {  // InfoNCE over two views of each image, the whole window at once (docs/contrastive.md)
-    const auto images = std::static_pointer_cast<const TensorDataset>(work.train);
-    holder.emplace(Model::of(network), optimizer_factory(c.optimizer),
-                   std::make_shared<TwoViews>(images, static_cast<uint64_t>(c.train.seed())), job_train_options(c),
-                   contrastive_loss(network, c.temperature));
-  } else {
-    holder.emplace(Model::of(network), optimizer_factory(c.optimizer), work.train, job_train_options(c),
-                   cross_entropy_loss(c.label_smoothing));
-  }
+  job_trainer(c, work, network, holder);
   Trainer& trainer = *holder;
   const RunPlan& plan = trainer.plan();
   std::ostringstream quiet;
@@ -302,10 +310,10 @@ JobSummary run_train_job(const JobConfig& c, std::ostream& out) {
 MemoryPlan run_plan_fit_job(const JobConfig& c) {
   if (!c.train.memory_budget()) throw ConfigError("plan --fit needs --memory-budget SIZE (and --global-batch N)");
   const Workload work = load_workload(c);
-  auto network = build_model(c, work.num_classes);
-  Trainer trainer(Model::of(network), optimizer_factory(c.optimizer), work.train, job_train_options(c),
-                  cross_entropy_loss(c.label_smoothing));
-  return *trainer.memory_plan();
+  auto network = build_model(c, c.objective == "contrastive" ? kEmbeddingDim : work.num_classes);
+  std::optional<Trainer> trainer;
+  job_trainer(c, work, network, trainer);
+  return *trainer->memory_plan();
 }
 
 VerifyResult run_verify_job(const JobConfig& c, VerifyOptions options) {

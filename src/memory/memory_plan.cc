@@ -10,11 +10,11 @@
 #include <c10/util/Exception.h>
 #include <fmt/format.h>
 #include <torch/csrc/autograd/grad_mode.h>
-#include <nlohmann/json.hpp>
 
 #include "base/parse.h"
 #include "gradacc/device.h"
 #include "gradacc/errors.h"
+#include "memory/window_cache.h"
 #include "optim/fused_adamw.h"
 
 namespace gradacc {
@@ -67,7 +67,7 @@ ActivationProbe probe_activations(const MemoryProbe& p, int64_t m) {
     at::Tensor loss;
     {
       AutocastGuard autocast(p.device.type(), p.precision);
-      loss = p.loss(p.model.forward(batch), batch);
+      loss = p.window_loss ? window_loss_probe_loss(*p.window_loss, batch) : p.loss(p.model.forward(batch), batch);
     }
     p.accumulator.accumulate(loss, batch.samples, batch.items);
   } catch (const c10::OutOfMemoryError&) {
@@ -136,9 +136,15 @@ ActivationCost fit_activations(const MemoryProbe& p, int64_t cap, bool per_posit
   return c;
 }
 
-int64_t peak_of(int64_t static_bytes, int64_t activations, int64_t step) {
-  return static_bytes + std::max(activations, step);
-}
+// A window's peak: static + max(held + max(activations, pass 2's loss), the step). `held` and
+// `window_loss` are a window loss's cache and its loss over the window (0 otherwise): the cache
+// lives through the window's micro-batches and is gone by the optimizer step.
+struct WindowPeak {
+  int64_t static_bytes = 0, held = 0, window_loss = 0, step = 0;
+  int64_t at(int64_t activations) const {
+    return static_bytes + std::max(held + std::max(activations, window_loss), step);
+  }
+};
 
 int64_t budget_for(int64_t peak) { return static_cast<int64_t>(static_cast<double>(peak) / kUsable) + 1; }
 
@@ -174,6 +180,13 @@ MemoryPlan plan_memory(const MemoryProbe& p, const MemoryPlanRequest& r) {
                                                    r.world_size * ranks, r.world_size * ranks)
                                      : std::string()));
   }
+  WindowPeak peak{plan.static_bytes, 0, 0, step.transient};
+  std::optional<WindowCacheCost> cache;
+  if (p.window_loss) {
+    cache = measure_window_cache(*p.window_loss, p.data, p.device, p.precision, r.global_batch);
+    peak.held = plan.window_cache_bytes = cache->held(r.global_batch, share);
+    peak.window_loss = plan.window_loss_bytes = cache->loss_transient(r.global_batch);
+  }
   const Batch largest = p.data.gather(p.data.largest_examples(1));
   plan.probe_examples_items = largest.items;
   plan.probe_example_positions = largest.inputs.numel();
@@ -196,17 +209,15 @@ MemoryPlan plan_memory(const MemoryProbe& p, const MemoryPlanRequest& r) {
   std::optional<ActivationCost> cost_off, cost_on;
   if (!r.checkpointing.has_value() || !*r.checkpointing) {
     cost_off = fit_activations(p, cap, tokens);
-    plan.min_budget_without_checkpointing = budget_for(peak_of(plan.static_bytes, cost_off->at(one), step.transient));
+    plan.min_budget_without_checkpointing = budget_for(peak.at(cost_off->at(one)));
   }
   if (can_checkpoint && r.checkpointing.value_or(true)) {
     toggle(true);
     cost_on = fit_activations(p, cap, tokens);
     toggle(false);
-    plan.min_budget_with_checkpointing = budget_for(peak_of(plan.static_bytes, cost_on->at(one), step.transient));
+    plan.min_budget_with_checkpointing = budget_for(peak.at(cost_on->at(one)));
   }
-  const auto fits = [&](const ActivationCost& c, int64_t x) {
-    return peak_of(plan.static_bytes, c.at(x), step.transient) <= usable;
-  };
+  const auto fits = [&](const ActivationCost& c, int64_t x) { return peak.at(c.at(x)) <= usable; };
   // Checkpointing only when no micro-batch fits without it, and it makes one fit.
   const bool use_checkpointing = !cost_off || (!fits(*cost_off, one) && cost_on && fits(*cost_on, one));
   plan.checkpointing = use_checkpointing;
@@ -222,6 +233,27 @@ MemoryPlan plan_memory(const MemoryProbe& p, const MemoryPlanRequest& r) {
     } else if (cost_on) {
       modes = " with activation checkpointing";
     }
+    if (cache) {  // the largest window whose cache leaves room for a micro-batch of one
+      const int64_t one_example =
+          std::min(cost_off ? cost_off->at(one) : kDoesNotFit, cost_on ? cost_on->at(one) : kDoesNotFit);
+      const auto fits_window = [&](int64_t n) {
+        const WindowPeak at_n{plan.static_bytes, cache->held(n, (n + r.world_size - 1) / r.world_size),
+                              cache->loss_transient(n), step.transient};
+        return at_n.at(one_example) <= usable;
+      };
+      int64_t window = r.world_size - 1, above = r.global_batch;  // fits (or none does) / does not
+      while (above - window > 1) {
+        const int64_t mid = window + (above - window) / 2;
+        (fits_window(mid) ? window : above) = mid;
+      }
+      throw ConfigError(fmt::format(
+          "memory budget {} cannot hold the window loss's cache for a global batch of {} ({} of representations, "
+          "their gradients and the window's inputs, {} for the loss over the window) beside a micro-batch: {}",
+          budget, r.global_batch, format_bytes(plan.window_cache_bytes), format_bytes(plan.window_loss_bytes),
+          window >= r.world_size
+              ? fmt::format("a global batch of {} fits, or give a budget of {}", window, format_bytes(plan.min_budget))
+              : fmt::format("the smallest budget that works is {}", format_bytes(plan.min_budget))));
+    }
     throw ConfigError(
         fmt::format("memory budget {} cannot hold one micro-batch: the smallest budget that works is {}{}", budget,
                     format_bytes(plan.min_budget), modes));
@@ -229,8 +261,8 @@ MemoryPlan plan_memory(const MemoryProbe& p, const MemoryPlanRequest& r) {
 
   // The largest micro-batch the fit allows, or the user's; then measured at that size.
   const ActivationCost& c = plan.activations;
-  int64_t x =
-      std::clamp<int64_t>((usable - plan.static_bytes - c.fixed) / std::max<int64_t>(c.per_example, 1), one, cap_units);
+  int64_t x = std::clamp<int64_t>(
+      (usable - plan.static_bytes - peak.held - c.fixed) / std::max<int64_t>(c.per_example, 1), one, cap_units);
   const std::optional<int64_t> asked = tokens ? r.tokens : r.micro_batch;
   if (asked) {
     const int64_t want = tokens ? *asked : std::min(*asked, cap);
@@ -238,7 +270,7 @@ MemoryPlan plan_memory(const MemoryProbe& p, const MemoryPlanRequest& r) {
       throw ConfigError(fmt::format(
           "{} needs about {} of tensor memory, over the budget of {}: the largest that fits is {} (or leave it out "
           "and let the planner choose)",
-          unit_name(*asked), format_bytes(peak_of(plan.static_bytes, c.at(want), step.transient)), budget,
+          unit_name(*asked), format_bytes(peak.at(c.at(want))), budget,
           tokens ? fmt::format("tokens:{}", x) : std::to_string(x)));
     }
     x = want;
@@ -249,8 +281,8 @@ MemoryPlan plan_memory(const MemoryProbe& p, const MemoryPlanRequest& r) {
   if (plan.checkpointing) toggle(true);
   for (int attempt = 0;; ++attempt) {
     const ActivationProbe measured = probe_activations(p, probe_size(x));
-    plan.probed_peak = measured.bytes >= kDoesNotFit ? kDoesNotFit : plan.static_bytes + measured.bytes;
-    if (peak_of(plan.static_bytes, measured.bytes, step.transient) <= usable) break;
+    plan.probed_peak = measured.bytes >= kDoesNotFit ? kDoesNotFit : peak.at(measured.bytes);
+    if (peak.at(measured.bytes) <= usable) break;
     if (asked || x == one || attempt == 4) {
       if (plan.checkpointing) toggle(false);
       throw ConfigError(fmt::format(
@@ -264,103 +296,15 @@ MemoryPlan plan_memory(const MemoryProbe& p, const MemoryPlanRequest& r) {
     // The measurement says the fit was low at this size: scale down by what was seen.
     const int64_t seen = tokens ? std::max<int64_t>(measured.positions, 1) : x;
     const int64_t per_seen = std::max<int64_t>((measured.bytes - c.fixed) / seen, c.per_example);
-    x = std::clamp<int64_t>((usable - plan.static_bytes - c.fixed) / per_seen, one, x - 1);
+    x = std::clamp<int64_t>((usable - plan.static_bytes - peak.held - c.fixed) / per_seen, one, x - 1);
   }
   plan.micro_batch = probe_size(x);
   plan.micro_batch_tokens = tokens ? x : 0;
   // A token-budget micro-batch holds at least ⌊x / one⌋ sequences (each row is at most `one` wide),
   // so a share needs at most this many.
   plan.accumulation_steps = (share + plan.micro_batch - 1) / plan.micro_batch;
-  plan.predicted_peak = peak_of(plan.static_bytes, c.at(x), step.transient);
+  plan.predicted_peak = peak.at(c.at(x));
   return plan;
-}
-
-std::string MemoryPlan::describe() const {
-  std::string s;
-  s += fmt::format("memory budget            {}\n", format_bytes(budget_bytes));
-  if (micro_batch_tokens > 0) {
-    s += fmt::format("micro-batches            of at most {} tokens (rows × longest row): tokens:{}\n",
-                     micro_batch_tokens, micro_batch_tokens);
-    s += fmt::format("accumulation steps       at most {} ({} longest sequences per micro-batch)\n", accumulation_steps,
-                     micro_batch);
-  } else {
-    s += fmt::format("micro-batch              {}\n", micro_batch);
-    s += fmt::format("accumulation steps       {}\n", accumulation_steps);
-  }
-  s += fmt::format("activation checkpointing {}\n", checkpointing ? "on (blocks)" : "off");
-  s += fmt::format("predicted peak           {}\n", format_bytes(predicted_peak));
-  s += fmt::format("measured at micro-batch  {}\n", format_bytes(probed_peak));
-  s += fmt::format("static part (measured)   {} (optimizer state {})\n", format_bytes(static_bytes),
-                   optimizer_state_bytes > 0 ? format_bytes(optimizer_state_bytes) : std::string("in it"));
-  s += fmt::format("activations              {} + {} per {} (longest: {} items)\n", format_bytes(activations.fixed),
-                   format_bytes(activations.per_example), micro_batch_tokens > 0 ? "token" : "example",
-                   probe_examples_items);
-  s += fmt::format("smallest budget          {}", format_bytes(min_budget));
-  if (min_budget_without_checkpointing > 0)
-    s += fmt::format("; {} without checkpointing", format_bytes(min_budget_without_checkpointing));
-  if (min_budget_with_checkpointing) s += fmt::format(", {} with", format_bytes(*min_budget_with_checkpointing));
-  s += "\n";
-  for (const ZeroStageCost& z : zero_stages) {
-    if (z.stage == 3) {
-      s += fmt::format(
-          "ZeRO-3, {:<17}peak {} ({}{}), {} of parameters gathered and {} of gradient reduced per window\n",
-          z.accumulate_unsharded    ? "kept for window"
-          : z.reshard_after_forward ? "resharding"
-                                    : "kept to backward",
-          format_bytes(z.predicted_peak), z.measured ? "measured" : "estimated", z.fits ? "" : ", over the budget",
-          format_bytes(z.parameter_bytes_gathered), format_bytes(z.gradient_bytes_moved));
-      continue;
-    }
-    s += fmt::format("ZeRO-{}                   peak {} ({}{}), {} of gradient reduced per window{}\n", z.stage,
-                     format_bytes(z.predicted_peak), z.measured ? "planned" : "estimated",
-                     z.fits ? "" : ", over the budget", format_bytes(z.gradient_bytes_moved),
-                     z.stage == 1 ? " (one reduce-scatter)" : " (every micro-batch's)");
-  }
-  if (zero_stage > 0)
-    s += fmt::format("ZeRO stage               {}{}\n", zero_stage, zero_choice.empty() ? "" : ": " + zero_choice);
-  return s;
-}
-
-std::string MemoryPlan::json() const {
-  nlohmann::json j = {{"budget_bytes", budget_bytes},
-                      {"micro_batch", micro_batch},
-                      {"accumulation_steps", accumulation_steps},
-                      {"activation_checkpointing", checkpointing ? "blocks" : "off"},
-                      {"predicted_peak_bytes", predicted_peak},
-                      {"probed_peak_bytes", probed_peak},
-                      {"static_bytes", static_bytes},
-                      {"optimizer_state_bytes", optimizer_state_bytes},
-                      {"step_bytes", step_bytes},
-                      {"activation_fixed_bytes", activations.fixed},
-                      {"activation_bytes_per_example", activations.per_example},
-                      {"probe_example_items", probe_examples_items},
-                      {"probe_example_positions", probe_example_positions},
-                      {"min_budget_bytes", min_budget},
-                      {"min_budget_without_checkpointing_bytes", min_budget_without_checkpointing}};
-  j["micro_batch_tokens"] = micro_batch_tokens > 0 ? nlohmann::json(micro_batch_tokens) : nlohmann::json(nullptr);
-  if (micro_batch_tokens > 0) {  // the fit counts positions, not examples
-    j.erase("activation_bytes_per_example");
-    j["activation_bytes_per_token"] = activations.per_example;
-  }
-  j["min_budget_with_checkpointing_bytes"] =
-      min_budget_with_checkpointing ? nlohmann::json(*min_budget_with_checkpointing) : nlohmann::json(nullptr);
-  if (zero_stage > 0) {
-    nlohmann::json stages = nlohmann::json::array();
-    for (const ZeroStageCost& z : zero_stages) {
-      stages.push_back({{"stage", z.stage},
-                        {"predicted_peak_bytes", z.predicted_peak},
-                        {"measured", z.measured},
-                        {"fits", z.fits},
-                        {"gradient_bytes_moved_per_window", z.gradient_bytes_moved}});
-      if (z.stage == 3) {
-        stages.back()["reshard_after_forward"] = z.reshard_after_forward;
-        stages.back()["accumulate_unsharded"] = z.accumulate_unsharded;
-        stages.back()["parameter_bytes_gathered_per_window"] = z.parameter_bytes_gathered;
-      }
-    }
-    j["zero"] = {{"stage", zero_stage}, {"choice", zero_choice}, {"stages", stages}};
-  }
-  return j.dump();
 }
 
 }  // namespace gradacc

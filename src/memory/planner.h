@@ -16,6 +16,7 @@
 #include "gradacc/memory_plan.h"
 #include "gradacc/model.h"
 #include "gradacc/precision.h"
+#include "gradacc/window_loss.h"
 
 namespace gradacc {
 
@@ -29,6 +30,9 @@ struct MemoryProbe {
   at::Device device = at::kCPU;
   Precision precision = Precision::kFp32;
   ParameterGather* gather = nullptr;  // ZeRO-3: each probe gathers its units as training does
+  // A loss over the whole window (gradient caching): the probes run its encoder, and the window's
+  // cache (memory/window_cache.h) is held beside each micro-batch's activations.
+  const WindowLoss* window_loss = nullptr;
 };
 
 struct MemoryPlanRequest {
@@ -43,7 +47,8 @@ struct MemoryPlanRequest {
 };
 
 // Plans the batch. Throws ConfigError (one line) when the budget is below the static need (below
-// ZeRO-3, naming about how many ranks ZeRO-3 would need to hold it), when
+// ZeRO-3, naming about how many ranks ZeRO-3 would need to hold it), when a window loss's cache
+// leaves no room for one micro-batch (naming the largest global batch whose cache does), when
 // no micro-batch fits even with checkpointing (naming the smallest budget that works), and when
 // the request's micro_batch or tokens does not fit (naming the largest that does).
 MemoryPlan plan_memory(const MemoryProbe& probe, const MemoryPlanRequest& request);

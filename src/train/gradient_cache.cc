@@ -145,7 +145,15 @@ CachedWindow accumulate_window_loss(const GradientCacheParts& p, const std::vect
     grads = torch::autograd::grad({loss}, window);
     out.loss_sum = loss.detach().to(at::kFloat);
   }
-  for (const at::Tensor& g : grads) out.cached_bytes += static_cast<int64_t>(g.nbytes()) * 2;  // and the rows
+  // What the window holds between the passes (memory/window_cache.h counts the same for the
+  // planner): this rank's batches and representations, the window's rows and their gradients.
+  for (const at::Tensor& g : grads) out.cached_bytes += static_cast<int64_t>(g.nbytes()) * 2;
+  for (size_t m = 0; m < micro_batches.size(); ++m) {
+    const Batch& b = micro_batches[m];
+    if (b.samples == 0) continue;
+    out.cached_bytes += static_cast<int64_t>(b.inputs.nbytes() + b.targets.nbytes());
+    for (const at::Tensor& r : reps[m]) out.cached_bytes += static_cast<int64_t>(r.nbytes());
+  }
 
   // Pass 3: each micro-batch again, with gradients and its pass-1 RNG state; its rows' cached
   // gradients flow back through it into the accumulation buffer.

@@ -42,7 +42,9 @@ struct GradientCacheParts {
 struct CachedWindow {
   at::Tensor loss_sum;         // L, 0-dim fp32, on the device
   int64_t window_samples = 0;  // N over all ranks
-  int64_t cached_bytes = 0;    // representations and their gradients held by this rank
+  // Held by this rank between the passes: its batches (inputs, targets) and representations, and
+  // the window's representations (all ranks') with their gradients.
+  int64_t cached_bytes = 0;
 };
 
 // Runs the three passes over this rank's micro-batches of one window (empty ones allowed: a short

@@ -169,9 +169,9 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
       }
       // ZeRO-3 is measured sharded: 1/R of the parameters static, the units gathered per probe.
       if (s_->gather) s_->gather->shard();
-      return plan_memory(
-          {s_->model, s_->loss, *s_->data, *s_->accumulator, *s_->optimizer, p.device, p.precision, s_->gather.get()},
-          asked);
+      return plan_memory({s_->model, s_->loss, *s_->data, *s_->accumulator, *s_->optimizer, p.device, p.precision,
+                          s_->gather.get(), s_->window_loss ? &*s_->window_loss : nullptr},
+                         asked);
     };
     Zero3Mode mode = zero3_mode(p.gather);
     const auto use_mode = [&](Zero3Mode m) {

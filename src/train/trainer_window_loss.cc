@@ -27,7 +27,6 @@ Model with_forward(Model model) {
 void check_window_loss(const WindowLoss& window_loss, const TrainOptions& options, const Dataset* data) {
   if (!window_loss.encode || !window_loss.loss)
     throw ConfigError("a window loss needs an encoder and a loss (window_loss.h)");
-  refuse(options.memory_budget().has_value(), "a memory budget (--memory-budget)");
   refuse(options.zero() == 3, "ZeRO-3 (its units' gathers per micro-batch)");
   refuse(options.micro_batch_tokens().has_value(), "token-budget micro-batches");
   refuse(data && data->packed_row_length() > 0, "packed sequences");

@@ -74,8 +74,6 @@ TEST(WindowLossTrainer, WhatCachingDoesNotSupportYetIsRefused) {
   const auto sgd = [](const std::vector<at::Tensor>& p) {
     return std::make_shared<torch::optim::SGD>(p, torch::optim::SGDOptions(0.1));
   };
-  EXPECT_THROW(Trainer(Model::of(net), sgd, two_views(), TrainOptions().global_batch(64).memory_budget(1 << 30), loss),
-               ConfigError);
   EXPECT_THROW(Trainer(Model::of(net), sgd, two_views(), TrainOptions().global_batch(64).micro_batch_tokens(64), loss),
                ConfigError);
   EXPECT_THROW(Trainer(Model::of(net), sgd, two_views(), TrainOptions().global_batch(64), WindowLoss{}), ConfigError);
