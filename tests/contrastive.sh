@@ -4,7 +4,7 @@
 #      of 64 in micro-batches of 8; the log carries the cache's bytes; a linear probe scores it;
 #   2. data parallel: world 2 × accumulation 4 × micro 8 against world 1 × accumulation 8 over the
 #      same windows (each view's augmentation is seeded by its example, not by the rank): max |Δw|
-#      within 1e-5;
+#      within 1e-5, also under ZeRO-1 and ZeRO-2;
 #   3. a memory budget plans around the cache and every step keeps it; one too small for the cache
 #      of the window is refused naming a global batch that fits;
 #   4. bad input gets one line: text data, --eval-every, ZeRO-3, a temperature ≤ 0, an unknown
@@ -33,6 +33,10 @@ print(f"contrastive cnn: window loss {steps[0]['loss']:.3f} → {steps[-1]['loss
 PY
 run_world 2 "$D/w2.safetensors" "$D/w2.jsonl" "${c[@]}"
 within "$D/w2.safetensors" "$D/w1.safetensors" 1e-5 "contrastive: world 2 × accum 4 vs world 1 × accum 8"
+for z in 1 2; do  # sharded optimizer state, and gradients: pass 3 goes through the same accumulator
+  run_world 2 "$D/z$z.safetensors" "$D/z$z.jsonl" "${c[@]}" --zero "$z"
+  within "$D/z$z.safetensors" "$D/w1.safetensors" 1e-5 "contrastive: world 2 × accum 4 under --zero $z vs world 1"
+done
 
 bad "embeds images" --objective contrastive --model gpt --data text:/usr/share/common-licenses/GPL-3 --steps 1
 bad "eval-every evaluates a classifier" "${c[@]}" --eval-every 2

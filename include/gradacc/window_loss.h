@@ -44,6 +44,17 @@ struct WindowLoss {
   std::function<at::Tensor(const std::vector<at::Tensor>& representations, const at::Tensor& targets)> loss;
 };
 
+// The naive way to train the same loss, for comparison (`gradacc verify`, `--negatives
+// micro-batch`): each micro-batch's loss over its own representations, so that only the
+// micro-batch's other examples are negatives, accumulated as any per-example loss. `forward`
+// stands in for the model's forward (it runs the encoder and hands over its representations,
+// flattened side by side); `loss` is the LossFn (gradacc/model.h) over them.
+struct PerMicroBatchLoss {
+  std::function<at::Tensor(const Batch& batch)> forward;
+  std::function<at::Tensor(const at::Tensor& outputs, const Batch& batch)> loss;
+};
+PerMicroBatchLoss per_micro_batch(WindowLoss window);
+
 // Σ_i of the symmetric InfoNCE terms of two views: with logits s_ij = <â_i, b̂_j> / temperature over
 // L2-normalized rows, each sample i contributes ½ (−log softmax_j(s_i·)_i − log softmax_j(s_·i)_i):
 // its positive is the other view of itself, every other sample of the window a negative. `a` and

@@ -101,8 +101,15 @@ void job_trainer(const JobConfig& c, const Workload& work, const std::shared_ptr
   if (c.objective == "contrastive") {
     if (work.text) throw ConfigError("the contrastive objective embeds images: use Fashion-MNIST data, not text");
     const auto images = std::static_pointer_cast<const TensorDataset>(work.train);
-    holder.emplace(Model::of(network), optimizer_factory(c.optimizer),
-                   std::make_shared<TwoViews>(images, static_cast<uint64_t>(c.train.seed())), job_train_options(c),
+    auto views = std::make_shared<TwoViews>(images, static_cast<uint64_t>(c.train.seed()));
+    if (c.negatives == "micro-batch") {  // the naive way: each micro-batch's own InfoNCE
+      const PerMicroBatchLoss naive = per_micro_batch(contrastive_loss(network, c.temperature));
+      Model model = Model::of(network);
+      model.forward = naive.forward;
+      holder.emplace(std::move(model), optimizer_factory(c.optimizer), views, job_train_options(c), naive.loss);
+      return;
+    }
+    holder.emplace(Model::of(network), optimizer_factory(c.optimizer), views, job_train_options(c),
                    contrastive_loss(network, c.temperature));
   } else {
     holder.emplace(Model::of(network), optimizer_factory(c.optimizer), work.train, job_train_options(c),

@@ -56,7 +56,10 @@ struct JobConfig {
   // "classify" (cross-entropy on the labels), or "contrastive": the model embeds two augmented views
   // of each image in 64 dimensions, trained by InfoNCE over the whole window (app/contrastive.h).
   std::string objective = "classify";
-  double temperature = 0.1;   // contrastive: InfoNCE's
+  double temperature = 0.1;  // contrastive: InfoNCE's
+  // contrastive: "window" (every other example of the window a negative, gradient caching) or
+  // "micro-batch" (each micro-batch's own InfoNCE: plain accumulation, for comparison)
+  std::string negatives = "window";
   std::string config_path;    // the JSON config file it was read from, if any (for path checks)
   ForeignConfig foreign;      // a DeepSpeed / Hugging Face file's keys that need the whole file
   std::string config_format;  // "gradacc", "deepspeed" or "hf" once a file is read (for messages)

@@ -77,6 +77,20 @@ void add_model_and_batch_rows(std::vector<Option>& t) {
                [](const JobConfig& c) { return c.objective; }});
   t.push_back(number("--temperature", {"temperature"}, S::kRun, "contrastive: the InfoNCE temperature",
                      [](JobConfig& c) -> double& { return c.temperature; }));
+  t.push_back({"--negatives",
+               {"negatives"},
+               OptionType::kString,
+               S::kTrain,
+               "window|micro-batch",
+               "contrastive: window: every other example of the window is a negative (gradient caching); "
+               "micro-batch: each micro-batch's own InfoNCE, accumulated plainly (the naive way, for comparison)",
+               [](JobConfig& c, const OptionValue& v) {
+                 const std::string& o = std::get<std::string>(v);
+                 if (o != "window" && o != "micro-batch")
+                   throw std::invalid_argument(fmt::format("'{}' is not window or micro-batch", shown(o)));
+                 c.negatives = o;
+               },
+               [](const JobConfig& c) { return c.negatives; }});
   t.push_back(integer("--eval-every", {"eval_every"}, S::kTrain,
                       "also evaluate on the held-out split every N optimizer steps (0: at the end only)",
                       [](JobConfig& c) -> int64_t& { return c.eval_every; }));

@@ -1,8 +1,12 @@
 #include "gradacc/window_loss.h"
 
+#include <memory>
+
 #include <ATen/ops/arange.h>
+#include <ATen/ops/cat.h>
 #include <ATen/ops/matmul.h>
 #include <c10/util/StringUtil.h>
+#include <c10/util/accumulate.h>
 #include <fmt/format.h>
 #include <torch/nn/functional/loss.h>
 #include <torch/nn/functional/normalization.h>
@@ -23,6 +27,33 @@ at::Tensor info_nce_sum(const at::Tensor& a, const at::Tensor& b, double tempera
   // Both directions, each a sum over the N samples, halved: one term per sample.
   const auto sum = F::CrossEntropyFuncOptions().reduction(torch::kSum);
   return 0.5 * (F::cross_entropy(logits, self, sum) + F::cross_entropy(logits.t(), self, sum));
+}
+
+PerMicroBatchLoss per_micro_batch(WindowLoss window) {
+  auto shapes = std::make_shared<std::vector<std::vector<int64_t>>>();  // the last encode's, per tensor
+  auto w = std::make_shared<WindowLoss>(std::move(window));
+  PerMicroBatchLoss p;
+  p.forward = [w, shapes](const Batch& b) {
+    const std::vector<at::Tensor> reps = w->encode(b);
+    shapes->clear();
+    std::vector<at::Tensor> flat;
+    for (const at::Tensor& r : reps) {
+      shapes->push_back(r.sizes().vec());
+      flat.push_back(r.to(at::kFloat).reshape({b.samples, -1}));
+    }
+    return at::cat(flat, 1);
+  };
+  p.loss = [w, shapes](const at::Tensor& outputs, const Batch& b) {
+    std::vector<at::Tensor> reps;
+    int64_t column = 0;
+    for (const std::vector<int64_t>& shape : *shapes) {
+      const int64_t width = c10::multiply_integers(shape.begin() + 1, shape.end());
+      reps.push_back(outputs.narrow(1, column, width).reshape(shape));
+      column += width;
+    }
+    return w->loss(reps, b.targets);
+  };
+  return p;
 }
 
 }  // namespace gradacc

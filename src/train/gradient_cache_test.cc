@@ -1,6 +1,7 @@
 // Gradient caching (gradacc/window_loss.h): a contrastive loss over the whole window, accumulated
 // micro-batch by micro-batch, against one forward and backward over the whole window at once — with
-// dropout (the RNG replayed), and over two real Gloo ranks (threads) against one process.
+// dropout (the RNG replayed), under bf16 autocast, and over two real Gloo ranks (threads) against
+// one process.
 #include "train/gradient_cache.h"
 
 #include <cstdio>
@@ -63,41 +64,54 @@ double relative(const at::Tensor& a, const at::Tensor& b) { return ((a - b).norm
 
 // The accumulated window of 8 × 8 against the whole window's forward and backward, the micro-batches
 // of the reference run in the same order from the same RNG state (so the same dropout masks).
-void matches_the_whole_window(double dropout) {
+// Under bf16 autocast (`precision`), both runs autocast each micro-batch's forward: the same bf16
+// matmuls over the same rows, summed in the same order, so they agree as closely as in fp32 (here
+// exactly). A second forward without autocast would differ by bf16's rounding, about 1e-3.
+void matches_the_whole_window(double dropout, Precision precision = Precision::kFp32, double tolerance = 1e-6) {
   torch::nn::Sequential net = encoder(dropout), whole = encoder(dropout);
   torch::optim::SGD opt(net->parameters(), torch::optim::SGDOptions(0.1));
   Accumulator acc(*net, opt, nullptr, AccumulatorOptions().nominal_count_(64));
   std::vector<Batch> micro;
   for (int m = 0; m < 8; ++m) micro.push_back(examples(8 * m, 8));
   const at::Tensor rng = generator_state(at::kCPU);
-  const CachedWindow w = accumulate_window_loss({contrastive(net), acc, at::kCPU, Precision::kFp32}, micro, micro[0]);
+  const CachedWindow w = accumulate_window_loss({contrastive(net), acc, at::kCPU, precision}, micro, micro[0]);
   EXPECT_EQ(w.window_samples, 64);
   const at::Tensor cached = acc.window_gradient();
 
   set_generator_state(at::kCPU, rng);
   std::vector<at::Tensor> a, b;
   for (const Batch& mb : micro) {
-    a.push_back(whole->forward(mb.inputs.select(1, 0)));
-    b.push_back(whole->forward(mb.inputs.select(1, 1)));
+    AutocastGuard autocast(at::kCPU, precision);
+    a.push_back(whole->forward(mb.inputs.select(1, 0)).to(at::kFloat));
+    b.push_back(whole->forward(mb.inputs.select(1, 1)).to(at::kFloat));
   }
   const at::Tensor loss = info_nce_sum(at::cat(a), at::cat(b));
   (loss / 64.0).backward();
   const at::Tensor reference = grads(*whole);
-  EXPECT_LT(relative(cached, reference), 1e-6) << "dropout " << dropout;
-  std::printf("    dropout %.1f: relative L2 of the cached window vs the whole window %.3g", dropout,
-              relative(cached, reference));
+  EXPECT_LT(relative(cached, reference), tolerance) << "dropout " << dropout;
+  std::printf("    %s, dropout %.1f: relative L2 of the cached window vs the whole window %.3g",
+              to_string(precision).c_str(), dropout, relative(cached, reference));
 
   // The naive way: each micro-batch's loss over its own 8 examples only.
   for (const at::Tensor& p : whole->parameters()) p.mutable_grad().zero_();
   set_generator_state(at::kCPU, rng);
-  for (const Batch& mb : micro)
-    (info_nce_sum(whole->forward(mb.inputs.select(1, 0)), whole->forward(mb.inputs.select(1, 1))) / 64.0).backward();
-  EXPECT_GT(relative(grads(*whole), reference), 1e-2) << "the naive per-micro-batch loss is another objective";
+  for (const Batch& mb : micro) {
+    AutocastGuard autocast(at::kCPU, precision);
+    (info_nce_sum(whole->forward(mb.inputs.select(1, 0)).to(at::kFloat),
+                  whole->forward(mb.inputs.select(1, 1)).to(at::kFloat)) /
+     64.0)
+        .backward();
+  }
+  EXPECT_GT(relative(grads(*whole), reference), std::max(1e-2, 10 * tolerance))
+      << "the naive per-micro-batch loss is another objective";
   std::printf("; the naive per-micro-batch loss %.3g\n", relative(grads(*whole), reference));
-  EXPECT_NEAR(acc.step().loss, loss.item<double>() / 64.0, 1e-6);
+  EXPECT_NEAR(acc.step().loss, loss.item<double>() / 64.0, precision == Precision::kFp32 ? 1e-6 : 1e-3);
 }
 
 TEST(GradientCache, AccumulatedWindowEqualsTheWholeWindowOfAContrastiveLoss) { matches_the_whole_window(0.0); }
+TEST(GradientCache, Bf16AutocastAndDropoutAreReplayedInTheSecondForward) {
+  matches_the_whole_window(0.3, Precision::kBf16, 1e-5);
+}
 TEST(GradientCache, DropoutIsReplayedInTheSecondForward) { matches_the_whole_window(0.3); }
 
 TEST(GradientCache, BadLossesAndRepresentationsAreRefused) {

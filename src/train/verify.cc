@@ -159,7 +159,7 @@ VerifyResult verify_window_loss(const std::function<WindowModel()>& make, const 
     const OptimizerFactory optimizer = q.capture ? gradient_capture(q.capture) : make_optimizer;
     const int64_t steps = q.capture ? 1 : o.steps;
     if (q.scheme == Scheme::kNaive) {
-      const PerMicroBatch per_micro = per_micro_batch(std::move(m.loss));
+      const PerMicroBatchLoss per_micro = per_micro_batch(std::move(m.loss));
       m.model.forward = per_micro.forward;
       Trainer trainer(std::move(m.model), optimizer, data, q.options, per_micro.loss);
       return run_trainer(trainer, steps, q.capture);

@@ -6,7 +6,6 @@
 
 #include <ATen/ops/cat.h>
 #include <ATen/ops/zeros.h>
-#include <c10/util/accumulate.h>
 #include <torch/optim/optimizer.h>
 #include <torch/optim/sgd.h>
 
@@ -67,33 +66,6 @@ double relative_l2(const std::vector<at::Tensor>& a, const std::vector<at::Tenso
     norm += a[i].square().sum().item<double>();
   }
   return std::sqrt(diff) / std::max(std::sqrt(norm), 1e-300);
-}
-
-PerMicroBatch per_micro_batch(WindowLoss window) {
-  auto shapes = std::make_shared<std::vector<std::vector<int64_t>>>();  // the last encode's, per tensor
-  auto w = std::make_shared<WindowLoss>(std::move(window));
-  PerMicroBatch p;
-  p.forward = [w, shapes](const Batch& b) {
-    const std::vector<at::Tensor> reps = w->encode(b);
-    shapes->clear();
-    std::vector<at::Tensor> flat;
-    for (const at::Tensor& r : reps) {
-      shapes->push_back(r.sizes().vec());
-      flat.push_back(r.to(at::kFloat).reshape({b.samples, -1}));
-    }
-    return at::cat(flat, 1);
-  };
-  p.loss = [w, shapes](const at::Tensor& outputs, const Batch& b) {
-    std::vector<at::Tensor> reps;
-    int64_t column = 0;
-    for (const std::vector<int64_t>& shape : *shapes) {
-      const int64_t width = c10::multiply_integers(shape.begin() + 1, shape.end());
-      reps.push_back(outputs.narrow(1, column, width).reshape(shape));
-      column += width;
-    }
-    return w->loss(reps, b.targets);
-  };
-  return p;
 }
 
 WindowLoss encoded_in_slices(WindowLoss window, int64_t rows) {

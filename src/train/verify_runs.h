@@ -43,15 +43,6 @@ OptimizerFactory gradient_capture(std::shared_ptr<std::vector<at::Tensor>> into)
 // step) or the shapes differ.
 double relative_l2(const std::vector<at::Tensor>& a, const std::vector<at::Tensor>& b);
 
-// The naive way to accumulate a window loss: each micro-batch's loss over its own representations,
-// so that only the micro-batch's other examples are negatives. `forward` runs the encoder and hands
-// `loss` the representations, flattened side by side.
-struct PerMicroBatch {
-  std::function<at::Tensor(const Batch&)> forward;
-  LossFn loss;
-};
-PerMicroBatch per_micro_batch(WindowLoss window);
-
 // The reference's encoder for a window loss: the whole window's batch encoded in slices of `rows`
 // examples, in order, with gradients, the slices' representations concatenated. One graph over the
 // window and one backward, as a full batch; but dropout draws its masks slice by slice in the
