@@ -12,7 +12,8 @@
 #      1 + units when accumulating unsharded, with that mode's collectives per window fewer;
 #   3. a short last window that leaves a rank without examples for a micro-batch (its stand-in
 #      gathers with the others and adds nothing): within 1e-6 of ZeRO-2 (which reduces zeros);
-#   4. checkpoints: world 2 at stage 3 → world 1 without ZeRO, and back, against the uninterrupted
+#   4. checkpoints, the parameters in each rank's shard file (none in the main file): world 2 at
+#      stage 3 → world 1 without ZeRO, → world 2 at stage 3, and back, against the uninterrupted
 #      run within 1e-6; bf16 masters from stage 3 into ZeRO-1 bit for bit;
 #   5. memory at R = 1, 2, 4 on a gpt of 6 × 256: rank 0's static bytes (parameters, gradient
 #      buffers, optimizer state) at R = 2 ≤ 0.55 × world 1's plus one block's parameters;
@@ -109,6 +110,25 @@ run_world 1 "$D/u.safetensors" "$D/u.jsonl" "${ck[@]}"
 "$G" launch --nproc 2 --master-port "$(port)" -- train "${ck[@]}" --zero 3 --checkpoint-dir "$D/c3" --stop-at 3 \
   >"$D/out.txt" 2>&1 || fail "stage 3, first half: $(tail -3 "$D/out.txt")"
 [ -f "$D/c3/ckpt-step-00000003.shard-1-of-2.safetensors" ] || fail "stage 3 wrote no shard files"
+# The parameters are in the shards, each rank's own; the main file holds no trainable parameter.
+"$PY" - "$D/c3" <<'PY' || fail "stage 3 checkpoint layout"
+import json, struct, sys
+def header(path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        return json.loads(f.read(n))
+main = header(f"{sys.argv[1]}/ckpt-step-00000003.safetensors")
+model = [k for k in main if k.startswith("model.")]
+assert main["__metadata__"]["zero.params"] == "sharded" and not model, model
+shards = [header(f"{sys.argv[1]}/ckpt-step-00000003.shard-{r}-of-2.safetensors") for r in range(2)]
+lengths = [s["state.params"]["shape"][0] for s in shards]
+total = int(shards[0]["__metadata__"]["zero.total"])
+assert all(s["__metadata__"]["zero.weights"] == main["__metadata__"]["zero.weights"] for s in shards)
+assert total <= sum(lengths) < total + 1000, (lengths, total)  # each unit padded to 2 × L_u
+print(f"  stage 3 checkpoint: main file without parameters; shards hold {lengths} of {total} parameter elements")
+PY
+run_world 2 "$D/r3.safetensors" "$D/r3.jsonl" "${ck[@]}" --zero 3 --resume "$D/c3"
+within "$D/r3.safetensors" "$D/u.safetensors" 1e-6 "resume: world 2 zero 3 → world 2 zero 3 vs uninterrupted"
 run_world 1 "$D/r1.safetensors" "$D/r1.jsonl" "${ck[@]}" --resume "$D/c3"
 within "$D/r1.safetensors" "$D/u.safetensors" 1e-6 "resume: world 2 zero 3 → world 1 vs uninterrupted"
 "$G" train "${ck[@]}" --checkpoint-dir "$D/c1" --stop-at 3 >"$D/out.txt" 2>&1 || fail "world 1, first half"

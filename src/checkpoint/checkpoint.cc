@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <mutex>
 #include <regex>
+#include <set>
 #include <vector>
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -106,7 +107,13 @@ std::string save_checkpoint(const std::string& dir, const CheckpointState& state
   remove_orphaned_temporaries(dir);
 
   TensorMap tensors;
-  for (const auto& [name, t] : module_state(model)) tensors["model." + name] = t;
+  std::set<std::string> in_shards;  // ZeRO-3: the trainable parameters (their storage may be gone)
+  if (sharded && sharded->params) {
+    for (const auto& p : model.named_parameters())
+      if (p.value().requires_grad()) in_shards.insert(p.key());
+  }
+  for (const auto& [name, t] : module_state(model))
+    if (!in_shards.count(name)) tensors["model." + name] = t;
   if (!sharded) {  // else the shard files hold them
     for (const auto& [name, t] : optimizer_state(optimizer)) tensors["optim." + name] = t;
     for (const auto& [name, t] : state.tensors) tensors["state." + name] = t;
@@ -125,6 +132,7 @@ std::string save_checkpoint(const std::string& dir, const CheckpointState& state
   if (sharded) {
     meta["zero.shards"] = std::to_string(sharded->world);
     meta["zero.weights"] = sharded->weights_crc;
+    if (sharded->params) meta["zero.params"] = "sharded";
   }
 
   const std::string path = (fs::path(dir) / checkpoint_file_name(state.step)).string();
@@ -157,6 +165,27 @@ std::string resolve_checkpoint(const std::string& path) {
     throw CheckpointError(fmt::format("{}: no such checkpoint file or directory", shown(path, 200)));
   return path;
 }
+
+namespace {
+
+// The trainable parameters of `model`, in model order, cut out of the flat vector the shards
+// assembled (checked against the model's shapes by check_module_state afterwards).
+void add_sharded_parameters(const at::Tensor& flat, const torch::nn::Module& model, TensorMap& model_part) {
+  int64_t total = 0;
+  for (const auto& p : model.named_parameters())
+    if (p.value().requires_grad()) total += p.value().numel();
+  if (total != flat.numel())
+    throw std::invalid_argument(fmt::format(
+        "its shards hold {} parameter elements, this model's trainable parameters {}", flat.numel(), total));
+  int64_t at = 0;
+  for (const auto& p : model.named_parameters()) {
+    if (!p.value().requires_grad()) continue;
+    model_part[p.key()] = flat.narrow(0, at, p.value().numel()).view(p.value().sizes());
+    at += p.value().numel();
+  }
+}
+
+}  // namespace
 
 CheckpointState load_checkpoint(const std::string& path, torch::nn::Module& model, torch::optim::Optimizer& optimizer,
                                 const StringMap& identity, const TensorMap& targets, const at::Device& device,
@@ -251,6 +280,14 @@ CheckpointState load_checkpoint(const std::string& path, torch::nn::Module& mode
     TensorMap flat;
     try {
       flat = meta.count("zero.shards") ? read_shards(path, meta) : flatten_optimizer_state(optim_part, numels);
+      // ZeRO-3's checkpoints keep the trainable parameters in the shards: the model's part of them.
+      if (meta.count("zero.params") != flat.count("params"))
+        throw std::invalid_argument(meta.count("zero.params") ? "its shards hold no parameters"
+                                                              : "its shards hold parameters it does not record");
+      if (flat.count("params")) {
+        add_sharded_parameters(flat.at("params"), model, model_part);
+        flat.erase("params");
+      }
       if (state_part.count("master_weights")) flat["master_weights"] = state_part.at("master_weights");
       state_part.erase("master_weights");
       if (flat.count("master_weights")) {

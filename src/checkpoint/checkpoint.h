@@ -60,7 +60,11 @@ std::string weights_fingerprint(const torch::nn::Module& module);
 // A main checkpoint whose optimizer state was saved in shards (optimizer_shards.h).
 struct ShardedSave {
   int64_t world = 1;        // shard files beside it
-  std::string weights_crc;  // weights_fingerprint() of the model, repeated in every shard
+  std::string weights_crc;  // what ties the shards to it, repeated in every shard
+  // ZeRO-3: the trainable parameters are in the shards too ("state.params"); the main file holds
+  // only the buffers and the frozen parameters, and records "zero.params" = "sharded". No rank
+  // gathers the whole model to save it.
+  bool params = false;
 };
 
 // Writes a checkpoint into `dir` (created if missing), then deletes all but the newest `keep`

@@ -4,12 +4,14 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
 #include <filesystem>
 
 #include <fmt/format.h>
+#include <zlib.h>
 
 #include "gradacc/optimizer.h"
 
@@ -91,6 +93,11 @@ void Checkpointer::set_sharding(ShardSlot slot, std::function<bool(bool)> agree)
   agree_ = std::move(agree);
 }
 
+void Checkpointer::set_parameter_shards(std::function<at::Tensor()> params, std::function<int64_t(int64_t)> sum) {
+  params_ = std::move(params);
+  sum_ = std::move(sum);
+}
+
 std::string Checkpointer::save(const CheckpointState& run, const torch::nn::Module& model,
                                torch::optim::Optimizer& optimizer) {
   if (!enabled()) return "";
@@ -103,10 +110,25 @@ std::string Checkpointer::save(const CheckpointState& run, const torch::nn::Modu
   }
   // ZeRO-1: the shards first, on every rank; the main file, which makes the checkpoint exist, once
   // all of them are written. A rank that failed still takes part in the agreement, so no rank waits.
-  const std::string crc = weights_fingerprint(model);
+  TensorMap shard_tensors = state.tensors;
+  std::string crc;
+  if (params_) {  // ZeRO-3: every rank's parameters, tied to the main file by the sum of their CRCs
+    const at::Tensor params = params_().detach().to(at::kCPU).contiguous();
+    shard_tensors["params"] = params;
+    uLong own = crc32(0L, Z_NULL, 0);
+    const auto* bytes = static_cast<const Bytef*>(params.data_ptr());
+    for (size_t done = 0, n = params.nbytes(); done < n;) {
+      const size_t chunk = std::min<size_t>(n - done, size_t{1} << 30);
+      own = crc32(own, bytes + done, static_cast<uInt>(chunk));
+      done += chunk;
+    }
+    crc = fmt::format("shards:{:x}", sum_(static_cast<int64_t>(own) + shard_->rank));
+  } else {
+    crc = weights_fingerprint(model);
+  }
   std::string error;
   try {
-    save_shard(policy_.dir, state.step, *shard_, optimizer_state(optimizer), state.tensors, identity_, crc);
+    save_shard(policy_.dir, state.step, *shard_, optimizer_state(optimizer), shard_tensors, identity_, crc);
   } catch (const std::exception& e) {
     error = e.what();
   }
@@ -116,7 +138,7 @@ std::string Checkpointer::save(const CheckpointState& run, const torch::nn::Modu
     throw CheckpointError(
         fmt::format("checkpoint of step {} not written: another rank could not write its shard", state.step));
   if (!lead_) return "";
-  const ShardedSave sharded{shard_->world, crc};
+  const ShardedSave sharded{shard_->world, crc, static_cast<bool>(params_)};
   last_ = save_checkpoint(policy_.dir, state, model, optimizer, identity_, policy_.keep, device_, &sharded);
   return last_;
 }

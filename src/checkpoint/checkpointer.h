@@ -1,7 +1,7 @@
 // Checkpointer: the run's checkpoint policy over the file format of checkpoint.h — where, when
 // (every N steps, the last step, a stop), how many to keep, and resuming. Only the lead rank
-// (rank 0) writes the main file; every rank resumes from the same file. Under ZeRO-1 every rank
-// also writes and reads its shard of the optimizer state.
+// (rank 0) writes the main file; every rank resumes from the same file. Under ZeRO every rank
+// also writes and reads its shard of the optimizer state, and under ZeRO-3 of the parameters.
 //
 // Thread safety: none; owned by one Trainer.
 #pragma once
@@ -50,6 +50,11 @@ class Checkpointer {
   // into `slot`. `agree(ok)` is a collective every rank calls in the same order: whether every
   // rank's `ok` was true. The lead writes the main file only once every shard is on disk.
   void set_sharding(ShardSlot slot, std::function<bool(bool)> agree);
+  // ZeRO-3: the parameters are saved in the shards too, `params()` giving this rank's (the slot's
+  // elements, in the model's dtype), so that no rank gathers the whole model to save it; the main
+  // file keeps the buffers. `sum(x)` is a collective that adds x over the ranks: it ties the
+  // shards to their main file (a sum of the shards' CRCs) where the whole weights' CRC did.
+  void set_parameter_shards(std::function<at::Tensor()> params, std::function<int64_t(int64_t)> sum);
   // Writes the checkpoint (lead rank only, and every rank's shard under ZeRO) and returns its path
   // ("" on the other ranks).
   std::string save(const CheckpointState& state, const torch::nn::Module& model, torch::optim::Optimizer& optimizer);
@@ -65,6 +70,8 @@ class Checkpointer {
   std::optional<ShardSlot> shard_;
   std::vector<Stateful*> parts_;
   std::function<bool(bool)> agree_;
+  std::function<at::Tensor()> params_;
+  std::function<int64_t(int64_t)> sum_;
   // The directory's lock: a member, so it is released also when the constructor throws.
   struct Lock {
     int fd = -1;

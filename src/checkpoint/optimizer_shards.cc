@@ -242,6 +242,8 @@ TensorMap read_shards(const std::string& main_path, const StringMap& main_meta) 
         field = name.substr(8);
       else if (name == "state.master_weights")
         field = "master_weights";
+      else if (name == "state.params")  // ZeRO-3: this rank's parameters, in the model's dtype
+        field = "params";
       else
         throw CheckpointError(fmt::format("{}: shard holds unexpected tensor '{}'", shown(file, 200), name));
       if (is_scalar_field(field)) {

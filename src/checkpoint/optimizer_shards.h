@@ -1,6 +1,6 @@
-// ZeRO-1 checkpoints: each rank's shard of the optimizer state (and of the fp32 master weights)
-// saved beside the main checkpoint, and the conversions that let a run resume at another world
-// size, or with ZeRO switched on or off.
+// ZeRO checkpoints: each rank's shard of the optimizer state (and of the fp32 master weights, and
+// under ZeRO-3 of the parameters) saved beside the main checkpoint, and the conversions that let a
+// run resume at another world size, or with ZeRO switched on or off.
 //
 // Files. Rank 0 writes DIR/ckpt-step-00000120.safetensors as always (model, RNG, position, run
 // identity) but without optimizer state; it records the shard count ("zero.shards") and a CRC-32
@@ -8,6 +8,8 @@
 // DIR/ckpt-step-00000120.shard-r-of-W.safetensors first:
 //   tensors   optim.0.<field>          its slice of the flat state (exp_avg, exp_avg_sq, step, ...)
 //             state.master_weights     its slice of the fp32 masters (bf16/fp16 models)
+//             state.params             ZeRO-3: its parameters, in the model's dtype (the main file
+//                                      then holds no trainable parameter: "zero.params")
 //   metadata  gradacc_checkpoint_shard format version; step; run.<field> (the run identity);
 //             zero.rank, zero.shards, zero.offset, zero.length, zero.total; zero.weights;
 //             zero.ranges (ZeRO-3: "element:shard_offset:length,..." — the shard's pieces)
@@ -70,7 +72,8 @@ void save_shard(const std::string& dir, int64_t step, const ShardSlot& slot, con
                 const TensorMap& state, const StringMap& identity, const std::string& weights_crc);
 
 // Reads and checks every shard of the main checkpoint `main_path` (whose metadata is `main_meta`)
-// and returns the flat state, with "master_weights" when the shards hold masters. Throws
+// and returns the flat state, with "master_weights" when the shards hold masters and "params"
+// when they hold the parameters (ZeRO-3). Throws
 // CheckpointError (one line) when a shard is missing, damaged, or from another checkpoint or run.
 TensorMap read_shards(const std::string& main_path, const StringMap& main_meta);
 

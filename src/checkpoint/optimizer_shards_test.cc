@@ -188,5 +188,58 @@ TEST(OptimizerShards, CheckpointsLoadAcrossLayouts) {
   }
 }
 
+// ZeRO-3's checkpoints: each rank's parameters in its shard file, none in the main file; loaded
+// into a whole model of another run. A main file that records them without shards holding them,
+// or shards of a model of another size, are refused.
+TEST(OptimizerShards, ParametersInTheShardsLoadIntoAWholeModel) {
+  const Dirs d;
+  auto model = small_model(1);
+  const auto params = trainable(*model);
+  auto optimizer = make_optimizer(params, OptimizerOptions());
+  take_steps(*optimizer, params);
+  std::vector<at::Tensor> pieces;
+  for (const at::Tensor& p : params) pieces.push_back(p.detach().reshape({-1}));
+  const at::Tensor flat_params = at::cat(pieces);
+  const TensorMap flat = flatten_optimizer_state(optimizer_state(*optimizer), numels_of(params));
+  CheckpointState state;
+  state.step = state.updates = 3;
+  const auto save = [&](const std::string& dir, bool with_params) {
+    for (int r = 0; r < 3; ++r) {  // 32 elements over 3 ranks: 11 each, the last padded
+      const ShardSlot slot{r, 3, 11 * r, 11, 32};
+      TensorMap tensors;
+      if (with_params) tensors["params"] = slice_padded(flat_params, slot);
+      save_shard(dir, 3, slot, slice_optimizer_state(flat, slot), tensors, {{"seed", "1"}}, "shards:1");
+    }
+    const ShardedSave sharded{3, "shards:1", true};
+    return save_checkpoint(dir, state, *model, *optimizer, {{"seed", "1"}}, 3, at::kCPU, &sharded);
+  };
+  const std::string main = save(d.dir + "/z3", true);
+  for (const auto& [key, t] : load_safetensors(main))
+    EXPECT_TRUE(key.rfind("model.", 0) != 0) << key << " in the main file";
+  auto fresh = small_model(2);
+  auto fresh_optimizer = make_optimizer(trainable(*fresh), OptimizerOptions());
+  load_checkpoint(main, *fresh, *fresh_optimizer, {{"seed", "1"}});
+  for (size_t i = 0; i < params.size(); ++i) EXPECT_TRUE(at::equal(fresh->parameters()[i], params[i])) << i;
+
+  const std::string hollow = save(d.dir + "/hollow", false);
+  auto other = small_model(3);
+  const at::Tensor before = other->parameters()[0].clone();
+  try {
+    load_checkpoint(hollow, *other, *fresh_optimizer, {{"seed", "1"}});
+    ADD_FAILURE() << "loaded a main file whose shards hold no parameters";
+  } catch (const CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find("its shards hold no parameters"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(at::equal(other->parameters()[0], before)) << "a failed load changed the model";
+  torch::nn::Sequential bigger(torch::nn::Linear(3, 5), torch::nn::Linear(5, 3));
+  auto bigger_optimizer = make_optimizer(bigger->parameters(), OptimizerOptions());
+  try {
+    load_checkpoint(main, *bigger, *bigger_optimizer, {{"seed", "1"}});
+    ADD_FAILURE() << "loaded 32 parameter elements into a model of 38";
+  } catch (const CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find("hold 32 parameter elements"), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace gradacc

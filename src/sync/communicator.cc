@@ -313,6 +313,21 @@ bool Communicator::all_agree(bool ok) {
   return failures.cpu().item<float>() == 0.0f;
 }
 
+int64_t Communicator::all_sum(int64_t value) {
+  at::Tensor sum =
+      at::full({1}, static_cast<double>(value), at::TensorOptions().dtype(at::kDouble).device(options_.device));
+  try {
+    std::vector<at::Tensor> t{sum};
+    c10d::AllreduceOptions o;
+    o.reduceOp = c10d::ReduceOp::SUM;
+    o.timeout = options_.timeout;
+    impl_->group->allreduce(t, o)->wait(options_.timeout);
+  } catch (const std::exception& e) {
+    fail("sum", e);
+  }
+  return static_cast<int64_t>(sum.cpu().item<double>());
+}
+
 void Communicator::check_same_config(const std::string& description) {
   const std::string key = fmt::format("gradacc/config/{}", env_.rank);
   try {

@@ -79,6 +79,8 @@ class Communicator : public GradientReducer {
 
   // Whether `ok` is true on every rank (a collective: every rank calls it in the same order).
   bool all_agree(bool ok);
+  // The sum of `value` over the ranks (exact below 2^53): a collective every rank calls in turn.
+  int64_t all_sum(int64_t value);
 
   // Every rank passes a description of its run; throws on every rank when one differs from
   // rank 0's, naming the rank and the first differing line.

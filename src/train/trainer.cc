@@ -279,7 +279,11 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
       for (const ZeroShard::OwnedRange& r : z.owned_ranges())
         slot.ranges.push_back(ShardSlot::Range{r.element, r.shard_offset, r.length});
     }
-    s_->checkpointer->set_sharding(slot, [c = s_->communicator.get()](bool ok) { return c->all_agree(ok); });
+    Communicator* c = s_->communicator.get();
+    s_->checkpointer->set_sharding(slot, [c](bool ok) { return c->all_agree(ok); });
+    if (z.stage() == 3)
+      s_->checkpointer->set_parameter_shards([zero = s_->zero.get()] { return zero->gather_input(); },
+                                             [c](int64_t x) { return c->all_sum(x); });
   }
   if (std::string w = batchnorm_warning(module, plan.batch); !w.empty()) s_->warnings.push_back(std::move(w));
   for (const std::string& note : plan.notes) s_->warnings.push_back(note);
@@ -335,9 +339,7 @@ TrainResult Trainer::fit() {
         state.updates = s.accumulator->updates_applied();
         state.position = ctx.next;
         state.tensors = s.checkpoint_tensors();
-        if (s.gather) s.gather->unshard();  // rank 0 writes the whole model
-        s.checkpointer->save(state, *s.model.module, *s.optimizer);
-        if (s.gather) s.gather->shard();
+        s.checkpointer->save(state, *s.model.module, *s.optimizer);  // ZeRO-3: parameters in the shards
       }
       for (const StepCallback& cb : s.callbacks) {
         if (!cb(r, ctx)) stopped_by_callback = true;
