@@ -31,6 +31,19 @@ TEST(Verify, GroupNormAccumulationPasses) {
   EXPECT_LT(r.grad_rel_l2, 1e-5);  // the first window's gradient
 }
 
+// Under a memory budget the planner's probe step runs the capture optimizer too, before the window:
+// the gradient compared is still the window's (broken once, the probe's zeros gave 1.0).
+TEST(Verify, TheFirstWindowsGradientUnderAMemoryBudgetIsTheWindows) {
+  JobConfig c = verify_job(NormKind::kGroup);
+  c.train.micro_batch(std::nullopt).memory_budget(int64_t{240} << 20);  // micro-batches of 41
+  VerifyOptions o;
+  o.steps = 1;
+  const VerifyResult r = run_verify_job(c, o);
+  EXPECT_TRUE(r.pass);
+  EXPECT_GT(r.accumulated_plan.accumulation_steps, 1);
+  EXPECT_LT(r.grad_rel_l2, 1e-5);
+}
+
 TEST(Verify, BatchNormAccumulationFailsAndSaysWhy) {
   VerifyOptions o;
   o.steps = 3;

@@ -11,6 +11,12 @@
 namespace gradacc {
 
 Workload load_workload(const JobConfig& c) {
+  // An objective's own flags, given to the other: refused rather than ignored.
+  const JobConfig defaults;
+  if (c.objective != "contrastive" && (c.temperature != defaults.temperature || c.negatives != defaults.negatives))
+    throw ConfigError("--temperature and --negatives belong to --objective contrastive");
+  if (c.objective == "contrastive" && c.label_smoothing != 0.0)
+    throw ConfigError("--label-smoothing smooths class labels: the contrastive objective has none");
   const bool gpt = c.model.kind == ModelKind::kGpt;
   if (c.data.starts_with("text:")) {
     if (!gpt) throw ConfigError(fmt::format("text data needs --model gpt, not {}", to_string(c.model.kind)));

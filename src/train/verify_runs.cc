@@ -25,7 +25,9 @@ class GradientCapture : public torch::optim::Optimizer {
 
   at::Tensor step(LossClosure closure = nullptr) override {
     (void)closure;
-    if (!into_->empty()) return {};  // the first window's only
+    // Every step overwrites: the memory planner's probe step (on zero gradients, before training)
+    // comes first, the window's own last.
+    into_->clear();
     for (const auto& group : param_groups()) {
       for (const at::Tensor& p : group.params()) {
         into_->push_back(p.grad().defined() ? p.grad().to(at::kCPU, at::kDouble)

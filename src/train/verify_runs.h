@@ -35,8 +35,8 @@ struct VerifyRun {
 VerifyRun run_trainer(Trainer& trainer, int64_t steps, std::shared_ptr<std::vector<at::Tensor>> captured = nullptr);
 
 // An optimizer factory whose optimizer never changes a weight: each step() copies the gradients it
-// is handed (fp64, CPU, in parameter order) into `*into`. It keeps a learning rate, so schedules
-// still run.
+// is handed (fp64, CPU, in parameter order) into `*into`, replacing what an earlier step (the memory
+// planner's probe) left. It keeps a learning rate, so schedules still run.
 OptimizerFactory gradient_capture(std::shared_ptr<std::vector<at::Tensor>> into);
 
 // ‖a − b‖₂ / ‖a‖₂ over lists of tensors of the same shapes; NaN when either is empty (a skipped
