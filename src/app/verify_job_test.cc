@@ -54,6 +54,19 @@ TEST(Verify, BatchNormAccumulationFailsAndSaysWhy) {
   EXPECT_NE(verify_json(r, o).find("\"pass\":false"), std::string::npos);
 }
 
+// Dropout with a per-example loss: the batch and its micro-batches draw other masks, so verify
+// fails, and says that the masks, not the accumulation, are why.
+TEST(Verify, DropoutFailsAndSaysWhy) {
+  JobConfig c = verify_job(NormKind::kGroup);
+  c.model = {ModelKind::kMlp, std::nullopt};
+  c.model.dropout = 0.3;
+  VerifyOptions o;
+  o.steps = 2;
+  const VerifyResult r = run_verify_job(c, o);
+  EXPECT_FALSE(r.pass);
+  EXPECT_NE(r.explanation.find("draws random numbers"), std::string::npos) << r.explanation;
+}
+
 // Text with padding: ours matches the full batch; the naive scheme visibly does not.
 TEST(Verify, GptTokenNormalizationPassesAndTheNaiveSchemeStrays) {
   JobConfig c = default_job();

@@ -3,10 +3,13 @@
 #include <algorithm>
 #include <cmath>
 
+#include <ATen/ops/equal.h>
 #include <fmt/format.h>
+#include <torch/csrc/autograd/grad_mode.h>
 #include <nlohmann/json.hpp>
 
 #include "accumulate/accumulator.h"
+#include "gradacc/device.h"
 #include "gradacc/errors.h"
 #include "gradacc/safetensors.h"
 #include "gradacc/trainer.h"
@@ -34,6 +37,24 @@ struct Difference {
   double max_rel_loss = 0.0, max_abs_weight = 0.0, movement = 0.0, max_rel_weight = 0.0;
   std::string worst_tensor;
 };
+
+// Whether one training-mode forward of `model` on two examples moves the default CPU generator
+// (dropout): then a batch and its micro-batches draw different masks. The generator is put back.
+bool draws_random_numbers(const Model& model, const Dataset& data) {
+  if (data.size() < 1 || !model.forward) return false;
+  const at::Tensor before = generator_state(at::Device(at::kCPU));
+  bool moved = false;
+  try {
+    torch::NoGradGuard no_grad;
+    model.module->train();
+    model.forward(data.gather({0, std::min<int64_t>(1, data.size() - 1)}));
+    moved = !at::equal(before, generator_state(at::Device(at::kCPU)));
+  } catch (const std::exception&) {
+    moved = false;  // a model that cannot run here says nothing either way
+  }
+  set_generator_state(at::Device(at::kCPU), before);
+  return moved;
+}
 
 // How far run b strayed from the reference run a (weights compared over floating-point tensors).
 Difference compare(const VerifyRun& a, const VerifyRun& b, const TensorMap& initial) {
@@ -149,7 +170,17 @@ VerifyResult verify_accumulation(const std::function<Model()>& make_model, const
     Trainer trainer(make_model(), q.capture ? gradient_capture(q.capture) : make_optimizer, data, t, loss);
     return run_trainer(trainer, q.capture ? 1 : o.steps, q.capture);
   };
-  return verify_runs(make_model(), *data, std::move(options), o, run, "each micro-batch's mean / accumulation steps");
+  VerifyResult r =
+      verify_runs(make_model(), *data, std::move(options), o, run, "each micro-batch's mean / accumulation steps");
+  if (!r.pass && r.explanation.empty() && draws_random_numbers(make_model(), *data)) {
+    r.explanation = fmt::format(
+        "the model draws random numbers in its forward (dropout, in training mode): one batch of {} draws other "
+        "masks than micro-batches of {}, so the runs differ by their masks, not by the accumulation. Verify with "
+        "dropout off (--dropout 0); a window loss (gradient caching) replays its masks, and verify compares those "
+        "exactly.",
+        r.full_plan.micro_batch, r.accumulated_plan.micro_batch);
+  }
+  return r;
 }
 
 VerifyResult verify_window_loss(const std::function<WindowModel()>& make, const OptimizerFactory& make_optimizer,
