@@ -111,7 +111,8 @@ class Accumulator {
   // micro-batch instead (25 MiB until set; also before set_reducer(), so that the memory planner
   // measures them). Otherwise call after set_reducer(). Throws ConfigError.
   void set_overlap(int64_t bucket_bytes);
-  // The next accumulate() is this rank's last micro-batch of the window (with overlap; else nothing).
+  // The next accumulate() is this rank's last micro-batch of the window (with overlap, or ZeRO-3's
+  // unsharded accumulation, whose one reduction then starts during that backward; else nothing).
   void overlap_next_backward();
 
   // ZeRO-3: the gathers of the model's units; a unit is freed once its parameters all handed

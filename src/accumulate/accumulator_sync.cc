@@ -191,6 +191,8 @@ Accumulator::~Accumulator() {
 }
 
 void Accumulator::overlap_next_backward() {
+  // ZeRO-3's unsharded accumulation: the window's one reduction starts during this backward.
+  if (sharded_ && unsharded_accumulation_) sharded_->overlap_next_backward();
   if (buckets_.empty()) return;
   // The noise scale reads the first micro-batch's gradient after its backward: if that is also
   // the last, the buckets must not be in flight yet. They start at the boundary then.

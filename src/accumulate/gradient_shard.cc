@@ -122,8 +122,12 @@ void GradientShard::parameter_ready(size_t param) {
   }
   const at::Tensor flat = g.reshape({-1});
   if (measuring_) square_norm_.add_(detail::norm64(flat).square());
-  if (unsharded_.defined()) {  // summed whole; reduced once, at the window's end
+  if (unsharded_.defined()) {  // summed whole; reduced once: during the last backward, or at the end
     unsharded_.narrow(0, zero_.flat_offset(param), flat.numel()).add_(flat);
+    if (overlap_ && !again) {
+      for (const Piece& piece : pieces_[param]) --buckets_[piece.bucket].remaining;
+      start_unsharded(/*all=*/false);
+    }
     arrived_[param] = 1;
     p.mutable_grad().reset();
     if (on_arrival_ && !again) on_arrival_(param);
@@ -194,6 +198,11 @@ void GradientShard::drain(bool keep_sums) {
 
 void GradientShard::end_micro_batch() {
   if (!unsharded_.defined()) start_ready(/*all=*/true);
+  if (overlap_) {  // the window's last backward: the buckets it did not complete start now
+    start_unsharded(/*all=*/true);
+    started_ = true;
+    overlap_ = false;
+  }
   measuring_ = false;
   reset_micro_batch();
 }
@@ -213,9 +222,11 @@ void GradientShard::end_window() {
 // owner (together a reduce-scatter of the window's gradient), then each owner adds its part into
 // the shard. Without a group each rank keeps its own part (the planner's probes).
 void GradientShard::reduce_unsharded() {
-  for (const Bucket& b : buckets_) {
-    if (reducer_) reducer_->start_reduce(unsharded_.narrow(0, b.begin, b.end - b.begin), b.owner);
+  if (!started_) {
+    next_ = 0;
+    start_unsharded(/*all=*/true);
   }
+  started_ = false;
   if (reducer_) reducer_->wait_pending();
   torch::NoGradGuard no_grad;
   for (const Bucket& b : buckets_) {
@@ -223,6 +234,14 @@ void GradientShard::reduce_unsharded() {
       zero_.shard_grad().narrow(0, b.shard_at, b.end - b.begin).add_(unsharded_.narrow(0, b.begin, b.end - b.begin));
   }
   unsharded_.zero_();  // the others' parts are undefined after a reduce
+}
+
+// Starts, in bucket order, the reduces of the whole sum's buckets that are complete (or all).
+void GradientShard::start_unsharded(bool all) {
+  while (next_ < buckets_.size() && (all || buckets_[next_].remaining == 0)) {
+    const Bucket& b = buckets_[next_++];
+    if (reducer_) reducer_->start_reduce(unsharded_.narrow(0, b.begin, b.end - b.begin), b.owner);
+  }
 }
 
 // Buffers the pool grew by (gradients out of bucket order, as a checkpointed block's come) are
@@ -235,7 +254,8 @@ void GradientShard::trim_slots() {
 }
 
 void GradientShard::discard_window() {
-  drain(/*keep_sums=*/false);
+  drain(/*keep_sums=*/false);  // also waits for the reduces of an overlapped last backward
+  overlap_ = started_ = false;
   if (unsharded_.defined()) unsharded_.zero_();
   for (Bucket& b : buckets_) {  // buckets that were filling
     if (b.slot >= 0) {

@@ -21,9 +21,10 @@
 // all-reduce of counts and shard norms, one factor, the shard's update, one all-gather) is the same.
 //
 // Unsharded accumulation (set_accumulate_unsharded; FSDP's no_sync): the hooks add every
-// micro-batch's gradient into one fp32 buffer of the whole flat layout instead, nothing is reduced
-// during the window, and end_window() reduces that buffer once, bucket by bucket, to the owners:
-// 4·P more bytes held, 1/M of the traffic for a window of M micro-batches.
+// micro-batch's gradient into one fp32 buffer of the whole flat layout instead, and that buffer is
+// reduced once, bucket by bucket, to the owners: during the window's last backward as buckets
+// complete (overlap_next_backward), else at end_window(). 4·P more bytes held, 1/M of the traffic
+// for a window of M micro-batches.
 //
 // Every rank issues the same reduces in the same order: a micro-batch that gives some parameters
 // no gradient still reduces their buckets (zeros), and a rank with no examples for a micro-batch
@@ -71,6 +72,13 @@ class GradientShard {
   }
   const at::Tensor& measured_square_norm() const { return square_norm_; }
 
+  // Unsharded accumulation: the next backward is the window's last. Each bucket's reduction of the
+  // whole sum starts, in bucket order, as soon as that backward's gradients of its parameters are
+  // all in, overlapping the rest of the backward (FSDP's sync on the last micro-batch); the end of
+  // that micro-batch starts the others, and end_window() waits. Every rank arms the same window
+  // position (ZeRO-3 runs stand-ins for a share that ran out), so the reduces match.
+  void overlap_next_backward() { overlap_ = unsharded_.defined(); }
+
   // After a micro-batch's backward: reduces the buckets not yet started, in order.
   void end_micro_batch();
   // A micro-batch this rank has no examples for: takes part in its reduces with zeros.
@@ -114,6 +122,7 @@ class GradientShard {
   void reset_micro_batch();
   void trim_slots();
   void reduce_unsharded();
+  void start_unsharded(bool all);
 
   std::vector<at::Tensor> params_;
   ZeroShard& zero_;
@@ -130,6 +139,8 @@ class GradientShard {
   bool measuring_ = false;
   at::Tensor square_norm_;
   at::Tensor unsharded_;  // the window's gradient, whole (unsharded accumulation); else undefined
+  bool overlap_ = false;  // unsharded: this backward starts the window's reduces (the last one)
+  bool started_ = false;  // unsharded: the window's reduces are all started (waited at end_window)
   std::function<void(size_t)> on_arrival_;
 };
 

@@ -110,7 +110,8 @@ TEST(Units, RunWithoutAnObserverIsTheSegmentAndModelOfFindsThem) {
 // micro-batches no unit holds memory. Keeping units for the window with the gradient summed
 // unsharded (no_sync): 1 + 3 gathers per window, every unit whole between its micro-batches and
 // none after the step.
-void two_ranks_match_one_process(bool reshard, bool keep_for_window = false) {
+// `overlap_last`: unsharded accumulation's one reduction starts during the window's last backward.
+void two_ranks_match_one_process(bool reshard, bool keep_for_window = false, bool overlap_last = false) {
   const AccumulatorOptions options = AccumulatorOptions().nominal_count_(16).max_grad_norm_(0.05);
   std::vector<std::vector<at::Tensor>> xs(3), ys(3);
   torch::manual_seed(9);
@@ -142,12 +143,19 @@ void two_ranks_match_one_process(bool reshard, bool keep_for_window = false) {
     acc.set_accumulate_unsharded(keep_for_window);
     gather.shard();
     for (int s = 0; s < 3; ++s) {
+      int64_t calls_after_first = 0;
       for (int k = 2 * rank; k < 2 * rank + 2; ++k) {
+        if (overlap_last && k == 2 * rank + 1) acc.overlap_next_backward();
         {
           const GatheredMicroBatch scope(&gather);
           acc.accumulate(loss(net, xs[s][k], ys[s][k]), 4, 4);
         }
         for (int64_t u = 0; u < zero.units(); ++u) EXPECT_EQ(zero.unit_allocated(u), keep_for_window) << "unit " << u;
+        if (k == 2 * rank) calls_after_first = c.calls();
+      }
+      // Unsharded: the reduces were issued by the last micro-batch itself, or wait for the step.
+      if (keep_for_window) {
+        EXPECT_EQ(c.calls() > calls_after_first, overlap_last) << "step " << s;
       }
       gathers[rank].push_back(acc.step().parameter_gathers);
       for (int64_t u = 0; u < zero.units(); ++u) EXPECT_FALSE(zero.unit_allocated(u)) << "after the step, unit " << u;
@@ -164,6 +172,9 @@ TEST(ParameterGather, TwoRanksReshardingAfterTheForwardMatchOneProcess) { two_ra
 TEST(ParameterGather, TwoRanksKeepingUnitsToTheBackwardMatchOneProcess) { two_ranks_match_one_process(false); }
 TEST(ParameterGather, TwoRanksAccumulatingUnshardedForTheWindowMatchOneProcess) {
   two_ranks_match_one_process(false, /*keep_for_window=*/true);
+}
+TEST(ParameterGather, UnshardedAccumulationReducesDuringTheLastBackwardAndStaysExact) {
+  two_ranks_match_one_process(false, /*keep_for_window=*/true, /*overlap_last=*/true);
 }
 
 // NCCL (on a GPU when there is one): one rank whose units are gathered by a real ProcessGroupNCCL

@@ -41,6 +41,9 @@ int64_t run_window(const LoopParts& p, const Window& window) {
   for (size_t m = 0; m < window.micro_batches.size(); ++m) {
     if (!window.micro_batches[m].empty()) last = m;
   }
+  // ZeRO-3 runs every micro-batch, stand-ins too: every rank's last is the window's last, and the
+  // reduces it starts (unsharded accumulation) are issued in the same place on every rank.
+  if (p.gather && !window.micro_batches.empty()) last = window.micro_batches.size() - 1;
   for (size_t m = 0; m < window.micro_batches.size(); ++m) {
     const std::vector<int64_t>& indices = window.micro_batches[m];
     if (indices.empty() && !p.gather) {  // this rank's share of a short window ran out
