@@ -54,6 +54,23 @@ TEST(Verify, BatchNormAccumulationFailsAndSaysWhy) {
   EXPECT_NE(verify_json(r, o).find("\"pass\":false"), std::string::npos);
 }
 
+// The same under a memory budget with dropout: the planner's uneven micro-batch (22 of 128) is
+// what the reference slices by and what the capture runs take (broken once, by letting the capture
+// runs plan again without the optimizer's state: 0.77).
+TEST(Verify, ContrastiveUnderAMemoryBudgetWithDropoutMatchesTheFullWindow) {
+  JobConfig c = verify_job(NormKind::kGroup);
+  c.objective = "contrastive";
+  c.model.dropout = 0.3;
+  c.train_limit = 512;
+  c.train.global_batch(128).micro_batch(std::nullopt).memory_budget(int64_t{250} << 20);
+  VerifyOptions o;
+  o.steps = 2;
+  const VerifyResult r = run_verify_job(c, o);
+  EXPECT_TRUE(r.pass);
+  EXPECT_GT(r.accumulated_plan.accumulation_steps, 1);
+  EXPECT_LE(r.grad_rel_l2, 1e-6);
+}
+
 // Dropout with a per-example loss: the batch and its micro-batches draw other masks, so verify
 // fails, and says that the masks, not the accumulation, are why.
 TEST(Verify, DropoutFailsAndSaysWhy) {

@@ -109,15 +109,29 @@ VerifyResult verify_runs(const Model& initial_model, const Dataset& data, TrainO
       .activation_checkpointing(std::nullopt);
 
   VerifyResult r;
-  const int64_t micro = plan.batch.micro_batch;
+  // The accumulated run first: its micro-batch (a memory budget's, as planned) is what a window
+  // loss's reference slices its encoder by.
+  const VerifyRun accumulated = run({options, Scheme::kAccumulated, 0, nullptr});
+  const int64_t micro = accumulated.plan.micro_batch;
   const VerifyRun reference = run({full, Scheme::kReference, micro, nullptr});
-  const VerifyRun accumulated = run({options, Scheme::kAccumulated, micro, nullptr});
-  // The first window's gradients, captured in place of a step: their relative L2 difference.
+  // The first window's gradients, captured in place of a step: their relative L2 difference. The
+  // capture runs take the accumulated run's micro-batch as planned: a budget planned again without
+  // the optimizer's state could choose another (and, with dropout, other masks). A budget stays, so
+  // an uneven micro-batch stays allowed, but one no run can reach: the micro-batch given is only
+  // checked against it, and the capture's own memory is not what is verified.
+  TrainOptions as_planned = options;
+  if (options.memory_budget()) {
+    as_planned.accumulation_steps(std::nullopt).memory_budget(int64_t{1} << 50);
+    if (accumulated.micro_batch_tokens > 0)
+      as_planned.micro_batch_tokens(accumulated.micro_batch_tokens);
+    else
+      as_planned.micro_batch(micro);
+  }
   const auto captured = [&](const TrainOptions& t, Scheme scheme) {
     return run({t, scheme, micro, std::make_shared<std::vector<at::Tensor>>()}).gradient;
   };
   const std::vector<at::Tensor> full_gradient = captured(full, Scheme::kReference);
-  r.grad_rel_l2 = relative_l2(full_gradient, captured(options, Scheme::kAccumulated));
+  r.grad_rel_l2 = relative_l2(full_gradient, captured(as_planned, Scheme::kAccumulated));
   r.full_plan = resolve_run(full, DistEnv::from_environment(), data.size()).batch;
   r.accumulated_plan = accumulated.plan;
   r.micro_batch_tokens = accumulated.micro_batch_tokens;
@@ -134,7 +148,7 @@ VerifyResult verify_runs(const Model& initial_model, const Dataset& data, TrainO
 
   if (o.compare_naive) {  // show what the naive scheme would have done
     const VerifyRun n_run = run({options, Scheme::kNaive, micro, nullptr});
-    r.naive_grad_rel_l2 = relative_l2(full_gradient, captured(options, Scheme::kNaive));
+    r.naive_grad_rel_l2 = relative_l2(full_gradient, captured(as_planned, Scheme::kNaive));
     const Difference n = compare(reference, n_run, initial);
     r.has_naive = true;
     r.naive_scheme = naive_scheme;
