@@ -1,6 +1,7 @@
 // `gradacc verify` on gradacc's own jobs: GroupNorm accumulation passes, BatchNorm fails with the
 // reason, on padded text ours matches while the naive per-micro-batch mean strays, and the
 // contrastive job's window loss matches the full window while per-micro-batch InfoNCE does not.
+#include <algorithm>
 #include <iostream>
 
 #include <gtest/gtest.h>
@@ -16,6 +17,19 @@ JobConfig verify_job(NormKind norm) {
   c.train_limit = 1024;
   c.train.global_batch(128).micro_batch(16);
   return c;
+}
+
+// A budget that holds this process's static part, the job's window cache and about `examples`
+// examples' activations, plus 16 MiB for what verify itself holds beside a run (the initial
+// weights in fp64, the reference's results): measured by the planner first, as a suite run in one
+// process (the CUDA-linked one) holds earlier tests' tensors too, and every one of them counts.
+int64_t budget_for_examples(JobConfig c, int64_t examples) {
+  c.train.memory_budget(int64_t{1} << 40);
+  const MemoryPlan p = run_plan_fit_job(c);
+  const int64_t peak =
+      p.static_bytes +
+      std::max(p.window_cache_bytes + std::max(p.activations.at(examples), p.window_loss_bytes), p.step_bytes);
+  return static_cast<int64_t>(static_cast<double>(peak) / 0.98) + (int64_t{16} << 20);
 }
 
 TEST(Verify, GroupNormAccumulationPasses) {
@@ -35,7 +49,8 @@ TEST(Verify, GroupNormAccumulationPasses) {
 // the gradient compared is still the window's (broken once, the probe's zeros gave 1.0).
 TEST(Verify, TheFirstWindowsGradientUnderAMemoryBudgetIsTheWindows) {
   JobConfig c = verify_job(NormKind::kGroup);
-  c.train.micro_batch(std::nullopt).memory_budget(int64_t{240} << 20);  // micro-batches of 41
+  c.train.micro_batch(std::nullopt);
+  c.train.memory_budget(budget_for_examples(c, 40));  // micro-batches of fewer than 128
   VerifyOptions o;
   o.steps = 1;
   const VerifyResult r = run_verify_job(c, o);
@@ -54,7 +69,7 @@ TEST(Verify, BatchNormAccumulationFailsAndSaysWhy) {
   EXPECT_NE(verify_json(r, o).find("\"pass\":false"), std::string::npos);
 }
 
-// The same under a memory budget with dropout: the planner's uneven micro-batch (22 of 128) is
+// The same under a memory budget with dropout: the planner's micro-batch (uneven: fewer than 128) is
 // what the reference slices by and what the capture runs take (broken once, by letting the capture
 // runs plan again without the optimizer's state: 0.77).
 TEST(Verify, ContrastiveUnderAMemoryBudgetWithDropoutMatchesTheFullWindow) {
@@ -62,7 +77,8 @@ TEST(Verify, ContrastiveUnderAMemoryBudgetWithDropoutMatchesTheFullWindow) {
   c.objective = "contrastive";
   c.model.dropout = 0.3;
   c.train_limit = 512;
-  c.train.global_batch(128).micro_batch(std::nullopt).memory_budget(int64_t{250} << 20);
+  c.train.global_batch(128).micro_batch(std::nullopt);
+  c.train.memory_budget(budget_for_examples(c, 22));
   VerifyOptions o;
   o.steps = 2;
   const VerifyResult r = run_verify_job(c, o);

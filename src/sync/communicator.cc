@@ -299,19 +299,7 @@ void Communicator::all_gather(const at::Tensor& shard, const at::Tensor& flat) {
   }
 }
 
-bool Communicator::all_agree(bool ok) {
-  at::Tensor failures = at::full({1}, ok ? 0.0f : 1.0f, at::TensorOptions().device(options_.device));
-  try {
-    std::vector<at::Tensor> t{failures};
-    c10d::AllreduceOptions o;
-    o.reduceOp = c10d::ReduceOp::SUM;
-    o.timeout = options_.timeout;
-    impl_->group->allreduce(t, o)->wait(options_.timeout);
-  } catch (const std::exception& e) {
-    fail("agreement", e);
-  }
-  return failures.cpu().item<float>() == 0.0f;
-}
+bool Communicator::all_agree(bool ok) { return all_sum(ok ? 0 : 1) == 0; }  // no rank failed
 
 int64_t Communicator::all_sum(int64_t value) {
   at::Tensor sum =
@@ -323,7 +311,7 @@ int64_t Communicator::all_sum(int64_t value) {
     o.timeout = options_.timeout;
     impl_->group->allreduce(t, o)->wait(options_.timeout);
   } catch (const std::exception& e) {
-    fail("sum", e);
+    fail("agreement", e);  // all_agree() is this sum
   }
   return static_cast<int64_t>(sum.cpu().item<double>());
 }
