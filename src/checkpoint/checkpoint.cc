@@ -79,17 +79,23 @@ int64_t metadata_count(const StringMap& meta, const std::string& key, const std:
 
 std::string checkpoint_file_name(int64_t step) { return fmt::format("ckpt-step-{:08d}.safetensors", step); }
 
+uint32_t tensor_crc32(const at::Tensor& t, uint32_t crc) {
+  const at::Tensor c = t.detach().to(at::kCPU).contiguous();
+  uLong value = crc;
+  const auto* bytes = static_cast<const Bytef*>(c.data_ptr());
+  for (size_t done = 0, n = c.nbytes(); done < n;) {  // zlib takes uInt lengths
+    const size_t chunk = std::min<size_t>(n - done, size_t{1} << 30);
+    value = crc32(value, bytes + done, static_cast<uInt>(chunk));
+    done += chunk;
+  }
+  return static_cast<uint32_t>(value);
+}
+
 std::string weights_fingerprint(const torch::nn::Module& module) {
   uLong crc = crc32(0L, Z_NULL, 0);
   for (const auto& [name, t] : module_state(module)) {
-    const at::Tensor c = t.detach().to(at::kCPU).contiguous();
     crc = crc32(crc, reinterpret_cast<const Bytef*>(name.data()), static_cast<uInt>(name.size()));
-    const auto* bytes = static_cast<const Bytef*>(c.data_ptr());
-    for (size_t done = 0, n = c.nbytes(); done < n;) {
-      const size_t chunk = std::min<size_t>(n - done, size_t{1} << 30);
-      crc = crc32(crc, bytes + done, static_cast<uInt>(chunk));
-      done += chunk;
-    }
+    crc = tensor_crc32(t, static_cast<uint32_t>(crc));
   }
   return fmt::format("{:08x}", crc);
 }

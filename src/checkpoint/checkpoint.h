@@ -52,6 +52,9 @@ std::string checkpoint_file_name(int64_t step);
 // CheckpointError naming the file when it is missing or not a count.
 int64_t metadata_count(const StringMap& meta, const std::string& key, const std::string& path);
 
+// CRC-32 of a tensor's bytes (on the CPU, contiguous), continuing from `crc` (0: a fresh one).
+uint32_t tensor_crc32(const at::Tensor& t, uint32_t crc = 0);
+
 // CRC-32 over every parameter and buffer of `module`, in registration order (names, shapes and
 // bytes), as 8 hex digits: what data-parallel ranks compare at start, and what ties ZeRO shards
 // to their main checkpoint file (every rank holds the same weights after the all-gather).

@@ -4,14 +4,12 @@
 #include <sys/file.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
 #include <filesystem>
 
 #include <fmt/format.h>
-#include <zlib.h>
 
 #include "gradacc/optimizer.h"
 
@@ -115,14 +113,7 @@ std::string Checkpointer::save(const CheckpointState& run, const torch::nn::Modu
   if (params_) {  // ZeRO-3: every rank's parameters, tied to the main file by the sum of their CRCs
     const at::Tensor params = params_().detach().to(at::kCPU).contiguous();
     shard_tensors["params"] = params;
-    uLong own = crc32(0L, Z_NULL, 0);
-    const auto* bytes = static_cast<const Bytef*>(params.data_ptr());
-    for (size_t done = 0, n = params.nbytes(); done < n;) {
-      const size_t chunk = std::min<size_t>(n - done, size_t{1} << 30);
-      own = crc32(own, bytes + done, static_cast<uInt>(chunk));
-      done += chunk;
-    }
-    crc = fmt::format("shards:{:x}", sum_(static_cast<int64_t>(own) + shard_->rank));
+    crc = fmt::format("shards:{:x}", sum_(static_cast<int64_t>(tensor_crc32(params)) + shard_->rank));
   } else {
     crc = weights_fingerprint(model);
   }
