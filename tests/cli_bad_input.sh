@@ -39,7 +39,7 @@ expect_bad "--micro-batch" train --micro-batch abc
 expect_bad "--bogus" train --bogus 1
 expect_bad "unknown model 'resnet'" train --model resnet
 expect_bad "unknown normalization 'instance'" train --norm instance
-expect_bad "unknown optimizer 'lion'" train --optimizer lion --steps 1 --train-limit 64
+expect_bad "--optimizer: 'lion' is not sgd, adam or adamw" train --optimizer lion --steps 1 --train-limit 64
 expect_bad "unknown schedule" train --schedule step
 expect_bad "--shuffle: 'maybe' is not on or off" train --shuffle maybe
 expect_bad "lr must lie in (0, 1000]" train --lr -1 --steps 1 --train-limit 64
@@ -244,7 +244,7 @@ printf '{"optimizer": {"type": "AdamW", "params": {"lr": 0.1, "lr": 0.2}}, "trai
 expect_bad "bf16 and fp16 are both true: choose one" train --config "$tmp/hf_both.json"
 expect_bad "the key \"train_batch_size\" is given twice in one object" train --config "$tmp/dup.json"
 expect_bad "the key \"lr\" is given twice in one object" train --config "$tmp/dup_inner.json"
-expect_bad "--train-limit: must be ≥ 0 (0 = all), got -1" train --train-limit -1
+expect_bad "--train-limit: must be ≥ 0, got -1" train --train-limit -1
 expect_bad "it is a directory, not a file" train --model mlp --train-limit 64 --steps 1 --profile /
 expect_bad "--log and --profile name the same file" train --model mlp --train-limit 64 --steps 1 --log "$tmp/same.json" --profile "$tmp/same.json"
 expect_bad "--init and --resume both given" train --model mlp --train-limit 64 --steps 1 --init "$tmp/cnn.safetensors" --resume "$tmp/cnn.safetensors"

@@ -71,15 +71,13 @@ int main(int argc, char** argv) try {
     return std::make_unique<torch::optim::AdamW>(params, torch::optim::AdamWOptions(1e-2).weight_decay(0.01));
   };
   // 5. 64 examples per optimizer step in micro-batches of 8: 8 micro-batches (4 per rank on 2 ranks).
-  const auto options = gradacc::TrainOptions()
-                           .global_batch(64)
-                           .micro_batch(8)
-                           .steps(steps)
-                           .clip(1.0)
-                           .schedule(gradacc::ScheduleKind::kCosine)
-                           .seed(1)
-                           .zero(zero)  // data parallel: 1, 2 or 3 shards optimizer state, gradients, parameters
-                           .progress(false);
+  //    Options come in groups, one per concern (gradacc/options.h).
+  gradacc::TrainOptions options;
+  options.batch().global_batch(64).micro_batch(8).clip(1.0);
+  options.data().steps(steps).seed(1);
+  options.schedule().kind(gradacc::ScheduleKind::kCosine);
+  options.distributed().zero(zero);  // data parallel: 1, 2 or 3 shards optimizer state, gradients, parameters
+  options.logging().progress(false);
   const auto make_model = [] {
     torch::manual_seed(0);
     return gradacc::Model::of(std::make_shared<Net>());

@@ -55,8 +55,10 @@ int main(int argc, char** argv) try {
   const gradacc::OptimizerFactory adamw = [](const std::vector<torch::Tensor>& params) {
     return std::make_unique<torch::optim::AdamW>(params, torch::optim::AdamWOptions(3e-3));
   };
-  const auto options =
-      gradacc::TrainOptions().global_batch(256).micro_batch(micro).steps(steps).seed(1).progress(false);
+  gradacc::TrainOptions options;
+  options.batch().global_batch(256).micro_batch(micro);
+  options.data().steps(steps).seed(1);
+  options.logging().progress(false);
   gradacc::Trainer trainer(gradacc::Model::of(net), adamw, pairs(4096, 1), options, loss);
   trainer.on_step([&](const gradacc::StepReport& r, const gradacc::StepContext&) {
     if (trainer.lead() && (r.step % 10 == 0 || r.step == steps))

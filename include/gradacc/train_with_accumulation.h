@@ -5,7 +5,8 @@
 //   auto net = std::make_shared<Net>();
 //   torch::optim::SGD sgd(net->parameters(), torch::optim::SGDOptions(0.1));
 //   std::vector<double> losses = gradacc::train_with_accumulation(
-//       net, data, sgd, /*accumulation_steps=*/8, gradacc::TrainOptions().micro_batch(32).epochs(3));
+//       net, data, sgd, /*accumulation_steps=*/8,
+//       gradacc::TrainOptions().batch(gradacc::BatchOptions().micro_batch(32)).data(gradacc::DataOptions().epochs(3)));
 //
 // It runs a gradacc::Trainer (trainer.h) with every promise it makes: each update is the window's
 // full-batch gradient (micro_batch × accumulation_steps × world examples, a short last window
@@ -15,10 +16,10 @@
 //   module     a std::shared_ptr to any torch::nn::Module, a LibTorch ModuleHolder, or a Model
 //   data       a gradacc Dataset (a shared_ptr to one), or a torch::data map-style dataset
 //   optimizer  any torch::optim::Optimizer built over module->parameters(), in their order
-//   options    TrainOptions; micro_batch is required (the seeds' data loader batch size), and
+//   options    TrainOptions; batch().micro_batch is required (the seeds' data loader batch size), and
 //              accumulation_steps, when also set there, must agree with the argument
 //   loss       a LossFn; the sum of the batch's loss terms, or their mean with
-//              options.loss_reduction(LossReduction::kMean)
+//              options.batch().loss_reduction(LossReduction::kMean)
 //
 // Returns the loss of each optimizer step (the window's true average). Throws ConfigError (one
 // line) for what a ready-made optimizer cannot honour: low-precision parameters (fp32 masters need

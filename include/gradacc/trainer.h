@@ -5,12 +5,14 @@
 // gradient, the LR schedule in optimizer steps, mixed precision, checkpoints with exact resume,
 // data parallel from the torchrun environment.
 //
+//   gradacc::TrainOptions options;
+//   options.batch().global_batch(256).micro_batch(32).clip(1.0);
+//   options.data().epochs(3);
 //   gradacc::Trainer trainer(gradacc::Model::of(net),
 //                            [](const std::vector<at::Tensor>& p) {
 //                              return std::make_unique<torch::optim::SGD>(p, torch::optim::SGDOptions(0.05));
 //                            },
-//                            data, gradacc::TrainOptions().global_batch(256).micro_batch(32).epochs(3).clip(1.0),
-//                            my_summed_loss);
+//                            data, options, my_summed_loss);
 //   gradacc::TrainResult result = trainer.fit();
 //
 // The constructor resolves the options once (run/run_plan.h: the one place they are validated,
@@ -18,13 +20,13 @@
 // parameter dtype, with fp32 master weights), builds the optimizer through the factory over the
 // tensors it must update, and joins the data-parallel group when WORLD_SIZE > 1. fit() runs the
 // loop of run/train_loop.h and delegates: checkpoints to a Checkpointer, signals to an
-// InterruptGuard, the JSONL log to a StepLog. With TrainOptions::memory_budget, the constructor
+// InterruptGuard, the JSONL log to a StepLog. With a memory budget (MemoryOptions), the constructor
 // measures the model and plans the micro-batch first (memory/memory_plan.h), and fit() keeps the
 // run inside the budget, replaying a window that runs out of memory with half the micro-batch.
 //
 // The model's own forward decides its outputs; the loss returns the SUM of the batch's loss terms
 // (one per Batch::items); the dataset reports items (samples for classification, real tokens for
-// text). Seed LibTorch yourself before building the model; TrainOptions::seed orders the data.
+// text). Seed LibTorch yourself before building the model; DataOptions::seed orders the data.
 //
 // Thread safety: none; one Trainer runs one loop.
 #pragma once
@@ -80,11 +82,11 @@ class Trainer {
 
   // Called after each optimizer step, once it is logged and checkpointed; return false to stop.
   Trainer& on_step(StepCallback callback);
-  // Runs (or, with TrainOptions::resume, continues) the run to its last step.
+  // Runs (or, with CheckpointOptions::resume, continues) the run to its last step.
   TrainResult fit();
 
   // Adds a record to the run's log (rank 0; nothing on the others): a JSON object, written as one
-  // line of the JSONL log (TrainOptions::log_path) and, with TrainOptions::tensorboard_dir, its
+  // line of the JSONL log (LoggingOptions::log_path) and, with LoggingOptions::tensorboard_dir, its
   // numbers as TensorBoard scalars "<split or event>/<field>" at its "at_step", else at the last
   // step logged: {"event":"eval","split":"test","at_step":40,"loss":0.31}. Call it from an on_step
   // callback or after fit() (the log opens in fit()). Throws ConfigError for anything but a JSON
@@ -106,7 +108,7 @@ class Trainer {
   const BatchPlan& batch_plan() const;
   // Everything resolved (train/run_plan.h, a private header: the app and the tests read it).
   const RunPlan& plan() const;
-  // What the memory planner measured and chose (TrainOptions::memory_budget); unset without a budget.
+  // What the memory planner measured and chose (MemoryOptions::budget); unset without a budget.
   const std::optional<MemoryPlan>& memory_plan() const;
   Model& model();
   torch::optim::Optimizer& optimizer();

@@ -74,7 +74,11 @@ TEST(NoiseScale, AgreesWithPerExampleGradientsAtFrozenWeights) {
       [](const std::vector<at::Tensor>& p) {
         return std::make_unique<torch::optim::SGD>(p, torch::optim::SGDOptions(1e-30));
       },
-      data, TrainOptions().global_batch(256).micro_batch(32).steps(50).noise_scale(true).progress(false));
+      data,
+      TrainOptions()
+          .batch(BatchOptions().global_batch(256).micro_batch(32))
+          .data(DataOptions().steps(50))
+          .logging(LoggingOptions().noise_scale(true).progress(false)));
   const TrainResult r = t.fit();
   ASSERT_EQ(r.history.size(), 50u);
   const StepReport& last = r.history.back();
@@ -129,8 +133,10 @@ TEST(NoiseScale, TracksPerExampleGradientsWhileTraining) {
   spec.kind = ModelKind::kMlp;
   auto net = make_model(spec, 10);
   Trainer t(Model::of(net), optimizer_factory({}), data,
-            TrainOptions().global_batch(256).micro_batch(32).steps(45).noise_scale(true).noise_scale_ema(0.8).progress(
-                false));
+            TrainOptions()
+                .batch(BatchOptions().global_batch(256).micro_batch(32))
+                .data(DataOptions().steps(45))
+                .logging(LoggingOptions().noise_scale(true).noise_scale_ema(0.8).progress(false)));
   std::vector<std::pair<double, double>> pairs;  // (estimate, direct)
   t.on_step([&](const StepReport& r, const StepContext&) {
     if (r.step % 15 == 0) pairs.emplace_back(r.noise_scale, direct_noise_scale(*net, *data));
@@ -151,7 +157,9 @@ TEST(NoiseScale, NeedsSomethingSmallToCompareWith) {
   ModelSpec spec;
   spec.kind = ModelKind::kMlp;
   EXPECT_THROW(Trainer(Model::of(make_model(spec, 10)), optimizer_factory({}), data,
-                       TrainOptions().global_batch(32).micro_batch(32).noise_scale(true)),
+                       TrainOptions()
+                           .batch(BatchOptions().global_batch(32).micro_batch(32))
+                           .logging(LoggingOptions().noise_scale(true))),
                ConfigError);
 }
 

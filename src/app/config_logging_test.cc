@@ -39,20 +39,21 @@ Read read(const std::string& json) {
 TEST(ConfigLogging, HuggingFaceReportToTensorBoardWritesToLoggingDir) {
   Read r = read(R"({"output_dir": "out", "per_device_train_batch_size": 8, "report_to": ["tensorboard"],
                     "logging_dir": "out/tb"})");
-  EXPECT_EQ(r.config.train.tensorboard_dir(), "out/tb");
+  EXPECT_EQ(r.config.train.logging().tensorboard_dir(), "out/tb");
   EXPECT_EQ(r.verdict["report_to"], "mapped");
   EXPECT_EQ(r.verdict["logging_dir"], "mapped");
   EXPECT_EQ(r.error, "");
   // "all" (every integration installed) and no logging_dir: TrainingArguments' default directory.
   r = read(R"({"output_dir": "out", "per_device_train_batch_size": 8, "report_to": "all"})");
-  EXPECT_TRUE(r.config.train.tensorboard_dir().starts_with("out/runs/")) << r.config.train.tensorboard_dir();
+  EXPECT_TRUE(r.config.train.logging().tensorboard_dir().starts_with("out/runs/"))
+      << r.config.train.logging().tensorboard_dir();
   // Other integrations: no such logs, said once; "none" and a logging_dir alone write nothing.
   r = read(R"({"output_dir": "out", "per_device_train_batch_size": 8, "report_to": ["wandb"]})");
-  EXPECT_EQ(r.config.train.tensorboard_dir(), "");
+  EXPECT_EQ(r.config.train.logging().tensorboard_dir(), "");
   ASSERT_EQ(r.config.foreign.notes.size(), 1u);
   EXPECT_NE(r.config.foreign.notes[0].find("writes no wandb logs"), std::string::npos) << r.config.foreign.notes[0];
   r = read(R"({"output_dir": "out", "per_device_train_batch_size": 8, "report_to": "none", "logging_dir": "x"})");
-  EXPECT_EQ(r.config.train.tensorboard_dir(), "");
+  EXPECT_EQ(r.config.train.logging().tensorboard_dir(), "");
   EXPECT_EQ(r.verdict["report_to"], "ignored");
   r = read(R"({"output_dir": "out", "per_device_train_batch_size": 8, "report_to": [3]})");
   EXPECT_EQ(r.verdict["report_to"], "refused");
@@ -62,11 +63,11 @@ TEST(ConfigLogging, HuggingFaceReportToTensorBoardWritesToLoggingDir) {
 TEST(ConfigLogging, DeepSpeedTensorBoardBlockWritesToOutputPathJobName) {
   Read r = read(R"({"train_batch_size": 8, "tensorboard": {"enabled": true, "output_path": "logs/",
                     "job_name": "bert"}})");
-  EXPECT_EQ(r.config.train.tensorboard_dir(), "logs/bert");
+  EXPECT_EQ(r.config.train.logging().tensorboard_dir(), "logs/bert");
   EXPECT_EQ(r.verdict["tensorboard.enabled"], "mapped");
   EXPECT_EQ(r.verdict["tensorboard.job_name"], "mapped");
   r = read(R"({"train_batch_size": 8, "tensorboard": {"enabled": false, "output_path": "logs/"}})");
-  EXPECT_EQ(r.config.train.tensorboard_dir(), "");
+  EXPECT_EQ(r.config.train.logging().tensorboard_dir(), "");
   r = read(R"({"train_batch_size": 8, "tensorboard": {"enabled": "yes"}})");
   EXPECT_NE(r.error.find("`tensorboard.enabled` must be true or false"), std::string::npos) << r.error;
   r = read(R"({"train_batch_size": 8, "tensorboard": {"enabled": true, "flush_secs": 5}})");

@@ -239,7 +239,8 @@ ConfigFormat detect(const nlohmann::json& root) {
 
 void start_from_defaults(ConfigFormat format, const nlohmann::json& root, JobConfig& c) {
   if (format == ConfigFormat::kDeepSpeed) {
-    c.train.schedule(ScheduleKind::kConstant).warmup(std::nullopt).min_lr(0.0).clip(0.0);
+    c.train.schedule().kind(ScheduleKind::kConstant).warmup(std::nullopt).min_lr(0.0);
+    c.train.batch().clip(0.0);
     if (root.contains("optimizer")) {  // DeepSpeed's optimizer defaults: torch's
       const bool fused = c.optimizer.fused;
       c.optimizer = OptimizerOptions{};
@@ -251,15 +252,10 @@ void start_from_defaults(ConfigFormat format, const nlohmann::json& root, JobCon
     c.optimizer.name = "adamw";
     c.optimizer.lr = 5e-5;
     c.optimizer.fused = fused;
-    c.train.clip(1.0)
-        .schedule(ScheduleKind::kLinear)
-        .warmup_start(WarmupStart::kZero)
-        .warmup(0)
-        .min_lr(0.0)
-        .epochs(3)  // TrainingArguments' num_train_epochs default
-        .steps(std::nullopt)
-        .seed(42)
-        .print_every(500);
+    c.train.batch().clip(1.0);
+    c.train.schedule().kind(ScheduleKind::kLinear).warmup_start(WarmupStart::kZero).warmup(0).min_lr(0.0);
+    c.train.data().epochs(3).steps(std::nullopt).seed(42);  // TrainingArguments' num_train_epochs default
+    c.train.logging().print_every(500);
     c.foreign.epochs_by_default = true;
   }
 }
@@ -334,29 +330,35 @@ std::optional<std::string> unmapped_key(ConfigFormat format, const std::string& 
 void finish(ConfigFormat format, JobConfig& c) {
   finish_tensorboard(format, c);  // before save_strategy "no" clears output_dir (foreign_logging.cc)
   if (format == ConfigFormat::kHuggingFace) {
-    if (c.foreign.max_steps && *c.foreign.max_steps > 0) c.train.steps(*c.foreign.max_steps).epochs(std::nullopt);
-    if (c.foreign.constant_schedule) c.train.warmup(0).warmup_ratio(std::nullopt);  // HF's "constant" never warms up
-    if (c.foreign.save_strategy == "no") c.train.checkpoint_dir("").save_every(0);
+    if (c.foreign.max_steps && *c.foreign.max_steps > 0)
+      c.train.data().steps(*c.foreign.max_steps).epochs(std::nullopt);
+    if (c.foreign.constant_schedule)
+      c.train.schedule().warmup(0).warmup_ratio(std::nullopt);  // HF's "constant" never warms up
+    if (c.foreign.save_strategy == "no") c.train.checkpoint().dir("").save_every(0);
     return;
   }
   // DeepSpeed (and DeepSpeed keys in a gradacc file).
   if (c.foreign.deepspeed_adam && c.foreign.adam_w_mode) c.optimizer.name = "adamw";
-  const ScheduleKind k = c.train.schedule();
+  const ScheduleKind k = c.train.schedule().kind();
   if (k == ScheduleKind::kDsWarmup || k == ScheduleKind::kDsWarmupDecay)
     c.optimizer.lr = c.foreign.warmup_max_lr.value_or(1e-3);
   if (c.foreign.fp16.value_or(false) && c.foreign.bf16.value_or(false))
     throw std::invalid_argument("fp16.enabled and bf16.enabled are both true");
-  if (c.foreign.bf16.value_or(false)) c.train.param_dtype(Precision::kBf16);
+  if (c.foreign.bf16.value_or(false)) c.train.precision().param_dtype(Precision::kBf16);
   if (c.foreign.fp16.value_or(false)) {
     // DeepSpeed's dynamic loss scaler: 2^16, window 1000, hysteresis 2, floor 1, unless given.
-    c.train.param_dtype(Precision::kFp16);
-    c.train.loss_scale_init(std::ldexp(1.0, static_cast<int>(c.foreign.initial_scale_power.value_or(16))));
-    if (!c.train.loss_scale_interval()) c.train.loss_scale_interval(1000);
-    if (!c.train.loss_scale_hysteresis()) c.train.loss_scale_hysteresis(2);
-    if (!c.train.loss_scale_min()) c.train.loss_scale_min(1.0);
-    if (c.foreign.static_loss_scale.value_or(0.0) > 0) c.train.loss_scale_fixed(*c.foreign.static_loss_scale);
+    c.train.precision().param_dtype(Precision::kFp16);
+    c.train.precision().loss_scale_init(std::ldexp(1.0, static_cast<int>(c.foreign.initial_scale_power.value_or(16))));
+    if (!c.train.precision().loss_scale_interval()) c.train.precision().loss_scale_interval(1000);
+    if (!c.train.precision().loss_scale_hysteresis()) c.train.precision().loss_scale_hysteresis(2);
+    if (!c.train.precision().loss_scale_min()) c.train.precision().loss_scale_min(1.0);
+    if (c.foreign.static_loss_scale.value_or(0.0) > 0)
+      c.train.precision().loss_scale_fixed(*c.foreign.static_loss_scale);
   } else if (c.foreign.fp16.has_value()) {  // "fp16": {"enabled": false, ...}: its scaling keys mean nothing
-    c.train.loss_scale_interval(std::nullopt).loss_scale_hysteresis(std::nullopt).loss_scale_min(std::nullopt);
+    c.train.precision()
+        .loss_scale_interval(std::nullopt)
+        .loss_scale_hysteresis(std::nullopt)
+        .loss_scale_min(std::nullopt);
   }
 }
 

@@ -78,15 +78,16 @@ std::optional<std::string> deepspeed_tensorboard(const std::string& key, const n
 }
 
 void finish_tensorboard(ConfigFormat format, JobConfig& c) {
-  if (!c.train.tensorboard_dir().empty()) return;  // a flag or gradacc key wins
+  if (!c.train.logging().tensorboard_dir().empty()) return;  // a flag or gradacc key wins
   if (format == ConfigFormat::kHuggingFace && c.foreign.hf_report_tensorboard)
-    c.train.tensorboard_dir(c.foreign.hf_logging_dir.value_or(hf_default_logging_dir(c.train.checkpoint_dir())));
+    c.train.logging().tensorboard_dir(
+        c.foreign.hf_logging_dir.value_or(hf_default_logging_dir(c.train.checkpoint().dir())));
   if (format != ConfigFormat::kHuggingFace && c.foreign.ds_tensorboard) {
     const char* home = std::getenv("HOME");
     const std::string base = !c.foreign.ds_tensorboard_path.empty() ? c.foreign.ds_tensorboard_path
                              : home != nullptr                      ? std::string(home) + "/tensorboard"
                                                                     : "tensorboard";
-    c.train.tensorboard_dir((std::filesystem::path(base) / c.foreign.ds_tensorboard_job).string());
+    c.train.logging().tensorboard_dir((std::filesystem::path(base) / c.foreign.ds_tensorboard_job).string());
   }
 }
 

@@ -61,11 +61,11 @@ void add_foreign_rows(std::vector<Option>& t) {
       [](JobConfig& c, const OptionValue& v) {
         const std::string& name = std::get<std::string>(v);
         if (name == "WarmupLR")
-          c.train.schedule(ScheduleKind::kDsWarmup);
+          c.train.schedule().kind(ScheduleKind::kDsWarmup);
         else if (name == "WarmupDecayLR")
-          c.train.schedule(ScheduleKind::kDsWarmupDecay);
+          c.train.schedule().kind(ScheduleKind::kDsWarmupDecay);
         else if (name == "WarmupCosineLR")
-          c.train.schedule(ScheduleKind::kDsWarmupCosine);
+          c.train.schedule().kind(ScheduleKind::kDsWarmupCosine);
         else
           throw std::invalid_argument(fmt::format(
               "DeepSpeed scheduler '{}' is not supported by gradacc (WarmupLR, WarmupDecayLR or WarmupCosineLR)",
@@ -117,7 +117,7 @@ void add_foreign_rows(std::vector<Option>& t) {
           throw std::invalid_argument(fmt::format(
               "DeepSpeed key `zero_optimization.stage` = {} is not supported by gradacc (stages 0 to 3)", stage));
         }
-        c.train.zero(stage);
+        c.train.distributed().zero(stage);
       },
       {"zero_optimization.stage"}, {}));
   // Stage 2's bucket, in elements (DeepSpeed's unit); gradacc's buckets are fp32 bytes.
@@ -128,7 +128,7 @@ void add_foreign_rows(std::vector<Option>& t) {
                     if (!(elements >= 1))
                       throw std::invalid_argument(fmt::format(
                           "DeepSpeed key `zero_optimization.reduce_bucket_size` must be ≥ 1, got {}", elements));
-                    c.train.bucket_mb(elements * 4 / (1 << 20));
+                    c.train.distributed().bucket_mb(elements * 4 / (1 << 20));
                   },
                   {"zero_optimization.reduce_bucket_size"}, {}));
   // What stage 2 always does in gradacc: reduce during the backward, into contiguous buckets, by
@@ -143,31 +143,31 @@ void add_foreign_rows(std::vector<Option>& t) {
   t.push_back(foreign_row(T::kBool, "bf16 autocast, fp32 parameters (--precision bf16)",
                           [](JobConfig& c, const OptionValue& v) {
                             if (!std::get<bool>(v)) return;
-                            if (c.train.precision() == Precision::kFp16)
+                            if (c.train.precision().compute() == Precision::kFp16)
                               throw std::invalid_argument("bf16 and fp16 are both true: choose one");
-                            c.train.precision(Precision::kBf16);
+                            c.train.precision().compute(Precision::kBf16);
                           },
                           {}, {"bf16"}));
   t.push_back(foreign_row(T::kBool, "fp16 autocast with dynamic loss scaling, fp32 parameters (--precision fp16)",
                           [](JobConfig& c, const OptionValue& v) {
                             if (!std::get<bool>(v)) return;
-                            if (c.train.precision() == Precision::kBf16)
+                            if (c.train.precision().compute() == Precision::kBf16)
                               throw std::invalid_argument("bf16 and fp16 are both true: choose one");
-                            c.train.precision(Precision::kFp16);
+                            c.train.precision().compute(Precision::kFp16);
                           },
                           {}, {"fp16"}));
   t.push_back(foreign_row(
       T::kString, "linear, cosine, constant or constant_with_warmup, warming up from 0 (--warmup-start zero)",
       [](JobConfig& c, const OptionValue& v) {
         const std::string& name = std::get<std::string>(v);
-        c.train.warmup_start(WarmupStart::kZero);
+        c.train.schedule().warmup_start(WarmupStart::kZero);
         c.foreign.constant_schedule = name == "constant";
         if (name == "linear")
-          c.train.schedule(ScheduleKind::kLinear);
+          c.train.schedule().kind(ScheduleKind::kLinear);
         else if (name == "cosine")
-          c.train.schedule(ScheduleKind::kCosine);
+          c.train.schedule().kind(ScheduleKind::kCosine);
         else if (name == "constant" || name == "constant_with_warmup")
-          c.train.schedule(ScheduleKind::kConstant);
+          c.train.schedule().kind(ScheduleKind::kConstant);
         else
           throw std::invalid_argument(fmt::format(
               "Hugging Face lr_scheduler_type '{}' is not supported by gradacc (linear, cosine, constant or "
@@ -188,7 +188,7 @@ void add_foreign_rows(std::vector<Option>& t) {
                               throw std::invalid_argument(fmt::format(
                                   "num_train_epochs = {}: gradacc trains whole epochs (give max_steps for a part)", e));
                             }
-                            c.train.epochs(static_cast<int64_t>(e));
+                            c.train.data().epochs(static_cast<int64_t>(e));
                             c.foreign.epochs_by_default = false;
                           },
                           {}, {"num_train_epochs"}));
@@ -196,7 +196,7 @@ void add_foreign_rows(std::vector<Option>& t) {
                           [](JobConfig& c, const OptionValue& v) { c.foreign.max_steps = std::get<int64_t>(v); }, {},
                           {"max_steps"}));
   t.push_back(foreign_row(T::kInt, "checkpoints kept (--keep-checkpoints)",
-                          [](JobConfig& c, const OptionValue& v) { c.train.keep_checkpoints(std::get<int64_t>(v)); },
+                          [](JobConfig& c, const OptionValue& v) { c.train.checkpoint().keep(std::get<int64_t>(v)); },
                           {}, {"save_total_limit"}));
   t.push_back(
       foreign_row(T::kString, "steps (every save_steps) or no",
@@ -226,12 +226,12 @@ void add_foreign_rows(std::vector<Option>& t) {
   t.push_back(foreign_row(T::kBool,
                           "activation checkpointing of the model's blocks (--activation-checkpointing blocks)",
                           [](JobConfig& c, const OptionValue& v) {
-                            if (std::get<bool>(v)) c.train.activation_checkpointing(true);
+                            if (std::get<bool>(v)) c.train.memory().activation_checkpointing(true);
                           },
                           {}, {"gradient_checkpointing"}));
   t.push_back(foreign_row(T::kBool, "drop the short last window of an epoch (--partial drop)",
-                          [](JobConfig& c, const OptionValue& v) { c.train.drop_partial(std::get<bool>(v)); }, {},
-                          {"dataloader_drop_last"}));
+                          [](JobConfig& c, const OptionValue& v) { c.train.data().drop_partial(std::get<bool>(v)); },
+                          {}, {"dataloader_drop_last"}));
 }
 
 // The DeepSpeed and Hugging Face names of gradacc's own rows (same meaning, same type).

@@ -52,13 +52,14 @@ std::shared_ptr<Network> build_model(const JobConfig& c, int64_t classes, bool* 
 }
 
 std::string precision_summary(const RunPlan& p) {
-  if (p.precision == Precision::kFp32) return "";
-  std::string s = fmt::format(" precision={}", to_string(p.precision));
-  if (p.master_params || p.param_dtype) {
-    s += fmt::format(" params={} grad_accum={}", c10::toString(p.master_params ? *p.master_params : *p.param_dtype),
-                     p.master_params ? "fp32" : "param dtype");
+  if (p.precision.compute == Precision::kFp32) return "";
+  std::string s = fmt::format(" precision={}", to_string(p.precision.compute));
+  if (p.precision.master_params || p.precision.param_dtype) {
+    s += fmt::format(" params={} grad_accum={}",
+                     c10::toString(p.precision.master_params ? *p.precision.master_params : *p.precision.param_dtype),
+                     p.precision.master_params ? "fp32" : "param dtype");
   }
-  if (p.loss_scaler) s += fmt::format(" loss_scale={}", p.loss_scaler->init_scale);
+  if (p.precision.loss_scaler) s += fmt::format(" loss_scale={}", p.precision.loss_scaler->init_scale);
   return s;
 }
 
@@ -66,11 +67,11 @@ std::string precision_summary(const RunPlan& p) {
 // weights, the config or the checkpoint being resumed. Checked before anything is written.
 void require_distinct_paths(const JobConfig& c) {
   const TrainOptions& t = c.train;
-  if (!c.init_path.empty() && !t.resume().empty())
+  if (!c.init_path.empty() && !t.checkpoint().resume().empty())
     throw ConfigError("--init and --resume both given: a resume restores its checkpoint's weights (drop --init)");
-  std::string resume = t.resume().empty() ? "" : resolve_checkpoint(t.resume());
+  std::string resume = t.checkpoint().resume().empty() ? "" : resolve_checkpoint(t.checkpoint().resume());
   try {
-    require_distinct_files({{"--log", t.log_path()},
+    require_distinct_files({{"--log", t.logging().log_path()},
                             {"--save", c.save_path},
                             {"--init", c.init_path},
                             {"--config", c.config_path},
@@ -80,11 +81,11 @@ void require_distinct_paths(const JobConfig& c) {
     throw ConfigError(e.what());
   }
   namespace fs = std::filesystem;
-  const std::string dir = !t.checkpoint_dir().empty() ? t.checkpoint_dir()
-                          : resume.empty()            ? ""
-                                                      : fs::path(resume).parent_path().string();
+  const std::string dir = !t.checkpoint().dir().empty() ? t.checkpoint().dir()
+                          : resume.empty()              ? ""
+                                                        : fs::path(resume).parent_path().string();
   for (const auto& [flag, path] :
-       {std::pair<const char*, std::string>{"--log", t.log_path()}, {"--save", c.save_path}}) {
+       {std::pair<const char*, std::string>{"--log", t.logging().log_path()}, {"--save", c.save_path}}) {
     if (path.empty() || dir.empty() || checkpoint_step(path) < 0) continue;
     std::error_code ec;
     if (fs::equivalent(fs::absolute(fs::path(path)).parent_path(), fs::absolute(dir), ec)) {
@@ -101,7 +102,7 @@ void job_trainer(const JobConfig& c, const Workload& work, const std::shared_ptr
   if (c.objective == "contrastive") {
     if (work.text) throw ConfigError("the contrastive objective embeds images: use Fashion-MNIST data, not text");
     const auto images = std::static_pointer_cast<const TensorDataset>(work.train);
-    auto views = std::make_shared<TwoViews>(images, static_cast<uint64_t>(c.train.seed()));
+    auto views = std::make_shared<TwoViews>(images, static_cast<uint64_t>(c.train.data().seed()));
     if (c.negatives == "micro-batch") {  // the naive way: each micro-batch's own InfoNCE
       const PerMicroBatchLoss naive = per_micro_batch(contrastive_loss(network, c.temperature));
       Model model = Model::of(network);
@@ -153,9 +154,10 @@ JobSummary run_train_job(const JobConfig& c, std::ostream& out) {
                                        plan.batch.global_batch, *plan.micro_batch_tokens, plan.batch.world_size)
                          : describe(plan.batch),
                      plan.total_steps, c.optimizer.name, c.optimizer.lr,
-                     plan.lr_scaling == LrScaling::kNone
+                     plan.schedule.lr_scaling == LrScaling::kNone
                          ? ""
-                         : fmt::format(" lr_scaling={} base_batch={:g}", to_string(plan.lr_scaling), plan.base_batch),
+                         : fmt::format(" lr_scaling={} base_batch={:g}", to_string(plan.schedule.lr_scaling),
+                                       plan.schedule.base_batch),
                      precision_summary(plan));
 
   if (const auto& m = trainer.memory_plan()) {
@@ -171,7 +173,7 @@ JobSummary run_train_job(const JobConfig& c, std::ostream& out) {
   }
 
   if (c.eval_every < 0) throw ConfigError(fmt::format("eval_every must be ≥ 0, got {}", c.eval_every));
-  if (c.eval_every > 0 && (plan.lead() || plan.zero == 3)) {
+  if (c.eval_every > 0 && (plan.lead() || plan.distributed.zero == 3)) {
     // Held-out loss (and accuracy, for classes) during training: how far the run has come per
     // optimizer step and per example seen. Rank 0 only (under ZeRO-3 every rank: the units'
     // gathers are collectives; rank 0 writes); eval mode and no gradients, so neither the
@@ -192,7 +194,7 @@ JobSummary run_train_job(const JobConfig& c, std::ostream& out) {
   }
 
   // The options as resolved, in TensorBoard's text tab (the Trainer adds the run it planned).
-  if (!plan.tensorboard_dir.empty()) {
+  if (!plan.logging.tensorboard_dir().empty()) {
     trainer.on_step([&, written = false](const StepReport&, const StepContext&) mutable {
       if (!written) trainer.log_text("options", option_values_markdown(c));
       written = true;
@@ -246,10 +248,12 @@ JobSummary run_train_job(const JobConfig& c, std::ostream& out) {
     say << fmt::format(
         "peak tensor memory {}{}; optimizer state {} on this rank; gradient buffers {}; parameters {}{}{}\n",
         format_bytes(s.peak_bytes),
-        plan.memory_budget ? fmt::format(" of the {} budget", format_bytes(*plan.memory_budget)) : "",
+        plan.memory.budget() ? fmt::format(" of the {} budget", format_bytes(*plan.memory.budget())) : "",
         format_bytes(trainer.optimizer_state_bytes()), format_bytes(trainer.gradient_bytes()),
         format_bytes(trainer.parameter_bytes()),
-        plan.zero ? fmt::format(" (ZeRO-{}: shard {} of {})", plan.zero, plan.env.rank, plan.env.world_size) : "",
+        plan.distributed.zero
+            ? fmt::format(" (ZeRO-{}: shard {} of {})", plan.distributed.zero, plan.env.rank, plan.env.world_size)
+            : "",
         replays > 0 ? fmt::format("; {} window(s) ran out of memory and were replayed with micro_batch {}", replays,
                                   r.history.back().micro_batch)
                     : "");
@@ -315,7 +319,7 @@ JobSummary run_train_job(const JobConfig& c, std::ostream& out) {
 }
 
 MemoryPlan run_plan_fit_job(const JobConfig& c) {
-  if (!c.train.memory_budget()) throw ConfigError("plan --fit needs --memory-budget SIZE (and --global-batch N)");
+  if (!c.train.memory().budget()) throw ConfigError("plan --fit needs --memory-budget SIZE (and --global-batch N)");
   const Workload work = load_workload(c);
   auto network = build_model(c, c.objective == "contrastive" ? kEmbeddingDim : work.num_classes);
   std::optional<Trainer> trainer;
@@ -335,11 +339,11 @@ VerifyResult run_verify_job(const JobConfig& c, VerifyOptions options) {
     };
     const auto images = std::static_pointer_cast<const TensorDataset>(work.train);
     return verify_window_loss(make, optimizer_factory(c.optimizer),
-                              std::make_shared<TwoViews>(images, static_cast<uint64_t>(c.train.seed())),
+                              std::make_shared<TwoViews>(images, static_cast<uint64_t>(c.train.data().seed())),
                               job_train_options(c), options);
   }
-  build_model(c, work.num_classes);                                    // the model spec is checked once, up front
-  options.compare_naive = work.text && !c.train.micro_batch_tokens();  // naive needs a fixed micro-batch count
+  build_model(c, work.num_classes);  // the model spec is checked once, up front
+  options.compare_naive = work.text && !c.train.batch().micro_batch_tokens();  // naive needs a fixed micro-batch count
   const auto make = [&] { return Model::of(make_seeded_model(c, work.num_classes)); };
   return verify_accumulation(make, optimizer_factory(c.optimizer), work.train, job_train_options(c),
                              cross_entropy_loss(c.label_smoothing), options);

@@ -22,7 +22,9 @@ JobConfig small_job() {
   JobConfig c = default_job();
   c.model = {ModelKind::kMlp, NormKind::kNone};
   c.train_limit = 2000;  // windows of 256: 7 full + one of 208
-  c.train.global_batch(256).micro_batch(32).epochs(2).log_path(temp_path("log.jsonl")).progress(false);
+  c.train.batch().global_batch(256).micro_batch(32);
+  c.train.data().epochs(2);
+  c.train.logging().log_path(temp_path("log.jsonl")).progress(false);
   c.save_path = temp_path("w.safetensors");
   return c;
 }
@@ -35,7 +37,7 @@ TEST(TrainJob, RunsLogsEveryOptimizerStepAndLearns) {
   EXPECT_TRUE(s.evaluated);
   EXPECT_GT(s.test_accuracy, 0.6);  // 10 classes: chance is 0.1
 
-  std::ifstream log(c.train.log_path());
+  std::ifstream log(c.train.logging().log_path());
   std::string line;
   std::vector<nlohmann::json> steps;
   while (std::getline(log, line)) {
@@ -59,7 +61,7 @@ TEST(TrainJob, RunsLogsEveryOptimizerStepAndLearns) {
   // Saved weights load back into the same architecture.
   auto model = make_model(c.model, 10);
   load_module(c.save_path, *model);
-  std::filesystem::remove(c.train.log_path());
+  std::filesystem::remove(c.train.logging().log_path());
   std::filesystem::remove(c.save_path);
 }
 
@@ -76,16 +78,16 @@ TEST(TrainJob, BatchNormWithAccumulationWarnsAndSuggestsGroupNorm) {
 // The defaults a user meets first, as documented: 8 × 32 windows, 8 epochs, cosine, clip 1.
 TEST(TrainJob, DefaultJobResolvesToTheDocumentedRun) {
   const TrainOptions o = job_train_options(default_job());
-  EXPECT_EQ(o.global_batch(), 256);
-  EXPECT_EQ(o.micro_batch(), 32);
-  EXPECT_EQ(o.epochs(), 8);
-  EXPECT_DOUBLE_EQ(o.clip(), 1.0);
-  EXPECT_EQ(o.schedule(), ScheduleKind::kCosine);
+  EXPECT_EQ(o.batch().global_batch(), 256);
+  EXPECT_EQ(o.batch().micro_batch(), 32);
+  EXPECT_EQ(o.data().epochs(), 8);
+  EXPECT_DOUBLE_EQ(o.batch().clip(), 1.0);
+  EXPECT_EQ(o.schedule().kind(), ScheduleKind::kCosine);
   EXPECT_EQ(o.identity().at("model.model"), "cnn");
   // A user who names any batch size gets exactly that, resolved.
   JobConfig c = default_job();
-  c.train.micro_batch(64);
-  EXPECT_FALSE(job_train_options(c).global_batch().has_value());
+  c.train.batch().micro_batch(64);
+  EXPECT_FALSE(job_train_options(c).batch().global_batch().has_value());
 }
 
 }  // namespace

@@ -74,7 +74,7 @@ struct TableFlags {
       apply_flag(c, *o, o->type == OptionType::kSwitch ? "" : text[o]);
       // Hugging Face's default of 3 epochs yields to --steps, as its own max_steps wins over it.
       if (o->flag == "--epochs") c.foreign.epochs_by_default = false;
-      if (o->flag == "--steps" && c.foreign.epochs_by_default) c.train.epochs(std::nullopt);
+      if (o->flag == "--steps" && c.foreign.epochs_by_default) c.train.data().epochs(std::nullopt);
     }
     return c;
   }
@@ -105,27 +105,28 @@ int cmd_plan(const JobConfig& c, const std::string& dataset_size_text) {
   const int64_t dataset_size = dataset_size_text.empty() ? 60000 : int_flag("--dataset-size", dataset_size_text);
   const TrainOptions& t = c.train;
   // accum auto: the plan of its first windows (the Trainer checks the rest of the options).
-  const int64_t auto_start = t.accum_auto_min().value_or(t.world_size().value_or(1) > 1 ? 1 : 2);
-  const BatchPlan p = BatchPlan::resolve({t.global_batch(), t.micro_batch(),
-                                          t.accum_auto() ? std::optional<int64_t>(auto_start) : t.accumulation_steps(),
-                                          t.world_size()});
-  const EpochLayout e = EpochLayout::of(p, dataset_size, t.drop_partial());
+  const int64_t auto_start = t.batch().accum_auto_min().value_or(t.distributed().world_size().value_or(1) > 1 ? 1 : 2);
+  const BatchPlan p =
+      BatchPlan::resolve({t.batch().global_batch(), t.batch().micro_batch(),
+                          t.batch().accum_auto() ? std::optional<int64_t>(auto_start) : t.batch().accumulation_steps(),
+                          t.distributed().world_size()});
+  const EpochLayout e = EpochLayout::of(p, dataset_size, t.data().drop_partial());
   fmt::print("global batch        {}\n", p.global_batch);
-  if (t.micro_batch_tokens() == 0) {
+  if (t.batch().micro_batch_tokens() == 0) {
     fmt::print(
         "micro-batches       of at most N tokens, N chosen by the memory budget (plan --fit), cut from each "
         "rank's {} sequences\n",
         p.micro_batch);
-  } else if (t.micro_batch_tokens()) {
+  } else if (t.batch().micro_batch_tokens()) {
     fmt::print("micro-batches       of at most {} tokens (rows × longest row), cut from each rank's {} sequences\n",
-               *t.micro_batch_tokens(), p.micro_batch);
+               *t.batch().micro_batch_tokens(), p.micro_batch);
   } else {
     fmt::print("micro-batch         {}\n", p.micro_batch);
   }
-  if (!t.micro_batch_tokens()) fmt::print("accumulation steps  {}\n", p.accumulation_steps);
-  if (t.accum_auto()) {
+  if (!t.batch().micro_batch_tokens()) fmt::print("accumulation steps  {}\n", p.accumulation_steps);
+  if (t.batch().accum_auto()) {
     fmt::print("                    auto: starts at {}, then follows the noise scale, up to {} (docs/noise-scale.md)\n",
-               auto_start, t.accum_auto_max());
+               auto_start, t.batch().accum_auto_max());
   }
   fmt::print("world size          {}\n", p.world_size);
   fmt::print("data set            {} samples\n", dataset_size);
@@ -136,30 +137,31 @@ int cmd_plan(const JobConfig& c, const std::string& dataset_size_text) {
     fmt::print("; a partial window of {} samples is dropped)\n", e.partial_window_size);
   else
     fmt::print(" + 1 partial)\n");
-  if (e.partial_window_size > 0 && !e.partial_dropped && t.micro_batch_tokens()) {
+  if (e.partial_window_size > 0 && !e.partial_dropped && t.batch().micro_batch_tokens()) {
     fmt::print("last window         {} samples, cut by tokens like the others, rescaled by its real size\n",
                e.partial_window_size);
   } else if (e.partial_window_size > 0 && !e.partial_dropped) {
     fmt::print("last window         {} samples in {} micro-batch(es) per rank, rescaled by its real size\n",
                e.partial_window_size, e.partial_micro_batches(p));
   }
-  if (t.lr_scaling() != LrScaling::kNone) {
-    if (!t.base_batch()) throw ConfigError("lr_scaling needs --base-batch B0: the global batch the rate was tuned at");
-    if (t.lr_scaling() == LrScaling::kAdaScale) {
+  if (t.schedule().lr_scaling() != LrScaling::kNone) {
+    if (!t.schedule().base_batch())
+      throw ConfigError("lr_scaling needs --base-batch B0: the global batch the rate was tuned at");
+    if (t.schedule().lr_scaling() == LrScaling::kAdaScale) {
       fmt::print(
           "lr scaling          adascale: the schedule's rate × r, r between 1 and B/B0 = {:.6g} from the noise "
           "scale, the schedule advancing by r per update\n",
-          lr_scale(LrScaling::kLinear, static_cast<double>(p.global_batch), *t.base_batch()));
-    } else if (t.normalization() == Normalization::kPerItem && c.data.starts_with("text:")) {
+          lr_scale(LrScaling::kLinear, static_cast<double>(p.global_batch), *t.schedule().base_batch()));
+    } else if (t.batch().normalization() == Normalization::kPerItem && c.data.starts_with("text:")) {
       fmt::print(
           "lr scaling          {}: B counted in tokens (samples × the longest example's tokens) against B0 {:g}; "
           "the step log's lr_scale shows the factor\n",
-          to_string(t.lr_scaling()), *t.base_batch());
+          to_string(t.schedule().lr_scaling()), *t.schedule().base_batch());
     } else {
       fmt::print("lr scaling          {}: the schedule's rate × {:.6g} at this batch ({} / B0 {:g})\n",
-                 to_string(t.lr_scaling()),
-                 lr_scale(t.lr_scaling(), static_cast<double>(p.global_batch), *t.base_batch()), p.global_batch,
-                 *t.base_batch());
+                 to_string(t.schedule().lr_scaling()),
+                 lr_scale(t.schedule().lr_scaling(), static_cast<double>(p.global_batch), *t.schedule().base_batch()),
+                 p.global_batch, *t.schedule().base_batch());
     }
   }
   return 0;
@@ -264,7 +266,7 @@ int main(int argc, char** argv) {
     if (plan->parsed()) {
       if (!fit) {
         if (plan_json) throw ConfigError("plan --json goes with --fit");
-        if (plan_flags.build().train.memory_budget())
+        if (plan_flags.build().train.memory().budget())
           throw ConfigError("plan --memory-budget measures the model: add --fit (with the model and data flags)");
         return cmd_plan(plan_flags.build(), dataset_size);
       }
@@ -327,8 +329,8 @@ int main(int argc, char** argv) {
       // --steps is K, the steps to compare; the LR schedule stays that of the configured run.
       JobConfig config = verify_flags.build();
       VerifyOptions vo;
-      vo.steps = config.train.steps().value_or(5);
-      config.train.steps(std::nullopt);
+      vo.steps = config.train.data().steps().value_or(5);
+      config.train.data().steps(std::nullopt);
       if (!weight_tol.empty()) vo.weight_tolerance = float_flag("--weight-tol", weight_tol);
       if (!loss_tol.empty()) vo.loss_tolerance = float_flag("--loss-tol", loss_tol);
       const VerifyResult r = run_verify_job(config, vo);

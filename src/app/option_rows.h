@@ -1,11 +1,16 @@
 // The row builders of the options table (options_table.cc assembles it; option_rows_*.cc hold the
-// rows by concern): each makes one Option from a flag, its config keys, its help and a field of
-// JobConfig. Private to the app.
+// rows by concern). A row is one call: its flag, config keys, scope, help, and the field it sets,
+// named by a member pointer: a TrainOptions group's accessor (&ScheduleOptions::min_lr) or a plain
+// member of JobConfig, OptimizerOptions or ModelSpec (&JobConfig::eval_every, &OptimizerOptions::lr).
+// Adding an option is its field in its struct and its row here. Private to the app.
 #pragma once
 
-#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <limits>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -16,111 +21,81 @@
 
 namespace gradacc::rows {
 
-inline bool parse_bool(const std::string& s) {
-  if (s == "on" || s == "true") return true;
-  if (s == "off" || s == "false") return false;
-  throw std::invalid_argument(fmt::format("'{}' is not on or off", shown(s)));
+// The struct of JobConfig that holds fields of type G.
+template <typename G>
+G& owner(JobConfig& c) {
+  if constexpr (std::is_same_v<G, JobConfig>)
+    return c;
+  else if constexpr (std::is_same_v<G, OptimizerOptions>)
+    return c.optimizer;
+  else if constexpr (std::is_same_v<G, ModelSpec>)
+    return c.model;
+  else
+    return c.train.group<G>();
 }
 
-inline std::pair<double, double> parse_pair(const std::string& s) {
-  const auto comma = s.find(',');
-  if (comma == std::string::npos) throw std::invalid_argument(fmt::format("'{}' is not two numbers X,Y", shown(s)));
-  return {parse_float(s.substr(0, comma)), parse_float(s.substr(comma + 1))};
-}
+// A field of JobConfig of type T, named by a member pointer.
+template <typename T>
+class Field {
+ public:
+  template <typename G>
+  Field(T& (G::*accessor)() noexcept)  // NOLINT: implicit, so that a row names the member only
+      : get_([accessor](JobConfig& c) -> T& { return (owner<G>(c).*accessor)(); }) {}
+  template <typename G>
+  Field(T G::*member)  // NOLINT
+      : get_([member](JobConfig& c) -> T& { return owner<G>(c).*member; }) {}
+  T& operator()(JobConfig& c) const { return get_(c); }
+  const T& operator()(const JobConfig& c) const { return get_(const_cast<JobConfig&>(c)); }
 
-inline std::string number_text(double v) { return fmt::format("{}", v); }
+ private:
+  std::function<T&(JobConfig&)> get_;
+};
 
-// ── Row builders: a row reads and writes one field of JobConfig through `field`. ──────────────
+bool parse_bool(const std::string& s);                       // on|off|true|false
+std::pair<double, double> parse_pair(const std::string& s);  // "X,Y"
 
-template <typename Field>
-Option integer(std::string flag, std::vector<std::string> keys, OptionScope scope, std::string help, Field field) {
-  return {std::move(flag),
-          std::move(keys),
-          OptionType::kInt,
-          scope,
-          "N",
-          std::move(help),
-          [field](JobConfig& c, const OptionValue& v) { field(c) = std::get<int64_t>(v); },
-          [field](const JobConfig& c) { return fmt::format("{}", field(const_cast<JobConfig&>(c))); }};
-}
+// A word of a two-word option and the value it stands for.
+struct Word {
+  std::string text;
+  bool value;
+};
 
-template <typename Field>
+Option integer(std::string flag, std::vector<std::string> keys, OptionScope scope, std::string help,
+               Field<int64_t> field, int64_t min = std::numeric_limits<int64_t>::min());
+Option integer(std::string flag, std::vector<std::string> keys, OptionScope scope, std::string help,
+               Field<uint64_t> field);  // ≥ 0
 Option optional_integer(std::string flag, std::vector<std::string> keys, OptionScope scope, std::string help,
-                        Field field, std::string unset) {
-  return {std::move(flag),
-          std::move(keys),
-          OptionType::kInt,
-          scope,
-          "N",
-          std::move(help),
-          [field](JobConfig& c, const OptionValue& v) { field(c) = std::get<int64_t>(v); },
-          [field, unset](const JobConfig& c) {
-            const auto& v = field(const_cast<JobConfig&>(c));
-            return v ? fmt::format("{}", *v) : unset;
-          }};
-}
-
-template <typename Field>
-Option number(std::string flag, std::vector<std::string> keys, OptionScope scope, std::string help, Field field) {
-  return {std::move(flag),
-          std::move(keys),
-          OptionType::kFloat,
-          scope,
-          "X",
-          std::move(help),
-          [field](JobConfig& c, const OptionValue& v) { field(c) = std::get<double>(v); },
-          [field](const JobConfig& c) { return number_text(field(const_cast<JobConfig&>(c))); }};
-}
-
-template <typename Field>
+                        Field<std::optional<int64_t>> field, std::string unset);
+Option number(std::string flag, std::vector<std::string> keys, OptionScope scope, std::string help,
+              Field<double> field);
 Option optional_number(std::string flag, std::vector<std::string> keys, OptionScope scope, std::string help,
-                       Field field, std::string unset) {
-  return {std::move(flag),
-          std::move(keys),
-          OptionType::kFloat,
-          scope,
-          "X",
-          std::move(help),
-          [field](JobConfig& c, const OptionValue& v) { field(c) = std::get<double>(v); },
-          [field, unset](const JobConfig& c) {
-            const auto& v = field(const_cast<JobConfig&>(c));
-            return v ? number_text(*v) : unset;
-          }};
-}
-
-template <typename Field>
-Option boolean(std::string flag, std::vector<std::string> keys, OptionScope scope, std::string help, Field field) {
-  return {std::move(flag),
-          std::move(keys),
-          OptionType::kBool,
-          scope,
-          "on|off",
-          std::move(help),
-          [field](JobConfig& c, const OptionValue& v) { field(c) = std::get<bool>(v); },
-          [field](const JobConfig& c) { return std::string(field(const_cast<JobConfig&>(c)) ? "on" : "off"); }};
-}
-
-template <typename Field>
+                       Field<std::optional<double>> field, std::string unset);
+Option boolean(std::string flag, std::vector<std::string> keys, OptionScope scope, std::string help, Field<bool> field);
+Option optional_boolean(std::string flag, std::vector<std::string> keys, OptionScope scope, std::string help,
+                        Field<std::optional<bool>> field, std::string unset);
+Option switch_flag(std::string flag, std::vector<std::string> keys, OptionScope scope, std::string help,
+                   Field<bool> field);  // a flag without a value (--nesterov)
+// A bool named by two words (--partial rescale|drop), unset shown as `unset`.
+Option either(std::string flag, std::vector<std::string> keys, OptionScope scope, std::string help, Field<bool> field,
+              Word first, Word second);
+Option either(std::string flag, std::vector<std::string> keys, OptionScope scope, std::string help,
+              Field<std::optional<bool>> field, Word first, Word second, std::string unset);
 Option text(std::string flag, std::vector<std::string> keys, OptionScope scope, std::string hint, std::string help,
-            Field field, std::string unset = "none") {
-  return {std::move(flag),
-          std::move(keys),
-          OptionType::kString,
-          scope,
-          std::move(hint),
-          std::move(help),
-          [field](JobConfig& c, const OptionValue& v) { field(c) = std::get<std::string>(v); },
-          [field, unset](const JobConfig& c) {
-            const std::string& v = field(const_cast<JobConfig&>(c));
-            return v.empty() ? unset : v;
-          }};
-}
+            Field<std::string> field, std::string unset = "none");
+// Two numbers X,Y into two fields (--betas).
+Option number_pair(std::string flag, std::vector<std::string> keys, OptionScope scope, std::string hint,
+                   std::string help, Field<double> first, Field<double> second);
+// Text that is one of `words`, in any case (--objective classify|contrastive); stored as the word.
+Option one_of(std::string flag, std::vector<std::string> keys, OptionScope scope, std::string help,
+              Field<std::string> field, std::vector<std::string> words);
+Option bytes(std::string flag, std::vector<std::string> keys, OptionScope scope, std::string help,
+             Field<std::optional<int64_t>> field);  // 512MiB, 2GiB, 1.5GB
 
-// An enumeration stored through `parse` (std::invalid_argument on an unknown name) and shown
-// through `name` (to_string).
-template <typename Field, typename Parse, typename Name>
+// An enumeration stored through `parse` (ConfigError or std::invalid_argument on an unknown name)
+// and shown through `name`; the hint lists the names.
+template <typename E>
 Option choice(std::string flag, std::vector<std::string> keys, OptionScope scope, std::string hint, std::string help,
-              Field field, Parse parse, Name name) {
+              std::type_identity_t<Field<E>> field, E (*parse)(const std::string&), std::string (*name)(E)) {
   return {std::move(flag),
           std::move(keys),
           OptionType::kString,
@@ -128,11 +103,21 @@ Option choice(std::string flag, std::vector<std::string> keys, OptionScope scope
           std::move(hint),
           std::move(help),
           [field, parse](JobConfig& c, const OptionValue& v) { field(c) = parse(std::get<std::string>(v)); },
-          [field, name](const JobConfig& c) { return name(field(const_cast<JobConfig&>(c))); }};
+          [field, name](const JobConfig& c) { return name(field(c)); }};
 }
 
-inline std::string precision_or(const std::optional<Precision>& p, const std::string& unset) {
-  return p ? to_string(*p) : unset;
+template <typename E>
+Option optional_choice(std::string flag, std::vector<std::string> keys, OptionScope scope, std::string hint,
+                       std::string help, std::type_identity_t<Field<std::optional<E>>> field,
+                       E (*parse)(const std::string&), std::string (*name)(E), std::string unset) {
+  return {std::move(flag),
+          std::move(keys),
+          OptionType::kString,
+          scope,
+          std::move(hint),
+          std::move(help),
+          [field, parse](JobConfig& c, const OptionValue& v) { field(c) = parse(std::get<std::string>(v)); },
+          [field, name, unset](const JobConfig& c) { return field(c) ? name(*field(c)) : unset; }};
 }
 
 // The rows, by concern, appended in the order `gradacc options` lists them.

@@ -57,38 +57,38 @@ constexpr const char* kDeepSpeedExample = R"({"train_batch_size": 64, "train_mic
 TEST(ConfigFormats, ADeepSpeedConfigRunsWithDeepSpeedsMeaning) {
   const JobConfig c = from_file(kDeepSpeedExample);
   EXPECT_EQ(c.config_format, "deepspeed");
-  EXPECT_EQ(c.train.global_batch(), 64);
-  EXPECT_EQ(c.train.micro_batch(), 16);
-  EXPECT_EQ(c.train.accumulation_steps(), 4);
-  EXPECT_DOUBLE_EQ(c.train.clip(), 1.0);
+  EXPECT_EQ(c.train.batch().global_batch(), 64);
+  EXPECT_EQ(c.train.batch().micro_batch(), 16);
+  EXPECT_EQ(c.train.batch().accumulation_steps(), 4);
+  EXPECT_DOUBLE_EQ(c.train.batch().clip(), 1.0);
   EXPECT_EQ(c.optimizer.name, "adamw");
   EXPECT_DOUBLE_EQ(c.optimizer.weight_decay, 0.01);
-  EXPECT_EQ(c.train.schedule(), ScheduleKind::kDsWarmupDecay);
-  EXPECT_EQ(c.train.warmup(), 10);
-  EXPECT_EQ(c.train.schedule_steps(), 100);
+  EXPECT_EQ(c.train.schedule().kind(), ScheduleKind::kDsWarmupDecay);
+  EXPECT_EQ(c.train.schedule().warmup(), 10);
+  EXPECT_EQ(c.train.schedule().horizon(), 100);
   EXPECT_DOUBLE_EQ(c.optimizer.lr, 0.001);
-  EXPECT_EQ(c.train.param_dtype(), Precision::kBf16);  // bf16 weights, fp32 masters: DeepSpeed's bf16
-  EXPECT_EQ(c.train.print_every(), 10);
+  EXPECT_EQ(c.train.precision().param_dtype(), Precision::kBf16);  // bf16 weights, fp32 masters: DeepSpeed's bf16
+  EXPECT_EQ(c.train.logging().print_every(), 10);
   const RunPlan plan = resolve_run(job_train_options(c), DistEnv{}, 6400);
-  EXPECT_FALSE(plan.loss_scaler.has_value());
+  EXPECT_FALSE(plan.precision.loss_scaler.has_value());
 
   // DeepSpeed's Adam is AdamW unless adam_w_mode is false; no scheduler: a constant rate; fp16:
   // DeepSpeed's dynamic scaler defaults.
   const JobConfig adam = from_file(R"({"train_batch_size": 8, "optimizer": {"type": "Adam", "params": {"lr": 0.01}},
                                        "fp16": {"enabled": true, "initial_scale_power": 12}})");
   EXPECT_EQ(adam.optimizer.name, "adamw");
-  EXPECT_EQ(adam.train.schedule(), ScheduleKind::kConstant);
-  EXPECT_DOUBLE_EQ(adam.train.clip(), 0.0);
-  EXPECT_EQ(adam.train.param_dtype(), Precision::kFp16);
+  EXPECT_EQ(adam.train.schedule().kind(), ScheduleKind::kConstant);
+  EXPECT_DOUBLE_EQ(adam.train.batch().clip(), 0.0);
+  EXPECT_EQ(adam.train.precision().param_dtype(), Precision::kFp16);
   const RunPlan fp16 = resolve_run(job_train_options(adam), DistEnv{}, 64);
-  ASSERT_TRUE(fp16.loss_scaler.has_value());
-  EXPECT_EQ(fp16.loss_scaler->init_scale, 4096);
-  EXPECT_EQ(fp16.loss_scaler->growth_interval, 1000);
-  EXPECT_EQ(fp16.loss_scaler->hysteresis, 2);
-  EXPECT_EQ(fp16.loss_scaler->min_scale, 1);
+  ASSERT_TRUE(fp16.precision.loss_scaler.has_value());
+  EXPECT_EQ(fp16.precision.loss_scaler->init_scale, 4096);
+  EXPECT_EQ(fp16.precision.loss_scaler->growth_interval, 1000);
+  EXPECT_EQ(fp16.precision.loss_scaler->hysteresis, 2);
+  EXPECT_EQ(fp16.precision.loss_scaler->min_scale, 1);
   EXPECT_EQ(from_file(R"({"optimizer": {"type": "Adam", "params": {"adam_w_mode": false}}})").optimizer.name, "adam");
   const JobConfig fixed = from_file(R"({"train_batch_size": 8, "fp16": {"enabled": true, "loss_scale": 512}})");
-  EXPECT_EQ(fixed.train.loss_scale_fixed(), 512);
+  EXPECT_EQ(fixed.train.precision().loss_scale_fixed(), 512);
 }
 
 TEST(ConfigFormats, DeepSpeedFeaturesGradaccLacksAreNamedTyposGetASuggestion) {
@@ -102,14 +102,14 @@ TEST(ConfigFormats, DeepSpeedFeaturesGradaccLacksAreNamedTyposGetASuggestion) {
               from_file(R"({"train_batch_size": 8, "zero_optimization": {"stage": 4}})");
             }).find("`zero_optimization.stage` = 4 is not supported"),
             std::string::npos);
-  EXPECT_EQ(from_file(R"({"train_batch_size": 8, "zero_optimization": {"stage": 3}})").train.zero(), 3);
-  EXPECT_EQ(from_file(R"({"train_batch_size": 8, "zero_optimization": {"stage": 1}})").train.zero(), 1);
+  EXPECT_EQ(from_file(R"({"train_batch_size": 8, "zero_optimization": {"stage": 3}})").train.distributed().zero(), 3);
+  EXPECT_EQ(from_file(R"({"train_batch_size": 8, "zero_optimization": {"stage": 1}})").train.distributed().zero(), 1);
   // A typical stage-2 block: the bucket in DeepSpeed's elements becomes gradacc's fp32 MiB.
   const JobConfig two = from_file(
       R"({"train_batch_size": 8, "zero_optimization": {"stage": 2, "reduce_bucket_size": 5e8, "overlap_comm": true,
           "contiguous_gradients": true, "reduce_scatter": true}})");
-  EXPECT_EQ(two.train.zero(), 2);
-  EXPECT_DOUBLE_EQ(two.train.bucket_mb(), 5e8 * 4 / (1 << 20));
+  EXPECT_EQ(two.train.distributed().zero(), 2);
+  EXPECT_DOUBLE_EQ(two.train.distributed().bucket_mb(), 5e8 * 4 / (1 << 20));
   EXPECT_NE(error_of([] {
               from_file(R"({"train_batch_size": 8, "zero_optimization": {"stage": 2, "reduce_bucket_size": 0}})");
             }).find("`zero_optimization.reduce_bucket_size` must be ≥ 1"),
@@ -125,8 +125,8 @@ TEST(ConfigFormats, DeepSpeedFeaturesGradaccLacksAreNamedTyposGetASuggestion) {
   const JobConfig logged =
       from_file(R"({"train_batch_size": 8, "wall_clock_breakdown": false, "tensorboard": {"enabled": true}})");
   EXPECT_EQ(logged.foreign.ignored.size(), 1u);
-  EXPECT_TRUE(logged.train.tensorboard_dir().ends_with("tensorboard/DeepSpeedJobName"))
-      << logged.train.tensorboard_dir();
+  EXPECT_TRUE(logged.train.logging().tensorboard_dir().ends_with("tensorboard/DeepSpeedJobName"))
+      << logged.train.logging().tensorboard_dir();
 }
 
 // The shape of TrainingArguments.to_json_string(): every field, many of them null.
@@ -143,32 +143,32 @@ constexpr const char* kHfExample = R"({"output_dir": "OUT", "overwrite_output_di
 TEST(ConfigFormats, AHuggingFaceTrainingArgumentsJsonKeepsItsSemantics) {
   const JobConfig c = from_file(kHfExample);
   EXPECT_EQ(c.config_format, "hf");
-  EXPECT_EQ(c.train.micro_batch(), 16);
-  EXPECT_EQ(c.train.accumulation_steps(), 4);
+  EXPECT_EQ(c.train.batch().micro_batch(), 16);
+  EXPECT_EQ(c.train.batch().accumulation_steps(), 4);
   EXPECT_DOUBLE_EQ(c.optimizer.lr, 3e-4);
   EXPECT_EQ(c.optimizer.name, "adamw");
   EXPECT_DOUBLE_EQ(c.optimizer.beta2, 0.95);
-  EXPECT_DOUBLE_EQ(c.train.clip(), 1.0);
-  EXPECT_EQ(c.train.schedule(), ScheduleKind::kCosine);
-  EXPECT_EQ(c.train.warmup_start(), WarmupStart::kZero);
-  EXPECT_EQ(c.train.steps(), 20);  // max_steps wins over num_train_epochs
-  EXPECT_FALSE(c.train.epochs().has_value());
-  EXPECT_EQ(c.train.precision(), Precision::kBf16);  // autocast over fp32 weights, as HF's amp
-  EXPECT_EQ(c.train.param_dtype(), Precision::kFp32);
-  EXPECT_EQ(c.train.checkpoint_dir(), "OUT");
-  EXPECT_EQ(c.train.save_every(), 500);
-  EXPECT_EQ(c.train.print_every(), 5);
-  EXPECT_EQ(c.train.seed(), 42u);
+  EXPECT_DOUBLE_EQ(c.train.batch().clip(), 1.0);
+  EXPECT_EQ(c.train.schedule().kind(), ScheduleKind::kCosine);
+  EXPECT_EQ(c.train.schedule().warmup_start(), WarmupStart::kZero);
+  EXPECT_EQ(c.train.data().steps(), 20);  // max_steps wins over num_train_epochs
+  EXPECT_FALSE(c.train.data().epochs().has_value());
+  EXPECT_EQ(c.train.precision().compute(), Precision::kBf16);  // autocast over fp32 weights, as HF's amp
+  EXPECT_EQ(c.train.precision().param_dtype(), Precision::kFp32);
+  EXPECT_EQ(c.train.checkpoint().dir(), "OUT");
+  EXPECT_EQ(c.train.checkpoint().save_every(), 500);
+  EXPECT_EQ(c.train.logging().print_every(), 5);
+  EXPECT_EQ(c.train.data().seed(), 42u);
   EXPECT_GE(c.foreign.ignored.size(), 8u);
   // warmup_ratio is of the total optimizer steps: ⌈0.1 × 20⌉ = 2.
-  EXPECT_EQ(resolve_run(job_train_options(c), DistEnv{}, 6400).warmup_steps, 2);
+  EXPECT_EQ(resolve_run(job_train_options(c), DistEnv{}, 6400).schedule.shape.warmup_steps, 2);
   // max_grad_norm defaults to 1.0 when the file leaves it out; "constant" never warms up.
   const JobConfig bare = from_file(R"({"per_device_train_batch_size": 8, "lr_scheduler_type": "constant",
                                        "warmup_steps": 5})");
-  EXPECT_DOUBLE_EQ(bare.train.clip(), 1.0);
+  EXPECT_DOUBLE_EQ(bare.train.batch().clip(), 1.0);
   EXPECT_DOUBLE_EQ(bare.optimizer.lr, 5e-5);
-  EXPECT_EQ(bare.train.warmup(), 0);
-  EXPECT_EQ(bare.train.epochs(), 3);
+  EXPECT_EQ(bare.train.schedule().warmup(), 0);
+  EXPECT_EQ(bare.train.data().epochs(), 3);
 }
 
 TEST(ConfigFormats, HuggingFaceKeysThatWouldChangeTheResultAreRefused) {
@@ -215,17 +215,17 @@ TEST(OptionsTable, ConfigKeysFollowGradaccAndDeepSpeedNames) {
       from_file(R"({"train_batch_size": 64, "train_micro_batch_size_per_gpu": 8, "gradient_clipping": 0.5,
                                      "optimizer": {"type": "SGD", "params": {"lr": 0.1, "momentum": 0.9, "nesterov": true}},
                                      "norm": "layer", "data_types": {"grad_accum_dtype": "fp32"}, "steps": 7})");
-  EXPECT_EQ(c.train.global_batch(), 64);
-  EXPECT_EQ(c.train.micro_batch(), 8);
-  EXPECT_DOUBLE_EQ(c.train.clip(), 0.5);
+  EXPECT_EQ(c.train.batch().global_batch(), 64);
+  EXPECT_EQ(c.train.batch().micro_batch(), 8);
+  EXPECT_DOUBLE_EQ(c.train.batch().clip(), 0.5);
   EXPECT_EQ(c.optimizer.name, "sgd");
   EXPECT_DOUBLE_EQ(c.optimizer.lr, 0.1);
   EXPECT_DOUBLE_EQ(c.optimizer.momentum, 0.9);
   EXPECT_TRUE(c.optimizer.nesterov);
   EXPECT_EQ(c.model.norm, NormKind::kLayer);
   // "steps" alone is a complete length: the default epochs apply only when neither is given.
-  EXPECT_EQ(job_train_options(c).steps(), 7);
-  EXPECT_FALSE(job_train_options(c).epochs().has_value());
+  EXPECT_EQ(job_train_options(c).data().steps(), 7);
+  EXPECT_FALSE(job_train_options(c).data().epochs().has_value());
   const JobConfig o = from_file(R"({"optimizer": "adam", "betas": [0.8, 0.95]})");
   EXPECT_EQ(o.optimizer.name, "adam");
   EXPECT_DOUBLE_EQ(o.optimizer.beta2, 0.95);
@@ -259,7 +259,7 @@ TEST(OptionsTable, FlagValuesAreParsedStrictly) {
   JobConfig c = default_job();
   const Option& micro = *find_option_by_flag("--micro-batch");
   apply_flag(c, micro, "16");
-  EXPECT_EQ(c.train.micro_batch(), 16);
+  EXPECT_EQ(c.train.batch().micro_batch(), 16);
   for (const char* bad : {"010", "", "1e3", "16 ", "+16", "0x10", "99999999999999999999", "16abc"}) {
     EXPECT_THROW(apply_flag(c, micro, bad), ConfigError) << "'" << bad << "'";
   }
@@ -271,9 +271,9 @@ TEST(OptionsTable, FlagValuesAreParsedStrictly) {
   EXPECT_DOUBLE_EQ(c.optimizer.lr, 3e-4);
   const Option& zero = *find_option_by_flag("--zero");
   apply_flag(c, zero, "auto");
-  EXPECT_EQ(c.train.zero(), kZeroAuto);
+  EXPECT_EQ(c.train.distributed().zero(), kZeroAuto);
   apply_flag(c, zero, "2");
-  EXPECT_EQ(c.train.zero(), 2);
+  EXPECT_EQ(c.train.distributed().zero(), 2);
   for (const char* bad : {"-1", "Auto", "two", "", "2 "}) {  // -1 is not a way to spell auto
     EXPECT_THROW(apply_flag(c, zero, bad), ConfigError) << "'" << bad << "'";
   }

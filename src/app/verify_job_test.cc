@@ -15,7 +15,7 @@ JobConfig verify_job(NormKind norm) {
   JobConfig c = default_job();
   c.model = {ModelKind::kCnn, norm};
   c.train_limit = 1024;
-  c.train.global_batch(128).micro_batch(16);
+  c.train.batch().global_batch(128).micro_batch(16);
   return c;
 }
 
@@ -24,7 +24,7 @@ JobConfig verify_job(NormKind norm) {
 // weights in fp64, the reference's results): measured by the planner first, as a suite run in one
 // process (the CUDA-linked one) holds earlier tests' tensors too, and every one of them counts.
 int64_t budget_for_examples(JobConfig c, int64_t examples) {
-  c.train.memory_budget(int64_t{1} << 40);
+  c.train.memory().budget(int64_t{1} << 40);
   const MemoryPlan p = run_plan_fit_job(c);
   const int64_t peak =
       p.static_bytes +
@@ -49,8 +49,8 @@ TEST(Verify, GroupNormAccumulationPasses) {
 // the gradient compared is still the window's (broken once, the probe's zeros gave 1.0).
 TEST(Verify, TheFirstWindowsGradientUnderAMemoryBudgetIsTheWindows) {
   JobConfig c = verify_job(NormKind::kGroup);
-  c.train.micro_batch(std::nullopt);
-  c.train.memory_budget(budget_for_examples(c, 40));  // micro-batches of fewer than 128
+  c.train.batch().micro_batch(std::nullopt);
+  c.train.memory().budget(budget_for_examples(c, 40));  // micro-batches of fewer than 128
   VerifyOptions o;
   o.steps = 1;
   const VerifyResult r = run_verify_job(c, o);
@@ -77,8 +77,8 @@ TEST(Verify, ContrastiveUnderAMemoryBudgetWithDropoutMatchesTheFullWindow) {
   c.objective = "contrastive";
   c.model.dropout = 0.3;
   c.train_limit = 512;
-  c.train.global_batch(128).micro_batch(std::nullopt);
-  c.train.memory_budget(budget_for_examples(c, 22));
+  c.train.batch().global_batch(128).micro_batch(std::nullopt);
+  c.train.memory().budget(budget_for_examples(c, 22));
   VerifyOptions o;
   o.steps = 2;
   const VerifyResult r = run_verify_job(c, o);
@@ -105,7 +105,7 @@ TEST(Verify, GptTokenNormalizationPassesAndTheNaiveSchemeStrays) {
   JobConfig c = default_job();
   c.model = {ModelKind::kGpt, NormKind::kLayer, 2, 2, 32, 64};
   c.data = "text:/usr/share/common-licenses/GPL-3";
-  c.train.global_batch(32).micro_batch(4);
+  c.train.batch().global_batch(32).micro_batch(4);
   c.optimizer.lr = 1e-3;
   VerifyOptions o;
   o.steps = 3;
@@ -128,7 +128,7 @@ TEST(Verify, ContrastiveWindowLossMatchesTheFullWindowAndTheNaiveLossDoesNot) {
     c.objective = "contrastive";
     c.model.dropout = dropout;
     c.train_limit = 256;
-    c.train.global_batch(64).micro_batch(8);
+    c.train.batch().global_batch(64).micro_batch(8);
     VerifyOptions o;
     o.steps = 2;
     const VerifyResult r = run_verify_job(c, o);

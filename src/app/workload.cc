@@ -47,7 +47,7 @@ Workload load_workload(const JobConfig& c) {
 }
 
 std::shared_ptr<Network> make_seeded_model(const JobConfig& c, int64_t num_classes, bool* init_verified) {
-  torch::manual_seed(c.train.seed());
+  torch::manual_seed(c.train.data().seed());
   auto model = make_model(c.model, num_classes);
   if (!c.init_path.empty()) {
     const ReadInfo read = load_module(c.init_path, *model);

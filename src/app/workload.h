@@ -21,7 +21,7 @@ struct Workload {
 // fit, an unknown source) or DataError (missing or malformed files).
 Workload load_workload(const JobConfig& config);
 
-// The job's model: LibTorch's RNG seeded with config.train.seed(), built, then --init loaded
+// The job's model: LibTorch's RNG seeded with config.train.data().seed(), built, then --init loaded
 // (`init_verified`, when given, tells whether the file carried gradacc's checksum).
 std::shared_ptr<Network> make_seeded_model(const JobConfig& config, int64_t num_classes, bool* init_verified = nullptr);
 

@@ -65,12 +65,14 @@ JobConfig job(const std::string& tag, const std::string& optimizer, bool fused) 
   JobConfig c = default_job();
   c.model = {ModelKind::kMlp, NormKind::kNone};
   c.train_limit = 2000;
-  c.train.micro_batch(32).accumulation_steps(4).steps(40).threads(2).progress(false);  // threads: one reduction order
+  c.train.batch().micro_batch(32).accumulation_steps(4);
+  c.train.data().steps(40);
+  c.train.device().threads(2);  // one reduction order
   c.optimizer.name = optimizer;
   c.optimizer.fused = fused;
   c.optimizer.momentum = optimizer == "sgd" ? 0.9 : 0.0;
   c.optimizer.lr = optimizer == "sgd" ? 0.05 : 2e-3;
-  c.train.log_path(temp_path(tag + ".jsonl"));
+  c.train.logging().log_path(temp_path(tag + ".jsonl"));
   c.save_path = temp_path(tag + ".safetensors");
   return c;
 }
@@ -80,13 +82,14 @@ JobConfig job(const std::string& tag, const std::string& optimizer, bool fused) 
 std::vector<StepRecord> expect_exact_resume(const JobConfig& base, const std::string& tag) {
   std::ostringstream out;
   JobConfig whole = base;
-  whole.train.log_path(temp_path(tag + "_whole.jsonl"));
+  whole.train.logging().log_path(temp_path(tag + "_whole.jsonl"));
   whole.save_path = temp_path(tag + "_whole.safetensors");
   run_train_job(whole, out);
 
   JobConfig part = base;
   const std::string dir = temp_path(tag + "_ckpt");
-  part.train.log_path(temp_path(tag + "_part.jsonl")).checkpoint_dir(dir).save_every(10).stop_at(23);  // mid-epoch
+  part.train.logging().log_path(temp_path(tag + "_part.jsonl"));
+  part.train.checkpoint().dir(dir).save_every(10).stop_at(23);  // mid-epoch
   part.save_path = temp_path(tag + "_part.safetensors");
   const JobSummary first = run_train_job(part, out);
   EXPECT_TRUE(first.result.stopped_early);
@@ -96,13 +99,13 @@ std::vector<StepRecord> expect_exact_resume(const JobConfig& base, const std::st
   // The second half logs into the same file, as a user would run it; the checkpoint directory
   // defaults to the resumed checkpoint's.
   JobConfig rest = part;
-  rest.train.stop_at(std::nullopt).checkpoint_dir("").save_every(0).resume(dir);
+  rest.train.checkpoint().stop_at(std::nullopt).dir("").save_every(0).resume(dir);
   const JobSummary second = run_train_job(rest, out);
   EXPECT_FALSE(second.result.stopped_early);
   EXPECT_EQ(second.result.steps, 40);
 
   expect_identical_weights(whole.save_path, rest.save_path);
-  const auto a = step_records(whole.train.log_path()), b = step_records(rest.train.log_path());
+  const auto a = step_records(whole.train.logging().log_path()), b = step_records(rest.train.logging().log_path());
   EXPECT_EQ(a.size(), 40u);
   EXPECT_EQ(b.size(), 40u);
   for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) EXPECT_EQ(a[i], b[i]) << "step " << i + 1;
@@ -111,7 +114,8 @@ std::vector<StepRecord> expect_exact_resume(const JobConfig& base, const std::st
   int count = 0;
   for (const auto& e : fs::directory_iterator(dir)) count += e.path().extension() == ".safetensors";
   EXPECT_EQ(count, 3);
-  for (const auto& p : {whole.train.log_path(), whole.save_path, rest.train.log_path(), rest.save_path}) fs::remove(p);
+  for (const auto& p : {whole.save_path, rest.save_path}) fs::remove(p);
+  for (const auto& j : {whole, rest}) fs::remove(j.train.logging().log_path());
   fs::remove_all(dir);
   return a;
 }
@@ -132,7 +136,8 @@ INSTANTIATE_TEST_SUITE_P(Optimizers, ExactResume,
 
 TEST(ExactResumeWith, AnAccumulationScheduleThatGrowsAcrossTheStop) {
   JobConfig c = job("x", "adamw", true);
-  c.train.accumulation_steps(std::nullopt)
+  c.train.batch()
+      .accumulation_steps(std::nullopt)
       .accum_schedule("0:2,15:4,25:8");  // the stop at 23 falls between the 2nd and 3rd stage
   expect_exact_resume(c, "sched");
 }
@@ -142,8 +147,8 @@ TEST(ExactResumeWith, AutomaticAccumulationThatChangesAcrossTheStop) {
   // micro-batches for ~12. Decisions at steps 6, 11, 16, 21, 26, ...: some before the stop at 23,
   // some after it, each from the estimator state the checkpoint carried.
   JobConfig c = job("x", "adamw", true);
-  c.train.accumulation_steps(std::nullopt).micro_batch(4).accum_auto(true).accum_auto_max(24);
-  c.train.accum_auto_warmup(6).accum_auto_every(5);
+  c.train.batch().accumulation_steps(std::nullopt).micro_batch(4).accum_auto(true).accum_auto_max(24);
+  c.train.batch().accum_auto_warmup(6).accum_auto_every(5);
   const auto records = expect_exact_resume(c, "auto");
   ASSERT_EQ(records.size(), 40u);
   std::set<int64_t> before, after;  // the accumulations run on each side of the stop
@@ -158,14 +163,14 @@ TEST(ExactResumeWith, AGptOnPaddedTextWithPerTokenNormalization) {
   c.model = {ModelKind::kGpt, NormKind::kLayer, 1, 2, 32, 32};
   c.data = "text:/usr/share/common-licenses/GPL-3";
   c.train_limit = 0;
-  c.train.micro_batch(4).accumulation_steps(4).clip(0.5);
+  c.train.batch().micro_batch(4).accumulation_steps(4).clip(0.5);
   expect_exact_resume(c, "gpt");
 }
 
 TEST(ExactResumeWith, Fp16LossScalingThatSkipsAndGrowsAcrossTheStop) {
   JobConfig c = job("x", "adamw", true);
   // The scale grows every 3 good windows until fp16 overflows: skips on both sides of the stop.
-  c.train.precision(Precision::kFp16).loss_scale_interval(3).loss_scale_init(1 << 20);
+  c.train.precision().compute(Precision::kFp16).loss_scale_interval(3).loss_scale_init(1 << 20);
   const auto records = expect_exact_resume(c, "fp16");
   auto skipped_in = [&](int64_t from, int64_t to) {
     return std::count_if(records.begin(), records.end(),
@@ -177,7 +182,7 @@ TEST(ExactResumeWith, Fp16LossScalingThatSkipsAndGrowsAcrossTheStop) {
 
 TEST(ExactResumeWith, Bf16ParametersWithFp32MasterWeights) {
   JobConfig c = job("x", "adamw", true);
-  c.train.param_dtype(Precision::kBf16);
+  c.train.precision().param_dtype(Precision::kBf16);
   expect_exact_resume(c, "bf16");
 }
 
@@ -188,10 +193,10 @@ struct Saved {
 };
 Saved saved_checkpoint(const std::string& tag) {
   Saved s{job(tag, "adamw", true), ""};
-  s.config.train.checkpoint_dir(temp_path("ckpt_" + tag)).stop_at(6);
+  s.config.train.checkpoint().dir(temp_path("ckpt_" + tag)).stop_at(6);
   std::ostringstream out;
   s.file = run_train_job(s.config, out).result.checkpoint;
-  s.config.train.stop_at(std::nullopt).resume(s.file);
+  s.config.train.checkpoint().stop_at(std::nullopt).resume(s.file);
   return s;
 }
 
@@ -245,7 +250,7 @@ TEST(Checkpoint, CorruptedDataHeaderOrTruncationIsDetectedAndNeverLoaded) {
   const CheckpointState state = load_checkpoint(s.file, *model, *optimizer, {});
   EXPECT_EQ(state.step, 6);
   EXPECT_FALSE(at::equal(before, model->parameters()[0]));
-  fs::remove_all(s.config.train.checkpoint_dir());
+  fs::remove_all(s.config.train.checkpoint().dir());
 }
 
 // A window is its global batch: the same windows split into other micro-batches (as another world
@@ -256,7 +261,7 @@ TEST(Checkpoint, ResumesWithAnotherSplitOfTheSameWindows) {
   JobConfig whole = job("split_whole", "adamw", true);
   run_train_job(whole, out);
   JobConfig split = s.config;
-  split.train.micro_batch(16).accumulation_steps(8);
+  split.train.batch().micro_batch(16).accumulation_steps(8);
   split.save_path = temp_path("split_resumed.safetensors");
   run_train_job(split, out);
   const TensorMap a = load_safetensors(whole.save_path), b = load_safetensors(split.save_path);
@@ -264,7 +269,7 @@ TEST(Checkpoint, ResumesWithAnotherSplitOfTheSameWindows) {
   for (const auto& [name, t] : a) worst = std::max(worst, (t - b.at(name)).abs().max().item<double>());
   EXPECT_LT(worst, 1e-5);
   EXPECT_GT(worst, -1.0);
-  fs::remove_all(s.config.train.checkpoint_dir());
+  fs::remove_all(s.config.train.checkpoint().dir());
 }
 
 TEST(Checkpoint, ACheckpointOfAnotherModelPlanOrOptimizerIsRejected) {
@@ -274,7 +279,7 @@ TEST(Checkpoint, ACheckpointOfAnotherModelPlanOrOptimizerIsRejected) {
   expect_rejected(other_model, "its model.model is mlp, this run's is cnn");
 
   JobConfig other_plan = s.config;
-  other_plan.train.micro_batch(32).accumulation_steps(8);
+  other_plan.train.batch().micro_batch(32).accumulation_steps(8);
   expect_rejected(other_plan, "its global_batch is 128, this run's is 256");
 
   JobConfig other_optimizer = s.config;
@@ -282,21 +287,21 @@ TEST(Checkpoint, ACheckpointOfAnotherModelPlanOrOptimizerIsRejected) {
   expect_rejected(other_optimizer, "its optimizer is adamw (fused), this run's is sgd");
 
   JobConfig other_seed = s.config;
-  other_seed.train.seed(7);
+  other_seed.train.data().seed(7);
   expect_rejected(other_seed, "its seed is 0, this run's is 7");
 
   // Final weights are not a checkpoint.
   JobConfig weights = s.config;
-  weights.train.resume(temp_path("plain.safetensors"));
+  weights.train.checkpoint().resume(temp_path("plain.safetensors"));
   auto model = make_model(s.config.model, 10);
-  save_module(weights.train.resume(), *model);
+  save_module(weights.train.checkpoint().resume(), *model);
   expect_rejected(weights, "not a gradacc checkpoint");
 
   JobConfig missing = s.config;
-  missing.train.resume(temp_path("no_such_dir"));
+  missing.train.checkpoint().resume(temp_path("no_such_dir"));
   expect_rejected(missing, "no such checkpoint file or directory");
-  fs::remove(weights.train.resume());
-  fs::remove_all(s.config.train.checkpoint_dir());
+  fs::remove(weights.train.checkpoint().resume());
+  fs::remove_all(s.config.train.checkpoint().dir());
 }
 
 // A token budget's N is not part of a run's identity (a memory budget may plan another N on
@@ -359,7 +364,7 @@ TEST(Checkpoint, ACheckpointWithoutItsChecksumIsRefused) {
   bytes[bytes.size() - 100] ^= 0x40;  // and a tensor byte
   write_file(s.file, bytes);
   expect_rejected(s.config, "has no 'gradacc_crc32' checksum");
-  fs::remove_all(s.config.train.checkpoint_dir());
+  fs::remove_all(s.config.train.checkpoint().dir());
 }
 
 // Data loss guards: a fresh run refuses a directory that holds checkpoints; a resume from an older
@@ -367,18 +372,19 @@ TEST(Checkpoint, ACheckpointWithoutItsChecksumIsRefused) {
 TEST(Checkpoint, RunsNeverPruneOrShareAnotherRunsCheckpoints) {
   const Saved s = saved_checkpoint("guard");  // the directory holds step 6
   JobConfig fresh = s.config;
-  fresh.train.resume("");
+  fresh.train.checkpoint().resume("");
   expect_rejected(fresh, "already holds checkpoints");
 
   JobConfig further = s.config;
-  further.train.resume("").checkpoint_dir("").stop_at(std::nullopt);
-  further.train.resume(s.config.train.checkpoint_dir()).stop_at(9).checkpoint_dir(s.config.train.checkpoint_dir());
+  const std::string dir = s.config.train.checkpoint().dir();
+  further.train.checkpoint().resume(dir).stop_at(9).dir(dir);
   std::ostringstream out;
   run_train_job(further, out);  // continues 6 → 9: the directory now holds 6 and 9
   JobConfig older = s.config;   // resume from step 6 by its file
   expect_rejected(older, "holds a newer checkpoint");
 
-  CheckpointPolicy policy{s.config.train.checkpoint_dir(), 0, 3, resolve_checkpoint(s.config.train.checkpoint_dir())};
+  CheckpointPolicy policy{s.config.train.checkpoint().dir(), 0, 3,
+                          resolve_checkpoint(s.config.train.checkpoint().dir())};
   const Checkpointer first(policy, {}, true, at::kCPU);
   try {
     const Checkpointer second(policy, {}, true, at::kCPU);
@@ -386,7 +392,7 @@ TEST(Checkpoint, RunsNeverPruneOrShareAnotherRunsCheckpoints) {
   } catch (const ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("in use by another run (pid"), std::string::npos) << e.what();
   }
-  fs::remove_all(s.config.train.checkpoint_dir());
+  fs::remove_all(s.config.train.checkpoint().dir());
 }
 
 }  // namespace

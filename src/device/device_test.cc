@@ -31,6 +31,7 @@
 namespace gradacc {
 namespace {
 
+using testing::but;
 using testing::rel_diff;
 using testing::temp_path;
 
@@ -288,7 +289,10 @@ TEST_P(OnDevice, CheckpointResumeIsBitExact) {
   c.model = gpt_spec();
   c.data = std::string("text:") + kText;
   c.train_limit = 200;
-  c.train.micro_batch(8).accumulation_steps(2).steps(6).device(GetParam()).threads(2).progress(false);
+  c.train.batch().micro_batch(8).accumulation_steps(2);
+  c.train.data().steps(6);
+  c.train.device().name(GetParam()).threads(2);
+  c.train.logging().progress(false);
   const std::string tag = "dev_resume_" + GetParam();
   std::ostringstream out;
   JobConfig whole = c;
@@ -296,10 +300,10 @@ TEST_P(OnDevice, CheckpointResumeIsBitExact) {
   run_train_job(whole, out);
   JobConfig first = c;
   const std::string dir = temp_path(tag + "_ckpt");
-  first.train.checkpoint_dir(dir).stop_at(3);
+  first.train.checkpoint().dir(dir).stop_at(3);
   run_train_job(first, out);
   JobConfig second = c;
-  second.train.resume(dir);
+  second.train.checkpoint().resume(dir);
   second.save_path = temp_path(tag + "_resumed.safetensors");
   run_train_job(second, out);
   const TensorMap a = load_safetensors(whole.save_path), b = load_safetensors(second.save_path);
@@ -323,10 +327,13 @@ TEST_P(OnDevice, PackedTokenBudgetGivesTheWeightsOfFixedMicroBatches) {
   c.train_limit = 160;
   c.optimizer.name = "sgd";
   c.optimizer.lr = 0.5;
-  c.train.global_batch(32).steps(4).device(GetParam()).threads(2).progress(false);
+  c.train.batch().global_batch(32);
+  c.train.data().steps(4);
+  c.train.device().name(GetParam()).threads(2);
+  c.train.logging().progress(false);
   JobConfig fixed = c, packed = c;
-  fixed.train.micro_batch(8);
-  packed.train.micro_batch_tokens(256);  // 4 rows of the 64-token context
+  fixed.train.batch().micro_batch(8);
+  packed.train.batch().micro_batch_tokens(256);  // 4 rows of the 64-token context
   packed.packing = true;
   fixed.save_path = temp_path("dev_fixed_" + GetParam() + ".safetensors");
   packed.save_path = temp_path("dev_packed_" + GetParam() + ".safetensors");
@@ -347,14 +354,20 @@ TEST_P(OnDevice, AMemoryBudgetPlanKeepsEveryStepWithinIt) {
   install_cpu_memory_counter();
   const Case w = workload("gpt");  // 100 padded sequences of up to 64 tokens
   const auto options = [&] {
-    return TrainOptions().global_batch(48).steps(3).device(GetParam()).threads(2).progress(false);
+    return TrainOptions()
+        .batch(BatchOptions().global_batch(48))
+        .data(DataOptions().steps(3))
+        .logging(LoggingOptions().progress(false))
+        .device(DeviceOptions().name(GetParam()).threads(2));
   };
   const MemoryPlan loose = [&] {
-    Trainer t(Model::of(seeded(w, at::kCPU)), optimizer_factory({}), w.data, options().memory_budget(int64_t{8} << 30));
+    Trainer t(Model::of(seeded(w, at::kCPU)), optimizer_factory({}), w.data,
+              but(options(), [](TrainOptions& o) { o.memory().budget(int64_t{8} << 30); }));
     return *t.memory_plan();
   }();
   const int64_t budget = testing::budget_for(loose, 12, 1 << 20);
-  Trainer t(Model::of(seeded(w, at::kCPU)), optimizer_factory({}), w.data, options().memory_budget(budget));
+  Trainer t(Model::of(seeded(w, at::kCPU)), optimizer_factory({}), w.data,
+            but(options(), [&](TrainOptions& o) { o.memory().budget(budget); }));
   const MemoryPlan& m = *t.memory_plan();
   std::cout << "    " << GetParam() << ": budget " << budget << " bytes, micro-batch " << m.micro_batch
             << ", predicted peak " << m.predicted_peak << "\n";

@@ -82,7 +82,10 @@ Fitted plan_and_train(int64_t budget, int64_t global_batch, int64_t steps) {
     return std::make_shared<torch::optim::SGD>(p, torch::optim::SGDOptions(0.05));
   };
   Trainer trainer(Model::of(net), sgd, data,
-                  TrainOptions().global_batch(global_batch).memory_budget(budget).steps(std::max<int64_t>(steps, 1)),
+                  TrainOptions()
+                      .batch(BatchOptions().global_batch(global_batch))
+                      .data(DataOptions().steps(std::max<int64_t>(steps, 1)))
+                      .memory(MemoryOptions().budget(budget)),
                   info_nce(net));
   Fitted f{*trainer.memory_plan(), 0};
   if (steps == 0) return f;

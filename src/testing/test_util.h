@@ -11,11 +11,19 @@
 #include <ATen/ops/cat.h>
 #include <torch/nn/module.h>
 
+#include "gradacc/options.h"
 #include "gradacc/safetensors.h"
 #include "memory/planner.h"
 #include "train/train_loop.h"
 
 namespace gradacc::testing {
+
+// `options` with one change: but(ok, [](TrainOptions& o) { o.batch().clip(-1); }).
+template <typename Change>
+TrainOptions but(TrainOptions options, Change change) {
+  change(options);
+  return options;
+}
 
 // A path in the temp directory unique to this process.
 inline std::string temp_path(const std::string& name) {

@@ -49,13 +49,14 @@ void check_loss_reduction(Model& model, const LossFn& loss, const Dataset& data,
   if (declared == LossReduction::kSum && means && !sums) {
     throw ConfigError(
         fmt::format("the loss returns the mean of its terms but is declared a sum ({}): return their sum "
-                    "(reduction kSum), or declare TrainOptions().loss_reduction(gradacc::LossReduction::kMean)",
+                    "(reduction kSum), or declare "
+                    "TrainOptions().batch(BatchOptions().loss_reduction(gradacc::LossReduction::kMean))",
                     seen));
   }
   if (declared == LossReduction::kMean && sums && !means) {
     throw ConfigError(
         fmt::format("the loss returns the sum of its terms but is declared a mean ({}): declare "
-                    "TrainOptions().loss_reduction(gradacc::LossReduction::kSum)",
+                    "TrainOptions().batch(BatchOptions().loss_reduction(gradacc::LossReduction::kSum))",
                     seen));
   }
 }

@@ -77,18 +77,19 @@ void LrScaler::load_state(const std::map<std::string, std::string>& state) {
 
 std::unique_ptr<LrScaler> make_lr_scaler(const RunPlan& plan, const Dataset& data, const NoiseScaleEstimator* noise,
                                          const std::string& optimizer_kind) {
-  if (plan.lr_scaling == LrScaling::kNone) return nullptr;
-  if (plan.lr_scaling == LrScaling::kAdaScale && optimizer_kind != "sgd") {
+  if (plan.schedule.lr_scaling == LrScaling::kNone) return nullptr;
+  if (plan.schedule.lr_scaling == LrScaling::kAdaScale && optimizer_kind != "sgd") {
     throw ConfigError(fmt::format(
         "adascale is defined for SGD (with or without momentum): {} adapts its own step sizes (--lr-scaling sqrt "
         "is the rule for it)",
         optimizer_kind));
   }
   int64_t tokens = 1;
-  if (plan.normalization == Normalization::kPerItem) {
+  if (plan.requested.batch().normalization() == Normalization::kPerItem) {
     for (int64_t n : data.lengths()) tokens = std::max(tokens, n);
   }
-  return std::make_unique<LrScaler>(plan.lr_scaling, plan.base_batch, tokens, noise, plan.lr_shape.total_steps);
+  return std::make_unique<LrScaler>(plan.schedule.lr_scaling, plan.schedule.base_batch, tokens, noise,
+                                    plan.schedule.shape.total_steps);
 }
 
 }  // namespace gradacc

@@ -1,7 +1,8 @@
 // RunPlan: a training run's options resolved, with the data-parallel environment and the data
-// set's size, into the numbers the loop uses. resolve_run() is the one place where TrainOptions
-// are validated; a RunPlan is immutable afterwards (every member is const), and the Trainer, the
-// checkpointer and the log read it, never change it.
+// set's size, into the numbers the loop uses. Each option group checks itself (options.h);
+// resolve_run() checks what spans groups, the ranks and the data. A RunPlan is immutable
+// afterwards (every member is const), and the Trainer, the checkpointer and the log read it, never
+// change it.
 //
 // Thread safety: immutable.
 #pragma once
@@ -25,57 +26,62 @@
 
 namespace gradacc {
 
-struct RunPlan {
-  const BatchPlan batch;
-  const std::optional<AccumSchedule> accum_schedule;
-  const int64_t total_steps;  // the run's length: the LR schedule's horizon
-  const int64_t last_step;    // where this invocation stops (stop_at, or total_steps)
-  const EpochLayout epoch;    // windows per epoch under `batch`
-  const int64_t dataset_size;
-  const WindowSamplerOptions sampler;
-  const DistEnv env;
-  const SyncMode sync;
-  const double dist_timeout_seconds;
-  const int64_t bucket_bytes;
-  const Precision comm_dtype;  // gradients on the wire: fp32, or 16-bit with fp32 sums
+// ScheduleOptions resolved: the warmup and horizon in steps, the factor that follows the batch.
+struct SchedulePlan {
+  LrScheduleOptions shape;                  // kind, warmup, horizon, floor, ds_* shape (its base_lr: the optimizer's)
+  LrScaling lr_scaling = LrScaling::kNone;  // train/lr_scaling.h
+  double base_batch = 0;                    // its B0 (0 without scaling)
+};
+
+// PrecisionOptions resolved into dtypes.
+struct PrecisionPlan {
+  Precision compute = Precision::kFp32;          // forward autocast
+  std::optional<at::ScalarType> master_params;   // bf16/fp16 parameters with fp32 masters
+  std::optional<at::ScalarType> param_dtype;     // bf16/fp16 parameters, gradients summed in that dtype
+  std::optional<LossScalerOptions> loss_scaler;  // fp16
+};
+
+// DistributedOptions resolved against the ranks: the reduction and the ZeRO stage in effect.
+struct DistributedPlan {
+  SyncMode sync = SyncMode::kPerWindow;
+  double timeout_seconds = 300;
+  int64_t bucket_bytes = 0;
+  Precision comm_dtype = Precision::kFp32;  // gradients on the wire: fp32, or 16-bit with fp32 sums
   // ZeRO stage in effect (data parallel only): 1: each rank holds 1/R of the optimizer state; 2: and
   // of the gradient; 3: and of the parameters. With zero_auto the memory planner chooses (zero
   // starts as 1).
-  const int zero;
-  const bool zero_auto;
-  const ParameterGatherOptions gather;   // ZeRO-3: resharding after the forward, prefetch, no_sync
-  const bool zero3_auto;                 // ZeRO-3 under a budget: the planner sets gather and accumulation
-  const bool overlap;                    // the window's reduction starts bucket by bucket during the last backward
-  const std::vector<std::string> notes;  // what the resolution decided that the user should hear
-  const at::Device device;
-  const bool tf32;
-  const int64_t threads;
-  const Precision precision;                           // forward autocast
-  const std::optional<at::ScalarType> master_params;   // bf16/fp16 parameters with fp32 masters
-  const std::optional<at::ScalarType> param_dtype;     // bf16/fp16 parameters, gradients summed in that dtype
-  const std::optional<LossScalerOptions> loss_scaler;  // fp16
-  const Normalization normalization;
-  const double clip;
-  const ScheduleKind schedule;
-  const int64_t warmup_steps;
-  const double min_lr;
-  const LrScheduleOptions lr_shape;  // the schedule's shape and horizon (its base_lr: the optimizer's)
-  const LrScaling lr_scaling;        // the factor that follows the batch (train/lr_scaling.h)
-  const double base_batch;           // its B0 (0 without scaling)
+  int zero = 0;
+  bool zero_auto = false;
+  ParameterGatherOptions gather;  // ZeRO-3: resharding after the forward, prefetch, no_sync
+  bool zero3_auto = false;        // ZeRO-3 under a budget: the planner sets gather and accumulation
+  bool overlap = false;           // the window's reduction starts bucket by bucket during the last backward
+};
+
+// The plan is made of the groups of TrainOptions resolved: the window and the run's length (batch
+// and data), then one member per other group. A group with nothing to resolve is kept as given
+// (validated), so that a new field of it needs no change here.
+struct RunPlan {
+  const TrainOptions requested;  // as given, every group validated
+  // BatchOptions and DataOptions resolved.
+  const BatchPlan batch;
+  const std::optional<AccumSchedule> accum_schedule;
+  const std::optional<AutoAccumOptions> auto_accum;    // set: accumulation follows the noise scale (batch: its start)
+  const std::optional<int64_t> micro_batch_tokens;     // set: token-budget micro-batches (batch: one per rank)
+  const std::optional<int64_t> requested_micro_batch;  // a micro-batch the user gave, to check against the budget
+  const int64_t total_steps;                           // the run's length: the LR schedule's horizon
+  const int64_t last_step;                             // where this invocation stops (stop_at, or total_steps)
+  const EpochLayout epoch;                             // windows per epoch under `batch`
+  const int64_t dataset_size;
+  const WindowSamplerOptions sampler;
+  const DistEnv env;
+  const SchedulePlan schedule;
+  const PrecisionPlan precision;
+  const DistributedPlan distributed;
   const CheckpointPolicy checkpoint;
-  const std::string log_path;
-  const std::string tensorboard_dir;  // rank 0's; "" elsewhere
-  const bool progress;
-  const int64_t print_every;
-  const StringMap identity;  // the caller's extra identity (TrainOptions::identity)
-  // Memory (docs/memory.md): the budget the Trainer plans in (the batch above is then the planned
-  // one), the user's micro_batch to check against it, and checkpointing as asked (unset: planner's).
-  const std::optional<int64_t> memory_budget;
-  const std::optional<int64_t> requested_micro_batch;
-  const std::optional<bool> activation_checkpointing;
-  const std::optional<double> noise_scale_ema;       // set: measure the gradient noise scale with this decay
-  const std::optional<AutoAccumOptions> auto_accum;  // set: accumulation follows the noise scale (batch: its start)
-  const std::optional<int64_t> micro_batch_tokens;   // set: token-budget micro-batches (batch: one per rank)
+  const MemoryOptions memory;    // the budget the Trainer plans in (the batch above is then the planned one)
+  const LoggingOptions logging;  // rank 0's; off elsewhere. noise_scale: on when anything reads it
+  const at::Device device;
+  const std::vector<std::string> notes;  // what the resolution decided that the user should hear
 
   bool lead() const { return env.rank == 0; }  // rank 0 logs, checkpoints, evaluates, saves
   // The LR schedule over an optimizer whose peak rate is `peak_lr` (DeepSpeed's WarmupLR and

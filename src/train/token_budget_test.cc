@@ -21,7 +21,10 @@ JobConfig gpt_job(const std::string& tag) {
   c.model = {ModelKind::kGpt, NormKind::kLayer, 1, 2, 32, 64};
   c.data = "text:/usr/share/common-licenses/GPL-3";
   c.optimizer.lr = 1e-3;
-  c.train.global_batch(32).steps(12).threads(2).progress(false).log_path(testing::temp_path(tag + ".jsonl"));
+  c.train.batch().global_batch(32);
+  c.train.data().steps(12);
+  c.train.device().threads(2);
+  c.train.logging().progress(false).log_path(testing::temp_path(tag + ".jsonl"));
   c.save_path = testing::temp_path(tag + ".safetensors");
   return c;
 }
@@ -36,8 +39,8 @@ double max_weight_difference(const JobConfig& a_job, const JobConfig& b_job) {
 
 TEST(TokenBudget, GivesTheWeightsOfFixedMicroBatchesOverTheSameWindows) {
   JobConfig fixed = gpt_job("fixed"), tokens = gpt_job("tokens");
-  fixed.train.micro_batch(8);
-  tokens.train.micro_batch_tokens(256);  // the same budget: 4 rows of the 64-token context
+  fixed.train.batch().micro_batch(8);
+  tokens.train.batch().micro_batch_tokens(256);  // the same budget: 4 rows of the 64-token context
   const double worst = max_weight_difference(fixed, tokens);
   std::cout << "    max |Δw| token budget vs fixed micro-batches: " << worst << "\n";
   EXPECT_LT(worst, 1e-5);
@@ -52,7 +55,7 @@ TEST(TokenBudget, GivesTheWeightsOfFixedMicroBatchesOverTheSameWindows) {
     }
     return r;
   };
-  const auto fa = rows(fixed.train.log_path()), tb = rows(tokens.train.log_path());
+  const auto fa = rows(fixed.train.logging().log_path()), tb = rows(tokens.train.logging().log_path());
   ASSERT_EQ(fa.size(), 12u);
   ASSERT_EQ(tb.size(), 12u);
   double padding_fixed = 0, padding_tokens = 0;
@@ -64,13 +67,15 @@ TEST(TokenBudget, GivesTheWeightsOfFixedMicroBatchesOverTheSameWindows) {
   }
   std::cout << "    padding fraction: fixed " << padding_fixed << ", token budget " << padding_tokens << "\n";
   EXPECT_LT(padding_tokens, padding_fixed);
-  for (const auto& p : {fixed.save_path, tokens.save_path, fixed.train.log_path(), tokens.train.log_path()})
+  for (const auto& p :
+       {fixed.save_path, tokens.save_path, fixed.train.logging().log_path(), tokens.train.logging().log_path()})
     std::filesystem::remove(p);
 }
 
 TEST(TokenBudget, VerifyAgainstTheFullBatchPasses) {
   JobConfig c = gpt_job("verify");
-  c.train.micro_batch_tokens(256).log_path("");
+  c.train.batch().micro_batch_tokens(256);
+  c.train.logging().log_path("");
   c.save_path = "";
   VerifyOptions o;
   o.steps = 3;
@@ -81,19 +86,19 @@ TEST(TokenBudget, VerifyAgainstTheFullBatchPasses) {
 
 TEST(TokenBudget, PackedTokenBudgetGivesTheSameWeightsAndPassesVerify) {
   JobConfig fixed = gpt_job("fixed_p"), packed = gpt_job("packed");
-  fixed.train.micro_batch(8);
-  packed.train.micro_batch_tokens(256);
+  fixed.train.batch().micro_batch(8);
+  packed.train.batch().micro_batch_tokens(256);
   packed.packing = true;
   const double worst = max_weight_difference(fixed, packed);
   std::cout << "    max |Δw| packed token budget vs fixed micro-batches: " << worst << "\n";
   EXPECT_LT(worst, 1e-5);
-  packed.train.log_path("");
+  packed.train.logging().log_path("");
   packed.save_path = "";
   VerifyOptions o;
   o.steps = 3;
   const VerifyResult r = run_verify_job(packed, o);
   EXPECT_TRUE(r.pass) << verify_text(r, o);
-  for (const auto& p : {fixed.save_path, fixed.train.log_path()}) std::filesystem::remove(p);
+  for (const auto& p : {fixed.save_path, fixed.train.logging().log_path()}) std::filesystem::remove(p);
 }
 
 // With an accumulation schedule the windows are those of fixed micro-batches (micro_batch ×
@@ -101,14 +106,14 @@ TEST(TokenBudget, PackedTokenBudgetGivesTheSameWeightsAndPassesVerify) {
 TEST(TokenBudget, AnAccumulationScheduleKeepsItsWindows) {
   JobConfig fixed = gpt_job("sched_fixed"), tokens = gpt_job("sched_tokens");
   for (JobConfig* c : {&fixed, &tokens})
-    c->train.global_batch(std::nullopt).micro_batch(8).accum_schedule("0:2,4:4,8:6");
-  tokens.train.micro_batch_tokens(256);
+    c->train.batch().global_batch(std::nullopt).micro_batch(8).accum_schedule("0:2,4:4,8:6");
+  tokens.train.batch().micro_batch_tokens(256);
   const double worst = max_weight_difference(fixed, tokens);
   std::cout << "    max |Δw| token budget vs fixed micro-batches, accumulation 2 → 4 → 6: " << worst << "\n";
   EXPECT_LT(worst, 1e-5);
   std::vector<int64_t> samples_fixed, samples_tokens;
-  for (auto [log, out] :
-       {std::pair{fixed.train.log_path(), &samples_fixed}, {tokens.train.log_path(), &samples_tokens}}) {
+  for (auto [log, out] : {std::pair{fixed.train.logging().log_path(), &samples_fixed},
+                          {tokens.train.logging().log_path(), &samples_tokens}}) {
     std::ifstream in(log);
     for (std::string line; std::getline(in, line);) {
       const auto j = nlohmann::json::parse(line);
@@ -119,7 +124,8 @@ TEST(TokenBudget, AnAccumulationScheduleKeepsItsWindows) {
   ASSERT_EQ(samples_tokens.size(), 12u);
   EXPECT_EQ(samples_tokens.front(), 16);
   EXPECT_EQ(samples_tokens.back(), 48);
-  for (const auto& p : {fixed.save_path, tokens.save_path, fixed.train.log_path(), tokens.train.log_path()})
+  for (const auto& p :
+       {fixed.save_path, tokens.save_path, fixed.train.logging().log_path(), tokens.train.logging().log_path()})
     std::filesystem::remove(p);
 }
 
@@ -127,18 +133,24 @@ TEST(TokenBudget, OptionsThatFixTheMicroBatchAreRefused) {
   const DistEnv one;
   auto refused = [&](TrainOptions o, const std::string& fragment) {
     try {
-      resolve_run(o.micro_batch_tokens(256).steps(2), one, 100);
+      o.batch().micro_batch_tokens(256);
+      o.data().steps(2);
+      resolve_run(o, one, 100);
       ADD_FAILURE() << "accepted; expected: " << fragment;
     } catch (const ConfigError& e) {
       EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
     }
   };
-  refused(TrainOptions().global_batch(32).micro_batch(8), "drop micro_batch");
+  refused(TrainOptions().batch(BatchOptions().global_batch(32).micro_batch(8)), "drop micro_batch");
   refused(TrainOptions(), "needs global_batch");
-  refused(TrainOptions().accum_schedule("0:2"), "with an accumulation schedule needs micro_batch");
-  refused(TrainOptions().micro_batch(4).accum_auto(true), "with accum auto");
-  refused(TrainOptions().global_batch(32).normalization(Normalization::kNaiveMicroMean), "per-item normalization");
-  const RunPlan p = resolve_run(TrainOptions().global_batch(30).micro_batch_tokens(256).steps(2), one, 100);
+  refused(TrainOptions().batch(BatchOptions().accum_schedule("0:2")),
+          "with an accumulation schedule needs micro_batch");
+  refused(TrainOptions().batch(BatchOptions().micro_batch(4).accum_auto(true)), "with accum auto");
+  refused(TrainOptions().batch(BatchOptions().global_batch(32).normalization(Normalization::kNaiveMicroMean)),
+          "per-item normalization");
+  const RunPlan p = resolve_run(
+      TrainOptions().batch(BatchOptions().global_batch(30).micro_batch_tokens(256)).data(DataOptions().steps(2)), one,
+      100);
   EXPECT_EQ(p.batch.global_batch, 30);
   EXPECT_EQ(p.batch.accumulation_steps, 1);  // one share per rank, cut by the sampler
 }

@@ -37,20 +37,21 @@ std::vector<double> train_with_accumulation(Model model, std::shared_ptr<const D
   if (accumulation_steps < 1)
     throw ConfigError(
         fmt::format("train_with_accumulation: accumulation_steps must be ≥ 1, got {}", accumulation_steps));
-  if (!options.micro_batch())
-    throw ConfigError("train_with_accumulation needs the micro-batch size: TrainOptions().micro_batch(N)");
-  if (options.accumulation_steps() && *options.accumulation_steps() != accumulation_steps)
+  if (!options.batch().micro_batch())
+    throw ConfigError(
+        "train_with_accumulation needs the micro-batch size: TrainOptions().batch(BatchOptions().micro_batch(N))");
+  if (options.batch().accumulation_steps() && *options.batch().accumulation_steps() != accumulation_steps)
     throw ConfigError(fmt::format("train_with_accumulation: accumulation_steps {} disagrees with the options' {}",
-                                  accumulation_steps, *options.accumulation_steps()));
-  if (options.param_dtype() != Precision::kFp32)
+                                  accumulation_steps, *options.batch().accumulation_steps()));
+  if (options.precision().param_dtype() != Precision::kFp32)
     throw ConfigError(
         "train_with_accumulation: low-precision parameters need fp32 master weights and an optimizer over them; "
         "use gradacc::Trainer with an OptimizerFactory");
-  if (options.zero() != 0)
+  if (options.distributed().zero() != 0)
     throw ConfigError(
         "train_with_accumulation: ZeRO builds the optimizer over this rank's shard; use gradacc::Trainer with an "
         "OptimizerFactory");
-  options.accumulation_steps(accumulation_steps);
+  options.batch().accumulation_steps(accumulation_steps);
   Trainer trainer(std::move(model), lend(optimizer), std::move(data), std::move(options), std::move(loss));
   const TrainResult result = trainer.fit();
   std::vector<double> losses;

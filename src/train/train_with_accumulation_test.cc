@@ -64,8 +64,11 @@ TEST(TrainWithAccumulation, GivesTheWeightsOfFullBatchTrainingWithTheCallersOpti
 
   auto net = make_net();
   torch::optim::SGD sgd(net->parameters(), torch::optim::SGDOptions(0.2).momentum(0.9));
-  const std::vector<double> losses = train_with_accumulation(
-      net, data, sgd, kAccum, TrainOptions().micro_batch(kMicro).epochs(2).shuffle(false).progress(false));
+  const std::vector<double> losses = train_with_accumulation(net, data, sgd, kAccum,
+                                                             TrainOptions()
+                                                                 .batch(BatchOptions().micro_batch(kMicro))
+                                                                 .data(DataOptions().epochs(2).shuffle(false))
+                                                                 .logging(LoggingOptions().progress(false)));
 
   ASSERT_EQ(losses.size(), expected.size());
   for (size_t i = 0; i < losses.size(); ++i) EXPECT_NEAR(losses[i], expected[i], 1e-5) << "step " << i + 1;
@@ -83,10 +86,12 @@ TEST(TrainWithAccumulation, AMeanLossDeclaredAsSuchTrainsTheSameWeights) {
   };
   auto net = make_net();
   torch::optim::SGD sgd(net->parameters(), torch::optim::SGDOptions(0.2).momentum(0.9));
-  train_with_accumulation(
-      net, data, sgd, kAccum,
-      TrainOptions().micro_batch(kMicro).epochs(1).shuffle(false).progress(false).loss_reduction(LossReduction::kMean),
-      mean);
+  train_with_accumulation(net, data, sgd, kAccum,
+                          TrainOptions()
+                              .batch(BatchOptions().micro_batch(kMicro).loss_reduction(LossReduction::kMean))
+                              .data(DataOptions().epochs(1).shuffle(false))
+                              .logging(LoggingOptions().progress(false)),
+                          mean);
   EXPECT_LE(max_difference(net, reference), 1e-5);
 }
 
@@ -99,7 +104,12 @@ TEST(TrainWithAccumulation, AMeanLossDeclaredASumIsRefusedOnTheFirstMicroBatch) 
     return torch::nn::functional::cross_entropy(out, b.targets);
   };
   try {
-    train_with_accumulation(net, data, sgd, kAccum, TrainOptions().micro_batch(kMicro).steps(1).progress(false), mean);
+    train_with_accumulation(net, data, sgd, kAccum,
+                            TrainOptions()
+                                .batch(BatchOptions().micro_batch(kMicro))
+                                .data(DataOptions().steps(1))
+                                .logging(LoggingOptions().progress(false)),
+                            mean);
     FAIL() << "a mean declared a sum trained";
   } catch (const ConfigError& e) {
     const std::string what = e.what();
@@ -109,9 +119,11 @@ TEST(TrainWithAccumulation, AMeanLossDeclaredASumIsRefusedOnTheFirstMicroBatch) 
   }
   // ... and the other way round: a sum declared a mean.
   try {
-    train_with_accumulation(
-        net, data, sgd, kAccum,
-        TrainOptions().micro_batch(kMicro).steps(1).progress(false).loss_reduction(LossReduction::kMean));
+    train_with_accumulation(net, data, sgd, kAccum,
+                            TrainOptions()
+                                .batch(BatchOptions().micro_batch(kMicro).loss_reduction(LossReduction::kMean))
+                                .data(DataOptions().steps(1))
+                                .logging(LoggingOptions().progress(false)));
     FAIL() << "a sum declared a mean trained";
   } catch (const ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("returns the sum"), std::string::npos) << e.what();
@@ -127,16 +139,21 @@ TEST(TrainWithAccumulation, RefusesWhatABorrowedOptimizerCannotHonour) {
   torch::optim::SGD elsewhere(other->parameters(), torch::optim::SGDOptions(0.2));
   const auto refused = [&](torch::optim::Optimizer& opt, TrainOptions o, const std::string& needle) {
     try {
-      train_with_accumulation(net, data, opt, kAccum, o.steps(1).progress(false));
+      o.data().steps(1);
+      train_with_accumulation(net, data, opt, kAccum, o);
       ADD_FAILURE() << "accepted: " << needle;
     } catch (const ConfigError& e) {
       EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
     }
   };
   refused(sgd, TrainOptions(), "needs the micro-batch size");
-  refused(sgd, TrainOptions().micro_batch(kMicro).param_dtype(Precision::kBf16), "fp32 master weights");
-  refused(sgd, TrainOptions().micro_batch(kMicro).accumulation_steps(2), "disagrees");
-  refused(elsewhere, TrainOptions().micro_batch(kMicro), "not the module's");
+  refused(sgd,
+          TrainOptions()
+              .batch(BatchOptions().micro_batch(kMicro))
+              .precision(PrecisionOptions().param_dtype(Precision::kBf16)),
+          "fp32 master weights");
+  refused(sgd, TrainOptions().batch(BatchOptions().micro_batch(kMicro).accumulation_steps(2)), "disagrees");
+  refused(elsewhere, TrainOptions().batch(BatchOptions().micro_batch(kMicro)), "not the module's");
 }
 
 }  // namespace

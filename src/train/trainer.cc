@@ -66,8 +66,8 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
   s_ = std::make_unique<State>(std::move(model), std::move(data), std::move(loss), std::move(resolved));
   s_->window_loss = std::move(window_loss);
   const RunPlan& p = s_->plan();
-  if (p.threads > 0) at::set_num_threads(static_cast<int>(p.threads));
-  if (p.device.is_cuda()) set_cuda_tf32(p.tf32);
+  if (p.requested.device().threads() > 0) at::set_num_threads(static_cast<int>(p.requested.device().threads()));
+  if (p.device.is_cuda()) set_cuda_tf32(p.requested.device().tf32());
   install_cpu_memory_counter();
 
   torch::nn::Module& module = *s_->model.module;
@@ -79,20 +79,20 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
   for (const at::Tensor& t : module.parameters()) {
     if (t.requires_grad()) updated.push_back(t);
   }
-  if (p.zero) {
+  if (p.distributed.zero) {
     // The optimizer is built over this rank's shard alone: one flat fp32 tensor. ZeRO-3 lays the
     // parameters out unit by unit (the model's blocks, then the rest).
     std::vector<std::vector<int64_t>> units;
-    if (p.zero == 3) units = zero3_units(s_->model, updated, s_->warnings);
+    if (p.distributed.zero == 3) units = zero3_units(s_->model, updated, s_->warnings);
     const bool has_root = s_->model.units && units.size() > s_->model.units->size();
-    s_->zero = std::make_unique<ZeroShard>(module, p.env.rank, p.env.world_size, p.master_params, p.zero,
-                                           std::move(units), has_root);
+    s_->zero = std::make_unique<ZeroShard>(module, p.env.rank, p.env.world_size, p.precision.master_params,
+                                           p.distributed.zero, std::move(units), has_root);
     updated = {s_->zero->shard_param()};
-  } else if (p.master_params) {
-    s_->master = std::make_unique<MasterWeights>(module, *p.master_params);
+  } else if (p.precision.master_params) {
+    s_->master = std::make_unique<MasterWeights>(module, *p.precision.master_params);
     updated = s_->master->masters();
-  } else if (p.param_dtype) {
-    module.to(*p.param_dtype);
+  } else if (p.precision.param_dtype) {
+    module.to(*p.precision.param_dtype);
     updated.clear();
     for (const at::Tensor& t : module.parameters()) {
       if (t.requires_grad()) updated.push_back(t);
@@ -101,9 +101,9 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
   // The loss's declared reduction, checked once; a mean is turned back into the sum the
   // accumulator divides once by the window's count (one scalar multiply per micro-batch).
   if (!s_->window_loss)
-    check_loss_reduction(s_->model, s_->loss, *s_->data, p.batch.micro_batch, options.loss_reduction(), p.device,
-                         p.precision);
-  if (options.loss_reduction() == LossReduction::kMean) {
+    check_loss_reduction(s_->model, s_->loss, *s_->data, p.batch.micro_batch, options.batch().loss_reduction(),
+                         p.device, p.precision.compute);
+  if (options.batch().loss_reduction() == LossReduction::kMean) {
     s_->loss = [mean = std::move(s_->loss)](const at::Tensor& outputs, const Batch& b) {
       return mean(outputs, b) * static_cast<double>(b.items);
     };
@@ -118,7 +118,7 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
   if (s_->zero && !elementwise_optimizer(*s_->optimizer)) {
     throw ConfigError(fmt::format(
         "zero {} shards elementwise optimizers (sgd, adam, adamw): {} is not one, so it cannot be sharded by elements",
-        p.zero, optimizer_kind(*s_->optimizer)));
+        p.distributed.zero, optimizer_kind(*s_->optimizer)));
   }
   const double peak_lr = s_->optimizer->param_groups().front().options().get_lr();
   try {
@@ -126,7 +126,7 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
   } catch (const std::invalid_argument& e) {
     throw ConfigError(e.what());
   }
-  if (p.loss_scaler) s_->scaler = std::make_unique<LossScaler>(*p.loss_scaler);
+  if (p.precision.loss_scaler) s_->scaler = std::make_unique<LossScaler>(*p.precision.loss_scaler);
   try {
     s_->accumulator = std::make_unique<Accumulator>(module, *s_->optimizer, s_->schedule.get(), p.accumulator_options(),
                                                     s_->master.get(), s_->scaler.get(), s_->zero.get());
@@ -134,11 +134,11 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
     throw ConfigError(e.what());
   }
   // ZeRO-2's buckets before any probe: the memory planner measures them.
-  if (p.zero >= 2) s_->accumulator->set_overlap(p.bucket_bytes);
-  if (p.zero == 3) {
-    s_->gather = std::make_unique<ParameterGather>(*s_->zero, s_->model.units, nullptr, p.gather);
+  if (p.distributed.zero >= 2) s_->accumulator->set_overlap(p.distributed.bucket_bytes);
+  if (p.distributed.zero == 3) {
+    s_->gather = std::make_unique<ParameterGather>(*s_->zero, s_->model.units, nullptr, p.distributed.gather);
     s_->accumulator->set_parameter_gather(s_->gather.get());
-    s_->accumulator->set_accumulate_unsharded(p.gather.keep_for_window);
+    s_->accumulator->set_accumulate_unsharded(p.distributed.gather.keep_for_window);
   }
 
   // Token budgets cut by each example's length: read once, checked before any memory probe.
@@ -151,11 +151,11 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
   }
   // Memory: with a budget, measure this model, data and optimizer and choose the micro-batch (and
   // checkpointing); the plan is then resolved again with it, once, before anything reads it.
-  if (p.memory_budget) {
-    MemoryPlanRequest request{*p.memory_budget, p.batch.global_batch, p.batch.world_size, p.requested_micro_batch,
-                              p.activation_checkpointing};
+  if (p.memory.budget()) {
+    MemoryPlanRequest request{*p.memory.budget(), p.batch.global_batch, p.batch.world_size, p.requested_micro_batch,
+                              p.memory.activation_checkpointing()};
     request.token_budget = p.micro_batch_tokens.has_value();
-    request.zero_stage = p.zero;
+    request.zero_stage = p.distributed.zero;
     if (p.micro_batch_tokens.value_or(0) > 0) request.tokens = p.micro_batch_tokens;
     // Planned on this accumulator; `zero auto` makes it again for ZeRO-2 (the same shard layout).
     const auto plan_on = [&](int stage, const MemoryPlanRequest& asked) {
@@ -165,23 +165,23 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
         s_->accumulator =
             std::make_unique<Accumulator>(module, *s_->optimizer, s_->schedule.get(), p.accumulator_options(), nullptr,
                                           s_->scaler.get(), s_->zero.get());
-        if (stage == 2) s_->accumulator->set_overlap(p.bucket_bytes);
+        if (stage == 2) s_->accumulator->set_overlap(p.distributed.bucket_bytes);
       }
       // ZeRO-3 is measured sharded: 1/R of the parameters static, the units gathered per probe.
       if (s_->gather) s_->gather->shard();
-      return plan_memory({s_->model, s_->loss, *s_->data, *s_->accumulator, *s_->optimizer, p.device, p.precision,
-                          s_->gather.get(), s_->window_loss ? &*s_->window_loss : nullptr},
+      return plan_memory({s_->model, s_->loss, *s_->data, *s_->accumulator, *s_->optimizer, p.device,
+                          p.precision.compute, s_->gather.get(), s_->window_loss ? &*s_->window_loss : nullptr},
                          asked);
     };
-    Zero3Mode mode = zero3_mode(p.gather);
+    Zero3Mode mode = zero3_mode(p.distributed.gather);
     const auto use_mode = [&](Zero3Mode m) {
-      s_->gather->set_options(gather_options(m, p.gather.prefetch));
+      s_->gather->set_options(gather_options(m, p.distributed.gather.prefetch));
       s_->accumulator->set_accumulate_unsharded(m == Zero3Mode::kKeepForWindow);
     };
-    if (p.zero_auto) {
+    if (p.distributed.zero_auto) {
       s_->memory_plan =
-          choose_zero_stage([&](int stage) { return plan_on(stage, request); }, *s_->zero, p.bucket_bytes);
-    } else if (p.zero == 3) {
+          choose_zero_stage([&](int stage) { return plan_on(stage, request); }, *s_->zero, p.distributed.bucket_bytes);
+    } else if (p.distributed.zero == 3) {
       // The three modes measured; the planner keeps the one that communicates least, if it may and it fits.
       const Zero3Planner plan_with = [&](Zero3Mode m, const MemoryPlan* at, bool any_budget) {
         use_mode(m);
@@ -199,30 +199,30 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
         return m_plan;
       };
       const int64_t declared = s_->model.units ? static_cast<int64_t>(s_->model.units->size()) : 0;
-      s_->memory_plan = plan_zero3(plan_with, *s_->zero, declared, mode, p.zero3_auto);
+      s_->memory_plan = plan_zero3(plan_with, *s_->zero, declared, mode, p.distributed.zero3_auto);
       use_mode(mode);
     } else {
-      s_->memory_plan = plan_on(p.zero, request);
-      if (s_->zero) cost_zero_stages(*s_->memory_plan, *s_->zero, p.zero, p.bucket_bytes);
+      s_->memory_plan = plan_on(p.distributed.zero, request);
+      if (s_->zero) cost_zero_stages(*s_->memory_plan, *s_->zero, p.distributed.zero, p.distributed.bucket_bytes);
     }
     TrainOptions planned = options;
-    if (s_->zero) planned.zero(s_->zero->stage());
-    if (p.zero == 3) {
-      planned.reshard_after_forward(mode == Zero3Mode::kReshard);
-      planned.accumulate_unsharded(mode == Zero3Mode::kKeepForWindow);
+    if (s_->zero) planned.distributed().zero(s_->zero->stage());
+    if (p.distributed.zero == 3) {
+      planned.distributed().reshard_after_forward(mode == Zero3Mode::kReshard);
+      planned.distributed().accumulate_unsharded(mode == Zero3Mode::kKeepForWindow);
     }
     if (request.token_budget) {
-      planned.micro_batch_tokens(s_->memory_plan->micro_batch_tokens);
+      planned.batch().micro_batch_tokens(s_->memory_plan->micro_batch_tokens);
     } else {
-      planned.micro_batch(s_->memory_plan->micro_batch).accumulation_steps(std::nullopt);
+      planned.batch().micro_batch(s_->memory_plan->micro_batch).accumulation_steps(std::nullopt);
     }
-    planned.activation_checkpointing(s_->memory_plan->checkpointing);
+    planned.memory().activation_checkpointing(s_->memory_plan->checkpointing);
     s_->run_plan.emplace(resolve_for(planned, s_->data.get()));
     // The accumulator's options follow the plan (the naive scheme's count is its accumulation).
     s_->accumulator->set_options(s_->plan().accumulator_options());
   }
   const RunPlan& plan = s_->plan();
-  if (plan.activation_checkpointing.value_or(false)) {
+  if (plan.memory.activation_checkpointing().value_or(false)) {
     if (!s_->model.set_activation_checkpointing || !s_->model.set_activation_checkpointing(true)) {
       throw ConfigError(
           "activation_checkpointing: this model has no blocks to checkpoint (gradacc's gpt and cnn have; a model of "
@@ -231,12 +231,12 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
   }
   s_->sampler.emplace(plan.dataset_size, plan.batch, plan.sampler,
                       token_budget(plan, std::move(lengths), s_->data->packed_row_length()));
-  if (plan.noise_scale_ema) {
+  if (plan.logging.noise_scale()) {
     if (plan.batch.accumulation_steps == 1 && plan.batch.world_size == 1) {
       throw ConfigError(
           "noise_scale needs a window of more than one micro-batch: the planned accumulation is 1 and world_size is 1");
     }
-    s_->noise = std::make_unique<NoiseScaleEstimator>(*plan.noise_scale_ema);
+    s_->noise = std::make_unique<NoiseScaleEstimator>(plan.logging.noise_scale_ema());
   }
   if (plan.auto_accum) s_->auto_accum = std::make_unique<AutoAccum>(*plan.auto_accum);
   s_->lr_scaler = make_lr_scaler(plan, *s_->data, s_->noise.get(), optimizer_kind(*s_->optimizer));
@@ -244,21 +244,22 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
   const std::string kind = optimizer_kind(*s_->optimizer);
   if (plan.env.distributed()) {
     s_->communicator = std::make_unique<Communicator>(
-        plan.env, CommunicatorOptions()
-                      .timeout_(std::chrono::milliseconds(static_cast<int64_t>(plan.dist_timeout_seconds * 1000)))
-                      .bucket_bytes_(plan.bucket_bytes)
-                      .device_(plan.device));
+        plan.env,
+        CommunicatorOptions()
+            .timeout_(std::chrono::milliseconds(static_cast<int64_t>(plan.distributed.timeout_seconds * 1000)))
+            .bucket_bytes_(plan.distributed.bucket_bytes)
+            .device_(plan.device));
     s_->communicator->check_same_config(plan.rank_description(kind) + optimizer_hyperparameters(*s_->optimizer) + "\n" +
                                         "initial weights crc32=" + initial_weights + "\n");
-    if (plan.comm_dtype != Precision::kFp32)  // gradients on a 16-bit wire, summed in fp32
-      s_->compressed = std::make_unique<CompressedReducer>(*s_->communicator, scalar_type(plan.comm_dtype));
+    if (plan.distributed.comm_dtype != Precision::kFp32)  // gradients on a 16-bit wire, summed in fp32
+      s_->compressed = std::make_unique<CompressedReducer>(*s_->communicator, scalar_type(plan.distributed.comm_dtype));
   }
   try {
     GradientReducer* gradients =
         s_->compressed ? static_cast<GradientReducer*>(s_->compressed.get()) : s_->communicator.get();
-    s_->accumulator->set_reducer(gradients, plan.sync);
+    s_->accumulator->set_reducer(gradients, plan.distributed.sync);
     if (s_->gather) s_->gather->set_reducer(s_->communicator.get());
-    if (plan.overlap && !plan.zero) s_->accumulator->set_overlap(plan.bucket_bytes);
+    if (plan.distributed.overlap && !plan.distributed.zero) s_->accumulator->set_overlap(plan.distributed.bucket_bytes);
   } catch (const std::invalid_argument& e) {
     throw ConfigError(e.what());
   }
@@ -322,11 +323,11 @@ TrainResult Trainer::fit() {
   bool stopped_by_request = false, stopped_by_callback = false;
   const auto start = std::chrono::steady_clock::now();
   {
-    ProgressBar bar(p.progress ? p.total_steps : 0, result.first_step);
+    ProgressBar bar(p.logging.progress() ? p.total_steps : 0, result.first_step);
     const StepCallback on_step = [&](const StepReport& r, const StepContext& ctx) {
       s.log->step(r, ctx.epoch, ctx.seconds);
       bar.update(r.step, r.loss);
-      if (p.print_every > 0 && r.step % p.print_every == 0) {
+      if (p.logging.print_every() > 0 && r.step % p.logging.print_every() == 0) {
         std::cout << fmt::format("step {}/{} loss {:.6f} lr {:.6g} grad_norm {:.4g}{}\n", r.step, p.total_steps, r.loss,
                                  r.lr, r.grad_norm, r.skipped ? " (skipped: fp16 overflow)" : "")
                   << std::flush;
@@ -352,7 +353,7 @@ TrainResult Trainer::fit() {
                           *s.data,
                           *s.sampler,
                           p.device,
-                          p.precision,
+                          p.precision.compute,
                           p.accum_schedule ? &*p.accum_schedule : nullptr,
                           s.auto_accum.get(),
                           /*replay_on_oom=*/!p.env.distributed() && !p.accum_schedule && !s.auto_accum,
@@ -362,7 +363,7 @@ TrainResult Trainer::fit() {
                           s.communicator.get()};
     // The budget is enforced on the CPU: an allocation past it fails like a GPU's, and the window
     // is replayed with half the micro-batch. (On a GPU, its own memory is the limit.)
-    const CpuMemoryLimit limit(p.memory_budget && !p.device.is_cuda() ? *p.memory_budget : cpu_memory_limit());
+    const CpuMemoryLimit limit(p.memory.budget() && !p.device.is_cuda() ? *p.memory.budget() : cpu_memory_limit());
     if (s.lr_scaler && !result.resumed_from.empty()) {
       if (auto note = s.lr_scaler->resume_note(planned_window(parts, result.first_step))) {
         result.lr_scale_note = *note;

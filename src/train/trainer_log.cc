@@ -30,7 +30,7 @@ std::unique_ptr<RunLog> open_run_log(const RunPlan& plan, const torch::optim::Op
   std::unique_ptr<RunLog> log;
   std::exception_ptr failure;
   try {
-    log = std::make_unique<RunLog>(plan.log_path, plan.tensorboard_dir,
+    log = std::make_unique<RunLog>(plan.logging.log_path(), plan.logging.tensorboard_dir(),
                                    resumed ? std::optional<int64_t>(first_step) : std::nullopt);
     if (log->tensorboard()) log->text("run", run_markdown(plan, optimizer_kind(optimizer)));
   } catch (const std::exception&) {

@@ -15,17 +15,18 @@ Trainer& Trainer::on_step(StepCallback callback) {
 // each declared unit gathered around its forward. A collective: every rank evaluates.
 double Trainer::evaluate_loss(const Dataset& data, int64_t batch) {
   const GatheredMicroBatch gathers(s_->gather.get(), /*counted=*/false);
-  return gradacc::evaluate_loss(s_->model, s_->loss, data, s_->plan().device, batch, s_->plan().precision);
+  return gradacc::evaluate_loss(s_->model, s_->loss, data, s_->plan().device, batch, s_->plan().precision.compute);
 }
 
 Evaluation Trainer::evaluate_loss_and_accuracy(const Dataset& data, int64_t batch) {
   const GatheredMicroBatch gathers(s_->gather.get(), /*counted=*/false);
-  return gradacc::evaluate_loss_and_accuracy(s_->model, s_->loss, data, s_->plan().device, batch, s_->plan().precision);
+  return gradacc::evaluate_loss_and_accuracy(s_->model, s_->loss, data, s_->plan().device, batch,
+                                             s_->plan().precision.compute);
 }
 
 double Trainer::evaluate_accuracy(const Dataset& data, int64_t batch) {
   const GatheredMicroBatch gathers(s_->gather.get(), /*counted=*/false);
-  return gradacc::evaluate_accuracy(s_->model, data, s_->plan().device, batch, s_->plan().precision);
+  return gradacc::evaluate_accuracy(s_->model, data, s_->plan().device, batch, s_->plan().precision.compute);
 }
 
 const RunPlan& Trainer::plan() const { return s_->plan(); }

@@ -31,6 +31,7 @@
 namespace gradacc {
 namespace {
 
+using testing::but;
 using testing::temp_path;
 
 // A user's model: an MLP with LayerNorm, written the LibTorch way.
@@ -115,7 +116,10 @@ TEST(TrainerWithAUsersModule, EachUpdateIsTheFullBatchGradientIncludingTheShortW
   auto net = seeded_regressor();
   auto data = std::make_shared<Points>();
   Trainer trainer(Model::of(net), sgd(1.0), data,
-                  TrainOptions().global_batch(64).micro_batch(16).steps(2).seed(5).progress(false),
+                  TrainOptions()
+                      .batch(BatchOptions().global_batch(64).micro_batch(16))
+                      .data(DataOptions().steps(2).seed(5))
+                      .logging(LoggingOptions().progress(false)),
                   summed_squared_error);
   std::vector<std::vector<at::Tensor>> before;
   std::vector<int64_t> samples;
@@ -147,7 +151,10 @@ TEST(TrainerWithAUsersModule, ClipsTheWindowGradientNotTheMicroBatches) {
   auto data = std::make_shared<Points>();
   const auto start = weights(*net);
   Trainer trainer(Model::of(net), sgd(1.0), data,
-                  TrainOptions().global_batch(64).micro_batch(16).steps(1).clip(0.05).shuffle(false).progress(false),
+                  TrainOptions()
+                      .batch(BatchOptions().global_batch(64).micro_batch(16).clip(0.05))
+                      .data(DataOptions().steps(1).shuffle(false))
+                      .logging(LoggingOptions().progress(false)),
                   summed_squared_error);
   const TrainResult r = trainer.fit();
   std::vector<int64_t> idx(64);
@@ -175,7 +182,10 @@ TEST(TrainerWithAUsersModule, VerifyPassesOnTheUsersModel) {
   VerifyOptions vo;
   vo.steps = 4;
   const VerifyResult r = verify_accumulation([] { return Model::of(seeded_regressor()); }, sgd(0.05), data,
-                                             TrainOptions().global_batch(32).micro_batch(4).epochs(2).progress(false),
+                                             TrainOptions()
+                                                 .batch(BatchOptions().global_batch(32).micro_batch(4))
+                                                 .data(DataOptions().epochs(2))
+                                                 .logging(LoggingOptions().progress(false)),
                                              summed_squared_error, vo);
   EXPECT_TRUE(r.pass);
   EXPECT_LT(r.max_rel_loss_diff, 1e-5);
@@ -188,19 +198,25 @@ TEST(TrainerWithAUsersModule, StopAndResumeWithRmspropIsBitExact) {
   const OptimizerFactory rmsprop = [](const std::vector<at::Tensor>& p) {
     return std::make_unique<torch::optim::RMSprop>(p, torch::optim::RMSpropOptions(1e-2).momentum(0.9));
   };
-  const TrainOptions base =
-      TrainOptions().global_batch(32).micro_batch(8).steps(8).schedule(ScheduleKind::kCosine).progress(false);
+  const TrainOptions base = TrainOptions()
+                                .batch(BatchOptions().global_batch(32).micro_batch(8))
+                                .data(DataOptions().steps(8))
+                                .schedule(ScheduleOptions().kind(ScheduleKind::kCosine))
+                                .logging(LoggingOptions().progress(false));
   auto whole = seeded_regressor();
   Trainer(Model::of(whole), rmsprop, data, base, summed_squared_error).fit();
 
   const std::string dir = temp_path("user_ckpt");
   auto part = seeded_regressor();
   const TrainResult first =
-      Trainer(Model::of(part), rmsprop, data, TrainOptions(base).checkpoint_dir(dir).stop_at(5), summed_squared_error)
+      Trainer(Model::of(part), rmsprop, data, but(base, [&](TrainOptions& o) { o.checkpoint().dir(dir).stop_at(5); }),
+              summed_squared_error)
           .fit();
   EXPECT_TRUE(first.stopped_early);
   auto resumed = seeded_regressor();  // a fresh process would start from new weights: the checkpoint restores them
-  Trainer(Model::of(resumed), rmsprop, data, TrainOptions(base).resume(dir), summed_squared_error).fit();
+  Trainer(Model::of(resumed), rmsprop, data, but(base, [&](TrainOptions& o) { o.checkpoint().resume(dir); }),
+          summed_squared_error)
+      .fit();
   const auto a = whole->parameters(), b = resumed->parameters();
   for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(at::equal(a[i], b[i])) << i;
   std::filesystem::remove_all(dir);
@@ -210,10 +226,13 @@ TEST(TrainerWithAUsersModule, StopAndResumeWithRmspropIsBitExact) {
 TEST(TrainerWithAUsersModule, TrainsWithBf16ParametersAndFp32Masters) {
   auto net = seeded_regressor();
   auto data = std::make_shared<Points>();
-  Trainer trainer(
-      Model::of(net), sgd(0.05), data,
-      TrainOptions().global_batch(20).micro_batch(5).epochs(4).param_dtype(Precision::kBf16).progress(false),
-      summed_squared_error);
+  Trainer trainer(Model::of(net), sgd(0.05), data,
+                  TrainOptions()
+                      .batch(BatchOptions().global_batch(20).micro_batch(5))
+                      .data(DataOptions().epochs(4))
+                      .precision(PrecisionOptions().param_dtype(Precision::kBf16))
+                      .logging(LoggingOptions().progress(false)),
+                  summed_squared_error);
   const TrainResult r = trainer.fit();
   EXPECT_EQ(net->fc1->weight.scalar_type(), at::kBFloat16);
   EXPECT_EQ(trainer.optimizer().param_groups()[0].params()[0].scalar_type(), at::kFloat);  // the masters
@@ -252,7 +271,10 @@ TEST(TrainerWithAUsersModule, TorchDataDatasetsCountRealTokens) {
   std::vector<at::Tensor> start;
   for (const auto& p : net->parameters()) start.push_back(p.detach().clone());
   Trainer trainer(Model::of(net), sgd(1.0), data,
-                  TrainOptions().global_batch(40).micro_batch(5).steps(1).shuffle(false).progress(false));
+                  TrainOptions()
+                      .batch(BatchOptions().global_batch(40).micro_batch(5))
+                      .data(DataOptions().steps(1).shuffle(false))
+                      .logging(LoggingOptions().progress(false)));
   trainer.fit();
   // Reference: all 40 sequences at once, mean over real tokens.
   torch::manual_seed(3);
@@ -275,15 +297,23 @@ TEST(TrainerWithAUsersModule, BadOptionsAreOneLineConfigErrors) {
   auto make = [&](const TrainOptions& o) {
     Trainer(Model::of(seeded_regressor()), sgd(0.1), data, o, summed_squared_error);
   };
-  EXPECT_THROW(make(TrainOptions().global_batch(64).micro_batch(7)), PlanError);
-  EXPECT_THROW(make(TrainOptions().micro_batch(8).clip(-1)), ConfigError);
-  EXPECT_THROW(make(TrainOptions().micro_batch(8).steps(3).epochs(2)), ConfigError);
-  EXPECT_THROW(make(TrainOptions().micro_batch(8).threads(100000)), ConfigError);
-  EXPECT_THROW(make(TrainOptions().micro_batch(8).stop_at(2)), ConfigError);  // no checkpoint directory
-  EXPECT_THROW(make(TrainOptions().micro_batch(200)), ConfigError);           // larger than the data
-  EXPECT_THROW(make(TrainOptions().micro_batch(8).device("tpu")), ConfigError);
-  EXPECT_THROW(make(TrainOptions().micro_batch(8).zero(4)), ConfigError);
-  EXPECT_THROW(make(TrainOptions().micro_batch(8).overlap(true).sync(SyncMode::kEveryMicroBatch)), ConfigError);
+  EXPECT_THROW(make(TrainOptions().batch(BatchOptions().global_batch(64).micro_batch(7))), PlanError);
+  EXPECT_THROW(make(TrainOptions().batch(BatchOptions().micro_batch(8).clip(-1))), ConfigError);
+  EXPECT_THROW(make(TrainOptions().batch(BatchOptions().micro_batch(8)).data(DataOptions().steps(3).epochs(2))),
+               ConfigError);
+  EXPECT_THROW(make(TrainOptions().batch(BatchOptions().micro_batch(8)).device(DeviceOptions().threads(100000))),
+               ConfigError);
+  EXPECT_THROW(make(TrainOptions().batch(BatchOptions().micro_batch(8)).checkpoint(CheckpointOptions().stop_at(2))),
+               ConfigError);                                                               // no checkpoint directory
+  EXPECT_THROW(make(TrainOptions().batch(BatchOptions().micro_batch(200))), ConfigError);  // larger than the data
+  EXPECT_THROW(make(TrainOptions().batch(BatchOptions().micro_batch(8)).device(DeviceOptions().name("tpu"))),
+               ConfigError);
+  EXPECT_THROW(make(TrainOptions().batch(BatchOptions().micro_batch(8)).distributed(DistributedOptions().zero(4))),
+               ConfigError);
+  EXPECT_THROW(make(TrainOptions()
+                        .batch(BatchOptions().micro_batch(8))
+                        .distributed(DistributedOptions().overlap(true).sync(SyncMode::kEveryMicroBatch))),
+               ConfigError);
 }
 
 // Sets WORLD_SIZE/RANK for one scope: a rank of a data-parallel run that fails before it joins
@@ -310,7 +340,8 @@ TEST(TrainerWithAUsersModule, ZeroRefusesWhatItCannotShardAndNotesWorldOne) {
   {
     const RankEnvironment rank;
     try {
-      Trainer(Model::of(seeded_regressor()), rmsprop, data, TrainOptions().micro_batch(8).zero(1),
+      Trainer(Model::of(seeded_regressor()), rmsprop, data,
+              TrainOptions().batch(BatchOptions().micro_batch(8)).distributed(DistributedOptions().zero(1)),
               summed_squared_error);
       ADD_FAILURE() << "sharded RMSprop";
     } catch (const ConfigError& e) {
@@ -319,7 +350,10 @@ TEST(TrainerWithAUsersModule, ZeroRefusesWhatItCannotShardAndNotesWorldOne) {
     for (int64_t stage : {1, 2}) {
       try {
         Trainer(Model::of(seeded_regressor()), sgd(0.1), data,
-                TrainOptions().micro_batch(8).zero(stage).sync(SyncMode::kEveryMicroBatch), summed_squared_error);
+                TrainOptions()
+                    .batch(BatchOptions().micro_batch(8))
+                    .distributed(DistributedOptions().zero(stage).sync(SyncMode::kEveryMicroBatch)),
+                summed_squared_error);
         ADD_FAILURE() << "zero " << stage << " with every-micro-batch sync";
       } catch (const ConfigError& e) {
         EXPECT_NE(std::string(e.what()).find(fmt::format("zero {} ", stage)), std::string::npos) << e.what();
@@ -327,22 +361,25 @@ TEST(TrainerWithAUsersModule, ZeroRefusesWhatItCannotShardAndNotesWorldOne) {
       }
     }
     try {
-      Trainer(Model::of(seeded_regressor()), rmsprop, data, TrainOptions().micro_batch(8).zero(2),
+      Trainer(Model::of(seeded_regressor()), rmsprop, data,
+              TrainOptions().batch(BatchOptions().micro_batch(8)).distributed(DistributedOptions().zero(2)),
               summed_squared_error);
       ADD_FAILURE() << "sharded RMSprop";
     } catch (const ConfigError& e) {
       EXPECT_NE(std::string(e.what()).find("zero 2 shards elementwise optimizers"), std::string::npos) << e.what();
     }
   }
-  Trainer two(Model::of(seeded_regressor()), rmsprop, data, TrainOptions().micro_batch(8).zero(2),
+  Trainer two(Model::of(seeded_regressor()), rmsprop, data,
+              TrainOptions().batch(BatchOptions().micro_batch(8)).distributed(DistributedOptions().zero(2)),
               summed_squared_error);
   ASSERT_EQ(two.warnings().size(), 1u);
   EXPECT_NE(two.warnings()[0].find("zero 2 at world size 1 changes nothing"), std::string::npos);
-  Trainer one(Model::of(seeded_regressor()), rmsprop, data, TrainOptions().micro_batch(8).zero(1),
+  Trainer one(Model::of(seeded_regressor()), rmsprop, data,
+              TrainOptions().batch(BatchOptions().micro_batch(8)).distributed(DistributedOptions().zero(1)),
               summed_squared_error);
   ASSERT_EQ(one.warnings().size(), 1u);
   EXPECT_NE(one.warnings()[0].find("zero 1 at world size 1 changes nothing"), std::string::npos);
-  EXPECT_FALSE(one.plan().zero);
+  EXPECT_FALSE(one.plan().distributed.zero);
 }
 
 }  // namespace

@@ -27,11 +27,11 @@ Model with_forward(Model model) {
 void check_window_loss(const WindowLoss& window_loss, const TrainOptions& options, const Dataset* data) {
   if (!window_loss.encode || !window_loss.loss)
     throw ConfigError("a window loss needs an encoder and a loss (window_loss.h)");
-  refuse(options.zero() == 3, "ZeRO-3 (its units' gathers per micro-batch)");
-  refuse(options.micro_batch_tokens().has_value(), "token-budget micro-batches");
+  refuse(options.distributed().zero() == 3, "ZeRO-3 (its units' gathers per micro-batch)");
+  refuse(options.batch().micro_batch_tokens().has_value(), "token-budget micro-batches");
   refuse(data && data->packed_row_length() > 0, "packed sequences");
-  refuse(options.normalization() == Normalization::kNaiveMicroMean, "the naive normalization");
-  refuse(options.loss_reduction() == LossReduction::kMean, "a mean-reduced loss: return the window's sum");
+  refuse(options.batch().normalization() == Normalization::kNaiveMicroMean, "the naive normalization");
+  refuse(options.batch().loss_reduction() == LossReduction::kMean, "a mean-reduced loss: return the window's sum");
 }
 
 Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<const Dataset> data,

@@ -54,7 +54,10 @@ TrainedRun train(int64_t micro_batch, double dropout, Precision precision = Prec
         return std::make_shared<torch::optim::SGD>(p, torch::optim::SGDOptions(0.05).momentum(0.9));
       },
       two_views(),
-      TrainOptions().global_batch(64).micro_batch(micro_batch).steps(4).shuffle(true).seed(2).precision(precision),
+      TrainOptions()
+          .batch(BatchOptions().global_batch(64).micro_batch(micro_batch))
+          .data(DataOptions().steps(4).shuffle(true).seed(2))
+          .precision(PrecisionOptions().compute(precision)),
       loss);
   TrainedRun run;
   for (const StepReport& r : trainer.fit().history) {
@@ -108,7 +111,12 @@ TEST(WindowLossTrainer, Fp16SkipsAWindowThatOverflowsAndBacksOff) {
       [](const std::vector<at::Tensor>& p) {
         return std::make_shared<torch::optim::SGD>(p, torch::optim::SGDOptions(0.05));
       },
-      two_views(), TrainOptions().global_batch(64).micro_batch(8).steps(4).precision(Precision::kFp16), loss);
+      two_views(),
+      TrainOptions()
+          .batch(BatchOptions().global_batch(64).micro_batch(8))
+          .data(DataOptions().steps(4))
+          .precision(PrecisionOptions().compute(Precision::kFp16)),
+      loss);
   std::vector<at::Tensor> after;
   trainer.on_step([&](const StepReport&, const StepContext&) {
     std::vector<at::Tensor> w;
@@ -133,9 +141,12 @@ TEST(WindowLossTrainer, WhatCachingDoesNotSupportYetIsRefused) {
   const auto sgd = [](const std::vector<at::Tensor>& p) {
     return std::make_shared<torch::optim::SGD>(p, torch::optim::SGDOptions(0.1));
   };
-  EXPECT_THROW(Trainer(Model::of(net), sgd, two_views(), TrainOptions().global_batch(64).micro_batch_tokens(64), loss),
+  EXPECT_THROW(Trainer(Model::of(net), sgd, two_views(),
+                       TrainOptions().batch(BatchOptions().global_batch(64).micro_batch_tokens(64)), loss),
                ConfigError);
-  EXPECT_THROW(Trainer(Model::of(net), sgd, two_views(), TrainOptions().global_batch(64), WindowLoss{}), ConfigError);
+  EXPECT_THROW(
+      Trainer(Model::of(net), sgd, two_views(), TrainOptions().batch(BatchOptions().global_batch(64)), WindowLoss{}),
+      ConfigError);
 }
 
 }  // namespace

@@ -85,12 +85,13 @@ Difference compare(const VerifyRun& a, const VerifyRun& b, const TensorMap& init
 VerifyResult verify_runs(const Model& initial_model, const Dataset& data, TrainOptions options, const VerifyOptions& o,
                          const RunFn& run, const std::string& naive_scheme) {
   if (o.steps < 1) throw ConfigError(fmt::format("verify needs ≥ 1 step, got {}", o.steps));
-  if (!options.accum_schedule().empty())
+  if (!options.batch().accum_schedule().empty())
     throw ConfigError("verify compares fixed plans; drop the accumulation schedule");
-  if (options.accum_auto()) throw ConfigError("verify compares fixed plans; give a number to accum, not auto");
+  if (options.batch().accum_auto()) throw ConfigError("verify compares fixed plans; give a number to accum, not auto");
   if (!(o.weight_tolerance >= 0) || !(o.loss_tolerance >= 0)) throw ConfigError("verify tolerances must be ≥ 0");
-  options.log_path("").progress(false).checkpoint_dir("").resume("").stop_at(std::nullopt).save_every(0);
-  options.normalization(Normalization::kPerItem);
+  options.logging().log_path("").progress(false);
+  options.checkpoint(CheckpointOptions());
+  options.batch().normalization(Normalization::kPerItem);
 
   TensorMap initial;  // the starting weights, to measure how far training moved them
   for (const auto& [name, t] : module_state(*initial_model.module)) initial.emplace(name, t.to(at::kCPU, at::kDouble));
@@ -98,15 +99,15 @@ VerifyResult verify_runs(const Model& initial_model, const Dataset& data, TrainO
   // The accumulated run's plan decides the windows; the full-batch run takes each rank's window
   // in one micro-batch. A run shorter than K steps is lengthened, so the schedule reaches step K.
   const RunPlan plan = resolve_run(options, DistEnv::from_environment(), data.size());
-  if (plan.total_steps < o.steps) options.steps(o.steps).epochs(std::nullopt);
+  if (plan.total_steps < o.steps) options.data().steps(o.steps).epochs(std::nullopt);
   TrainOptions full = options;
   // The reference is the plain full batch: no memory budget, no activation checkpointing.
-  full.global_batch(plan.batch.global_batch)
+  full.batch()
+      .global_batch(plan.batch.global_batch)
       .micro_batch((plan.batch.global_batch + plan.batch.world_size - 1) / plan.batch.world_size)
       .accumulation_steps(1)
-      .memory_budget(std::nullopt)
-      .micro_batch_tokens(std::nullopt)
-      .activation_checkpointing(std::nullopt);
+      .micro_batch_tokens(std::nullopt);
+  full.memory(MemoryOptions());
 
   VerifyResult r;
   // The accumulated run first: its micro-batch (a memory budget's, as planned) is what a window
@@ -120,12 +121,13 @@ VerifyResult verify_runs(const Model& initial_model, const Dataset& data, TrainO
   // an uneven micro-batch stays allowed, but one no run can reach: the micro-batch given is only
   // checked against it, and the capture's own memory is not what is verified.
   TrainOptions as_planned = options;
-  if (options.memory_budget()) {
-    as_planned.accumulation_steps(std::nullopt).memory_budget(int64_t{1} << 50);
+  if (options.memory().budget()) {
+    as_planned.batch().accumulation_steps(std::nullopt);
+    as_planned.memory().budget(int64_t{1} << 50);
     if (accumulated.micro_batch_tokens > 0)
-      as_planned.micro_batch_tokens(accumulated.micro_batch_tokens);
+      as_planned.batch().micro_batch_tokens(accumulated.micro_batch_tokens);
     else
-      as_planned.micro_batch(micro);
+      as_planned.batch().micro_batch(micro);
   }
   const auto captured = [&](const TrainOptions& t, Scheme scheme) {
     return run({t, scheme, micro, std::make_shared<std::vector<at::Tensor>>()}).gradient;
@@ -180,7 +182,7 @@ VerifyResult verify_accumulation(const std::function<Model()>& make_model, const
                                  const VerifyOptions& o) {
   const RunFn run = [&](const RunRequest& q) {
     TrainOptions t = q.options;
-    if (q.scheme == Scheme::kNaive) t.normalization(Normalization::kNaiveMicroMean);
+    if (q.scheme == Scheme::kNaive) t.batch().normalization(Normalization::kNaiveMicroMean);
     Trainer trainer(make_model(), q.capture ? gradient_capture(q.capture) : make_optimizer, data, t, loss);
     return run_trainer(trainer, q.capture ? 1 : o.steps, q.capture);
   };

@@ -12,22 +12,11 @@
 
 namespace gradacc {
 
-std::pair<int, bool> resolve_zero_stage(const TrainOptions& o, bool distributed, std::vector<std::string>& notes) {
+std::pair<int, bool> resolve_zero_stage(const DistributedOptions& o, bool memory_budget, bool distributed,
+                                        std::vector<std::string>& notes) {
   const bool automatic = o.zero() == kZeroAuto;
-  if (!automatic && (o.zero() < 0 || o.zero() > 3))
-    throw ConfigError(fmt::format(
-        "zero is 0, 1 (the optimizer state sharded), 2 (the gradients too), 3 (the parameters too) or auto, got {}",
-        o.zero()));
-  if (automatic && !o.memory_budget())
+  if (automatic && !memory_budget)
     throw ConfigError("zero auto lets the memory planner choose between ZeRO-1 and ZeRO-2: it needs --memory-budget");
-  if (o.accumulate_unsharded().value_or(false)) {
-    if (o.zero() != 3)
-      throw ConfigError(
-          "accumulate_unsharded is ZeRO-3's mode without communication inside a window: it needs --zero 3");
-    if (o.reshard_after_forward().value_or(false))
-      throw ConfigError(
-          "accumulate_unsharded keeps every unit gathered through the window: reshard_after_forward on contradicts it");
-  }
   const std::string name = automatic ? "auto" : std::to_string(o.zero());
   if (o.zero() != 0 && !distributed) {
     notes.push_back(fmt::format("note: zero {} at world size 1 changes nothing (one rank holds the whole {})", name,

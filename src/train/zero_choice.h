@@ -24,10 +24,11 @@
 
 namespace gradacc {
 
-// TrainOptions::zero resolved: the stage in effect (0 on one process, with a note in `notes`) and
+// DistributedOptions::zero resolved: the stage in effect (0 on one process, with a note in `notes`) and
 // whether the memory planner picks it (auto, which starts as 1). Throws ConfigError (one line) for
 // another stage, auto without a memory budget, or ZeRO with every-micro-batch sync.
-std::pair<int, bool> resolve_zero_stage(const TrainOptions& o, bool distributed, std::vector<std::string>& notes);
+std::pair<int, bool> resolve_zero_stage(const DistributedOptions& o, bool memory_budget, bool distributed,
+                                        std::vector<std::string>& notes);
 
 // Fills plan.zero_stages and plan.zero_stage for a plan made on `planned` (1 or 2): that stage as
 // planned, the other estimated from it by the difference of their gradient buffers.
