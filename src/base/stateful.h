@@ -1,14 +1,17 @@
 // Stateful: a part of a training run whose state a checkpoint carries beyond the weights and the
 // optimizer (the fp16 loss scaler, the noise scale's moving averages, auto accumulation's
-// decisions). State goes out as text and comes back in; the Checkpointer keeps the list of such
-// parts (checkpoint/checkpointer.h) and saves and restores them all, so no part's state is
-// assembled by hand.
+// decisions, the LR scaler's position, the fp32 master weights). State goes out and comes back
+// in: small values as text, large ones as tensors; the Checkpointer keeps the list of such parts
+// (checkpoint/checkpointer.h) and saves and restores them all, so no part's state is assembled by
+// hand.
 //
 // Thread safety: as the part's own.
 #pragma once
 
 #include <map>
 #include <string>
+
+#include <ATen/core/Tensor.h>
 
 namespace gradacc {
 
@@ -17,10 +20,13 @@ class Stateful {
   virtual ~Stateful() = default;
   // This part's state, under keys of its own (no two parts of a run share a key). Values are exact:
   // a double written here reads back bit for bit.
-  virtual std::map<std::string, std::string> state() const = 0;
+  virtual std::map<std::string, std::string> state() const { return {}; }
   // Restores what state() wrote, from a map that also holds the other parts' keys. Throws
   // ConfigError naming the entry that is missing or malformed.
-  virtual void load_state(const std::map<std::string, std::string>& state) = 0;
+  virtual void load_state(const std::map<std::string, std::string>& state) { (void)state; }
+  // This part's tensors, by name (no two parts share one): the part's own storage, which a
+  // checkpoint saves and a resume overwrites in place (same shapes and dtypes, or CheckpointError).
+  virtual std::map<std::string, at::Tensor> state_tensors() const { return {}; }
 };
 
 }  // namespace gradacc

@@ -66,11 +66,17 @@ Checkpointer::Lock::~Lock() {
   if (fd >= 0) ::close(fd);  // releases the flock
 }
 
-std::optional<CheckpointState> Checkpointer::resume(torch::nn::Module& model, torch::optim::Optimizer& optimizer,
-                                                    const TensorMap& targets) const {
+TensorMap Checkpointer::part_tensors() const {
+  TensorMap tensors;
+  for (const Stateful* part : parts_) tensors.merge(part->state_tensors());
+  return tensors;
+}
+
+std::optional<CheckpointState> Checkpointer::resume(torch::nn::Module& model,
+                                                    torch::optim::Optimizer& optimizer) const {
   if (policy_.resume_from.empty()) return std::nullopt;
-  CheckpointState state =
-      load_checkpoint(policy_.resume_from, model, optimizer, identity_, targets, device_, shard_ ? &*shard_ : nullptr);
+  CheckpointState state = load_checkpoint(policy_.resume_from, model, optimizer, identity_, part_tensors(), device_,
+                                          shard_ ? &*shard_ : nullptr);
   for (Stateful* part : parts_) {
     try {
       part->load_state(state.extra);
@@ -101,6 +107,7 @@ std::string Checkpointer::save(const CheckpointState& run, const torch::nn::Modu
   if (!enabled()) return "";
   CheckpointState state = run;
   for (const Stateful* part : parts_) state.extra.merge(part->state());
+  state.tensors.merge(part_tensors());
   if (!shard_) {
     if (!lead_) return "";
     last_ = save_checkpoint(policy_.dir, state, model, optimizer, identity_, policy_.keep, device_);

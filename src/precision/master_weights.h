@@ -19,9 +19,11 @@
 #include <ATen/core/Tensor.h>
 #include <torch/nn/module.h>
 
+#include "base/stateful.h"
+
 namespace gradacc {
 
-class MasterWeights {
+class MasterWeights : public Stateful {
  public:
   // Takes an fp32 model: its trainable parameters (one device) become the fp32 masters, exactly,
   // and the model itself — parameters and buffers — is converted to `param_dtype` (bf16 or fp16).
@@ -35,6 +37,9 @@ class MasterWeights {
 
   // After each optimizer update: model parameters = masters, rounded to their dtype.
   void copy_to_model();
+
+  // A checkpoint's "master_weights": the flat fp32 masters (the model holds only their rounding).
+  std::map<std::string, at::Tensor> state_tensors() const override { return {{"master_weights", flat_masters_}}; }
 
  private:
   std::vector<at::Tensor> model_params_, masters_;

@@ -39,9 +39,11 @@
 #include <ATen/core/Tensor.h>
 #include <torch/nn/module.h>
 
+#include "base/stateful.h"
+
 namespace gradacc {
 
-class ZeroShard {
+class ZeroShard : public Stateful {
  public:
   // Flat elements [begin, end) that all lie in `owner`'s shard, from `shard_offset` there.
   struct Segment {
@@ -80,6 +82,12 @@ class ZeroShard {
 
   // The shard the optimizer updates: fp32, L elements; its .grad is shard_grad().
   const at::Tensor& shard_param() const { return shard_param_; }
+  // A bf16/fp16 model's checkpoint state: this rank's slice of the fp32 masters, as "master_weights"
+  // (an fp32 model's shard is its weights, which the checkpoint holds already).
+  std::map<std::string, at::Tensor> state_tensors() const override {
+    if (!low_precision()) return {};
+    return {{"master_weights", shard_param_}};
+  }
   const at::Tensor& shard_grad() const { return shard_grad_; }
   // Stages 1, 2: the model's parameters, flat and padded (model dtype, P elements).
   const at::Tensor& flat_params() const { return flat_params_; }

@@ -270,7 +270,9 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
   }
   s_->checkpointer = std::make_unique<Checkpointer>(plan.checkpoint, plan.run_identity(kind), plan.lead(), plan.device);
   for (Stateful* part :
-       std::initializer_list<Stateful*>{s_->scaler.get(), s_->noise.get(), s_->auto_accum.get(), s_->lr_scaler.get()}) {
+       std::initializer_list<Stateful*>{s_->scaler.get(), s_->noise.get(), s_->auto_accum.get(), s_->lr_scaler.get(),
+                                        // the fp32 masters: under ZeRO this rank's slice, else all of them
+                                        s_->zero ? static_cast<Stateful*>(s_->zero.get()) : s_->master.get()}) {
     if (part) s_->checkpointer->track(*part);
   }
   if (s_->zero) {
@@ -305,7 +307,7 @@ TrainResult Trainer::fit() {
   // A checkpoint loads into the whole model: ZeRO-3 left sharded by the memory planner is made
   // whole first (its shards hold the weights).
   if (s.gather && s.gather->sharded() && !p.checkpoint.resume_from.empty()) s.gather->unshard();
-  if (auto state = s.checkpointer->resume(*s.model.module, *s.optimizer, s.checkpoint_tensors())) {
+  if (auto state = s.checkpointer->resume(*s.model.module, *s.optimizer)) {
     s.accumulator->resume_at(state->step, state->updates);
     pos = state->position;
     result.resumed_from = p.checkpoint.resume_from;
@@ -339,7 +341,6 @@ TrainResult Trainer::fit() {
         state.step = r.step;
         state.updates = s.accumulator->updates_applied();
         state.position = ctx.next;
-        state.tensors = s.checkpoint_tensors();
         s.checkpointer->save(state, *s.model.module, *s.optimizer);  // ZeRO-3: parameters in the shards
       }
       for (const StepCallback& cb : s.callbacks) {

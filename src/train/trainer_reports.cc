@@ -43,7 +43,8 @@ const std::vector<std::string>& Trainer::warnings() const { return s_->warnings;
 int64_t Trainer::optimizer_state_bytes() const {
   int64_t bytes = 0;
   for (const auto& [name, t] : optimizer_state(*s_->optimizer)) bytes += static_cast<int64_t>(t.nbytes());
-  for (const auto& [name, t] : s_->checkpoint_tensors()) bytes += static_cast<int64_t>(t.nbytes());
+  if (s_->checkpointer)
+    for (const auto& [name, t] : s_->checkpointer->part_tensors()) bytes += static_cast<int64_t>(t.nbytes());
   return bytes;
 }
 

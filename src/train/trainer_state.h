@@ -59,11 +59,6 @@ struct Trainer::State {
   const RunPlan& plan() const { return *run_plan; }
 
   // Tensors beyond the model and optimizer that a checkpoint carries: the fp32 master weights.
-  TensorMap checkpoint_tensors() const {
-    if (zero && zero->low_precision()) return {{"master_weights", zero->shard_param()}};  // this rank's slice
-    if (!master) return {};
-    return {{"master_weights", master->flat_masters()}};
-  }
 };
 
 // Opens the run's log for fit() (continuing after `first_step` when resumed), rank 0's files; every
