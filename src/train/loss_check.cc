@@ -50,13 +50,13 @@ void check_loss_reduction(Model& model, const LossFn& loss, const Dataset& data,
     throw ConfigError(
         fmt::format("the loss returns the mean of its terms but is declared a sum ({}): return their sum "
                     "(reduction kSum), or declare "
-                    "TrainOptions().batch(BatchOptions().loss_reduction(gradacc::LossReduction::kMean))",
+                    "options.batch().loss_reduction(gradacc::LossReduction::kMean)",
                     seen));
   }
   if (declared == LossReduction::kMean && sums && !means) {
     throw ConfigError(
         fmt::format("the loss returns the sum of its terms but is declared a mean ({}): declare "
-                    "TrainOptions().batch(BatchOptions().loss_reduction(gradacc::LossReduction::kSum))",
+                    "options.batch().loss_reduction(gradacc::LossReduction::kSum)",
                     seen));
   }
 }

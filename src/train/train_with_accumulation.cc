@@ -38,8 +38,7 @@ std::vector<double> train_with_accumulation(Model model, std::shared_ptr<const D
     throw ConfigError(
         fmt::format("train_with_accumulation: accumulation_steps must be ≥ 1, got {}", accumulation_steps));
   if (!options.batch().micro_batch())
-    throw ConfigError(
-        "train_with_accumulation needs the micro-batch size: TrainOptions().batch(BatchOptions().micro_batch(N))");
+    throw ConfigError("train_with_accumulation needs the micro-batch size: options.batch().micro_batch(N)");
   if (options.batch().accumulation_steps() && *options.batch().accumulation_steps() != accumulation_steps)
     throw ConfigError(fmt::format("train_with_accumulation: accumulation_steps {} disagrees with the options' {}",
                                   accumulation_steps, *options.batch().accumulation_steps()));
