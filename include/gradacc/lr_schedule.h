@@ -31,6 +31,7 @@ enum class ScheduleKind { kConstant, kCosine, kLinear, kDsWarmup, kDsWarmupDecay
 // "constant" | "cosine" | "linear" | "ds_warmup" | "ds_warmup_decay" | "ds_warmup_cosine"
 ScheduleKind parse_schedule(const std::string& name);
 std::string to_string(ScheduleKind kind);
+bool is_deepspeed(ScheduleKind kind);  // ds_warmup, ds_warmup_decay, ds_warmup_cosine
 
 // How gradacc's own schedules warm up: (s + 1) / W (gradacc) or s / W (Hugging Face).
 enum class WarmupStart { kStep1, kZero };

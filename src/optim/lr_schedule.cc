@@ -83,13 +83,9 @@ double adascale_gain(double trace_sigma, double grad_sq, double batch, double ba
   return std::clamp(r, std::min(1.0, scale), std::max(1.0, scale));
 }
 
-namespace {
-
-bool deepspeed_kind(ScheduleKind k) {
+bool is_deepspeed(ScheduleKind k) {
   return k == ScheduleKind::kDsWarmup || k == ScheduleKind::kDsWarmupDecay || k == ScheduleKind::kDsWarmupCosine;
 }
-
-}  // namespace
 
 LrSchedule::LrSchedule(LrScheduleOptions o) : options_(o) {
   if (!(o.base_lr > 0) || !std::isfinite(o.base_lr))
@@ -99,7 +95,7 @@ LrSchedule::LrSchedule(LrScheduleOptions o) : options_(o) {
   }
   if (o.total_steps < 1) throw ConfigError(fmt::format("total steps must be ≥ 1, got {}", o.total_steps));
   if (o.warmup_steps < 0) throw ConfigError(fmt::format("warmup must be ≥ 0, got {}", o.warmup_steps));
-  if (deepspeed_kind(o.kind)) {
+  if (is_deepspeed(o.kind)) {
     if (!(o.warmup_min_ratio >= 0 && o.warmup_min_ratio <= 1) || !(o.cos_min_ratio >= 0 && o.cos_min_ratio <= 1)) {
       throw ConfigError(fmt::format("warmup_min_ratio = {} and cos_min_ratio = {} must lie in [0, 1]",
                                     o.warmup_min_ratio, o.cos_min_ratio));
@@ -119,7 +115,7 @@ LrSchedule::LrSchedule(LrScheduleOptions o) : options_(o) {
 double LrSchedule::lr_at(int64_t step) const {
   const auto& o = options_;
   const auto s = static_cast<double>(step);
-  if (deepspeed_kind(o.kind)) {
+  if (is_deepspeed(o.kind)) {
     const int64_t w = std::max<int64_t>(2, o.warmup_steps);  // DeepSpeed's own floor
     const auto W = static_cast<double>(w), T = static_cast<double>(o.total_steps);
     const double gamma = step >= w ? 1.0 : o.log_warmup ? std::log(s + 1.0) / std::log(W) : s / W;
@@ -139,7 +135,7 @@ double LrSchedule::lr_at(int64_t step) const {
 
 double LrSchedule::lr_at_position(double s) const {
   const auto& o = options_;
-  if (deepspeed_kind(o.kind)) throw ConfigError("DeepSpeed's schedules step in whole optimizer steps only");
+  if (is_deepspeed(o.kind)) throw ConfigError("DeepSpeed's schedules step in whole optimizer steps only");
   const auto W = static_cast<double>(o.warmup_steps);
   if (s < W) {
     const double done = o.warmup_start == WarmupStart::kZero ? s : s + 1.0;

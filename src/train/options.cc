@@ -2,91 +2,69 @@
 // several groups, the ranks or the data set is resolve_run's (train/run_plan.cc).
 #include "gradacc/options.h"
 
-#include <cmath>
-
 #include <fmt/format.h>
 
 #include "gradacc/errors.h"
 #include "log/run_log.h"
+#include "train/option_checks.h"
 
 namespace gradacc {
-namespace {
-
-constexpr int64_t kMaxStepCount = int64_t{1} << 40;
-
-void must(bool ok, const std::string& message) {
-  if (!ok) throw ConfigError(message);
-}
-
-// A finite number in [lo, hi].
-void must_range(double v, double lo, double hi, const char* name) {
-  must(std::isfinite(v) && v >= lo && v <= hi,
-       fmt::format("{} must be a finite number in [{}, {}], got {}", name, lo, hi, v));
-}
-
-void must_count(int64_t v, int64_t lo, int64_t hi, const char* name) {
-  must(v >= lo && v <= hi, fmt::format("{} must lie in {}..{}, got {}", name, lo, hi, v));
-}
-
-}  // namespace
 
 void BatchOptions::validate() const {
-  must_range(clip_, 0.0, 1e12, "clip");
+  require_range(clip_, 0.0, 1e12, "clip");
   if (!accum_schedule_.empty())
-    must(!global_batch_ && !accumulation_steps_,
-         "an accumulation schedule replaces global_batch and accumulation_steps: give micro_batch only");
+    require(!global_batch_ && !accumulation_steps_,
+            "an accumulation schedule replaces global_batch and accumulation_steps: give micro_batch only");
   if (micro_batch_tokens_) {
-    if (*micro_batch_tokens_ != 0) must_count(*micro_batch_tokens_, 1, int64_t{1} << 40, "micro_batch_tokens");
-    must(!accum_auto_,
-         "micro_batching tokens:N with accum auto: auto grows windows of a fixed micro-batch; drop one of them");
+    if (*micro_batch_tokens_ != 0) require_count(*micro_batch_tokens_, 1, int64_t{1} << 40, "micro_batch_tokens");
+    require(!accum_auto_,
+            "micro_batching tokens:N with accum auto: auto grows windows of a fixed micro-batch; drop one of them");
     if (!accum_schedule_.empty()) {
       // The schedule's windows stay those of fixed micro-batches (micro_batch × accumulation ×
       // world sequences); only how each is cut changes.
-      must(micro_batch_.has_value(),
-           "micro_batching tokens:N with an accumulation schedule needs micro_batch: the windows are micro_batch × "
-           "the schedule's accumulation × world_size sequences, each cut by tokens");
+      require(micro_batch_.has_value(),
+              "micro_batching tokens:N with an accumulation schedule needs micro_batch: the windows are micro_batch × "
+              "the schedule's accumulation × world_size sequences, each cut by tokens");
     } else {
-      must(!micro_batch_ && !accumulation_steps_,
-           "micro_batching tokens:N cuts each window by tokens: drop micro_batch and accumulation_steps (the window "
-           "is global_batch)");
-      must(global_batch_.has_value(), "micro_batching tokens:N needs global_batch (sequences per optimizer step)");
+      require(!micro_batch_ && !accumulation_steps_,
+              "micro_batching tokens:N cuts each window by tokens: drop micro_batch and accumulation_steps (the window "
+              "is global_batch)");
+      require(global_batch_.has_value(), "micro_batching tokens:N needs global_batch (sequences per optimizer step)");
     }
-    must(normalization_ != Normalization::kNaiveMicroMean,
-         "micro_batching tokens:N needs per-item normalization (the naive mean assumes equal micro-batches)");
+    require(normalization_ != Normalization::kNaiveMicroMean,
+            "micro_batching tokens:N needs per-item normalization (the naive mean assumes equal micro-batches)");
   }
   if (accum_auto_) {
-    must(accum_schedule_.empty(),
-         "accum auto decides the accumulation itself: drop the accumulation schedule (accum_schedule)");
-    must(!global_batch_, "accum auto sets the global batch from the noise scale: drop global_batch");
-    must(!accumulation_steps_, "accum auto decides the accumulation: drop accumulation_steps");
-    must(micro_batch_.has_value(), "accum auto needs micro_batch (examples per forward/backward pass)");
-    must(normalization_ != Normalization::kNaiveMicroMean, "accum auto needs per-item normalization");
-    must_count(accum_auto_warmup_, 0, kMaxStepCount, "accum_auto_warmup");
-    must_count(accum_auto_every_, 1, kMaxStepCount, "accum_auto_every");
+    require(accum_schedule_.empty(),
+            "accum auto decides the accumulation itself: drop the accumulation schedule (accum_schedule)");
+    require(!global_batch_, "accum auto sets the global batch from the noise scale: drop global_batch");
+    require(!accumulation_steps_, "accum auto decides the accumulation: drop accumulation_steps");
+    require(micro_batch_.has_value(), "accum auto needs micro_batch (examples per forward/backward pass)");
+    require(normalization_ != Normalization::kNaiveMicroMean, "accum auto needs per-item normalization");
+    require_count(accum_auto_warmup_, 0, kMaxSteps, "accum_auto_warmup");
+    require_count(accum_auto_every_, 1, kMaxSteps, "accum_auto_every");
   }
 }
 
 void DataOptions::validate() const {
-  must(!(steps_ && epochs_), "give either steps or epochs, not both");
-  if (steps_) must_count(*steps_, 1, kMaxStepCount, "steps");
-  if (epochs_) must_count(*epochs_, 1, 1000000, "epochs");
+  require(!(steps_ && epochs_), "give either steps or epochs, not both");
+  if (steps_) require_count(*steps_, 1, kMaxSteps, "steps");
+  if (epochs_) require_count(*epochs_, 1, 1000000, "epochs");
 }
 
 void ScheduleOptions::validate() const {
-  if (warmup_) must_count(*warmup_, 0, kMaxStepCount, "warmup");
-  if (horizon_) must_count(*horizon_, 1, kMaxStepCount, "schedule_steps");
-  if (warmup_ratio_) must_range(*warmup_ratio_, 0.0, 1.0, "warmup_ratio");
-  must_range(min_lr_, 0.0, 1e6, "min_lr");
+  if (warmup_) require_count(*warmup_, 0, kMaxSteps, "warmup");
+  if (horizon_) require_count(*horizon_, 1, kMaxSteps, "schedule_steps");
+  if (warmup_ratio_) require_range(*warmup_ratio_, 0.0, 1.0, "warmup_ratio");
+  require_range(min_lr_, 0.0, 1e6, "min_lr");
   if (lr_scaling_ == LrScaling::kNone) return;
-  must(base_batch_.has_value(), fmt::format("lr_scaling {} needs --base-batch B0: the global batch the learning "
-                                            "rate was tuned at",
-                                            to_string(lr_scaling_)));
-  must(*base_batch_ > 0 && *base_batch_ <= 1e15,
-       fmt::format("base_batch must be a positive count of samples (or tokens), got {}", *base_batch_));
-  const bool deepspeed = kind_ == ScheduleKind::kDsWarmup || kind_ == ScheduleKind::kDsWarmupDecay ||
-                         kind_ == ScheduleKind::kDsWarmupCosine;
-  must(lr_scaling_ != LrScaling::kAdaScale || !deepspeed,
-       "adascale reads the schedule at fractional positions: use constant, cosine or linear, not DeepSpeed's");
+  require(base_batch_.has_value(), fmt::format("lr_scaling {} needs --base-batch B0: the global batch the learning "
+                                               "rate was tuned at",
+                                               to_string(lr_scaling_)));
+  require(*base_batch_ > 0 && *base_batch_ <= 1e15,
+          fmt::format("base_batch must be a positive count of samples (or tokens), got {}", *base_batch_));
+  require(lr_scaling_ != LrScaling::kAdaScale || !is_deepspeed(kind_),
+          "adascale reads the schedule at fractional positions: use constant, cosine or linear, not DeepSpeed's");
 }
 
 bool PrecisionOptions::loss_scaling_set() const {
@@ -104,49 +82,52 @@ void PrecisionOptions::validate() const {
     throw ConfigError(fmt::format("grad_accum_dtype is fp32 or the param_dtype ({}), not {}", to_string(param_dtype_),
                                   to_string(grad_accum_dtype_)));
   }
-  must(compute == Precision::kFp16 || !loss_scaling_set(),
-       fmt::format("loss scaling applies to fp16 only; this run's precision is {}", to_string(compute)));
+  require(compute == Precision::kFp16 || !loss_scaling_set(),
+          fmt::format("loss scaling applies to fp16 only; this run's precision is {}", to_string(compute)));
 }
 
 void DistributedOptions::validate() const {
-  must_range(timeout_, 1e-3, 1e7, "dist_timeout");
-  must_range(bucket_mb_, 1e-3, 1e6, "bucket_mb");
-  must(zero_ == kZeroAuto || (zero_ >= 0 && zero_ <= 3),
-       fmt::format(
-           "zero is 0, 1 (the optimizer state sharded), 2 (the gradients too), 3 (the parameters too) or auto, got {}",
-           zero_));
+  require_range(timeout_, 1e-3, 1e7, "dist_timeout");
+  require_range(bucket_mb_, 1e-3, 1e6, "bucket_mb");
+  require(
+      zero_ == kZeroAuto || (zero_ >= 0 && zero_ <= 3),
+      fmt::format(
+          "zero is 0, 1 (the optimizer state sharded), 2 (the gradients too), 3 (the parameters too) or auto, got {}",
+          zero_));
   if (accumulate_unsharded_.value_or(false)) {
-    must(zero_ == 3, "accumulate_unsharded is ZeRO-3's mode without communication inside a window: it needs --zero 3");
-    must(!reshard_after_forward_.value_or(false),
-         "accumulate_unsharded keeps every unit gathered through the window: reshard_after_forward on contradicts it");
+    require(zero_ == 3,
+            "accumulate_unsharded is ZeRO-3's mode without communication inside a window: it needs --zero 3");
+    require(
+        !reshard_after_forward_.value_or(false),
+        "accumulate_unsharded keeps every unit gathered through the window: reshard_after_forward on contradicts it");
   }
-  must(!overlap_.value_or(false) || sync_ == SyncMode::kPerWindow,
-       "overlap starts the window's reduction during the last backward: it needs --sync window");
+  require(!overlap_.value_or(false) || sync_ == SyncMode::kPerWindow,
+          "overlap starts the window's reduction during the last backward: it needs --sync window");
 }
 
 void CheckpointOptions::validate() const {
-  must_count(save_every_, 0, kMaxStepCount, "save_every");
-  must_count(keep_, 1, 1000000, "keep_checkpoints");
-  if (stop_at_) must_count(*stop_at_, 1, kMaxStepCount, "stop_at");
+  require_count(save_every_, 0, kMaxSteps, "save_every");
+  require_count(keep_, 1, 1000000, "keep_checkpoints");
+  if (stop_at_) require_count(*stop_at_, 1, kMaxSteps, "stop_at");
   // A resume continues in its checkpoint's own directory unless another is given.
   const bool has_dir = !dir_.empty() || !resume_.empty();
-  must(save_every_ == 0 || has_dir, "save_every needs a checkpoint directory (--checkpoint-dir)");
-  must(!stop_at_ || has_dir, "stop_at needs a checkpoint directory (--checkpoint-dir) to continue from");
+  require(save_every_ == 0 || has_dir, "save_every needs a checkpoint directory (--checkpoint-dir)");
+  require(!stop_at_ || has_dir, "stop_at needs a checkpoint directory (--checkpoint-dir) to continue from");
 }
 
 void MemoryOptions::validate() const {
-  if (budget_) must(*budget_ > 0, fmt::format("memory_budget must be positive, got {}", *budget_));
+  if (budget_) require(*budget_ > 0, fmt::format("memory_budget must be positive, got {}", *budget_));
 }
 
 void LoggingOptions::validate() const {
-  must_count(print_every_, 0, kMaxStepCount, "print_every");
-  must_range(noise_scale_ema_, 0.0, 0.999999, "noise_scale_ema");
-  must(tensorboard_dir_.empty() || tensorboard_supported(),
-       "this gradacc was built without TensorBoard support (protobuf was not found at build time): drop "
-       "tensorboard_dir, or install libprotobuf-dev and protobuf-compiler and rebuild");
+  require_count(print_every_, 0, kMaxSteps, "print_every");
+  require_range(noise_scale_ema_, 0.0, 0.999999, "noise_scale_ema");
+  require(tensorboard_dir_.empty() || tensorboard_supported(),
+          "this gradacc was built without TensorBoard support (protobuf was not found at build time): drop "
+          "tensorboard_dir, or install libprotobuf-dev and protobuf-compiler and rebuild");
 }
 
-void DeviceOptions::validate() const { must_count(threads_, 0, 1024, "threads"); }
+void DeviceOptions::validate() const { require_count(threads_, 0, 1024, "threads"); }
 
 void TrainOptions::validate() const {
   batch_.validate();

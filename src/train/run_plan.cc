@@ -11,20 +11,11 @@
 #include "checkpoint/checkpoint.h"
 #include "gradacc/device.h"
 #include "gradacc/errors.h"
+#include "train/option_checks.h"
 #include "train/zero_choice.h"
 
 namespace gradacc {
 namespace {
-
-constexpr int64_t kMaxSteps = int64_t{1} << 40;
-
-void require(bool ok, const std::string& message) {
-  if (!ok) throw ConfigError(message);
-}
-
-bool deepspeed_kind(ScheduleKind k) {
-  return k == ScheduleKind::kDsWarmup || k == ScheduleKind::kDsWarmupDecay || k == ScheduleKind::kDsWarmupCosine;
-}
 
 // The window and the run's length (BatchOptions and DataOptions, with the ranks and the data).
 struct Windows {
@@ -126,7 +117,7 @@ SchedulePlan resolve_schedule(const ScheduleOptions& o, int64_t total_steps) {
   const int64_t warmup = o.warmup() && (*o.warmup() > 0 || !o.warmup_ratio()) ? *o.warmup()
                          : o.warmup_ratio()
                              ? static_cast<int64_t>(std::ceil(*o.warmup_ratio() * static_cast<double>(horizon)))
-                             : (deepspeed_kind(o.kind())              ? 1000
+                             : (is_deepspeed(o.kind())                ? 1000
                                 : o.kind() == ScheduleKind::kConstant ? 0
                                                                       : horizon / 20);
   SchedulePlan s;
