@@ -24,6 +24,10 @@
 //   trainer.h           Trainer, TrainResult
 //   verify.h            verify_accumulation(): accumulated vs full-batch training
 //   train_with_accumulation.h  the seeds' function: module, data, optimizer, accumulation steps
+//
+// It also says which gradacc this is: GRADACC_VERSION, the version of these headers, and
+// gradacc::version(), the version of the library linked. The two differ only when a program is
+// built against one install and linked against another; compare them at start-up to refuse that.
 #pragma once
 
 #include "gradacc/batch_plan.h"
@@ -45,3 +49,12 @@
 #include "gradacc/units.h"
 #include "gradacc/verify.h"
 #include "gradacc/window_loss.h"
+
+#define GRADACC_VERSION "0.4.0"  // project(gradacc VERSION ...) in CMakeLists.txt; a test keeps them equal
+
+namespace gradacc {
+
+// The version of the library linked, as GRADACC_VERSION was when it was built. Thread-safe.
+const char* version() noexcept;
+
+}  // namespace gradacc

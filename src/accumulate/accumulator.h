@@ -47,13 +47,13 @@
 
 #include "accumulate/gradient_shard.h"
 #include "accumulate/noise_scale.h"
+#include "accumulate/parameter_gather.h"
 #include "gradacc/lr_schedule.h"
 #include "gradacc/model.h"
 #include "gradacc/step_report.h"
 #include "precision/loss_scaler.h"
 #include "precision/master_weights.h"
 #include "sync/gradient_reducer.h"
-#include "sync/parameter_gather.h"
 #include "sync/zero_shard.h"
 
 namespace gradacc {

@@ -6,6 +6,8 @@
 //
 // attn: c_attn (D → 3D) gives q, k, v; heads of D/H; causal scaled-dot-product attention; c_proj.
 // mlp:  c_fc (D → 4D), GELU (tanh-free, exact erf form), c_proj (4D → D).
+#include "builtin/gpt.h"
+
 #include <cmath>
 
 #include <ATen/ops/arange.h>
@@ -24,8 +26,6 @@
 #include <torch/nn/modules/embedding.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/normalization.h>
-
-#include "builtin/models.h"
 
 namespace gradacc {
 namespace {

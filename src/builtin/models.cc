@@ -1,7 +1,5 @@
 #include "builtin/models.h"
 
-#include <stdexcept>
-
 #include <ATen/ops/dropout.h>
 #include <ATen/ops/max_pool2d.h>
 #include <ATen/ops/relu.h>
@@ -11,79 +9,10 @@
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/normalization.h>
 
-#include "base/parse.h"
+#include "builtin/gpt.h"
+#include "gradacc/errors.h"
 
 namespace gradacc {
-
-NormKind parse_norm(const std::string& name) {
-  if (name == "batch") return NormKind::kBatch;
-  if (name == "group") return NormKind::kGroup;
-  if (name == "layer") return NormKind::kLayer;
-  if (name == "none") return NormKind::kNone;
-  if (name == "rms") return NormKind::kRms;
-  throw std::invalid_argument(
-      fmt::format("unknown normalization '{}' (expected batch, group, layer, none or rms)", shown(name)));
-}
-
-std::string to_string(NormKind kind) {
-  switch (kind) {
-    case NormKind::kBatch: return "batch";
-    case NormKind::kGroup: return "group";
-    case NormKind::kLayer: return "layer";
-    case NormKind::kNone: return "none";
-    case NormKind::kRms: return "rms";
-  }
-  return "?";
-}
-
-ModelKind parse_model_kind(const std::string& name) {
-  if (name == "mlp") return ModelKind::kMlp;
-  if (name == "cnn") return ModelKind::kCnn;
-  if (name == "gpt") return ModelKind::kGpt;
-  throw std::invalid_argument(fmt::format("unknown model '{}' (expected mlp, cnn or gpt)", shown(name)));
-}
-
-std::string to_string(ModelKind kind) {
-  switch (kind) {
-    case ModelKind::kMlp: return "mlp";
-    case ModelKind::kCnn: return "cnn";
-    case ModelKind::kGpt: return "gpt";
-  }
-  return "?";
-}
-
-NormKind ModelSpec::resolved_norm() const {
-  if (kind == ModelKind::kMlp) return NormKind::kNone;  // the MLP has no normalization layers
-  return norm.value_or(kind == ModelKind::kGpt ? NormKind::kLayer : NormKind::kGroup);
-}
-
-void ModelSpec::validate() const {
-  const NormKind n = resolved_norm();
-  if (!(dropout >= 0.0 && dropout < 1.0))
-    throw std::invalid_argument(fmt::format("dropout must lie in [0, 1), got {}", dropout));
-  if (dropout > 0.0 && kind == ModelKind::kGpt)
-    throw std::invalid_argument("--dropout is for the mlp and the cnn; the gpt has none");
-  switch (kind) {
-    case ModelKind::kMlp: return;
-    case ModelKind::kCnn:
-      if (n == NormKind::kRms) throw std::invalid_argument("the cnn takes --norm batch, group, layer or none, not rms");
-      return;
-    case ModelKind::kGpt:
-      if (n != NormKind::kLayer && n != NormKind::kRms) {
-        throw std::invalid_argument(fmt::format("the gpt takes --norm layer or rms, not {}", to_string(n)));
-      }
-      if (layers < 1 || heads < 1 || dim < 1 || layers > kMaxGptSize || heads > kMaxGptSize || dim > kMaxGptSize) {
-        throw std::invalid_argument(
-            fmt::format("gpt sizes must lie in 1..{} (layers {}, heads {}, dim {})", kMaxGptSize, layers, heads, dim));
-      }
-      if (dim % heads != 0)
-        throw std::invalid_argument(fmt::format("dim = {} is not divisible by heads = {}", dim, heads));
-      if (context < 1 || context > kMaxContext) {
-        throw std::invalid_argument(fmt::format("context = {} is outside 1..{}", context, kMaxContext));
-      }
-      return;
-  }
-}
 
 namespace {
 
@@ -207,8 +136,6 @@ class Cnn : public Network {
 
 }  // namespace
 
-std::shared_ptr<Network> make_gpt(const ModelSpec& spec, int64_t vocab);  // gpt.cc
-
 std::shared_ptr<Network> make_model(const ModelSpec& spec, int64_t num_classes) {
   spec.validate();
   switch (spec.kind) {
@@ -216,7 +143,7 @@ std::shared_ptr<Network> make_model(const ModelSpec& spec, int64_t num_classes) 
     case ModelKind::kCnn: return std::make_shared<Cnn>(spec.resolved_norm(), num_classes, spec.dropout);
     case ModelKind::kGpt: return make_gpt(spec, num_classes);
   }
-  throw std::invalid_argument("unknown model kind");
+  throw ConfigError("unknown model kind");
 }
 
 }  // namespace gradacc

@@ -1,5 +1,7 @@
 // plan_memory(): measure the static part, the optimizer step and the activations, then pick the
 // largest micro-batch that fits (see memory_plan.h for the model of a window's peak).
+#include "gradacc/memory_plan.h"
+
 #include "memory/planner.h"
 
 #include <algorithm>

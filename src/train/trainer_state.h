@@ -9,6 +9,7 @@
 
 #include "accumulate/accumulator.h"
 #include "accumulate/auto_accum.h"
+#include "accumulate/parameter_gather.h"
 #include "batch/window_sampler.h"
 #include "checkpoint/checkpointer.h"
 #include "gradacc/memory_plan.h"
@@ -20,7 +21,6 @@
 #include "precision/master_weights.h"
 #include "sync/communicator.h"
 #include "sync/compressed_reducer.h"
-#include "sync/parameter_gather.h"
 #include "sync/zero_shard.h"
 #include "train/lr_scaling.h"
 #include "train/run_plan.h"

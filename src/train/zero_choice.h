@@ -16,10 +16,10 @@
 #include <utility>
 #include <vector>
 
+#include "accumulate/parameter_gather.h"
 #include "gradacc/memory_plan.h"
 #include "gradacc/model.h"
 #include "gradacc/options.h"
-#include "sync/parameter_gather.h"
 #include "sync/zero_shard.h"
 
 namespace gradacc {

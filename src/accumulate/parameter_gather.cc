@@ -1,4 +1,4 @@
-#include "sync/parameter_gather.h"
+#include "accumulate/parameter_gather.h"
 
 #include <stdexcept>
 

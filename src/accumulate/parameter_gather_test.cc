@@ -1,7 +1,7 @@
 // ZeRO-3's parts below the Trainer: the stage-3 layout (ZeroShard), its units' memory coming and
 // going, and ParameterGather over two real Gloo ranks (threads) driving a model of the user's own
 // that declares its blocks with gradacc::Units — against one process training the whole windows.
-#include "sync/parameter_gather.h"
+#include "accumulate/parameter_gather.h"
 
 #include <memory>
 #include <vector>
