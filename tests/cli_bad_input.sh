@@ -102,7 +102,7 @@ expect_bad "growth interval must be ≥ 1" train --precision fp16 --loss-scale-i
 "$bin" train --model mlp --steps 4 --train-limit 256 --global-batch 64 --checkpoint-dir "$tmp/ck" >/dev/null 2>&1 </dev/null
 ck="$tmp/ck/ckpt-step-00000004.safetensors"
 expect_bad "save_every needs a checkpoint directory" train --save-every 5
-expect_bad "keep_checkpoints must lie in 1.." train --checkpoint-dir "$tmp/ck2" --keep-checkpoints 0
+expect_bad "--keep-checkpoints: keep must lie in 1.." train --checkpoint-dir "$tmp/ck2" --keep-checkpoints 0
 expect_bad "stop_at needs a checkpoint directory" train --stop-at 3
 expect_bad "no such checkpoint file or directory" train --resume "$tmp/nothing-here"
 expect_bad "no checkpoint (ckpt-step-*.safetensors)" train --resume "$tmp/fmnist"

@@ -7,10 +7,11 @@
 //   options.schedule().kind(gradacc::ScheduleKind::kCosine);
 //
 // or, as one expression, TrainOptions().batch(BatchOptions().global_batch(256).micro_batch(32)).
-// Each group checks its own fields (validate(): ConfigError, one line naming the option and the
-// value); what depends on several groups, the data-parallel environment or the data set's size is
-// checked once, when the Trainer resolves the options into its immutable plan. Every default is
-// stated here and in docs/config.md (generated from the CLI's table of these fields).
+// A field with a range (GRADACC_ARG_IN) refuses a value outside it where the value is written;
+// each group's validate() checks what needs two of its fields (both: ConfigError, one line naming
+// the option and the value). What depends on several groups, the data-parallel environment or the
+// data set's size is checked once, when the Trainer resolves the options into its immutable plan.
+// Every default and range is stated here; the defaults also in docs/config.md (from the CLI's table).
 //
 // Thread safety: plain values.
 #pragma once
@@ -40,7 +41,84 @@
  private:                                            \
   T name##_ = __VA_ARGS__
 
+// A field as GRADACC_ARG whose every write is checked against [lo, hi] (an optional one: its value,
+// when set). The setter and the mutable accessor (a Checked<T>) throw ConfigError naming the field,
+// so a value out of range is refused where it is written, and a range is declared once, here.
+#define GRADACC_ARG_IN(T, name, lo, hi, ...)                                                      \
+ public:                                                                                          \
+  auto name(T new_value)->decltype(*this) {                                                       \
+    ::gradacc::check_in_range<T>(#name, new_value, lo, hi);                                       \
+    name##_ = std::move(new_value);                                                               \
+    return *this;                                                                                 \
+  }                                                                                               \
+  const T& name() const noexcept { return name##_; }                                              \
+  ::gradacc::Checked<T> name() noexcept { return ::gradacc::Checked<T>(name##_, lo, hi, #name); } \
+                                                                                                  \
+ private:                                                                                         \
+  T name##_ = __VA_ARGS__
+
 namespace gradacc {
+
+inline constexpr int64_t kMaxSteps = int64_t{1} << 40;  // the longest run, in optimizer steps
+
+// The bound of a ranged field's values: T, or U for std::optional<U>.
+template <typename T>
+struct RangeBound {
+  using type = T;
+};
+template <typename T>
+struct RangeBound<std::optional<T>> {
+  using type = T;
+};
+template <typename T>
+using range_bound_t = typename RangeBound<T>::type;
+
+// ConfigError unless lo <= value <= hi (a double also finite): "NAME must lie in LO..HI, got V",
+// or "NAME must be a finite number in [LO, HI], got V".
+void check_value_in_range(const char* name, int64_t value, int64_t lo, int64_t hi);
+void check_value_in_range(const char* name, double value, double lo, double hi);
+
+template <typename T>
+void check_in_range(const char* name, const T& value, range_bound_t<T> lo, range_bound_t<T> hi) {
+  if constexpr (std::is_same_v<T, range_bound_t<T>>) {
+    check_value_in_range(name, value, lo, hi);
+  } else if (value) {
+    check_value_in_range(name, *value, lo, hi);
+  }
+}
+
+// What the mutable accessor of a GRADACC_ARG_IN field returns: it reads as the value (an optional
+// one as a std::optional), and checks each value assigned to it. Lives as long as its options.
+template <typename T>
+class Checked {
+  static constexpr bool kOptional = !std::is_same_v<T, range_bound_t<T>>;
+
+ public:
+  Checked(T& slot, range_bound_t<T> lo, range_bound_t<T> hi, const char* name) noexcept
+      : slot_(slot), lo_(lo), hi_(hi), name_(name) {}
+  Checked& operator=(T value) {
+    check_in_range<T>(name_, value, lo_, hi_);
+    slot_ = std::move(value);
+    return *this;
+  }
+  const T& get() const noexcept { return slot_; }
+  operator const T&() const noexcept { return slot_; }  // NOLINT: reads as the value
+  template <typename U>
+  friend bool operator==(const Checked& field, const U& other) {
+    return field.slot_ == other;
+  }
+  // std::optional's reads, for an optional field.
+  explicit operator bool() const noexcept requires kOptional { return slot_.has_value(); }
+  bool has_value() const noexcept requires kOptional { return slot_.has_value(); }
+  const range_bound_t<T>& operator*() const noexcept requires kOptional { return *slot_; }
+  const range_bound_t<T>& value() const requires kOptional { return slot_.value(); }
+  range_bound_t<T> value_or(range_bound_t<T> fallback) const requires kOptional { return slot_.value_or(fallback); }
+
+ private:
+  T& slot_;
+  range_bound_t<T> lo_, hi_;
+  const char* name_;
+};
 
 inline constexpr int64_t kZeroAuto = -1;  // DistributedOptions::zero: the memory planner chooses the stage
 
@@ -55,21 +133,21 @@ struct BatchOptions {
   // sorted by length and cut into micro-batches of at most this many tokens (rows × longest row).
   // Replaces micro_batch and accumulation_steps; the windows are the same as with them. With a
   // memory budget, N is checked against it; 0 lets the memory planner choose N.
-  GRADACC_ARG(std::optional<int64_t>, micro_batch_tokens, std::nullopt);
+  GRADACC_ARG_IN(std::optional<int64_t>, micro_batch_tokens, 0, int64_t{1} << 40, std::nullopt);
   // Accumulation that follows the measured gradient noise scale (needs micro_batch and steps).
   // Starts at accum_auto_min (unset: 2, or 1 data parallel, where the ranks' shares are the small
   // batches), at most accum_auto_max.
   GRADACC_ARG(bool, accum_auto, false);
   GRADACC_ARG(std::optional<int64_t>, accum_auto_min, std::nullopt);
   GRADACC_ARG(int64_t, accum_auto_max, 64);
-  GRADACC_ARG(int64_t, accum_auto_warmup, 20);  // optimizer steps before the first decision
-  GRADACC_ARG(int64_t, accum_auto_every, 10);   // optimizer steps between decisions
+  GRADACC_ARG_IN(int64_t, accum_auto_warmup, 0, kMaxSteps, 20);  // optimizer steps before the first decision
+  GRADACC_ARG_IN(int64_t, accum_auto_every, 1, kMaxSteps, 10);   // optimizer steps between decisions
   // What a window's loss is averaged over: its items (Batch::items: samples for classification,
   // real tokens for text), which is exact for both. kNaiveMicroMean exists for `verify`.
   GRADACC_ARG(Normalization, normalization, Normalization::kPerItem);
   // Whether the LossFn returns the sum of the batch's loss terms or their mean (model.h).
   GRADACC_ARG(LossReduction, loss_reduction, LossReduction::kSum);
-  GRADACC_ARG(double, clip, 0.0);  // the window gradient's global L2 norm at most this; 0 = off
+  GRADACC_ARG_IN(double, clip, 0.0, 1e12, 0.0);  // the window gradient's global L2 norm at most this; 0 = off
 
  public:
   void validate() const;
@@ -77,8 +155,8 @@ struct BatchOptions {
 
 // How much data, and in which order: the run's length (steps, or epochs; default 1 epoch).
 struct DataOptions {
-  GRADACC_ARG(std::optional<int64_t>, steps, std::nullopt);
-  GRADACC_ARG(std::optional<int64_t>, epochs, std::nullopt);
+  GRADACC_ARG_IN(std::optional<int64_t>, steps, 1, kMaxSteps, std::nullopt);
+  GRADACC_ARG_IN(std::optional<int64_t>, epochs, 1, 1000000, std::nullopt);
   GRADACC_ARG(uint64_t, seed, 0);  // the epoch permutations
   GRADACC_ARG(bool, shuffle, true);
   GRADACC_ARG(bool, drop_partial, false);  // the short last window of an epoch: rescale (default) or drop
@@ -90,11 +168,14 @@ struct DataOptions {
 // The learning rate, counted in optimizer steps (lr_schedule.h). The peak rate is the optimizer's.
 struct ScheduleOptions {
   GRADACC_ARG(ScheduleKind, kind, ScheduleKind::kConstant);
-  GRADACC_ARG(std::optional<int64_t>, warmup, std::nullopt);       // unset: 5% of the run for cosine/linear, else 0
-  GRADACC_ARG(std::optional<double>, warmup_ratio, std::nullopt);  // warmup = ⌈ratio × horizon⌉ when warmup is unset
-  GRADACC_ARG(WarmupStart, warmup_start, WarmupStart::kStep1);     // (s+1)/W, or s/W
-  GRADACC_ARG(double, min_lr, 0.0);                                // the floor the decay ends at
-  GRADACC_ARG(std::optional<int64_t>, horizon, std::nullopt);      // the schedule's length; unset: the run's
+  GRADACC_ARG_IN(std::optional<int64_t>, warmup, 0, kMaxSteps,
+                 std::nullopt);  // unset: 5% of the run for cosine/linear, else 0
+  GRADACC_ARG_IN(std::optional<double>, warmup_ratio, 0.0, 1.0,
+                 std::nullopt);                                 // warmup = ⌈ratio × horizon⌉ when warmup is unset
+  GRADACC_ARG(WarmupStart, warmup_start, WarmupStart::kStep1);  // (s+1)/W, or s/W
+  GRADACC_ARG_IN(double, min_lr, 0.0, 1e6, 0.0);                // the floor the decay ends at
+  GRADACC_ARG_IN(std::optional<int64_t>, horizon, 1, kMaxSteps,
+                 std::nullopt);  // the schedule's length; unset: the run's
   // The learning rate follows the batch: × lr_scale(rule, B_t, base_batch) (lr_schedule.h), B_t the
   // window's planned global batch; base_batch in samples (tokens with per-token normalization).
   GRADACC_ARG(LrScaling, lr_scaling, LrScaling::kNone);
@@ -132,8 +213,8 @@ struct PrecisionOptions {
 struct DistributedOptions {
   GRADACC_ARG(std::optional<int64_t>, world_size, std::nullopt);  // checked against WORLD_SIZE
   GRADACC_ARG(SyncMode, sync, SyncMode::kPerWindow);
-  GRADACC_ARG(double, timeout, 300.0);   // seconds before a dead or stalled rank is an error
-  GRADACC_ARG(double, bucket_mb, 25.0);  // all-reduce bucket size
+  GRADACC_ARG_IN(double, timeout, 1e-3, 1e7, 300.0);   // seconds before a dead or stalled rank is an error
+  GRADACC_ARG_IN(double, bucket_mb, 1e-3, 1e6, 25.0);  // all-reduce bucket size
   // What gradients travel as: fp32, or bf16/fp16 with fp32 sums on each side and half the bytes
   // (counts and losses stay exact).
   GRADACC_ARG(Precision, comm_dtype, Precision::kFp32);
@@ -160,11 +241,12 @@ struct DistributedOptions {
 
 // Checkpoints and resume (docs/checkpoints.md).
 struct CheckpointOptions {
-  GRADACC_ARG(std::string, dir, "");     // "" = none (a resume defaults it to the checkpoint's own)
-  GRADACC_ARG(int64_t, save_every, 0);   // optimizer steps between checkpoints; 0: at the end only
-  GRADACC_ARG(int64_t, keep, 3);         // newest kept in dir
-  GRADACC_ARG(std::string, resume, "");  // a checkpoint file, or a directory (its newest)
-  GRADACC_ARG(std::optional<int64_t>, stop_at, std::nullopt);  // stop after this step, with a checkpoint
+  GRADACC_ARG(std::string, dir, "");                     // "" = none (a resume defaults it to the checkpoint's own)
+  GRADACC_ARG_IN(int64_t, save_every, 0, kMaxSteps, 0);  // optimizer steps between checkpoints; 0: at the end only
+  GRADACC_ARG_IN(int64_t, keep, 1, 1000000, 3);          // newest kept in dir
+  GRADACC_ARG(std::string, resume, "");                  // a checkpoint file, or a directory (its newest)
+  GRADACC_ARG_IN(std::optional<int64_t>, stop_at, 1, kMaxSteps,
+                 std::nullopt);  // stop after this step, with a checkpoint
 
  public:
   void validate() const;
@@ -192,10 +274,10 @@ struct LoggingOptions {
   // "train/<field>" per optimizer step, Trainer::log_record's records, and the resolved run as text.
   // A resume adds a new file that continues the steps. ConfigError in a build without protobuf.
   GRADACC_ARG(std::string, tensorboard_dir, "");
-  GRADACC_ARG(bool, progress, true);           // a progress bar, when stdout is a terminal
-  GRADACC_ARG(int64_t, print_every, 0);        // a line with the step's loss every N steps; 0: none
-  GRADACC_ARG(bool, noise_scale, false);       // measure the gradient noise scale each window
-  GRADACC_ARG(double, noise_scale_ema, 0.95);  // decay of its moving averages
+  GRADACC_ARG(bool, progress, true);                             // a progress bar, when stdout is a terminal
+  GRADACC_ARG_IN(int64_t, print_every, 0, kMaxSteps, 0);         // a line with the step's loss every N steps; 0: none
+  GRADACC_ARG(bool, noise_scale, false);                         // measure the gradient noise scale each window
+  GRADACC_ARG_IN(double, noise_scale_ema, 0.0, 0.999999, 0.95);  // decay of its moving averages
 
  public:
   void validate() const;
@@ -203,9 +285,9 @@ struct LoggingOptions {
 
 // Where it runs.
 struct DeviceOptions {
-  GRADACC_ARG(std::string, name, "cpu");  // "cpu", "cuda" or "cuda:N"
-  GRADACC_ARG(bool, tf32, false);         // CUDA fp32 matmul/conv on TF32 tensor cores
-  GRADACC_ARG(int64_t, threads, 0);       // intra-op threads; 0: LibTorch's default (all cores)
+  GRADACC_ARG(std::string, name, "cpu");         // "cpu", "cuda" or "cuda:N"
+  GRADACC_ARG(bool, tf32, false);                // CUDA fp32 matmul/conv on TF32 tensor cores
+  GRADACC_ARG_IN(int64_t, threads, 0, 1024, 0);  // intra-op threads; 0: LibTorch's default (all cores)
 
  public:
   void validate() const;

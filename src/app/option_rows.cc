@@ -37,7 +37,7 @@ Option integer(std::string flag, std::vector<std::string> keys, OptionScope scop
       [field, min](JobConfig& c, const OptionValue& v) {
         const int64_t n = std::get<int64_t>(v);
         if (n < min) throw std::invalid_argument(fmt::format("must be ≥ {}, got {}", min, n));
-        field(c) = n;
+        field.set(c, n);
       },
       [field](const JobConfig& c) { return fmt::format("{}", field(c)); });
 }
@@ -49,7 +49,7 @@ Option integer(std::string flag, std::vector<std::string> keys, OptionScope scop
       [field](JobConfig& c, const OptionValue& v) {
         const int64_t n = std::get<int64_t>(v);
         if (n < 0) throw std::invalid_argument(fmt::format("must be ≥ 0, got {}", n));
-        field(c) = static_cast<uint64_t>(n);
+        field.set(c, static_cast<uint64_t>(n));
       },
       [field](const JobConfig& c) { return fmt::format("{}", field(c)); });
 }
@@ -58,7 +58,7 @@ Option optional_integer(std::string flag, std::vector<std::string> keys, OptionS
                         Field<std::optional<int64_t>> field, std::string unset) {
   return row(
       std::move(flag), std::move(keys), OptionType::kInt, scope, "N", std::move(help),
-      [field](JobConfig& c, const OptionValue& v) { field(c) = std::get<int64_t>(v); },
+      [field](JobConfig& c, const OptionValue& v) { field.set(c, std::get<int64_t>(v)); },
       [field, unset](const JobConfig& c) { return field(c) ? fmt::format("{}", *field(c)) : unset; });
 }
 
@@ -66,7 +66,7 @@ Option number(std::string flag, std::vector<std::string> keys, OptionScope scope
               Field<double> field) {
   return row(
       std::move(flag), std::move(keys), OptionType::kFloat, scope, "X", std::move(help),
-      [field](JobConfig& c, const OptionValue& v) { field(c) = std::get<double>(v); },
+      [field](JobConfig& c, const OptionValue& v) { field.set(c, std::get<double>(v)); },
       [field](const JobConfig& c) { return number_text(field(c)); });
 }
 
@@ -74,7 +74,7 @@ Option optional_number(std::string flag, std::vector<std::string> keys, OptionSc
                        Field<std::optional<double>> field, std::string unset) {
   return row(
       std::move(flag), std::move(keys), OptionType::kFloat, scope, "X", std::move(help),
-      [field](JobConfig& c, const OptionValue& v) { field(c) = std::get<double>(v); },
+      [field](JobConfig& c, const OptionValue& v) { field.set(c, std::get<double>(v)); },
       [field, unset](const JobConfig& c) { return field(c) ? number_text(*field(c)) : unset; });
 }
 
@@ -82,7 +82,7 @@ Option boolean(std::string flag, std::vector<std::string> keys, OptionScope scop
                Field<bool> field) {
   return row(
       std::move(flag), std::move(keys), OptionType::kBool, scope, "on|off", std::move(help),
-      [field](JobConfig& c, const OptionValue& v) { field(c) = std::get<bool>(v); },
+      [field](JobConfig& c, const OptionValue& v) { field.set(c, std::get<bool>(v)); },
       [field](const JobConfig& c) { return on_off(field(c)); });
 }
 
@@ -90,7 +90,7 @@ Option optional_boolean(std::string flag, std::vector<std::string> keys, OptionS
                         Field<std::optional<bool>> field, std::string unset) {
   return row(
       std::move(flag), std::move(keys), OptionType::kBool, scope, "on|off", std::move(help),
-      [field](JobConfig& c, const OptionValue& v) { field(c) = std::get<bool>(v); },
+      [field](JobConfig& c, const OptionValue& v) { field.set(c, std::get<bool>(v)); },
       [field, unset](const JobConfig& c) { return field(c) ? on_off(*field(c)) : unset; });
 }
 
@@ -98,7 +98,7 @@ Option switch_flag(std::string flag, std::vector<std::string> keys, OptionScope 
                    Field<bool> field) {
   return row(
       std::move(flag), std::move(keys), OptionType::kSwitch, scope, "", std::move(help),
-      [field](JobConfig& c, const OptionValue& v) { field(c) = std::get<bool>(v); },
+      [field](JobConfig& c, const OptionValue& v) { field.set(c, std::get<bool>(v)); },
       [field](const JobConfig& c) { return on_off(field(c)); });
 }
 
@@ -121,7 +121,7 @@ Option either(std::string flag, std::vector<std::string> keys, OptionScope scope
   std::string hint = first.text + "|" + second.text;
   return row(
       std::move(flag), std::move(keys), OptionType::kString, scope, std::move(hint), std::move(help),
-      [=](JobConfig& c, const OptionValue& v) { field(c) = word_value(std::get<std::string>(v), first, second); },
+      [=](JobConfig& c, const OptionValue& v) { field.set(c, word_value(std::get<std::string>(v), first, second)); },
       [=](const JobConfig& c) { return word_text(field(c), first, second); });
 }
 
@@ -130,7 +130,7 @@ Option either(std::string flag, std::vector<std::string> keys, OptionScope scope
   std::string hint = first.text + "|" + second.text;
   return row(
       std::move(flag), std::move(keys), OptionType::kString, scope, std::move(hint), std::move(help),
-      [=](JobConfig& c, const OptionValue& v) { field(c) = word_value(std::get<std::string>(v), first, second); },
+      [=](JobConfig& c, const OptionValue& v) { field.set(c, word_value(std::get<std::string>(v), first, second)); },
       [=](const JobConfig& c) { return field(c) ? word_text(*field(c), first, second) : unset; });
 }
 
@@ -138,7 +138,7 @@ Option text(std::string flag, std::vector<std::string> keys, OptionScope scope, 
             Field<std::string> field, std::string unset) {
   return row(
       std::move(flag), std::move(keys), OptionType::kString, scope, std::move(hint), std::move(help),
-      [field](JobConfig& c, const OptionValue& v) { field(c) = std::get<std::string>(v); },
+      [field](JobConfig& c, const OptionValue& v) { field.set(c, std::get<std::string>(v)); },
       [field, unset](const JobConfig& c) { return field(c).empty() ? unset : field(c); });
 }
 
@@ -147,7 +147,9 @@ Option number_pair(std::string flag, std::vector<std::string> keys, OptionScope 
   return row(
       std::move(flag), std::move(keys), OptionType::kFloatPair, scope, std::move(hint), std::move(help),
       [first, second](JobConfig& c, const OptionValue& v) {
-        std::tie(first(c), second(c)) = std::get<std::pair<double, double>>(v);
+        const auto [x, y] = std::get<std::pair<double, double>>(v);
+        first.set(c, x);
+        second.set(c, y);
       },
       [first, second](const JobConfig& c) { return fmt::format("{},{}", first(c), second(c)); });
 }
@@ -166,7 +168,7 @@ Option one_of(std::string flag, std::vector<std::string> keys, OptionScope scope
         std::transform(s.begin(), s.end(), s.begin(), [](unsigned char ch) { return std::tolower(ch); });
         if (std::find(words.begin(), words.end(), s) == words.end())
           throw std::invalid_argument(fmt::format("'{}' is not {}", shown(std::get<std::string>(v)), listed));
-        field(c) = s;
+        field.set(c, s);
       },
       [field](const JobConfig& c) { return field(c); });
 }
@@ -175,7 +177,7 @@ Option bytes(std::string flag, std::vector<std::string> keys, OptionScope scope,
              Field<std::optional<int64_t>> field) {
   return row(
       std::move(flag), std::move(keys), OptionType::kString, scope, "SIZE", std::move(help),
-      [field](JobConfig& c, const OptionValue& v) { field(c) = parse_bytes(std::get<std::string>(v)); },
+      [field](JobConfig& c, const OptionValue& v) { field.set(c, parse_bytes(std::get<std::string>(v))); },
       [field](const JobConfig& c) { return field(c) ? format_bytes(*field(c)) : std::string("none"); });
 }
 

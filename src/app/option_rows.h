@@ -34,21 +34,29 @@ G& owner(JobConfig& c) {
     return c.train.group<G>();
 }
 
-// A field of JobConfig of type T, named by a member pointer.
+// A field of JobConfig of type T, named by a member pointer: field(c) reads it, field.set(c, v)
+// writes it (through a ranged field's Checked accessor, which refuses a value out of its range).
 template <typename T>
 class Field {
  public:
   template <typename G>
   Field(T& (G::*accessor)() noexcept)  // NOLINT: implicit, so that a row names the member only
-      : get_([accessor](JobConfig& c) -> T& { return (owner<G>(c).*accessor)(); }) {}
+      : set_([accessor](JobConfig& c, T v) { (owner<G>(c).*accessor)() = std::move(v); }),
+        get_([accessor](JobConfig& c) -> const T& { return (owner<G>(c).*accessor)(); }) {}
+  template <typename G>
+  Field(Checked<T> (G::*accessor)() noexcept)  // NOLINT
+      : set_([accessor](JobConfig& c, T v) { (owner<G>(c).*accessor)() = std::move(v); }),
+        get_([accessor](JobConfig& c) -> const T& { return (owner<G>(c).*accessor)().get(); }) {}
   template <typename G>
   Field(T G::*member)  // NOLINT
-      : get_([member](JobConfig& c) -> T& { return owner<G>(c).*member; }) {}
-  T& operator()(JobConfig& c) const { return get_(c); }
+      : set_([member](JobConfig& c, T v) { owner<G>(c).*member = std::move(v); }),
+        get_([member](JobConfig& c) -> const T& { return owner<G>(c).*member; }) {}
+  void set(JobConfig& c, T value) const { set_(c, std::move(value)); }
   const T& operator()(const JobConfig& c) const { return get_(const_cast<JobConfig&>(c)); }
 
  private:
-  std::function<T&(JobConfig&)> get_;
+  std::function<void(JobConfig&, T)> set_;
+  std::function<const T&(JobConfig&)> get_;
 };
 
 bool parse_bool(const std::string& s);                       // on|off|true|false
@@ -102,7 +110,7 @@ Option choice(std::string flag, std::vector<std::string> keys, OptionScope scope
           scope,
           std::move(hint),
           std::move(help),
-          [field, parse](JobConfig& c, const OptionValue& v) { field(c) = parse(std::get<std::string>(v)); },
+          [field, parse](JobConfig& c, const OptionValue& v) { field.set(c, parse(std::get<std::string>(v))); },
           [field, name](const JobConfig& c) { return name(field(c)); }};
 }
 
@@ -116,7 +124,7 @@ Option optional_choice(std::string flag, std::vector<std::string> keys, OptionSc
           scope,
           std::move(hint),
           std::move(help),
-          [field, parse](JobConfig& c, const OptionValue& v) { field(c) = parse(std::get<std::string>(v)); },
+          [field, parse](JobConfig& c, const OptionValue& v) { field.set(c, parse(std::get<std::string>(v))); },
           [field, name, unset](const JobConfig& c) { return field(c) ? name(*field(c)) : unset; }};
 }
 

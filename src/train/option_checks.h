@@ -9,10 +9,9 @@
 #include <fmt/format.h>
 
 #include "gradacc/errors.h"
+#include "gradacc/options.h"  // kMaxSteps
 
 namespace gradacc {
-
-inline constexpr int64_t kMaxSteps = int64_t{1} << 40;  // the longest run, in optimizer steps
 
 inline void require(bool ok, const std::string& message) {
   if (!ok) throw ConfigError(message);

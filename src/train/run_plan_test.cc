@@ -32,6 +32,38 @@ std::string error_of(const TrainOptions& o, int64_t data = 1000, int world = 1) 
 
 // Each group refuses, by itself, what it alone can say is wrong; the same group with the field
 // back at its default is accepted. The plan keeps the options as given.
+// A range is declared with its field (options.h) and checked where a value is written: by the
+// setter and by the mutable accessor alike, the value left as it was.
+TEST(OptionGroups, RangesAreCheckedWhereAValueIsWritten) {
+  const auto refusal = [](const auto& write) {
+    try {
+      write();
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("(accepted)");
+  };
+  BatchOptions batch;
+  EXPECT_EQ(refusal([&] { batch.clip(-1); }), "clip must be a finite number in [0, 1000000000000], got -1");
+  EXPECT_EQ(refusal([&] { batch.clip() = std::nan(""); }).substr(0, 27), "clip must be a finite numbe");
+  EXPECT_EQ(batch.clip(), 0.0);
+  EXPECT_EQ(refusal([&] { batch.micro_batch_tokens(-1); }).substr(0, 34), "micro_batch_tokens must lie in 0..");
+  EXPECT_EQ(refusal([&] { batch.micro_batch_tokens(0).clip(1.5); }), "(accepted)");
+  DataOptions data;
+  EXPECT_EQ(refusal([&] { data.steps() = 0; }).substr(0, 22), "steps must lie in 1..1");
+  EXPECT_FALSE(data.steps());
+  EXPECT_EQ(refusal([&] { data.steps() = std::nullopt; }), "(accepted)");  // unset is in range
+  data.steps() = 12;
+  EXPECT_EQ(data.steps().value_or(5), 12);
+  EXPECT_NE(refusal([&] { LoggingOptions().noise_scale_ema(1.0); }).find("noise_scale_ema"), std::string::npos);
+  EXPECT_EQ(refusal([&] { DeviceOptions().threads(-1); }), "threads must lie in 0..1024, got -1");
+  EXPECT_EQ(refusal([&] { CheckpointOptions().keep() = 0; }), "keep must lie in 1..1000000, got 0");
+  EXPECT_EQ(refusal([&] { ScheduleOptions().warmup_ratio(1.5); }).substr(0, 40),
+            "warmup_ratio must be a finite number in ");
+  EXPECT_NE(refusal([&] { ScheduleOptions().min_lr(INFINITY); }).find("min_lr must be"), std::string::npos);
+  EXPECT_NE(refusal([&] { DistributedOptions().timeout(0); }).find("timeout must be"), std::string::npos);
+}
+
 TEST(OptionGroups, EachGroupChecksItselfInOneLine) {
   const auto refusal = [](const auto& group) {
     try {
@@ -41,7 +73,6 @@ TEST(OptionGroups, EachGroupChecksItselfInOneLine) {
     }
     return std::string("(accepted)");
   };
-  EXPECT_NE(refusal(BatchOptions().clip(-1)).find("clip must be"), std::string::npos);
   EXPECT_NE(refusal(BatchOptions().accum_auto(true)).find("accum auto needs micro_batch"), std::string::npos);
   EXPECT_NE(refusal(DataOptions().steps(3).epochs(1)).find("either steps or epochs"), std::string::npos);
   EXPECT_NE(refusal(ScheduleOptions().lr_scaling(LrScaling::kSqrt)).find("needs --base-batch"), std::string::npos);
@@ -49,8 +80,6 @@ TEST(OptionGroups, EachGroupChecksItselfInOneLine) {
   EXPECT_NE(refusal(DistributedOptions().zero(4)).find("zero is 0, 1"), std::string::npos);
   EXPECT_NE(refusal(CheckpointOptions().stop_at(3)).find("needs a checkpoint directory"), std::string::npos);
   EXPECT_NE(refusal(MemoryOptions().budget(0)).find("memory_budget must be positive"), std::string::npos);
-  EXPECT_NE(refusal(LoggingOptions().noise_scale_ema(1.0)).find("noise_scale_ema"), std::string::npos);
-  EXPECT_NE(refusal(DeviceOptions().threads(-1)).find("threads must lie"), std::string::npos);
   for (const std::string& accepted :
        {refusal(BatchOptions()), refusal(DataOptions()), refusal(ScheduleOptions()), refusal(PrecisionOptions()),
         refusal(DistributedOptions()), refusal(CheckpointOptions()), refusal(MemoryOptions()),
@@ -89,15 +118,6 @@ TEST(RunPlan, ResolvesTheBatchLengthAndSchedule) {
 
 TEST(RunPlan, RefusesOptionsThatCannotBeMeant) {
   const TrainOptions ok = TrainOptions().batch(BatchOptions().micro_batch(8));
-  EXPECT_NE(error_of(but(ok, [&](TrainOptions& o) { o.batch().clip(NAN); })).find("clip must be a finite number"),
-            std::string::npos);
-  EXPECT_NE(error_of(but(ok, [&](TrainOptions& o) { o.batch().clip(-1); })).find("clip"), std::string::npos);
-  EXPECT_NE(error_of(but(ok, [&](TrainOptions& o) { o.schedule().min_lr(INFINITY); })).find("min_lr"),
-            std::string::npos);
-  EXPECT_NE(error_of(but(ok, [&](TrainOptions& o) { o.device().threads(100000); })).find("threads must lie in 0..1024"),
-            std::string::npos);
-  EXPECT_NE(error_of(but(ok, [&](TrainOptions& o) { o.distributed().timeout(0); })).find("dist_timeout"),
-            std::string::npos);
   EXPECT_NE(error_of(but(ok, [&](TrainOptions& o) { o.data().steps(3).epochs(1); })).find("either steps or epochs"),
             std::string::npos);
   EXPECT_NE(error_of(but(ok, [&](TrainOptions& o) { o.distributed().world_size(2); })).find("WORLD_SIZE is 1"),
