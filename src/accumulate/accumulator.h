@@ -48,6 +48,7 @@
 #include "accumulate/gradient_shard.h"
 #include "accumulate/noise_scale.h"
 #include "accumulate/parameter_gather.h"
+#include "base/stateful.h"
 #include "gradacc/lr_schedule.h"
 #include "gradacc/model.h"
 #include "gradacc/step_report.h"
@@ -77,7 +78,7 @@ struct AccumulatorOptions {
   }
 };
 
-class Accumulator {
+class Accumulator : public Stateful {
  public:
   // `schedule` may be null (the optimizer's own lr stays). The module's trainable parameters must
   // share one dtype and device. With `master`, `optimizer` must update master->masters(), and
@@ -183,6 +184,9 @@ class Accumulator {
   // Continues a run from a checkpoint taken after `steps_taken` windows and `updates_applied`
   // updates. Only between windows; throws std::logic_error otherwise.
   void resume_at(int64_t steps_taken, int64_t updates_applied);
+  // Its part of a checkpoint: "step" (windows completed) and "updates"; loading them is resume_at().
+  std::map<std::string, std::string> state() const override;
+  void load_state(const std::map<std::string, std::string>& state) override;
   // The flat accumulation buffer (the .grad tensors the optimizer reads are views of it): fp32
   // with master weights. It holds scale × Σ_m s·∇L_m until step(). For tests and communication.
   // Undefined under ZeRO-2, whose sum lives in ZeroShard::shard_grad() alone.

@@ -259,6 +259,17 @@ void Accumulator::resume_at(int64_t steps_taken, int64_t updates_applied) {
   updates_ = updates_applied;
 }
 
+std::map<std::string, std::string> Accumulator::state() const {
+  return {{"step", std::to_string(steps_)}, {"updates", std::to_string(updates_)}};
+}
+
+void Accumulator::load_state(const std::map<std::string, std::string>& state) {
+  const int64_t steps = state_count(state, "step"), updates = state_count(state, "updates");
+  if (updates > steps)
+    throw ConfigError(fmt::format("{} updates after {} steps: more updates than steps", updates, steps));
+  resume_at(steps, updates);
+}
+
 int64_t Accumulator::gradient_bytes() const {
   int64_t bytes = 0;
   for (const at::Tensor* t : {&buffer_, &micro_grad_}) {

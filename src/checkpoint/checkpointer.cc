@@ -72,19 +72,49 @@ TensorMap Checkpointer::part_tensors() const {
   return tensors;
 }
 
-std::optional<CheckpointState> Checkpointer::resume(torch::nn::Module& model,
-                                                    torch::optim::Optimizer& optimizer) const {
-  if (policy_.resume_from.empty()) return std::nullopt;
-  CheckpointState state = load_checkpoint(policy_.resume_from, model, optimizer, identity_, part_tensors(), device_,
-                                          shard_ ? &*shard_ : nullptr);
+namespace {
+
+// The tracked parts' state as the file holds it: the header's keys out of the map, as counts.
+CheckpointState file_state(std::map<std::string, std::string> parts) {
+  const auto take = [&parts](const char* key) {
+    if (!parts.count(key)) throw std::logic_error(fmt::format("checkpoint: no tracked part gives '{}'", key));
+    const int64_t n = state_count(parts, key);
+    parts.erase(key);
+    return n;
+  };
+  CheckpointState s;
+  s.step = take("step");
+  s.updates = take("updates");
+  s.position = {take("epoch"), take("window"), take("offset")};
+  s.extra = std::move(parts);
+  return s;
+}
+
+// And back: the header's keys beside the parts' own.
+std::map<std::string, std::string> parts_state(const CheckpointState& s) {
+  std::map<std::string, std::string> parts = s.extra;
+  parts["step"] = std::to_string(s.step);
+  parts["updates"] = std::to_string(s.updates);
+  parts["epoch"] = std::to_string(s.position.epoch);
+  parts["window"] = std::to_string(s.position.window);
+  parts["offset"] = std::to_string(s.position.offset);
+  return parts;
+}
+
+}  // namespace
+
+bool Checkpointer::resume(torch::nn::Module& model, torch::optim::Optimizer& optimizer) const {
+  if (policy_.resume_from.empty()) return false;
+  const auto state = parts_state(load_checkpoint(policy_.resume_from, model, optimizer, identity_, part_tensors(),
+                                                 device_, shard_ ? &*shard_ : nullptr));
   for (Stateful* part : parts_) {
     try {
-      part->load_state(state.extra);
+      part->load_state(state);
     } catch (const std::invalid_argument& e) {
       throw CheckpointError(fmt::format("{}: {}", policy_.resume_from, e.what()));
     }
   }
-  return state;
+  return true;
 }
 
 bool Checkpointer::due(int64_t step, int64_t last_step, bool stopping) const {
@@ -102,12 +132,12 @@ void Checkpointer::set_parameter_shards(std::function<at::Tensor()> params, std:
   sum_ = std::move(sum);
 }
 
-std::string Checkpointer::save(const CheckpointState& run, const torch::nn::Module& model,
-                               torch::optim::Optimizer& optimizer) {
+std::string Checkpointer::save(const torch::nn::Module& model, torch::optim::Optimizer& optimizer) {
   if (!enabled()) return "";
-  CheckpointState state = run;
-  for (const Stateful* part : parts_) state.extra.merge(part->state());
-  state.tensors.merge(part_tensors());
+  std::map<std::string, std::string> parts;
+  for (const Stateful* part : parts_) parts.merge(part->state());
+  CheckpointState state = file_state(std::move(parts));
+  state.tensors = part_tensors();
   if (!shard_) {
     if (!lead_) return "";
     last_ = save_checkpoint(policy_.dir, state, model, optimizer, identity_, policy_.keep, device_);

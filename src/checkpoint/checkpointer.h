@@ -36,14 +36,16 @@ class Checkpointer {
   Checkpointer& operator=(const Checkpointer&) = delete;
 
   bool enabled() const { return !policy_.dir.empty(); }
-  // The checkpoint's state after loading it into `model`, `optimizer` and the tracked parts (their
-  // tensors in place), when the plan resumes; nothing otherwise. Throws CheckpointError (one line)
+  // When the plan resumes: loads the checkpoint into `model`, `optimizer` and the tracked parts
+  // (their tensors in place) and returns true; false otherwise. Throws CheckpointError (one line)
   // for a file that cannot continue this run, having changed nothing.
-  std::optional<CheckpointState> resume(torch::nn::Module& model, torch::optim::Optimizer& optimizer) const;
+  bool resume(torch::nn::Module& model, torch::optim::Optimizer& optimizer) const;
   // Whether step `step` is saved: every `every` steps, at `last_step`, and when the run stops.
   bool due(int64_t step, int64_t last_step, bool stopping) const;
-  // The run's parts whose state every checkpoint carries (metadata and tensors "state.<key>"):
-  // saved by save(), restored by resume(). The parts must outlive the Checkpointer.
+  // The run's parts whose state every checkpoint carries, saved by save() and restored by resume();
+  // they must outlive the Checkpointer. Their keys "step", "updates" (the accumulator's) and
+  // "epoch", "window", "offset" (the loop's position) are the file's header (checkpoint.h); every
+  // other key and tensor is "state.<key>". A run tracks the parts that give the header.
   void track(Stateful& part) { parts_.push_back(&part); }
   // The tracked parts' tensors, by name.
   TensorMap part_tensors() const;
@@ -56,9 +58,9 @@ class Checkpointer {
   // file keeps the buffers. `sum(x)` is a collective that adds x over the ranks: it ties the
   // shards to their main file (a sum of the shards' CRCs) where the whole weights' CRC did.
   void set_parameter_shards(std::function<at::Tensor()> params, std::function<int64_t(int64_t)> sum);
-  // Writes the checkpoint (lead rank only, and every rank's shard under ZeRO) with the tracked
-  // parts' state, and returns its path ("" on the other ranks).
-  std::string save(const CheckpointState& state, const torch::nn::Module& model, torch::optim::Optimizer& optimizer);
+  // Writes the checkpoint of the tracked parts' state now (lead rank only, and every rank's shard
+  // under ZeRO), and returns its path ("" on the other ranks).
+  std::string save(const torch::nn::Module& model, torch::optim::Optimizer& optimizer);
   const std::string& last_written() const { return last_; }
   const std::string& dir() const { return policy_.dir; }
 

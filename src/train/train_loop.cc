@@ -95,6 +95,16 @@ int64_t planned_window(const LoopParts& p, int64_t steps_taken) {
   return window_examples(p, plan, planned_accumulation(p, plan, steps_taken));
 }
 
+std::map<std::string, std::string> LoopCursor::state() const {
+  return {{"epoch", std::to_string(next.epoch)},
+          {"window", std::to_string(next.window)},
+          {"offset", std::to_string(next.offset)}};
+}
+
+void LoopCursor::load_state(const std::map<std::string, std::string>& state) {
+  next = {state_count(state, "epoch"), state_count(state, "window"), state_count(state, "offset")};
+}
+
 std::vector<StepReport> train_steps(const LoopParts& p, int64_t steps, LoopPosition& pos, const StepCallback& on_step) {
   std::vector<StepReport> reports;
   reports.reserve(steps);

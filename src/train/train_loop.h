@@ -15,6 +15,7 @@
 
 #include "accumulate/accumulator.h"
 #include "accumulate/auto_accum.h"
+#include "base/stateful.h"
 #include "batch/accum_schedule.h"
 #include "batch/window_sampler.h"
 #include "gradacc/dataset.h"
@@ -26,6 +27,14 @@
 #include "train/lr_scaling.h"
 
 namespace gradacc {
+
+// Where a run stands in its data, as a part of its checkpoints: train_steps() moves `next` past each
+// window before the step's callback runs, so a checkpoint taken there saves where to continue.
+struct LoopCursor final : Stateful {
+  LoopPosition next;
+  std::map<std::string, std::string> state() const override;  // "epoch", "window", "offset"
+  void load_state(const std::map<std::string, std::string>& state) override;
+};
 
 // Everything one step touches. References: the caller owns them for the duration of the call.
 struct LoopParts {

@@ -270,7 +270,8 @@ Trainer::Trainer(Model model, OptimizerFactory make_optimizer, std::shared_ptr<c
   }
   s_->checkpointer = std::make_unique<Checkpointer>(plan.checkpoint, plan.run_identity(kind), plan.lead(), plan.device);
   for (Stateful* part :
-       std::initializer_list<Stateful*>{s_->scaler.get(), s_->noise.get(), s_->auto_accum.get(), s_->lr_scaler.get(),
+       std::initializer_list<Stateful*>{s_->accumulator.get(), &s_->cursor, s_->scaler.get(), s_->noise.get(),
+                                        s_->auto_accum.get(), s_->lr_scaler.get(),
                                         // the fp32 masters: under ZeRO this rank's slice, else all of them
                                         s_->zero ? static_cast<Stateful*>(s_->zero.get()) : s_->master.get()}) {
     if (part) s_->checkpointer->track(*part);
@@ -303,13 +304,10 @@ TrainResult Trainer::fit() {
   InterruptGuard interrupts(s.checkpointer->enabled());
   s.accumulator->set_stop_signal(InterruptGuard::flag());
 
-  LoopPosition pos;
   // A checkpoint loads into the whole model: ZeRO-3 left sharded by the memory planner is made
   // whole first (its shards hold the weights).
   if (s.gather && s.gather->sharded() && !p.checkpoint.resume_from.empty()) s.gather->unshard();
-  if (auto state = s.checkpointer->resume(*s.model.module, *s.optimizer)) {
-    s.accumulator->resume_at(state->step, state->updates);
-    pos = state->position;
+  if (s.checkpointer->resume(*s.model.module, *s.optimizer)) {  // the accumulator's steps, the cursor...
     result.resumed_from = p.checkpoint.resume_from;
     // ZeRO-3 (whole between runs): an fp32 model's shard is its slice of the weights just loaded
     // (a bf16/fp16 model's shard is the fp32 masters, loaded as such).
@@ -336,13 +334,8 @@ TrainResult Trainer::fit() {
       }
       stopped_by_request = r.stop_requested;
       const bool finished = s.lr_scaler && s.lr_scaler->finished();  // AdaScale's whole schedule
-      if (s.checkpointer->due(r.step, p.last_step, stopped_by_request || finished)) {
-        CheckpointState state;
-        state.step = r.step;
-        state.updates = s.accumulator->updates_applied();
-        state.position = ctx.next;
-        s.checkpointer->save(state, *s.model.module, *s.optimizer);  // ZeRO-3: parameters in the shards
-      }
+      if (s.checkpointer->due(r.step, p.last_step, stopped_by_request || finished))
+        s.checkpointer->save(*s.model.module, *s.optimizer);  // ZeRO-3: parameters in the shards
       for (const StepCallback& cb : s.callbacks) {
         if (!cb(r, ctx)) stopped_by_callback = true;
       }
@@ -371,7 +364,7 @@ TrainResult Trainer::fit() {
         if (p.lead()) std::cout << *note << "\n" << std::flush;
       }
     }
-    result.history = train_steps(parts, std::max<int64_t>(0, p.last_step - result.first_step), pos, on_step);
+    result.history = train_steps(parts, std::max<int64_t>(0, p.last_step - result.first_step), s.cursor.next, on_step);
   }
   s.log->flush();                     // a full disk ends the run with its error here, not silently at exit
   if (s.gather) s.gather->unshard();  // the model is whole again: evaluate it, save it, run it

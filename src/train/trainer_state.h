@@ -24,6 +24,7 @@
 #include "sync/zero_shard.h"
 #include "train/lr_scaling.h"
 #include "train/run_plan.h"
+#include "train/train_loop.h"
 
 namespace gradacc {
 
@@ -46,6 +47,7 @@ struct Trainer::State {
   std::unique_ptr<Communicator> communicator;
   std::unique_ptr<CompressedReducer> compressed;  // comm_dtype bf16/fp16: the accumulator's reducer
   std::optional<WindowSampler> sampler;           // built once the plan is final
+  LoopCursor cursor;                              // the next window: where fit() starts and a checkpoint resumes
   std::optional<MemoryPlan> memory_plan;
   std::unique_ptr<Checkpointer> checkpointer;
   std::vector<StepCallback> callbacks;
@@ -57,8 +59,6 @@ struct Trainer::State {
       : model(std::move(m)), data(std::move(d)), loss(std::move(l)), run_plan(std::move(p)) {}
 
   const RunPlan& plan() const { return *run_plan; }
-
-  // Tensors beyond the model and optimizer that a checkpoint carries: the fp32 master weights.
 };
 
 // Opens the run's log for fit() (continuing after `first_step` when resumed), rank 0's files; every
