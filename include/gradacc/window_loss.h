@@ -42,6 +42,10 @@ namespace gradacc {
 struct WindowLoss {
   std::function<std::vector<at::Tensor>(const Batch& batch)> encode;
   std::function<at::Tensor(const std::vector<at::Tensor>& representations, const at::Tensor& targets)> loss;
+
+  // encode(batch), held to its contract: at least one tensor, each with one row per sample of the
+  // batch. Throws ConfigError (one line, naming the shape) otherwise. What gradacc calls.
+  std::vector<at::Tensor> encode_rows(const Batch& batch) const;
 };
 
 // The naive way to train the same loss, for comparison (`gradacc verify`, `--negatives

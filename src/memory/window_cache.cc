@@ -68,11 +68,7 @@ WindowCacheCost measure_window_cache(const WindowLoss& loss, const Dataset& data
   {
     torch::NoGradGuard no_grad;
     AutocastGuard autocast(device.type(), precision);
-    for (const at::Tensor& r : loss.encode(one)) {
-      if (!r.defined() || r.dim() < 1 || r.size(0) != 1)
-        throw ConfigError("the window loss's encoder must return one row per sample");
-      row.push_back(r.to(at::kFloat));
-    }
+    for (const at::Tensor& r : loss.encode_rows(one)) row.push_back(r.to(at::kFloat));
   }
   int64_t rep_bytes = 0;
   for (const at::Tensor& r : row) rep_bytes += tensor_bytes(r);
@@ -96,7 +92,7 @@ WindowCacheCost measure_window_cache(const WindowLoss& loss, const Dataset& data
 
 at::Tensor window_loss_probe_loss(const WindowLoss& loss, const Batch& batch) {
   at::Tensor sum;
-  for (const at::Tensor& r : loss.encode(batch)) {
+  for (const at::Tensor& r : loss.encode_rows(batch)) {
     const at::Tensor s = r.to(at::kFloat).sum();
     sum = sum.defined() ? sum + s : s;
   }

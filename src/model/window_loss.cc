@@ -29,12 +29,26 @@ at::Tensor info_nce_sum(const at::Tensor& a, const at::Tensor& b, double tempera
   return 0.5 * (F::cross_entropy(logits, self, sum) + F::cross_entropy(logits.t(), self, sum));
 }
 
+std::vector<at::Tensor> WindowLoss::encode_rows(const Batch& batch) const {
+  std::vector<at::Tensor> reps = encode(batch);
+  if (reps.empty()) throw ConfigError("the window loss's encoder returned no representations");
+  for (const at::Tensor& r : reps) {
+    if (!r.defined() || r.dim() < 1 || r.size(0) != batch.samples) {
+      throw ConfigError(
+          fmt::format("the window loss's encoder returned representations of shape {} for a micro-batch "
+                      "of {} samples: each needs one row per sample",
+                      r.defined() ? c10::str(r.sizes()) : std::string("(none)"), batch.samples));
+    }
+  }
+  return reps;
+}
+
 PerMicroBatchLoss per_micro_batch(WindowLoss window) {
   auto shapes = std::make_shared<std::vector<std::vector<int64_t>>>();  // the last encode's, per tensor
   auto w = std::make_shared<WindowLoss>(std::move(window));
   PerMicroBatchLoss p;
   p.forward = [w, shapes](const Batch& b) {
-    const std::vector<at::Tensor> reps = w->encode(b);
+    const std::vector<at::Tensor> reps = w->encode_rows(b);
     shapes->clear();
     std::vector<at::Tensor> flat;
     for (const at::Tensor& r : reps) {

@@ -52,19 +52,6 @@ at::Tensor gather_rows(GradientReducer* reducer, const at::Tensor& local, const 
 
 std::string shape_of(const at::Tensor& t) { return t.defined() ? c10::str(t.sizes()) : std::string("(none)"); }
 
-std::vector<at::Tensor> encode_checked(const WindowLoss& loss, const Batch& batch) {
-  std::vector<at::Tensor> reps = loss.encode(batch);
-  if (reps.empty()) throw ConfigError("the window loss's encoder returned no representations");
-  for (const at::Tensor& r : reps) {
-    if (!r.defined() || r.dim() < 1 || r.size(0) != batch.samples)
-      throw ConfigError(
-          fmt::format("the window loss's encoder returned representations of shape {} for a micro-batch "
-                      "of {} samples: each needs one row per sample",
-                      shape_of(r), batch.samples));
-  }
-  return reps;
-}
-
 }  // namespace
 
 CachedWindow accumulate_window_loss(const GradientCacheParts& p, const std::vector<Batch>& micro_batches,
@@ -83,7 +70,7 @@ CachedWindow accumulate_window_loss(const GradientCacheParts& p, const std::vect
         continue;
       }
       AutocastGuard autocast(p.device.type(), p.precision);
-      std::vector<at::Tensor> r = encode_checked(p.loss, b);
+      std::vector<at::Tensor> r = p.loss.encode_rows(b);
       for (at::Tensor& t : r) t = t.to(at::kFloat);
       if (kinds != 0 && r.size() != kinds)
         throw ConfigError("the window loss's encoder returned another number of representations for another batch");
@@ -106,7 +93,7 @@ CachedWindow accumulate_window_loss(const GradientCacheParts& p, const std::vect
   if (shapes.empty()) {
     torch::NoGradGuard no_grad;
     AutocastGuard autocast(p.device.type(), p.precision);
-    for (const at::Tensor& t : encode_checked(p.loss, stand_in)) shapes.push_back(t.to(at::kFloat).narrow(0, 0, 0));
+    for (const at::Tensor& t : p.loss.encode_rows(stand_in)) shapes.push_back(t.to(at::kFloat).narrow(0, 0, 0));
     no_targets = stand_in.targets.narrow(0, 0, 0);
     set_generator_state(p.device, rng_after);
   }
@@ -172,7 +159,7 @@ CachedWindow accumulate_window_loss(const GradientCacheParts& p, const std::vect
     at::Tensor surrogate;
     {
       AutocastGuard autocast(p.device.type(), p.precision);
-      const std::vector<at::Tensor> r = encode_checked(p.loss, b);
+      const std::vector<at::Tensor> r = p.loss.encode_rows(b);
       for (size_t k = 0; k < r.size(); ++k) {
         const at::Tensor term = (r[k].to(at::kFloat) * grads[k].narrow(0, row, b.samples)).sum();
         surrogate = surrogate.defined() ? surrogate + term : term;

@@ -149,5 +149,39 @@ TEST(WindowLossTrainer, WhatCachingDoesNotSupportYetIsRefused) {
       ConfigError);
 }
 
+// An encoder that breaks its contract (one row per sample) is refused in one line, by the training
+// run, by the memory planner's probe and by the naive per-micro-batch form alike.
+TEST(WindowLossTrainer, AnEncoderWithoutOneRowPerSampleIsRefusedInOneLine) {
+  torch::nn::Sequential net(torch::nn::Linear(20, 8));
+  const WindowLoss pairs{[m = net.ptr()](const Batch& b) -> std::vector<at::Tensor> {
+                           // [B - 1, 8]: the last sample's row left out
+                           return {m->forward(b.inputs.reshape({b.samples, 20})).narrow(0, 0, b.samples - 1)};
+                         },
+                         [](const std::vector<at::Tensor>& r, const at::Tensor&) { return r[0].sum(); }};
+  const auto sgd = [](const std::vector<at::Tensor>& p) {
+    return std::make_shared<torch::optim::SGD>(p, torch::optim::SGDOptions(0.1));
+  };
+  const auto refusal = [&](TrainOptions options) {
+    try {
+      Trainer(Model::of(net), sgd, two_views(), std::move(options), pairs).fit();
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("(trained)");
+  };
+  const std::string expected =
+      "the window loss's encoder returned representations of shape [7, 8] for a micro-batch of 8 samples: each "
+      "needs one row per sample";
+  EXPECT_EQ(refusal(TrainOptions().batch(BatchOptions().global_batch(64).micro_batch(8)).data(DataOptions().steps(1))),
+            expected);
+  const std::string planned = refusal(TrainOptions()
+                                          .batch(BatchOptions().global_batch(64))
+                                          .data(DataOptions().steps(1))
+                                          .memory(MemoryOptions().budget(int64_t{1} << 30)));
+  EXPECT_NE(planned.find("each needs one row per sample"), std::string::npos) << planned;
+  const Batch batch = two_views()->gather({0, 1, 2, 3, 4, 5, 6, 7});
+  EXPECT_THROW(per_micro_batch(pairs).forward(batch), ConfigError);
+}
+
 }  // namespace
 }  // namespace gradacc
