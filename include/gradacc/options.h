@@ -101,6 +101,8 @@ class Checked {
     slot_ = std::move(value);
     return *this;
   }
+  Checked(const Checked&) = default;
+  Checked& operator=(const Checked& other) { return *this = other.get(); }  // a.clip() = b.clip(): the value
   const T& get() const noexcept { return slot_; }
   operator const T&() const noexcept { return slot_; }  // NOLINT: reads as the value
   template <typename U>

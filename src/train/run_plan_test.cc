@@ -55,6 +55,9 @@ TEST(OptionGroups, RangesAreCheckedWhereAValueIsWritten) {
   EXPECT_EQ(refusal([&] { data.steps() = std::nullopt; }), "(accepted)");  // unset is in range
   data.steps() = 12;
   EXPECT_EQ(data.steps().value_or(5), 12);
+  DataOptions other;
+  other.steps() = data.steps();  // one field to another: the value, checked again
+  EXPECT_EQ(other.steps(), 12);
   EXPECT_NE(refusal([&] { LoggingOptions().noise_scale_ema(1.0); }).find("noise_scale_ema"), std::string::npos);
   EXPECT_EQ(refusal([&] { DeviceOptions().threads(-1); }), "threads must lie in 0..1024, got -1");
   EXPECT_EQ(refusal([&] { CheckpointOptions().keep() = 0; }), "keep must lie in 1..1000000, got 0");
