@@ -111,7 +111,7 @@ expect_bad "its model.model is mlp, this run's is cnn" train --steps 8 --train-l
 expect_bad "its global_batch is 64, this run's is 32" train --model mlp --steps 8 --train-limit 256 --global-batch 32 --resume "$ck"
 expect_bad "zero is 0, 1 (the optimizer state sharded), 2 (the gradients too), 3 (the parameters too) or auto, got 4" train --model mlp --zero 4
 expect_bad "overlap starts the window's reduction during the last backward: it needs --sync window" train --model mlp --overlap on --sync every-micro-batch
-"$bin" launch --nproc 2 --master-port $((20000 + RANDOM % 20000)) -- train --model mlp --steps 2 --train-limit 256 \
+"$bin" launch --nproc 2 -- train --model mlp --steps 2 --train-limit 256 \
   --global-batch 64 --zero 1 --checkpoint-dir "$tmp/zck" >/dev/null 2>&1 </dev/null
 expect_bad "a ZeRO shard, not a checkpoint" train --model mlp --steps 8 --train-limit 256 --global-batch 64 \
   --resume "$tmp/zck/ckpt-step-00000002.shard-1-of-2.safetensors"

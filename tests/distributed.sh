@@ -8,7 +8,7 @@
 #   3. traffic: collectives per step with and without overlap vs accumulation + 1 (every-micro-batch);
 #   4. faults: a killed rank makes its peer exit non-zero within the timeout; the launcher stops the
 #      others when one dies; an unreachable store and mismatched configurations are one line.
-# ZeRO-2 is tests/zero2.sh's. Usage: distributed.sh path/to/gradacc path/to/venv/python
+# ZeRO-2 is tests/zero2.sh's; who hosts the store, tests/rendezvous.sh's. Usage: distributed.sh path/to/gradacc path/to/venv/python
 set -u
 G=${1:?usage: distributed.sh gradacc python}
 PY=${2:?usage: distributed.sh gradacc python}
@@ -90,9 +90,9 @@ zero_equivalence "gpt (per-token)" --model gpt --data text:/usr/share/common-lic
   --dim 32 --context 48 --schedule cosine --threads 1 --seed 3
 
 # ZeRO-1 memory: rank 0 holds half the optimizer state of plain data parallel (AdamW's two moments).
-"$G" launch --nproc 2 --master-port "$(port)" -- train --model mlp --train-limit 4096 --steps 2 --micro-batch 8 \
+"$G" launch --nproc 2 -- train --model mlp --train-limit 4096 --steps 2 --micro-batch 8 \
   --accum 2 --threads 1 --zero 1 >"$D/zm.out" 2>&1 || fail "zero memory: $(tail -3 "$D/zm.out")"
-"$G" launch --nproc 2 --master-port "$(port)" -- train --model mlp --train-limit 4096 --steps 2 --micro-batch 8 \
+"$G" launch --nproc 2 -- train --model mlp --train-limit 4096 --steps 2 --micro-batch 8 \
   --accum 2 --threads 1 >"$D/pm.out" 2>&1 || fail "plain memory: $(tail -3 "$D/pm.out")"
 "$PY" - "$D/zm.out" "$D/pm.out" <<'PY' || fail "zero 1 optimizer-state bytes"
 import re, sys
@@ -111,14 +111,14 @@ PY
 zr=(train --model mlp --train-limit 4096 --steps 12 --global-batch 32 --micro-batch 8 --threads 1 --schedule cosine --clip 1)
 for dtype in fp32 bf16; do
   rm -rf "$D/zc" "$D/zc1" "$D/zc0"
-  "$G" launch --nproc 2 --master-port "$(port)" -- "${zr[@]}" --param-dtype "$dtype" --zero 1 --save "$D/zfull.safetensors" \
+  "$G" launch --nproc 2 -- "${zr[@]}" --param-dtype "$dtype" --zero 1 --save "$D/zfull.safetensors" \
     >/dev/null 2>&1 || fail "zero resume: reference"
-  "$G" launch --nproc 2 --master-port "$(port)" -- "${zr[@]}" --param-dtype "$dtype" --zero 1 --checkpoint-dir "$D/zc" \
+  "$G" launch --nproc 2 -- "${zr[@]}" --param-dtype "$dtype" --zero 1 --checkpoint-dir "$D/zc" \
     --stop-at 5 >/dev/null 2>&1 || fail "zero resume: first half"
   [ -f "$D/zc/ckpt-step-00000005.shard-0-of-2.safetensors" ] && [ -f "$D/zc/ckpt-step-00000005.shard-1-of-2.safetensors" ] \
     || fail "zero resume: shard files missing: $(ls "$D/zc")"
   mkdir "$D/zc1" && cp "$D/zc"/* "$D/zc1/"
-  "$G" launch --nproc 2 --master-port "$(port)" -- "${zr[@]}" --param-dtype "$dtype" --zero 1 --resume "$D/zc" \
+  "$G" launch --nproc 2 -- "${zr[@]}" --param-dtype "$dtype" --zero 1 --resume "$D/zc" \
     --save "$D/zres.safetensors" >"$D/zr.out" 2>&1 || fail "zero resume: $(tail -3 "$D/zr.out")"
   cmp -s "$D/zfull.safetensors" "$D/zres.safetensors" || fail "zero resume ($dtype): not bit-exact"
   "$G" "${zr[@]}" --param-dtype "$dtype" --resume "$D/zc1" --save "$D/z21.safetensors" >"$D/zr.out" 2>&1 \
@@ -126,17 +126,17 @@ for dtype in fp32 bf16; do
   "$G" "${zr[@]}" --param-dtype "$dtype" --save "$D/zw1.safetensors" >/dev/null 2>&1 || fail "world 1 reference"
   within "$D/z21.safetensors" "$D/zw1.safetensors" 1e-5 "$dtype: zero 1 checkpoint of world 2 resumed at world 1 vs world 1"
   "$G" "${zr[@]}" --param-dtype "$dtype" --checkpoint-dir "$D/zc0" --stop-at 5 >/dev/null 2>&1 || fail "world 1 first half"
-  "$G" launch --nproc 2 --master-port "$(port)" -- "${zr[@]}" --param-dtype "$dtype" --zero 1 --resume "$D/zc0" \
+  "$G" launch --nproc 2 -- "${zr[@]}" --param-dtype "$dtype" --zero 1 --resume "$D/zc0" \
     --save "$D/z12.safetensors" >"$D/zr.out" 2>&1 || fail "zero resume 1 → 2: $(tail -3 "$D/zr.out")"
   within "$D/z12.safetensors" "$D/zfull.safetensors" 1e-5 "$dtype: world-1 checkpoint resumed with zero 1 at world 2 vs zero 1 world 2"
   echo "$dtype: zero 1 resume at world 2 is bit-exact"
 done
 rm -rf "$D/zbad" "$D/zother"
 # (zc1 holds the bf16 run's checkpoint, the last of the loop.)
-"$G" launch --nproc 2 --master-port "$(port)" -- "${zr[@]}" --param-dtype bf16 --zero 1 --lr 0.01 \
+"$G" launch --nproc 2 -- "${zr[@]}" --param-dtype bf16 --zero 1 --lr 0.01 \
   --checkpoint-dir "$D/zother" --stop-at 5 >/dev/null 2>&1 || fail "zero: other run"
 mkdir "$D/zbad" && cp "$D/zc1/ckpt-step-00000005.safetensors" "$D/zc1/ckpt-step-00000005.shard-0-of-2.safetensors" "$D/zbad/"
-"$G" launch --nproc 2 --master-port "$(port)" -- "${zr[@]}" --param-dtype bf16 --zero 1 --resume "$D/zbad" >"$D/zb.out" 2>&1 \
+"$G" launch --nproc 2 -- "${zr[@]}" --param-dtype bf16 --zero 1 --resume "$D/zbad" >"$D/zb.out" 2>&1 \
   && fail "zero: resumed without a shard"
 grep -q "its ZeRO shard ckpt-step-00000005.shard-1-of-2.safetensors is missing" "$D/zb.out" || fail "zero: $(cat "$D/zb.out")"
 echo "missing shard: $(grep -o 'error: .*' "$D/zb.out" | head -1)"
@@ -258,15 +258,15 @@ PY
 # Under ZeRO-1, so the checkpoint is sharded.
 pre=(train --model gpt --data text:/usr/share/common-licenses/GPL-3 --layers 2 --heads 4 --dim 64 --context 64
      --micro-batch 4 --accum 2 --steps 300 --threads 1 --schedule cosine --zero 1)
-"$G" launch --nproc 2 --master-port "$(port)" -- "${pre[@]}" --save "$D/p-full.safetensors" >/dev/null 2>&1 || fail "preemption: reference run"
-"$G" launch --nproc 2 --master-port "$(port)" -- "${pre[@]}" --save "$D/p.safetensors" --log "$D/p.jsonl" \
+"$G" launch --nproc 2 -- "${pre[@]}" --save "$D/p-full.safetensors" >/dev/null 2>&1 || fail "preemption: reference run"
+"$G" launch --nproc 2 -- "${pre[@]}" --save "$D/p.safetensors" --log "$D/p.jsonl" \
   --checkpoint-dir "$D/p-ckpt" >"$D/p.out" 2>&1 &
 lp=$!; PIDS+=("$lp")
 for _ in $(seq 600); do [ "$(steps_logged "$D/p.jsonl")" -ge 30 ] && break; sleep 0.05; done
 kill -TERM "$lp"
 wait "$lp"; rc=$?
 [ "$rc" -eq 143 ] && grep -q "interrupted (SIGTERM) after step" "$D/p.out" || fail "preemption: exit $rc: $(cat "$D/p.out")"
-"$G" launch --nproc 2 --master-port "$(port)" -- "${pre[@]}" --save "$D/p.safetensors" --log "$D/p.jsonl" \
+"$G" launch --nproc 2 -- "${pre[@]}" --save "$D/p.safetensors" --log "$D/p.jsonl" \
   --resume "$D/p-ckpt" >"$D/p2.out" 2>&1 || fail "preemption: resume: $(cat "$D/p2.out")"
 cmp -s "$D/p-full.safetensors" "$D/p.safetensors" || fail "preemption: resumed weights differ from the uninterrupted run"
 echo "SIGTERM to the launcher: $(grep -o 'interrupted.*step [0-9]* of 300' "$D/p.out"); resumed: byte-identical weights"
@@ -341,7 +341,7 @@ kill -9 "$t0" 2>/dev/null
 echo "stalled rank 0 (the store host): rank 1 exited $rc after $took s: $(cut -c1-120 "$D/s1.err")"
 
 # The launcher stops the other ranks when one dies.
-"$G" launch --nproc 2 --master-port "$(port)" --grace 5 -- "${long[@]}" --log "$D/l.jsonl" >"$D/l.out" 2>"$D/l.err" &
+"$G" launch --nproc 2 --grace 5 -- "${long[@]}" --log "$D/l.jsonl" >"$D/l.out" 2>"$D/l.err" &
 lp=$!; PIDS+=("$lp")
 for _ in $(seq 600); do [ "$(steps_logged "$D/l.jsonl")" -ge 3 ] && break; sleep 0.05; done
 child=$(pgrep -P "$lp" | tail -1)

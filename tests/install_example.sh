@@ -69,8 +69,7 @@ echo "example trained: loss $first at step 10, $last at step 30; $(grep accuracy
 grep -q "PASS" "$tmp/verify.out" || fail "verify did not pass"
 echo "verify on the example's model: $(grep 'max |Δweight|' "$tmp/verify.out" | cut -c1-80)"
 
-port=$((20000 + RANDOM % 20000))
-"$G" launch --nproc 2 --master-port "$port" --program "$ex" -- --steps 8 --save "$tmp/w2.safetensors" >"$tmp/dp.out" 2>&1 \
+"$G" launch --nproc 2 --program "$ex" -- --steps 8 --save "$tmp/w2.safetensors" >"$tmp/dp.out" 2>&1 \
   || fail "2 ranks: $(tail -n 5 "$tmp/dp.out")"
 "$ex" --steps 8 --save "$tmp/w1.safetensors" >/dev/null 2>&1 || fail "1 rank"
 close_to_one_rank() {  # close_to_one_rank WEIGHTS LABEL [ONE-RANK WEIGHTS]: within 1e-5 of the one-rank run's
@@ -87,7 +86,7 @@ PY
 close_to_one_rank "$tmp/w2.safetensors" "data parallel: 2 ranks × 4 micro-batches vs 1 rank × 8"
 # ZeRO-3 over the example's declared units: 2 ranks, each keeping half of every block, end with the
 # weights of 1 process too.
-"$G" launch --nproc 2 --master-port "$((port + 1))" --program "$ex" -- --steps 8 --zero 3 --save "$tmp/z3.safetensors" \
+"$G" launch --nproc 2 --program "$ex" -- --steps 8 --zero 3 --save "$tmp/z3.safetensors" \
   >"$tmp/z3.out" 2>&1 || fail "2 ranks, zero 3: $(tail -n 5 "$tmp/z3.out")"
 close_to_one_rank "$tmp/z3.safetensors" "zero 3 on the example's units: 2 ranks vs 1 rank"
 
@@ -98,7 +97,7 @@ cmake --build "$tmp/ex" --target dual_encoder >"$tmp/build2.log" 2>&1 || fail "b
 recall=$(awk '/^recall@1/ {print $2}' "$tmp/d1.out")
 awk -v r="$recall" 'BEGIN { exit !(r >= 0.1) }' || fail "dual_encoder learned too little: $(cat "$tmp/d1.out")"
 echo "dual encoder (window 256 in micro-batches of 32): $(grep '^step 30' "$tmp/d1.out"), recall@1 $recall (chance 1/512)"
-"$G" launch --nproc 2 --master-port "$((port + 2))" --program "$tmp/ex/dual_encoder" -- --steps 30 \
+"$G" launch --nproc 2 --program "$tmp/ex/dual_encoder" -- --steps 30 \
   --save "$tmp/d2.safetensors" >"$tmp/d2.out" 2>&1 || fail "dual_encoder, 2 ranks: $(tail -n 5 "$tmp/d2.out")"
 close_to_one_rank "$tmp/d2.safetensors" "dual encoder: 2 ranks × 4 micro-batches vs 1 rank × 8" "$tmp/d1.safetensors"
 echo "install + example: ok"

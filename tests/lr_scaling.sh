@@ -107,7 +107,7 @@ echo "another rule at resume: $(grep -o 'error: .*' "$D/other.out" | sed 's/: .*
 # factor (linear, B0 = 16) is 2 up to step 3 and 1 after, and the resume says so.
 ws=(--model mlp --train-limit 2048 --steps 6 --micro-batch 8 --accum 2 --threads 1 --seed 5 --lr 0.01 --lr-scaling linear
   --base-batch 16)
-"$G" launch --nproc 2 --master-port "$(port)" -- train "${ws[@]}" --checkpoint-dir "$D/ckw" --stop-at 3 --log "$D/w2.jsonl" \
+"$G" launch --nproc 2 -- train "${ws[@]}" --checkpoint-dir "$D/ckw" --stop-at 3 --log "$D/w2.jsonl" \
   >"$D/w2.out" 2>&1 || fail "world 2: $(tail -3 "$D/w2.out")"
 run w1 "${ws[@]}" --resume "$D/ckw"
 grep -q "note: lr scaling linear: the batch is 16 at this resume (32 at the checkpoint), so the learning rate's factor changes here from 2 to 1" \

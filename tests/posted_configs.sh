@@ -87,14 +87,14 @@ print(leaves(json.load(open(sys.argv[1]))))' "$1")
 m=(--model mlp --train-limit 512 --threads 1 --progress off)
 
 explain ds_zero2.json
-"$G" launch --nproc 2 --master-port "$(port)" -- train --config ds_zero2.json "${m[@]}" --steps 3 >ds2.out 2>&1 \
+"$G" launch --nproc 2 -- train --config ds_zero2.json "${m[@]}" --steps 3 >ds2.out 2>&1 \
   || fail "ds_zero2.json: $(tail -3 ds2.out)"
 ls ds_logs/mlp_zero2/events.out.tfevents.* >/dev/null 2>&1 || fail "ds_zero2.json: no event file in ds_logs/mlp_zero2"
 grep -q "trained 3 optimizer steps" ds2.out || fail "ds_zero2.json: $(tail -3 ds2.out)"
 echo "ds_zero2.json trains at 2 ranks (ZeRO-2, bf16 weights, bf16 on the wire): $(grep -o 'last window loss [0-9.]*' ds2.out | head -1); TensorBoard in ds_logs/mlp_zero2"
 
 explain ds_zero3.json
-"$G" launch --nproc 2 --master-port "$(port)" -- train --config ds_zero3.json "${m[@]}" --steps 3 >ds3.out 2>&1 \
+"$G" launch --nproc 2 -- train --config ds_zero3.json "${m[@]}" --steps 3 >ds3.out 2>&1 \
   || fail "ds_zero3.json: $(tail -3 ds3.out)"
 grep -q "trained 3 optimizer steps" ds3.out || fail "ds_zero3.json: $(tail -3 ds3.out)"
 echo "ds_zero3.json trains at 2 ranks (ZeRO-3): $(grep -o 'last window loss [0-9.]*' ds3.out | head -1)"

@@ -1,7 +1,17 @@
 # Helpers of the data-parallel test scripts (distributed.sh, zero2.sh, zero3.sh), sourced after they set
 # G (the gradacc binary), PY (the venv's python) and D (a scratch directory).
 fail() { echo "FAIL: $*" >&2; exit 1; }
-port() { echo $((20000 + RANDOM % 20000)); }
+# A port for ranks started by hand, whose rank 0 hosts the store (`gradacc launch` picks its own):
+# below Linux's ephemeral range (32768+), where outgoing connections never take it, and free now.
+port() {
+  local p
+  for _ in $(seq 50); do
+    p=$((20000 + RANDOM % 12000))
+    "$PY" -c 'import socket, sys; socket.create_server(("127.0.0.1", int(sys.argv[1]))).close()' "$p" 2>/dev/null \
+      && { echo "$p"; return; }
+  done
+  fail "no free port in 20000..31999"
+}
 
 bad() {  # bad expected args...: `gradacc train args` fails with one error line matching expected, exit 2
   local want=$1; shift
@@ -17,7 +27,7 @@ run_world() {  # run_world N out.safetensors log.jsonl args...
   if [ "$n" = 1 ]; then
     "$G" train "$@" --save "$save" --log "$log" >"$D/out.txt" 2>&1 || fail "world 1: $(tail -3 "$D/out.txt")"
   else
-    "$G" launch --nproc "$n" --master-port "$(port)" -- train "$@" --save "$save" --log "$log" >"$D/out.txt" 2>&1 \
+    "$G" launch --nproc "$n" -- train "$@" --save "$save" --log "$log" >"$D/out.txt" 2>&1 \
       || fail "world $n: $(tail -3 "$D/out.txt")"
   fi
 }
@@ -37,7 +47,7 @@ within() {  # within a.safetensors b.safetensors tolerance label
 }
 
 refuses_per_micro_batch_sync() {  # refuses_per_micro_batch_sync STAGE: one error line at world 2, a note at world 1
-  "$G" launch --nproc 2 --master-port "$(port)" -- train --model mlp --train-limit 256 --steps 1 --zero "$1" \
+  "$G" launch --nproc 2 -- train --model mlp --train-limit 256 --steps 1 --zero "$1" \
     --sync every-micro-batch >"$D/bad.out" 2>&1 && fail "zero $1 with every-micro-batch sync ran"
   grep -q "error: zero $1 reduces each micro-batch's gradient into the owners' shards" "$D/bad.out" \
     || fail "zero $1 with every-micro-batch sync: $(cat "$D/bad.out")"

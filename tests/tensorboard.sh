@@ -36,7 +36,7 @@ rm "$D/ck/ckpt-step-00000005.safetensors"
 "$PY" "$HERE/tensorboard_check.py" equal "$D/tb" "$D/a.jsonl" || fail "TensorBoard against the JSONL"
 "$PY" "$HERE/tensorboard_check.py" cut "$first" || fail "a cut event file"
 
-"$G" launch --nproc 2 --master-port "$(port)" -- train "${c[@]}" --threads 1 --steps 3 --log "$D/w2.jsonl" \
+"$G" launch --nproc 2 -- train "${c[@]}" --threads 1 --steps 3 --log "$D/w2.jsonl" \
   --tensorboard "$D/tb2" >"$D/out.txt" 2>&1 || fail "2 ranks: $(cat "$D/out.txt")"
 [ "$(ls "$D"/tb2/events.out.tfevents.* | wc -l)" = 1 ] || fail "2 ranks write one event file: $(ls "$D/tb2")"
 "$PY" "$HERE/tensorboard_check.py" equal "$D/tb2" "$D/w2.jsonl" || fail "2 ranks: TensorBoard against the JSONL"

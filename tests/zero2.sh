@@ -26,7 +26,7 @@ equivalence() {  # equivalence label args...
   run_world 2 "$D/z2.safetensors" "$D/z2.jsonl" "${a[@]}" --accum 4 --zero 2 --bucket-mb 0.015625
   run_world 2 "$D/z1.safetensors" "$D/z1.jsonl" "${a[@]}" --accum 4 --zero 1
   run_world 1 "$D/w1.safetensors" "$D/w1.jsonl" "${a[@]}" --accum 8
-  "$G" launch --nproc 2 --master-port "$(port)" -- train "$@" --steps 10 --clip 0.1 --micro-batch 32 --accum 1 \
+  "$G" launch --nproc 2 -- train "$@" --steps 10 --clip 0.1 --micro-batch 32 --accum 1 \
     --zero 2 --bucket-mb 0.015625 --save "$D/a1.safetensors" --log "$D/a1.jsonl" >"$D/out.txt" 2>&1 \
     || fail "$label: accumulation 1: $(tail -3 "$D/out.txt")"
   within "$D/z2.safetensors" "$D/w1.safetensors" 1e-5 "$label: zero 2 world 2 × accum 4 vs world 1 × accum 8"
@@ -60,7 +60,7 @@ for r in 1 2 4; do
     if [ "$r" = 1 ]; then
       "$G" "${mem[@]}" --zero "$z" >"$D/m$r$z.out" 2>&1 || fail "memory R=$r: $(tail -3 "$D/m$r$z.out")"
     else
-      "$G" launch --nproc "$r" --master-port "$(port)" -- "${mem[@]}" --zero "$z" >"$D/m$r$z.out" 2>&1 \
+      "$G" launch --nproc "$r" -- "${mem[@]}" --zero "$z" >"$D/m$r$z.out" 2>&1 \
         || fail "memory R=$r zero $z: $(tail -3 "$D/m$r$z.out")"
     fi
   done
@@ -95,17 +95,17 @@ PY
 #     ZeRO-2; the plan reports both stages, and the run stays within the budget.
 au=(--model gpt --data text:/usr/share/common-licenses/GPL-3 --layers 4 --dim 256 --heads 4 --context 32
   --global-batch 16 --threads 1 --seed 1 --zero auto)
-"$G" launch --nproc 2 --master-port "$(port)" -- train "${au[@]}" --steps 2 --memory-budget 200MiB >"$D/a1.out" 2>&1 \
+"$G" launch --nproc 2 -- train "${au[@]}" --steps 2 --memory-budget 200MiB >"$D/a1.out" 2>&1 \
   || fail "zero auto, 200 MiB: $(tail -3 "$D/a1.out")"
 grep -q "\[rank 0\] zero auto chose ZeRO-1: it fits" "$D/a1.out" || fail "zero auto, 200 MiB: $(cat "$D/a1.out")"
-"$G" launch --nproc 2 --master-port "$(port)" -- train "${au[@]}" --steps 2 --memory-budget 56MiB >"$D/a2.out" 2>&1 \
+"$G" launch --nproc 2 -- train "${au[@]}" --steps 2 --memory-budget 56MiB >"$D/a2.out" 2>&1 \
   || fail "zero auto, 56 MiB: $(tail -3 "$D/a2.out")"
 grep -q "\[rank 0\] zero auto chose ZeRO-2, .*with ZeRO-1, memory budget 56 MiB cannot hold one micro-batch" "$D/a2.out" \
   || fail "zero auto, 56 MiB: $(cat "$D/a2.out")"
 grep -q "\[rank 0\] peak tensor memory .* of the 56 MiB budget; .*(ZeRO-2: shard 0 of 2)" "$D/a2.out" \
   || fail "zero auto, 56 MiB: $(cat "$D/a2.out")"
 echo "zero auto: $(grep -o '\[rank 0\] zero auto chose ZeRO-2[^:]*' "$D/a2.out")"
-"$G" launch --nproc 2 --master-port "$(port)" -- plan --fit --json "${au[@]}" --memory-budget 56MiB >"$D/p.out" 2>&1 \
+"$G" launch --nproc 2 -- plan --fit --json "${au[@]}" --memory-budget 56MiB >"$D/p.out" 2>&1 \
   || fail "plan --fit: $(tail -3 "$D/p.out")"
 "$PY" - "$D/p.out" <<'PY' || fail "plan --fit --json: the stages"
 import json, sys
@@ -122,7 +122,7 @@ PY
 
 # 5. Checkpoints. The layout of the shards is ZeRO-1's, so either stage resumes the other's.
 zr=(train --model mlp --train-limit 4096 --steps 12 --global-batch 32 --micro-batch 8 --threads 1 --schedule cosine --clip 1)
-launch2() { "$G" launch --nproc 2 --master-port "$(port)" -- "$@"; }
+launch2() { "$G" launch --nproc 2 -- "$@"; }
 for dtype in fp32 bf16; do
   tol=1e-6
   [ "$dtype" = bf16 ] && tol=0

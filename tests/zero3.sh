@@ -107,7 +107,7 @@ PY
 # 4. Resume across world sizes and stages.
 ck=("${gpt[@]}" --steps 6 --micro-batch 8 --global-batch 64 --clip 0.1)
 run_world 1 "$D/u.safetensors" "$D/u.jsonl" "${ck[@]}"
-"$G" launch --nproc 2 --master-port "$(port)" -- train "${ck[@]}" --zero 3 --checkpoint-dir "$D/c3" --stop-at 3 \
+"$G" launch --nproc 2 -- train "${ck[@]}" --zero 3 --checkpoint-dir "$D/c3" --stop-at 3 \
   >"$D/out.txt" 2>&1 || fail "stage 3, first half: $(tail -3 "$D/out.txt")"
 [ -f "$D/c3/ckpt-step-00000003.shard-1-of-2.safetensors" ] || fail "stage 3 wrote no shard files"
 # The parameters are in the shards, each rank's own; the main file holds no trainable parameter.
@@ -135,7 +135,7 @@ within "$D/r1.safetensors" "$D/u.safetensors" 1e-6 "resume: world 2 zero 3 → w
 run_world 2 "$D/r2.safetensors" "$D/r2.jsonl" "${ck[@]}" --zero 3 --resume "$D/c1"
 within "$D/r2.safetensors" "$D/u.safetensors" 1e-6 "resume: world 1 → world 2 zero 3 vs uninterrupted"
 run_world 2 "$D/b1.safetensors" "$D/b1.jsonl" "${ck[@]}" --zero 1 --param-dtype bf16
-"$G" launch --nproc 2 --master-port "$(port)" -- train "${ck[@]}" --zero 3 --param-dtype bf16 --checkpoint-dir "$D/cb" \
+"$G" launch --nproc 2 -- train "${ck[@]}" --zero 3 --param-dtype bf16 --checkpoint-dir "$D/cb" \
   --stop-at 3 >"$D/out.txt" 2>&1 || fail "bf16 stage 3, first half: $(tail -3 "$D/out.txt")"
 run_world 2 "$D/rb.safetensors" "$D/rb.jsonl" "${ck[@]}" --zero 1 --param-dtype bf16 --resume "$D/cb"
 within "$D/rb.safetensors" "$D/b1.safetensors" 0 "resume: bf16 masters, zero 3 → zero 1 vs uninterrupted zero 1"
@@ -145,7 +145,7 @@ mem=(train --model gpt --data text:/usr/share/common-licenses/GPL-3 --layers 6 -
   --micro-batch 2 --accum 2 --steps 2 --threads 1 --seed 1)
 "$G" "${mem[@]}" >"$D/m1.out" 2>&1 || fail "memory R=1: $(tail -3 "$D/m1.out")"
 for r in 2 4; do
-  "$G" launch --nproc "$r" --master-port "$(port)" -- "${mem[@]}" --zero 3 >"$D/m$r.out" 2>&1 \
+  "$G" launch --nproc "$r" -- "${mem[@]}" --zero 3 >"$D/m$r.out" 2>&1 \
     || fail "memory R=$r: $(tail -3 "$D/m$r.out")"
 done
 "$PY" - "$D" <<'PY' || fail "zero 3 memory"
@@ -181,7 +181,7 @@ big=(train --model gpt --data text:/usr/share/common-licenses/GPL-3 --layers 6 -
 grep -q "error: memory budget 64 MiB is below the static need of .* or about [0-9]* ranks under --zero 3" "$D/big1.out" \
   || fail "world 1 refusal: $(cat "$D/big1.out")"
 echo "world 1: $(grep -o 'or about [0-9]* ranks under --zero 3' "$D/big1.out")"
-"$G" launch --nproc 4 --master-port "$(port)" -- "${big[@]}" --zero 3 >"$D/big4.out" 2>&1 \
+"$G" launch --nproc 4 -- "${big[@]}" --zero 3 >"$D/big4.out" 2>&1 \
   || fail "world 4 under zero 3: $(tail -3 "$D/big4.out")"
 "$PY" - "$D/big4.out" <<'PY' || fail "world 4 under the budget"
 import re, sys
@@ -196,7 +196,7 @@ PY
 # The planner costs the three modes and keeps the one that communicates least among those that fit.
 fit_chooses() {  # fit_chooses budget mode extra-args...: plan --fit costs all three modes and picks `mode`
   local budget=$1 want=$2; shift 2
-  "$G" launch --nproc 2 --master-port "$(port)" -- plan --fit "${big[@]:1:${#big[@]}-3}" --zero 3 --memory-budget "$budget" \
+  "$G" launch --nproc 2 -- plan --fit "${big[@]:1:${#big[@]}-3}" --zero 3 --memory-budget "$budget" \
     "$@" >"$D/fit.out" 2>&1 || fail "plan --fit under $budget: $(tail -3 "$D/fit.out")"
   grep -q "\[rank 0\] ZeRO-3, resharding .*peak .* of parameters gathered" "$D/fit.out" \
     && grep -q "\[rank 0\] ZeRO-3, kept to backward peak" "$D/fit.out" \
@@ -209,7 +209,7 @@ fit_chooses 64MiB "resharding"
 fit_chooses 200MiB "kept to backward"
 # Four micro-batches of 4: resharding 62, kept to backward 71, kept for window 87 MiB.
 fit_chooses 90MiB "kept for window" --micro-batch 4
-"$G" launch --nproc 2 --master-port "$(port)" -- "${big[@]:0:${#big[@]}-1}" 90MiB --micro-batch 4 --zero 3 \
+"$G" launch --nproc 2 -- "${big[@]:0:${#big[@]}-1}" 90MiB --micro-batch 4 --zero 3 \
   --log "$D/nsb.jsonl" >"$D/nsb.out" 2>&1 || fail "zero 3 kept for window under 90 MiB: $(tail -3 "$D/nsb.out")"
 gathers "$D/nsb.jsonl" 7 "gpt 6 × 256 under 90 MiB, the planner's no_sync (6 units and the root once per window)"
 "$PY" - "$D/nsb.out" <<'PY' || fail "no_sync under the budget"
@@ -224,7 +224,7 @@ PY
 refuses_per_micro_batch_sync 3
 bad_line() {  # bad_line expected-text args...: one error line, exit 2
   local want=$1; shift
-  "$G" launch --nproc 2 --master-port "$(port)" -- train --model mlp --train-limit 256 --steps 1 "$@" >"$D/bad.out" 2>&1
+  "$G" launch --nproc 2 -- train --model mlp --train-limit 256 --steps 1 "$@" >"$D/bad.out" 2>&1
   [ $? -ne 0 ] && grep -q "error: $want" "$D/bad.out" || fail "$*: $(cat "$D/bad.out")"
   echo "$*: $(grep -o 'error: .*' "$D/bad.out" | head -1)"
 }

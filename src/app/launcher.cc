@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <csignal>
@@ -13,6 +14,8 @@
 #include <stdexcept>
 
 #include <fmt/format.h>
+
+#include "sync/rendezvous_host.h"
 
 namespace gradacc {
 namespace {
@@ -27,22 +30,44 @@ struct Rank {
   bool running = true;
 };
 
-[[noreturn]] void exec_rank(const LaunchOptions& o, int rank, int write_fd) {
+// Everything a child needs is built before fork(): the launcher has threads (the store's), so
+// the child only duplicates descriptors and execs.
+struct RankCommand {
+  std::vector<std::string> env_strings;
+  std::vector<char*> argv, envp;
+};
+
+RankCommand rank_command(const LaunchOptions& o, int port, int rank) {
+  const std::vector<std::pair<std::string, std::string>> ours = {
+      {"RANK", std::to_string(rank)},           {"LOCAL_RANK", std::to_string(rank)},
+      {"WORLD_SIZE", std::to_string(o.nproc)},  {"LOCAL_WORLD_SIZE", std::to_string(o.nproc)},
+      {"MASTER_ADDR", o.master_addr},           {"MASTER_PORT", std::to_string(port)},
+      {"TORCHELASTIC_USE_AGENT_STORE", "True"}, {"TORCHELASTIC_RESTART_COUNT", "0"},
+  };
+  RankCommand c;
+  for (char** e = environ; *e; ++e) {
+    const std::string entry = *e;
+    const std::string name = entry.substr(0, entry.find('='));
+    if (std::none_of(ours.begin(), ours.end(), [&](const auto& kv) { return kv.first == name; }))
+      c.env_strings.push_back(entry);
+  }
+  for (const auto& [name, value] : ours) c.env_strings.push_back(name + "=" + value);
+  for (std::string& e : c.env_strings) c.envp.push_back(e.data());
+  c.envp.push_back(nullptr);
+  c.argv.push_back(const_cast<char*>(o.executable.c_str()));
+  for (const std::string& a : o.args) c.argv.push_back(const_cast<char*>(a.c_str()));
+  c.argv.push_back(nullptr);
+  return c;
+}
+
+[[noreturn]] void exec_rank(const char* executable, const RankCommand& c, int write_fd) {
   ::dup2(write_fd, STDOUT_FILENO);
   ::dup2(write_fd, STDERR_FILENO);
-  ::close(write_fd);
-  ::setenv("RANK", std::to_string(rank).c_str(), 1);
-  ::setenv("LOCAL_RANK", std::to_string(rank).c_str(), 1);
-  ::setenv("WORLD_SIZE", std::to_string(o.nproc).c_str(), 1);
-  ::setenv("LOCAL_WORLD_SIZE", std::to_string(o.nproc).c_str(), 1);
-  ::setenv("MASTER_ADDR", o.master_addr.c_str(), 1);
-  ::setenv("MASTER_PORT", std::to_string(o.master_port).c_str(), 1);
-  std::vector<char*> argv;
-  argv.push_back(const_cast<char*>(o.executable.c_str()));
-  for (const std::string& a : o.args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  ::execv(o.executable.c_str(), argv.data());
-  std::fprintf(stderr, "gradacc launch: cannot run %s: %s\n", o.executable.c_str(), std::strerror(errno));
+  ::close_range(3, ~0U, 0);  // the store's sockets and the other ranks' pipes stay with the launcher
+  ::execve(executable, c.argv.data(), c.envp.data());
+  const int err = errno;
+  const std::string message = fmt::format("gradacc launch: cannot run {}: {}\n", executable, std::strerror(err));
+  [[maybe_unused]] const ssize_t n = ::write(STDERR_FILENO, message.data(), message.size());
   ::_exit(127);
 }
 
@@ -72,12 +97,16 @@ int launch_local(const LaunchOptions& options, std::ostream& out, std::ostream& 
   LaunchOptions o = options;
   if (o.nproc < 1 || o.nproc > 1024)
     throw std::invalid_argument(fmt::format("--nproc must be in 1..1024, got {}", o.nproc));
-  if (o.master_port < 1 || o.master_port > 65535) {
-    throw std::invalid_argument(fmt::format("--master-port must be in 1..65535, got {}", o.master_port));
+  if (o.master_port < 0 || o.master_port > 65535) {
+    throw std::invalid_argument(
+        fmt::format("--master-port must be in 0..65535 (0: a free port), got {}", o.master_port));
   }
   if (o.args.empty())
     throw std::invalid_argument("nothing to launch: give the command after --, e.g. -- train --model mlp");
   if (o.executable.empty()) o.executable = "/proc/self/exe";
+  const RendezvousHost store(o.master_addr, o.master_port);
+  std::vector<RankCommand> commands;
+  for (int i = 0; i < o.nproc; ++i) commands.push_back(rank_command(o, store.port(), i));
 
   struct sigaction sa {
   }, old_int{}, old_term{};
@@ -96,7 +125,7 @@ int launch_local(const LaunchOptions& options, std::ostream& out, std::ostream& 
     if (pid < 0) throw std::runtime_error(fmt::format("cannot start rank {}: {}", i, std::strerror(errno)));
     if (pid == 0) {
       ::close(fds[0]);
-      exec_rank(o, i, fds[1]);
+      exec_rank(o.executable.c_str(), commands[i], fds[1]);
     }
     ::close(fds[1]);
     ranks[i].pid = pid;

@@ -225,7 +225,8 @@ int main(int argc, char** argv) {
   std::string nproc, master_port, grace;
   launch->add_option("--nproc", nproc, "ranks to start")->required();
   launch->add_option("--master-addr", lo.master_addr, "rendezvous address (default 127.0.0.1)");
-  launch->add_option("--master-port", master_port, "rendezvous port (default 29500)");
+  launch->add_option("--master-port", master_port,
+                     "port of the rendezvous store the launcher hosts (default 0: a free one)");
   launch->add_option("--grace", grace, "seconds between SIGTERM and SIGKILL when a rank fails (default 10)");
   launch->add_option("--program", lo.executable,
                      "the program each rank runs (default: this gradacc), e.g. your own trainer");

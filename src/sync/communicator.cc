@@ -57,15 +57,24 @@ Communicator::Communicator(const DistEnv& env, CommunicatorOptions options)
   try {
     c10d::TCPStoreOptions so;
     so.port = static_cast<uint16_t>(env_.master_port);
-    so.isServer = env_.rank == 0;
-    so.numWorkers = env_.world_size;
-    so.waitWorkers = true;
+    so.isServer = hosts_store();
+    // Every rank counts itself in and rank 0's store waits for all of them; a launcher's store
+    // (which serves no count) is joined without one.
+    if (env_.launcher_hosts_store) {
+      so.waitWorkers = false;
+    } else {
+      so.numWorkers = env_.world_size;
+      so.waitWorkers = true;
+    }
     so.timeout = options_.timeout;
-    impl_->store = c10::make_intrusive<c10d::TCPStore>(env_.master_addr, so);
+    auto tcp = c10::make_intrusive<c10d::TCPStore>(env_.master_addr, so);
+    // Each attempt's keys apart: a launcher's store outlives a failed attempt's ranks.
+    impl_->store = c10::make_intrusive<c10d::PrefixStore>(fmt::format("gradacc/attempt{}", env_.attempt), tcp);
   } catch (const std::exception& e) {
-    throw DistributedError(fmt::format("rank {}: cannot {} the rendezvous store at {}:{} within {} s: {}", env_.rank,
-                                       env_.rank == 0 ? "start" : "reach", env_.master_addr, env_.master_port,
-                                       options_.timeout.count() / 1000, first_line(e.what())));
+    throw DistributedError(fmt::format("rank {}: cannot {} the rendezvous store{} at {}:{} within {} s: {}", env_.rank,
+                                       hosts_store() ? "start" : "reach",
+                                       env_.launcher_hosts_store ? " (hosted by the launcher)" : "", env_.master_addr,
+                                       env_.master_port, options_.timeout.count() / 1000, first_line(e.what())));
   }
   const bool nccl = options_.device.is_cuda();
   try {
@@ -95,10 +104,14 @@ void Communicator::fail(const std::string& what, const std::exception& e) {
   // stopped rather than dead, a store request can block in recv() for ever, and the failure path
   // must not hang where the training path did not.
   constexpr auto kRollCall = std::chrono::seconds(5);
-  const std::string store_host_silent = "rank 0, which hosts the rendezvous store, did not answer";
+  const std::string store_host_silent = env_.launcher_hosts_store
+                                            ? "the launcher, which hosts the rendezvous store, did not answer"
+                                            : "rank 0, which hosts the rendezvous store, did not answer";
+  const bool host = hosts_store();
   auto answer = std::make_shared<std::promise<std::string>>();
   std::future<std::string> who_future = answer->get_future();
-  std::thread([store = impl_->store, rank = env_.rank, world = env_.world_size, answer, kRollCall, store_host_silent] {
+  std::thread([store = impl_->store, rank = env_.rank, world = env_.world_size, answer, kRollCall, store_host_silent,
+               host] {
     std::string who;
     try {
       store->setTimeout(kRollCall);
@@ -116,14 +129,14 @@ void Communicator::fail(const std::string& what, const std::exception& e) {
       if (!missing.empty())
         who = fmt::format("rank{} {} did not answer", missing.size() > 1 ? "s" : "", fmt::join(missing, ", "));
     } catch (const std::exception&) {
-      who = rank == 0 ? "" : store_host_silent;
+      who = host ? "" : store_host_silent;
     }
     answer->set_value(who);
   }).detach();
   std::string who = store_host_silent;
   if (who_future.wait_for(kRollCall + std::chrono::seconds(3)) == std::future_status::ready)
     who = who_future.get();
-  else if (env_.rank == 0)
+  else if (host)
     who = "";
   throw DistributedError(
       fmt::format("rank {}: {} failed{}: {}", env_.rank, what,

@@ -1,8 +1,8 @@
 // Communicator: the data-parallel group of a run, on PyTorch's own distributed engine — a c10d
-// TCPStore rendezvous at MASTER_ADDR:MASTER_PORT (rank 0 hosts it) and a c10d ProcessGroupGloo
-// for CPU tensors, or a c10d ProcessGroupNCCL for CUDA tensors (CUDA builds: one GPU per local
-// rank, LOCAL_RANK; the same rendezvous). LibTorch has no C++ DistributedDataParallel; this plus the Accumulator is
-// gradacc's data-parallel layer.
+// TCPStore rendezvous at MASTER_ADDR:MASTER_PORT (rank 0 hosts it, or the launcher: DistEnv) and a c10d
+// ProcessGroupGloo for CPU tensors, or a c10d ProcessGroupNCCL for CUDA tensors (CUDA builds: one GPU per local rank,
+// LOCAL_RANK; the same rendezvous). LibTorch has no C++ DistributedDataParallel; this plus the Accumulator is gradacc's
+// data-parallel layer.
 //
 // all-reduce: a flat buffer is cut into buckets of at most `bucket_bytes`, all launched before
 // any is waited on (Gloo works on them concurrently), then waited in order. Counters record the
@@ -99,6 +99,7 @@ class Communicator : public GradientReducer {
   struct Pending;
   std::unique_ptr<Pending> pending_;  // sums started by start_sum(), not yet waited for
   [[noreturn]] void fail(const std::string& what, const std::exception& e);
+  bool hosts_store() const { return env_.rank == 0 && !env_.launcher_hosts_store; }
 };
 
 }  // namespace gradacc

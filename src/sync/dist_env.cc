@@ -40,6 +40,18 @@ DistEnv DistEnv::from_environment() {
   if (port && (*port < 1 || *port > 65535))
     throw ConfigError(fmt::format("MASTER_PORT must be in 1..65535, got {}", *port));
   if (port) e.master_port = static_cast<int>(*port);
+  // torchrun writes str(bool); torch reads only "True" as true. Anything else is refused rather
+  // than read as false, which would make rank 0 start a second store on the launcher's port.
+  if (const char* agent = std::getenv("TORCHELASTIC_USE_AGENT_STORE"); agent && *agent) {
+    const std::string v = agent;
+    if (v != "True" && v != "False")
+      throw ConfigError(fmt::format("TORCHELASTIC_USE_AGENT_STORE must be True or False, got '{}'", v));
+    e.launcher_hosts_store = v == "True";
+  }
+  const auto attempt = integer_env("TORCHELASTIC_RESTART_COUNT");
+  if (attempt && (*attempt < 0 || *attempt > 1000000))
+    throw ConfigError(fmt::format("TORCHELASTIC_RESTART_COUNT must be in 0..1000000, got {}", *attempt));
+  e.attempt = attempt.value_or(0);
   return e;
 }
 

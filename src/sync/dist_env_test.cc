@@ -15,7 +15,9 @@ namespace {
 class Env : public ::testing::Test {
  protected:
   void TearDown() override {
-    for (const char* v : {"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"}) ::unsetenv(v);
+    for (const char* v : {"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT",
+                          "TORCHELASTIC_USE_AGENT_STORE", "TORCHELASTIC_RESTART_COUNT"})
+      ::unsetenv(v);
   }
   static void set(const char* name, const char* value) { ::setenv(name, value, 1); }
 };
@@ -40,6 +42,25 @@ TEST_F(Env, ReadsTheTorchrunVariables) {
   EXPECT_EQ(e.master_addr, "10.0.0.7");
   EXPECT_EQ(e.master_port, 29600);
   EXPECT_TRUE(e.distributed());
+}
+
+// torchrun (and gradacc launch) host the store themselves: then rank 0 must not start another.
+TEST_F(Env, ReadsWhetherTheLauncherHostsTheStore) {
+  set("WORLD_SIZE", "2");
+  set("RANK", "0");
+  EXPECT_FALSE(DistEnv::from_environment().launcher_hosts_store);
+  set("TORCHELASTIC_USE_AGENT_STORE", "True");
+  set("TORCHELASTIC_RESTART_COUNT", "3");
+  const DistEnv e = DistEnv::from_environment();
+  EXPECT_TRUE(e.launcher_hosts_store);
+  EXPECT_EQ(e.attempt, 3);
+  set("TORCHELASTIC_USE_AGENT_STORE", "False");
+  EXPECT_FALSE(DistEnv::from_environment().launcher_hosts_store);
+  set("TORCHELASTIC_USE_AGENT_STORE", "yes");  // torch would read it as False and rank 0 would collide
+  EXPECT_THROW(DistEnv::from_environment(), ConfigError);
+  set("TORCHELASTIC_USE_AGENT_STORE", "True");
+  set("TORCHELASTIC_RESTART_COUNT", "-1");
+  EXPECT_THROW(DistEnv::from_environment(), ConfigError);
 }
 
 TEST_F(Env, RefusesWhatCannotBeMeant) {

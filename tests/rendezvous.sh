@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Who hosts the ranks' rendezvous store (sync/dist_env.h, sync/rendezvous_host.h):
+#   1. gradacc launch hosts it, on a port the kernel picks, so a stalled rank 0 is named by its
+#      peers like any other rank (rank 0 hosting it is distributed.sh's);
+#   2. torchrun's agent hosts it (TORCHELASTIC_USE_AGENT_STORE=True): the ranks train as under
+#      gradacc launch, byte for byte, also after a restart on the same store;
+#   3. a port that is taken: one line, no rank started.
+# Usage: rendezvous.sh path/to/gradacc path/to/venv/python
+set -u
+G=${1:?usage: rendezvous.sh gradacc python}
+PY=${2:?usage: rendezvous.sh gradacc python}
+D=$(mktemp -d)
+PIDS=()
+trap 'for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$D"' EXIT
+. "$(dirname "$0")/ranks_lib.sh"  # fail, port
+steps_logged() { local n; n=$(grep -c '"step"' "$1" 2>/dev/null); echo "${n:-0}"; }
+stall=(train --model mlp --train-limit 4096 --micro-batch 8 --accum 2 --steps 100000 --threads 1 --dist-timeout 4)
+
+# Under the launcher the store is the launcher's, so a stalled rank 0 is named like any other rank.
+"$G" launch --nproc 2 --grace 2 -- "${stall[@]}" --log "$D/ls.jsonl" >"$D/ls.out" 2>&1 &
+lp=$!; PIDS+=("$lp")
+for _ in $(seq 600); do [ "$(steps_logged "$D/ls.jsonl")" -ge 3 ] && break; sleep 0.05; done
+rank0=$(pgrep -P "$lp" | head -1)
+kill -STOP "$rank0"
+wait "$lp"; rc=$?
+kill -9 "$rank0" 2>/dev/null
+[ "$rc" -ne 0 ] && grep -q "\[rank 1\] .*because rank 0 did not answer" "$D/ls.out" \
+  || fail "launch, stalled rank 0: exit $rc: $(cat "$D/ls.out")"
+echo "launch, stalled rank 0: $(grep -o 'rank 1: .*did not answer' "$D/ls.out")"
+
+# torchrun hosts the store in its agent (TORCHELASTIC_USE_AGENT_STORE=True): the ranks join it as
+# clients and train as under gradacc launch, byte for byte. A restart meets on the same store: in
+# the first attempt rank 1 dies after the group formed; in the second rank 0 comes late, so rank 1
+# would read rank 0's address of the first attempt were the attempts' keys not kept apart.
+tr=(train --model mlp --train-limit 1024 --micro-batch 8 --accum 2 --threads 1 --dist-timeout 30)
+"$G" launch --nproc 2 -- "${tr[@]}" --steps 4 --save "$D/tl.safetensors" >"$D/tl.out" 2>&1 \
+  || fail "launch: $(tail -3 "$D/tl.out")"
+"$PY" -m torch.distributed.run --nproc-per-node 2 --master-port "$(port)" --no-python "$G" "${tr[@]}" --steps 4 \
+  --save "$D/tt.safetensors" >"$D/tt.out" 2>&1 || fail "torchrun: $(grep -m3 -i error "$D/tt.out")"
+cmp -s "$D/tl.safetensors" "$D/tt.safetensors" || fail "torchrun's ranks ended with other weights than launch's"
+cat >"$D/flaky" <<EOF
+#!/bin/sh
+if [ "\$TORCHELASTIC_RESTART_COUNT" = 0 ]; then
+  [ "\$RANK" = 1 ] && exec timeout -s KILL 3 "$G" "\$@" --steps 100000
+  exec "$G" "\$@" --steps 100000
+fi
+[ "\$RANK" = 0 ] && sleep 2
+exec "$G" "\$@" --steps 4
+EOF
+chmod +x "$D/flaky"
+"$PY" -m torch.distributed.run --nproc-per-node 2 --max-restarts 1 --master-port "$(port)" --no-python "$D/flaky" \
+  "${tr[@]}" --save "$D/tr.safetensors" >"$D/tr.out" 2>&1 || fail "torchrun restart: $(grep -m3 -i error "$D/tr.out")"
+cmp -s "$D/tl.safetensors" "$D/tr.safetensors" || fail "torchrun's restarted ranks ended with other weights"
+echo "torchrun (its agent hosts the store): weights equal launch's, also after a restart"
+
+# A port that is taken: the launcher says so in one line and starts no rank.
+"$PY" -c 'import socket, sys, time
+s = socket.create_server(("", 0)); print(s.getsockname()[1], flush=True); time.sleep(60)' >"$D/held" &
+holder=$!; PIDS+=("$holder")
+for _ in $(seq 100); do [ -s "$D/held" ] && break; sleep 0.05; done
+"$G" launch --nproc 2 --master-port "$(cat "$D/held")" -- "${tr[@]}" >"$D/taken.out" 2>&1; rc=$?
+kill "$holder"
+[ "$rc" -eq 2 ] && [ "$(wc -l <"$D/taken.out")" -eq 1 ] && grep -q "cannot host the rendezvous store on port" "$D/taken.out" \
+  || fail "taken port: exit $rc: $(cat "$D/taken.out")"
+echo "taken port: $(cat "$D/taken.out")"
+
+echo "rendezvous: all checks passed"
