@@ -18,6 +18,7 @@
 #include <zlib.h>
 
 #include "base/parse.h"
+#include "base/stateful.h"
 #include "gradacc/errors.h"
 #include "gradacc/optimizer.h"
 
@@ -68,12 +69,10 @@ int64_t metadata_count(const StringMap& meta, const std::string& key, const std:
   auto it = meta.find(key);
   if (it == meta.end()) throw CheckpointError(fmt::format("{}: has no '{}' in its metadata", shown(path, 200), key));
   try {
-    size_t used = 0;
-    const int64_t v = std::stoll(it->second, &used);
-    if (used != it->second.size() || v < 0) throw ConfigError(it->second);
-    return v;
-  } catch (const std::exception&) {
-    throw CheckpointError(fmt::format("{}: metadata '{}' = '{}' is not a count", shown(path, 200), key, it->second));
+    return state_count(meta, key);  // the one reading of a count, as the tracked parts' state has it
+  } catch (const ConfigError&) {
+    throw CheckpointError(
+        fmt::format("{}: metadata '{}' = '{}' is not a count", shown(path, 200), key, shown(it->second)));
   }
 }
 

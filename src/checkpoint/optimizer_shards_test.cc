@@ -8,6 +8,7 @@
 #include <ATen/ops/cat.h>
 #include <ATen/ops/equal.h>
 #include <ATen/ops/randn_like.h>
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/modules/linear.h>
@@ -239,6 +240,23 @@ TEST(OptimizerShards, ParametersInTheShardsLoadIntoAWholeModel) {
   } catch (const CheckpointError& e) {
     EXPECT_NE(std::string(e.what()).find("hold 32 parameter elements"), std::string::npos) << e.what();
   }
+}
+
+// A count in a checkpoint's header (step, updates, a shard's offset) is read as the tracked parts
+// read theirs (base/stateful.h): digits only, one line naming the file and the key otherwise.
+TEST(CheckpointMetadata, CountsAreDigitsOnly) {
+  const StringMap meta = {{"step", "12"}, {"plus", "+5"}, {"space", " 5"}, {"minus", "-1"}, {"zero", "007"}};
+  EXPECT_EQ(metadata_count(meta, "step", "c.safetensors"), 12);
+  for (const char* key : {"plus", "space", "minus", "zero"}) {
+    try {
+      metadata_count(meta, key, "c.safetensors");
+      ADD_FAILURE() << key << " was read as a count";
+    } catch (const CheckpointError& e) {
+      EXPECT_NE(std::string(e.what()).find(fmt::format("c.safetensors: metadata '{}'", key)), std::string::npos)
+          << e.what();
+    }
+  }
+  EXPECT_THROW(metadata_count(meta, "updates", "c.safetensors"), CheckpointError);
 }
 
 }  // namespace
