@@ -4,7 +4,7 @@
 #      peers like any other rank (rank 0 hosting it is distributed.sh's);
 #   2. torchrun's agent hosts it (TORCHELASTIC_USE_AGENT_STORE=True): the ranks train as under
 #      gradacc launch, byte for byte, also after a restart on the same store;
-#   3. a port that is taken: one line, no rank started.
+#   3. a port that is taken, an address that does not resolve: one line, no rank started.
 # Usage: rendezvous.sh path/to/gradacc path/to/venv/python
 set -u
 G=${1:?usage: rendezvous.sh gradacc python}
@@ -60,8 +60,14 @@ holder=$!; PIDS+=("$holder")
 for _ in $(seq 100); do [ -s "$D/held" ] && break; sleep 0.05; done
 "$G" launch --nproc 2 --master-port "$(cat "$D/held")" -- "${tr[@]}" >"$D/taken.out" 2>&1; rc=$?
 kill "$holder"
-[ "$rc" -eq 2 ] && [ "$(wc -l <"$D/taken.out")" -eq 1 ] && grep -q "cannot host the rendezvous store on port" "$D/taken.out" \
+[ "$rc" -eq 2 ] && [ "$(wc -l <"$D/taken.out")" -eq 1 ] && grep -q "cannot host the rendezvous store at .*:$(cat "$D/held"): .*EADDRINUSE" "$D/taken.out" \
   || fail "taken port: exit $rc: $(cat "$D/taken.out")"
 echo "taken port: $(cat "$D/taken.out")"
 
+# An address that does not resolve: one line, at once, instead of a connect timeout.
+start=$(date +%s)
+"$G" launch --nproc 2 --master-addr no-such-host.invalid -- "${tr[@]}" >"$D/addr.out" 2>&1; rc=$?
+[ "$rc" -eq 2 ] && [ "$(wc -l <"$D/addr.out")" -eq 1 ] && grep -q "'no-such-host.invalid' does not resolve" "$D/addr.out" \
+  || fail "unresolvable address: exit $rc: $(cat "$D/addr.out")"
+echo "unresolvable address after $(( $(date +%s) - start )) s: $(cat "$D/addr.out")"
 echo "rendezvous: all checks passed"
