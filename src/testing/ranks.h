@@ -2,10 +2,6 @@
 // with a real TCPStore and a real c10d group over loopback (Gloo on the CPU, NCCL on a GPU).
 #pragma once
 
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <chrono>
 #include <functional>
 #include <string>
@@ -15,30 +11,17 @@
 #include <gtest/gtest.h>
 
 #include "sync/communicator.h"
+#include "sync/rendezvous_host.h"
 
 namespace gradacc::testing {
 
-// A TCP port nobody listens on now (the kernel's choice).
-inline int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  int port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0)
-    port = ntohs(a.sin_port);
-  ::close(fd);
-  return port;
-}
-
 // Runs `body(communicator, rank)` on `world` ranks, each on a thread of its own; an exception on
-// a rank fails the test, naming the rank.
+// a rank fails the test, naming the rank. The store is hosted here, as `gradacc launch` hosts it,
+// on a port the kernel picks: tests that run side by side never race for one.
 inline void on_ranks(int world, at::Device device, const std::function<void(Communicator&, int)>& body,
                      CommunicatorOptions options = {}) {
-  const int port = free_port();
-  ASSERT_GT(port, 0);
+  const RendezvousHost store("127.0.0.1", 0);
+  options.timeout_(std::chrono::seconds(60)).device_(device);  // once, before the threads read it
   std::vector<std::thread> threads;
   std::vector<std::string> errors(world);
   for (int r = 0; r < world; ++r) {
@@ -47,8 +30,9 @@ inline void on_ranks(int world, at::Device device, const std::function<void(Comm
         DistEnv env;
         env.rank = r;
         env.world_size = world;
-        env.master_port = port;
-        Communicator c(env, options.timeout_(std::chrono::seconds(60)).device_(device));
+        env.master_port = store.port();
+        env.launcher_hosts_store = true;
+        Communicator c(env, options);
         body(c, r);
       } catch (const std::exception& e) {
         errors[r] = e.what();
