@@ -38,6 +38,10 @@ tr=(train --model mlp --train-limit 1024 --micro-batch 8 --accum 2 --threads 1 -
 "$PY" -m torch.distributed.run --nproc-per-node 2 --master-port "$(port)" --no-python "$G" "${tr[@]}" --steps 4 \
   --save "$D/tt.safetensors" >"$D/tt.out" 2>&1 || fail "torchrun: $(grep -m3 -i error "$D/tt.out")"
 cmp -s "$D/tl.safetensors" "$D/tt.safetensors" || fail "torchrun's ranks ended with other weights than launch's"
+# --standalone: the c10d rendezvous backend, whose store is shared with the ranks too.
+"$PY" -m torch.distributed.run --standalone --nproc-per-node 2 --no-python "$G" "${tr[@]}" --steps 4 \
+  --save "$D/ts.safetensors" >"$D/ts.out" 2>&1 || fail "torchrun --standalone: $(grep -m3 -i error "$D/ts.out")"
+cmp -s "$D/tl.safetensors" "$D/ts.safetensors" || fail "torchrun --standalone: other weights than launch's"
 cat >"$D/flaky" <<EOF
 #!/bin/sh
 if [ "\$TORCHELASTIC_RESTART_COUNT" = 0 ]; then
@@ -51,7 +55,7 @@ chmod +x "$D/flaky"
 "$PY" -m torch.distributed.run --nproc-per-node 2 --max-restarts 1 --master-port "$(port)" --no-python "$D/flaky" \
   "${tr[@]}" --save "$D/tr.safetensors" >"$D/tr.out" 2>&1 || fail "torchrun restart: $(grep -m3 -i error "$D/tr.out")"
 cmp -s "$D/tl.safetensors" "$D/tr.safetensors" || fail "torchrun's restarted ranks ended with other weights"
-echo "torchrun (its agent hosts the store): weights equal launch's, also after a restart"
+echo "torchrun (its agent hosts the store; static and --standalone): weights equal launch's, also after a restart"
 
 # A port that is taken: the launcher says so in one line and starts no rank.
 "$PY" -c 'import socket, sys, time
