@@ -2,9 +2,10 @@
 # Who hosts the ranks' rendezvous store (sync/dist_env.h, sync/rendezvous_host.h):
 #   1. gradacc launch hosts it, on a port the kernel picks, so a stalled rank 0 is named by its
 #      peers like any other rank (rank 0 hosting it is distributed.sh's);
-#   2. torchrun's agent hosts it (TORCHELASTIC_USE_AGENT_STORE=True): the ranks train as under
+#   2. the launcher killed, its store with it: its ranks stop;
+#   3. torchrun's agent hosts it (TORCHELASTIC_USE_AGENT_STORE=True): the ranks train as under
 #      gradacc launch, byte for byte, also after a restart on the same store;
-#   3. a port that is taken, an address that does not resolve: one line, no rank started.
+#   4. a port that is taken, an address that does not resolve: one line, no rank started.
 # Usage: rendezvous.sh path/to/gradacc path/to/venv/python
 set -u
 G=${1:?usage: rendezvous.sh gradacc python}
@@ -27,6 +28,19 @@ kill -9 "$rank0" 2>/dev/null
 [ "$rc" -ne 0 ] && grep -q "\[rank 1\] .*because rank 0 did not answer" "$D/ls.out" \
   || fail "launch, stalled rank 0: exit $rc: $(cat "$D/ls.out")"
 echo "launch, stalled rank 0: $(grep -o 'rank 1: .*did not answer' "$D/ls.out")"
+
+# The launcher killed with SIGKILL (its store with it): its ranks get SIGTERM and stop, none is
+# left training on unwatched.
+"$G" launch --nproc 2 -- "${stall[@]}" --log "$D/k.jsonl" >"$D/k.out" 2>&1 &
+lp=$!; PIDS+=("$lp")
+for _ in $(seq 600); do [ "$(steps_logged "$D/k.jsonl")" -ge 3 ] && break; sleep 0.05; done
+ranks=$(pgrep -P "$lp" | tr '\n' ' ')
+[ -n "$ranks" ] || fail "no ranks under the launcher"
+PIDS+=($ranks)
+kill -9 "$lp"; wait "$lp" 2>/dev/null
+for _ in $(seq 200); do kill -0 $ranks 2>/dev/null || break; sleep 0.1; done
+for r in $ranks; do kill -0 "$r" 2>/dev/null && fail "rank $r still runs 20 s after its launcher was killed"; done
+echo "launcher killed with SIGKILL: its ranks ($ranks) stopped"
 
 # torchrun hosts the store in its agent (TORCHELASTIC_USE_AGENT_STORE=True): the ranks join it as
 # clients and train as under gradacc launch, byte for byte. A restart meets on the same store: in

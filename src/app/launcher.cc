@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -60,7 +61,11 @@ RankCommand rank_command(const LaunchOptions& o, int port, int rank) {
   return c;
 }
 
-[[noreturn]] void exec_rank(const char* executable, const RankCommand& c, int write_fd) {
+[[noreturn]] void exec_rank(const char* executable, const RankCommand& c, int write_fd, pid_t launcher) {
+  // A rank outlives no launcher: killed with it, the ranks get SIGTERM (and checkpoint, as when
+  // preempted) instead of training on unwatched. The launcher may already be gone by now.
+  ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+  if (::getppid() != launcher) ::_exit(128 + SIGTERM);
   ::dup2(write_fd, STDOUT_FILENO);
   ::dup2(write_fd, STDERR_FILENO);
   ::close_range(3, ~0U, 0);  // the store's sockets and the other ranks' pipes stay with the launcher
@@ -116,6 +121,7 @@ int launch_local(const LaunchOptions& options, std::ostream& out, std::ostream& 
   ::sigaction(SIGINT, &sa, &old_int);
   ::sigaction(SIGTERM, &sa, &old_term);
 
+  const pid_t launcher = ::getpid();
   std::vector<Rank> ranks(o.nproc);
   for (int i = 0; i < o.nproc; ++i) {
     int fds[2];
@@ -125,7 +131,7 @@ int launch_local(const LaunchOptions& options, std::ostream& out, std::ostream& 
     if (pid < 0) throw std::runtime_error(fmt::format("cannot start rank {}: {}", i, std::strerror(errno)));
     if (pid == 0) {
       ::close(fds[0]);
-      exec_rank(o.executable.c_str(), commands[i], fds[1]);
+      exec_rank(o.executable.c_str(), commands[i], fds[1], launcher);
     }
     ::close(fds[1]);
     ranks[i].pid = pid;

@@ -4,7 +4,8 @@
 // sync/rendezvous_host.h), on a free port unless one is given, forwards each rank's output line
 // by line with a "[rank i] " prefix, forwards SIGINT/SIGTERM to all ranks, and when one rank
 // fails stops the others (SIGTERM, then SIGKILL after a grace period) so that no rank is left
-// waiting on a dead peer. The ranks inherit no descriptor beyond stdin, stdout and stderr.
+// waiting on a dead peer. The ranks inherit no descriptor beyond stdin, stdout and stderr, and
+// get SIGTERM when the launcher dies (even by SIGKILL), so none trains on unwatched.
 #pragma once
 
 #include <ostream>
