@@ -4,7 +4,7 @@
 #      peers like any other rank (rank 0 hosting it is distributed.sh's);
 #   2. the launcher killed, its store with it: its ranks stop;
 #   3. torchrun's agent hosts it (TORCHELASTIC_USE_AGENT_STORE=True): the ranks train as under
-#      gradacc launch, byte for byte, also after a restart on the same store;
+#      gradacc launch, byte for byte, also across a restart on the same store (--resume auto);
 #   4. a port that is taken, an address that does not resolve: one line, no rank started.
 # Usage: rendezvous.sh path/to/gradacc path/to/venv/python
 set -u
@@ -43,33 +43,60 @@ for r in $ranks; do kill -0 "$r" 2>/dev/null && fail "rank $r still runs 20 s af
 echo "launcher killed with SIGKILL: its ranks ($ranks) stopped"
 
 # torchrun hosts the store in its agent (TORCHELASTIC_USE_AGENT_STORE=True): the ranks join it as
-# clients and train as under gradacc launch, byte for byte. A restart meets on the same store: in
-# the first attempt rank 1 dies after the group formed; in the second rank 0 comes late, so rank 1
-# would read rank 0's address of the first attempt were the attempts' keys not kept apart.
+# clients and train as under gradacc launch, byte for byte.
 tr=(train --model mlp --train-limit 1024 --micro-batch 8 --accum 2 --threads 1 --dist-timeout 30)
-"$G" launch --nproc 2 -- "${tr[@]}" --steps 4 --save "$D/tl.safetensors" >"$D/tl.out" 2>&1 \
-  || fail "launch: $(tail -3 "$D/tl.out")"
-"$PY" -m torch.distributed.run --nproc-per-node 2 --master-port "$(port)" --no-python "$G" "${tr[@]}" --steps 4 \
+"$G" launch --nproc 2 -- "${tr[@]}" --steps 8 --save "$D/tl.safetensors" >"$D/tl.out" 2>&1 || fail "launch: $(tail -3 "$D/tl.out")"
+"$PY" -m torch.distributed.run --nproc-per-node 2 --master-port "$(port)" --no-python "$G" "${tr[@]}" --steps 8 \
   --save "$D/tt.safetensors" >"$D/tt.out" 2>&1 || fail "torchrun: $(grep -m3 -i error "$D/tt.out")"
 cmp -s "$D/tl.safetensors" "$D/tt.safetensors" || fail "torchrun's ranks ended with other weights than launch's"
 # --standalone: the c10d rendezvous backend, whose store is shared with the ranks too.
-"$PY" -m torch.distributed.run --standalone --nproc-per-node 2 --no-python "$G" "${tr[@]}" --steps 4 \
+"$PY" -m torch.distributed.run --standalone --nproc-per-node 2 --no-python "$G" "${tr[@]}" --steps 8 \
   --save "$D/ts.safetensors" >"$D/ts.out" 2>&1 || fail "torchrun --standalone: $(grep -m3 -i error "$D/ts.out")"
 cmp -s "$D/tl.safetensors" "$D/ts.safetensors" || fail "torchrun --standalone: other weights than launch's"
-cat >"$D/flaky" <<EOF
+echo "torchrun (its agent hosts the store; static and --standalone): weights equal launch's"
+
+# A restart meets on the same store. First attempt: rank 1 is killed 2 s in, about when the group
+# forms. Second attempt: rank 0 comes late, so rank 1 reads rank 0's address of the first attempt
+# unless each attempt's keys are kept apart (TORCHELASTIC_RESTART_COUNT). Without that prefix this
+# failed 2 runs of 2 here (Gloo connectFullMesh: connection refused); when rank 1 died later, 3 s
+# in, Gloo's retries hid the stale address, so the check's power depends on that timing.
+cat >"$D/killed" <<EOF
 #!/bin/sh
 if [ "\$TORCHELASTIC_RESTART_COUNT" = 0 ]; then
-  [ "\$RANK" = 1 ] && exec timeout -s KILL 3 "$G" "\$@" --steps 100000
+  [ "\$RANK" = 1 ] && exec timeout -s KILL 2 "$G" "\$@" --steps 100000
   exec "$G" "\$@" --steps 100000
 fi
 [ "\$RANK" = 0 ] && sleep 2
-exec "$G" "\$@" --steps 4
+exec "$G" "\$@" --steps 8
+EOF
+chmod +x "$D/killed"
+"$PY" -m torch.distributed.run --nproc-per-node 2 --max-restarts 1 --master-port "$(port)" --no-python "$D/killed" \
+  "${tr[@]}" --save "$D/tk.safetensors" >"$D/tk.out" 2>&1 \
+  || fail "torchrun restart after a kill: $(grep -m3 -i error "$D/tk.out")"
+cmp -s "$D/tl.safetensors" "$D/tk.safetensors" || fail "torchrun's restarted ranks ended with other weights"
+echo "torchrun restart after rank 1 was killed: weights equal the uninterrupted run's"
+
+# A restarted job continues with the same command line (--resume auto). First attempt: both ranks
+# stop after step 3 with a checkpoint, then rank 1 fails. Second attempt: rank 0 comes late again;
+# both resume from step 3 and end with the uninterrupted run's weights.
+cat >"$D/flaky" <<EOF
+#!/bin/sh
+if [ "\$TORCHELASTIC_RESTART_COUNT" = 0 ]; then
+  "$G" "\$@" --stop-at 3 || exit
+  [ "\$RANK" = 1 ] && exit 3
+  exit 0
+fi
+[ "\$RANK" = 0 ] && sleep 2
+exec "$G" "\$@"
 EOF
 chmod +x "$D/flaky"
 "$PY" -m torch.distributed.run --nproc-per-node 2 --max-restarts 1 --master-port "$(port)" --no-python "$D/flaky" \
-  "${tr[@]}" --save "$D/tr.safetensors" >"$D/tr.out" 2>&1 || fail "torchrun restart: $(grep -m3 -i error "$D/tr.out")"
+  "${tr[@]}" --steps 8 --checkpoint-dir "$D/rck" --resume auto --save "$D/tr.safetensors" >"$D/tr.out" 2>&1 \
+  || fail "torchrun restart: $(grep -m3 -i error "$D/tr.out")"
+grep -q "resumed from $D/rck/ckpt-step-00000003.safetensors at step 3" "$D/tr.out" \
+  || fail "torchrun restart: the second attempt did not resume from step 3: $(grep -m3 -i 'resum\|error' "$D/tr.out")"
 cmp -s "$D/tl.safetensors" "$D/tr.safetensors" || fail "torchrun's restarted ranks ended with other weights"
-echo "torchrun (its agent hosts the store; static and --standalone): weights equal launch's, also after a restart"
+echo "torchrun restart with --resume auto: resumed at step 3, weights equal the uninterrupted run's"
 
 # A port that is taken: the launcher says so in one line and starts no rank.
 "$PY" -c 'import socket, sys, time

@@ -246,7 +246,8 @@ struct CheckpointOptions {
   GRADACC_ARG(std::string, dir, "");                     // "" = none (a resume defaults it to the checkpoint's own)
   GRADACC_ARG_IN(int64_t, save_every, 0, kMaxSteps, 0);  // optimizer steps between checkpoints; 0: at the end only
   GRADACC_ARG_IN(int64_t, keep, 1, 1000000, 3);          // newest kept in dir
-  GRADACC_ARG(std::string, resume, "");                  // a checkpoint file, or a directory (its newest)
+  GRADACC_ARG(std::string, resume, "");                  // a checkpoint file, a directory (its newest), or
+                                                         // "auto": dir's newest if any, else a fresh run
   GRADACC_ARG_IN(std::optional<int64_t>, stop_at, 1, kMaxSteps,
                  std::nullopt);  // stop after this step, with a checkpoint
 

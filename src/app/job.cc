@@ -67,9 +67,10 @@ std::string precision_summary(const RunPlan& p) {
 // weights, the config or the checkpoint being resumed. Checked before anything is written.
 void require_distinct_paths(const JobConfig& c) {
   const TrainOptions& t = c.train;
-  if (!c.init_path.empty() && !t.checkpoint().resume().empty())
+  // With --resume auto, --init is where the first attempt starts; later ones take their checkpoint's.
+  if (!c.init_path.empty() && !t.checkpoint().resume().empty() && t.checkpoint().resume() != "auto")
     throw ConfigError("--init and --resume both given: a resume restores its checkpoint's weights (drop --init)");
-  std::string resume = t.checkpoint().resume().empty() ? "" : resolve_checkpoint(t.checkpoint().resume());
+  const std::string resume = resolve_resume(t.checkpoint().resume(), t.checkpoint().dir());
   try {
     require_distinct_files({{"--log", t.logging().log_path()},
                             {"--save", c.save_path},

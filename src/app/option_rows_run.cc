@@ -77,8 +77,11 @@ void add_run_rows(std::vector<Option>& t) {
                       "optimizer steps between checkpoints (0 = at the end only)", &CheckpointOptions::save_every));
   t.push_back(integer("--keep-checkpoints", {"keep_checkpoints"}, S::kTrain, "newest checkpoints kept",
                       &CheckpointOptions::keep));
-  t.push_back(text("--resume", {"resume"}, S::kTrain, "DIR|FILE",
-                   "continue from a checkpoint file, or the newest in a directory", &CheckpointOptions::resume));
+  t.push_back(text(
+      "--resume", {"resume"}, S::kTrain, "DIR|FILE|auto",
+      "continue from a checkpoint file, or the newest in a directory; auto: the newest in --checkpoint-dir if there is "
+      "one, else start (one command line for every attempt of a restarted job)",
+      &CheckpointOptions::resume));
   t.push_back(optional_integer("--stop-at", {"stop_at"}, S::kTrain, "stop after this optimizer step, with a checkpoint",
                                &CheckpointOptions::stop_at, "none"));
   t.push_back(

@@ -84,6 +84,20 @@ void apply_flag(JobConfig& c, const Option& o, const std::string& text) {
   }
 }
 
+namespace {
+
+// A table cell's text: '|' would end the cell, even inside backquotes (GitHub's tables).
+std::string markdown_cell(const std::string& text) {
+  std::string out;
+  for (const char ch : text) {
+    if (ch == '|') out += '\\';
+    out += ch;
+  }
+  return out;
+}
+
+}  // namespace
+
 std::string options_markdown() {
   const JobConfig defaults = default_job();
   const auto list = [](const std::vector<std::string>& keys) {
@@ -95,8 +109,9 @@ std::string options_markdown() {
   for (const Option& o : option_table()) {
     const std::string flag =
         o.flag.empty() ? "" : fmt::format("`{}{}`", o.flag, o.value_hint.empty() ? "" : " " + o.value_hint);
-    s += fmt::format("| {} | {} | {} | {} | {} | {} |\n", flag, list(o.keys), list(o.deepspeed), list(o.hf),
-                     o.keys.empty() ? "" : o.show(defaults), o.help);
+    s += fmt::format("| {} | {} | {} | {} | {} | {} |\n", markdown_cell(flag), markdown_cell(list(o.keys)),
+                     markdown_cell(list(o.deepspeed)), markdown_cell(list(o.hf)),
+                     markdown_cell(o.keys.empty() ? "" : o.show(defaults)), markdown_cell(o.help));
   }
   return s;
 }
@@ -104,7 +119,7 @@ std::string options_markdown() {
 std::string option_values_markdown(const JobConfig& c) {
   std::string s = "| option | value |\n|---|---|\n";
   for (const Option& o : option_table()) {
-    if (!o.flag.empty() && !o.keys.empty()) s += fmt::format("| `{}` | {} |\n", o.flag, o.show(c));
+    if (!o.flag.empty() && !o.keys.empty()) s += fmt::format("| `{}` | {} |\n", o.flag, markdown_cell(o.show(c)));
   }
   return s;
 }

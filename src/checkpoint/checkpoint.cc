@@ -171,6 +171,12 @@ std::string resolve_checkpoint(const std::string& path) {
   return path;
 }
 
+std::string resolve_resume(const std::string& resume, const std::string& dir) {
+  if (resume.empty()) return "";
+  if (resume != "auto") return resolve_checkpoint(resume);
+  return dir.empty() ? "" : latest_checkpoint(dir).value_or("");  // without a dir: CheckpointOptions refuses
+}
+
 namespace {
 
 // The trainable parameters of `model`, in model order, cut out of the flat vector the shards

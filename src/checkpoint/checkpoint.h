@@ -88,6 +88,11 @@ std::optional<std::string> latest_checkpoint(const std::string& dir);
 // when there is none.
 std::string resolve_checkpoint(const std::string& path);
 
+// What a run's `resume` option names: "" (a fresh run) stays "", "auto" is the newest checkpoint
+// in `dir` when there is one and otherwise "" (so one command line serves every attempt of a
+// restarted job), anything else is resolve_checkpoint(resume).
+std::string resolve_resume(const std::string& resume, const std::string& dir);
+
 // Verifies a checkpoint (checksum, format, identity, every tensor's name and shape) and only then
 // loads it into `model`, `optimizer`, each of `targets` (from "state.<name>") and the CPU
 // generator. Throws CheckpointError with one line naming the file and the first problem; nothing

@@ -103,6 +103,9 @@ void CheckpointOptions::validate() const {
   const bool has_dir = !dir_.empty() || !resume_.empty();
   require(save_every_ == 0 || has_dir, "save_every needs a checkpoint directory (--checkpoint-dir)");
   require(!stop_at_ || has_dir, "stop_at needs a checkpoint directory (--checkpoint-dir) to continue from");
+  require(resume_ != "auto" || !dir_.empty(),
+          "resume auto continues from the newest checkpoint of the checkpoint directory, if there is one: give the "
+          "directory (--checkpoint-dir)");
 }
 
 void MemoryOptions::validate() const {

@@ -195,13 +195,10 @@ DistributedPlan resolve_distributed(const TrainOptions& options, const DistEnv& 
   return p;
 }
 
-// Resuming defaults the directory to the checkpoint's own.
+// Resuming defaults the directory to the checkpoint's own; "auto" resumes when there is a checkpoint.
 CheckpointPolicy resolve_checkpoints(const CheckpointOptions& o) {
-  CheckpointPolicy c{o.dir(), o.save_every(), o.keep(), ""};
-  if (!o.resume().empty()) {
-    c.resume_from = resolve_checkpoint(o.resume());
-    if (c.dir.empty()) c.dir = std::filesystem::path(c.resume_from).parent_path().string();
-  }
+  CheckpointPolicy c{o.dir(), o.save_every(), o.keep(), resolve_resume(o.resume(), o.dir())};
+  if (c.dir.empty() && !c.resume_from.empty()) c.dir = std::filesystem::path(c.resume_from).parent_path().string();
   return c;
 }
 

@@ -4,6 +4,8 @@
 #include "train/run_plan.h"
 
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 
 #include <gtest/gtest.h>
 
@@ -208,6 +210,27 @@ namespace gradacc {
 namespace {
 
 using testing::but;
+
+// One command line for every attempt of a restarted job: resume "auto" starts fresh in an empty
+// checkpoint directory and continues from its newest checkpoint once there is one.
+TEST(RunPlan, ResumeAutoTakesTheNewestCheckpointWhenThereIsOne) {
+  const std::filesystem::path dir = std::filesystem::path(::testing::TempDir()) / "resume_auto";
+  std::filesystem::remove_all(dir);
+  const TrainOptions o = but(TrainOptions(), [&](TrainOptions& t) {
+    t.data().steps(10);
+    t.batch().global_batch(32);
+    t.checkpoint().dir(dir.string()).resume("auto");
+  });
+  EXPECT_EQ(resolve(o).checkpoint.resume_from, "");  // no directory yet
+  std::filesystem::create_directories(dir);
+  EXPECT_EQ(resolve(o).checkpoint.resume_from, "");  // an empty one
+  for (const char* name : {"ckpt-step-00000003.safetensors", "ckpt-step-00000012.safetensors", "notes.txt"})
+    std::ofstream(dir / name) << "x";
+  EXPECT_EQ(resolve(o).checkpoint.resume_from, (dir / "ckpt-step-00000012.safetensors").string());
+  EXPECT_NE(error_of(but(o, [](TrainOptions& t) { t.checkpoint().dir(""); })).find("give the directory"),
+            std::string::npos);
+  std::filesystem::remove_all(dir);
+}
 
 TEST(RunPlan, ZeroStagesAndAuto) {
   const TrainOptions ok = TrainOptions().batch(BatchOptions().global_batch(64).micro_batch(8));
