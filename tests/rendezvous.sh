@@ -4,7 +4,8 @@
 #      peers like any other rank (rank 0 hosting it is distributed.sh's);
 #   2. the launcher killed, its store with it: its ranks stop;
 #   3. torchrun's agent hosts it (TORCHELASTIC_USE_AGENT_STORE=True): the ranks train as under
-#      gradacc launch, byte for byte, also across a restart on the same store (--resume auto);
+#      gradacc launch, byte for byte, also across a restart on the same store (--resume auto), as
+#      across gradacc launch --max-restarts;
 #   4. a port that is taken, an address that does not resolve: one line, no rank started.
 # Usage: rendezvous.sh path/to/gradacc path/to/venv/python
 set -u
@@ -97,6 +98,16 @@ grep -q "resumed from $D/rck/ckpt-step-00000003.safetensors at step 3" "$D/tr.ou
   || fail "torchrun restart: the second attempt did not resume from step 3: $(grep -m3 -i 'resum\|error' "$D/tr.out")"
 cmp -s "$D/tl.safetensors" "$D/tr.safetensors" || fail "torchrun's restarted ranks ended with other weights"
 echo "torchrun restart with --resume auto: resumed at step 3, weights equal the uninterrupted run's"
+# gradacc launch restarts the same way (--max-restarts), on its one store.
+"$G" launch --nproc 2 --max-restarts 1 --program "$D/flaky" -- "${tr[@]}" --steps 8 --checkpoint-dir "$D/lck" \
+  --resume auto --save "$D/lr.safetensors" >"$D/lr.out" 2>&1 || fail "launch restart: $(grep -m3 'error\|launch' "$D/lr.out")"
+grep -q "^\[launch\] restarting all ranks: attempt 2 of 2" "$D/lr.out" \
+  && grep -q "resumed from $D/lck/ckpt-step-00000003.safetensors at step 3" "$D/lr.out" \
+  || fail "launch restart: $(grep -m4 'launch\|resum\|error' "$D/lr.out")"
+cmp -s "$D/tl.safetensors" "$D/lr.safetensors" || fail "launch's restarted ranks ended with other weights"
+echo "launch --max-restarts 1 with --resume auto: $(grep -o 'restarting.*' "$D/lr.out"), weights equal the uninterrupted run's"
+"$G" launch --nproc 2 --max-restarts 1001 -- "${tr[@]}" >"$D/mr.out" 2>&1 && fail "--max-restarts 1001 ran"
+grep -q "error: --max-restarts must be in 0..1000, got 1001" "$D/mr.out" || fail "--max-restarts 1001: $(cat "$D/mr.out")"
 
 # A port that is taken: the launcher says so in one line and starts no rank.
 "$PY" -c 'import socket, sys, time

@@ -38,12 +38,12 @@ struct RankCommand {
   std::vector<char*> argv, envp;
 };
 
-RankCommand rank_command(const LaunchOptions& o, int port, int rank) {
+RankCommand rank_command(const LaunchOptions& o, int port, int rank, int attempt) {
   const std::vector<std::pair<std::string, std::string>> ours = {
       {"RANK", std::to_string(rank)},           {"LOCAL_RANK", std::to_string(rank)},
       {"WORLD_SIZE", std::to_string(o.nproc)},  {"LOCAL_WORLD_SIZE", std::to_string(o.nproc)},
       {"MASTER_ADDR", o.master_addr},           {"MASTER_PORT", std::to_string(port)},
-      {"TORCHELASTIC_USE_AGENT_STORE", "True"}, {"TORCHELASTIC_RESTART_COUNT", "0"},
+      {"TORCHELASTIC_USE_AGENT_STORE", "True"}, {"TORCHELASTIC_RESTART_COUNT", std::to_string(attempt)},
   };
   RankCommand c;
   for (char** e = environ; *e; ++e) {
@@ -96,31 +96,11 @@ std::string describe(int status) {
                            : fmt::format("was killed by signal {} ({})", WTERMSIG(status), strsignal(WTERMSIG(status)));
 }
 
-}  // namespace
-
-int launch_local(const LaunchOptions& options, std::ostream& out, std::ostream& log) {
-  LaunchOptions o = options;
-  if (o.nproc < 1 || o.nproc > 1024)
-    throw std::invalid_argument(fmt::format("--nproc must be in 1..1024, got {}", o.nproc));
-  if (o.master_port < 0 || o.master_port > 65535) {
-    throw std::invalid_argument(
-        fmt::format("--master-port must be in 0..65535 (0: a free port), got {}", o.master_port));
-  }
-  if (o.args.empty())
-    throw std::invalid_argument("nothing to launch: give the command after --, e.g. -- train --model mlp");
-  if (o.executable.empty()) o.executable = "/proc/self/exe";
-  const RendezvousHost store(o.master_addr, o.master_port);
+// One attempt: starts the ranks, forwards their output and signals, and returns when all have
+// ended: 0, or the first failure's exit status.
+int run_attempt(const LaunchOptions& o, int port, int attempt, std::ostream& out, std::ostream& log) {
   std::vector<RankCommand> commands;
-  for (int i = 0; i < o.nproc; ++i) commands.push_back(rank_command(o, store.port(), i));
-
-  struct sigaction sa {
-  }, old_int{}, old_term{};
-  sa.sa_handler = on_launcher_signal;
-  sigemptyset(&sa.sa_mask);
-  g_forward_signal = 0;
-  ::sigaction(SIGINT, &sa, &old_int);
-  ::sigaction(SIGTERM, &sa, &old_term);
-
+  for (int i = 0; i < o.nproc; ++i) commands.push_back(rank_command(o, port, i, attempt));
   const pid_t launcher = ::getpid();
   std::vector<Rank> ranks(o.nproc);
   for (int i = 0; i < o.nproc; ++i) {
@@ -207,6 +187,41 @@ int launch_local(const LaunchOptions& options, std::ostream& out, std::ostream& 
       stop_all(SIGKILL);
       kill_at = std::chrono::steady_clock::time_point::max();
     }
+  }
+  return result;
+}
+
+}  // namespace
+
+int launch_local(const LaunchOptions& options, std::ostream& out, std::ostream& log) {
+  LaunchOptions o = options;
+  if (o.nproc < 1 || o.nproc > 1024)
+    throw std::invalid_argument(fmt::format("--nproc must be in 1..1024, got {}", o.nproc));
+  if (o.master_port < 0 || o.master_port > 65535) {
+    throw std::invalid_argument(
+        fmt::format("--master-port must be in 0..65535 (0: a free port), got {}", o.master_port));
+  }
+  if (o.max_restarts < 0 || o.max_restarts > 1000)
+    throw std::invalid_argument(fmt::format("--max-restarts must be in 0..1000, got {}", o.max_restarts));
+  if (o.args.empty())
+    throw std::invalid_argument("nothing to launch: give the command after --, e.g. -- train --model mlp");
+  if (o.executable.empty()) o.executable = "/proc/self/exe";
+  // One store for every attempt: the ranks keep each attempt's keys apart (sync/dist_env.h).
+  const RendezvousHost store(o.master_addr, o.master_port);
+
+  struct sigaction sa {
+  }, old_int{}, old_term{};
+  sa.sa_handler = on_launcher_signal;
+  sigemptyset(&sa.sa_mask);
+  g_forward_signal = 0;
+  ::sigaction(SIGINT, &sa, &old_int);
+  ::sigaction(SIGTERM, &sa, &old_term);
+  int result = 0;
+  for (int attempt = 0;; ++attempt) {
+    result = run_attempt(o, store.port(), attempt, out, log);
+    // A signal to the launcher is a request to stop, never a failure to recover from.
+    if (result == 0 || g_forward_signal != 0 || attempt == o.max_restarts) break;
+    log << fmt::format("[launch] restarting all ranks: attempt {} of {}\n", attempt + 2, o.max_restarts + 1);
   }
   ::sigaction(SIGINT, &old_int, nullptr);
   ::sigaction(SIGTERM, &old_term, nullptr);

@@ -4,8 +4,11 @@
 // sync/rendezvous_host.h), on a free port unless one is given, forwards each rank's output line
 // by line with a "[rank i] " prefix, forwards SIGINT/SIGTERM to all ranks, and when one rank
 // fails stops the others (SIGTERM, then SIGKILL after a grace period) so that no rank is left
-// waiting on a dead peer. The ranks inherit no descriptor beyond stdin, stdout and stderr, and
-// get SIGTERM when the launcher dies (even by SIGKILL), so none trains on unwatched.
+// waiting on a dead peer. With max_restarts it then starts all ranks again, as torchrun does, with
+// TORCHELASTIC_RESTART_COUNT counting the attempts (a run with --resume auto continues from its
+// newest checkpoint); a signal to the launcher stops it instead. The ranks inherit no descriptor
+// beyond stdin, stdout and stderr, and get SIGTERM when the launcher dies (even by SIGKILL), so
+// none trains on unwatched.
 #pragma once
 
 #include <ostream>
@@ -21,12 +24,12 @@ struct LaunchOptions {
   std::string executable;         // the program each rank runs (default: this one)
   std::vector<std::string> args;  // its arguments, e.g. {"train", "--model", "mlp"}
   double grace_seconds = 10.0;    // SIGTERM → SIGKILL for the survivors of a failed rank
+  int max_restarts = 0;           // times all ranks are started again after one failed (torchrun's)
 };
 
-// Returns 0 when every rank succeeded, else the first failure's exit status (128 + signal for
-// a rank killed by a signal). Throws ConfigError for bad options, DistributedError when the store
-// cannot be hosted (the port is taken). `out` receives the ranks' prefixed lines; `log` the
-// launcher's own messages.
+// Returns 0 when every rank of an attempt succeeded, else the last attempt's first failure's exit status (128 + signal
+// for a rank killed by a signal). Throws ConfigError for bad options, DistributedError when the store cannot be hosted
+// (the port is taken). `out` receives the ranks' prefixed lines; `log` the launcher's own messages.
 int launch_local(const LaunchOptions& options, std::ostream& out, std::ostream& log);
 
 }  // namespace gradacc

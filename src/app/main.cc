@@ -93,6 +93,13 @@ int64_t int_flag(const std::string& flag, const std::string& value) {
   }
 }
 
+// An int-sized flag: out-of-range values are refused here, before a narrowing cast could wrap them.
+int int_flag_in(const std::string& flag, const std::string& value, int lo, int hi) {
+  const int64_t v = int_flag(flag, value);
+  if (v < lo || v > hi) throw ConfigError(fmt::format("{} must be in {}..{}, got {}", flag, lo, hi, v));
+  return static_cast<int>(v);
+}
+
 double float_flag(const std::string& flag, const std::string& value) {
   try {
     return parse_float(value);
@@ -222,12 +229,14 @@ int main(int argc, char** argv) {
   auto* launch = app.add_subcommand(
       "launch", "run N data-parallel ranks on this machine: gradacc launch --nproc N [--program P] -- ARGS");
   LaunchOptions lo;
-  std::string nproc, master_port, grace;
+  std::string nproc, master_port, grace, max_restarts;
   launch->add_option("--nproc", nproc, "ranks to start")->required();
   launch->add_option("--master-addr", lo.master_addr, "rendezvous address (default 127.0.0.1)");
   launch->add_option("--master-port", master_port,
                      "port of the rendezvous store the launcher hosts (default 0: a free one)");
   launch->add_option("--grace", grace, "seconds between SIGTERM and SIGKILL when a rank fails (default 10)");
+  launch->add_option("--max-restarts", max_restarts,
+                     "times all ranks start again after one failed (default 0); pair with train --resume auto");
   launch->add_option("--program", lo.executable,
                      "the program each rank runs (default: this gradacc), e.g. your own trainer");
 
@@ -298,8 +307,9 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (launch->parsed()) {
-      lo.nproc = static_cast<int>(int_flag("--nproc", nproc));
-      if (!master_port.empty()) lo.master_port = static_cast<int>(int_flag("--master-port", master_port));
+      lo.nproc = int_flag_in("--nproc", nproc, 1, 1024);
+      if (!master_port.empty()) lo.master_port = int_flag_in("--master-port", master_port, 0, 65535);
+      if (!max_restarts.empty()) lo.max_restarts = int_flag_in("--max-restarts", max_restarts, 0, 1000);
       if (!grace.empty()) {
         lo.grace_seconds = float_flag("--grace", grace);
         if (lo.grace_seconds < 0 || lo.grace_seconds > 3600)
