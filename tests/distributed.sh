@@ -15,8 +15,7 @@ PY=${2:?usage: distributed.sh gradacc python}
 D=$(mktemp -d)
 PIDS=()
 trap 'for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$D"' EXIT
-. "$(dirname "$0")/ranks_lib.sh"  # fail, port, run_world, max_diff, within
-steps_logged() { local n; n=$(grep -c '"step"' "$1" 2>/dev/null); echo "${n:-0}"; }
+. "$(dirname "$0")/ranks_lib.sh"  # fail, port, run_world, max_diff, within, steps_logged
 
 # Weights of two runs agree: max |a − b| relative to how far the weights moved from `init` (the
 # criterion of `gradacc verify`: AdamW moves a weight with a near-zero gradient by up to lr on

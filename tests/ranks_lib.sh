@@ -13,6 +13,10 @@ port() {
   fail "no free port in 20000..31999"
 }
 
+steps_logged() {  # steps_logged log.jsonl: the optimizer steps a run has logged so far (0 before its log exists)
+  local n; n=$(grep -c '"step"' "$1" 2>/dev/null); echo "${n:-0}"
+}
+
 bad() {  # bad expected args...: `gradacc train args` fails with one error line matching expected, exit 2
   local want=$1; shift
   "$G" train "$@" >"$D/bad.out" 2>&1

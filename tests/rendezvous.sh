@@ -14,8 +14,7 @@ PY=${2:?usage: rendezvous.sh gradacc python}
 D=$(mktemp -d)
 PIDS=()
 trap 'for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$D"' EXIT
-. "$(dirname "$0")/ranks_lib.sh"  # fail, port
-steps_logged() { local n; n=$(grep -c '"step"' "$1" 2>/dev/null); echo "${n:-0}"; }
+. "$(dirname "$0")/ranks_lib.sh"  # fail, port, steps_logged
 stall=(train --model mlp --train-limit 4096 --micro-batch 8 --accum 2 --steps 100000 --threads 1 --dist-timeout 4)
 
 # Under the launcher the store is the launcher's, so a stalled rank 0 is named like any other rank.
