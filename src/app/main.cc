@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <iostream>
+#include <limits>
 #include <map>
 #include <optional>
 
@@ -93,10 +94,12 @@ int64_t int_flag(const std::string& flag, const std::string& value) {
   }
 }
 
-// An int-sized flag: out-of-range values are refused here, before a narrowing cast could wrap them.
-int int_flag_in(const std::string& flag, const std::string& value, int lo, int hi) {
+// An int-sized flag: a value beyond int is refused before the cast could wrap it into range; the
+// range itself is checked by whoever takes the value (launch_local).
+int int_sized_flag(const std::string& flag, const std::string& value) {
   const int64_t v = int_flag(flag, value);
-  if (v < lo || v > hi) throw ConfigError(fmt::format("{} must be in {}..{}, got {}", flag, lo, hi, v));
+  if (v < std::numeric_limits<int>::min() || v > std::numeric_limits<int>::max())
+    throw ConfigError(fmt::format("{}: {} is out of range", flag, v));
   return static_cast<int>(v);
 }
 
@@ -307,9 +310,9 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (launch->parsed()) {
-      lo.nproc = int_flag_in("--nproc", nproc, 1, 1024);
-      if (!master_port.empty()) lo.master_port = int_flag_in("--master-port", master_port, 0, 65535);
-      if (!max_restarts.empty()) lo.max_restarts = int_flag_in("--max-restarts", max_restarts, 0, 1000);
+      lo.nproc = int_sized_flag("--nproc", nproc);
+      if (!master_port.empty()) lo.master_port = int_sized_flag("--master-port", master_port);
+      if (!max_restarts.empty()) lo.max_restarts = int_sized_flag("--max-restarts", max_restarts);
       if (!grace.empty()) {
         lo.grace_seconds = float_flag("--grace", grace);
         if (lo.grace_seconds < 0 || lo.grace_seconds > 3600)
