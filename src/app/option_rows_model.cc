@@ -69,6 +69,10 @@ void add_model_and_batch_rows(std::vector<Option>& t) {
   t.push_back(integer("--dim", {"dim"}, S::kRun, "gpt: model width", &ModelSpec::dim));
   t.push_back(
       integer("--context", {"context"}, S::kRun, "gpt: longest sequence, in tokens (bytes)", &ModelSpec::context));
+  t.push_back(boolean("--fused-kernels", {"fused_kernels"}, S::kRun,
+                      "gpt on CUDA: each residual add and the norm after it in one fused kernel (off: ATen's separate "
+                      "ops, for comparison; no effect on the CPU)",
+                      &ModelSpec::fused_kernels));
   t.push_back(number("--dropout", {"dropout"}, S::kRun,
                      "mlp, cnn: dropout on the hidden features of the fully connected layers, in [0, 1)",
                      &ModelSpec::dropout));

@@ -12,12 +12,10 @@
 
 #include <ATen/ops/arange.h>
 #include <ATen/ops/gelu.h>
-#include <ATen/ops/layer_norm.h>
 #include <ATen/ops/linear.h>
 #include <ATen/ops/logical_and.h>
 #include <ATen/ops/matmul.h>
 #include <ATen/ops/ones.h>
-#include <ATen/ops/rms_norm.h>
 #include <ATen/ops/scaled_dot_product_attention.h>
 #include <ATen/ops/unbind.h>
 #include <ATen/ops/zeros.h>
@@ -27,26 +25,31 @@
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/normalization.h>
 
+#include "model/add_norm.h"
 namespace gradacc {
 namespace {
 
 constexpr double kNormEps = 1e-5;
 
-// LayerNorm (weight and bias) or RMSNorm (weight only) over the last dimension.
+// LayerNorm (weight and bias) or RMSNorm (weight only) over the last dimension; on CUDA one fused
+// kernel that also adds the residual branch (model/add_norm.h), unless --fused-kernels off.
 class TokenNorm : public torch::nn::Module {
  public:
-  TokenNorm(NormKind kind, int64_t dim) : kind_(kind), dim_(dim) {
+  TokenNorm(NormKind kind, int64_t dim, bool fused) {
+    options_.eps = kNormEps;
+    options_.rms = kind == NormKind::kRms;
+    options_.fused = fused;
     weight_ = register_parameter("weight", at::ones({dim}));
     if (kind == NormKind::kLayer) bias_ = register_parameter("bias", at::zeros({dim}));
   }
-  at::Tensor forward(const at::Tensor& x) {
-    if (kind_ == NormKind::kRms) return at::rms_norm(x, {dim_}, weight_, kNormEps);
-    return at::layer_norm(x, {dim_}, weight_, bias_, kNormEps);
+  at::Tensor forward(const at::Tensor& x) { return add_norm(x, {}, weight_, bias_, options_).normed; }
+  // {x + branch, norm(x + branch)}
+  AddNormResult add_forward(const at::Tensor& x, const at::Tensor& branch) {
+    return add_norm(x, branch, weight_, bias_, options_);
   }
 
  private:
-  NormKind kind_;
-  int64_t dim_;
+  AddNormOptions options_;
   at::Tensor weight_, bias_;
 };
 
@@ -70,11 +73,11 @@ at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
 class Block : public torch::nn::Module {
  public:
   Block(const ModelSpec& s, NormKind norm) : heads_(s.heads) {
-    ln_1_ = register_module("ln_1", std::make_shared<TokenNorm>(norm, s.dim));
+    ln_1_ = register_module("ln_1", std::make_shared<TokenNorm>(norm, s.dim, s.fused_kernels));
     auto attn = register_module("attn", std::make_shared<torch::nn::Module>());
     c_attn_ = attn->register_module("c_attn", torch::nn::Linear(s.dim, 3 * s.dim));
     attn_proj_ = attn->register_module("c_proj", torch::nn::Linear(s.dim, s.dim));
-    ln_2_ = register_module("ln_2", std::make_shared<TokenNorm>(norm, s.dim));
+    ln_2_ = register_module("ln_2", std::make_shared<TokenNorm>(norm, s.dim, s.fused_kernels));
     auto mlp = register_module("mlp", std::make_shared<torch::nn::Module>());
     c_fc_ = mlp->register_module("c_fc", torch::nn::Linear(s.dim, 4 * s.dim));
     mlp_proj_ = mlp->register_module("c_proj", torch::nn::Linear(4 * s.dim, s.dim));
@@ -90,8 +93,8 @@ class Block : public torch::nn::Module {
     // zero-fill and add a full [3, B, H, T, D/H] gradient (docs/gpu.md).
     const std::vector<at::Tensor> q_k_v = qkv.unbind(0);
     at::Tensor y = attend(q_k_v[0], q_k_v[1], q_k_v[2], mask);
-    at::Tensor h = x + linear(y.transpose(1, 2).reshape({B, T, D}), attn_proj_);
-    return h + linear(at::gelu(linear(ln_2_->forward(h), c_fc_)), mlp_proj_);
+    const auto [h, normed] = ln_2_->add_forward(x, linear(y.transpose(1, 2).reshape({B, T, D}), attn_proj_));
+    return h + linear(at::gelu(linear(normed, c_fc_)), mlp_proj_);
   }
 
  private:
@@ -120,7 +123,7 @@ class Gpt : public Network {
       blocks_.push_back(h->register_module(std::to_string(i), std::make_shared<Block>(s, norm)));
       units.add(blocks_.back());
     }
-    ln_f_ = register_module("ln_f", std::make_shared<TokenNorm>(norm, s.dim));
+    ln_f_ = register_module("ln_f", std::make_shared<TokenNorm>(norm, s.dim, s.fused_kernels));
     // GPT-2 initialization: N(0, 0.02) for weights and embeddings, zero biases, and residual
     // projections scaled by 1/√(2·layers) so the residual stream keeps its variance.
     torch::NoGradGuard no_grad;

@@ -4,9 +4,11 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include <ATen/autocast_mode.h>
 #include <ATen/ops/cat.h>
 #include <ATen/ops/cross_entropy_loss.h>
 #include <gtest/gtest.h>
+#include <torch/cuda.h>
 #include <torch/optim/sgd.h>
 #include <torch/utils.h>
 
@@ -16,6 +18,7 @@
 #include "builtin/text.h"
 #include "gradacc/safetensors.h"
 #include "gradacc/trainer.h"
+#include "model/add_norm.h"
 #include "testing/test_util.h"
 
 namespace gradacc {
@@ -168,6 +171,42 @@ void compare_with_pytorch(NormKind norm) {
 
 TEST(Gpt, LayerNormGptMatchesItsPyTorchRebuild) { compare_with_pytorch(NormKind::kLayer); }
 TEST(Gpt, RmsNormGptMatchesItsPyTorchRebuild) { compare_with_pytorch(NormKind::kRms); }
+
+// On a GPU, the fused residual-add + norm kernels (--fused-kernels, the default) against ATen's
+// separate ops: the same gradient of a real padded text batch, in fp32 and under bf16 autocast.
+TEST(Gpt, FusedKernelsGiveTheGradientOfAtensOpsOnCuda) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device here: the fused kernels run only on a GPU";
+  if (!fused_norm_kernels_built()) GTEST_SKIP() << "this build has no CUDA kernels (no nvcc at configure time)";
+  const TextSplits text = load_text(kText, 64);
+  const Batch batch = text.train->gather(window_indices());
+  const at::Tensor inputs = batch.inputs.to(at::kCUDA), targets = batch.targets.to(at::kCUDA);
+  for (const NormKind norm : {NormKind::kLayer, NormKind::kRms}) {
+    for (const bool autocast : {false, true}) {
+      std::vector<at::Tensor> grads;
+      std::vector<double> losses;
+      for (const bool fused : {true, false}) {
+        ModelSpec spec = small_gpt(norm);
+        spec.fused_kernels = fused;
+        auto model = seeded_gpt(spec);
+        model->to(at::kCUDA);
+        at::autocast::set_autocast_enabled(at::kCUDA, autocast);
+        at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+        const at::Tensor loss =
+            summed_cross_entropy(model->forward(inputs), targets).div(static_cast<double>(batch.items));
+        at::autocast::set_autocast_enabled(at::kCUDA, false);
+        at::autocast::clear_cache();
+        loss.backward();
+        losses.push_back(loss.item<double>());
+        grads.push_back(flat_grads(*model));
+      }
+      // fp32: only the order of the norms' row sums differs. bf16: the roundings of the normalized
+      // rows and of the gradients, taken at different points.
+      const double tolerance = autocast ? 2e-2 : 1e-5;
+      EXPECT_LT(rel_diff(grads[0], grads[1]), tolerance) << to_string(norm) << " autocast " << autocast;
+      EXPECT_NEAR(losses[0], losses[1], tolerance * losses[1]) << to_string(norm) << " autocast " << autocast;
+    }
+  }
+}
 
 // The count generate checks a weights file against, before building the model it describes.
 TEST(Gpt, ParameterCountMatchesTheBuiltModel) {

@@ -32,6 +32,9 @@ struct ModelSpec {
   // mlp and cnn: dropout on the hidden features of their fully connected layers, in training mode
   // (its masks come from the device's default generator, which gradient caching replays).
   double dropout = 0.0;
+  // gpt on CUDA: each residual add and the LayerNorm/RMSNorm after it in one fused kernel
+  // (model/add_norm.h); false runs ATen's separate ops, for comparison. No effect on the CPU.
+  bool fused_kernels = true;
 
   NormKind resolved_norm() const;
   bool is_text() const { return kind == ModelKind::kGpt; }

@@ -1,5 +1,6 @@
 // The CUDA build's device backend: device count, the caching allocator's statistics, and the
-// sync-debug hook. Only this file includes c10/cuda headers.
+// sync-debug hook. This file and cuda_fused_norm.cc (the fused kernels' tensor side) are the only
+// ones that include c10/cuda headers.
 #include <atomic>
 #include <string>
 
