@@ -1,23 +1,28 @@
-"""gradacc on one GPU: speed against the seed loop and Accelerate, and memory (docs/gpu.md).
+"""gradacc on one GPU: speed against torch.compile, the seed loop and Accelerate, and memory
+(docs/gpu.md).
 
-Usage: bench/gpu.py --gradacc BUILD/gradacc --text FILE --out DIR [--micro 4,16] [--fp16-micro 16]
-                    [--accum 4] [--steps 6] [--warmup 2] [--peak-tflops 989.4]
+Usage: bench/gpu.py --gradacc BUILD/gradacc --text FILE --out DIR [--micro 4,16,32] [--fp16-micro 16]
+                    [--accum 4] [--steps 6] [--warmup 2] [--peak-tflops 989.4] [--programs ...]
 
 Workload: a gpt of GPT-2-small shape with the byte vocabulary (12 layers, 12 heads, dim 768, context
 1024), on FILE with its blank lines removed, so that every sequence is a full 1024 bytes (the text
-is one document). The three programs get the same initial weights (written here), the same
-micro-batches in the same order (bench/peers.py ports gradacc's sampler), AdamW at lr 6e-4 and no
-clipping; the runs of one configuration are interleaved, rotating who goes first.
+is one document). The programs (gradacc; `unfused`, gradacc with --fused-kernels off; and
+bench/peers.py's loops: `compiled`, the seed loop under torch.compile with fused AdamW; `seed`;
+`accelerate`) get the same initial weights (written here),
+the same micro-batches in the same order (bench/peers.py ports gradacc's sampler), AdamW at lr 6e-4
+and no clipping; the runs of one configuration are interleaved, rotating who goes first. The
+compiled program compiles inside its warm-up steps, which are not timed.
 
-Reports real tokens/s over the steps after the warm-up and the model FLOPs utilisation
+Reports every program's real tokens/s over the steps after the warm-up and its model FLOPs
+utilisation
   MFU = tokens/s × (6·N + 12·L·d·T) / peak,
 N the parameters without the position embedding (the tied head's matmul is counted through the
 token embedding), T the sequence length, peak the GPU's dense bf16 rate (H100/H200 SXM datasheet:
-989.4 TFLOP/s). Then kernel profiles of gradacc and the seed loop side by side (steps 3-5,
-bench/trace_compare.py), and memory: a run planned by --memory-budget (each step's peak against the
-budget) and a window of micro-batches too large for the card, replayed after the real CUDA
-out-of-memory error with halved micro-batches (--mem-probe adds the doubling probe of the first
-run). Every part's numbers go to OUT/gpu_bench.json.
+989.4 TFLOP/s). Then kernel profiles of gradacc and one peer (--profile-peer, the compiled loop by
+default) side by side (steps 3-5, bench/trace_compare.py), and memory: a run planned by
+--memory-budget (each step's peak against the budget) and a window of micro-batches too large for
+the card, replayed after the real CUDA out-of-memory error with halved micro-batches (--mem-probe
+adds the doubling probe of the first run). Every part's numbers go to OUT/gpu_bench.json.
 """
 import argparse
 import json
@@ -31,6 +36,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
 
 SHAPE = dict(layers=12, heads=12, dim=768, context=1024)
+PEERS = ("compiled", "seed", "accelerate")  # bench/peers.py's loops
+GRADACC = ("gradacc", "unfused")  # unfused: gradacc --fused-kernels off
 
 
 def log(msg):
@@ -68,10 +75,13 @@ def gradacc_args(a, text, init, precision, micro, accum, steps, logpath):
     return cmd + sum([[f"--{k}", str(v)] for k, v in SHAPE.items()], [])
 
 
-def run_gradacc(a, text, init, precision, micro, accum):
-    logpath = os.path.join(a.out, f"gradacc{a.tag}_{precision}_{micro}.jsonl")
+def run_gradacc(a, text, init, precision, micro, accum, prog="gradacc"):
+    """gradacc itself, or `unfused`: gradacc with --fused-kernels off (ATen's separate ops)."""
+    logpath = os.path.join(a.out, f"{prog}{a.tag}_{precision}_{micro}.jsonl")
     cmd = gradacc_args(a, text, init, precision, micro, accum, a.warmup + a.steps, logpath)
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    if prog == "unfused":
+        cmd += ["--fused-kernels", "off"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=a.program_timeout)
     if p.returncode != 0:
         raise RuntimeError(f"gradacc exited {p.returncode}: {p.stderr.strip()[-400:]}")
     rows = [json.loads(l) for l in open(logpath) if '"step"' in l][a.warmup:]
@@ -84,19 +94,20 @@ def peer_args(a, loop, text, init, precision, micro, accum, steps, warmup):
     return [sys.executable, os.path.join(HERE, "peers.py"), "--loop", loop, "--model", "gpt", "--norm", "layer",
             "--init", init, "--data", "text:" + text, "--context", str(SHAPE["context"]), "--micro-batch", str(micro),
             "--accum", str(accum), "--steps", str(steps), "--warmup", str(warmup), "--lr", "6e-4", "--device",
-            a.device, "--precision", precision]
+            a.device, "--precision", precision, "--compile-mode", a.compile_mode]
 
 
 def run_peer(a, loop, text, init, precision, micro, accum):
     cmd = peer_args(a, loop, text, init, precision, micro, accum, a.warmup + a.steps, a.warmup)
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=a.program_timeout)
     if p.returncode != 0:
         raise RuntimeError(f"{loop} exited {p.returncode}: {p.stderr.strip()[-400:]}")
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
-def speed(a, text, init, n_params):
-    rows = []
+def speed(a, text, init, n_params, rows, save):
+    """Appends one row per configuration to `rows`, saving and logging each as it comes (a run cut
+    short by its time limit keeps the rows it finished)."""
     configs = [("bf16", m) for m in a.micro] + [("fp16", m) for m in a.fp16_micro]
     for ci, (precision, micro) in enumerate(configs):
         programs = a.programs
@@ -105,7 +116,7 @@ def speed(a, text, init, n_params):
         for prog in programs:
             t = time.time()
             try:
-                res[prog] = (run_gradacc(a, text, init, precision, micro, a.accum) if prog == "gradacc"
+                res[prog] = (run_gradacc(a, text, init, precision, micro, a.accum, prog) if prog in GRADACC
                              else run_peer(a, prog, text, init, precision, micro, a.accum))
             except Exception as e:  # one failing program must not hide the others' numbers
                 res[prog] = {"error": str(e)}
@@ -115,14 +126,27 @@ def speed(a, text, init, n_params):
         fpt = flops_per_token(n_params, SHAPE, SHAPE["context"])
         row = {"precision": precision, "micro": micro, "accum": a.accum, "gradacc_flags": a.gradacc_flags,
                **{p: res[p] for p in res}}
+        for p, r in res.items():  # every program's MFU, against the same FLOP count per token
+            if r.get("tokens_per_s"):
+                r["mfu"] = r["tokens_per_s"] * fpt / (a.peak_tflops * 1e12)
         g = res.get("gradacc", {}).get("tokens_per_s")
         if g:
-            row["gradacc_mfu"] = g * fpt / (a.peak_tflops * 1e12)
-            for p in ("seed", "accelerate"):
+            row["gradacc_mfu"] = res["gradacc"]["mfu"]
+            for p in PEERS + ("unfused",):
                 if res.get(p, {}).get("tokens_per_s"):
                     row[f"vs_{p}"] = g / res[p]["tokens_per_s"]
         rows.append(row)
-    return rows
+        save()
+        log(row_line(a, row))
+
+
+def row_line(a, row):
+    nan = float("nan")
+    cells = [f"{p} {row[p].get('tokens_per_s', nan):8.0f} ({100 * row[p].get('mfu', nan):4.1f}%)"
+             for p in GRADACC + PEERS if p in row]
+    ratios = [f"x{row[f'vs_{p}']:.2f} {p}" for p in PEERS + ("unfused",) if f"vs_{p}" in row]
+    return (f"{a.gradacc_flags or 'default'}: {row['precision']} micro {row['micro']:3} x{row['accum']}: "
+            f"tok/s (MFU) {'  '.join(cells)}  {'  '.join(ratios)}")
 
 
 def doubling_probe(a, text, init):
@@ -216,21 +240,21 @@ def memory(a, text, init):
 
 
 def profile(a, text, init):
-    """Kernel profiles of gradacc and the seed loop, steps 3-5, side by side (bench/trace_compare.py)."""
-    micro = a.profile_micro
+    """Kernel profiles of gradacc and a peer, steps 3-5, side by side (bench/trace_compare.py)."""
+    micro, peer = a.profile_micro, a.profile_peer
     g_trace = os.path.join(a.out, f"trace_gradacc_{micro}.json")
-    s_trace = os.path.join(a.out, f"trace_seed_{micro}.json")
+    s_trace = os.path.join(a.out, f"trace_{peer}_{micro}.json")
     cmd = gradacc_args(a, text, init, "bf16", micro, a.accum, 5, os.path.join(a.out, "profile_gradacc.jsonl"))
     p = run_checked(cmd + ["--profile", g_trace], "gradacc --profile")
     if p.returncode != 0:
         return {"error": p.stderr.strip()[-300:]}
-    p = run_checked(peer_args(a, "seed", text, init, "bf16", micro, a.accum, 5, 2) + ["--profile", s_trace],
-                    "seed --profile")
+    p = run_checked(peer_args(a, peer, text, init, "bf16", micro, a.accum, 5, 2) + ["--profile", s_trace],
+                    f"{peer} --profile")
     if p.returncode != 0:
         return {"error": p.stderr.strip()[-300:]}
     report = os.path.join(a.out, f"kernels_{micro}.txt")
     cmp = subprocess.run([sys.executable, os.path.join(HERE, "trace_compare.py"), g_trace, s_trace,
-                          "--names", "gradacc,seed", "--top", "40", "--json", report[:-4] + ".json"],
+                          "--names", f"gradacc,{peer}", "--top", "40", "--json", report[:-4] + ".json"],
                          capture_output=True, text=True, timeout=120)
     with open(report, "w") as f:
         f.write(cmp.stdout + cmp.stderr)
@@ -244,8 +268,8 @@ def main():
     p.add_argument("--gradacc", required=True)
     p.add_argument("--text", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--micro", default="4,16")
-    p.add_argument("--fp16-micro", default="16")
+    p.add_argument("--micro", default="16,32,4", help="bf16 micro-batches, in the order run (the targets' first)")
+    p.add_argument("--fp16-micro", default="")
     p.add_argument("--accum", type=int, default=4)
     p.add_argument("--steps", type=int, default=6)
     p.add_argument("--warmup", type=int, default=2)
@@ -255,9 +279,13 @@ def main():
     p.add_argument("--mem-start", type=int, default=32)
     p.add_argument("--mem-max", type=int, default=1024)
     p.add_argument("--profile-micro", type=int, default=16)
+    p.add_argument("--profile-peer", default="compiled", help="the loop whose kernels are set beside gradacc's")
+    p.add_argument("--program-timeout", type=int, default=300, help="seconds for one program's run")
     p.add_argument("--skip", default="", help="comma list of parts to skip: speed,profile,memory")
     p.add_argument("--device", default="cuda", help="cpu: a dry run of this script's logic")
-    p.add_argument("--programs", default="gradacc,seed,accelerate")
+    p.add_argument("--programs", default="gradacc,unfused,compiled,seed,accelerate",
+                   help="gradacc, unfused (gradacc --fused-kernels off), compiled, seed, accelerate")
+    p.add_argument("--compile-mode", default="default", help="torch.compile's mode for the compiled program")
     p.add_argument("--gradacc-flags", default="", help="extra flags for gradacc train (a variant)")
     p.add_argument("--tag", default="", help="suffix for this variant's files")
     p.add_argument("--shape", default="", help="layers,heads,dim,context instead of GPT-2 small (dry runs)")
@@ -283,10 +311,10 @@ def main():
 
     if "speed" not in skip:
         log("speed (real tokens/s, steps after the warm-up):")
-        results["speed"] = speed(a, text, init, n_params)
-        save()
+        results["speed"] = []
+        speed(a, text, init, n_params, results["speed"], save)
     if "profile" not in skip:
-        log(f"kernel profiles, bf16 micro {a.profile_micro} x{a.accum}, steps 3-5 (gradacc vs seed):")
+        log(f"kernel profiles, bf16 micro {a.profile_micro} x{a.accum}, steps 3-5 (gradacc vs {a.profile_peer}):")
         results["profile"] = profile(a, text, init)
         save()
     if "memory" not in skip:
@@ -294,11 +322,7 @@ def main():
         results["memory"] = memory(a, text, init)
     save()
     for row in results.get("speed", []):
-        def tps(p):
-            return row.get(p, {}).get("tokens_per_s", float("nan"))
-        log(f"{a.gradacc_flags or 'default'}: {row['precision']} micro {row['micro']:3} x{row['accum']}: gradacc {tps('gradacc'):9.0f}  seed {tps('seed'):9.0f}  "
-            f"accelerate {tps('accelerate'):9.0f} tok/s  MFU {row.get('gradacc_mfu', float('nan')):.3f}  "
-            f"x{row.get('vs_seed', float('nan')):.2f} seed  x{row.get('vs_accelerate', float('nan')):.2f} accelerate")
+        log(row_line(a, row))
 
 
 if __name__ == "__main__":

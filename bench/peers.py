@@ -1,6 +1,8 @@
 """The Python training loops gradacc is measured against, on the same workloads.
 
   seed        the plain loop from the seed documents: loss / steps, backward, step every N
+  compiled    the seed loop as users who want GPU speed write it: the model's forward and the loss
+              under one torch.compile (TorchInductor, --compile-mode), and fused AdamW
   accelerate  Hugging Face Accelerate's accumulate() loop
 
 Same models (tests/torch_reference.py, the PyTorch rebuild of docs/models.md), same initial weights
@@ -114,7 +116,7 @@ def gradacc_order(size, seed, epoch=0):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--loop", choices=["seed", "accelerate"], required=True)
+    p.add_argument("--loop", choices=["seed", "compiled", "accelerate"], required=True)
     p.add_argument("--model", required=True)
     p.add_argument("--norm", default="group")
     p.add_argument("--init", required=True)
@@ -130,6 +132,7 @@ def main():
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
     p.add_argument("--profile", default="", help="Chrome trace of optimizer steps 3-5 (as gradacc train --profile)")
+    p.add_argument("--compile-mode", default="default", help="torch.compile's mode for --loop compiled")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     device = torch.device(a.device)
@@ -157,16 +160,18 @@ def main():
         raise SystemExit("the benchmark run must fit in one epoch")
     batches = [order[i * a.micro_batch:(i + 1) * a.micro_batch] for i in range(micro_total)]
 
-    def loss_of(idx, own_autocast=True):
-        xb, yb = get(idx)
-        real = int((yb != -100).sum())  # counted on the host, before the copy
-        xb, yb = xb.to(device), yb.to(device)
+    def forward_and_loss(xb, yb, own_autocast=True):
         # The seed loop wraps forward and loss in autocast itself; Accelerate's prepare() wraps the
         # model's forward for its users, who compute the loss outside it.
         with torch.autocast(device.type, dtype=amp_dtype, enabled=own_autocast and amp_dtype is not None):
             logits = model(xb)
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.reshape(-1), ignore_index=-100)
-        return loss, yb.shape[0], real
+            return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.reshape(-1), ignore_index=-100)
+
+    def loss_of(idx, own_autocast=True, fn=forward_and_loss):
+        xb, yb = get(idx)
+        real = int((yb != -100).sum())  # counted on the host, before the copy
+        xb, yb = xb.to(device), yb.to(device)
+        return fn(xb, yb, own_autocast), yb.shape[0], real
 
     def now():
         if cuda:
@@ -190,15 +195,22 @@ def main():
             prof.stop()
             prof.export_chrome_trace(a.profile)
             prof = None
-    if a.loop == "seed":
-        opt = torch.optim.AdamW(model.parameters(), lr=a.lr)
+    if a.loop in ("seed", "compiled"):
+        compiled = a.loop == "compiled"
+        # The compiled loop: forward and loss traced as one graph (so the loss head fuses with the
+        # model's last ops), compiled on the first micro-batch, inside the warm-up; fused AdamW.
+        opt = torch.optim.AdamW(model.parameters(), lr=a.lr, **({"fused": True} if compiled else {}))
+        forward_loss = loss_of
+        if compiled:
+            compiled_fn = torch.compile(forward_and_loss, mode=a.compile_mode)
+            forward_loss = lambda idx: loss_of(idx, fn=compiled_fn)  # noqa: E731
         scaler = torch.amp.GradScaler(device.type, enabled=a.precision == "fp16")
         opt.zero_grad()
         for i, idx in enumerate(batches):
             profile_at(i)
             if i == a.warmup * a.accum:
                 t0 = now()
-            loss, n, real = loss_of(idx)
+            loss, n, real = forward_loss(idx)
             scaler.scale(loss / a.accum).backward()
             if (i + 1) % a.accum == 0:
                 scaler.step(opt)
