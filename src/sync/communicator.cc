@@ -1,7 +1,6 @@
 #include "sync/communicator.h"
 
 #include <algorithm>
-#include <cstdlib>
 #include <future>
 #include <memory>
 #include <sstream>
@@ -51,9 +50,7 @@ struct ConfigMismatch : std::runtime_error {
 Communicator::Communicator(const DistEnv& env, CommunicatorOptions options)
     : impl_(std::make_unique<Impl>()), env_(env), options_(options), pending_(std::make_unique<Pending>()) {
   if (options_.bucket_bytes < 1) throw ConfigError("bucket_bytes must be ≥ 1");
-  // c10d logs every retry and socket error to stderr; gradacc reports failures itself in one
-  // line. Its logs stay available with TORCH_CPP_LOG_LEVEL=INFO (or WARNING).
-  if (!std::getenv("TORCH_CPP_LOG_LEVEL")) FLAGS_caffe2_log_level = 3;  // FATAL only
+  quiet_c10d_logs();
   try {
     c10d::TCPStoreOptions so;
     so.port = static_cast<uint16_t>(env_.master_port);

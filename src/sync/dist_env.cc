@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 
+#include <c10/util/Logging.h>
 #include <fmt/format.h>
 
 #include "base/parse.h"
@@ -53,6 +54,10 @@ DistEnv DistEnv::from_environment() {
     throw ConfigError(fmt::format("TORCHELASTIC_RESTART_COUNT must be in 0..1000000, got {}", *attempt));
   e.attempt = attempt.value_or(0);
   return e;
+}
+
+void quiet_c10d_logs() {
+  if (!std::getenv("TORCH_CPP_LOG_LEVEL")) FLAGS_caffe2_log_level = 3;  // FATAL only
 }
 
 }  // namespace gradacc

@@ -28,4 +28,9 @@ struct DistEnv {
   static DistEnv from_environment();
 };
 
+// Silences c10d's own log lines (each retry, each socket error) unless TORCH_CPP_LOG_LEVEL is set
+// (INFO or WARNING bring them back): gradacc reports a failure itself, in one line. For the
+// process; call before the first store or process group.
+void quiet_c10d_logs();
+
 }  // namespace gradacc

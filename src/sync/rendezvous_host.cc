@@ -4,13 +4,12 @@
 #include <sys/socket.h>
 
 #include <chrono>
-#include <cstdlib>
 
-#include <c10/util/Logging.h>
 #include <fmt/format.h>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include "gradacc/errors.h"
+#include "sync/dist_env.h"
 
 namespace gradacc {
 
@@ -29,8 +28,7 @@ RendezvousHost::RendezvousHost(const std::string& address, int port) : impl_(std
   if (const int rc = ::getaddrinfo(address.c_str(), nullptr, &hints, &found); rc != 0)
     throw ConfigError(fmt::format("the rendezvous address '{}' does not resolve: {}", address, ::gai_strerror(rc)));
   ::freeaddrinfo(found);
-  // c10d logs each retry and socket error to stderr; failures are reported here in one line.
-  if (!std::getenv("TORCH_CPP_LOG_LEVEL")) FLAGS_caffe2_log_level = 3;
+  quiet_c10d_logs();
   c10d::TCPStoreOptions so;
   so.port = static_cast<uint16_t>(port);
   so.isServer = true;
