@@ -1,206 +1,38 @@
-// The fused residual add + LayerNorm/RMSNorm kernels (fused_norm_kernels.h has the contract).
-//
-// Why fused: in eager PyTorch under bf16 autocast, `h = x + a; z = layer_norm(h)` and the cast of z
-// for the next GEMM are three passes over the rows (add, norm, cast), and their backward four (cast,
-// norm backward, the add of the two gradients of h, the cast for a). Here each direction is one
-// pass that reads every value once from memory (the row's later passes hit the cache).
-#include "device/fused_norm_kernels.h"
-
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
+// The fused residual add + LayerNorm/RMSNorm kernels launched on a GPU (the device code and the
+// choice of instance and grid are in fused_norm_kernels.cuh).
 #include <cuda_runtime.h>
+
+#include "device/fused_norm_kernels.cuh"
 
 namespace gradacc::kernels {
 namespace {
 
-constexpr int kWarps = 8;  // rows per block
-constexpr int kThreads = kWarps * 32;
-constexpr int64_t kMaxBackwardBlocks = 512;  // partial rows of the weight gradients
-
-__device__ __forceinline__ float to_float(float v) { return v; }
-__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
-__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
-
-template <class T>
-__device__ __forceinline__ T from_float(float v);
-template <>
-__device__ __forceinline__ float from_float<float>(float v) {
-  return v;
-}
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) {
-  return __float2bfloat16_rn(v);
-}
-template <>
-__device__ __forceinline__ __half from_float<__half>(float v) {
-  return __float2half_rn(v);
-}
-
-__device__ __forceinline__ float warp_sum(float v) {
-  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
-  return v;
-}
-
-template <class TX, class TB, class TW, class TO>
-__global__ void __launch_bounds__(kThreads) norm_forward_kernel(NormForwardArgs a) {
-  const int lane = static_cast<int>(threadIdx.x) & 31;
-  const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
-  if (row >= a.rows) return;  // whole warps leave together: the row depends on the warp only
-  const int64_t n = a.cols, base = row * n;
-  const TX* x = static_cast<const TX*>(a.x) + base;
-  const TB* branch = a.branch != nullptr ? static_cast<const TB*>(a.branch) + base : nullptr;
-  TX* sum = a.sum != nullptr ? static_cast<TX*>(a.sum) + base : nullptr;
-  const TW* weight = static_cast<const TW*>(a.weight);
-  const TW* bias = static_cast<const TW*>(a.bias);
-
-  // 1. h, rounded to x's type as the eager add stores it, and the row's total.
-  float total = 0.f;
-  for (int64_t c = lane; c < n; c += 32) {
-    float h = to_float(x[c]);
-    if (branch != nullptr) {
-      const TX stored = from_float<TX>(h + to_float(branch[c]));
-      sum[c] = stored;
-      h = to_float(stored);
-    }
-    total += h;
+// Launches `kernel` on `stream`: what detail::launch_forward and launch_backward call.
+struct OnStream {
+  cudaStream_t stream;
+  template <class Args>
+  void operator()(void (*kernel)(Args), unsigned blocks, int threads, size_t shared, const Args& args) const {
+    kernel<<<blocks, threads, shared, stream>>>(args);
   }
-  const TX* h = sum != nullptr ? sum : x;  // each lane reads back only what it wrote itself
-  const float mean = a.rms ? 0.f : warp_sum(total) / static_cast<float>(n);
-  // 2. The variance about the mean (two passes: no cancellation), or the mean square.
-  float square = 0.f;
-  for (int64_t c = lane; c < n; c += 32) {
-    const float d = to_float(h[c]) - mean;
-    square += d * d;
-  }
-  const float rstd = rsqrtf(warp_sum(square) / static_cast<float>(n) + a.eps);
-  // 3. The normalized row, scaled and shifted.
-  TO* out = static_cast<TO*>(a.out) + base;
-  for (int64_t c = lane; c < n; c += 32) {
-    float y = (to_float(h[c]) - mean) * rstd * to_float(weight[c]);
-    if (bias != nullptr) y += to_float(bias[c]);
-    out[c] = from_float<TO>(y);
-  }
-  if (lane == 0) {
-    if (a.mean != nullptr) a.mean[row] = mean;
-    a.rstd[row] = rstd;
-  }
-}
-
-template <class TX, class TB, class TW, class TO>
-__global__ void __launch_bounds__(kThreads) norm_backward_kernel(NormBackwardArgs a) {
-  extern __shared__ float block_sums[];  // [2, cols]: this block's share of the weight, bias gradients
-  const int64_t n = a.cols;
-  float* weight_sum = block_sums;
-  float* bias_sum = block_sums + n;
-  for (int64_t c = threadIdx.x; c < 2 * n; c += kThreads) block_sums[c] = 0.f;
-  __syncthreads();
-
-  const int lane = static_cast<int>(threadIdx.x) & 31;
-  const TW* weight = static_cast<const TW*>(a.weight);
-  const bool has_bias = a.bias_partial != nullptr;
-  for (int64_t row = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5); row < a.rows;
-       row += static_cast<int64_t>(gridDim.x) * kWarps) {
-    const int64_t base = row * n;
-    const TO* grad_out = static_cast<const TO*>(a.grad_out) + base;
-    const TX* h = static_cast<const TX*>(a.h) + base;
-    const float mean = a.rms ? 0.f : a.mean[row];
-    const float rstd = a.rstd[row];
-    float g_xhat = 0.f, g_total = 0.f;
-    for (int64_t c = lane; c < n; c += 32) {
-      const float xhat = (to_float(h[c]) - mean) * rstd;
-      const float go = to_float(grad_out[c]);
-      const float g = go * to_float(weight[c]);
-      g_xhat += g * xhat;
-      g_total += g;
-      atomicAdd(&weight_sum[c], go * xhat);
-      if (has_bias) atomicAdd(&bias_sum[c], go);
-    }
-    const float c1 = warp_sum(g_xhat) / static_cast<float>(n);
-    const float c2 = a.rms ? 0.f : warp_sum(g_total) / static_cast<float>(n);
-    const TX* grad_sum = a.grad_sum != nullptr ? static_cast<const TX*>(a.grad_sum) + base : nullptr;
-    TX* grad_x = static_cast<TX*>(a.grad_x) + base;
-    TB* grad_branch = a.grad_branch != nullptr ? static_cast<TB*>(a.grad_branch) + base : nullptr;
-    for (int64_t c = lane; c < n; c += 32) {
-      const float xhat = (to_float(h[c]) - mean) * rstd;
-      const float g = to_float(grad_out[c]) * to_float(weight[c]);
-      float d = rstd * (g - c2 - xhat * c1);
-      if (grad_sum != nullptr) d += to_float(grad_sum[c]);
-      grad_x[c] = from_float<TX>(d);
-      if (grad_branch != nullptr) grad_branch[c] = from_float<TB>(d);
-    }
-  }
-  __syncthreads();
-  for (int64_t c = threadIdx.x; c < n; c += kThreads) {
-    a.weight_partial[blockIdx.x * n + c] = weight_sum[c];
-    if (has_bias) a.bias_partial[blockIdx.x * n + c] = bias_sum[c];
-  }
-}
-
-// The storage types of one kernel instance.
-template <class X, class Branch, class Weight, class Out>
-struct Types {
-  using x = X;
-  using branch = Branch;
-  using weight = Weight;
-  using out = Out;
 };
-
-// Calls f(Types<...>{}) for a supported combination of storage types; false for any other.
-template <class F>
-bool with_types(DType x, DType branch, DType weight, DType out, F&& f) {
-  using bf16 = __nv_bfloat16;
-  using f16 = __half;
-  const auto is = [&](DType x_, DType b_, DType w_, DType o_) {
-    return x == x_ && branch == b_ && weight == w_ && out == o_;
-  };
-  constexpr DType F32 = DType::kFloat32, BF16 = DType::kBFloat16, F16 = DType::kFloat16;
-  if (is(F32, F32, F32, F32)) {
-    f(Types<float, float, float, float>{});
-  } else if (is(F32, BF16, F32, BF16)) {  // bf16 autocast over fp32 parameters
-    f(Types<float, bf16, float, bf16>{});
-  } else if (is(F32, F16, F32, F16)) {  // fp16 autocast
-    f(Types<float, f16, float, f16>{});
-  } else if (is(BF16, BF16, BF16, BF16)) {  // bf16 parameters
-    f(Types<bf16, bf16, bf16, bf16>{});
-  } else if (is(F16, F16, F16, F16)) {
-    f(Types<f16, f16, f16, f16>{});
-  } else {
-    return false;
-  }
-  return true;
-}
 
 }  // namespace
 
 bool norm_supported(DType x, DType branch, DType weight, DType out) {
-  return with_types(x, branch, weight, out, [](auto) {});
+  return detail::with_types(x, branch, weight, out, [](auto) {});
 }
 
-int64_t norm_backward_blocks(int64_t rows) {
-  const int64_t blocks = (rows + kWarps - 1) / kWarps;
-  return blocks < kMaxBackwardBlocks ? (blocks > 0 ? blocks : 1) : kMaxBackwardBlocks;
-}
+int64_t norm_backward_blocks(int64_t rows) { return detail::backward_blocks(rows); }
 
 int norm_forward(const NormForwardArgs& args, void* stream) {
   if (args.rows == 0) return 0;
-  const auto blocks = static_cast<unsigned>((args.rows + kWarps - 1) / kWarps);
-  const bool ok = with_types(args.x_dtype, args.branch_dtype, args.weight_dtype, args.out_dtype, [&](auto t) {
-    using T = decltype(t);
-    norm_forward_kernel<typename T::x, typename T::branch, typename T::weight, typename T::out>
-        <<<blocks, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(args);
-  });
+  const bool ok = detail::launch_forward(args, OnStream{static_cast<cudaStream_t>(stream)});
   return ok ? static_cast<int>(cudaGetLastError()) : -1;
 }
 
 int norm_backward(const NormBackwardArgs& args, void* stream) {
   if (args.rows == 0) return 0;
-  const auto blocks = static_cast<unsigned>(norm_backward_blocks(args.rows));
-  const size_t shared = 2 * static_cast<size_t>(args.cols) * sizeof(float);
-  const bool ok = with_types(args.x_dtype, args.branch_dtype, args.weight_dtype, args.out_dtype, [&](auto t) {
-    using T = decltype(t);
-    norm_backward_kernel<typename T::x, typename T::branch, typename T::weight, typename T::out>
-        <<<blocks, kThreads, shared, static_cast<cudaStream_t>(stream)>>>(args);
-  });
+  const bool ok = detail::launch_backward(args, OnStream{static_cast<cudaStream_t>(stream)});
   return ok ? static_cast<int>(cudaGetLastError()) : -1;
 }
 
