@@ -26,6 +26,7 @@
 #include "gradacc/errors.h"
 #include "gradacc/safetensors.h"
 #include "log/step_log.h"
+#include "model/add_norm.h"
 #include "precision/loss_scaler.h"
 #include "train/run_plan.h"
 
@@ -148,6 +149,9 @@ JobSummary run_train_job(const JobConfig& c, std::ostream& out) {
   }
   if (!init_verified)
     say << "note: " << c.init_path << " has no gradacc checksum; its weights were loaded unverified\n";
+  if (c.model.kind == ModelKind::kGpt && c.model.fused_kernels && plan.device.is_cuda() && !fused_norm_kernels_built())
+    say << "note: this build has no CUDA kernels of its own (no nvcc when it was configured): the gpt runs "
+           "ATen's separate ops (docs/gpu.md)\n";
   say << fmt::format("gradacc train: model={} norm={} data={} ({} examples) {} steps={} optimizer={} lr={}{}{}\n",
                      to_string(c.model.kind), to_string(c.model.resolved_norm()), c.data, work.train->size(),
                      plan.micro_batch_tokens

@@ -26,6 +26,7 @@
 #include <torch/nn/modules/normalization.h>
 
 #include "model/add_norm.h"
+
 namespace gradacc {
 namespace {
 

@@ -2,12 +2,16 @@
 // of CUDA's execution model (testing/cuda_emulation.h), against ATen's ops: the sum, the output,
 // the row statistics and all four gradients, for every kernel instance the dispatch offers,
 // LayerNorm and RMSNorm, with and without the branch, rows that are not a multiple of a block's
-// 8, widths that are not a multiple of a warp's 32, and a backward grid that strides over the rows. This is what runs
+// 8, widths that are not a multiple of a warp's 32, and a backward grid that strides over the rows.
+// Then the same kernels behind add_norm's autograd function (model/fused_add_norm.h) with their
+// arguments made by device/fused_norm_args.h, as the CUDA build makes them, against autograd
+// through ATen's composition. This is what runs
 // of the kernels in CI, on a machine without a GPU; on a GPU, src/model/add_norm_test.cc runs them for real.
 #include "testing/cuda_emulation.h"
 // After the emulation, which defines what the kernels' source takes from CUDA.
 #include "device/fused_norm_kernels.cuh"
 
+#include <stdexcept>
 #include <string>
 
 #include <ATen/ops/empty.h>
@@ -19,6 +23,9 @@
 #include <gtest/gtest.h>
 #include <torch/autograd.h>
 #include <torch/utils.h>
+
+#include "device/fused_norm_args.h"
+#include "model/fused_add_norm.h"
 
 namespace gradacc::kernels {
 namespace {
@@ -166,6 +173,87 @@ TEST(FusedNormKernelsEmulated, TypesWithoutAnInstanceAreRefused) {
   EXPECT_FALSE(norm_supported(DType::kBFloat16, DType::kBFloat16, DType::kFloat32, DType::kBFloat16));
   EXPECT_FALSE(norm_supported(DType::kFloat32, DType::kBFloat16, DType::kFloat32, DType::kFloat32));
   EXPECT_TRUE(norm_supported(DType::kFloat32, DType::kBFloat16, DType::kFloat32, DType::kBFloat16));
+}
+
+// add_norm's fused path with the emulated kernels on CPU tensors: the CUDA backend's code
+// (cuda_fused_norm.cc) but for the device guard, the stream and the launch.
+struct EmulatedKernels {
+  static std::optional<fused_norm::Forward> forward(const at::Tensor& x, const at::Tensor& branch,
+                                                    const at::Tensor& weight, const at::Tensor& bias,
+                                                    at::ScalarType out_dtype, double eps, bool rms) {
+    std::optional<fused_norm::ForwardCall> call =
+        fused_norm::prepare_forward(x, branch, weight, bias, out_dtype, eps, rms);
+    if (!call || !detail::launch_forward(
+                     call->args, [](auto k, unsigned b, int t, size_t s, const auto& a) { launch(k, b, t, s, a); }))
+      return std::nullopt;
+    return std::move(call->outputs);
+  }
+  static fused_norm::Backward backward(const at::Tensor& grad_out, const at::Tensor& grad_sum, const at::Tensor& h,
+                                       const at::Tensor& mean, const at::Tensor& rstd, const at::Tensor& weight,
+                                       bool has_branch, at::ScalarType branch_dtype, bool has_bias, bool rms) {
+    fused_norm::BackwardCall call =
+        fused_norm::prepare_backward(grad_out, grad_sum, h, mean, rstd, weight, has_branch, branch_dtype, has_bias, rms,
+                                     detail::backward_blocks(h.numel() / h.size(-1)));
+    EXPECT_TRUE(detail::launch_backward(
+        call.args, [](auto k, unsigned b, int t, size_t s, const auto& a) { launch(k, b, t, s, a); }));
+    return call.finish(weight.scalar_type());
+  }
+};
+
+// Two blocks' worth of a pre-norm transformer's residual stream: n1 = norm_1(x); h = x + n1·W;
+// n2 = norm_2(h), then a loss on h and n2, so that the sum's gradient comes from two uses (the
+// loss and norm_2) and x's from three. The fused path against the same ops composed by ATen.
+TEST(FusedNormKernelsEmulated, AddNormsAutogradGivesAtensGradients) {
+  struct Types {
+    at::ScalarType x, branch, out;
+  };
+  // fp32; bf16 autocast (the branch, a GEMM's output, and the normalized rows in bf16); bf16 storage.
+  for (const Types t : {Types{at::kFloat, at::kFloat, at::kFloat}, Types{at::kFloat, at::kBFloat16, at::kBFloat16},
+                        Types{at::kBFloat16, at::kBFloat16, at::kBFloat16}}) {
+    for (const bool rms : {false, true}) {
+      SCOPED_TRACE(std::string(c10::toString(t.x)) + "/" + c10::toString(t.branch) + (rms ? " rms" : " layer"));
+      std::vector<std::vector<at::Tensor>> grads;
+      for (const bool fused : {true, false}) {
+        torch::manual_seed(9);
+        const int64_t d = 48;
+        const auto param_type = t.x;
+        const at::Tensor x = (at::randn({13, d}) * 2.0 + 0.3).to(t.x).requires_grad_();
+        const at::Tensor w1 = (1.0 + 0.1 * at::randn({d})).to(param_type).requires_grad_();
+        const at::Tensor b1 = rms ? at::Tensor() : (0.1 * at::randn({d})).to(param_type).requires_grad_();
+        const at::Tensor w2 = (1.0 + 0.1 * at::randn({d})).to(param_type).requires_grad_();
+        const at::Tensor b2 = rms ? at::Tensor() : (0.1 * at::randn({d})).to(param_type).requires_grad_();
+        const at::Tensor mix = (0.2 * at::randn({d, d})).to(t.out).requires_grad_();
+        const auto norm = [&](const at::Tensor& in, const at::Tensor& branch, const at::Tensor& w,
+                              const at::Tensor& b) {
+          if (fused) {
+            auto r = fused_add_norm<EmulatedKernels>(in, branch, w, b, t.out, 1e-5, rms);
+            if (!r) throw std::runtime_error("no emulated kernel for these types");
+            return *r;
+          }
+          const at::Tensor sum = branch.defined() ? in + branch : in;
+          const at::Tensor n = rms ? at::rms_norm(sum, {d}, w, 1e-5) : at::layer_norm(sum, {d}, w, b, 1e-5);
+          return AddNormResult{sum, n.to(t.out)};  // the cast autocast's linear would make
+        };
+        const AddNormResult first = norm(x, at::Tensor(), w1, b1);
+        const at::Tensor branch = first.normed.matmul(mix).to(t.branch);
+        const AddNormResult second = norm(x, branch, w2, b2);
+        torch::manual_seed(10);
+        const at::Tensor loss = (second.normed.to(at::kFloat) * at::randn({13, d})).sum() +
+                                (second.sum.to(at::kFloat) * at::randn({13, d})).sum();
+        loss.backward();
+        std::vector<at::Tensor> g = {second.sum.detach(), second.normed.detach(), x.grad(), w1.grad(), w2.grad(),
+                                     mix.grad()};
+        if (!rms) {
+          g.push_back(b1.grad());
+          g.push_back(b2.grad());
+        }
+        grads.push_back(g);
+      }
+      const double tol = t.out == at::kFloat && t.x == at::kFloat ? 1e-5 : 2e-2;
+      const char* names[] = {"sum", "normed", "grad x", "grad w1", "grad w2", "grad mix", "grad b1", "grad b2"};
+      for (size_t i = 0; i < grads[0].size(); ++i) EXPECT_LT(rel(grads[0][i], grads[1][i]), tol) << names[i];
+    }
+  }
 }
 
 }  // namespace
