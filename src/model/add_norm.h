@@ -9,7 +9,8 @@
 // normalized rows already in autocast's type, which is what the next autocast linear would have
 // cast them to (ATen's layer_norm runs in fp32 under autocast and returns fp32). Its backward adds
 // the gradient that `sum` gets from its other uses, and gives the branch its gradient in its own
-// type, as autograd would. src/model/add_norm_test.cc compares both paths.
+// type, as autograd would. src/model/add_norm_test.cc compares both paths on a GPU;
+// src/device/fused_norm_kernels_test.cc runs the kernels and this autograd on the CPU, emulated.
 //
 // Errors: ATen's (c10::Error) for bad shapes on the ATen path; a failed kernel launch throws
 // std::runtime_error. Thread safety: as ATen's ops.
