@@ -29,7 +29,6 @@ if(GRADACC_HAVE_CUDA_LIBS AND (GRADACC_CUDA OR GRADACC_CUDA_LINK_CHECK) AND NOT 
     if(GRADACC_WERROR)
       target_compile_options(gradacc_cuda_kernels PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-Werror=all-warnings -Xcompiler=-Werror>)
     endif()
-    set_source_files_properties(src/device/cuda_fused_norm.cc PROPERTIES COMPILE_DEFINITIONS GRADACC_HAVE_CUDA_KERNELS=1)
     set(GRADACC_HAVE_CUDA_KERNELS ON)
   elseif(GRADACC_CUDA_KERNELS STREQUAL "ON")
     message(FATAL_ERROR "GRADACC_CUDA_KERNELS=ON, but no CUDA compiler (nvcc) or no CUDA runtime library was found")

@@ -1,7 +1,6 @@
-// The CPU build's device backend: no CUDA libraries are linked, so there is nothing to ask, and no
-// fused kernels (device/fused_norm.h) to run.
+// The CPU build's device backend: no CUDA libraries are linked, so there is nothing to ask (and no
+// fused kernels: no_fused_norm.cc).
 #include "device/backend.h"
-#include "device/fused_norm.h"
 
 #include <stdexcept>
 #include "gradacc/errors.h"
@@ -21,17 +20,3 @@ c10::intrusive_ptr<c10d::Backend> make_nccl_group(const c10::intrusive_ptr<c10d:
 }
 
 }  // namespace gradacc::backend
-
-namespace gradacc::fused_norm {
-
-bool kernels_built() { return false; }
-std::optional<Forward> forward(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                               at::ScalarType, double, bool) {
-  return std::nullopt;
-}
-Backward backward(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                  const at::Tensor&, bool, at::ScalarType, bool, bool) {
-  throw std::logic_error("fused_norm::backward in a CPU build: forward() never returned a value");
-}
-
-}  // namespace gradacc::fused_norm

@@ -1,23 +1,19 @@
-// device/fused_norm.h in a CUDA build: the kernels of fused_norm_kernels.cu launched on the
-// current stream of the tensors' device, with their arguments from fused_norm_args.h. Without nvcc
-// at configure time (GRADACC_HAVE_CUDA_KERNELS undefined) the build has no kernels, and every call
-// answers that no kernel fits.
+// device/fused_norm.h in a CUDA build with gradacc's kernels: the kernels of fused_norm_kernels.cu
+// launched on the current stream of the tensors' device, with their arguments from
+// fused_norm_args.h. (A CUDA build configured without nvcc has no_fused_norm.cc instead.)
 #include "device/fused_norm.h"
 
 #include <stdexcept>
 #include <string>
 
-#ifdef GRADACC_HAVE_CUDA_KERNELS
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
 #include "device/fused_norm_args.h"
 #include "device/fused_norm_kernels.h"
-#endif
 
 namespace gradacc::fused_norm {
 
-#ifdef GRADACC_HAVE_CUDA_KERNELS
 namespace {
 
 void* stream_of(const at::Tensor& t) { return c10::cuda::getCurrentCUDAStream(t.device().index()).stream(); }
@@ -51,19 +47,5 @@ Backward backward(const at::Tensor& grad_out, const at::Tensor& grad_sum, const 
     throw std::runtime_error(std::string("the fused norm's backward kernel failed: ") + kernels::error_text(code));
   return call.finish(weight.scalar_type());
 }
-
-#else  // a CUDA build without nvcc: no kernels
-
-bool kernels_built() { return false; }
-std::optional<Forward> forward(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                               at::ScalarType, double, bool) {
-  return std::nullopt;
-}
-Backward backward(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                  const at::Tensor&, bool, at::ScalarType, bool, bool) {
-  throw std::logic_error("fused_norm::backward without kernels: forward() never returned a value");
-}
-
-#endif
 
 }  // namespace gradacc::fused_norm

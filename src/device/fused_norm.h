@@ -2,7 +2,7 @@
 // model/add_norm.h, which owns the autograd and the fallback. Internal: not installed.
 //
 // Implemented by src/device/cuda_fused_norm.cc in a CUDA build compiled with nvcc (the kernels
-// are src/device/fused_norm_kernels.cu), and by the CPU backend otherwise, where kernels_built()
+// are src/device/fused_norm_kernels.cu), and by no_fused_norm.cc otherwise, where kernels_built()
 // is false and forward() always answers std::nullopt.
 //
 // Errors: a failed kernel launch throws std::runtime_error with the CUDA runtime's text.

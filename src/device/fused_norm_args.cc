@@ -23,27 +23,39 @@ bool fits(const at::Tensor& t, const at::Device& device, int64_t numel) {
   return t.device() == device && t.numel() == numel && t.is_contiguous();
 }
 
+// The layout of `h`'s rows with these storage types (the branch's: none, or its type); std::nullopt
+// when a type has no kernel counterpart.
+std::optional<kernels::NormLayout> layout_of(const at::Tensor& h, std::optional<at::ScalarType> branch_type,
+                                             at::ScalarType weight_type, at::ScalarType out_type, bool rms) {
+  const auto tx = kernel_type(h.scalar_type()), tw = kernel_type(weight_type), to = kernel_type(out_type);
+  const auto tb = branch_type ? kernel_type(*branch_type) : to;  // without a branch its type is moot
+  if (!tx || !tw || !to || !tb) return std::nullopt;
+  const int64_t cols = h.size(-1);
+  return kernels::NormLayout{h.numel() / cols, cols, rms, *tx, *tb, *tw, *to};
+}
+
 }  // namespace
 
 std::optional<ForwardCall> prepare_forward(const at::Tensor& x, const at::Tensor& branch, const at::Tensor& weight,
                                            const at::Tensor& bias, at::ScalarType out_dtype, double eps, bool rms) {
   const bool has_branch = branch.defined(), has_bias = bias.defined();
   if (!x.defined() || x.dim() < 1 || x.numel() == 0 || !x.is_contiguous() || !weight.defined()) return std::nullopt;
-  const int64_t cols = x.size(-1), rows = x.numel() / cols;
-  if (cols > kernels::kMaxNormCols || !fits(weight, x.device(), cols)) return std::nullopt;
+  const int64_t cols = x.size(-1);
+  if (cols > kernels::kMaxNormCols || x.numel() / cols > kernels::kMaxNormRows || !fits(weight, x.device(), cols))
+    return std::nullopt;
   if (has_branch && (branch.sizes() != x.sizes() || !fits(branch, x.device(), x.numel()))) return std::nullopt;
   if (has_bias && (bias.scalar_type() != weight.scalar_type() || !fits(bias, x.device(), cols))) return std::nullopt;
-  const auto tx = kernel_type(x.scalar_type()), tw = kernel_type(weight.scalar_type()), to = kernel_type(out_dtype);
-  const auto tb = has_branch ? kernel_type(branch.scalar_type()) : to;  // without a branch its type is moot
-  if (!tx || !tw || !to || !tb) return std::nullopt;
+  const auto layout = layout_of(x, has_branch ? std::optional(branch.scalar_type()) : std::nullopt,
+                                weight.scalar_type(), out_dtype, rms);
+  if (!layout) return std::nullopt;
 
   ForwardCall call;
   Forward& f = call.outputs;
   const auto f32 = x.options().dtype(at::kFloat);
   if (has_branch) f.sum = at::empty_like(x);
   f.out = at::empty(x.sizes(), x.options().dtype(out_dtype));
-  if (!rms) f.mean = at::empty({rows}, f32);
-  f.rstd = at::empty({rows}, f32);
+  if (!rms) f.mean = at::empty({layout->rows}, f32);
+  f.rstd = at::empty({layout->rows}, f32);
   kernels::NormForwardArgs& a = call.args;
   a.x = x.data_ptr();
   a.branch = has_branch ? branch.data_ptr() : nullptr;
@@ -53,30 +65,23 @@ std::optional<ForwardCall> prepare_forward(const at::Tensor& x, const at::Tensor
   a.out = f.out.data_ptr();
   a.mean = rms ? nullptr : f.mean.data_ptr<float>();
   a.rstd = f.rstd.data_ptr<float>();
-  a.rows = rows;
-  a.cols = cols;
   a.eps = static_cast<float>(eps);
-  a.rms = rms;
-  a.x_dtype = *tx;
-  a.branch_dtype = *tb;
-  a.weight_dtype = *tw;
-  a.out_dtype = *to;
+  a.layout = *layout;
   return call;
 }
 
 BackwardCall prepare_backward(const at::Tensor& grad_out, const at::Tensor& grad_sum, const at::Tensor& h,
                               const at::Tensor& mean, const at::Tensor& rstd, const at::Tensor& weight, bool has_branch,
                               at::ScalarType branch_dtype, bool has_bias, bool rms, int64_t blocks) {
-  const int64_t cols = h.size(-1), rows = h.numel() / cols;
+  const int64_t cols = h.size(-1);
   BackwardCall call;
   // Gradients may arrive in any layout: the kernel reads rows.
   call.grad_out = grad_out.contiguous();
   if (grad_sum.defined()) call.grad_sum = grad_sum.contiguous();
   const at::Tensor &go = call.grad_out, &gs = call.grad_sum;
-  const auto tx = kernel_type(h.scalar_type()), tw = kernel_type(weight.scalar_type()),
-             to = kernel_type(go.scalar_type());
-  const auto tb = has_branch ? kernel_type(branch_dtype) : to;
-  if (!tx || !tw || !to || !tb || (gs.defined() && gs.scalar_type() != h.scalar_type()))
+  const auto layout = layout_of(h, has_branch ? std::optional(branch_dtype) : std::nullopt, weight.scalar_type(),
+                                go.scalar_type(), rms);
+  if (!layout || (gs.defined() && gs.scalar_type() != h.scalar_type()))
     throw std::runtime_error("the fused norm's backward got gradients of other types than its forward's outputs");
   Backward& b = call.outputs;
   b.grad_x = at::empty_like(h);
@@ -94,13 +99,7 @@ BackwardCall prepare_backward(const at::Tensor& grad_out, const at::Tensor& grad
   a.grad_branch = has_branch ? b.grad_branch.data_ptr() : nullptr;
   a.weight_partial = call.weight_partial.data_ptr<float>();
   a.bias_partial = has_bias ? call.bias_partial.data_ptr<float>() : nullptr;
-  a.rows = rows;
-  a.cols = cols;
-  a.rms = rms;
-  a.x_dtype = *tx;
-  a.branch_dtype = *tb;
-  a.weight_dtype = *tw;
-  a.out_dtype = *to;
+  a.layout = *layout;
   return call;
 }
 

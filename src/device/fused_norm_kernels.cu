@@ -25,13 +25,13 @@ bool norm_supported(DType x, DType branch, DType weight, DType out) {
 int64_t norm_backward_blocks(int64_t rows) { return detail::backward_blocks(rows); }
 
 int norm_forward(const NormForwardArgs& args, void* stream) {
-  if (args.rows == 0) return 0;
+  if (args.layout.rows == 0) return 0;
   const bool ok = detail::launch_forward(args, OnStream{static_cast<cudaStream_t>(stream)});
   return ok ? static_cast<int>(cudaGetLastError()) : -1;
 }
 
 int norm_backward(const NormBackwardArgs& args, void* stream) {
-  if (args.rows == 0) return 0;
+  if (args.layout.rows == 0) return 0;
   const bool ok = detail::launch_backward(args, OnStream{static_cast<cudaStream_t>(stream)});
   return ok ? static_cast<int>(cudaGetLastError()) : -1;
 }

@@ -59,8 +59,8 @@ template <class TX, class TB, class TW, class TO>
 __global__ void __launch_bounds__(kThreads) norm_forward_kernel(NormForwardArgs a) {
   const int lane = static_cast<int>(threadIdx.x) & 31;
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
-  if (row >= a.rows) return;  // whole warps leave together: the row depends on the warp only
-  const int64_t n = a.cols, base = row * n;
+  if (row >= a.layout.rows) return;  // whole warps leave together: the row depends on the warp only
+  const int64_t n = a.layout.cols, base = row * n;
   const TX* x = static_cast<const TX*>(a.x) + base;
   const TB* branch = a.branch != nullptr ? static_cast<const TB*>(a.branch) + base : nullptr;
   TX* sum = a.sum != nullptr ? static_cast<TX*>(a.sum) + base : nullptr;
@@ -79,7 +79,7 @@ __global__ void __launch_bounds__(kThreads) norm_forward_kernel(NormForwardArgs 
     total += h;
   }
   const TX* h = sum != nullptr ? sum : x;  // each lane reads back only what it wrote itself
-  const float mean = a.rms ? 0.f : warp_sum(total) / static_cast<float>(n);
+  const float mean = a.layout.rms ? 0.f : warp_sum(total) / static_cast<float>(n);
   // 2. The variance about the mean (two passes: no cancellation), or the mean square.
   float square = 0.f;
   for (int64_t c = lane; c < n; c += 32) {
@@ -103,7 +103,7 @@ __global__ void __launch_bounds__(kThreads) norm_forward_kernel(NormForwardArgs 
 template <class TX, class TB, class TW, class TO>
 __global__ void __launch_bounds__(kThreads) norm_backward_kernel(NormBackwardArgs a) {
   float* block_sums = shared_floats();  // [2, cols]: this block's share of the weight, bias gradients
-  const int64_t n = a.cols;
+  const int64_t n = a.layout.cols;
   float* weight_sum = block_sums;
   float* bias_sum = block_sums + n;
   for (int64_t c = threadIdx.x; c < 2 * n; c += kThreads) block_sums[c] = 0.f;
@@ -112,12 +112,12 @@ __global__ void __launch_bounds__(kThreads) norm_backward_kernel(NormBackwardArg
   const int lane = static_cast<int>(threadIdx.x) & 31;
   const TW* weight = static_cast<const TW*>(a.weight);
   const bool has_bias = a.bias_partial != nullptr;
-  for (int64_t row = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5); row < a.rows;
+  for (int64_t row = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5); row < a.layout.rows;
        row += static_cast<int64_t>(gridDim.x) * kWarps) {
     const int64_t base = row * n;
     const TO* grad_out = static_cast<const TO*>(a.grad_out) + base;
     const TX* h = static_cast<const TX*>(a.h) + base;
-    const float mean = a.rms ? 0.f : a.mean[row];
+    const float mean = a.layout.rms ? 0.f : a.mean[row];
     const float rstd = a.rstd[row];
     float g_xhat = 0.f, g_total = 0.f;
     for (int64_t c = lane; c < n; c += 32) {
@@ -130,7 +130,7 @@ __global__ void __launch_bounds__(kThreads) norm_backward_kernel(NormBackwardArg
       if (has_bias) atomicAdd(&bias_sum[c], go);
     }
     const float c1 = warp_sum(g_xhat) / static_cast<float>(n);
-    const float c2 = a.rms ? 0.f : warp_sum(g_total) / static_cast<float>(n);
+    const float c2 = a.layout.rms ? 0.f : warp_sum(g_total) / static_cast<float>(n);
     const TX* grad_sum = a.grad_sum != nullptr ? static_cast<const TX*>(a.grad_sum) + base : nullptr;
     TX* grad_x = static_cast<TX*>(a.grad_x) + base;
     TB* grad_branch = a.grad_branch != nullptr ? static_cast<TB*>(a.grad_branch) + base : nullptr;
@@ -195,19 +195,21 @@ inline unsigned backward_blocks(int64_t rows) {
 // arguments' types; false when they have none.
 template <class Launch>
 bool launch_forward(const NormForwardArgs& args, Launch&& launch) {
-  return with_types(args.x_dtype, args.branch_dtype, args.weight_dtype, args.out_dtype, [&](auto t) {
+  const NormLayout& l = args.layout;
+  return with_types(l.x_dtype, l.branch_dtype, l.weight_dtype, l.out_dtype, [&](auto t) {
     using T = decltype(t);
     launch(norm_forward_kernel<typename T::x, typename T::branch, typename T::weight, typename T::out>,
-           forward_blocks(args.rows), kThreads, size_t{0}, args);
+           forward_blocks(l.rows), kThreads, size_t{0}, args);
   });
 }
 
 template <class Launch>
 bool launch_backward(const NormBackwardArgs& args, Launch&& launch) {
-  return with_types(args.x_dtype, args.branch_dtype, args.weight_dtype, args.out_dtype, [&](auto t) {
+  const NormLayout& l = args.layout;
+  return with_types(l.x_dtype, l.branch_dtype, l.weight_dtype, l.out_dtype, [&](auto t) {
     using T = decltype(t);
     launch(norm_backward_kernel<typename T::x, typename T::branch, typename T::weight, typename T::out>,
-           backward_blocks(args.rows), kThreads, 2 * static_cast<size_t>(args.cols) * sizeof(float), args);
+           backward_blocks(l.rows), kThreads, 2 * static_cast<size_t>(l.cols) * sizeof(float), args);
   });
 }
 

@@ -9,7 +9,8 @@
 //   backward  dh = rstd·(g − mean(g) − x̂·mean(g·x̂)) + grad_sum, g = grad_out·weight, x̂ the
 //             normalized h (RMSNorm: no mean(g) term); written to grad_x and grad_branch in their
 //             own types; the weight's and bias's gradients as per-block partial sums
-//             [blocks, cols], which the caller adds up.
+//             [blocks, cols], which the caller adds up. A block's warps add into those sums with
+//             shared-memory atomics, so their order, and the last bits, may differ between runs.
 // Thread safety: the launches are asynchronous on `stream`; nothing here holds state.
 #pragma once
 
@@ -22,6 +23,18 @@ enum class DType : int { kFloat32, kBFloat16, kFloat16 };
 // Rows wider than this fall back to ATen (the backward keeps two fp32 rows per block in shared
 // memory: 32 KiB at this width).
 inline constexpr int64_t kMaxNormCols = 4096;
+// More rows than this fall back too: the forward's grid (one block per 8 rows) must stay within
+// CUDA's 2^31 − 1 blocks.
+inline constexpr int64_t kMaxNormRows = int64_t{1} << 33;
+
+// The rows, the norm and the storage types: what a forward and its backward share, and what
+// picks the kernel instance.
+struct NormLayout {
+  int64_t rows = 0, cols = 0;
+  bool rms = false;
+  DType x_dtype = DType::kFloat32, branch_dtype = DType::kFloat32, weight_dtype = DType::kFloat32,
+        out_dtype = DType::kFloat32;
+};
 
 struct NormForwardArgs {
   const void* x = nullptr;       // [rows, cols], x_dtype
@@ -32,11 +45,8 @@ struct NormForwardArgs {
   void* out = nullptr;           // [rows, cols], out_dtype
   float* mean = nullptr;         // [rows]; unused (may be null) for RMSNorm
   float* rstd = nullptr;         // [rows]
-  int64_t rows = 0, cols = 0;
   float eps = 1e-5f;
-  bool rms = false;
-  DType x_dtype = DType::kFloat32, branch_dtype = DType::kFloat32, weight_dtype = DType::kFloat32,
-        out_dtype = DType::kFloat32;
+  NormLayout layout;
 };
 
 struct NormBackwardArgs {
@@ -50,10 +60,7 @@ struct NormBackwardArgs {
   void* grad_branch = nullptr;      // [rows, cols], branch_dtype; may be null
   float* weight_partial = nullptr;  // [norm_backward_blocks(rows), cols]
   float* bias_partial = nullptr;    // same; null when there is no bias
-  int64_t rows = 0, cols = 0;
-  bool rms = false;
-  DType x_dtype = DType::kFloat32, branch_dtype = DType::kFloat32, weight_dtype = DType::kFloat32,
-        out_dtype = DType::kFloat32;
+  NormLayout layout;
 };
 
 // Whether a kernel exists for these types: (fp32, fp32, fp32, fp32), autocast's (fp32 x, bf16 or

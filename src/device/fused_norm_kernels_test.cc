@@ -75,10 +75,7 @@ void check(const Case& c) {
   fa.out = out.data_ptr();
   fa.mean = c.rms ? nullptr : mean.data_ptr<float>();
   fa.rstd = rstd.data_ptr<float>();
-  fa.rows = c.rows;
-  fa.cols = c.cols;
-  fa.rms = c.rms;
-  fa.x_dtype = c.x, fa.branch_dtype = c.branch, fa.weight_dtype = c.weight, fa.out_dtype = c.out;
+  fa.layout = {c.rows, c.cols, c.rms, c.x, c.branch, c.weight, c.out};
   ASSERT_TRUE(detail::launch_forward(
       fa, [](auto kernel, unsigned b, int t, size_t s, const auto& a) { launch(kernel, b, t, s, a); }));
   const at::Tensor h = c.with_branch ? sum : x;
@@ -101,10 +98,7 @@ void check(const Case& c) {
   ba.grad_branch = c.with_branch ? grad_branch.data_ptr() : nullptr;
   ba.weight_partial = weight_partial.data_ptr<float>();
   ba.bias_partial = c.rms ? nullptr : bias_partial.data_ptr<float>();
-  ba.rows = c.rows;
-  ba.cols = c.cols;
-  ba.rms = c.rms;
-  ba.x_dtype = c.x, ba.branch_dtype = c.branch, ba.weight_dtype = c.weight, ba.out_dtype = c.out;
+  ba.layout = {c.rows, c.cols, c.rms, c.x, c.branch, c.weight, c.out};
   ASSERT_TRUE(detail::launch_backward(
       ba, [grid](auto kernel, unsigned, int t, size_t s, const auto& a) { launch(kernel, grid, t, s, a); }));
 
@@ -173,6 +167,23 @@ TEST(FusedNormKernelsEmulated, TypesWithoutAnInstanceAreRefused) {
   EXPECT_FALSE(norm_supported(DType::kBFloat16, DType::kBFloat16, DType::kFloat32, DType::kBFloat16));
   EXPECT_FALSE(norm_supported(DType::kFloat32, DType::kBFloat16, DType::kFloat32, DType::kFloat32));
   EXPECT_TRUE(norm_supported(DType::kFloat32, DType::kBFloat16, DType::kFloat32, DType::kBFloat16));
+}
+
+TEST(FusedNormKernelsEmulated, ShapesBeyondTheKernelsLimitsFallBackToAten) {
+  // Too many rows would overflow the forward's grid; rows too wide would not fit the backward's
+  // shared memory. Both must answer "no kernel" before anything is allocated: on meta tensors
+  // (shapes without storage) anything past the checks would throw.
+  const at::Tensor none;
+  const auto fits = [&](int64_t rows, int64_t cols, at::Device device) {
+    const auto options = at::TensorOptions().device(device).dtype(at::kFloat);
+    return fused_norm::prepare_forward(at::empty({rows, cols}, options), none, at::empty({cols}, options), none,
+                                       at::kFloat, 1e-5, true)
+        .has_value();
+  };
+  EXPECT_FALSE(fits(kMaxNormRows + 1, 4, at::kMeta));
+  EXPECT_FALSE(fits(8, kMaxNormCols + 1, at::kMeta));
+  EXPECT_TRUE(fits(8, kMaxNormCols, at::kCPU));
+  EXPECT_TRUE(fits(8, 4, at::kCPU));
 }
 
 // add_norm's fused path with the emulated kernels on CPU tensors: the CUDA backend's code
