@@ -41,7 +41,7 @@ Backward backward(const at::Tensor& grad_out, const at::Tensor& grad_sum, const 
   const c10::cuda::CUDAGuard guard(h.device());
   const int64_t rows = h.numel() / h.size(-1);
   BackwardCall call = prepare_backward(grad_out, grad_sum, h, mean, rstd, weight, has_branch, branch_dtype, has_bias,
-                                       rms, kernels::norm_backward_blocks(rows));
+                                       rms, kernels::norm_backward_blocks(rows, h.size(-1)));
   const int code = kernels::norm_backward(call.args, stream_of(h));
   if (code != 0)
     throw std::runtime_error(std::string("the fused norm's backward kernel failed: ") + kernels::error_text(code));

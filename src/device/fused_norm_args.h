@@ -32,7 +32,7 @@ struct BackwardCall {
   // After the kernel: the partial rows added, in fp32, then stored in the weight's type.
   Backward finish(at::ScalarType weight_type);
 };
-// `blocks`: the partial rows the backward kernel writes for these rows (norm_backward_blocks).
+// `blocks`: the partial rows the backward kernel writes for these rows (norm_backward_blocks(rows, cols)).
 // Throws std::runtime_error when the gradients' types are not the forward outputs'.
 BackwardCall prepare_backward(const at::Tensor& grad_out, const at::Tensor& grad_sum, const at::Tensor& h,
                               const at::Tensor& mean, const at::Tensor& rstd, const at::Tensor& weight, bool has_branch,

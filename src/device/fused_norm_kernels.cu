@@ -22,7 +22,7 @@ bool norm_supported(DType x, DType branch, DType weight, DType out) {
   return detail::with_types(x, branch, weight, out, [](auto) {});
 }
 
-int64_t norm_backward_blocks(int64_t rows) { return detail::backward_blocks(rows); }
+int64_t norm_backward_blocks(int64_t rows, int64_t cols) { return detail::backward_blocks(rows, cols); }
 
 int norm_forward(const NormForwardArgs& args, void* stream) {
   if (args.layout.rows == 0) return 0;

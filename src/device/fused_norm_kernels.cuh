@@ -29,7 +29,8 @@ __device__ __forceinline__ float* shared_floats() {
 
 constexpr int kWarps = 8;  // rows per block
 constexpr int kThreads = kWarps * 32;
-constexpr int64_t kMaxBackwardBlocks = 512;  // partial rows of the weight gradients
+constexpr int64_t kMaxBackwardBlocks = 512;          // partial rows of the weight gradients
+constexpr int64_t kBackwardSharedBytes = 48 * 1024;  // see backward_warps()
 
 __device__ __forceinline__ float to_float(float v) { return v; }
 __device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
@@ -100,20 +101,24 @@ __global__ void __launch_bounds__(kThreads) norm_forward_kernel(NormForwardArgs 
   }
 }
 
+// The backward: a block of warps (backward_warps(cols) of them) strides over the rows, one warp a
+// row. Each warp adds its rows' shares of the weight and bias gradients into a slice of shared
+// memory of its own, [2, cols], each lane only to its own columns: no atomics, no two writers of
+// one place. At the end the block adds its warps' slices in warp order. So every sum has one
+// order, fixed by the shape alone, and the gradients come out bit for bit the same on every run.
 template <class TX, class TB, class TW, class TO>
 __global__ void __launch_bounds__(kThreads) norm_backward_kernel(NormBackwardArgs a) {
-  float* block_sums = shared_floats();  // [2, cols]: this block's share of the weight, bias gradients
   const int64_t n = a.layout.cols;
-  float* weight_sum = block_sums;
-  float* bias_sum = block_sums + n;
-  for (int64_t c = threadIdx.x; c < 2 * n; c += kThreads) block_sums[c] = 0.f;
-  __syncthreads();
-
   const int lane = static_cast<int>(threadIdx.x) & 31;
+  const int warp = static_cast<int>(threadIdx.x >> 5), warps = static_cast<int>(blockDim.x >> 5);
+  float* weight_sum = shared_floats() + 2 * n * warp;  // this warp's slice
+  float* bias_sum = weight_sum + n;
+  for (int64_t c = lane; c < n; c += 32) weight_sum[c] = bias_sum[c] = 0.f;  // the lane's own columns
+
   const TW* weight = static_cast<const TW*>(a.weight);
   const bool has_bias = a.bias_partial != nullptr;
-  for (int64_t row = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5); row < a.layout.rows;
-       row += static_cast<int64_t>(gridDim.x) * kWarps) {
+  for (int64_t row = static_cast<int64_t>(blockIdx.x) * warps + warp; row < a.layout.rows;
+       row += static_cast<int64_t>(gridDim.x) * warps) {
     const int64_t base = row * n;
     const TO* grad_out = static_cast<const TO*>(a.grad_out) + base;
     const TX* h = static_cast<const TX*>(a.h) + base;
@@ -126,8 +131,8 @@ __global__ void __launch_bounds__(kThreads) norm_backward_kernel(NormBackwardArg
       const float g = go * to_float(weight[c]);
       g_xhat += g * xhat;
       g_total += g;
-      atomicAdd(&weight_sum[c], go * xhat);
-      if (has_bias) atomicAdd(&bias_sum[c], go);
+      weight_sum[c] += go * xhat;
+      if (has_bias) bias_sum[c] += go;
     }
     const float c1 = warp_sum(g_xhat) / static_cast<float>(n);
     const float c2 = a.layout.rms ? 0.f : warp_sum(g_total) / static_cast<float>(n);
@@ -144,9 +149,15 @@ __global__ void __launch_bounds__(kThreads) norm_backward_kernel(NormBackwardArg
     }
   }
   __syncthreads();
-  for (int64_t c = threadIdx.x; c < n; c += kThreads) {
-    a.weight_partial[blockIdx.x * n + c] = weight_sum[c];
-    if (has_bias) a.bias_partial[blockIdx.x * n + c] = bias_sum[c];
+  const float* slices = shared_floats();
+  for (int64_t c = threadIdx.x; c < n; c += blockDim.x) {
+    float w = 0.f, b = 0.f;
+    for (int k = 0; k < warps; ++k) {
+      w += slices[2 * n * k + c];
+      b += slices[2 * n * k + n + c];
+    }
+    a.weight_partial[blockIdx.x * n + c] = w;
+    if (has_bias) a.bias_partial[blockIdx.x * n + c] = b;
   }
 }
 
@@ -186,8 +197,15 @@ bool with_types(DType x, DType branch, DType weight, DType out, F&& f) {
 
 // The grid of each kernel for `rows` rows.
 inline unsigned forward_blocks(int64_t rows) { return static_cast<unsigned>((rows + kWarps - 1) / kWarps); }
-inline unsigned backward_blocks(int64_t rows) {
-  const int64_t blocks = (rows + kWarps - 1) / kWarps;
+// The backward's warps per block: as many [2, cols] fp32 slices as fit in 48 KiB of shared memory
+// (what every CUDA device grants a block without opting in), at most kWarps: 8 up to 768 columns,
+// 1 at kMaxNormCols.
+inline int backward_warps(int64_t cols) {
+  const int64_t fit = kBackwardSharedBytes / (2 * cols * static_cast<int64_t>(sizeof(float)));
+  return static_cast<int>(fit < 1 ? 1 : (fit > kWarps ? kWarps : fit));
+}
+inline unsigned backward_blocks(int64_t rows, int64_t cols) {
+  const int64_t warps = backward_warps(cols), blocks = (rows + warps - 1) / warps;
   return static_cast<unsigned>(blocks < kMaxBackwardBlocks ? (blocks > 0 ? blocks : 1) : kMaxBackwardBlocks);
 }
 
@@ -209,7 +227,8 @@ bool launch_backward(const NormBackwardArgs& args, Launch&& launch) {
   return with_types(l.x_dtype, l.branch_dtype, l.weight_dtype, l.out_dtype, [&](auto t) {
     using T = decltype(t);
     launch(norm_backward_kernel<typename T::x, typename T::branch, typename T::weight, typename T::out>,
-           backward_blocks(l.rows), kThreads, 2 * static_cast<size_t>(l.cols) * sizeof(float), args);
+           backward_blocks(l.rows, l.cols), 32 * backward_warps(l.cols),
+           2 * static_cast<size_t>(l.cols) * sizeof(float) * backward_warps(l.cols), args);
   });
 }
 

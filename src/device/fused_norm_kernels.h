@@ -9,8 +9,8 @@
 //   backward  dh = rstd·(g − mean(g) − x̂·mean(g·x̂)) + grad_sum, g = grad_out·weight, x̂ the
 //             normalized h (RMSNorm: no mean(g) term); written to grad_x and grad_branch in their
 //             own types; the weight's and bias's gradients as per-block partial sums
-//             [blocks, cols], which the caller adds up. A block's warps add into those sums with
-//             shared-memory atomics, so their order, and the last bits, may differ between runs.
+//             [blocks, cols], which the caller adds up. Every sum has an order fixed by the shape
+//             (no atomics): the same bits on every run.
 // Thread safety: the launches are asynchronous on `stream`; nothing here holds state.
 #pragma once
 
@@ -20,8 +20,8 @@ namespace gradacc::kernels {
 
 enum class DType : int { kFloat32, kBFloat16, kFloat16 };
 
-// Rows wider than this fall back to ATen (the backward keeps two fp32 rows per block in shared
-// memory: 32 KiB at this width).
+// Rows wider than this fall back to ATen (the backward keeps two fp32 rows per warp in shared
+// memory, at least one warp per block: 32 KiB at this width, within the 48 KiB any device grants).
 inline constexpr int64_t kMaxNormCols = 4096;
 // More rows than this fall back too: the forward's grid (one block per 8 rows) must stay within
 // CUDA's 2^31 − 1 blocks.
@@ -58,7 +58,7 @@ struct NormBackwardArgs {
   const void* weight = nullptr;     // [cols], weight_dtype
   void* grad_x = nullptr;           // [rows, cols], x_dtype
   void* grad_branch = nullptr;      // [rows, cols], branch_dtype; may be null
-  float* weight_partial = nullptr;  // [norm_backward_blocks(rows), cols]
+  float* weight_partial = nullptr;  // [norm_backward_blocks(rows, cols), cols]
   float* bias_partial = nullptr;    // same; null when there is no bias
   NormLayout layout;
 };
@@ -66,8 +66,8 @@ struct NormBackwardArgs {
 // Whether a kernel exists for these types: (fp32, fp32, fp32, fp32), autocast's (fp32 x, bf16 or
 // fp16 branch, fp32 weight, the branch's type out), and all-bf16 or all-fp16.
 bool norm_supported(DType x, DType branch, DType weight, DType out);
-// The number of partial rows the backward writes for `rows` rows.
-int64_t norm_backward_blocks(int64_t rows);
+// The number of partial rows the backward writes for `rows` rows `cols` wide.
+int64_t norm_backward_blocks(int64_t rows, int64_t cols);
 // Launch on `stream` (a cudaStream_t); return the launch's cudaError_t (0: success), or -1 when the
 // types have no kernel.
 int norm_forward(const NormForwardArgs& args, void* stream);

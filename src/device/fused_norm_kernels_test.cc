@@ -81,7 +81,7 @@ void check(const Case& c) {
   const at::Tensor h = c.with_branch ? sum : x;
   // The backward's grid strides over the rows: a smaller grid than it asks for is still right, and
   // makes its warps take several rows without emulating thousands of threads.
-  const unsigned asked = detail::backward_blocks(c.rows);
+  const unsigned asked = detail::backward_blocks(c.rows, c.cols);
   const unsigned grid = c.max_backward_blocks > 0 && c.max_backward_blocks < asked ? c.max_backward_blocks : asked;
   const int64_t blocks = grid;
   const at::Tensor grad_x = at::empty_like(x);
@@ -99,8 +99,19 @@ void check(const Case& c) {
   ba.weight_partial = weight_partial.data_ptr<float>();
   ba.bias_partial = c.rms ? nullptr : bias_partial.data_ptr<float>();
   ba.layout = {c.rows, c.cols, c.rms, c.x, c.branch, c.weight, c.out};
-  ASSERT_TRUE(detail::launch_backward(
-      ba, [grid](auto kernel, unsigned, int t, size_t s, const auto& a) { launch(kernel, grid, t, s, a); }));
+  const auto run_backward = [&] {
+    return detail::launch_backward(
+        ba, [grid](auto kernel, unsigned, int t, size_t s, const auto& a) { launch(kernel, grid, t, s, a); });
+  };
+  ASSERT_TRUE(run_backward());
+  // Bit for bit the same on a second run: the weight and bias sums add in a fixed order, whatever
+  // order the emulation's threads (or a GPU's warps) happen to run in.
+  const at::Tensor first_weight = weight_partial.clone(), first_bias = bias_partial.clone();
+  ASSERT_TRUE(run_backward());
+  EXPECT_TRUE(weight_partial.equal(first_weight)) << "the weight gradient's sums are not reproducible";
+  if (!c.rms) {
+    EXPECT_TRUE(bias_partial.equal(first_bias)) << "the bias gradient's sums are not reproducible";
+  }
 
   // ATen, in fp32 from the same stored values: the sum as the eager add stores it, the norm and
   // its gradients by autograd, the residual gradient added, each result rounded once to its type.
@@ -160,6 +171,16 @@ TEST(FusedNormKernelsEmulated, TheBackwardGridStridesOverTheRows) {
   check({DType::kFloat32, DType::kBFloat16, DType::kFloat32, DType::kBFloat16, true, true, 61, 40, 3});
 }
 
+TEST(FusedNormKernelsEmulated, WideRowsTakeFewerWarpsPerBlock) {
+  // Each warp's [2, cols] slice must fit 48 KiB with the others: 6 warps at 1000 columns, 1 at
+  // the widest rows, 4096 (2 blocks: each warp takes 5 or 6 of the 11 rows).
+  EXPECT_EQ(detail::backward_warps(768), 8);
+  EXPECT_EQ(detail::backward_warps(1000), 6);
+  EXPECT_EQ(detail::backward_warps(kMaxNormCols), 1);
+  check({DType::kFloat32, DType::kFloat32, DType::kFloat32, DType::kFloat32, false, true, 29, 1000, 2});
+  check({DType::kFloat32, DType::kBFloat16, DType::kFloat32, DType::kBFloat16, false, true, 11, kMaxNormCols, 2});
+}
+
 TEST(FusedNormKernelsEmulated, TypesWithoutAnInstanceAreRefused) {
   const auto norm_supported = [](DType x, DType b, DType w, DType o) {
     return detail::with_types(x, b, w, o, [](auto) {});
@@ -204,7 +225,7 @@ struct EmulatedKernels {
                                        bool has_branch, at::ScalarType branch_dtype, bool has_bias, bool rms) {
     fused_norm::BackwardCall call =
         fused_norm::prepare_backward(grad_out, grad_sum, h, mean, rstd, weight, has_branch, branch_dtype, has_bias, rms,
-                                     detail::backward_blocks(h.numel() / h.size(-1)));
+                                     detail::backward_blocks(h.numel() / h.size(-1), h.size(-1)));
     EXPECT_TRUE(detail::launch_backward(
         call.args, [](auto k, unsigned b, int t, size_t s, const auto& a) { launch(k, b, t, s, a); }));
     return call.finish(weight.scalar_type());
