@@ -57,6 +57,13 @@ expect_bad "bad.safetensors" train --init "$tmp/bad.safetensors" --steps 1 --tra
 expect_bad "cannot write log file" train --log "$tmp/no/such/dir/log.jsonl" --steps 1 --train-limit 64
 expect_bad "warmup = 50 steps leaves no room" train --warmup 50 --steps 10 --train-limit 640
 expect_bad "fewer than one global batch" train --train-limit 100 --partial drop --steps 1
+# A diverging run stops before its first non-finite update, and saves nothing.
+expect_bad "is not finite, so its update was not applied" train --model mlp --optimizer sgd --lr 1000 --steps 40 \
+  --train-limit 6400 --save "$tmp/diverged.safetensors"
+if [ -e "$tmp/diverged.safetensors" ]; then
+  echo "FAIL: a diverged run saved its weights"
+  fails=$((fails + 1))
+fi
 
 expect_bad "replaces global_batch and accumulation_steps" train --accum-schedule 0:2 --accum 4 --steps 3
 expect_bad "needs steps" train --accum-schedule 0:2,10:4

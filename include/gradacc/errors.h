@@ -62,6 +62,14 @@ class DistributedError : public std::runtime_error {
   ~DistributedError() override;
 };
 
+// Training whose numbers stopped being finite: a window's loss or gradient norm is inf or NaN
+// without a loss scaler to skip it (diverged, or inf/NaN in the data). The update is not applied.
+class NumericalError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+  ~NumericalError() override;
+};
+
 // A file gradacc writes that cannot be written (the step log: a bad path, a full disk).
 class IoError : public std::runtime_error {
  public:

@@ -63,7 +63,6 @@
 
 #include <ATen/ops/cat.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/stack.h>
 #include <ATen/ops/zeros.h>
 #include <ATen/ops/zeros_like.h>
 #include <fmt/format.h>
@@ -266,27 +265,6 @@ void Accumulator::discard_window() {
   window_samples_ = window_items_ = window_micro_batches_ = window_positions_ = small_count_ = 0;
 }
 
-// Single process: the one device→host transfer of the step reads the window loss sum and ‖G‖ (and
-// the noise scale's first-micro-batch ‖G‖²).
-Accumulator::WindowTotals Accumulator::local_totals() {
-  WindowTotals t;
-  t.samples = window_samples_;
-  t.items = window_items_;
-  t.positions = window_positions_;
-  t.stop_requested = stop_signal_ && *stop_signal_ != 0;
-  const at::Tensor host = (small_count_ > 0 ? at::stack({window_loss_, window_norm(), small_sq_})
-                                            : at::stack({window_loss_, window_norm()}))
-                              .cpu();
-  const double* v = host.data_ptr<double>();
-  t.loss_sum = v[0];
-  t.grad_norm = v[1];
-  if (small_count_ > 0) {
-    t.small_count = static_cast<double>(small_count_);
-    t.small_mean_sq = v[2] / (t.small_count * t.small_count);
-  }
-  return t;
-}
-
 StepReport Accumulator::step() {
   const auto start = std::chrono::steady_clock::now();
   if (!distributed() && (window_micro_batches_ == 0 || window_count() == 0)) {
@@ -330,6 +308,15 @@ StepReport Accumulator::step() {
   // The norm doubles as the overflow check: an inf or NaN anywhere in G makes ‖G‖ non-finite.
   // (Checked on the host because the norm is read anyway; no separate pass or flag.)
   r.skipped = scaler_ && !std::isfinite(grad_norm);
+  // Without a loss scaler nothing makes such a window finite again, and the update would carry it
+  // into every weight: stop with the weights of the last good step (the same step on every rank).
+  if (!scaler_ && !(std::isfinite(grad_norm) && std::isfinite(r.loss))) {
+    discard_window();
+    throw NumericalError(fmt::format(
+        "step {}: the window's loss ({}) or gradient norm ({}) is not finite, so its update was not applied and "
+        "training stops: lower the learning rate, clip the gradient (--clip), or look for inf/NaN in the data",
+        steps_ + 1, r.loss, grad_norm));
+  }
   if (noise_) {
     // |G_small|² of the first micro-batch's mean gradient: the buffer held S·s·n_small times it.
     const double s_small = pre_scale_ * loss_scale;

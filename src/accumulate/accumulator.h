@@ -160,7 +160,9 @@ class Accumulator : public Stateful {
   void count_positions(int64_t positions) { window_positions_ += positions; }
 
   // Ends the window: exact normalization, clipping, optimizer update, zeroed buffer.
-  // Throws std::logic_error for a window with nothing in it.
+  // Throws std::logic_error for a window with nothing in it, and NumericalError (the window
+  // discarded, the weights untouched) when its loss or gradient norm is not finite and there is
+  // no loss scaler to skip it.
   StepReport step();
 
   // ‖buffer‖ as the boundary computes it (float64, on the device): the memory planner measures

@@ -1,13 +1,15 @@
-// The Accumulator's data-parallel side (the algorithm and its math are in accumulator.cc): joining
-// a group, the window's totals gathered across ranks — by one all-reduce of the buffer with its
-// statistics tail, or by ZeRO-1's reduce-scatter and a small all-reduce — and the overlap of the
-// last backward with the reduction, bucket by bucket; ZeRO's settings; and the run's position.
+// The Accumulator's side that is not its algorithm (that, with its math, is in accumulator.cc):
+// the window's totals, read on one process or gathered across ranks (by one all-reduce of the
+// buffer with its statistics tail, or by ZeRO-1's reduce-scatter and a small all-reduce); joining
+// a group; the overlap of the last backward with the reduction, bucket by bucket; ZeRO's
+// settings; and the run's position.
 #include "accumulate/accumulator.h"
 
 #include <cmath>
 #include <stdexcept>
 
 #include <ATen/ops/cat.h>
+#include <ATen/ops/stack.h>
 #include <ATen/ops/zeros_like.h>
 #include <fmt/format.h>
 #include <torch/csrc/autograd/function_hook.h>
@@ -48,6 +50,27 @@ void Accumulator::set_reducer(GradientReducer* reducer, SyncMode mode) {
   }
   calls_before_ = reducer_->calls();
   bytes_before_ = reducer_->bytes();
+}
+
+// Single process: the one device→host transfer of the step reads the window loss sum and ‖G‖ (and
+// the noise scale's first-micro-batch ‖G‖²).
+Accumulator::WindowTotals Accumulator::local_totals() {
+  WindowTotals t;
+  t.samples = window_samples_;
+  t.items = window_items_;
+  t.positions = window_positions_;
+  t.stop_requested = stop_signal_ && *stop_signal_ != 0;
+  const at::Tensor host = (small_count_ > 0 ? at::stack({window_loss_, window_norm(), small_sq_})
+                                            : at::stack({window_loss_, window_norm()}))
+                              .cpu();
+  const double* v = host.data_ptr<double>();
+  t.loss_sum = v[0];
+  t.grad_norm = v[1];
+  if (small_count_ > 0) {
+    t.small_count = static_cast<double>(small_count_);
+    t.small_mean_sq = v[2] / (t.small_count * t.small_count);
+  }
+  return t;
 }
 
 // Data parallel: the window's loss and counts ride in the buffer's tail, so one all-reduce pass

@@ -12,5 +12,6 @@ CheckpointError::~CheckpointError() = default;
 MemoryError::~MemoryError() = default;
 DistributedError::~DistributedError() = default;
 IoError::~IoError() = default;
+NumericalError::~NumericalError() = default;
 
 }  // namespace gradacc

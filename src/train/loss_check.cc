@@ -6,6 +6,7 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "gradacc/device.h"
 #include "gradacc/errors.h"
@@ -22,6 +23,21 @@ bool close(double a, double b) { return std::abs(a - b) <= 1e-2 * std::max({std:
 
 }  // namespace
 
+void require_loss_value(const at::Tensor& loss_sum, bool training) {
+  if (!loss_sum.defined()) throw ConfigError("the loss returned an undefined tensor");
+  if (loss_sum.numel() != 1 || !at::isFloatingType(loss_sum.scalar_type())) {
+    throw ConfigError(
+        fmt::format("the loss must return one floating-point number, the sum of the batch's loss terms; "
+                    "it returned a {} tensor of shape [{}]",
+                    c10::toString(loss_sum.scalar_type()), fmt::join(loss_sum.sizes(), "x")));
+  }
+  if (training && !loss_sum.requires_grad()) {
+    throw ConfigError(
+        "the loss carries no gradient back to the model (it requires no grad): compute it from the model's outputs "
+        "with tensor operations, without detach(), item() or NoGradGuard");
+  }
+}
+
 void check_loss_reduction(Model& model, const LossFn& loss, const Dataset& data, int64_t micro_batch,
                           LossReduction declared, const at::Device& device, Precision precision) {
   // Four examples (or the micro-batch, if smaller) tell the two apart: the check stays cheap and
@@ -36,7 +52,9 @@ void check_loss_reduction(Model& model, const LossFn& loss, const Dataset& data,
   std::vector<Measured> m;
   for_each_eval_batch(model, data, {all, first, second}, device, precision,
                       [&](const Batch& batch, const at::Tensor& out) {
-                        m.push_back({loss(out, batch).item<double>(), static_cast<double>(batch.items)});
+                        const at::Tensor l = loss(out, batch);
+                        require_loss_value(l, /*training=*/false);
+                        m.push_back({l.item<double>(), static_cast<double>(batch.items)});
                       });
   set_generator_state(device, rng);
   const Measured &whole = m[0], &a = m[1], &b = m[2];

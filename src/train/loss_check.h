@@ -1,5 +1,6 @@
-// The loss's declared reduction (LossReduction: a sum of the batch's loss terms, or their mean),
-// checked once on the first micro-batch. A loss declared a sum that returns a mean trains
+// What a LossFn returns, checked on every micro-batch (its metadata only), and the loss's declared
+// reduction (LossReduction: a sum of the batch's loss terms, or their mean), checked once on the
+// first micro-batch. A loss declared a sum that returns a mean trains
 // silently with wrong weights (each micro-batch's gradient shrunk by its own item count), so this
 // is worth three small forwards at the start.
 //
@@ -9,6 +10,7 @@
 // that is neither (one that mixes the examples of a batch) is not judged here.
 #pragma once
 
+#include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
 
 #include "gradacc/dataset.h"
@@ -16,6 +18,11 @@
 #include "gradacc/precision.h"
 
 namespace gradacc {
+
+// Throws ConfigError (one line) unless `loss_sum`, what a LossFn returned, is one floating-point
+// number and, when `training`, carries a gradient back to the model. Reads only its metadata: no
+// host sync.
+void require_loss_value(const at::Tensor& loss_sum, bool training);
 
 // Throws ConfigError (one line, with the three losses) when the loss behaves as the other
 // reduction than `declared`, measured on the data set's first min(micro_batch, 4) examples (at

@@ -10,6 +10,7 @@
 #include "gradacc/device.h"
 #include "gradacc/errors.h"
 #include "train/gradient_cache.h"
+#include "train/loss_check.h"
 #include "train/oom_replay.h"
 
 namespace gradacc {
@@ -65,6 +66,7 @@ int64_t run_window(const LoopParts& p, const Window& window) {
       AutocastGuard autocast(p.device.type(), p.precision);
       loss_sum = p.loss(p.model.forward(batch), batch);
     }
+    require_loss_value(loss_sum, /*training=*/true);
     RECORD_USER_SCOPE("gradacc::backward_and_accumulate");
     if (stand_in)
       p.accumulator.accumulate(loss_sum * 0.0, 0, 0);

@@ -19,11 +19,13 @@ OptimizerFactory lend(torch::optim::Optimizer& optimizer) {
     bool same = own.size() == params.size();
     for (size_t i = 0; same && i < own.size(); ++i)
       same = own[i].unsafeGetTensorImpl() == params[i].unsafeGetTensorImpl();
+    if (params.empty()) throw ConfigError("train_with_accumulation: the module has no trainable parameters");
     if (!same) {
-      throw ConfigError(fmt::format(
-          "train_with_accumulation: the optimizer holds {} tensors that are not the module's {} parameters in their "
-          "order; build it over module->parameters()",
-          own.size(), params.size()));
+      throw ConfigError(
+          fmt::format("train_with_accumulation: the optimizer holds {} tensors that are not the module's {} trainable "
+                      "parameters in their "
+                      "order; build it over module->parameters()",
+                      own.size(), params.size()));
     }
     return std::shared_ptr<torch::optim::Optimizer>(&optimizer, [](torch::optim::Optimizer*) {});  // borrowed
   };

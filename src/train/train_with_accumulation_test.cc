@@ -5,6 +5,8 @@
 // is refused on the first micro-batch.
 #include "gradacc/train_with_accumulation.h"
 
+#include <limits>
+
 #include <ATen/ops/randint.h>
 #include <ATen/ops/randn.h>
 #include <gtest/gtest.h>
@@ -154,6 +156,73 @@ TEST(TrainWithAccumulation, RefusesWhatABorrowedOptimizerCannotHonour) {
           "fp32 master weights");
   refused(sgd, TrainOptions().batch(BatchOptions().micro_batch(kMicro).accumulation_steps(2)), "disagrees");
   refused(elsewhere, TrainOptions().batch(BatchOptions().micro_batch(kMicro)), "not the module's");
+}
+
+// Losses that cannot train are refused in one line before any update: not one number, not a
+// floating-point one, or cut off from the model's graph.
+TEST(TrainWithAccumulation, LossesThatCannotTrainAreRefusedInOneLine) {
+  auto data = make_data();
+  auto net = make_net();
+  torch::optim::SGD sgd(net->parameters(), torch::optim::SGDOptions(0.2));
+  const auto opts = TrainOptions()
+                        .batch(BatchOptions().micro_batch(kMicro))
+                        .data(DataOptions().steps(1))
+                        .logging(LoggingOptions().progress(false));
+  const auto terms = [](const at::Tensor& out, const Batch& b) {
+    return torch::nn::functional::cross_entropy(
+        out, b.targets, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
+  };
+  const std::vector<std::pair<LossFn, std::string>> cases = {
+      {terms, "tensor of shape ["},
+      {[&](const at::Tensor& out, const Batch& b) { return terms(out, b).sum().to(at::kLong); }, "Long tensor"},
+      {[&](const at::Tensor& out, const Batch& b) { return terms(out, b).sum().detach(); }, "no gradient back"},
+  };
+  for (const auto& [loss, needle] : cases) {
+    try {
+      train_with_accumulation(net, data, sgd, kAccum, opts, loss);
+      ADD_FAILURE() << "trained with a loss that should be refused: " << needle;
+    } catch (const ConfigError& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find(needle), std::string::npos) << what;
+      EXPECT_EQ(what.find('\n'), std::string::npos) << what;
+    }
+  }
+}
+
+// A window whose gradient is not finite (here: NaN in one example of the first epoch) stops
+// training with NumericalError, and its update is never applied: the weights are bit for bit
+// those of a run stopped before that step.
+TEST(TrainWithAccumulation, ANonFiniteWindowStopsTrainingWithTheLastGoodWeights) {
+  auto data = make_data();
+  at::Tensor inputs = data->inputs().clone();
+  inputs[kExamples - 5][1] = std::numeric_limits<float>::quiet_NaN();
+  const auto poisoned = std::make_shared<TensorDataset>(inputs, data->labels(), 4);
+  const auto run = [&](torch::nn::Sequential& net, int64_t steps) {
+    torch::optim::SGD sgd(net->parameters(), torch::optim::SGDOptions(0.2).momentum(0.9));
+    return train_with_accumulation(net, poisoned, sgd, kAccum,
+                                   TrainOptions()
+                                       .batch(BatchOptions().micro_batch(kMicro))
+                                       .data(DataOptions().steps(steps))
+                                       .logging(LoggingOptions().progress(false)));
+  };
+  auto net = make_net();
+  int64_t bad_step = 0;
+  try {
+    run(net, kExamples / kWindow);  // one epoch: every example, the poisoned one too
+    FAIL() << "a NaN window was applied";
+  } catch (const NumericalError& e) {
+    const std::string what = e.what();
+    ASSERT_EQ(what.rfind("step ", 0), 0u) << what;
+    bad_step = std::stoll(what.substr(5));
+    EXPECT_EQ(what.find('\n'), std::string::npos) << what;
+  }
+  ASSERT_GE(bad_step, 1);
+  auto before = make_net();
+  if (bad_step > 1) {
+    EXPECT_EQ(run(before, bad_step - 1).size(), static_cast<size_t>(bad_step - 1));
+  }
+  EXPECT_EQ(max_difference(net, before), 0.0);
+  for (const at::Tensor& p : net->parameters()) EXPECT_TRUE(p.isfinite().all().item<bool>());
 }
 
 }  // namespace
