@@ -308,14 +308,16 @@ StepReport Accumulator::step() {
   // The norm doubles as the overflow check: an inf or NaN anywhere in G makes ‖G‖ non-finite.
   // (Checked on the host because the norm is read anyway; no separate pass or flag.)
   r.skipped = scaler_ && !std::isfinite(grad_norm);
-  // Without a loss scaler nothing makes such a window finite again, and the update would carry it
-  // into every weight: stop with the weights of the last good step (the same step on every rank).
-  if (!scaler_ && !(std::isfinite(grad_norm) && std::isfinite(r.loss))) {
+  // Nothing makes such a window finite again without a loss scaler (the update would carry it into
+  // every weight), nor with a scale already below 2^-24, fp16's smallest step, where the forward
+  // overflows by itself: stop with the last good step's weights (the same step on every rank).
+  if (scaler_ ? r.skipped && loss_scale < 0x1p-24 : !(std::isfinite(grad_norm) && std::isfinite(r.loss))) {
     discard_window();
     throw NumericalError(fmt::format(
-        "step {}: the window's loss ({}) or gradient norm ({}) is not finite, so its update was not applied and "
+        "step {}: the window's loss ({}) or gradient norm ({}) is not finite{}, so its update was not applied and "
         "training stops: lower the learning rate, clip the gradient (--clip), or look for inf/NaN in the data",
-        steps_ + 1, r.loss, grad_norm));
+        steps_ + 1, std::isnan(r.loss) ? NAN : r.loss, std::isnan(grad_norm) ? NAN : grad_norm,  // "nan", never "-nan"
+        scaler_ ? fmt::format(" even at loss scale {:g}", loss_scale) : ""));
   }
   if (noise_) {
     // |G_small|² of the first micro-batch's mean gradient: the buffer held S·s·n_small times it.

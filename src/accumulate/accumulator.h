@@ -162,7 +162,7 @@ class Accumulator : public Stateful {
   // Ends the window: exact normalization, clipping, optimizer update, zeroed buffer.
   // Throws std::logic_error for a window with nothing in it, and NumericalError (the window
   // discarded, the weights untouched) when its loss or gradient norm is not finite and there is
-  // no loss scaler to skip it.
+  // no loss scaler to skip it, or its scale is already below 2^-24.
   StepReport step();
 
   // ‖buffer‖ as the boundary computes it (float64, on the device): the memory planner measures

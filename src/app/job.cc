@@ -14,6 +14,7 @@
 
 #include <fmt/format.h>
 #include <torch/csrc/autograd/profiler_kineto.h>
+#include <nlohmann/json.hpp>
 
 #include "app/contrastive.h"
 #include "app/options_table.h"
@@ -33,6 +34,14 @@
 namespace gradacc {
 
 namespace {
+
+// An evaluation's record in the run's log, built as JSON rather than formatted as text: a diverged
+// model's NaN loss is written null, as in the step records (as text it would be `nan`: no JSON).
+void log_eval(Trainer& trainer, const nlohmann::ordered_json& fields) {
+  nlohmann::ordered_json record = {{"event", "eval"}};
+  for (const auto& [key, value] : fields.items()) record[key] = value;
+  trainer.log_record(record.dump());
+}
 
 void require_writable_parent(const std::string& file) {
   if (std::filesystem::is_directory(file))
@@ -185,15 +194,13 @@ JobSummary run_train_job(const JobConfig& c, std::ostream& out) {
     // training RNG nor the accumulation is touched.
     trainer.on_step([&](const StepReport& r, const StepContext&) {
       if (r.step % c.eval_every != 0 || work.test->size() == 0) return true;
-      std::string record;
       if (work.text) {
-        record = fmt::format(R"("split":"validation","at_step":{},"loss":{})", r.step,
-                             trainer.evaluate_loss(*work.test, 64));
+        log_eval(trainer,
+                 {{"split", "validation"}, {"at_step", r.step}, {"loss", trainer.evaluate_loss(*work.test, 64)}});
       } else {
         const Evaluation e = trainer.evaluate_loss_and_accuracy(*work.test, 250);  // one pass for both
-        record = fmt::format(R"("split":"test","at_step":{},"loss":{},"accuracy":{})", r.step, e.loss, e.accuracy);
+        log_eval(trainer, {{"split", "test"}, {"at_step", r.step}, {"loss", e.loss}, {"accuracy", e.accuracy}});
       }
-      trainer.log_record(R"({"event":"eval",)" + record + "}");
       return true;
     });
   }
@@ -299,9 +306,11 @@ JobSummary run_train_job(const JobConfig& c, std::ostream& out) {
     s.validation_loss = trainer.evaluate_loss(*work.test, 64);
     s.bits_per_byte = s.validation_loss / std::log(2.0);
     s.unigram_bits_per_byte = work.unigram_bits_per_byte;
-    trainer.log_record(fmt::format(
-        R"({{"event":"eval","split":"validation","loss":{},"bits_per_byte":{},"unigram_bits_per_byte":{},"sequences":{}}})",
-        s.validation_loss, s.bits_per_byte, s.unigram_bits_per_byte, work.test->size()));
+    log_eval(trainer, {{"split", "validation"},
+                       {"loss", s.validation_loss},
+                       {"bits_per_byte", s.bits_per_byte},
+                       {"unigram_bits_per_byte", s.unigram_bits_per_byte},
+                       {"sequences", work.test->size()}});
     out << fmt::format("{}; validation {:.4f} bits/byte (unigram baseline {:.4f}){}\n", trained, s.bits_per_byte,
                        s.unigram_bits_per_byte, skipped);
     return s;
@@ -310,15 +319,14 @@ JobSummary run_train_job(const JobConfig& c, std::ostream& out) {
     const auto& images = static_cast<const TensorDataset&>(*work.train);
     s.test_accuracy =
         linear_probe_accuracy(*network, images, static_cast<const TensorDataset&>(*work.test), plan.device);
-    trainer.log_record(fmt::format(R"({{"event":"eval","split":"test","linear_probe_accuracy":{},"examples":{}}})",
-                                   s.test_accuracy, work.test->size()));
+    log_eval(trainer, {{"split", "test"}, {"linear_probe_accuracy", s.test_accuracy}, {"examples", work.test->size()}});
     out << fmt::format("{}; linear-probe test accuracy {:.4f}{}\n", trained, s.test_accuracy, skipped);
     return s;
   }
   const Evaluation test = trainer.evaluate_loss_and_accuracy(*work.test, 1000);  // one pass for both
   s.test_accuracy = test.accuracy;
-  trainer.log_record(fmt::format(R"({{"event":"eval","split":"test","loss":{},"accuracy":{},"examples":{}}})",
-                                 test.loss, s.test_accuracy, work.test->size()));
+  log_eval(trainer,
+           {{"split", "test"}, {"loss", test.loss}, {"accuracy", s.test_accuracy}, {"examples", work.test->size()}});
   out << fmt::format("{}; test accuracy {:.4f}{}\n", trained, s.test_accuracy, skipped);
   return s;
 }

@@ -65,6 +65,28 @@ TEST(TrainJob, RunsLogsEveryOptimizerStepAndLearns) {
   std::filesystem::remove(c.save_path);
 }
 
+// An fp16 model pushed out of fp16's range by one huge step: its windows are skipped, and its
+// evaluation's loss is NaN, which the log writes as null (it once wrote `nan`, no JSON, and the
+// job failed on its last line).
+TEST(TrainJob, ANanEvaluationIsLoggedAsNull) {
+  JobConfig c = small_job();
+  c.optimizer.name = "sgd";
+  c.optimizer.lr = 1000;
+  c.train.precision().compute(Precision::kFp16);
+  c.train.data().epochs(std::nullopt).steps(5);
+  std::ostringstream out;
+  const JobSummary s = run_train_job(c, out);
+  EXPECT_GT(s.result.skipped_steps, 0);
+  std::ifstream log(c.train.logging().log_path());
+  std::string line, last;
+  while (std::getline(log, line)) last = line;
+  const nlohmann::json eval = nlohmann::json::parse(last);
+  EXPECT_EQ(eval["event"], "eval") << last;
+  EXPECT_TRUE(eval["loss"].is_null()) << last;
+  std::filesystem::remove(c.train.logging().log_path());
+  std::filesystem::remove(c.save_path);
+}
+
 TEST(TrainJob, BatchNormWithAccumulationWarnsAndSuggestsGroupNorm) {
   const BatchPlan plan = BatchPlan::resolve({256, 32, std::nullopt, std::nullopt});
   auto bn = make_model({ModelKind::kCnn, NormKind::kBatch}, 10);

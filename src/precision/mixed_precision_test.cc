@@ -15,6 +15,7 @@
 #include "accumulate/accumulator.h"
 #include "builtin/fashion_mnist.h"
 #include "builtin/models.h"
+#include "gradacc/errors.h"
 #include "gradacc/optimizer.h"
 #include "gradacc/precision.h"
 #include "gradacc/trainer.h"
@@ -134,6 +135,34 @@ TEST(LossScaling, OverflowInOneMicroBatchSkipsTheStepAndTheScheduleAndHalvesTheS
   EXPECT_EQ(next.lr, schedule.lr_at(0));
   EXPECT_FALSE(at::equal(before, flat_params(*model)));
   EXPECT_EQ(acc.updates_applied(), 1);
+}
+
+// A window that overflows whatever the scale (here its loss is inf) is skipped while backing off
+// can help; once the scale is below 2^-24, fp16's smallest step, training stops with
+// NumericalError instead of skipping for ever, the weights untouched.
+TEST(LossScaling, OverflowBelowTheSmallestUsefulScaleStopsTraining) {
+  auto model = seeded({ModelKind::kMlp, NormKind::kNone});
+  torch::optim::SGD sgd(model->parameters(), 0.1);
+  LossScaler scaler(LossScalerOptions().init_scale_(0x1p-22));
+  Accumulator acc(*model, sgd, nullptr, AccumulatorOptions().nominal_count_(64), nullptr, &scaler);
+  const Batch b = fashion_batch(64);
+  const at::Tensor before = flat_params(*model);
+  for (const double scale : {0x1p-22, 0x1p-23, 0x1p-24}) {  // skipped: the scale may still help
+    accumulate_window(*model, acc, b, 16, Precision::kFp32, /*poison=*/0);
+    const StepReport r = acc.step();
+    EXPECT_TRUE(r.skipped);
+    EXPECT_EQ(r.loss_scale, scale);
+  }
+  accumulate_window(*model, acc, b, 16, Precision::kFp32, /*poison=*/0);  // at 2^-25
+  try {
+    acc.step();
+    FAIL() << "a window overflowing below the smallest useful scale was skipped again";
+  } catch (const NumericalError& e) {
+    EXPECT_NE(std::string(e.what()).find("step 4: "), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("even at loss scale 2.98023e-08"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(at::equal(before, flat_params(*model)));
+  EXPECT_EQ(acc.flat_grad().abs().max().item<float>(), 0.0f);  // the window was discarded
 }
 
 // The loss scale S is a power of two, so in fp32 the scaled buffer is exactly S × the unscaled
