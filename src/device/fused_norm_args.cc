@@ -41,13 +41,12 @@ std::optional<ForwardCall> prepare_forward(const at::Tensor& x, const at::Tensor
   const bool has_branch = branch.defined(), has_bias = bias.defined();
   if (!x.defined() || x.dim() < 1 || x.numel() == 0 || !x.is_contiguous() || !weight.defined()) return std::nullopt;
   const int64_t cols = x.size(-1);
-  if (cols > kernels::kMaxNormCols || x.numel() / cols > kernels::kMaxNormRows || !fits(weight, x.device(), cols))
-    return std::nullopt;
+  if (cols > kernels::kMaxNormCols || !fits(weight, x.device(), cols)) return std::nullopt;
   if (has_branch && (branch.sizes() != x.sizes() || !fits(branch, x.device(), x.numel()))) return std::nullopt;
   if (has_bias && (bias.scalar_type() != weight.scalar_type() || !fits(bias, x.device(), cols))) return std::nullopt;
   const auto layout = layout_of(x, has_branch ? std::optional(branch.scalar_type()) : std::nullopt,
                                 weight.scalar_type(), out_dtype, rms);
-  if (!layout) return std::nullopt;
+  if (!layout || layout->rows > kernels::kMaxNormRows) return std::nullopt;
 
   ForwardCall call;
   Forward& f = call.outputs;

@@ -224,11 +224,11 @@ bool launch_forward(const NormForwardArgs& args, Launch&& launch) {
 template <class Launch>
 bool launch_backward(const NormBackwardArgs& args, Launch&& launch) {
   const NormLayout& l = args.layout;
+  const int warps = backward_warps(l.cols);  // each with a [2, cols] fp32 slice of shared memory
   return with_types(l.x_dtype, l.branch_dtype, l.weight_dtype, l.out_dtype, [&](auto t) {
     using T = decltype(t);
     launch(norm_backward_kernel<typename T::x, typename T::branch, typename T::weight, typename T::out>,
-           backward_blocks(l.rows, l.cols), 32 * backward_warps(l.cols),
-           2 * static_cast<size_t>(l.cols) * sizeof(float) * backward_warps(l.cols), args);
+           backward_blocks(l.rows, l.cols), 32 * warps, 2 * static_cast<size_t>(l.cols) * sizeof(float) * warps, args);
   });
 }
 
